@@ -1,0 +1,65 @@
+"""Proto code generation with the venv's grpcio-tools (Bazel's proto rules would download)."""
+
+load("@venv//:defs.bzl", "VENV_BIN", "VENV_PYTHON")
+
+def _stem(src):
+    return src[:-len(".proto")]
+
+def py_grpc_library(name, srcs, deps = [], visibility = None):
+    """protoc-generated protobuf (_pb2) and grpc (_pb2_grpc) modules for srcs.
+
+    Sources are paths below this package, which is the proto root: `bourse/x/v1/y.proto`
+    becomes the module `bourse.x.v1.y_pb2`.
+    """
+    outs = []
+    for src in srcs:
+        outs += [_stem(src) + "_pb2.py", _stem(src) + "_pb2.pyi", _stem(src) + "_pb2_grpc.py"]
+    native.genrule(
+        name = name + "_gen",
+        srcs = srcs,
+        outs = outs,
+        cmd = " ".join([
+            VENV_PYTHON,
+            "-m grpc_tools.protoc",
+            "-I" + native.package_name(),
+            "--python_out=$(RULEDIR)",
+            "--pyi_out=$(RULEDIR)",
+            "--grpc_python_out=$(RULEDIR)",
+            "$(SRCS)",
+        ]),
+    )
+    native.py_library(
+        name = name,
+        srcs = [o for o in outs if o.endswith(".py")],
+        data = [o for o in outs if o.endswith(".pyi")],
+        imports = ["."],
+        deps = deps,
+        visibility = visibility,
+    )
+
+def betterproto2_library(name, srcs, package, outs, proto_root, visibility = None):
+    """betterproto2 dataclasses for srcs, generated below the Python package `package`.
+
+    betterproto2 writes relative imports, so its whole tree (bourse/..., google/...,
+    message_pool.py) lives under one top-level package and never collides with the
+    protoc-generated `bourse` package used by the services.
+    """
+    native.genrule(
+        name = name + "_gen",
+        srcs = srcs,
+        outs = [package + "/" + o for o in outs],
+        cmd = " ".join([
+            "PATH=%s:$$PATH" % VENV_BIN,  # the plugin formats its output with ruff
+            VENV_PYTHON,
+            "-m grpc_tools.protoc",
+            "-I" + proto_root,
+            "--python_betterproto2_out=$(RULEDIR)/" + package,
+            "$(SRCS)",
+        ]),
+    )
+    native.py_library(
+        name = name,
+        srcs = [package + "/" + o for o in outs if o.endswith(".py")],
+        imports = ["."],
+        visibility = visibility,
+    )
