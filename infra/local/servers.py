@@ -1,0 +1,165 @@
+"""Private PostgreSQL and Redis servers for tests and the local stack.
+
+Never assume a default port is free or a server is running: each server gets a free
+port and its own data directory. Set BOURSE_TEST_PG_URL / BOURSE_TEST_REDIS_URL to
+use a running server instead (its databases are created if missing).
+PostgreSQL refuses to run as root, so as root it runs as the `postgres` user.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 15.0, host: str = "127.0.0.1") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on {host}:{port} after {timeout}s")
+
+
+def _pg_bin(name: str) -> str:
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    if not found:
+        raise RuntimeError(f"PostgreSQL's {name} not found: run `make setup`")
+    return found[-1]
+
+
+def _as_postgres(cmd: list[str]) -> list[str]:
+    if os.geteuid() != 0:
+        return cmd
+    return ["runuser", "-u", "postgres", "--", *cmd]
+
+
+@dataclass
+class Postgres:
+    """A private PostgreSQL cluster; `url(db)` gives a SQLAlchemy/psycopg URL."""
+
+    port: int = 0
+    datadir: str = ""
+    external_url: str | None = None
+    _owned_dir: str | None = field(default=None, repr=False)
+
+    def start(self, databases: list[str]) -> Postgres:
+        if self.external_url:
+            self._create_databases(databases)
+            return self
+        self.port = self.port or free_port()
+        base = tempfile.mkdtemp(prefix="bourse-pg-")
+        self._owned_dir = base
+        self.datadir = os.path.join(base, "data")
+        if os.geteuid() == 0:
+            pw = pwd.getpwnam("postgres")
+            os.chown(base, pw.pw_uid, pw.pw_gid)
+        subprocess.run(
+            _as_postgres([_pg_bin("initdb"), "-D", self.datadir, "-A", "trust", "-U", "postgres", "-E", "UTF8"]),
+            check=True, capture_output=True,
+        )
+        options = (
+            f"-p {self.port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=on "
+            "-c synchronous_commit=on -c max_connections=200 -c shared_buffers=128MB"
+        )
+        subprocess.run(
+            _as_postgres([_pg_bin("pg_ctl"), "-D", self.datadir, "-o", options, "-l",
+                          os.path.join(base, "log"), "-w", "-t", "60", "start"]),
+            check=True, capture_output=True,
+        )
+        self._create_databases(databases)
+        return self
+
+    def _admin_url(self) -> str:
+        return self.external_url or f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _create_databases(self, databases: list[str]) -> None:
+        import psycopg
+
+        with psycopg.connect(self._admin_url(), autocommit=True) as conn:
+            existing = {r[0] for r in conn.execute("SELECT datname FROM pg_database")}
+            for db in databases:
+                if db not in existing:
+                    conn.execute(f'CREATE DATABASE "{db}"')
+
+    def url(self, database: str, driver: str = "postgresql+psycopg") -> str:
+        base = self._admin_url().rsplit("/", 1)[0]
+        return f"{base}/{database}".replace("postgresql://", driver + "://", 1)
+
+    def pid(self) -> int | None:
+        try:
+            with open(os.path.join(self.datadir, "postmaster.pid")) as f:
+                return int(f.readline())
+        except (OSError, ValueError):
+            return None
+
+    def stop(self) -> None:
+        if self.external_url or not self._owned_dir:
+            return
+        subprocess.run(
+            _as_postgres([_pg_bin("pg_ctl"), "-D", self.datadir, "-m", "fast", "-w", "stop"]),
+            capture_output=True,
+        )
+        shutil.rmtree(self._owned_dir, ignore_errors=True)
+        self._owned_dir = None
+
+
+@dataclass
+class Redis:
+    port: int = 0
+    external_url: str | None = None
+    process: subprocess.Popen | None = None
+    _dir: str | None = None
+
+    def start(self) -> Redis:
+        if self.external_url:
+            return self
+        self.port = self.port or free_port()
+        self._dir = tempfile.mkdtemp(prefix="bourse-redis-")
+        binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+        self.process = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", self._dir, "--loglevel", "warning"],
+            stdout=subprocess.DEVNULL,
+        )
+        wait_for_port(self.port)
+        return self
+
+    @property
+    def url(self) -> str:
+        return self.external_url or f"redis://127.0.0.1:{self.port}/0"
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self._dir:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
+
+
+def postgres_from_env() -> Postgres:
+    return Postgres(external_url=os.environ.get("BOURSE_TEST_PG_URL") or None)
+
+
+def redis_from_env() -> Redis:
+    return Redis(external_url=os.environ.get("BOURSE_TEST_REDIS_URL") or None)

@@ -1,0 +1,48 @@
+"""Errors with a gRPC code and a machine-readable reason (google.rpc.ErrorInfo)."""
+
+from __future__ import annotations
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+DOMAIN = "bourse.exchange"
+
+
+class BourseError(Exception):
+    """A failure the caller should see: code, UPPER_SNAKE reason, human message."""
+
+    def __init__(self, code: grpc.StatusCode, reason: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.reason = reason
+        self.message = message
+
+
+def invalid(field: str, message: str) -> BourseError:
+    return BourseError(grpc.StatusCode.INVALID_ARGUMENT, "INVALID_" + field.upper(), f"{field}: {message}")
+
+
+def to_status(error: BourseError) -> grpc.Status:
+    detail = any_pb2.Any()
+    detail.Pack(error_details_pb2.ErrorInfo(reason=error.reason, domain=DOMAIN))
+    status = status_pb2.Status(code=error.code.value[0], message=error.message, details=[detail])
+    return rpc_status.to_status(status)
+
+
+async def abort(context: grpc.aio.ServicerContext, error: BourseError):
+    """Ends the call with error's code, message and ErrorInfo detail."""
+    await context.abort_with_status(to_status(error))
+
+
+def reason_of(error: grpc.RpcError) -> str | None:
+    """The ErrorInfo reason of a received error, if it carries one."""
+    status = rpc_status.from_call(error)
+    if status is None:
+        return None
+    for detail in status.details:
+        info = error_details_pb2.ErrorInfo()
+        if detail.Unpack(info):
+            return info.reason
+    return None

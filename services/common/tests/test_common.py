@@ -1,0 +1,54 @@
+import grpc
+import pytest
+
+from services.common.config import ShardMap, parse_api_keys, symbol_ids
+from services.common.errors import BourseError, to_status
+from services.common.ids import SnowflakeIds
+
+
+def test_default_shard_ranges_split_the_alphabet_in_three():
+    shards = ShardMap.parse("A-G,H-O,P-Z")
+    assert [shards.shard_of(s) for s in ("AAPL", "GOOG", "HD", "ORCL", "PEP", "ZM")] == [0, 0, 1, 1, 2, 2]
+
+
+def test_a_symbol_outside_every_range_has_no_shard():
+    assert ShardMap.parse("A-C").shard_of("MSFT") is None
+
+
+@pytest.mark.parametrize("spec", ["A-", "a-g", "G-A", "AB-C", ""])
+def test_bad_shard_ranges_are_refused(spec):
+    with pytest.raises(ValueError):
+        ShardMap.parse(spec)
+
+
+def test_api_keys_map_to_accounts():
+    assert parse_api_keys("k1=1, k2=22") == {"k1": 1, "k2": 22}
+    for bad in ("k1", "k1=", "=3", "k=0", "k=-1", "k=x"):
+        with pytest.raises(ValueError):
+            parse_api_keys(bad)
+
+
+def test_symbol_ids_are_stable_and_start_at_one():
+    assert symbol_ids(["MSFT", "AAPL"]) == {"AAPL": 1, "MSFT": 2}
+
+
+def test_snowflake_ids_grow_and_carry_their_node():
+    ticks = iter([1_800_000_000.0] * 5000 + [1_800_000_000.001])
+    ids = SnowflakeIds(node=513, clock=lambda: next(ticks))
+    minted = [ids.next() for _ in range(5001)]
+    assert minted == sorted(set(minted))  # strictly increasing, even past 4096 per ms
+    assert {SnowflakeIds.node_of(i) for i in minted} == {513}
+    assert 0 < minted[-1] < 2**63
+
+
+def test_two_nodes_never_collide_in_the_same_millisecond():
+    a = SnowflakeIds(node=0, clock=lambda: 1_800_000_000.0)
+    b = SnowflakeIds(node=1, clock=lambda: 1_800_000_000.0)
+    assert not {a.next() for _ in range(100)} & {b.next() for _ in range(100)}
+
+
+def test_errors_carry_code_message_and_reason():
+    status = to_status(BourseError(grpc.StatusCode.NOT_FOUND, "ORDER_NOT_FOUND", "order 5 not found"))
+    assert status.code == grpc.StatusCode.NOT_FOUND
+    assert status.details == "order 5 not found"
+    assert status.trailing_metadata[0][0] == "grpc-status-details-bin"
