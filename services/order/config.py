@@ -1,0 +1,55 @@
+"""Order service settings, from the environment (see README for the full list)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from services.common.config import (
+    ShardMap,
+    addresses,
+    env,
+    env_int,
+    parse_api_keys,
+    symbols_from_env,
+)
+
+DEMO_API_KEYS = "demo-key-alice=1,demo-key-bob=2,demo-key-carol=3,demo-key-dave=4"
+
+
+@dataclass(frozen=True)
+class OrderSettings:
+    address: str
+    node_id: int
+    matching_addresses: list[str]
+    persistence_address: str
+    redis_url: str
+    api_keys: dict[str, int]
+    symbols: tuple[str, ...]
+    shard_map: ShardMap
+    batch_max: int
+    call_timeout_s: float
+    drain_seconds: float
+
+    @classmethod
+    def from_env(cls) -> OrderSettings:
+        settings = cls(
+            address=env("BOURSE_ORDER_ADDR", "127.0.0.1:50051"),
+            node_id=env_int("BOURSE_NODE_ID", 0),
+            matching_addresses=addresses(env("BOURSE_MATCHING_ADDRS", "127.0.0.1:50060")),
+            persistence_address=env("BOURSE_PERSISTENCE_ADDR", "127.0.0.1:50070"),
+            redis_url=env("BOURSE_REDIS_URL", "redis://127.0.0.1:6379/0"),
+            api_keys=parse_api_keys(env("BOURSE_API_KEYS", DEMO_API_KEYS)),
+            symbols=symbols_from_env(),
+            shard_map=ShardMap.from_env(),
+            batch_max=env_int("BOURSE_BATCH_MAX", 1024),
+            call_timeout_s=env_int("BOURSE_CALL_TIMEOUT_MS", 5000) / 1000,
+            drain_seconds=env_int("BOURSE_DRAIN_MS", 2000) / 1000,
+        )
+        if len(settings.matching_addresses) != len(settings.shard_map):
+            raise SystemExit(
+                f"BOURSE_MATCHING_ADDRS has {len(settings.matching_addresses)} addresses "
+                f"but BOURSE_SHARD_RANGES has {len(settings.shard_map)} shards"
+            )
+        if not 0 <= settings.node_id < 512:
+            raise SystemExit("BOURSE_NODE_ID must be 0-511 (unique per order-service replica)")
+        return settings

@@ -1,0 +1,76 @@
+"""Order service process: `python -m services.order.main` (settings in config.py)."""
+
+from __future__ import annotations
+
+import grpc
+import redis.asyncio as redis
+from bourse.marketdata.v1 import market_data_service_pb2_grpc as md_grpc
+from bourse.matching.v1 import matching_service_pb2_grpc as matching_grpc
+from bourse.order.v1 import order_service_pb2_grpc as order_grpc
+from bourse.persistence.v1 import persistence_service_pb2_grpc as persistence_grpc
+
+from services.common import logs
+from services.common.ids import SnowflakeIds
+from services.common.server import CHANNEL_OPTIONS, Lifecycle, Service, run, serve
+from services.order.batcher import ShardBatcher
+from services.order.config import OrderSettings
+from services.order.idempotency import IdempotencyKeys
+from services.order.orders import OrderDesk
+from services.order.service import (
+    MARKET_DATA_SERVICE,
+    ORDER_SERVICE,
+    Authenticator,
+    MarketDataServicer,
+    OrderServicer,
+)
+
+
+async def main() -> None:
+    settings = OrderSettings.from_env()
+    log = logs.configure("order").bind(node=settings.node_id)
+    channels = [grpc.aio.insecure_channel(a, options=CHANNEL_OPTIONS) for a in settings.matching_addresses]
+    batchers = [
+        ShardBatcher(matching_grpc.MatchingServiceStub(ch).ExecuteBatch, batch_max=settings.batch_max)
+        for ch in channels
+    ]
+    persistence_channel = grpc.aio.insecure_channel(settings.persistence_address, options=CHANNEL_OPTIONS)
+    redis_client = redis.Redis.from_url(settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
+    auth = Authenticator(settings.api_keys)
+    desk = OrderDesk(
+        symbols=settings.symbols,
+        shard_map=settings.shard_map,
+        batchers=batchers,
+        persistence=persistence_grpc.PersistenceServiceStub(persistence_channel),
+        idempotency=IdempotencyKeys(redis_client),
+        ids=SnowflakeIds(settings.node_id),
+        call_timeout_s=settings.call_timeout_s,
+    )
+
+    async def ready():
+        for batcher in batchers:
+            batcher.start()
+
+    async def closing():
+        for batcher in batchers:
+            await batcher.stop()
+        for channel in [*channels, persistence_channel]:
+            await channel.close()
+        await redis_client.aclose()
+
+    def register_order(server):
+        order_grpc.add_OrderServiceServicer_to_server(OrderServicer(desk, auth), server)
+
+    def register_market_data(server):
+        md_grpc.add_MarketDataServiceServicer_to_server(MarketDataServicer(redis_client, settings.symbols, auth), server)
+
+    await serve(
+        [Service(ORDER_SERVICE, register_order), Service(MARKET_DATA_SERVICE, register_market_data)],
+        settings.address,
+        log,
+        drain_seconds=settings.drain_seconds,
+        lifecycle=Lifecycle(ready=ready, closing=closing),
+    )
+
+
+if __name__ == "__main__":
+    run(main)

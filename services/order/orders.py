@@ -1,0 +1,172 @@
+"""The order desk: submit (with idempotency), cancel, read. No gRPC server code here.
+
+Downstream failures become BourseError with UNAVAILABLE; a submit whose outcome is
+unknown (shard timed out) keeps its idempotency claim, so the client's retry with the
+same client_order_id finds the original order or re-sends it under the same order_id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+import redis.asyncio as redis
+import structlog
+from bourse.matching.v1 import matching_service_pb2 as matching_pb2
+from bourse.persistence.v1 import persistence_service_pb2 as persistence_pb2
+from bourse.persistence.v1 import persistence_service_pb2_grpc as persistence_grpc
+from bourse.type.v1 import types_pb2
+
+from services.common.config import ShardMap
+from services.common.errors import BourseError
+from services.common.ids import SnowflakeIds
+from services.order import validation
+from services.order.batcher import ShardBatcher
+from services.order.idempotency import IdempotencyKeys
+
+log = structlog.get_logger()
+DONE = {types_pb2.ORDER_STATUS_FILLED, types_pb2.ORDER_STATUS_CANCELLED, types_pb2.ORDER_STATUS_REJECTED}
+# How long a retry waits for an in-flight original to be committed before re-sending it.
+REPLAY_WAIT_S = 1.0
+
+
+def unavailable(what: str, error: Exception) -> BourseError:
+    detail = error.details() if isinstance(error, grpc.RpcError) else str(error)
+    return BourseError(
+        grpc.StatusCode.UNAVAILABLE, f"{what.upper()}_UNAVAILABLE",
+        f"{what} unavailable ({detail}); retry with the same client_order_id",
+    )
+
+
+def not_found(order_id: int) -> BourseError:
+    return BourseError(grpc.StatusCode.NOT_FOUND, "ORDER_NOT_FOUND", f"order {order_id} not found")
+
+
+class OrderDesk:
+    def __init__(
+        self,
+        symbols,
+        shard_map: ShardMap,
+        batchers: list[ShardBatcher],
+        persistence: persistence_grpc.PersistenceServiceStub,
+        idempotency: IdempotencyKeys,
+        ids: SnowflakeIds,
+        call_timeout_s: float,
+    ):
+        self.symbols = frozenset(symbols)
+        self._shards = shard_map
+        self._batchers = batchers
+        self._persistence = persistence
+        self._idempotency = idempotency
+        self._ids = ids
+        self._timeout = call_timeout_s
+
+    def _batcher(self, symbol: str) -> ShardBatcher:
+        shard = self._shards.shard_of(symbol)
+        if shard is None:
+            raise BourseError(grpc.StatusCode.INVALID_ARGUMENT, "INVALID_SYMBOL", f"symbol: no shard owns {symbol!r}")
+        return self._batchers[shard]
+
+    async def _execute(self, symbol: str, command: matching_pb2.Command) -> matching_pb2.CommandResult:
+        try:
+            return await asyncio.wait_for(self._batcher(symbol).execute(command), self._timeout)
+        except BourseError:
+            raise
+        except (grpc.RpcError, asyncio.TimeoutError, RuntimeError) as error:
+            raise unavailable("matching shard", error) from error
+
+    async def submit(self, request, account_id: int) -> tuple[types_pb2.Order, bool]:
+        """Returns (order, replayed)."""
+        order_id = self._ids.next()
+        new_order = validation.new_order(request, account_id, order_id, self.symbols)
+        try:
+            owner = await self._idempotency.claim(account_id, request.client_order_id, order_id)
+        except redis.RedisError as error:
+            log.warning("idempotency store unreachable, using the database", error=str(error))
+            owner = await self._owner_in_database(account_id, request.client_order_id)
+        if owner is not None:
+            stored = await self._wait_for_stored(owner, account_id)
+            if stored is not None:
+                return stored, True
+            new_order.order_id = owner  # the original never committed: send it again as itself
+        result = await self._execute(request.symbol, matching_pb2.Command(new_order=new_order))
+        if result.error_reason == "DUPLICATE_ORDER_ID":  # the original is being committed right now
+            stored = await self._wait_for_stored(new_order.order_id, account_id, wait_s=self._timeout)
+            if stored is not None:
+                return stored, True
+            raise unavailable("matching shard", RuntimeError("original order still in flight"))
+        return result.order, owner is not None
+
+    async def _owner_in_database(self, account_id: int, client_order_id: str) -> int | None:
+        try:
+            response = await self._persistence.GetOrderByClientId(
+                persistence_pb2.GetOrderByClientIdRequest(account_id=account_id, client_order_id=client_order_id),
+                timeout=self._timeout,
+            )
+            return response.order.order_id
+        except grpc.RpcError as error:
+            if error.code() == grpc.StatusCode.NOT_FOUND:
+                return None
+            raise unavailable("persistence", error) from error
+
+    async def _wait_for_stored(self, order_id: int, account_id: int, wait_s: float = REPLAY_WAIT_S):
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_s
+        while True:
+            order = await self._find(order_id, account_id)
+            if order is not None or loop.time() >= deadline:
+                return order
+            await asyncio.sleep(0.02)
+
+    async def _find(self, order_id: int, account_id: int) -> types_pb2.Order | None:
+        try:
+            response = await self._persistence.GetOrder(
+                persistence_pb2.GetOrderRequest(order_id=order_id, account_id=account_id), timeout=self._timeout
+            )
+            return response.order
+        except grpc.RpcError as error:
+            if error.code() == grpc.StatusCode.NOT_FOUND:
+                return None
+            raise unavailable("persistence", error) from error
+
+    async def cancel(self, request, account_id: int) -> types_pb2.Order:
+        validation.order_id(request.order_id)
+        validation.check_symbol(request.symbol, self.symbols)
+        command = matching_pb2.Command(
+            cancel_order=matching_pb2.CancelOrder(order_id=request.order_id, account_id=account_id, symbol=request.symbol)
+        )
+        result = await self._execute(request.symbol, command)
+        if not result.error_reason:
+            return result.order
+        stored = await self._find(request.order_id, account_id)
+        if stored is None or stored.symbol != request.symbol:
+            raise not_found(request.order_id)
+        if stored.status in DONE:
+            name = types_pb2.OrderStatus.Name(stored.status)
+            raise BourseError(
+                grpc.StatusCode.FAILED_PRECONDITION, "ORDER_DONE", f"order {request.order_id} is already {name}"
+            )
+        raise BourseError(grpc.StatusCode.ABORTED, result.error_reason, f"cancel refused: {result.error_reason}")
+
+    async def get(self, order_id: int, account_id: int) -> types_pb2.Order:
+        validation.order_id(order_id)
+        order = await self._find(order_id, account_id)
+        if order is None:
+            raise not_found(order_id)
+        return order
+
+    async def list(self, request, account_id: int) -> persistence_pb2.ListOrdersResponse:
+        size = validation.page_size(request.page_size)
+        if request.symbol:
+            validation.check_symbol(request.symbol, self.symbols)
+        try:
+            return await self._persistence.ListOrders(
+                persistence_pb2.ListOrdersRequest(
+                    account_id=account_id, page_size=size, page_token=request.page_token, symbol=request.symbol
+                ),
+                timeout=self._timeout,
+            )
+        except grpc.RpcError as error:
+            if error.code() == grpc.StatusCode.INVALID_ARGUMENT:
+                raise BourseError(error.code(), "INVALID_PAGE_TOKEN", f"page_token: {error.details()}") from error
+            raise unavailable("persistence", error) from error

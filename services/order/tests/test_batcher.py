@@ -1,0 +1,64 @@
+import asyncio
+
+import pytest
+from bourse.matching.v1 import matching_service_pb2 as m
+from bourse.type.v1 import types_pb2 as t
+
+from services.order.batcher import ShardBatcher
+
+
+def command(order_id: int) -> m.Command:
+    return m.Command(new_order=m.NewOrder(order_id=order_id, symbol="AAPL"))
+
+
+class SlowShard:
+    """Answers each command with its order id after a delay, recording batch sizes."""
+
+    def __init__(self, delay: float = 0.02, fail: bool = False):
+        self.delay = delay
+        self.fail = fail
+        self.batches: list[int] = []
+
+    async def __call__(self, request):
+        self.batches.append(len(request.commands))
+        await asyncio.sleep(self.delay)
+        if self.fail:
+            raise RuntimeError("shard down")
+        return m.ExecuteBatchResponse(
+            results=[m.CommandResult(order=t.Order(order_id=c.new_order.order_id)) for c in request.commands]
+        )
+
+
+async def run_with(shard, calls: int, **kwargs):
+    batcher = ShardBatcher(shard, **kwargs)
+    batcher.start()
+    try:
+        return await asyncio.gather(*(batcher.execute(command(i)) for i in range(calls)), return_exceptions=True)
+    finally:
+        await batcher.stop()
+
+
+def test_concurrent_commands_share_batches_and_get_their_own_results():
+    shard = SlowShard()
+    results = asyncio.run(run_with(shard, 200, max_in_flight=1))
+    assert [r.order.order_id for r in results] == list(range(200))
+    assert sum(shard.batches) == 200
+    assert len(shard.batches) < 10  # coalesced, not one call per order
+
+
+def test_batches_never_exceed_the_maximum():
+    shard = SlowShard()
+    asyncio.run(run_with(shard, 100, batch_max=16))
+    assert max(shard.batches) <= 16 and sum(shard.batches) == 100
+
+
+def test_a_failed_batch_fails_each_of_its_callers():
+    results = asyncio.run(run_with(SlowShard(fail=True), 5))
+    assert all(isinstance(r, RuntimeError) for r in results)
+
+
+@pytest.mark.timeout(10)
+def test_a_lone_command_goes_out_at_once():
+    shard = SlowShard(delay=0)
+    results = asyncio.run(run_with(shard, 1))
+    assert results[0].order.order_id == 0 and shard.batches == [1]

@@ -1,0 +1,76 @@
+import grpc
+import pytest
+from bourse.order.v1 import order_service_pb2 as order_pb2
+from bourse.type.v1 import types_pb2 as t
+
+from services.common.errors import BourseError
+from services.order import validation
+
+LISTED = {"AAPL", "MSFT"}
+
+
+def limit(**overrides):
+    fields = dict(
+        client_order_id="c-1", symbol="AAPL", side=t.SIDE_BUY, order_type=t.ORDER_TYPE_LIMIT,
+        time_in_force=t.TIME_IN_FORCE_GTC, price=100, quantity=5,
+    )
+    fields.update(overrides)
+    return order_pb2.SubmitOrderRequest(**fields)
+
+
+def refused(request) -> BourseError:
+    with pytest.raises(BourseError) as caught:
+        validation.new_order(request, account_id=1, order_id=9, listed=LISTED)
+    assert caught.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    return caught.value
+
+
+def test_a_valid_limit_order_becomes_a_matching_command():
+    command = validation.new_order(limit(), account_id=7, order_id=42, listed=LISTED)
+    assert (command.order_id, command.account_id, command.symbol, command.price, command.quantity) == (
+        42, 7, "AAPL", 100, 5)
+
+
+def test_a_market_order_without_price_is_valid():
+    request = limit(order_type=t.ORDER_TYPE_MARKET, price=0, time_in_force=t.TIME_IN_FORCE_IOC)
+    assert validation.new_order(request, 1, 2, LISTED).price == 0
+
+
+@pytest.mark.parametrize(
+    "overrides, field",
+    [
+        ({"quantity": 0}, "quantity"),
+        ({"quantity": -3}, "quantity"),
+        ({"quantity": validation.MAX_QUANTITY + 1}, "quantity"),
+        ({"price": 0}, "price"),
+        ({"price": -1}, "price"),
+        ({"price": validation.MAX_PRICE + 1}, "price"),
+        ({"price": 10**12, "quantity": 10**8}, "quantity"),  # notional overflows int64
+        ({"order_type": t.ORDER_TYPE_MARKET, "price": 100, "time_in_force": t.TIME_IN_FORCE_IOC}, "price"),
+        ({"order_type": t.ORDER_TYPE_MARKET, "price": 0}, "time_in_force"),
+        ({"side": t.SIDE_UNSPECIFIED}, "side"),
+        ({"side": 7}, "side"),
+        ({"order_type": t.ORDER_TYPE_UNSPECIFIED}, "order_type"),
+        ({"time_in_force": t.TIME_IN_FORCE_UNSPECIFIED}, "time_in_force"),
+        ({"symbol": ""}, "symbol"),
+        ({"symbol": "NOPE"}, "symbol"),
+        ({"client_order_id": ""}, "client_order_id"),
+        ({"client_order_id": "x" * 65}, "client_order_id"),
+        ({"client_order_id": "tab\there"}, "client_order_id"),
+    ],
+)
+def test_bad_input_names_the_field(overrides, field):
+    error = refused(limit(**overrides))
+    assert error.message.startswith(field + ":"), error.message
+    assert error.reason == "INVALID_" + field.upper()
+
+
+@pytest.mark.parametrize("size, expected", [(0, 100), (1, 1), (1000, 1000)])
+def test_page_size_defaults_and_bounds(size, expected):
+    assert validation.page_size(size) == expected
+
+
+@pytest.mark.parametrize("size", [-1, 1001])
+def test_page_size_out_of_range_is_refused(size):
+    with pytest.raises(BourseError):
+        validation.page_size(size)

@@ -1,0 +1,79 @@
+"""Checks of client input. Every refusal names the field that was wrong."""
+
+from __future__ import annotations
+
+from bourse.matching.v1 import matching_service_pb2 as matching_pb2
+from bourse.type.v1 import types_pb2
+
+from services.common.errors import invalid
+
+MAX_PRICE = 10**12  # ticks
+MAX_QUANTITY = 10**12  # lots
+MAX_NOTIONAL = 2**63 - 1
+MAX_CLIENT_ORDER_ID = 64
+MAX_PAGE_SIZE = 1000
+
+
+def _enum(field: str, enum, value: int) -> int:
+    if value not in enum.values() or value == 0:
+        names = ", ".join(n for n in enum.keys() if not n.endswith("UNSPECIFIED"))
+        raise invalid(field, f"must be one of {names}, got {value}")
+    return value
+
+
+def check_symbol(symbol: str, listed) -> str:
+    if not symbol:
+        raise invalid("symbol", "is required")
+    if symbol not in listed:
+        raise invalid("symbol", f"unknown instrument {symbol[:32]!r}")
+    return symbol
+
+
+def new_order(request, account_id: int, order_id: int, listed) -> matching_pb2.NewOrder:
+    """Validates a SubmitOrderRequest and turns it into the matching command."""
+    coid = request.client_order_id
+    if not coid:
+        raise invalid("client_order_id", "is required")
+    if len(coid) > MAX_CLIENT_ORDER_ID or not coid.isprintable():
+        raise invalid("client_order_id", f"must be 1-{MAX_CLIENT_ORDER_ID} printable characters")
+    check_symbol(request.symbol, listed)
+    _enum("side", types_pb2.Side, request.side)
+    order_type = _enum("order_type", types_pb2.OrderType, request.order_type)
+    _enum("time_in_force", types_pb2.TimeInForce, request.time_in_force)
+    if not 0 < request.quantity <= MAX_QUANTITY:
+        raise invalid("quantity", f"must be 1-{MAX_QUANTITY} lots, got {request.quantity}")
+    if order_type == types_pb2.ORDER_TYPE_MARKET:
+        if request.price != 0:
+            raise invalid("price", "must be 0 (unset) for a market order")
+        if request.time_in_force == types_pb2.TIME_IN_FORCE_GTC:
+            raise invalid("time_in_force", "a market order cannot rest: use IOC or FOK")
+    else:
+        if not 0 < request.price <= MAX_PRICE:
+            raise invalid("price", f"must be 1-{MAX_PRICE} ticks for a limit order, got {request.price}")
+        if request.price * request.quantity > MAX_NOTIONAL:
+            raise invalid("quantity", "price x quantity overflows 64 bits")
+    return matching_pb2.NewOrder(
+        order_id=order_id,
+        account_id=account_id,
+        client_order_id=coid,
+        symbol=request.symbol,
+        side=request.side,
+        order_type=order_type,
+        time_in_force=request.time_in_force,
+        price=request.price,
+        quantity=request.quantity,
+    )
+
+
+def order_id(value: int) -> int:
+    if value <= 0:
+        raise invalid("order_id", f"must be a positive order id, got {value}")
+    return value
+
+
+def page_size(value: int) -> int:
+    if value == 0:
+        return 100
+    if not 0 < value <= MAX_PAGE_SIZE:
+        raise invalid("page_size", f"must be 1-{MAX_PAGE_SIZE}, got {value}")
+    return value
