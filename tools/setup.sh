@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs what bourse needs on a Debian machine; idempotent, seconds when done before.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DEBS=(bazel-bootstrap bazel-rules-java bazel-skylib libgtest-dev build-essential
+      postgresql redis-server util-linux)
+missing=()
+for pkg in "${DEBS[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing Debian packages: ${missing[*]}"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+PYTHON="${PYTHON:-python3.11}"
+command -v "$PYTHON" >/dev/null || PYTHON=python3
+stamp=".venv/.lock-$(sha256sum requirements.lock | cut -c1-16)"
+if [ ! -e "$stamp" ]; then
+  echo "setup: creating .venv from requirements.lock"
+  [ -x .venv/bin/python3 ] || "$PYTHON" -m venv .venv
+  .venv/bin/pip install -q --disable-pip-version-check -r requirements.lock
+  rm -f .venv/.lock-*
+  touch "$stamp"
+fi
