@@ -63,16 +63,21 @@ class Postgres:
             self._create_databases(databases)
             return self
         self.port = self.port or free_port()
-        base = tempfile.mkdtemp(prefix="bourse-pg-")
+        # Under /tmp, not $TMPDIR: the postgres user must be able to reach it.
+        base = tempfile.mkdtemp(prefix="bourse-pg-", dir="/tmp")
         self._owned_dir = base
         self.datadir = os.path.join(base, "data")
         if os.geteuid() == 0:
             pw = pwd.getpwnam("postgres")
             os.chown(base, pw.pw_uid, pw.pw_gid)
-        subprocess.run(
+        initdb = subprocess.run(
             _as_postgres([_pg_bin("initdb"), "-D", self.datadir, "-A", "trust", "-U", "postgres", "-E", "UTF8"]),
-            check=True, capture_output=True,
+            capture_output=True, text=True,
         )
+        if initdb.returncode != 0:
+            hint = " (inside Bazel's sandbox runuser cannot switch users: tag the test no-sandbox)" \
+                if "cannot set groups" in initdb.stderr else ""
+            raise RuntimeError(f"initdb failed{hint}: {initdb.stderr.strip()}")
         options = (
             f"-p {self.port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=on "
             "-c synchronous_commit=on -c max_connections=200 -c shared_buffers=128MB"
