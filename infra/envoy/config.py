@@ -1,0 +1,242 @@
+"""Envoy v3 bootstrap for the gRPC edge, generated as plain data.
+
+Plain dicts (not envoy-data-plane, whose JSON output misnames some fields such as
+`consecutive_5xx`) dumped as JSON, which Envoy reads as YAML. Every generated file is
+meant to be checked with `envoy --mode validate -c FILE` (see tests/).
+
+    python -m infra.envoy.config --listen-port 8080 --admin-port 9901 \
+        --backend 127.0.0.1:50051 --backend 127.0.0.1:50052 -o envoy.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import sys
+
+CLUSTER = "order_service"
+HEALTH_SERVICE = "bourse.order.v1.OrderService"
+
+# SubmitOrder is idempotent by (account, client_order_id), so even retrying after the
+# request may have reached a backend (`reset`, `unavailable`) cannot create a second order.
+RETRY_ON = "connect-failure,refused-stream,unavailable,reset"
+
+ACCESS_LOG_FORMAT = (
+    "[%START_TIME%] %REQ(:METHOD)% %REQ(:PATH)% %PROTOCOL% http=%RESPONSE_CODE% "
+    "grpc=%GRPC_STATUS% flags=%RESPONSE_FLAGS% bytes_in=%BYTES_RECEIVED% "
+    "bytes_out=%BYTES_SENT% ms=%DURATION% upstream=%UPSTREAM_HOST% attempts=%UPSTREAM_REQUEST_ATTEMPT_COUNT%\n"
+)
+
+
+def _type(name: str) -> str:
+    return "type.googleapis.com/" + name
+
+
+def _address(host: str, port: int) -> dict:
+    return {"socket_address": {"address": host, "port_value": int(port)}}
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return False
+
+
+def _access_log(target: str | None) -> list[dict]:
+    if target is None:
+        return []
+    log_format = {"text_format_source": {"inline_string": ACCESS_LOG_FORMAT}}
+    if target in ("-", "stdout"):
+        return [{
+            "name": "envoy.access_loggers.stdout",
+            "typed_config": {
+                "@type": _type("envoy.extensions.access_loggers.stream.v3.StdoutAccessLog"),
+                "log_format": log_format,
+            },
+        }]
+    return [{
+        "name": "envoy.access_loggers.file",
+        "typed_config": {
+            "@type": _type("envoy.extensions.access_loggers.file.v3.FileAccessLog"),
+            "path": target,
+            "log_format": log_format,
+        },
+    }]
+
+
+def _route(max_grpc_timeout: str) -> dict:
+    return {
+        "match": {"prefix": "/"},
+        "route": {
+            "cluster": CLUSTER,
+            # 0 disables the 15 s default, which would cut long-lived streams; the
+            # client's grpc-timeout header is honoured up to max_grpc_timeout instead.
+            "timeout": "0s",
+            "max_stream_duration": {"grpc_timeout_header_max": max_grpc_timeout},
+            "retry_policy": {
+                "retry_on": RETRY_ON,
+                "num_retries": 2,
+                "retry_back_off": {"base_interval": "0.025s", "max_interval": "0.25s"},
+                # Retry on another backend than the one that just failed.
+                "retry_host_predicate": [{
+                    "name": "envoy.retry_host_predicates.previous_hosts",
+                    "typed_config": {
+                        "@type": _type("envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"),
+                    },
+                }],
+                "host_selection_retry_max_attempts": 3,
+            },
+        },
+    }
+
+
+def _listener(listen_host: str, listen_port: int, access_log: str | None, max_grpc_timeout: str) -> dict:
+    manager = {
+        "@type": _type("envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"),
+        "stat_prefix": "grpc_ingress",
+        # AUTO: h2c for gRPC clients, HTTP/1.1 for grpc-web from browsers.
+        "codec_type": "AUTO",
+        "http2_protocol_options": {"max_concurrent_streams": 1024},
+        "route_config": {
+            "name": "bourse",
+            "virtual_hosts": [{"name": "bourse", "domains": ["*"], "routes": [_route(max_grpc_timeout)]}],
+        },
+        "http_filters": [
+            {"name": "envoy.filters.http.grpc_web",
+             "typed_config": {"@type": _type("envoy.extensions.filters.http.grpc_web.v3.GrpcWeb")}},
+            {"name": "envoy.filters.http.grpc_stats",
+             "typed_config": {
+                 "@type": _type("envoy.extensions.filters.http.grpc_stats.v3.FilterConfig"),
+                 "emit_filter_state": True,
+                 "stats_for_all_methods": True,
+             }},
+            {"name": "envoy.filters.http.router",
+             "typed_config": {"@type": _type("envoy.extensions.filters.http.router.v3.Router")}},
+        ],
+    }
+    if access_log is not None:
+        manager["access_log"] = _access_log(access_log)
+    return {
+        "name": "grpc_ingress",
+        "address": _address(listen_host, listen_port),
+        "filter_chains": [{"filters": [{
+            "name": "envoy.filters.network.http_connection_manager",
+            "typed_config": manager,
+        }]}],
+    }
+
+
+def _cluster(backends: list[tuple[str, int]]) -> dict:
+    static = all(_is_ip(host) for host, _ in backends)
+    cluster = {
+        "name": CLUSTER,
+        "type": "STATIC" if static else "STRICT_DNS",
+        "connect_timeout": "1s",
+        "lb_policy": "LEAST_REQUEST",
+        # Without explicit HTTP/2 Envoy speaks HTTP/1.1 upstream and every gRPC call fails.
+        "typed_extension_protocol_options": {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": _type("envoy.extensions.upstreams.http.v3.HttpProtocolOptions"),
+                "explicit_http_config": {"http2_protocol_options": {"max_concurrent_streams": 1024}},
+            },
+        },
+        "load_assignment": {
+            "cluster_name": CLUSTER,
+            "endpoints": [{"lb_endpoints": [
+                {"endpoint": {"address": _address(host, port)}} for host, port in backends
+            ]}],
+        },
+        # A draining backend answers NOT_SERVING: two failed checks (about 2 s) take it
+        # out of rotation before it stops; one good check brings it back.
+        "health_checks": [{
+            "timeout": "1s",
+            "interval": "1s",
+            "no_traffic_interval": "1s",
+            "unhealthy_threshold": 2,
+            "healthy_threshold": 1,
+            "grpc_health_check": {"service_name": HEALTH_SERVICE},
+        }],
+        # The default allows only 3 concurrent retries: when a backend dies under load,
+        # every in-flight call fails at once and most would be refused a retry (UO flag).
+        "circuit_breakers": {"thresholds": [{
+            "priority": "DEFAULT",
+            "max_connections": 10000,
+            "max_pending_requests": 10000,
+            "max_requests": 10000,
+            "max_retries": 1000,
+        }]},
+        # Ejects a backend that fails calls faster than health checks notice (SIGKILL).
+        "outlier_detection": {
+            "consecutive_5xx": 5,
+            "consecutive_gateway_failure": 2,
+            "interval": "1s",
+            "base_ejection_time": "5s",
+            "max_ejection_percent": 50,
+        },
+    }
+    if not static:
+        cluster["dns_lookup_family"] = "V4_ONLY"
+    return cluster
+
+
+def render(
+    listen_port: int,
+    admin_port: int,
+    backends: list[tuple[str, int]],
+    access_log: str | None = None,
+    listen_host: str = "0.0.0.0",
+    max_grpc_timeout: str = "60s",
+) -> dict:
+    """The complete bootstrap. access_log: None (off), "-" (stdout) or a file path."""
+    if not backends:
+        raise ValueError("at least one backend is required")
+    for host, port in backends:
+        if not host or not 0 < int(port) < 65536:
+            raise ValueError(f"bad backend {host}:{port}")
+    return {
+        "node": {"id": "bourse-edge", "cluster": "bourse"},
+        "admin": {"address": _address("127.0.0.1", admin_port)},
+        "static_resources": {
+            "listeners": [_listener(listen_host, listen_port, access_log, max_grpc_timeout)],
+            "clusters": [_cluster(backends)],
+        },
+    }
+
+
+def dumps(config: dict) -> str:
+    return json.dumps(config, indent=2) + "\n"
+
+
+def parse_backend(spec: str) -> tuple[str, int]:
+    host, sep, port = spec.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise argparse.ArgumentTypeError(f"bad backend {spec!r}: want host:port")
+    return host, int(port)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m infra.envoy.config", description=__doc__.split("\n")[0])
+    parser.add_argument("--listen-port", type=int, default=8080)
+    parser.add_argument("--listen-host", default="0.0.0.0")
+    parser.add_argument("--admin-port", type=int, default=9901)
+    parser.add_argument("--backend", type=parse_backend, action="append", required=True,
+                        help="host:port of an order service replica (repeat)")
+    parser.add_argument("--access-log", default=None, help="'-' for stdout or a file path; off by default")
+    parser.add_argument("--max-grpc-timeout", default="60s")
+    parser.add_argument("-o", "--output", default="-", help="file to write ('-' = stdout)")
+    args = parser.parse_args(argv)
+    text = dumps(render(args.listen_port, args.admin_port, args.backend, args.access_log,
+                        listen_host=args.listen_host, max_grpc_timeout=args.max_grpc_timeout))
+    if args.output == "-":
+        sys.stdout.write(text)
+    else:
+        with open(args.output, "w") as f:
+            f.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,176 @@
+"""Generated Envoy configs are valid, and real Envoy balances and fails over gRPC calls."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import socket
+import subprocess
+import time
+import urllib.request
+
+import grpc
+import pytest
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from bourse.order.v1 import order_service_pb2, order_service_pb2_grpc
+from bourse.type.v1 import types_pb2
+from infra.envoy import config
+from infra.envoy.binary import envoy_binary
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def validate(path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [envoy_binary(), "--mode", "validate", "-c", str(path), "--disable-hot-restart", "-l", "warn"],
+        capture_output=True, text=True, timeout=60,
+    )
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("count", [1, 3])
+def test_generated_config_is_valid(tmp_path, count):
+    backends = [("127.0.0.1", 50051 + i) for i in range(count)]
+    path = tmp_path / "envoy.json"
+    assert config.main(["--listen-port", "18080", "--admin-port", "19901", "--access-log", "-",
+                        *sum((["--backend", f"{h}:{p}"] for h, p in backends), []), "-o", str(path)]) == 0
+    data = json.loads(path.read_text())
+    cluster = data["static_resources"]["clusters"][0]
+    assert cluster["lb_policy"] == "LEAST_REQUEST"
+    assert len(cluster["load_assignment"]["endpoints"][0]["lb_endpoints"]) == count
+    result = validate(path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "OK" in result.stdout + result.stderr
+
+
+@pytest.mark.timeout(60)
+def test_hostname_backend_and_file_log_are_valid(tmp_path):
+    path = tmp_path / "envoy.json"
+    path.write_text(config.dumps(config.render(8080, 9901, [("order-0", 50051), ("localhost", 50052)],
+                                               str(tmp_path / "access.log"))))
+    assert json.loads(path.read_text())["static_resources"]["clusters"][0]["type"] == "STRICT_DNS"
+    result = validate(path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_bad_backend_is_refused():
+    with pytest.raises(ValueError):
+        config.render(8080, 9901, [])
+    with pytest.raises(SystemExit):
+        config.main(["--backend", "nohost"])
+
+
+class EchoOrders(order_service_pb2_grpc.OrderServiceServicer):
+    """Answers SubmitOrder with the request as a NEW order, tagging which backend served it."""
+
+    def __init__(self, index: int, hits: collections.Counter):
+        self.index = index
+        self.hits = hits
+
+    async def SubmitOrder(self, request, context):
+        self.hits[self.index] += 1
+        order = types_pb2.Order(
+            order_id=self.index * 1_000_000 + self.hits[self.index],
+            client_order_id=request.client_order_id, symbol=request.symbol, side=request.side,
+            order_type=request.order_type, time_in_force=request.time_in_force, price=request.price,
+            quantity=request.quantity, leaves_quantity=request.quantity,
+            status=types_pb2.ORDER_STATUS_NEW,
+        )
+        return order_service_pb2.SubmitOrderResponse(order=order)
+
+
+async def start_backend(index: int, hits) -> tuple[grpc.aio.Server, int]:
+    server = grpc.aio.server()
+    order_service_pb2_grpc.add_OrderServiceServicer_to_server(EchoOrders(index, hits), server)
+    checker = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(checker, server)
+    await checker.set(config.HEALTH_SERVICE, health_pb2.HealthCheckResponse.SERVING)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    return server, port
+
+
+def healthy_hosts(admin_port: int) -> int:
+    with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/clusters?format=json", timeout=2) as r:
+        data = json.load(r)
+    statuses = [
+        host.get("health_status", {})
+        for cluster in data.get("cluster_statuses", []) if cluster["name"] == config.CLUSTER
+        for host in cluster.get("host_statuses", [])
+    ]
+    return sum(1 for s in statuses if s.get("eds_health_status") == "HEALTHY" and len(s) == 1)
+
+
+async def wait_until(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if predicate():
+                return
+        except OSError:
+            pass
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+async def submit_many(stub, count: int, tag: str) -> list[order_service_pb2.SubmitOrderResponse]:
+    async def one(n):
+        request = order_service_pb2.SubmitOrderRequest(
+            client_order_id=f"{tag}-{n}", symbol="AAPL", side=types_pb2.SIDE_BUY,
+            order_type=types_pb2.ORDER_TYPE_LIMIT, time_in_force=types_pb2.TIME_IN_FORCE_GTC,
+            price=100, quantity=1,
+        )
+        return await stub.SubmitOrder(request, timeout=5)
+    return await asyncio.gather(*(one(n) for n in range(count)))
+
+
+@pytest.mark.timeout(45)
+def test_envoy_balances_and_survives_backend_loss(tmp_path):
+    async def scenario():
+        hits: collections.Counter = collections.Counter()
+        (server0, port0), (server1, port1) = [await start_backend(i, hits) for i in range(2)]
+        listen, admin = free_port(), free_port()
+        path = tmp_path / "envoy.json"
+        path.write_text(config.dumps(config.render(
+            listen, admin, [("127.0.0.1", port0), ("127.0.0.1", port1)], str(tmp_path / "access.log"),
+            listen_host="127.0.0.1")))
+        # Envoy sets PR_SET_PDEATHSIG, so it also dies with this test process.
+        proxy = subprocess.Popen(
+            [envoy_binary(), "-c", str(path), "--disable-hot-restart", "--concurrency", "1", "-l", "warn"],
+            stdout=subprocess.DEVNULL, stderr=open(tmp_path / "envoy.err", "w"),
+        )
+        try:
+            await wait_until(lambda: healthy_hosts(admin) == 2, 15, "both backends healthy")
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{listen}") as channel:
+                stub = order_service_pb2_grpc.OrderServiceStub(channel)
+                answers = await submit_many(stub, 60, "before")
+                assert all(a.order.client_order_id == f"before-{n}" for n, a in enumerate(answers))
+                assert hits[0] > 0 and hits[1] > 0, hits
+
+                await server1.stop(None)  # abrupt: connections reset, port closed
+                # Right after the loss, retries on connect-failure/reset reach backend 0.
+                answers = await submit_many(stub, 40, "during")
+                assert len(answers) == 40
+                await wait_until(lambda: healthy_hosts(admin) == 1, 10, "the dead backend ejected")
+                before = hits[0]
+                answers = await submit_many(stub, 40, "after")
+                assert all(a.order.order_id < 1_000_000 for a in answers)
+                assert hits[0] - before == 40
+            log = (tmp_path / "access.log").read_text()
+            assert "grpc=OK" in log and "grpc=Unavailable" not in log
+        finally:
+            proxy.terminate()
+            try:
+                proxy.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proxy.kill()
+            await server0.stop(None)
+            await server1.stop(None)
+
+    asyncio.run(scenario())

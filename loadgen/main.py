@@ -1,0 +1,263 @@
+"""Load generator: N closed-loop clients submit and cancel orders through Envoy for D seconds,
+then the report (throughput, latency, errors, CPU per order) and the lost-order check.
+
+    python -m loadgen.main --target 127.0.0.1:8080 --clients 40 --duration 60 \
+        --api-keys k1,k2 --db-url postgresql://... --pid envoy=123 --pid order0=456
+
+Exit code 1 when an acknowledged order is lost or stored inconsistently, or when the
+error rate is above --max-error-rate. The order mix is described in loadgen/workload.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import sys
+import time
+import uuid
+from collections import Counter
+
+import grpc
+import uvloop
+
+from bourse.order.v1 import order_service_pb2, order_service_pb2_grpc
+from loadgen import durability, report
+from loadgen.workload import Cancel, ClientWorkload, Market, Submit
+from services.common.config import symbols_from_env
+
+# A cancel that loses the race against a fill: the right answer, not a failure.
+EXPECTED = {("cancel", grpc.StatusCode.FAILED_PRECONDITION)}
+CHANNEL_OPTIONS = [
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+    ("grpc.keepalive_time_ms", 20_000),
+    # Separate connections per channel (gRPC would otherwise share one subchannel),
+    # so Envoy spreads them over its workers as many real clients would.
+    ("grpc.use_local_subchannel_pool", 1),
+]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m loadgen.main", description=__doc__.split("\n")[0])
+    p.add_argument("--target", default="127.0.0.1:8080", help="Envoy (or an order service) host:port")
+    p.add_argument("--clients", type=int, default=40, help="concurrent closed-loop clients")
+    p.add_argument("--duration", type=float, default=60.0, help="seconds of load")
+    p.add_argument("--channels", type=int, default=0,
+                   help="gRPC connections shared round robin by the clients (0: min(clients, 8))")
+    p.add_argument("--api-keys", default="", help="k1,k2,...: client i uses key i mod n")
+    p.add_argument("--symbols", default="", help="comma/space separated; default BOURSE_SYMBOLS or the built-in list")
+    p.add_argument("--db-url", action="append", default=[], help="PostgreSQL shard URL for the lost check (repeat)")
+    p.add_argument("--pid", action="append", default=[], type=_pid, help="name=pid of a stack process (repeat)")
+    p.add_argument("--report", default="reports/loadgen.json")
+    p.add_argument("--plot", default="reports/latency.png")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--call-timeout", type=float, default=10.0, help="deadline of each call, seconds")
+    p.add_argument("--max-error-rate", type=float, default=0.0, help="fraction of calls allowed to fail")
+    p.add_argument("--no-progress", action="store_true", help="plain progress lines instead of a live bar")
+    args = p.parse_args(argv)
+    if args.clients < 1 or args.duration <= 0:
+        p.error("--clients must be >= 1 and --duration > 0")
+    args.keys = [k.strip() for k in args.api_keys.split(",") if k.strip()]
+    raw = args.symbols.replace(",", " ").split()
+    args.symbol_list = tuple(sorted(set(raw))) if raw else symbols_from_env()
+    args.pids = dict(args.pid)
+    args.channels = args.channels or min(args.clients, 8)
+    return args
+
+
+def _pid(spec: str) -> tuple[str, int]:
+    name, sep, pid = spec.partition("=")
+    if not sep or not name or not pid.isdigit():
+        raise argparse.ArgumentTypeError(f"bad --pid {spec!r}: want name=pid")
+    return name, int(pid)
+
+
+class Run:
+    """Everything measured during the run (one event loop, so no locks)."""
+
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.run_id = uuid.uuid4().hex[:10]
+        self.market = Market(args.symbol_list)
+        self.histograms = {"submit": report.new_histogram(), "cancel": report.new_histogram()}
+        self.calls = 0
+        self.orders_acked = 0
+        self.cancels_ok = 0
+        self.replayed = 0
+        self.errors: Counter = Counter()
+        self.expected: Counter = Counter()
+        self.statuses: Counter = Counter()
+        self.acked: dict[int, durability.Acked] = {}
+        self.timeline = report.Timeline()
+        self.start = 0.0
+
+    async def client(self, index: int, stub, deadline: float) -> None:
+        args = self.args
+        work = ClientWorkload(index, self.run_id, self.market, random.Random(args.seed * 1_000_003 + index))
+        metadata = (("authorization", f"Bearer {args.keys[index % len(args.keys)]}"),) if args.keys else None
+        clock = time.perf_counter
+        while clock() < deadline:
+            call = work.next()
+            kind = "submit" if isinstance(call, Submit) else "cancel"
+            began = clock()
+            try:
+                if kind == "submit":
+                    response = await stub.SubmitOrder(order_service_pb2.SubmitOrderRequest(
+                        client_order_id=call.client_order_id, symbol=call.symbol, side=call.side,
+                        order_type=call.order_type, time_in_force=call.time_in_force,
+                        price=call.price, quantity=call.quantity,
+                    ), metadata=metadata, timeout=args.call_timeout)
+                else:
+                    response = await stub.CancelOrder(order_service_pb2.CancelOrderRequest(
+                        order_id=call.order_id, symbol=call.symbol), metadata=metadata, timeout=args.call_timeout)
+            except grpc.aio.AioRpcError as error:
+                ended = clock()
+                self.calls += 1
+                code = error.code()
+                if (kind, code) in EXPECTED:
+                    self.expected[f"{kind}:{code.name}"] += 1
+                    report.record(self.histograms[kind], (ended - began) * 1e6)
+                else:
+                    self.errors[code.name] += 1
+                    self.timeline.add(ended - self.start, ok=False)
+                continue
+            ended = clock()
+            self.calls += 1
+            report.record(self.histograms[kind], (ended - began) * 1e6)
+            order = response.order
+            if kind == "submit":
+                self.orders_acked += 1
+                self.replayed += response.replayed
+                self.statuses[order.status] += 1
+                self.acked[order.order_id] = durability.Acked(order.status, order.filled_quantity)
+                work.on_submitted(order.order_id, call.symbol, order.status, order.leaves_quantity)
+                self.timeline.add(ended - self.start, ok=True)
+            else:
+                self.cancels_ok += 1
+                if order.order_id in self.acked:
+                    self.acked[order.order_id] = durability.Acked(order.status, order.filled_quantity)
+
+    async def progress(self, deadline: float) -> None:
+        duration = self.args.duration
+        if self.args.no_progress:
+            last_t, last_n = self.start, 0
+            while time.perf_counter() < deadline:
+                await asyncio.sleep(min(10.0, max(0.0, deadline - time.perf_counter())))
+                now = time.perf_counter()
+                print(f"[{now - self.start:5.0f}/{duration:.0f} s] orders/s {(self.orders_acked - last_n) / max(now - last_t, 1e-9):8.0f}"
+                      f"  acked {self.orders_acked}  errors {sum(self.errors.values())}", flush=True)
+                last_t, last_n = now, self.orders_acked
+            return
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        columns = (TextColumn("load"), BarColumn(), TimeElapsedColumn(), TextColumn("{task.description}"))
+        with Progress(*columns, transient=False, refresh_per_second=4) as bar:
+            task = bar.add_task("", total=duration)
+            last_t, last_n = self.start, 0
+            while time.perf_counter() < deadline:
+                await asyncio.sleep(0.5)
+                now = time.perf_counter()
+                rate = (self.orders_acked - last_n) / max(now - last_t, 1e-9)
+                last_t, last_n = now, self.orders_acked
+                bar.update(task, completed=min(now - self.start, duration),
+                           description=f"{rate:7.0f} orders/s  acked {self.orders_acked}  "
+                                       f"errors {sum(self.errors.values())}")
+            bar.update(task, completed=duration)
+
+    async def execute(self) -> float:
+        args = self.args
+        channels = [grpc.aio.insecure_channel(args.target, options=CHANNEL_OPTIONS) for _ in range(args.channels)]
+        try:
+            try:
+                await asyncio.wait_for(asyncio.gather(*(c.channel_ready() for c in channels)), 15)
+            except asyncio.TimeoutError:
+                raise SystemExit(f"cannot connect to {args.target} within 15 s") from None
+            stubs = [order_service_pb2_grpc.OrderServiceStub(c) for c in channels]
+            self.start = time.perf_counter()
+            deadline = self.start + args.duration
+            ticker = asyncio.create_task(self.progress(deadline))
+            await asyncio.gather(*(self.client(i, stubs[i % len(stubs)], deadline) for i in range(args.clients)))
+            elapsed = time.perf_counter() - self.start
+            await ticker
+            return elapsed
+        finally:
+            await asyncio.gather(*(c.close() for c in channels))
+
+    def summary(self, elapsed: float, cpu: dict, loadgen_cpu: float) -> dict:
+        args = self.args
+        merged = report.new_histogram()
+        for histogram in self.histograms.values():
+            merged.add(histogram)
+        errors = sum(self.errors.values())
+        return {
+            "run_id": self.run_id,
+            "target": args.target,
+            "clients": args.clients,
+            "channels": args.channels,
+            "duration_s": args.duration,
+            "elapsed_s": round(elapsed, 3),
+            "seed": args.seed,
+            "symbols": len(args.symbol_list),
+            "api_keys": len(args.keys),
+            "calls": self.calls,
+            "orders_acked": self.orders_acked,
+            "cancels_ok": self.cancels_ok,
+            "replayed": self.replayed,
+            "orders_per_s": round(report.rate(self.orders_acked, elapsed), 1),
+            "calls_per_s": round(report.rate(self.calls, elapsed), 1),
+            "acked_statuses": {_status_name(s): n for s, n in sorted(self.statuses.items())},
+            "latency": {
+                "all": report.latency_summary(merged),
+                "submit": report.latency_summary(self.histograms["submit"]),
+                "cancel": report.latency_summary(self.histograms["cancel"]),
+            },
+            "errors": {"total": errors, "rate": report.error_rate(errors, self.calls), "by_code": dict(self.errors)},
+            "expected_refusals": dict(self.expected),
+            "cpu": report.cpu_summary(cpu, self.orders_acked),
+            "loadgen_cpu_s": round(loadgen_cpu, 3),
+            "orders_per_second": self.timeline.series(elapsed),
+        }
+
+
+def _status_name(number: int) -> str:
+    from bourse.type.v1 import types_pb2
+
+    return types_pb2.OrderStatus.Name(number) if number in types_pb2.OrderStatus.values() else str(number)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    run = Run(args)
+    print(f"loadgen {run.run_id}: {args.clients} clients x {args.duration:g} s -> {args.target}, "
+          f"{len(args.symbol_list)} symbols, {len(args.keys)} API keys", flush=True)
+    meter = report.CpuMeter(args.pids)
+    own = report.self_cpu()
+    elapsed = uvloop.run(run.execute())
+    cpu = meter.stop()
+    result = run.summary(elapsed, cpu, report.self_cpu() - own)
+    if args.db_url:
+        result["durability"] = durability.check(args.db_url, run.acked).as_dict()
+    else:
+        result["durability"] = None
+    report.write_json(result, args.report)
+    report.plot(args.plot, {name: report.percentile_curve(h) for name, h in run.histograms.items()},
+                # Whole seconds only: the last bucket holds just the calls in flight at the deadline.
+                result["orders_per_second"]["acked"][:max(int(args.duration), 1)],
+                f"{args.clients} clients, {result['orders_per_s']:.0f} orders/s")
+    for line in report.text_lines(result):
+        print(line)
+    print(f"report: {args.report}  plot: {args.plot}")
+    failed = []
+    if result["durability"] and (result["durability"]["lost"] or result["durability"]["inconsistent"]):
+        failed.append("acknowledged orders lost or inconsistent")
+    if result["errors"]["rate"] > args.max_error_rate:
+        failed.append(f"error rate {result['errors']['rate']:.4%} above {args.max_error_rate:.4%}")
+    if result["calls"] == 0:
+        failed.append("no call completed")
+    for reason in failed:
+        print(f"FAILED: {reason}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
