@@ -1,0 +1,83 @@
+"""Tables of the persistence service (SQLModel), identical on every database shard.
+
+Integers are BIGINT everywhere: ids are 63-bit Snowflakes, prices ticks, quantities lots.
+Enums are SMALLINT with the proto's numbers, so rows convert to messages without lookups.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, Column, DateTime, Index, SmallInteger, String, UniqueConstraint, text
+from sqlmodel import Field, SQLModel
+
+# Statuses in which an order still rests on a book (NEW, PARTIALLY_FILLED).
+OPEN_STATUSES = (1, 2)
+_OPEN = text("status IN (1, 2)")
+
+
+def _big(**kwargs) -> Column:
+    return Column(BigInteger, nullable=False, **kwargs)
+
+
+def _small() -> Column:
+    return Column(SmallInteger, nullable=False)
+
+
+def _time() -> Column:
+    return Column(DateTime(timezone=True), nullable=False)
+
+
+class OrderRecord(SQLModel, table=True):
+    __tablename__ = "orders"
+    __table_args__ = (
+        # The idempotency key. NULL (no client id) never collides.
+        UniqueConstraint("account_id", "client_order_id", name="uq_orders_account_client"),
+        # ListOrders: an account's orders, newest (highest id) first.
+        Index("ix_orders_account_order", "account_id", "order_id"),
+        # ListOpenOrders: only working orders, so the index stays small.
+        Index("ix_orders_open", "symbol", "order_id", postgresql_where=_OPEN, sqlite_where=_OPEN),
+    )
+
+    order_id: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    account_id: int = Field(sa_column=_big())
+    client_order_id: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
+    symbol: str = Field(sa_column=Column(String(12), nullable=False))
+    side: int = Field(sa_column=_small())
+    order_type: int = Field(sa_column=_small())
+    time_in_force: int = Field(sa_column=_small())
+    status: int = Field(sa_column=_small())
+    price: int = Field(sa_column=_big())
+    quantity: int = Field(sa_column=_big())
+    filled_quantity: int = Field(sa_column=_big())
+    leaves_quantity: int = Field(sa_column=_big())
+    reason: str = Field(default="", sa_column=Column(String(64), nullable=False, server_default=""))
+    create_time: datetime = Field(sa_column=_time())
+    update_time: datetime = Field(sa_column=_time())
+
+
+class TradeRecord(SQLModel, table=True):
+    __tablename__ = "trades"
+    __table_args__ = (
+        Index("ix_trades_maker_order", "maker_order_id"),
+        Index("ix_trades_taker_order", "taker_order_id"),
+    )
+
+    trade_id: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    symbol: str = Field(sa_column=Column(String(12), nullable=False))
+    price: int = Field(sa_column=_big())
+    quantity: int = Field(sa_column=_big())
+    maker_order_id: int = Field(sa_column=_big())
+    taker_order_id: int = Field(sa_column=_big())
+    maker_account_id: int = Field(sa_column=_big())
+    taker_account_id: int = Field(sa_column=_big())
+    aggressor_side: int = Field(sa_column=_small())
+    time: datetime = Field(sa_column=_time())
+
+
+ORDERS = OrderRecord.__table__
+TRADES = TradeRecord.__table__
+ORDER_COLUMNS = tuple(c.name for c in ORDERS.columns)
+TRADE_COLUMNS = tuple(c.name for c in TRADES.columns)
+# What an update may change; the rest of an order is fixed when it is accepted.
+UPDATABLE_COLUMNS = ("filled_quantity", "leaves_quantity", "status", "reason", "update_time")

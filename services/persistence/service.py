@@ -1,0 +1,207 @@
+"""gRPC face of the store: decode messages into rows, call the store, map errors."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from bourse.persistence.v1 import persistence_service_pb2 as pb
+from bourse.persistence.v1 import persistence_service_pb2_grpc as pb_grpc
+from bourse.type.v1 import types_pb2
+from services.common.errors import BourseError, abort
+from services.persistence.store import InvalidArgument, Row, ShardedStore, StoreUnavailable
+
+SERVICE_NAME = "bourse.persistence.v1.PersistenceService"
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+# Column widths (models.py): longer strings are refused here rather than by the database.
+_MAX_SYMBOL, _MAX_CLIENT_ID, _MAX_REASON = 12, 64, 64
+_SIDES = frozenset(t for t in types_pb2.Side.values() if t)
+_ORDER_TYPES = frozenset(t for t in types_pb2.OrderType.values() if t)
+_TIME_IN_FORCES = frozenset(t for t in types_pb2.TimeInForce.values() if t)
+_STATUSES = frozenset(t for t in types_pb2.OrderStatus.values() if t)
+
+
+def _time(ts: Timestamp, now: datetime) -> datetime:
+    # An unset time means "now": the service's clock is as good as any caller's.
+    if not ts.seconds and not ts.nanos:
+        return now
+    return _EPOCH + timedelta(seconds=ts.seconds, microseconds=ts.nanos // 1000)
+
+
+def _timestamp(when: datetime) -> Timestamp:
+    ts = Timestamp()
+    ts.FromDatetime(when)
+    return ts
+
+
+def _bad(field: str, reason: str, message: str) -> BourseError:
+    return BourseError(grpc.StatusCode.INVALID_ARGUMENT, reason, f"{field}: {message}")
+
+
+def order_row(order: types_pb2.Order, now: datetime) -> Row:
+    return {
+        "order_id": order.order_id,
+        "account_id": order.account_id,
+        "client_order_id": order.client_order_id,
+        "symbol": order.symbol,
+        "side": order.side,
+        "order_type": order.order_type,
+        "time_in_force": order.time_in_force,
+        "status": order.status,
+        "price": order.price,
+        "quantity": order.quantity,
+        "filled_quantity": order.filled_quantity,
+        "leaves_quantity": order.leaves_quantity,
+        "reason": order.reason,
+        "create_time": _time(order.create_time, now),
+        "update_time": _time(order.update_time, now),
+    }
+
+
+def trade_row(trade: types_pb2.Trade, now: datetime) -> Row:
+    return {
+        "trade_id": trade.trade_id,
+        "symbol": trade.symbol,
+        "price": trade.price,
+        "quantity": trade.quantity,
+        "maker_order_id": trade.maker_order_id,
+        "taker_order_id": trade.taker_order_id,
+        "maker_account_id": trade.maker_account_id,
+        "taker_account_id": trade.taker_account_id,
+        "aggressor_side": trade.aggressor_side,
+        "time": _time(trade.time, now),
+    }
+
+
+def order_message(row: Row) -> types_pb2.Order:
+    order = types_pb2.Order(
+        order_id=row["order_id"],
+        client_order_id=row["client_order_id"],
+        account_id=row["account_id"],
+        symbol=row["symbol"],
+        side=row["side"],
+        order_type=row["order_type"],
+        time_in_force=row["time_in_force"],
+        price=row["price"],
+        quantity=row["quantity"],
+        filled_quantity=row["filled_quantity"],
+        leaves_quantity=row["leaves_quantity"],
+        status=row["status"],
+        reason=row["reason"],
+        create_time=_timestamp(row["create_time"]),
+        update_time=_timestamp(row["update_time"]),
+    )
+    for fill in row.get("fills", ()):
+        order.fills.add(trade_id=fill["trade_id"], price=fill["price"], quantity=fill["quantity"],
+                        maker=fill["maker"], time=_timestamp(fill["time"]))
+    return order
+
+
+class PersistenceServicer(pb_grpc.PersistenceServiceServicer):
+    def __init__(self, store: ShardedStore, log):
+        self._store = store
+        self._log = log
+
+    def _check_order(self, order: types_pb2.Order, field: str) -> None:
+        if order.order_id <= 0:
+            raise _bad(f"{field}.order_id", "INVALID_ORDER_ID", "must be positive")
+        if order.account_id <= 0:
+            raise _bad(f"{field}.account_id", "INVALID_ACCOUNT_ID", "must be positive")
+        if len(order.symbol) > _MAX_SYMBOL or self._store.db_of(order.symbol) is None:
+            raise _bad(f"{field}.symbol", "INVALID_SYMBOL", f"{order.symbol!r} belongs to no shard")
+        if len(order.client_order_id) > _MAX_CLIENT_ID:
+            raise _bad(f"{field}.client_order_id", "INVALID_CLIENT_ORDER_ID", f"longer than {_MAX_CLIENT_ID}")
+        if len(order.reason) > _MAX_REASON:
+            raise _bad(f"{field}.reason", "INVALID_REASON", f"longer than {_MAX_REASON}")
+        for name, value, allowed in (("side", order.side, _SIDES), ("order_type", order.order_type, _ORDER_TYPES),
+                                     ("time_in_force", order.time_in_force, _TIME_IN_FORCES),
+                                     ("status", order.status, _STATUSES)):
+            if value not in allowed:
+                raise _bad(f"{field}.{name}", "INVALID_" + name.upper(), f"unknown value {value}")
+
+    def _check_trade(self, trade: types_pb2.Trade, field: str) -> None:
+        if trade.trade_id <= 0:
+            raise _bad(f"{field}.trade_id", "INVALID_TRADE_ID", "must be positive")
+        if len(trade.symbol) > _MAX_SYMBOL or self._store.db_of(trade.symbol) is None:
+            raise _bad(f"{field}.symbol", "INVALID_SYMBOL", f"{trade.symbol!r} belongs to no shard")
+        if trade.aggressor_side not in _SIDES:
+            raise _bad(f"{field}.aggressor_side", "INVALID_AGGRESSOR_SIDE", f"unknown value {trade.aggressor_side}")
+
+    async def _run(self, context, call):
+        try:
+            return await call()
+        except BourseError as e:
+            await abort(context, e)
+        except InvalidArgument as e:
+            await abort(context, _bad(e.field, "INVALID_" + e.field.upper(), e.message))
+        except StoreUnavailable as e:
+            self._log.warning("database_unavailable", error=str(e))
+            await abort(context, BourseError(grpc.StatusCode.UNAVAILABLE, "DATABASE_UNAVAILABLE", str(e)))
+
+    async def WriteBatch(self, request: pb.WriteBatchRequest, context) -> pb.WriteBatchResponse:
+        async def call():
+            now = datetime.now(timezone.utc)
+            new, updated, trades = [], [], []
+            for i, order in enumerate(request.new_orders):
+                self._check_order(order, f"new_orders[{i}]")
+                new.append(order_row(order, now))
+            for i, order in enumerate(request.updated_orders):
+                self._check_order(order, f"updated_orders[{i}]")
+                updated.append(order_row(order, now))
+            for i, trade in enumerate(request.trades):
+                self._check_trade(trade, f"trades[{i}]")
+                trades.append(trade_row(trade, now))
+            result = await self._store.write_batch(new, updated, trades)
+            return pb.WriteBatchResponse(orders_inserted=result.orders_inserted,
+                                         orders_updated=result.orders_updated,
+                                         trades_inserted=result.trades_inserted)
+
+        return await self._run(context, call)
+
+    async def GetOrder(self, request: pb.GetOrderRequest, context) -> pb.GetOrderResponse:
+        async def call():
+            if request.order_id <= 0:
+                raise _bad("order_id", "INVALID_ORDER_ID", "must be positive")
+            row = await self._store.get_order(request.order_id, request.account_id or None)
+            if row is None:
+                raise BourseError(grpc.StatusCode.NOT_FOUND, "ORDER_NOT_FOUND", f"order {request.order_id} not found")
+            return pb.GetOrderResponse(order=order_message(row))
+
+        return await self._run(context, call)
+
+    async def GetOrderByClientId(self, request: pb.GetOrderByClientIdRequest, context) -> pb.GetOrderResponse:
+        async def call():
+            if request.account_id <= 0:
+                raise _bad("account_id", "INVALID_ACCOUNT_ID", "must be positive")
+            if not request.client_order_id:
+                raise _bad("client_order_id", "INVALID_CLIENT_ORDER_ID", "required")
+            row = await self._store.get_order_by_client_id(request.account_id, request.client_order_id)
+            if row is None:
+                raise BourseError(grpc.StatusCode.NOT_FOUND, "ORDER_NOT_FOUND",
+                                  f"no order with client_order_id {request.client_order_id!r}")
+            return pb.GetOrderResponse(order=order_message(row))
+
+        return await self._run(context, call)
+
+    async def ListOrders(self, request: pb.ListOrdersRequest, context) -> pb.ListOrdersResponse:
+        async def call():
+            if request.account_id <= 0:
+                raise _bad("account_id", "INVALID_ACCOUNT_ID", "must be positive")
+            rows, token = await self._store.list_orders(
+                request.account_id, request.page_size, request.page_token, request.symbol)
+            return pb.ListOrdersResponse(orders=[order_message(r) for r in rows], next_page_token=token)
+
+        return await self._run(context, call)
+
+    async def ListOpenOrders(self, request: pb.ListOpenOrdersRequest, context) -> pb.ListOpenOrdersResponse:
+        async def call():
+            rows = await self._store.list_open_orders(request.symbols)
+            return pb.ListOpenOrdersResponse(orders=[order_message(r) for r in rows])
+
+        return await self._run(context, call)
+
+
+def register(servicer: PersistenceServicer):
+    return lambda server: pb_grpc.add_PersistenceServiceServicer_to_server(servicer, server)

@@ -1,0 +1,203 @@
+"""Integration: the real service process on a private 3-database PostgreSQL, over gRPC."""
+
+import os
+import subprocess
+import sys
+import time
+
+import grpc
+import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from bourse.persistence.v1 import persistence_service_pb2 as pb
+from bourse.persistence.v1 import persistence_service_pb2_grpc as pb_grpc
+from bourse.type.v1 import types_pb2 as t
+from infra.local.servers import free_port, postgres_from_env
+from services.common.errors import reason_of
+
+pytestmark = pytest.mark.timeout(120)
+DATABASES = ["bourse_p0", "bourse_p1", "bourse_p2"]
+SYMBOLS = ["AAPL", "MSFT", "ZM"]  # one per default range
+
+
+def child_env(pg, **extra):
+    return dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join(p for p in sys.path if p),
+        BOURSE_DB_URLS=",".join(pg.url(db) for db in DATABASES),
+        BOURSE_SHARD_RANGES="A-G,H-O,P-Z",
+        **extra,
+    )
+
+
+@pytest.fixture(scope="module")
+def pg():
+    server = postgres_from_env()
+    try:
+        server.start(DATABASES)
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def service(pg):
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "services.persistence.main"],
+        env=child_env(pg, BOURSE_PERSISTENCE_ADDR=f"127.0.0.1:{port}", BOURSE_DRAIN_SECONDS="0"),
+    )
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        health = health_pb2_grpc.HealthStub(channel)
+        deadline = time.monotonic() + 30
+        while True:
+            assert proc.poll() is None, "service exited during startup"
+            try:
+                status = health.Check(health_pb2.HealthCheckRequest(service=""), timeout=1).status
+                if status == health_pb2.HealthCheckResponse.SERVING:
+                    break
+            except grpc.RpcError:
+                pass
+            assert time.monotonic() < deadline, "service not SERVING after 30 s"
+            time.sleep(0.1)
+        yield pb_grpc.PersistenceServiceStub(channel)
+    finally:
+        channel.close()
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def order(order_id, symbol, account=1, status=t.ORDER_STATUS_NEW, filled=0):
+    return t.Order(
+        order_id=order_id, client_order_id=f"c{order_id}", account_id=account, symbol=symbol,
+        side=t.SIDE_BUY, order_type=t.ORDER_TYPE_LIMIT, time_in_force=t.TIME_IN_FORCE_GTC,
+        price=100 + order_id, quantity=10, filled_quantity=filled, leaves_quantity=10 - filled, status=status,
+        create_time=Timestamp(seconds=1_780_000_000 + order_id, nanos=5_000),
+        update_time=Timestamp(seconds=1_780_000_000 + order_id, nanos=5_000),
+    )
+
+
+def rows_per_database(pg):
+    import psycopg
+
+    counts = []
+    for db in DATABASES:
+        with psycopg.connect(pg.url(db, driver="postgresql")) as conn:
+            counts.append(conn.execute("SELECT count(*) FROM orders").fetchone()[0])
+    return counts
+
+
+def test_migrate_is_idempotent(pg):
+    for _ in range(2):
+        done = subprocess.run([sys.executable, "-m", "services.persistence.migrate"], env=child_env(pg),
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert "schema up to date on 3" in done.stdout
+
+
+def test_write_batch_then_read_back_over_grpc(service, pg):
+    new = [order(i, SYMBOLS[i % 3], account=1 if i <= 30 else 2) for i in range(1, 41)]
+    reply = service.WriteBatch(pb.WriteBatchRequest(new_orders=new), timeout=10)
+    assert reply.orders_inserted == 40
+    assert rows_per_database(pg) == [13, 14, 13]  # i % 3 == 0 -> AAPL shard 0, 1 -> MSFT, 2 -> ZM
+
+    # A retried batch inserts nothing, a trade fills two orders.
+    assert service.WriteBatch(pb.WriteBatchRequest(new_orders=new), timeout=10).orders_inserted == 0
+    maker = order(3, "AAPL", status=t.ORDER_STATUS_FILLED, filled=10)
+    maker.leaves_quantity = 0
+    taker = order(6, "AAPL", status=t.ORDER_STATUS_PARTIALLY_FILLED, filled=10)
+    trade = t.Trade(trade_id=1000, symbol="AAPL", price=103, quantity=10, maker_order_id=3, taker_order_id=6,
+                    maker_account_id=1, taker_account_id=1, aggressor_side=t.SIDE_SELL,
+                    time=Timestamp(seconds=1_780_000_100))
+    reply = service.WriteBatch(pb.WriteBatchRequest(updated_orders=[maker, taker], trades=[trade]), timeout=10)
+    assert (reply.orders_updated, reply.trades_inserted) == (2, 1)
+
+    got = service.GetOrder(pb.GetOrderRequest(order_id=3, account_id=1), timeout=10).order
+    assert got.status == t.ORDER_STATUS_FILLED and got.leaves_quantity == 0
+    assert got.create_time == Timestamp(seconds=1_780_000_003, nanos=5_000)
+    assert [(f.trade_id, f.maker) for f in got.fills] == [(1000, True)]
+    assert [f.maker for f in service.GetOrder(pb.GetOrderRequest(order_id=6)).order.fills] == [False]
+    with pytest.raises(grpc.RpcError) as e:
+        service.GetOrder(pb.GetOrderRequest(order_id=3, account_id=2), timeout=10)
+    assert e.value.code() == grpc.StatusCode.NOT_FOUND
+
+    seen, token = [], ""
+    while True:
+        page = service.ListOrders(pb.ListOrdersRequest(account_id=1, page_size=7, page_token=token), timeout=10)
+        seen += [o.order_id for o in page.orders]
+        token = page.next_page_token
+        if not token:
+            break
+    assert seen == list(range(30, 0, -1))
+
+    opened = service.ListOpenOrders(pb.ListOpenOrdersRequest(symbols=["AAPL"]), timeout=10).orders
+    assert [o.order_id for o in opened] == [i for i in range(1, 41) if i % 3 == 0 and i != 3]
+
+
+@pytest.mark.parametrize("arrays", [True, False], ids=["arrays", "core"])
+def test_both_write_paths_agree_on_postgres(pg, arrays):
+    import asyncio
+    from datetime import datetime, timezone
+
+    from services.common.config import ShardMap
+    from services.persistence.store import InvalidArgument, ShardedStore
+
+    db = "bourse_paths_" + ("arrays" if arrays else "core")
+    pg._create_databases([db])
+    store = ShardedStore([pg.url(db)], ShardMap.parse("A-Z"), pg_arrays=arrays)
+    now = datetime(2026, 5, 1, tzinfo=timezone.utc)
+
+    def row(order_id, client, status=1, filled=0):
+        return {"order_id": order_id, "account_id": 1, "client_order_id": client, "symbol": "AAPL", "side": 1,
+                "order_type": 1, "time_in_force": 1, "status": status, "price": 5, "quantity": 10,
+                "filled_quantity": filled, "leaves_quantity": 10 - filled, "reason": "", "create_time": now,
+                "update_time": now}
+
+    trade = {"trade_id": 1, "symbol": "AAPL", "price": 5, "quantity": 4, "maker_order_id": 1,
+             "taker_order_id": 2, "maker_account_id": 1, "taker_account_id": 1, "aggressor_side": 1, "time": now}
+
+    async def go():
+        first = await store.write_batch([row(1, "a"), row(2, "b"), row(2, "b"), row(3, "a"), row(4, "")], [],
+                                        [trade, trade])
+        assert (first.orders_inserted, first.trades_inserted) == (3, 1)
+        again = await store.write_batch([row(1, "a"), row(5, "")], [row(1, "a", 2, 4), row(1, "a", 3, 10),
+                                                                    row(9, "z", 3, 10)], [trade])
+        assert (again.orders_inserted, again.orders_updated, again.trades_inserted) == (1, 1, 0)
+        got = await store.get_order(1)
+        assert (got["status"], got["filled_quantity"], got["create_time"]) == (3, 10, now)
+        assert [f["maker"] for f in got["fills"]] == [True]
+        assert (await store.get_order(5))["client_order_id"] == ""
+        with pytest.raises(InvalidArgument):  # too long for VARCHAR(64): refused, not a crash
+            await store.write_batch([row(7, "x") | {"reason": "R" * 100}])
+
+    try:
+        store.create_schema()
+        asyncio.run(go())
+    finally:
+        store.close()
+
+
+# Last: it stops the database.
+def test_a_stopped_database_answers_unavailable_quickly(service, pg):
+    if pg.external_url:
+        pytest.skip("cannot stop an external PostgreSQL")
+    service.GetOrder(pb.GetOrderRequest(order_id=1), timeout=10)  # pool is warm
+    pg.stop()
+    for call in (
+        lambda: service.WriteBatch(pb.WriteBatchRequest(new_orders=[order(99, "AAPL")]), timeout=15),
+        lambda: service.GetOrder(pb.GetOrderRequest(order_id=1), timeout=15),
+        lambda: service.ListOrders(pb.ListOrdersRequest(account_id=1), timeout=15),
+    ):
+        started = time.monotonic()
+        with pytest.raises(grpc.RpcError) as e:
+            call()
+        assert e.value.code() == grpc.StatusCode.UNAVAILABLE, e.value.details()
+        assert reason_of(e.value) == "DATABASE_UNAVAILABLE"
+        assert time.monotonic() - started < 5
+

@@ -1,0 +1,129 @@
+"""The servicer over a real gRPC socket, on a SQLite store: conversions and error codes."""
+
+import asyncio
+import contextlib
+
+import grpc
+import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from bourse.persistence.v1 import persistence_service_pb2 as pb
+from bourse.persistence.v1 import persistence_service_pb2_grpc as pb_grpc
+from bourse.type.v1 import types_pb2 as t
+from services.common import logs
+from services.common.config import ShardMap
+from services.common.errors import reason_of
+from services.persistence.service import PersistenceServicer
+from services.persistence.store import ShardedStore
+
+pytestmark = pytest.mark.timeout(60)
+LOG = logs.configure("persistence-test")
+
+
+def order(order_id, symbol="AAPL", account=1, client=None, status=t.ORDER_STATUS_NEW, filled=0):
+    return t.Order(
+        order_id=order_id, client_order_id=client if client is not None else f"c{order_id}",
+        account_id=account, symbol=symbol, side=t.SIDE_BUY, order_type=t.ORDER_TYPE_LIMIT,
+        time_in_force=t.TIME_IN_FORCE_GTC, price=101, quantity=10, filled_quantity=filled,
+        leaves_quantity=10 - filled, status=status,
+        create_time=Timestamp(seconds=1_780_000_000, nanos=123_456_000),
+        update_time=Timestamp(seconds=1_780_000_001),
+    )
+
+
+@contextlib.asynccontextmanager
+async def serving(tmp_path):
+    store = ShardedStore([f"sqlite:///{tmp_path}/s{i}.sqlite" for i in range(3)], ShardMap.parse("A-G,H-O,P-Z"))
+    store.create_schema()
+    server = grpc.aio.server()
+    pb_grpc.add_PersistenceServiceServicer_to_server(PersistenceServicer(store, LOG), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            yield pb_grpc.PersistenceServiceStub(channel)
+    finally:
+        await server.stop(None)
+        store.close()
+
+
+def test_write_then_read_round_trips_every_field(tmp_path):
+    async def go():
+        async with serving(tmp_path) as stub:
+            written = order(1)
+            reply = await stub.WriteBatch(pb.WriteBatchRequest(new_orders=[written, order(2, "MSFT", account=2)]))
+            assert (reply.orders_inserted, reply.orders_updated, reply.trades_inserted) == (2, 0, 0)
+            filled = order(1, status=t.ORDER_STATUS_PARTIALLY_FILLED, filled=4)
+            trade = t.Trade(trade_id=9, symbol="AAPL", price=101, quantity=4, maker_order_id=1,
+                            taker_order_id=3, maker_account_id=1, taker_account_id=2,
+                            aggressor_side=t.SIDE_SELL, time=Timestamp(seconds=1_780_000_002))
+            reply = await stub.WriteBatch(pb.WriteBatchRequest(updated_orders=[filled], trades=[trade]))
+            assert (reply.orders_updated, reply.trades_inserted) == (1, 1)
+
+            got = (await stub.GetOrder(pb.GetOrderRequest(order_id=1, account_id=1))).order
+            expected = t.Order()
+            expected.CopyFrom(filled)
+            expected.fills.add(trade_id=9, price=101, quantity=4, maker=True, time=trade.time)
+            assert got == expected
+            by_client = await stub.GetOrderByClientId(pb.GetOrderByClientIdRequest(account_id=1, client_order_id="c1"))
+            assert by_client.order == expected
+
+            listed = await stub.ListOrders(pb.ListOrdersRequest(account_id=1))
+            assert [o.order_id for o in listed.orders] == [1] and listed.next_page_token == ""
+            opened = await stub.ListOpenOrders(pb.ListOpenOrdersRequest(symbols=["AAPL", "MSFT"]))
+            assert [o.order_id for o in opened.orders] == [1, 2]
+
+    asyncio.run(go())
+
+
+def test_unset_times_are_filled_with_the_service_clock(tmp_path):
+    async def go():
+        async with serving(tmp_path) as stub:
+            bare = order(1)
+            bare.ClearField("create_time")
+            await stub.WriteBatch(pb.WriteBatchRequest(new_orders=[bare]))
+            got = (await stub.GetOrder(pb.GetOrderRequest(order_id=1))).order
+            assert got.create_time.seconds > 1_700_000_000
+
+    asyncio.run(go())
+
+
+async def expect(call, code, reason=None):
+    with pytest.raises(grpc.aio.AioRpcError) as e:
+        await call
+    assert e.value.code() == code, e.value.details()
+    if reason:
+        assert reason_of(e.value) == reason
+    return e.value
+
+
+def test_errors_map_to_codes_and_name_the_field(tmp_path):
+    async def go():
+        async with serving(tmp_path) as stub:
+            await stub.WriteBatch(pb.WriteBatchRequest(new_orders=[order(1, account=1)]))
+            NF, IA = grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT
+            await expect(stub.GetOrder(pb.GetOrderRequest(order_id=1, account_id=2)), NF, "ORDER_NOT_FOUND")
+            await expect(stub.GetOrder(pb.GetOrderRequest(order_id=5)), NF)
+            await expect(stub.GetOrder(pb.GetOrderRequest(order_id=0)), IA, "INVALID_ORDER_ID")
+            await expect(stub.GetOrderByClientId(pb.GetOrderByClientIdRequest(account_id=1, client_order_id="x")), NF)
+            await expect(stub.GetOrderByClientId(pb.GetOrderByClientIdRequest(account_id=1)), IA)
+            await expect(stub.ListOrders(pb.ListOrdersRequest(account_id=1, page_size=5000)), IA, "INVALID_PAGE_SIZE")
+            e = await expect(stub.ListOrders(pb.ListOrdersRequest(account_id=1, page_token="junk!")), IA,
+                             "INVALID_PAGE_TOKEN")
+            assert "page_token" in e.details()
+            await expect(stub.ListOrders(pb.ListOrdersRequest(account_id=0)), IA, "INVALID_ACCOUNT_ID")
+            e = await expect(stub.WriteBatch(pb.WriteBatchRequest(new_orders=[order(2), order(3, "??")])), IA,
+                             "INVALID_SYMBOL")
+            assert "new_orders[1].symbol" in e.details()
+            await expect(stub.WriteBatch(pb.WriteBatchRequest(new_orders=[order(4, client="x" * 65)])), IA)
+            await expect(stub.WriteBatch(pb.WriteBatchRequest(trades=[t.Trade(trade_id=0, symbol="AAPL")])), IA,
+                         "INVALID_TRADE_ID")
+            bad_side = order(5)
+            bad_side.side = 40000
+            e = await expect(stub.WriteBatch(pb.WriteBatchRequest(updated_orders=[bad_side])), IA, "INVALID_SIDE")
+            assert "updated_orders[0].side" in e.details()
+            await expect(stub.WriteBatch(pb.WriteBatchRequest(new_orders=[order(6, status=0)])), IA, "INVALID_STATUS")
+            # Nothing of a refused batch was written.
+            await expect(stub.GetOrder(pb.GetOrderRequest(order_id=2)), NF)
+
+    asyncio.run(go())
