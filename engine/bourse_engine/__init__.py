@@ -1,0 +1,177 @@
+"""Typed Python API of the bourse matching engine (C++, via _bourse_engine).
+
+    from bourse_engine import Engine, Side, OrderType, TimeInForce
+    eng = Engine()
+    events = eng.submit(order_id=1, account_id=7, symbol_id=3, side=Side.BUY,
+                        order_type=OrderType.LIMIT, tif=TimeInForce.GTC,
+                        price=100, quantity=5)
+
+Not thread-safe by itself: calls hold the GIL for their whole duration, so an
+Engine can be shared between Python threads, but each call is serialised.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import _bourse_engine
+
+from .events import (
+    EVENT_HASH_SEED,
+    MAX_NOTIONAL,
+    MAX_PRICE,
+    MAX_QUANTITY,
+    CancelReason,
+    Event,
+    EventKind,
+    Level,
+    OrderInfo,
+    OrderStatus,
+    OrderType,
+    RejectReason,
+    Side,
+    TimeInForce,
+    event_from_raw,
+    hash_event,
+)
+
+__all__ = [
+    "Engine",
+    "Event",
+    "EventKind",
+    "Side",
+    "OrderType",
+    "TimeInForce",
+    "OrderStatus",
+    "RejectReason",
+    "CancelReason",
+    "Level",
+    "OrderInfo",
+    "MAX_PRICE",
+    "MAX_QUANTITY",
+    "MAX_NOTIONAL",
+    "EVENT_HASH_SEED",
+    "hash_event",
+]
+
+_U64 = (1 << 64) - 1
+_U32 = (1 << 32) - 1
+_I64_MIN, _I64_MAX = -(1 << 63), (1 << 63) - 1
+
+
+def _id(name: str, value: int, top: int) -> int:
+    # Ids are identities, not business values: an impossible one is a caller bug.
+    value = int(value)
+    if not 0 <= value <= top:
+        raise ValueError(f"{name} must be in [0, {top}], got {value}")
+    return value
+
+
+def _clamp(value: int) -> int:
+    # Out-of-range prices/quantities must come back as REJECTED events rather
+    # than conversion errors; clamping keeps them out of range for the engine.
+    return min(max(int(value), _I64_MIN), _I64_MAX)
+
+
+def _code(value: int) -> int:
+    # Anything that is not a small non-negative int is an invalid enum code (0).
+    value = int(value)
+    return value if 0 <= value <= 255 else 0
+
+
+def _events(raw: list) -> list[Event]:
+    return [event_from_raw(r) for r in raw]
+
+
+class Engine:
+    """Many order books (one per symbol_id, created by the first accepted order)."""
+
+    def __init__(self) -> None:
+        self._raw = _bourse_engine.Engine()
+
+    def submit(
+        self,
+        *,
+        order_id: int,
+        account_id: int,
+        symbol_id: int,
+        side: Side | int,
+        order_type: OrderType | int,
+        tif: TimeInForce | int,
+        price: int,
+        quantity: int,
+    ) -> list[Event]:
+        """Events: REJECTED, DONE(REJECTED) -- or ACCEPTED, TRADE*, [CANCELLED], DONE."""
+        return _events(
+            self._raw.submit(
+                _id("order_id", order_id, _U64),
+                _id("account_id", account_id, _U64),
+                _id("symbol_id", symbol_id, _U32),
+                _code(side),
+                _code(order_type),
+                _code(tif),
+                _clamp(price),
+                _clamp(quantity),
+            )
+        )
+
+    def cancel(self, *, order_id: int, account_id: int, symbol_id: int) -> list[Event]:
+        """Events: CANCELLED(USER), DONE(CANCELLED) -- or REJECTED(UNKNOWN_ORDER)
+        alone, also when the order belongs to another account or symbol."""
+        return _events(
+            self._raw.cancel(
+                _id("order_id", order_id, _U64),
+                _id("account_id", account_id, _U64),
+                _id("symbol_id", symbol_id, _U32),
+            )
+        )
+
+    def submit_batch(
+        self,
+        *,
+        order_id: Sequence[int],
+        account_id: Sequence[int],
+        symbol_id: Sequence[int],
+        side: Sequence[int],
+        order_type: Sequence[int],
+        tif: Sequence[int],
+        price: Sequence[int],
+        quantity: Sequence[int],
+    ) -> list[Event]:
+        """Submits the i-th element of every column in order; equivalent to
+        calling submit() for each, concatenating the events (each order's events
+        end with its DONE). Columns are lists or numpy integer arrays of equal
+        length; unlike submit(), values must already fit their C++ types."""
+        return _events(
+            self._raw.submit_batch(
+                order_id, account_id, symbol_id, side, order_type, tif, price, quantity
+            )
+        )
+
+    def depth(self, *, symbol_id: int, levels: int = 5) -> tuple[list[Level], list[Level]]:
+        """(bids, asks): up to `levels` levels per side, best first."""
+        levels = min(max(int(levels), 0), _U32)
+        bids, asks = self._raw.depth(_id("symbol_id", symbol_id, _U32), levels)
+        return [Level(*b) for b in bids], [Level(*a) for a in asks]
+
+    def top(self, *, symbol_id: int) -> tuple[Optional[Level], Optional[Level]]:
+        """(best bid, best ask), None for an empty side."""
+        bids, asks = self.depth(symbol_id=symbol_id, levels=1)
+        return (bids[0] if bids else None, asks[0] if asks else None)
+
+    def order(self, order_id: int) -> Optional[OrderInfo]:
+        """The live (resting) order, or None once it is done or if never seen."""
+        if not 0 <= int(order_id) <= _U64:
+            return None
+        found = self._raw.order(int(order_id))
+        if found is None:
+            return None
+        symbol_id, side, price, remaining = found[:4]
+        return OrderInfo(symbol_id, Side(side), price, remaining)
+
+    def event_hash(self) -> int:
+        """Running hash over every event emitted so far (see hash_event)."""
+        return self._raw.event_hash()
+
+    def live_orders(self) -> int:
+        return self._raw.live_orders()

@@ -1,0 +1,166 @@
+"""Enums, the Event record and the event hash, shared by the C++-backed Engine
+and the pure-Python ReferenceEngine.
+
+Integer values of Side, OrderType, TimeInForce and OrderStatus equal the
+bourse.type.v1 protobuf enums; ``.name`` of a RejectReason/CancelReason is the
+UPPER_SNAKE string for ``Order.reason``.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from typing import NamedTuple, Optional, Union
+
+
+class Side(IntEnum):
+    BUY = 1
+    SELL = 2
+
+
+class OrderType(IntEnum):
+    LIMIT = 1
+    MARKET = 2
+
+
+class TimeInForce(IntEnum):
+    GTC = 1
+    IOC = 2
+    FOK = 3
+
+
+class OrderStatus(IntEnum):
+    NEW = 1
+    PARTIALLY_FILLED = 2
+    FILLED = 3
+    CANCELLED = 4
+    REJECTED = 5
+
+
+class EventKind(IntEnum):
+    ACCEPTED = 1
+    REJECTED = 2
+    TRADE = 3
+    CANCELLED = 4
+    DONE = 5
+
+
+class RejectReason(IntEnum):
+    UNKNOWN_ORDER = 1
+    DUPLICATE_ORDER_ID = 2
+    INVALID_SIDE = 3
+    INVALID_ORDER_TYPE = 4
+    INVALID_TIME_IN_FORCE = 5
+    INVALID_QUANTITY = 6
+    INVALID_PRICE = 7
+    NOTIONAL_OVERFLOW = 8
+
+
+class CancelReason(IntEnum):
+    USER = 1
+    IOC_REMAINDER = 2
+    MARKET_REMAINDER = 3
+    FOK_UNFILLABLE = 4
+
+
+# Same limits as engine/include/bourse/engine/types.hpp.
+MAX_PRICE = 10**15
+MAX_QUANTITY = 10**12
+MAX_NOTIONAL = 2**63 - 1
+
+
+class Event(NamedTuple):
+    """One engine event. Fields a kind does not use are 0 (or None for enums).
+
+    ACCEPTED  order_id, symbol_id
+    REJECTED  reason: RejectReason
+    TRADE     order_id (== taker_order_id), maker_order_id, taker_order_id,
+              maker_account, taker_account, price (maker's), quantity,
+              aggressor_side, maker_remaining, taker_remaining
+    CANCELLED reason: CancelReason, remaining (quantity cancelled)
+    DONE      status, filled (cumulative), remaining (leaves; > 0 only if resting)
+    """
+
+    kind: EventKind
+    order_id: int = 0
+    symbol_id: int = 0
+    reason: Optional[Union[RejectReason, CancelReason]] = None
+    status: Optional[OrderStatus] = None
+    aggressor_side: Optional[Side] = None
+    maker_order_id: int = 0
+    taker_order_id: int = 0
+    maker_account: int = 0
+    taker_account: int = 0
+    price: int = 0
+    quantity: int = 0
+    maker_remaining: int = 0
+    taker_remaining: int = 0
+    filled: int = 0
+    remaining: int = 0
+
+
+class Level(NamedTuple):
+    price: int
+    quantity: int
+    order_count: int
+
+
+class OrderInfo(NamedTuple):
+    symbol_id: int
+    side: Side
+    price: int
+    remaining: int
+
+
+# A raw event is the 16-int tuple the binding returns, in Event's field order,
+# with 0 for absent enums.
+RawEvent = tuple
+
+_KINDS = {k.value: k for k in EventKind}
+_REJECTS = {r.value: r for r in RejectReason}
+_CANCELS = {c.value: c for c in CancelReason}
+_STATUSES = {s.value: s for s in OrderStatus}
+_SIDES = {s.value: s for s in Side}
+
+
+def event_from_raw(raw: RawEvent) -> Event:
+    kind = _KINDS[raw[0]]
+    if kind is EventKind.REJECTED:
+        reason = _REJECTS[raw[3]]
+    elif kind is EventKind.CANCELLED:
+        reason = _CANCELS[raw[3]]
+    else:
+        reason = None
+    return Event(
+        kind,
+        raw[1],
+        raw[2],
+        reason,
+        _STATUSES.get(raw[4]),
+        _SIDES.get(raw[5]),
+        *raw[6:],
+    )
+
+
+def event_to_raw(ev: Event) -> RawEvent:
+    return (
+        int(ev.kind),
+        ev.order_id,
+        ev.symbol_id,
+        int(ev.reason or 0),
+        int(ev.status or 0),
+        int(ev.aggressor_side or 0),
+        *ev[6:],
+    )
+
+
+EVENT_HASH_SEED = 0xCBF29CE484222325
+_MASK = (1 << 64) - 1
+_PRIME = 0x100000001B3
+
+
+def hash_event(h: int, raw: RawEvent) -> int:
+    """Python twin of bourse::engine::hash_event (see event.hpp)."""
+    for w in raw:
+        h = ((h ^ (w & _MASK)) * _PRIME) & _MASK
+        h ^= h >> 32
+    return h

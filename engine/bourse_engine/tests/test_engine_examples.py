@@ -1,0 +1,293 @@
+"""Worked examples through the typed wrapper: resting book, command, expected
+events, book after. Each runs against the C++ engine and the Python reference."""
+
+import pytest
+
+from bourse_engine import (
+    CancelReason,
+    Engine,
+    Event,
+    EventKind,
+    Level,
+    OrderInfo,
+    OrderStatus,
+    OrderType,
+    RejectReason,
+    Side,
+    TimeInForce,
+)
+from bourse_engine.reference import ReferenceEngine
+
+SYM = 3
+BUY, SELL = Side.BUY, Side.SELL
+GTC, IOC, FOK = TimeInForce.GTC, TimeInForce.IOC, TimeInForce.FOK
+
+
+@pytest.fixture(params=["cpp", "reference"])
+def eng(request):
+    return Engine() if request.param == "cpp" else ReferenceEngine()
+
+
+def acc(oid, sym=SYM):
+    return Event(EventKind.ACCEPTED, oid, sym)
+
+
+def rej(oid, reason, sym=SYM):
+    return Event(EventKind.REJECTED, oid, sym, reason=reason)
+
+
+def cxl(oid, remaining, reason, sym=SYM):
+    return Event(EventKind.CANCELLED, oid, sym, reason=reason, remaining=remaining)
+
+
+def done(oid, status, filled=0, remaining=0, sym=SYM):
+    return Event(EventKind.DONE, oid, sym, status=status, filled=filled, remaining=remaining)
+
+
+def trade(maker, taker, maker_acct, taker_acct, price, qty, aggressor, maker_rem, taker_rem,
+          sym=SYM):
+    return Event(EventKind.TRADE, taker, sym, aggressor_side=aggressor, maker_order_id=maker,
+                 taker_order_id=taker, maker_account=maker_acct, taker_account=taker_acct,
+                 price=price, quantity=qty, maker_remaining=maker_rem, taker_remaining=taker_rem)
+
+
+def limit(eng, oid, acct, side, price, qty, tif=GTC, sym=SYM):
+    return eng.submit(order_id=oid, account_id=acct, symbol_id=sym, side=side,
+                      order_type=OrderType.LIMIT, tif=tif, price=price, quantity=qty)
+
+
+def market(eng, oid, acct, side, qty, tif=IOC, sym=SYM):
+    return eng.submit(order_id=oid, account_id=acct, symbol_id=sym, side=side,
+                      order_type=OrderType.MARKET, tif=tif, price=0, quantity=qty)
+
+
+def book(eng, sym=SYM):
+    return eng.depth(symbol_id=sym, levels=100)
+
+
+def test_limit_rests_in_empty_book(eng):
+    assert limit(eng, 1, 7, BUY, 100, 5) == [acc(1), done(1, OrderStatus.NEW, 0, 5)]
+    assert book(eng) == ([Level(100, 5, 1)], [])
+    assert eng.order(1) == OrderInfo(SYM, BUY, 100, 5)
+
+
+def test_trade_prints_at_maker_price(eng):
+    limit(eng, 1, 7, SELL, 100, 5)
+    assert limit(eng, 2, 8, BUY, 105, 5) == [
+        acc(2),
+        trade(1, 2, 7, 8, 100, 5, BUY, 0, 0),
+        done(2, OrderStatus.FILLED, 5, 0),
+    ]
+    assert book(eng) == ([], [])
+
+
+def test_partial_fill_keeps_queue_place_and_remainder_rests(eng):
+    limit(eng, 1, 7, BUY, 100, 10)
+    limit(eng, 2, 8, BUY, 100, 5)
+    assert limit(eng, 3, 9, SELL, 100, 4) == [
+        acc(3), trade(1, 3, 7, 9, 100, 4, SELL, 6, 0), done(3, OrderStatus.FILLED, 4)]
+    assert limit(eng, 4, 9, SELL, 99, 20) == [
+        acc(4),
+        trade(1, 4, 7, 9, 100, 6, SELL, 0, 14),
+        trade(2, 4, 8, 9, 100, 5, SELL, 0, 9),
+        done(4, OrderStatus.PARTIALLY_FILLED, 11, 9),
+    ]
+    assert book(eng) == ([], [Level(99, 9, 1)])
+
+
+def test_price_then_time_priority_across_levels(eng):
+    limit(eng, 1, 7, SELL, 102, 1)
+    limit(eng, 2, 7, SELL, 101, 1)
+    limit(eng, 3, 7, SELL, 101, 1)
+    assert limit(eng, 4, 8, BUY, 102, 3) == [
+        acc(4),
+        trade(2, 4, 7, 8, 101, 1, BUY, 0, 2),
+        trade(3, 4, 7, 8, 101, 1, BUY, 0, 1),
+        trade(1, 4, 7, 8, 102, 1, BUY, 0, 0),
+        done(4, OrderStatus.FILLED, 3),
+    ]
+    assert book(eng) == ([], [])
+
+
+def test_market_remainder_cancelled(eng):
+    limit(eng, 1, 7, BUY, 100, 2)
+    assert market(eng, 2, 8, SELL, 5) == [
+        acc(2),
+        trade(1, 2, 7, 8, 100, 2, SELL, 0, 3),
+        cxl(2, 3, CancelReason.MARKET_REMAINDER),
+        done(2, OrderStatus.CANCELLED, 2),
+    ]
+    assert book(eng) == ([], [])
+
+
+def test_market_into_empty_book(eng):
+    assert market(eng, 1, 8, BUY, 5, GTC) == [
+        acc(1), cxl(1, 5, CancelReason.MARKET_REMAINDER), done(1, OrderStatus.CANCELLED)]
+
+
+def test_ioc_remainder_cancelled(eng):
+    limit(eng, 1, 7, SELL, 100, 2)
+    assert limit(eng, 2, 8, BUY, 100, 5, IOC) == [
+        acc(2),
+        trade(1, 2, 7, 8, 100, 2, BUY, 0, 3),
+        cxl(2, 3, CancelReason.IOC_REMAINDER),
+        done(2, OrderStatus.CANCELLED, 2),
+    ]
+    assert book(eng) == ([], [])
+
+
+def test_fok_killed_without_trades(eng):
+    limit(eng, 1, 7, SELL, 100, 2)
+    limit(eng, 2, 7, SELL, 101, 2)
+    assert limit(eng, 3, 8, BUY, 101, 5, FOK) == [
+        acc(3), cxl(3, 5, CancelReason.FOK_UNFILLABLE), done(3, OrderStatus.CANCELLED)]
+    assert book(eng) == ([], [Level(100, 2, 1), Level(101, 2, 1)])
+
+
+def test_fok_fills_completely(eng):
+    limit(eng, 1, 7, SELL, 100, 2)
+    limit(eng, 2, 7, SELL, 101, 2)
+    assert limit(eng, 3, 8, BUY, 101, 4, FOK) == [
+        acc(3),
+        trade(1, 3, 7, 8, 100, 2, BUY, 0, 2),
+        trade(2, 3, 7, 8, 101, 2, BUY, 0, 0),
+        done(3, OrderStatus.FILLED, 4),
+    ]
+
+
+def test_cancel(eng):
+    limit(eng, 1, 7, BUY, 100, 5)
+    limit(eng, 2, 8, SELL, 100, 2)
+    assert eng.cancel(order_id=1, account_id=7, symbol_id=SYM) == [
+        cxl(1, 3, CancelReason.USER), done(1, OrderStatus.CANCELLED, 2, 0)]
+    assert book(eng) == ([], [])
+    assert eng.order(1) is None
+
+
+@pytest.mark.parametrize("oid, acct, sym", [(99, 7, SYM), (1, 8, SYM), (1, 7, SYM + 1)])
+def test_cancel_unknown_foreign_or_wrong_symbol(eng, oid, acct, sym):
+    limit(eng, 1, 7, BUY, 100, 5)
+    assert eng.cancel(order_id=oid, account_id=acct, symbol_id=sym) == [
+        rej(oid, RejectReason.UNKNOWN_ORDER, sym)]
+    assert book(eng) == ([Level(100, 5, 1)], [])
+
+
+def test_cancel_done_order(eng):
+    limit(eng, 1, 7, BUY, 100, 5)
+    eng.cancel(order_id=1, account_id=7, symbol_id=SYM)
+    assert eng.cancel(order_id=1, account_id=7, symbol_id=SYM) == [
+        rej(1, RejectReason.UNKNOWN_ORDER)]
+
+
+def test_duplicate_order_id(eng):
+    limit(eng, 1, 7, BUY, 100, 5)
+    eng.cancel(order_id=1, account_id=7, symbol_id=SYM)
+    assert limit(eng, 1, 7, BUY, 100, 5) == [
+        rej(1, RejectReason.DUPLICATE_ORDER_ID), done(1, OrderStatus.REJECTED)]
+
+
+@pytest.mark.parametrize(
+    "side, otype, tif, price, qty, reason",
+    [
+        (0, OrderType.LIMIT, GTC, 100, 1, RejectReason.INVALID_SIDE),
+        (300, OrderType.LIMIT, GTC, 100, 1, RejectReason.INVALID_SIDE),
+        (BUY, 7, GTC, 100, 1, RejectReason.INVALID_ORDER_TYPE),
+        (BUY, OrderType.LIMIT, 0, 100, 1, RejectReason.INVALID_TIME_IN_FORCE),
+        (BUY, OrderType.LIMIT, GTC, 100, 0, RejectReason.INVALID_QUANTITY),
+        (BUY, OrderType.LIMIT, GTC, 100, 10**12 + 1, RejectReason.INVALID_QUANTITY),
+        (BUY, OrderType.LIMIT, GTC, 100, 2**70, RejectReason.INVALID_QUANTITY),
+        (BUY, OrderType.LIMIT, GTC, 0, 1, RejectReason.INVALID_PRICE),
+        (BUY, OrderType.LIMIT, GTC, -(2**80), 1, RejectReason.INVALID_PRICE),
+        (BUY, OrderType.LIMIT, GTC, 10**15 + 1, 1, RejectReason.INVALID_PRICE),
+        (BUY, OrderType.MARKET, IOC, 100, 1, RejectReason.INVALID_PRICE),
+        (BUY, OrderType.LIMIT, GTC, 10**15, 10**12, RejectReason.NOTIONAL_OVERFLOW),
+    ],
+)
+def test_rejects(eng, side, otype, tif, price, qty, reason):
+    events = eng.submit(order_id=1, account_id=7, symbol_id=SYM, side=side, order_type=otype,
+                        tif=tif, price=price, quantity=qty)
+    assert events == [rej(1, reason), done(1, OrderStatus.REJECTED)]
+    assert book(eng) == ([], [])
+
+
+def test_depth_aggregates_best_first(eng):
+    for oid, (side, price, qty) in enumerate(
+            [(BUY, 99, 1), (BUY, 100, 2), (BUY, 100, 3), (SELL, 103, 4), (SELL, 101, 5)], 1):
+        limit(eng, oid, 7, side, price, qty)
+    assert eng.depth(symbol_id=SYM, levels=5) == (
+        [Level(100, 5, 2), Level(99, 1, 1)], [Level(101, 5, 1), Level(103, 4, 1)])
+    assert eng.depth(symbol_id=SYM, levels=1) == ([Level(100, 5, 2)], [Level(101, 5, 1)])
+    assert eng.top(symbol_id=SYM) == (Level(100, 5, 2), Level(101, 5, 1))
+    assert eng.depth(symbol_id=99, levels=5) == ([], [])
+
+
+def test_symbols_do_not_interact(eng):
+    limit(eng, 1, 7, SELL, 100, 5, sym=1)
+    assert limit(eng, 2, 8, BUY, 100, 5, sym=2) == [
+        acc(2, 2), done(2, OrderStatus.NEW, 0, 5, 2)]
+
+
+def test_event_fields_are_typed():
+    eng = Engine()
+    limit(eng, 1, 7, SELL, 100, 5)
+    events = limit(eng, 2, 8, BUY, 100, 2)
+    assert [type(e.kind) for e in events] == [EventKind] * 3
+    assert events[1].aggressor_side is Side.BUY
+    assert events[2].status is OrderStatus.FILLED
+    rejected = limit(eng, 2, 8, BUY, 100, 2)
+    assert rejected[0].reason is RejectReason.DUPLICATE_ORDER_ID
+    assert rejected[0].reason.name == "DUPLICATE_ORDER_ID"
+
+
+def test_same_script_same_hash_in_cpp_and_reference():
+    engines = [Engine(), ReferenceEngine()]
+    for e in engines:
+        limit(e, 1, 7, SELL, 100, 5)
+        limit(e, 2, 8, BUY, 101, 7)
+        market(e, 3, 9, SELL, 9)
+        e.cancel(order_id=2, account_id=8, symbol_id=SYM)
+        e.cancel(order_id=2, account_id=8, symbol_id=SYM)
+    assert engines[0].event_hash() == engines[1].event_hash()
+    assert Engine().event_hash() == ReferenceEngine().event_hash()
+
+
+def test_submit_batch_equals_sequential_submits():
+    columns = dict(
+        order_id=[1, 2, 3, 4], account_id=[7, 8, 7, 9], symbol_id=[SYM] * 4,
+        side=[SELL, SELL, BUY, BUY], order_type=[1, 1, 1, 2], tif=[1, 1, 2, 1],
+        price=[100, 101, 100, 0], quantity=[5, 5, 7, 3])
+    batch, single = Engine(), Engine()
+    events = batch.submit_batch(**columns)
+    expected = []
+    for row in zip(*columns.values()):
+        expected += single.submit(**dict(zip(columns, row)))
+    assert events == expected
+    assert batch.event_hash() == single.event_hash()
+    assert batch.depth(symbol_id=SYM) == single.depth(symbol_id=SYM)
+
+
+def test_submit_batch_accepts_numpy():
+    np = pytest.importorskip("numpy")
+    eng = Engine()
+    events = eng.submit_batch(
+        order_id=np.array([1, 2], dtype=np.uint64), account_id=np.array([7, 8]),
+        symbol_id=np.array([SYM, SYM]), side=np.array([2, 1]), order_type=np.array([1, 1]),
+        tif=np.array([1, 1]), price=np.array([100, 100]), quantity=np.array([5, 5]))
+    assert [e.kind for e in events] == [
+        EventKind.ACCEPTED, EventKind.DONE, EventKind.ACCEPTED, EventKind.TRADE, EventKind.DONE]
+
+
+def test_submit_batch_rejects_ragged_columns():
+    with pytest.raises(ValueError):
+        Engine().submit_batch(order_id=[1, 2], account_id=[1], symbol_id=[1, 1], side=[1, 1],
+                              order_type=[1, 1], tif=[1, 1], price=[1, 1], quantity=[1, 1])
+
+
+@pytest.mark.parametrize("field, value", [("order_id", -1), ("account_id", 2**64),
+                                          ("symbol_id", 2**32)])
+def test_impossible_ids_raise(field, value):
+    args = dict(order_id=1, account_id=7, symbol_id=SYM, side=BUY, order_type=OrderType.LIMIT,
+                tif=GTC, price=100, quantity=1)
+    args[field] = value
+    with pytest.raises(ValueError):
+        Engine().submit(**args)

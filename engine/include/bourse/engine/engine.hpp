@@ -1,0 +1,86 @@
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <unordered_map>
+#include <vector>
+
+#include "bourse/engine/event.hpp"
+#include "bourse/engine/order_book.hpp"
+#include "bourse/engine/order_store.hpp"
+#include "bourse/engine/types.hpp"
+
+namespace bourse::engine {
+
+struct OrderView {
+  SymbolId symbol_id;
+  Side side;
+  Price price;
+  Quantity remaining;
+  Quantity filled;
+  AccountId account_id;
+};
+
+struct TopOfBook {
+  std::optional<LevelView> bid;
+  std::optional<LevelView> ask;
+};
+
+// The matching engine for many symbols. Single-threaded: one caller at a time.
+//
+// Every command reports its outcome to the handler, synchronously, before the
+// call returns. The handler must not call back into the engine or throw.
+//
+// submit: REJECTED + DONE(REJECTED), or
+//         ACCEPTED, [TRADE...], [CANCELLED(IOC_REMAINDER|MARKET_REMAINDER|FOK_UNFILLABLE)],
+//         DONE(NEW|PARTIALLY_FILLED|FILLED|CANCELLED)
+// cancel: CANCELLED(USER) + DONE(CANCELLED), or REJECTED(UNKNOWN_ORDER) alone.
+//
+// A symbol's book is created by the first accepted order for it; queries on a
+// symbol never seen return empty results.
+class Engine {
+ public:
+  // `expected_orders` pre-sizes the order pool and id index (ids are kept for
+  // the engine's lifetime), avoiding rehash pauses while below it.
+  explicit Engine(EventHandler& handler, std::size_t expected_orders = 1024);
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  void submit(const NewOrder& order);
+  void cancel(const CancelOrder& cancel);
+
+  std::uint64_t event_hash() const { return out_.hash; }
+
+  std::optional<OrderView> order(OrderId id) const;
+  TopOfBook top(SymbolId symbol) const;
+  void depth(SymbolId symbol, std::size_t max_levels, std::vector<LevelView>& bids,
+             std::vector<LevelView>& asks) const;
+
+  std::size_t live_orders() const { return store_.live(); }
+  std::size_t symbol_count() const { return books_.size(); }
+
+ private:
+  // Hashes every event, then forwards it to the user's handler.
+  class Emitter final : public EventHandler {
+   public:
+    explicit Emitter(EventHandler& h) : handler(h) {}
+    void on_event(const Event& e) override {
+      hash = hash_event(hash, e);
+      handler.on_event(e);
+    }
+    EventHandler& handler;
+    std::uint64_t hash = kEventHashSeed;
+  };
+
+  OrderBook& book_for(SymbolId symbol);
+  const OrderBook* find_book(SymbolId symbol) const;
+  void finish_unrested(const NewOrder& cmd, const Taker& taker);
+
+  Emitter out_;
+  OrderStore store_;
+  std::unordered_map<SymbolId, std::unique_ptr<OrderBook>> books_;
+};
+
+}  // namespace bourse::engine

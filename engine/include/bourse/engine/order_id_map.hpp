@@ -1,0 +1,46 @@
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "bourse/engine/types.hpp"
+
+namespace bourse::engine {
+
+// order_id -> 32-bit value, open addressing with linear probing.
+//
+// Order ids are never forgotten (an id stays "known" after its order is done,
+// to reject reuse), so the map needs no deletion -- which is what keeps linear
+// probing this simple: no tombstones, no backward shifting.
+class OrderIdMap {
+ public:
+  static constexpr std::uint32_t kAbsent = 0xFFFFFFFFu;  // also marks an empty slot
+  static constexpr std::uint32_t kMaxValue = kAbsent - 1;
+
+  explicit OrderIdMap(std::size_t expected = 1024);
+
+  // Value stored for `id`, or kAbsent.
+  std::uint32_t find(OrderId id) const;
+
+  // Inserts or overwrites. `value` must be <= kMaxValue.
+  void put(OrderId id, std::uint32_t value);
+
+  std::size_t size() const { return size_; }
+  std::size_t capacity() const { return slots_.size(); }
+
+ private:
+  struct Slot {
+    OrderId key;
+    std::uint32_t value;  // kAbsent: slot empty
+  };
+
+  std::size_t slot_of(OrderId id) const;
+  void grow();
+
+  std::vector<Slot> slots_;
+  std::size_t mask_ = 0;
+  std::size_t size_ = 0;
+};
+
+}  // namespace bourse::engine

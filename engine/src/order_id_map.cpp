@@ -1,0 +1,66 @@
+#include "bourse/engine/order_id_map.hpp"
+
+#include <cassert>
+
+namespace bourse::engine {
+
+namespace {
+
+// splitmix64 finalizer: sequential ids would otherwise fill runs of adjacent
+// slots and make probe sequences long.
+inline std::uint64_t mix(std::uint64_t x) {
+  x ^= x >> 30;
+  x *= 0xbf58476d1ce4e5b9ULL;
+  x ^= x >> 27;
+  x *= 0x94d049bb133111ebULL;
+  x ^= x >> 31;
+  return x;
+}
+
+std::size_t round_up_pow2(std::size_t n) {
+  std::size_t p = 16;
+  while (p < n) p <<= 1;
+  return p;
+}
+
+}  // namespace
+
+OrderIdMap::OrderIdMap(std::size_t expected) {
+  slots_.assign(round_up_pow2(expected * 2), Slot{0, kAbsent});
+  mask_ = slots_.size() - 1;
+}
+
+std::size_t OrderIdMap::slot_of(OrderId id) const {
+  std::size_t i = mix(id) & mask_;
+  while (slots_[i].value != kAbsent && slots_[i].key != id) i = (i + 1) & mask_;
+  return i;
+}
+
+std::uint32_t OrderIdMap::find(OrderId id) const { return slots_[slot_of(id)].value; }
+
+void OrderIdMap::put(OrderId id, std::uint32_t value) {
+  assert(value <= kMaxValue);
+  std::size_t i = slot_of(id);
+  if (slots_[i].value == kAbsent) {
+    // Keep load <= 1/2 so probe sequences stay short.
+    if ((size_ + 1) * 2 > slots_.size()) {
+      grow();
+      i = slot_of(id);
+    }
+    slots_[i].key = id;
+    ++size_;
+  }
+  slots_[i].value = value;
+}
+
+void OrderIdMap::grow() {
+  std::vector<Slot> old;
+  old.swap(slots_);
+  slots_.assign(old.size() * 2, Slot{0, kAbsent});
+  mask_ = slots_.size() - 1;
+  for (const Slot& s : old) {
+    if (s.value != kAbsent) slots_[slot_of(s.key)] = s;
+  }
+}
+
+}  // namespace bourse::engine

@@ -1,0 +1,34 @@
+#include "bourse/engine/order_store.hpp"
+
+#include <stdexcept>
+
+namespace bourse::engine {
+
+OrderIndex OrderStore::add(const Order& order) {
+  OrderIndex idx;
+  if (free_head_ != kNoOrder) {
+    idx = free_head_;
+    free_head_ = nodes_[idx].next;
+    nodes_[idx] = order;
+  } else {
+    // Indices must stay below the id map's reserved values.
+    if (nodes_.size() >= kRetired) throw std::length_error("order pool exhausted");
+    idx = static_cast<OrderIndex>(nodes_.size());
+    nodes_.push_back(order);
+  }
+  ids_.put(order.order_id, idx);
+  ++live_;
+  return idx;
+}
+
+void OrderStore::retire(OrderIndex idx) {
+  Order& o = nodes_[idx];
+  ids_.put(o.order_id, kRetired);
+  o.remaining = 0;
+  o.prev = kNoOrder;
+  o.next = free_head_;
+  free_head_ = idx;
+  --live_;
+}
+
+}  // namespace bourse::engine

@@ -1,0 +1,79 @@
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <tuple>
+#include <vector>
+
+#include "bourse/engine/engine.hpp"
+
+namespace bourse::engine::testing {
+
+inline constexpr SymbolId kSym = 1;
+inline constexpr Side BUY = Side::BUY;
+inline constexpr Side SELL = Side::SELL;
+
+// (price, total quantity, order count), best first.
+using Level = std::tuple<Price, Quantity, std::uint32_t>;
+using Levels = std::vector<Level>;
+
+// Expected-event builders, defaulting to kSym.
+inline Event Acc(OrderId id, SymbolId s = kSym) { return Event::accepted(id, s); }
+inline Event Rej(OrderId id, RejectReason r, SymbolId s = kSym) {
+  return Event::rejected(id, s, r);
+}
+inline Event Cxl(OrderId id, Quantity remaining, CancelReason r, SymbolId s = kSym) {
+  return Event::cancelled(id, s, remaining, r);
+}
+inline Event Done(OrderId id, OrderStatus st, Quantity filled, Quantity remaining,
+                  SymbolId s = kSym) {
+  return Event::done(id, s, st, filled, remaining);
+}
+// Trade where the maker belongs to account maker_acct and the taker to taker_acct.
+inline Event Trd(OrderId maker, OrderId taker, AccountId maker_acct, AccountId taker_acct,
+                 Price px, Quantity qty, Side aggressor, Quantity maker_rem,
+                 Quantity taker_rem, SymbolId s = kSym) {
+  return Event::trade(s, maker, taker, maker_acct, taker_acct, px, qty, aggressor, maker_rem,
+                      taker_rem);
+}
+
+using Events = std::vector<Event>;
+
+class EngineTest : public ::testing::Test {
+ protected:
+  Events submit(OrderId id, AccountId acct, Side side, OrderType type, TimeInForce tif,
+                Price px, Quantity qty, SymbolId sym = kSym) {
+    sink.events.clear();
+    eng.submit(NewOrder{id, acct, sym, side, type, tif, px, qty});
+    return sink.events;
+  }
+  Events limit(OrderId id, AccountId acct, Side side, Price px, Quantity qty,
+               TimeInForce tif = TimeInForce::GTC, SymbolId sym = kSym) {
+    return submit(id, acct, side, OrderType::LIMIT, tif, px, qty, sym);
+  }
+  Events market(OrderId id, AccountId acct, Side side, Quantity qty,
+                TimeInForce tif = TimeInForce::IOC, SymbolId sym = kSym) {
+    return submit(id, acct, side, OrderType::MARKET, tif, 0, qty, sym);
+  }
+  Events cancel(OrderId id, AccountId acct, SymbolId sym = kSym) {
+    sink.events.clear();
+    eng.cancel(CancelOrder{id, acct, sym});
+    return sink.events;
+  }
+  Levels side(Side s, SymbolId sym = kSym, std::size_t n = 100) const {
+    std::vector<LevelView> bids, asks;
+    eng.depth(sym, n, bids, asks);
+    Levels out;
+    for (const LevelView& l : s == BUY ? bids : asks) {
+      out.emplace_back(l.price, l.quantity, l.order_count);
+    }
+    return out;
+  }
+  Levels bids(SymbolId sym = kSym) const { return side(BUY, sym); }
+  Levels asks(SymbolId sym = kSym) const { return side(SELL, sym); }
+
+  EventCollector sink;
+  Engine eng{sink};
+};
+
+}  // namespace bourse::engine::testing

@@ -1,0 +1,41 @@
+#include "bourse/engine/order_id_map.hpp"
+
+#include <gtest/gtest.h>
+
+#include <random>
+#include <unordered_map>
+
+namespace bourse::engine {
+namespace {
+
+TEST(OrderIdMap, FindPutOverwrite) {
+  OrderIdMap m(4);
+  EXPECT_EQ(m.find(0), OrderIdMap::kAbsent);
+  m.put(0, 5);
+  m.put(UINT64_MAX, 6);
+  EXPECT_EQ(m.find(0), 5u);
+  EXPECT_EQ(m.find(UINT64_MAX), 6u);
+  m.put(0, OrderIdMap::kMaxValue);
+  EXPECT_EQ(m.find(0), OrderIdMap::kMaxValue);
+  EXPECT_EQ(m.size(), 2u);
+}
+
+TEST(OrderIdMap, MatchesStdMapThroughGrowth) {
+  OrderIdMap m(1);
+  std::unordered_map<OrderId, std::uint32_t> ref;
+  std::mt19937_64 rng(42);
+  for (int i = 0; i < 200000; ++i) {
+    // Mix sequential and random keys: both patterns occur in practice.
+    OrderId k = (i % 2) ? static_cast<OrderId>(i) : rng() % 50000;
+    std::uint32_t v = static_cast<std::uint32_t>(rng() % OrderIdMap::kMaxValue);
+    m.put(k, v);
+    ref[k] = v;
+  }
+  EXPECT_EQ(m.size(), ref.size());
+  EXPECT_LE(m.size() * 2, m.capacity());
+  for (const auto& [k, v] : ref) ASSERT_EQ(m.find(k), v) << k;
+  for (OrderId k = 1'000'000; k < 1'010'000; ++k) ASSERT_EQ(m.find(k), OrderIdMap::kAbsent);
+}
+
+}  // namespace
+}  // namespace bourse::engine

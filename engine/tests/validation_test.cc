@@ -1,0 +1,106 @@
+// Worked examples for rejects: malformed commands, limits, duplicate ids.
+#include "engine_fixture.hpp"
+
+namespace bourse::engine::testing {
+namespace {
+
+using S = OrderStatus;
+using R = RejectReason;
+
+Events rejected(OrderId id, R why) { return Events{Rej(id, why), Done(id, S::REJECTED, 0, 0)}; }
+
+TEST_F(EngineTest, RejectsBadEnums) {
+  EXPECT_EQ(submit(1, 7, static_cast<Side>(0), OrderType::LIMIT, TimeInForce::GTC, 100, 1),
+            rejected(1, R::INVALID_SIDE));
+  EXPECT_EQ(submit(2, 7, static_cast<Side>(3), OrderType::LIMIT, TimeInForce::GTC, 100, 1),
+            rejected(2, R::INVALID_SIDE));
+  EXPECT_EQ(submit(3, 7, BUY, static_cast<OrderType>(3), TimeInForce::GTC, 100, 1),
+            rejected(3, R::INVALID_ORDER_TYPE));
+  EXPECT_EQ(submit(4, 7, BUY, OrderType::LIMIT, static_cast<TimeInForce>(0), 100, 1),
+            rejected(4, R::INVALID_TIME_IN_FORCE));
+  EXPECT_EQ(submit(5, 7, BUY, OrderType::LIMIT, static_cast<TimeInForce>(4), 100, 1),
+            rejected(5, R::INVALID_TIME_IN_FORCE));
+  EXPECT_EQ(bids(), Levels{});
+  EXPECT_EQ(eng.symbol_count(), 0u);  // rejects do not create books
+}
+
+TEST_F(EngineTest, RejectsQuantityOutOfRange) {
+  EXPECT_EQ(limit(1, 7, BUY, 100, 0), rejected(1, R::INVALID_QUANTITY));
+  EXPECT_EQ(limit(2, 7, BUY, 100, -5), rejected(2, R::INVALID_QUANTITY));
+  EXPECT_EQ(limit(3, 7, BUY, 1, kMaxQuantity + 1), rejected(3, R::INVALID_QUANTITY));
+  EXPECT_EQ(limit(4, 7, BUY, 1, INT64_MIN), rejected(4, R::INVALID_QUANTITY));
+  EXPECT_EQ(limit(5, 7, BUY, 1, kMaxQuantity), (Events{Acc(5), Done(5, S::NEW, 0, kMaxQuantity)}));
+}
+
+TEST_F(EngineTest, RejectsLimitPriceOutOfRange) {
+  EXPECT_EQ(limit(1, 7, BUY, 0, 1), rejected(1, R::INVALID_PRICE));
+  EXPECT_EQ(limit(2, 7, SELL, -100, 1), rejected(2, R::INVALID_PRICE));
+  EXPECT_EQ(limit(3, 7, SELL, kMaxPrice + 1, 1), rejected(3, R::INVALID_PRICE));
+  EXPECT_EQ(limit(4, 7, SELL, INT64_MAX, 1), rejected(4, R::INVALID_PRICE));
+  EXPECT_EQ(limit(5, 7, SELL, kMaxPrice, 1), (Events{Acc(5), Done(5, S::NEW, 0, 1)}));
+}
+
+TEST_F(EngineTest, RejectsMarketWithPrice) {
+  EXPECT_EQ(submit(1, 7, BUY, OrderType::MARKET, TimeInForce::IOC, 100, 1),
+            rejected(1, R::INVALID_PRICE));
+  EXPECT_EQ(submit(2, 7, BUY, OrderType::MARKET, TimeInForce::IOC, -1, 1),
+            rejected(2, R::INVALID_PRICE));
+}
+
+TEST_F(EngineTest, RejectsNotionalOverflow) {
+  // 1e15 * 1e12 does not fit in int64; each factor alone is within limits.
+  EXPECT_EQ(limit(1, 7, BUY, kMaxPrice, kMaxQuantity), rejected(1, R::NOTIONAL_OVERFLOW));
+  const Quantity q = INT64_MAX / kMaxPrice;  // largest quantity that fits at max price
+  EXPECT_EQ(limit(2, 7, BUY, kMaxPrice, q), (Events{Acc(2), Done(2, S::NEW, 0, q)}));
+  EXPECT_EQ(limit(3, 7, BUY, kMaxPrice, q + 1), rejected(3, R::NOTIONAL_OVERFLOW));
+}
+
+TEST_F(EngineTest, FirstFailingCheckWins) {
+  EXPECT_EQ(submit(1, 7, static_cast<Side>(9), static_cast<OrderType>(9),
+                   static_cast<TimeInForce>(9), -1, -1),
+            rejected(1, R::INVALID_SIDE));
+  EXPECT_EQ(limit(2, 7, BUY, -1, -1), rejected(2, R::INVALID_QUANTITY));
+}
+
+TEST_F(EngineTest, DuplicateOfLiveOrderIsRejectedAndLeavesOriginal) {
+  limit(1, 7, BUY, 100, 5);
+  EXPECT_EQ(limit(1, 7, BUY, 101, 9), rejected(1, R::DUPLICATE_ORDER_ID));
+  EXPECT_EQ(bids(), (Levels{{100, 5, 1}}));
+}
+
+TEST_F(EngineTest, DuplicateOfDoneOrderIsRejected) {
+  limit(1, 7, SELL, 100, 5);
+  limit(2, 8, BUY, 100, 5);           // fills 1 and 2
+  limit(3, 8, BUY, 100, 5, TimeInForce::IOC);  // cancelled remainder
+  limit(4, 8, BUY, 100, 5);
+  cancel(4, 8);
+  for (OrderId id : {1, 2, 3, 4}) {
+    EXPECT_EQ(limit(id, 9, SELL, 50, 1), rejected(id, R::DUPLICATE_ORDER_ID)) << id;
+  }
+}
+
+TEST_F(EngineTest, RejectedIdIsNotConsumed) {
+  EXPECT_EQ(limit(1, 7, BUY, 100, 0), rejected(1, R::INVALID_QUANTITY));
+  EXPECT_EQ(limit(1, 7, BUY, 100, 1), (Events{Acc(1), Done(1, S::NEW, 0, 1)}));
+}
+
+TEST_F(EngineTest, OrderIdZeroAndMaxAreOrdinaryIds) {
+  EXPECT_EQ(limit(0, 7, BUY, 100, 1), (Events{Acc(0), Done(0, S::NEW, 0, 1)}));
+  EXPECT_EQ(limit(UINT64_MAX, 7, BUY, 100, 1),
+            (Events{Acc(UINT64_MAX), Done(UINT64_MAX, S::NEW, 0, 1)}));
+  EXPECT_EQ(limit(0, 7, BUY, 100, 1), rejected(0, R::DUPLICATE_ORDER_ID));
+  EXPECT_EQ(bids(), (Levels{{100, 2, 2}}));
+}
+
+TEST_F(EngineTest, LargeQuantitiesAggregateWithoutWrapping) {
+  // Ten max-size orders at price 1: the level total (1e13) and the sweep stay exact.
+  for (OrderId id = 1; id <= 10; ++id) limit(id, 7, SELL, 1, kMaxQuantity);
+  EXPECT_EQ(asks(), (Levels{{1, 10 * kMaxQuantity, 10}}));
+  Events ev = limit(11, 8, BUY, 1, kMaxQuantity, TimeInForce::FOK);
+  ASSERT_EQ(ev.size(), 3u);
+  EXPECT_EQ(ev[1], Trd(1, 11, 7, 8, 1, kMaxQuantity, BUY, 0, 0));
+  EXPECT_EQ(asks(), (Levels{{1, 9 * kMaxQuantity, 9}}));
+}
+
+}  // namespace
+}  // namespace bourse::engine::testing
