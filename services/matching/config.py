@@ -1,0 +1,39 @@
+"""Matching shard settings, from the environment."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from services.common.config import ShardMap, env, env_int, symbol_ids, symbols_from_env
+
+
+@dataclass(frozen=True)
+class MatchingSettings:
+    shard_index: int
+    address: str
+    persistence_address: str
+    redis_url: str
+    # The symbols this shard owns -> engine symbol id (ids are stable across the listing).
+    symbols: dict[str, int]
+    write_timeout_s: float
+    startup_timeout_s: float
+    drain_seconds: float
+
+    @classmethod
+    def from_env(cls) -> MatchingSettings:
+        shard_map = ShardMap.from_env()
+        index = env_int("BOURSE_SHARD_INDEX", 0)
+        if not 0 <= index < len(shard_map):
+            raise SystemExit(f"BOURSE_SHARD_INDEX must be 0-{len(shard_map) - 1}, got {index}")
+        listed = symbols_from_env()
+        ids = symbol_ids(listed)
+        return cls(
+            shard_index=index,
+            address=env("BOURSE_MATCHING_ADDR", "127.0.0.1:50060"),
+            persistence_address=env("BOURSE_PERSISTENCE_ADDR", "127.0.0.1:50070"),
+            redis_url=env("BOURSE_REDIS_URL", "redis://127.0.0.1:6379/0"),
+            symbols={s: ids[s] for s in shard_map.symbols_of(index, listed)},
+            write_timeout_s=env_int("BOURSE_WRITE_TIMEOUT_MS", 3000) / 1000,
+            startup_timeout_s=env_int("BOURSE_STARTUP_TIMEOUT_MS", 60000) / 1000,
+            drain_seconds=env_int("BOURSE_DRAIN_MS", 2000) / 1000,
+        )

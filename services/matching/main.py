@@ -1,0 +1,48 @@
+"""A matching shard process: `python -m services.matching.main` (settings: config.py)."""
+
+from __future__ import annotations
+
+import grpc
+import redis.asyncio as redis
+
+from services.common import logs
+from services.common.ids import MATCHING_NODE_BASE, SnowflakeIds
+from services.common.server import CHANNEL_OPTIONS, Lifecycle, Service, run, serve
+from services.matching import service
+from services.matching.committer import GroupCommitter
+from services.matching.config import MatchingSettings
+from services.matching.market_data import MarketData
+from services.matching.persistence import GrpcPersistence
+from services.matching.shard import MatchingShard
+
+
+async def main() -> None:
+    settings = MatchingSettings.from_env()
+    log = logs.configure("matching").bind(shard=settings.shard_index)
+    channel = grpc.aio.insecure_channel(settings.persistence_address, options=CHANNEL_OPTIONS)
+    persistence = GrpcPersistence(channel, write_timeout_s=settings.write_timeout_s)
+    redis_client = redis.from_url(settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
+    market_data = MarketData(redis_client, log)
+    shard = MatchingShard(settings.symbols, SnowflakeIds(MATCHING_NODE_BASE + settings.shard_index))
+    committer = GroupCommitter(shard, persistence, market_data, log)
+
+    async def ready() -> None:
+        await committer.start(timeout_s=settings.startup_timeout_s)
+
+    async def closing() -> None:
+        await committer.stop()
+        await market_data.close()
+        await channel.close()
+
+    log.info("starting", symbols=sorted(settings.symbols), persistence=settings.persistence_address)
+    await serve(
+        [Service(service.SERVICE_NAME, service.register(committer))],
+        settings.address,
+        log,
+        drain_seconds=settings.drain_seconds,
+        lifecycle=Lifecycle(ready=ready, closing=closing),
+    )
+
+
+if __name__ == "__main__":
+    run(main)

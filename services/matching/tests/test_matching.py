@@ -1,0 +1,288 @@
+"""Worked examples of a matching shard: engine + group commit + an in-process SQLite store.
+
+The store is the real persistence store (services/persistence/store.py) behind the same
+two calls the gRPC client makes, with a switch that makes writes fail like a dead
+database.
+"""
+
+import asyncio
+import contextlib
+from datetime import UTC, datetime
+
+import pytest
+import redis.asyncio as redis
+from bourse.matching.v1 import matching_service_pb2 as m
+from bourse.type.v1 import types_pb2 as t
+
+from infra.local.servers import free_port
+from services.common import logs
+from services.common.config import ShardMap
+from services.common.ids import SnowflakeIds
+from services.matching.committer import GroupCommitter, Unavailable
+from services.matching.market_data import MarketData
+from services.matching.shard import InvalidCommand, MatchingShard
+from services.persistence.service import order_message, order_row, trade_row
+from services.persistence.store import ShardedStore
+
+pytestmark = pytest.mark.timeout(60)
+LOG = logs.configure("matching-test")
+SHARDS = ShardMap.parse("A-G,H-O,P-Z")
+SYMBOLS = {"AAPL": 1, "AMD": 2, "GOOG": 7}  # shard 0's symbols
+BUY, SELL = t.SIDE_BUY, t.SIDE_SELL
+
+
+class StorePersistence:
+    """The persistence calls over an in-process store; `fail` simulates a dead database."""
+
+    def __init__(self, store: ShardedStore, delay: float = 0.0):
+        self.store = store
+        self.fail = False
+        self.delay = delay
+        self.writes = []
+
+    async def write_batch(self, request):
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        if self.fail:
+            raise ConnectionError("database down")
+        now = datetime.now(UTC)
+        await self.store.write_batch(
+            [order_row(o, now) for o in request.new_orders],
+            [order_row(o, now) for o in request.updated_orders],
+            [trade_row(tr, now) for tr in request.trades],
+        )
+        self.writes.append(request)
+
+    async def list_open_orders(self, symbols):
+        if self.fail:
+            raise ConnectionError("database down")
+        return [order_message(row) for row in await self.store.list_open_orders(symbols)]
+
+    async def order(self, order_id):
+        row = await self.store.get_order(order_id)
+        return None if row is None else order_message(row)
+
+
+def new(order_id, side, price, qty, account=1, symbol="AAPL", order_type=t.ORDER_TYPE_LIMIT,
+        tif=t.TIME_IN_FORCE_GTC):
+    return m.Command(new_order=m.NewOrder(
+        order_id=order_id, account_id=account, client_order_id=f"c{order_id}", symbol=symbol, side=side,
+        order_type=order_type, time_in_force=tif, price=price, quantity=qty,
+    ))
+
+
+def cancel(order_id, account=1, symbol="AAPL"):
+    return m.Command(cancel_order=m.CancelOrder(order_id=order_id, account_id=account, symbol=symbol))
+
+
+def make_store(tmp_path):
+    store = ShardedStore([f"sqlite:///{tmp_path}/db{i}.sqlite" for i in range(3)], SHARDS)
+    store.create_schema()
+    return store
+
+
+@contextlib.asynccontextmanager
+async def shard(tmp_path, store=None, delay=0.0, market_data=None):
+    own_store = store is None
+    store = store or make_store(tmp_path)
+    persistence = StorePersistence(store, delay)
+    committer = GroupCommitter(MatchingShard(SYMBOLS, SnowflakeIds(512)), persistence,
+                               market_data or MarketData(None, LOG), LOG)
+    await committer.start(timeout_s=5)
+    try:
+        yield committer, persistence
+    finally:
+        await committer.stop()
+        if own_store:
+            store.close()
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_crossing_orders_trade_at_the_makers_price(tmp_path):
+    async def go():
+        async with shard(tmp_path) as (c, p):
+            [rest] = await c.execute([new(1, SELL, 101, 10, account=1)])
+            assert (rest.order.status, rest.order.leaves_quantity, rest.error_reason) == (t.ORDER_STATUS_NEW, 10, "")
+            [take] = await c.execute([new(2, BUY, 103, 4, account=2)])
+            o = take.order
+            assert (o.status, o.filled_quantity, o.leaves_quantity) == (t.ORDER_STATUS_FILLED, 4, 0)
+            assert [(f.price, f.quantity, f.maker) for f in o.fills] == [(101, 4, False)]
+            assert o.fills[0].trade_id > 0 and o.client_order_id == "c2" and o.create_time.seconds > 0
+            write = p.writes[-1]
+            assert [x.order_id for x in write.new_orders] == [2]
+            [maker] = write.updated_orders
+            assert (maker.order_id, maker.status, maker.filled_quantity, maker.leaves_quantity) == (
+                1, t.ORDER_STATUS_PARTIALLY_FILLED, 4, 6)
+            [trade] = write.trades
+            assert (trade.price, trade.quantity, trade.maker_order_id, trade.taker_order_id, trade.maker_account_id,
+                    trade.taker_account_id, trade.aggressor_side, trade.symbol) == (101, 4, 1, 2, 1, 2, BUY, "AAPL")
+            assert trade.trade_id == o.fills[0].trade_id
+            stored = await p.order(1)
+            assert (stored.status, stored.filled_quantity, stored.leaves_quantity) == (t.ORDER_STATUS_PARTIALLY_FILLED, 4, 6)
+            assert [(f.quantity, f.maker) for f in stored.fills] == [(4, True)]
+            assert c.shard.depth("AAPL") == ([], [[101, 6, 1]])
+    run(go())
+
+
+def test_a_partial_fill_rests_the_remainder_and_a_later_order_takes_the_rest(tmp_path):
+    async def go():
+        async with shard(tmp_path) as (c, p):
+            await c.execute([new(1, SELL, 100, 3)])
+            [r] = await c.execute([new(2, BUY, 100, 10, account=2)])
+            assert (r.order.status, r.order.filled_quantity, r.order.leaves_quantity) == (
+                t.ORDER_STATUS_PARTIALLY_FILLED, 3, 7)
+            assert c.shard.depth("AAPL") == ([[100, 7, 1]], [])
+            assert (await p.order(1)).status == t.ORDER_STATUS_FILLED
+            [r] = await c.execute([new(3, SELL, 99, 7, account=3)])
+            assert [(f.price, f.quantity) for f in r.order.fills] == [(100, 7)]
+            stored = await p.order(2)
+            assert (stored.status, stored.filled_quantity, stored.leaves_quantity) == (t.ORDER_STATUS_FILLED, 10, 0)
+            assert c.shard.live == {}  # done orders are forgotten
+    run(go())
+
+
+def test_a_market_orders_remainder_is_cancelled(tmp_path):
+    async def go():
+        async with shard(tmp_path) as (c, p):
+            await c.execute([new(1, SELL, 100, 2), new(2, SELL, 102, 1)])
+            [r] = await c.execute([new(3, BUY, 0, 5, account=2, order_type=t.ORDER_TYPE_MARKET)])
+            o = r.order
+            assert (o.status, o.filled_quantity, o.leaves_quantity, o.reason) == (
+                t.ORDER_STATUS_CANCELLED, 3, 0, "MARKET_REMAINDER")
+            assert [(f.price, f.quantity) for f in o.fills] == [(100, 2), (102, 1)]
+            assert c.shard.depth("AAPL") == ([], [])
+            assert (await p.order(3)).status == t.ORDER_STATUS_CANCELLED
+    run(go())
+
+
+def test_cancel_and_cancels_that_name_no_live_order_of_the_account(tmp_path):
+    async def go():
+        async with shard(tmp_path) as (c, p):
+            await c.execute([new(1, BUY, 100, 5, account=1)])
+            foreign, unknown, wrong_symbol = await c.execute(
+                [cancel(1, account=2), cancel(99), cancel(1, symbol="GOOG")])
+            for r in (foreign, unknown, wrong_symbol):
+                assert r.error_reason == "UNKNOWN_ORDER"
+            assert foreign.order.order_id == 1 and foreign.order.status == t.ORDER_STATUS_UNSPECIFIED
+            [r] = await c.execute([cancel(1, account=1)])
+            o = r.order
+            assert (r.error_reason, o.status, o.leaves_quantity, o.quantity, o.reason) == (
+                "", t.ORDER_STATUS_CANCELLED, 0, 5, "USER")
+            assert (await p.order(1)).status == t.ORDER_STATUS_CANCELLED
+            assert c.shard.depth("AAPL") == ([], [])
+            [again] = await c.execute([cancel(1)])
+            assert again.error_reason == "UNKNOWN_ORDER"
+    run(go())
+
+
+def test_one_call_can_rest_and_fill_an_order_the_store_sees_only_its_final_state(tmp_path):
+    async def go():
+        async with shard(tmp_path) as (c, p):
+            a, b = await c.execute([new(1, SELL, 50, 4), new(2, BUY, 50, 4, account=2)])
+            assert a.order.status == t.ORDER_STATUS_NEW  # the state after its own command
+            assert b.order.status == t.ORDER_STATUS_FILLED
+            write = p.writes[-1]
+            assert {o.order_id: o.status for o in write.new_orders} == {1: t.ORDER_STATUS_FILLED, 2: t.ORDER_STATUS_FILLED}
+            assert list(write.updated_orders) == []
+    run(go())
+
+
+def test_engine_rejects_are_results_not_errors(tmp_path):
+    async def go():
+        async with shard(tmp_path) as (c, p):
+            ok, dup, bad_qty, bad_side = await c.execute(
+                [new(1, BUY, 100, 5), new(1, SELL, 90, 5), new(2, BUY, 100, 0), new(3, 0, 100, 1)])
+            assert ok.order.status == t.ORDER_STATUS_NEW
+            assert (dup.order.status, dup.error_reason) == (t.ORDER_STATUS_REJECTED, "DUPLICATE_ORDER_ID")
+            assert (bad_qty.order.status, bad_qty.order.reason) == (t.ORDER_STATUS_REJECTED, "INVALID_QUANTITY")
+            assert bad_side.error_reason == "INVALID_SIDE"
+            # The duplicate did not overwrite the original in the store.
+            assert [o.order_id for o in p.writes[-1].new_orders] == [1, 2, 3]
+            assert (await p.order(1)).side == BUY
+    run(go())
+
+
+def test_a_symbol_of_another_shard_refuses_the_whole_call(tmp_path):
+    async def go():
+        async with shard(tmp_path) as (c, _):
+            with pytest.raises(InvalidCommand, match="MSFT"):
+                await c.execute([new(1, BUY, 100, 5), new(2, BUY, 100, 5, symbol="MSFT")])
+            assert c.shard.depth("AAPL") == ([], [])
+            with pytest.raises(InvalidCommand):
+                await c.execute([])
+    run(go())
+
+
+def test_group_commit_gathers_concurrent_calls_into_few_transactions(tmp_path):
+    async def go():
+        async with shard(tmp_path, delay=0.02) as (c, p):
+            calls = [c.execute([new(i, BUY if i % 2 else SELL, 100, 1, account=i, symbol="AMD")]) for i in range(1, 61)]
+            results = await asyncio.gather(*calls)
+            assert len(p.writes) < 10
+            for i, [r] in enumerate(results, start=1):
+                assert r.order.order_id == i and r.order.account_id == i
+            # 30 buys and 30 sells of 1 lot at one price all matched, in arrival order.
+            assert sum(len(w.trades) for w in p.writes) == 30
+            assert c.shard.depth("AMD") == ([], [])
+            assert c.batches == len(p.writes)
+    run(go())
+
+
+def test_a_failed_commit_acks_nothing_and_the_books_come_back_from_the_store(tmp_path):
+    async def go():
+        async with shard(tmp_path) as (c, p):
+            await c.execute([new(1, SELL, 100, 5)])
+            p.fail = True
+            with pytest.raises(Unavailable):
+                await c.execute([new(2, BUY, 100, 3, account=2), new(3, BUY, 99, 4, account=2)])
+            with pytest.raises(Unavailable):  # still down: nothing executes
+                await asyncio.sleep(0.25)
+                await c.execute([new(4, BUY, 99, 4, account=2)])
+            p.fail = False
+            await asyncio.sleep(0.25)
+            # Order 1 is whole again; 2 and 3 never happened.
+            [r] = await c.execute([cancel(3, account=2)])
+            assert r.error_reason == "UNKNOWN_ORDER"
+            assert c.shard.depth("AAPL") == ([], [[100, 5, 1]])
+            [r] = await c.execute([new(2, BUY, 100, 3, account=2)])  # the retry is not a duplicate
+            assert r.order.status == t.ORDER_STATUS_FILLED
+            assert await p.order(3) is None
+            assert (await p.order(1)).leaves_quantity == 2
+    run(go())
+
+
+def test_a_restarted_shard_continues_with_its_open_orders_in_time_priority(tmp_path):
+    async def go():
+        store = make_store(tmp_path)
+        try:
+            async with shard(tmp_path, store) as (c, p):
+                await c.execute([new(1, SELL, 101, 5, account=1), new(2, SELL, 101, 5, account=2)])
+                await c.execute([new(3, BUY, 99, 7, account=3, symbol="GOOG"), new(4, SELL, 102, 1)])
+                await c.execute([new(5, BUY, 101, 2, account=4)])  # order 1 now has 3 left
+                await c.execute([cancel(4)])
+                before = {s: c.shard.depth(s) for s in SYMBOLS}
+            async with shard(tmp_path, store) as (c, p):
+                assert {s: c.shard.depth(s) for s in SYMBOLS} == before
+                assert before["AAPL"] == ([], [[101, 8, 2]])
+                [r] = await c.execute([new(6, BUY, 101, 4, account=5)])
+                assert [f.quantity for f in r.order.fills] == [3, 1]
+                write = p.writes[-1]
+                assert [(tr.maker_order_id, tr.quantity) for tr in write.trades] == [(1, 3), (2, 1)]
+                one = next(o for o in write.updated_orders if o.order_id == 1)
+                assert (one.status, one.filled_quantity, one.quantity, one.client_order_id) == (
+                    t.ORDER_STATUS_FILLED, 5, 5, "c1")
+        finally:
+            store.close()
+    run(go())
+
+
+def test_market_data_goes_to_redis_and_a_dead_redis_does_not_stop_trading(tmp_path):
+    async def go():
+        dead = redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=0.2)
+        async with shard(tmp_path, market_data=MarketData(dead, LOG)) as (c, _):
+            [r] = await c.execute([new(1, SELL, 100, 5)])
+            assert r.order.status == t.ORDER_STATUS_NEW
+    run(go())
