@@ -1,0 +1,264 @@
+"""The whole exchange on one machine: PostgreSQL (one database per shard), Redis, the
+persistence service, one matching process per shard, order-service replicas, Envoy.
+
+    stack demo [--duration 60 --clients 40]   start, run the load generator, report, stop
+    stack up                                  start and keep running until Ctrl-C
+
+Used by the end-to-end tests too (`Stack` is a context manager). Every port is free
+and picked at start; every data directory is private and removed at stop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from infra.envoy.binary import envoy_binary
+from infra.envoy.config import dumps, render
+from infra.local.servers import Postgres, Redis, free_port, wait_for_port
+from services.common.config import DEFAULT_SHARD_RANGES, DEFAULT_SYMBOLS
+
+DEMO_KEYS = {"demo-key-alice": 1, "demo-key-bob": 2, "demo-key-carol": 3, "demo-key-dave": 4}
+
+
+@dataclass
+class Process:
+    name: str
+    popen: subprocess.Popen
+    address: str | None = None  # gRPC host:port, health-checked at start
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+
+@dataclass
+class Stack:
+    shard_ranges: str = DEFAULT_SHARD_RANGES
+    order_replicas: int = 2
+    symbols: str = DEFAULT_SYMBOLS
+    api_keys: dict[str, int] = field(default_factory=lambda: dict(DEMO_KEYS))
+    log_dir: str | None = None
+    envoy_port: int = 0
+    quiet: bool = True
+
+    def __post_init__(self):
+        self.processes: list[Process] = []
+        self.postgres = Postgres()
+        self.redis = Redis()
+        self.shards = len(self.shard_ranges.split(","))
+        self._owned_logs = self.log_dir is None
+        self.log_dir = self.log_dir or tempfile.mkdtemp(prefix="bourse-logs-")
+        Path(self.log_dir).mkdir(parents=True, exist_ok=True)
+
+    # ----- lifecycle
+
+    def __enter__(self) -> Stack:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def db_names(self) -> list[str]:
+        return [f"bourse_shard{i}" for i in range(self.shards)]
+
+    def db_urls(self, driver: str = "postgresql+psycopg") -> list[str]:
+        return [self.postgres.url(db, driver=driver) for db in self.db_names()]
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return dict(
+            os.environ,
+            PYTHONPATH=os.pathsep.join(p for p in sys.path if p),
+            PYTHONUNBUFFERED="1",
+            BOURSE_SYMBOLS=self.symbols,
+            BOURSE_SHARD_RANGES=self.shard_ranges,
+            BOURSE_DB_URLS=",".join(self.db_urls()),
+            BOURSE_REDIS_URL=self.redis.url,
+            BOURSE_API_KEYS=",".join(f"{k}={v}" for k, v in self.api_keys.items()),
+            BOURSE_DRAIN_MS="500",
+            **extra,
+        )
+
+    def start(self) -> None:
+        self._say("starting PostgreSQL and Redis")
+        self.postgres.start(self.db_names())
+        self.redis.start()
+        subprocess.run([sys.executable, "-m", "services.persistence.migrate"], env=self.env(), check=True,
+                       capture_output=True)
+        persistence = f"127.0.0.1:{free_port()}"
+        self._spawn("persistence", "services.persistence.main", persistence, BOURSE_PERSISTENCE_ADDR=persistence)
+        matching = [f"127.0.0.1:{free_port()}" for _ in range(self.shards)]
+        for index, address in enumerate(matching):
+            self._spawn(f"matching-{index}", "services.matching.main", address, BOURSE_SHARD_INDEX=str(index),
+                        BOURSE_MATCHING_ADDR=address, BOURSE_PERSISTENCE_ADDR=persistence)
+        self.order_addresses = [f"127.0.0.1:{free_port()}" for _ in range(self.order_replicas)]
+        for index, address in enumerate(self.order_addresses):
+            self._spawn(f"order-{index}", "services.order.main", address, BOURSE_NODE_ID=str(index),
+                        BOURSE_ORDER_ADDR=address, BOURSE_MATCHING_ADDRS=",".join(matching),
+                        BOURSE_PERSISTENCE_ADDR=persistence)
+        self._say("waiting for the services to be healthy")
+        for process in self.processes:
+            self._wait_healthy(process)
+        self._start_envoy()
+        self._say(f"ready: Envoy on {self.target}")
+
+    def _spawn(self, name: str, module: str, address: str, **env: str) -> Process:
+        log = open(Path(self.log_dir) / f"{name}.log", "ab")
+        popen = subprocess.Popen([sys.executable, "-m", module], env=self.env(**env), stdout=log,
+                                 stderr=subprocess.STDOUT, start_new_session=True)
+        process = Process(name, popen, address)
+        self.processes.append(process)
+        return process
+
+    def _wait_healthy(self, process: Process, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        with grpc.insecure_channel(process.address) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            while time.monotonic() < deadline:
+                if process.popen.poll() is not None:
+                    raise RuntimeError(f"{process.name} exited with {process.popen.returncode}; see "
+                                       f"{Path(self.log_dir) / (process.name + '.log')}")
+                try:
+                    if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == health_pb2.HealthCheckResponse.SERVING:
+                        return
+                except grpc.RpcError:
+                    pass
+                time.sleep(0.1)
+        raise TimeoutError(f"{process.name} not healthy after {timeout}s")
+
+    def _start_envoy(self) -> None:
+        self.envoy_port = self.envoy_port or free_port()
+        self.envoy_admin_port = free_port()
+        backends = [(a.rsplit(":", 1)[0], int(a.rsplit(":", 1)[1])) for a in self.order_addresses]
+        config = Path(self.log_dir) / "envoy.json"
+        config.write_text(dumps(render(self.envoy_port, self.envoy_admin_port, backends, None,
+                                       listen_host="127.0.0.1")))
+        log = open(Path(self.log_dir) / "envoy.log", "ab")
+        # Envoy dies with its parent (PR_SET_PDEATHSIG): this process supervises it.
+        popen = subprocess.Popen([envoy_binary(), "-c", str(config), "--log-level", "warn",
+                                  "--concurrency", "2", "--disable-hot-restart"],
+                                 stdout=log, stderr=subprocess.STDOUT)
+        self.processes.append(Process("envoy", popen, f"127.0.0.1:{self.envoy_port}"))
+        wait_for_port(self.envoy_port, timeout=30)
+        self._wait_healthy(self.processes[-1])
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.envoy_port}"
+
+    def pids(self) -> dict[str, int]:
+        pids = {p.name: p.pid for p in self.processes}
+        if self.postgres.pid():
+            pids["postgres"] = self.postgres.pid()
+        if self.redis.process:
+            pids["redis"] = self.redis.process.pid
+        return pids
+
+    def stop(self) -> None:
+        # Front to back, so nothing is cut off mid-call: Envoy, order, matching, persistence.
+        for process in reversed(self.processes):
+            if process.popen.poll() is None:
+                process.popen.send_signal(signal.SIGTERM)
+                try:
+                    process.popen.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    process.popen.kill()
+                    process.popen.wait()
+        self.processes.clear()
+        self.redis.stop()
+        self.postgres.stop()
+
+    def _say(self, message: str) -> None:
+        if not self.quiet:
+            print(f"stack: {message}", flush=True)
+
+
+def _demo(stack: Stack, args) -> int:
+    report_dir = Path(args.report_dir)
+    report_dir.mkdir(parents=True, exist_ok=True)
+    command = [
+        sys.executable, "-m", "loadgen.main", "--target", stack.target,
+        "--clients", str(args.clients), "--duration", str(args.duration),
+        "--report", str(report_dir / "loadgen.json"), "--plot", str(report_dir / "latency.png"),
+        "--api-keys", ",".join(stack.api_keys),
+    ]
+    for url in stack.db_urls(driver="postgresql"):
+        command += ["--db-url", url]
+    for name, pid in stack.pids().items():
+        command += ["--pid", f"{name}={pid}"]
+    if args.no_progress:
+        command.append("--no-progress")
+    return subprocess.run(command, env=stack.env()).returncode
+
+
+def _up(stack: Stack) -> int:
+    print(json.dumps({"envoy": stack.target, "api_keys": stack.api_keys, "logs": stack.log_dir,
+                      "postgres": stack.db_urls(driver="postgresql"), "redis": stack.redis.url}, indent=2))
+    print(f"try: grpcurl -plaintext -H 'authorization: Bearer demo-key-alice' {stack.target} list")
+    print("Ctrl-C stops the stack", flush=True)
+    stopped = []
+    signal.signal(signal.SIGTERM, lambda *_: stopped.append(1))
+    try:
+        while not stopped:
+            for process in stack.processes:
+                if process.popen.poll() is not None:
+                    print(f"stack: {process.name} exited with {process.popen.returncode}", file=sys.stderr)
+                    return 1
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="stack", description=__doc__.split("\n\n")[0])
+    parser.add_argument("mode", choices=["demo", "up"])
+    parser.add_argument("--duration", type=float, default=60)
+    parser.add_argument("--clients", type=int, default=40)
+    parser.add_argument("--order-replicas", type=int, default=2)
+    parser.add_argument("--shard-ranges", default=DEFAULT_SHARD_RANGES)
+    parser.add_argument("--envoy-port", type=int, default=0, help="default: a free port (up) / any (demo)")
+    parser.add_argument("--report-dir", default=os.path.join(os.environ.get("BUILD_WORKSPACE_DIRECTORY", "."), "reports"))
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    log_dir = os.path.join(args.report_dir, "logs")
+    stack = Stack(shard_ranges=args.shard_ranges, order_replicas=args.order_replicas, log_dir=log_dir,
+                  envoy_port=args.envoy_port or (8080 if args.mode == "up" and _port_free(8080) else 0), quiet=False)
+    with stack:
+        if args.mode == "demo":
+            code = _demo(stack, args)
+        else:
+            code = _up(stack)
+    print("stack: stopped; logs in", log_dir, flush=True)
+    return code
+
+
+def _port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+if __name__ == "__main__":
+    sys.exit(main())

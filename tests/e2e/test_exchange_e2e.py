@@ -1,0 +1,188 @@
+"""The whole exchange through Envoy, driven as a client would drive it.
+
+One stack (PostgreSQL with three shard databases, Redis, persistence, three matching
+shards, two order-service replicas, Envoy) serves every test in this module.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import grpc
+import psycopg
+import pytest
+import redis
+from bourse.marketdata.v1 import market_data_service_pb2 as md_pb2
+from bourse.marketdata.v1 import market_data_service_pb2_grpc as md_grpc
+from bourse.order.v1 import order_service_pb2 as pb
+from bourse.order.v1 import order_service_pb2_grpc as order_grpc
+from bourse.type.v1 import types_pb2 as t
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
+
+from infra.local.stack import Stack
+from services.common.errors import reason_of
+
+ALICE = [("authorization", "Bearer demo-key-alice")]
+BOB = [("authorization", "Bearer demo-key-bob")]
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(scope="module")
+def stack():
+    with Stack(order_replicas=2) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def channel(stack):
+    with grpc.insecure_channel(stack.target) as ch:
+        yield ch
+
+
+@pytest.fixture(scope="module")
+def orders(channel):
+    return order_grpc.OrderServiceStub(channel)
+
+
+def coid() -> str:
+    return "e2e-" + uuid.uuid4().hex[:12]
+
+
+def limit(symbol, side, price, quantity, tif=t.TIME_IN_FORCE_GTC, client_order_id=None):
+    return pb.SubmitOrderRequest(
+        client_order_id=client_order_id or coid(), symbol=symbol, side=side, order_type=t.ORDER_TYPE_LIMIT,
+        time_in_force=tif, price=price, quantity=quantity,
+    )
+
+
+def rows(stack, shard: int, sql: str, *params):
+    with psycopg.connect(stack.db_urls(driver="postgresql")[shard]) as conn:
+        return conn.execute(sql, params).fetchall()
+
+
+def test_crossing_orders_of_two_accounts_trade_at_the_resting_price(stack, orders):
+    sell = orders.SubmitOrder(limit("AAPL", t.SIDE_SELL, 100, 10), metadata=ALICE).order
+    assert sell.status == t.ORDER_STATUS_NEW and sell.leaves_quantity == 10
+    buy = orders.SubmitOrder(limit("AAPL", t.SIDE_BUY, 101, 4), metadata=BOB).order
+    assert buy.status == t.ORDER_STATUS_FILLED
+    assert [(f.price, f.quantity, f.maker) for f in buy.fills] == [(100, 4, False)]
+
+    seen_by_alice = orders.GetOrder(pb.GetOrderRequest(order_id=sell.order_id), metadata=ALICE).order
+    assert (seen_by_alice.status, seen_by_alice.filled_quantity, seen_by_alice.leaves_quantity) == (
+        t.ORDER_STATUS_PARTIALLY_FILLED, 4, 6)
+    assert [(f.price, f.quantity, f.maker) for f in seen_by_alice.fills] == [(100, 4, True)]
+
+    # Durable: both orders and the trade are rows on AAPL's shard (A-G = shard 0).
+    stored = dict(rows(stack, 0, "SELECT order_id, status FROM orders WHERE order_id = ANY(%s)",
+                       [sell.order_id, buy.order_id]))
+    assert stored == {sell.order_id: t.ORDER_STATUS_PARTIALLY_FILLED, buy.order_id: t.ORDER_STATUS_FILLED}
+    trades = rows(stack, 0, "SELECT price, quantity, maker_order_id, taker_order_id FROM trades "
+                            "WHERE taker_order_id = %s", buy.order_id)
+    assert trades == [(100, 4, sell.order_id, buy.order_id)]
+
+    # Cancel the rest; another account can neither see nor cancel it.
+    with pytest.raises(grpc.RpcError) as foreign:
+        orders.CancelOrder(pb.CancelOrderRequest(order_id=sell.order_id, symbol="AAPL"), metadata=BOB)
+    assert foreign.value.code() == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(grpc.RpcError) as hidden:
+        orders.GetOrder(pb.GetOrderRequest(order_id=sell.order_id), metadata=BOB)
+    assert hidden.value.code() == grpc.StatusCode.NOT_FOUND
+    cancelled = orders.CancelOrder(pb.CancelOrderRequest(order_id=sell.order_id, symbol="AAPL"), metadata=ALICE).order
+    assert (cancelled.status, cancelled.filled_quantity, cancelled.leaves_quantity) == (t.ORDER_STATUS_CANCELLED, 4, 0)
+    with pytest.raises(grpc.RpcError) as again:
+        orders.CancelOrder(pb.CancelOrderRequest(order_id=sell.order_id, symbol="AAPL"), metadata=ALICE)
+    assert again.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+def test_top_of_book_is_published_to_redis_and_served(stack, channel, orders):
+    orders.SubmitOrder(limit("MSFT", t.SIDE_BUY, 250, 3), metadata=ALICE)
+    orders.SubmitOrder(limit("MSFT", t.SIDE_SELL, 260, 7), metadata=BOB)
+    book = json.loads(redis.Redis.from_url(stack.redis.url).get("md:book:MSFT"))
+    assert book["bids"][0][:2] == [250, 3] and book["asks"][0][:2] == [260, 7]
+    served = md_grpc.MarketDataServiceStub(channel).GetBook(md_pb2.GetBookRequest(symbol="MSFT", depth=5),
+                                                            metadata=BOB)
+    assert (served.bids[0].price, served.bids[0].quantity) == (250, 3)
+    assert (served.asks[0].price, served.asks[0].quantity) == (260, 7)
+
+
+def test_a_retry_returns_the_original_order_on_any_replica(stack, orders):
+    request = limit("TSLA", t.SIDE_BUY, 50, 2)
+    first = orders.SubmitOrder(request, metadata=ALICE)
+    assert not first.replayed
+    for address in stack.order_addresses:  # each replica directly, bypassing Envoy
+        with grpc.insecure_channel(address) as direct:
+            retry = order_grpc.OrderServiceStub(direct).SubmitOrder(request, metadata=ALICE)
+        assert retry.replayed and retry.order.order_id == first.order.order_id
+    count = rows(stack, 2, "SELECT count(*) FROM orders WHERE account_id = 1 AND client_order_id = %s",
+                 request.client_order_id)
+    assert count == [(1,)]
+
+
+def test_orders_are_listed_newest_first_page_by_page(orders):
+    placed = [orders.SubmitOrder(limit("IBM", t.SIDE_BUY, 10 + i, 1), metadata=BOB).order.order_id for i in range(5)]
+    seen, token = [], ""
+    while True:
+        page = orders.ListOrders(pb.ListOrdersRequest(page_size=2, page_token=token, symbol="IBM"), metadata=BOB)
+        assert len(page.orders) <= 2
+        seen += [o.order_id for o in page.orders]
+        token = page.next_page_token
+        if not token:
+            break
+    assert seen[:5] == sorted(placed, reverse=True)
+
+
+@pytest.mark.parametrize("metadata, reason", [([], "MISSING_API_KEY"),
+                                              ([("authorization", "Bearer nope")], "INVALID_API_KEY")])
+def test_calls_without_a_valid_key_are_unauthenticated(orders, metadata, reason):
+    with pytest.raises(grpc.RpcError) as caught:
+        orders.SubmitOrder(limit("AAPL", t.SIDE_BUY, 1, 1), metadata=metadata)
+    assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert reason_of(caught.value) == reason
+
+
+@pytest.mark.parametrize(
+    "change, field",
+    [({"quantity": 0}, "quantity"), ({"quantity": -5}, "quantity"), ({"price": 0}, "price"),
+     ({"order_type": t.ORDER_TYPE_MARKET, "time_in_force": t.TIME_IN_FORCE_IOC}, "price"),
+     ({"side": t.SIDE_UNSPECIFIED}, "side"), ({"symbol": "NOPE"}, "symbol"),
+     ({"price": 2**62}, "price"), ({"client_order_id": ""}, "client_order_id")],
+)
+def test_bad_input_is_refused_naming_the_field_and_stores_nothing(stack, orders, change, field):
+    request = limit("AAPL", t.SIDE_BUY, 100, 1)
+    for name, value in change.items():
+        setattr(request, name, value)
+    with pytest.raises(grpc.RpcError) as caught:
+        orders.SubmitOrder(request, metadata=ALICE)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert caught.value.details().startswith(field + ":")
+    if request.client_order_id:
+        stored = [rows(stack, s, "SELECT 1 FROM orders WHERE client_order_id = %s", request.client_order_id)
+                  for s in range(3)]
+        assert stored == [[], [], []]
+
+
+def test_reflection_lists_the_public_services_through_envoy(channel):
+    names = set(ProtoReflectionDescriptorDatabase(channel).get_services())
+    assert {"bourse.order.v1.OrderService", "bourse.marketdata.v1.MarketDataService",
+            "grpc.health.v1.Health"} <= names
+
+
+def test_grpcurl_lists_services_and_places_an_order_through_envoy(stack):
+    """A standard client nobody here wrote: grpcurl, driven purely by reflection."""
+    grpcurl = str(Path(sys.executable).parent / "grpcurl")
+    listed = subprocess.run([grpcurl, "-plaintext", stack.target, "list"], capture_output=True, text=True,
+                            check=True, timeout=30).stdout.split()
+    assert "bourse.order.v1.OrderService" in listed
+    body = json.dumps({"client_order_id": coid(), "symbol": "NVDA", "side": "SIDE_SELL",
+                       "order_type": "ORDER_TYPE_LIMIT", "time_in_force": "TIME_IN_FORCE_GTC",
+                       "price": "900", "quantity": "3"})
+    placed = subprocess.run(
+        [grpcurl, "-plaintext", "-H", "authorization: Bearer demo-key-carol", "-d", body, stack.target,
+         "bourse.order.v1.OrderService/SubmitOrder"], capture_output=True, text=True, check=True, timeout=30)
+    order = json.loads(placed.stdout)["order"]
+    assert order["status"] == "ORDER_STATUS_NEW" and order["leaves_quantity"] == "3", placed.stdout
