@@ -59,17 +59,19 @@ def error_rate(errors: int, calls: int) -> float:
 
 
 class CpuMeter:
-    """CPU seconds (user + system, including reaped children) of named processes over a run."""
+    """CPU seconds (user + system) of named processes over a run, each with its whole
+    process tree: PostgreSQL does its work in backends forked from the postmaster, so
+    live descendants count, and reaped ones through the parent's children times."""
 
     def __init__(self, pids: dict[str, int]):
         self.pids = dict(pids)
         self.procs: dict[str, psutil.Process] = {}
-        self.start: dict[str, float] = {}
+        self.start: dict[str, dict[int, float]] = {}
         for name, pid in self.pids.items():
             try:
                 proc = psutil.Process(pid)
                 self.procs[name] = proc
-                self.start[name] = self._cpu(proc)
+                self.start[name] = self._tree_cpu(proc)
             except psutil.Error:
                 pass  # reported as None at the end
 
@@ -78,12 +80,26 @@ class CpuMeter:
         t = proc.cpu_times()
         return t.user + t.system + t.children_user + t.children_system
 
+    @classmethod
+    def _tree_cpu(cls, proc: psutil.Process) -> dict[int, float]:
+        tree = {proc.pid: cls._cpu(proc)}
+        for child in proc.children(recursive=True):
+            try:
+                t = child.cpu_times()
+                tree[child.pid] = t.user + t.system
+            except psutil.Error:
+                pass  # exited meanwhile: its time shows in the parent's children times
+        return tree
+
     def stop(self) -> dict[str, float | None]:
         used: dict[str, float | None] = {}
         for name in self.pids:
             proc = self.procs.get(name)
             try:
-                used[name] = round(self._cpu(proc) - self.start[name], 3) if proc else None
+                if proc is None:
+                    raise psutil.NoSuchProcess(self.pids[name])
+                now, before = self._tree_cpu(proc), self.start[name]
+                used[name] = round(sum(cpu - before.get(pid, 0.0) for pid, cpu in now.items()), 3)
             except psutil.Error:
                 used[name] = None  # the process died during the run
         return used

@@ -141,6 +141,7 @@ class Redis:
             [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no", "--dir", self._dir, "--loglevel", "warning"],
             stdout=subprocess.DEVNULL,
+            start_new_session=True,  # a Ctrl-C reaches the supervisor, which stops us in order
         )
         wait_for_port(self.port)
         return self

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -58,8 +59,12 @@ class Stack:
         self.postgres = Postgres()
         self.redis = Redis()
         self.shards = len(self.shard_ranges.split(","))
-        self._owned_logs = self.log_dir is None
-        self.log_dir = self.log_dir or tempfile.mkdtemp(prefix="bourse-logs-")
+        # Under Bazel the logs are kept as test outputs; otherwise a private dir that
+        # goes away at stop unless the caller chose where they go.
+        self._owned_logs = self.log_dir is None and "TEST_UNDECLARED_OUTPUTS_DIR" not in os.environ
+        if self.log_dir is None:
+            outputs = os.environ.get("TEST_UNDECLARED_OUTPUTS_DIR")
+            self.log_dir = os.path.join(outputs, "stack-logs") if outputs else tempfile.mkdtemp(prefix="bourse-logs-")
         Path(self.log_dir).mkdir(parents=True, exist_ok=True)
 
     # ----- lifecycle
@@ -153,7 +158,7 @@ class Stack:
         # Envoy dies with its parent (PR_SET_PDEATHSIG): this process supervises it.
         popen = subprocess.Popen([envoy_binary(), "-c", str(config), "--log-level", "warn",
                                   "--concurrency", "2", "--disable-hot-restart"],
-                                 stdout=log, stderr=subprocess.STDOUT)
+                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         self.processes.append(Process("envoy", popen, f"127.0.0.1:{self.envoy_port}"))
         wait_for_port(self.envoy_port, timeout=30)
         self._wait_healthy(self.processes[-1])
@@ -183,6 +188,8 @@ class Stack:
         self.processes.clear()
         self.redis.stop()
         self.postgres.stop()
+        if self._owned_logs:
+            shutil.rmtree(self.log_dir, ignore_errors=True)
 
     def _say(self, message: str) -> None:
         if not self.quiet:
@@ -208,13 +215,13 @@ def _demo(stack: Stack, args) -> int:
 
 
 def _up(stack: Stack) -> int:
-    print(json.dumps({"envoy": stack.target, "api_keys": stack.api_keys, "logs": stack.log_dir,
-                      "postgres": stack.db_urls(driver="postgresql"), "redis": stack.redis.url}, indent=2))
-    print(f"try: grpcurl -plaintext -H 'authorization: Bearer demo-key-alice' {stack.target} list")
-    print("Ctrl-C stops the stack", flush=True)
     stopped = []
     signal.signal(signal.SIGTERM, lambda *_: stopped.append(1))
     try:
+        print(json.dumps({"envoy": stack.target, "api_keys": stack.api_keys, "logs": stack.log_dir,
+                          "postgres": stack.db_urls(driver="postgresql"), "redis": stack.redis.url}, indent=2))
+        print(f"try: grpcurl -plaintext -H 'authorization: Bearer demo-key-alice' {stack.target} list")
+        print("Ctrl-C stops the stack", flush=True)
         while not stopped:
             for process in stack.processes:
                 if process.popen.poll() is not None:

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -145,3 +146,25 @@ def test_json_plot_and_text(tmp_path):
     assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
     text = "\n".join(report.text_lines(result))
     assert "lost: 0" in text and "orders/s: 3.0" in text and "p99.9" in text
+
+
+def test_cpu_meter_counts_the_work_of_forked_workers():
+    """Like PostgreSQL's backends: the parent idles while a child it forked does the work."""
+    script = (
+        "import subprocess, sys, time\n"
+        "busy = 'import time\\nt=time.time()\\nwhile time.time()-t<0.6: pass'\n"
+        "time.sleep(0.3)\n"
+        "worker = subprocess.Popen([sys.executable, '-c', busy])\n"
+        "time.sleep(0.5)\n"  # sampled while the worker is alive
+        "worker.wait()\n"
+        "time.sleep(5)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        meter = report.CpuMeter({"parent": parent.pid})
+        time.sleep(0.7)
+        used = meter.stop()["parent"]
+    finally:
+        parent.kill()
+        parent.wait()
+    assert used is not None and used >= 0.25
