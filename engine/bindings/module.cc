@@ -7,7 +7,11 @@
 #include <nanobind/nanobind.h>
 #include <nanobind/stl/vector.h>
 
+#include <cstddef>
 #include <cstdint>
+#include <cstring>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "bourse/engine/engine.hpp"
@@ -68,6 +72,54 @@ nb::list event_list(const std::vector<Event>& events) {
   return nb::borrow<nb::list>(out);
 }
 
+// One command of execute_packed: 48 bytes, little-endian, no implicit padding.
+// Mirrors COMMAND_DTYPE in bourse_engine/packed.py.
+struct PackedCommand {
+  std::uint8_t op;  // 1 submit, 2 cancel, 3 modify
+  std::uint8_t side;
+  std::uint8_t order_type;
+  std::uint8_t tif;
+  std::uint8_t stp;  // 0 means the default, CANCEL_INCOMING
+  std::uint8_t post_only;
+  std::uint16_t reserved0;
+  std::uint32_t symbol_id;
+  std::uint32_t reserved1;
+  std::uint64_t order_id;
+  std::uint64_t account_id;
+  std::int64_t price;
+  std::int64_t quantity;
+};
+static_assert(sizeof(PackedCommand) == 48, "COMMAND_DTYPE layout");
+static_assert(offsetof(PackedCommand, symbol_id) == 8 && offsetof(PackedCommand, order_id) == 16,
+              "COMMAND_DTYPE layout");
+static_assert(offsetof(Event, symbol_id) == 4 && offsetof(Event, order_id) == 8 &&
+                  offsetof(Event, remaining) == 88,
+              "EVENT_DTYPE layout");
+
+// A read-only view of any contiguous buffer (bytes, bytearray, numpy array).
+class Buffer {
+ public:
+  explicit Buffer(nb::handle obj) {
+    if (PyObject_GetBuffer(obj.ptr(), &view_, PyBUF_C_CONTIGUOUS) != 0) throw nb::python_error();
+  }
+  ~Buffer() { PyBuffer_Release(&view_); }
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+  const char* data() const { return static_cast<const char*>(view_.buf); }
+  std::size_t size() const { return static_cast<std::size_t>(view_.len); }
+
+ private:
+  Py_buffer view_;
+};
+
+nb::list order_list(const std::vector<OrderEntry>& orders) {
+  nb::list out;
+  for (const OrderEntry& o : orders) {
+    out.append(nb::make_tuple(o.order_id, o.account_id, o.price, o.remaining));
+  }
+  return out;
+}
+
 nb::list level_list(const std::vector<LevelView>& levels) {
   nb::list out;
   for (const LevelView& l : levels) out.append(nb::make_tuple(l.price, l.quantity, l.order_count));
@@ -78,11 +130,103 @@ class PyEngine {
  public:
   nb::list submit(std::uint64_t order_id, std::uint64_t account_id, std::uint32_t symbol_id,
                   std::int64_t side, std::int64_t order_type, std::int64_t tif,
+                  std::int64_t price, std::int64_t quantity, bool post_only, std::int64_t stp) {
+    sink_.events.clear();
+    NewOrder o = new_order(order_id, account_id, symbol_id, side, order_type, tif, price, quantity);
+    o.post_only = post_only;
+    o.stp = code<SelfTradePrevention>(stp);
+    engine_.submit(o);
+    return event_list(sink_.events);
+  }
+
+  nb::list modify(std::uint64_t order_id, std::uint64_t account_id, std::uint32_t symbol_id,
                   std::int64_t price, std::int64_t quantity) {
     sink_.events.clear();
-    engine_.submit(new_order(order_id, account_id, symbol_id, side, order_type, tif, price,
-                             quantity));
+    engine_.modify(ModifyOrder{order_id, account_id, symbol_id, price, quantity});
     return event_list(sink_.events);
+  }
+
+  // Runs every command in order; returns the events as raw bytes (n * 96, the
+  // Event struct = EVENT_DTYPE) -- no Python object per event.
+  nb::bytes execute_packed(nb::handle commands) {
+    Buffer buf(commands);
+    if (buf.size() % sizeof(PackedCommand) != 0) {
+      throw nb::value_error("execute_packed: buffer size is not a multiple of 48");
+    }
+    const std::size_t n = buf.size() / sizeof(PackedCommand);
+    const auto* cmds = reinterpret_cast<const PackedCommand*>(buf.data());
+    // Refuse the whole batch up front rather than stopping half way.
+    for (std::size_t i = 0; i < n; ++i) {
+      if (cmds[i].op < 1 || cmds[i].op > 3) {
+        throw nb::value_error(("execute_packed: bad op in command " + std::to_string(i)).c_str());
+      }
+    }
+    sink_.events.clear();
+    for (std::size_t i = 0; i < n; ++i) {
+      PackedCommand c;
+      std::memcpy(&c, cmds + i, sizeof c);  // the buffer need not be aligned
+      switch (c.op) {
+        case 1: {
+          NewOrder o = new_order(c.order_id, c.account_id, c.symbol_id, c.side, c.order_type,
+                                 c.tif, c.price, c.quantity);
+          o.post_only = c.post_only != 0;
+          o.stp = c.stp == 0 ? SelfTradePrevention::CANCEL_INCOMING
+                             : static_cast<SelfTradePrevention>(c.stp);
+          engine_.submit(o);
+          break;
+        }
+        case 2:
+          engine_.cancel(CancelOrder{c.order_id, c.account_id, c.symbol_id});
+          break;
+        default:
+          engine_.modify(ModifyOrder{c.order_id, c.account_id, c.symbol_id, c.price, c.quantity});
+      }
+    }
+    return nb::bytes(reinterpret_cast<const char*>(sink_.events.data()),
+                     sink_.events.size() * sizeof(Event));
+  }
+
+  void set_instrument(std::uint32_t symbol_id, std::int64_t tick_size, std::int64_t lot_size,
+                      std::int64_t min_quantity, std::int64_t max_quantity,
+                      std::int64_t band_percent, std::int64_t reference_price) {
+    Instrument i{tick_size, lot_size, min_quantity, max_quantity, band_percent, reference_price};
+    if (!engine_.set_instrument(symbol_id, i)) {
+      throw nb::value_error("set_instrument: need 1 <= tick_size <= MAX_PRICE, 1 <= lot_size, "
+                            "1 <= min_quantity <= max_quantity <= MAX_QUANTITY, "
+                            "0 <= band_percent <= 1000, 0 <= reference_price <= MAX_PRICE");
+    }
+  }
+
+  void set_reference_price(std::uint32_t symbol_id, std::int64_t price) {
+    if (!engine_.set_reference_price(symbol_id, price)) {
+      throw nb::value_error("set_reference_price: price must be in [0, MAX_PRICE]");
+    }
+  }
+
+  nb::tuple instrument(std::uint32_t symbol_id) const {
+    const Instrument i = engine_.instrument(symbol_id);
+    return nb::make_tuple(i.tick_size, i.lot_size, i.min_quantity, i.max_quantity,
+                          i.band_percent, i.reference_price);
+  }
+
+  nb::tuple l3(std::uint32_t symbol_id) const {
+    std::vector<OrderEntry> bids, asks;
+    engine_.l3(symbol_id, bids, asks);
+    return nb::make_tuple(order_list(bids), order_list(asks));
+  }
+
+  nb::bytes snapshot() const {
+    const std::string s = engine_.snapshot();
+    return nb::bytes(s.data(), s.size());
+  }
+
+  void restore(nb::handle data) {
+    Buffer buf(data);
+    try {
+      engine_.restore(std::string_view(buf.data(), buf.size()));
+    } catch (const std::invalid_argument& e) {
+      throw nb::value_error(e.what());
+    }
   }
 
   nb::list cancel(std::uint64_t order_id, std::uint64_t account_id, std::uint32_t symbol_id) {
@@ -129,6 +273,7 @@ class PyEngine {
 
   std::uint64_t event_hash() const { return engine_.event_hash(); }
   std::size_t live_orders() const { return engine_.live_orders(); }
+  std::size_t symbol_count() const { return engine_.symbol_count(); }
 
  private:
   static NewOrder new_order(std::uint64_t order_id, std::uint64_t account_id,
@@ -151,12 +296,27 @@ NB_MODULE(_bourse_engine, m) {
   m.attr("MAX_PRICE") = kMaxPrice;
   m.attr("MAX_QUANTITY") = kMaxQuantity;
   m.attr("EVENT_HASH_SEED") = kEventHashSeed;
+  m.attr("MAX_BAND_PERCENT") = kMaxBandPercent;
 
   nb::class_<PyEngine>(m, "Engine")
       .def(nb::init<>())
       .def("submit", &PyEngine::submit, nb::arg("order_id"), nb::arg("account_id"),
            nb::arg("symbol_id"), nb::arg("side"), nb::arg("order_type"), nb::arg("tif"),
-           nb::arg("price"), nb::arg("quantity"))
+           nb::arg("price"), nb::arg("quantity"), nb::arg("post_only") = false,
+           nb::arg("stp") = 1)
+      .def("modify", &PyEngine::modify, nb::arg("order_id"), nb::arg("account_id"),
+           nb::arg("symbol_id"), nb::arg("price"), nb::arg("quantity"))
+      .def("execute_packed", &PyEngine::execute_packed, nb::arg("commands"))
+      .def("set_instrument", &PyEngine::set_instrument, nb::arg("symbol_id"),
+           nb::arg("tick_size"), nb::arg("lot_size"), nb::arg("min_quantity"),
+           nb::arg("max_quantity"), nb::arg("band_percent"), nb::arg("reference_price"))
+      .def("set_reference_price", &PyEngine::set_reference_price, nb::arg("symbol_id"),
+           nb::arg("price"))
+      .def("instrument", &PyEngine::instrument, nb::arg("symbol_id"))
+      .def("l3", &PyEngine::l3, nb::arg("symbol_id"))
+      .def("snapshot", &PyEngine::snapshot)
+      .def("restore", &PyEngine::restore, nb::arg("data"))
+      .def("symbol_count", &PyEngine::symbol_count)
       .def("cancel", &PyEngine::cancel, nb::arg("order_id"), nb::arg("account_id"),
            nb::arg("symbol_id"))
       .def("submit_batch", &PyEngine::submit_batch, nb::arg("order_id"),

@@ -12,12 +12,18 @@ Engine can be shared between Python threads, but each call is serialised.
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
+
+import numpy as np
 
 import _bourse_engine
 
 from .events import (
     EVENT_HASH_SEED,
+    MAX_BAND_PERCENT,
+    Instrument,
+    L3Order,
+    SelfTradePrevention,
     MAX_NOTIONAL,
     MAX_PRICE,
     MAX_QUANTITY,
@@ -34,6 +40,7 @@ from .events import (
     event_from_raw,
     hash_event,
 )
+from .packed import COMMAND_DTYPE, EVENT_DTYPE, OP_CANCEL, OP_MODIFY, OP_SUBMIT
 
 __all__ = [
     "Engine",
@@ -47,6 +54,15 @@ __all__ = [
     "CancelReason",
     "Level",
     "OrderInfo",
+    "L3Order",
+    "Instrument",
+    "SelfTradePrevention",
+    "COMMAND_DTYPE",
+    "EVENT_DTYPE",
+    "OP_SUBMIT",
+    "OP_CANCEL",
+    "OP_MODIFY",
+    "MAX_BAND_PERCENT",
     "MAX_PRICE",
     "MAX_QUANTITY",
     "MAX_NOTIONAL",
@@ -100,8 +116,14 @@ class Engine:
         tif: TimeInForce | int,
         price: int,
         quantity: int,
+        post_only: bool = False,
+        stp: SelfTradePrevention | int = SelfTradePrevention.CANCEL_INCOMING,
     ) -> list[Event]:
-        """Events: REJECTED, DONE(REJECTED) -- or ACCEPTED, TRADE*, [CANCELLED], DONE."""
+        """Events: REJECTED, DONE(REJECTED) -- or ACCEPTED, TRADE*, [CANCELLED], DONE.
+
+        With stp CANCEL_RESTING/CANCEL_BOTH, CANCELLED(SELF_TRADE_PREVENTED) +
+        DONE(CANCELLED) of *resting* orders (their own order_id) may appear among
+        the TRADEs; the last event is always this order's DONE."""
         return _events(
             self._raw.submit(
                 _id("order_id", order_id, _U64),
@@ -112,8 +134,91 @@ class Engine:
                 _code(tif),
                 _clamp(price),
                 _clamp(quantity),
+                bool(post_only),
+                _code(stp),
             )
         )
+
+    def modify(
+        self, *, order_id: int, account_id: int, symbol_id: int, price: int, quantity: int
+    ) -> list[Event]:
+        """Changes a resting order's price and/or open quantity (`quantity` is the
+        new leaves). Same price and quantity <= leaves: reduced in place, keeps
+        its priority. Otherwise cancel-replace (atomic): it goes to the back of
+        the queue at `price` and may trade at once.
+
+        Events: MODIFIED, TRADE*, [CANCELLED(SELF_TRADE_PREVENTED)], DONE -- or
+        REJECTED(reason) alone, the order untouched (UNKNOWN_ORDER for a missing,
+        done, foreign-account or other-symbol order)."""
+        return _events(
+            self._raw.modify(
+                _id("order_id", order_id, _U64),
+                _id("account_id", account_id, _U64),
+                _id("symbol_id", symbol_id, _U32),
+                _clamp(price),
+                _clamp(quantity),
+            )
+        )
+
+    def execute_packed(self, commands: Union[np.ndarray, bytes, bytearray, memoryview]) -> np.ndarray:
+        """Runs a batch of commands in one call; returns the events as a numpy
+        array of EVENT_DTYPE. `commands` is an array of COMMAND_DTYPE or a buffer
+        of such records (see bourse_engine.packed for both layouts)."""
+        if isinstance(commands, np.ndarray):
+            if commands.dtype != COMMAND_DTYPE:
+                raise ValueError(f"commands must have dtype COMMAND_DTYPE, got {commands.dtype}")
+            commands = np.ascontiguousarray(commands)
+        return np.frombuffer(self._raw.execute_packed(commands), dtype=EVENT_DTYPE)
+
+    def set_instrument(
+        self,
+        *,
+        symbol_id: int,
+        tick_size: int = 1,
+        lot_size: int = 1,
+        min_quantity: int = 1,
+        max_quantity: int = MAX_QUANTITY,
+        band_percent: int = 0,
+        reference_price: int = 0,
+    ) -> None:
+        """Sets a symbol's rules for later commands (resting orders are not
+        re-checked). Limit prices: multiple of tick_size, and when band_percent
+        and reference_price are both > 0, |price - reference| * 100 <=
+        reference * band_percent. Quantities: multiple of lot_size, at most
+        max_quantity, and (new orders only) at least min_quantity.
+        Raises ValueError for values out of range."""
+        values = [_clamp(v) for v in (tick_size, lot_size, min_quantity, max_quantity,
+                                      band_percent, reference_price)]
+        self._raw.set_instrument(_id("symbol_id", symbol_id, _U32), *values)
+
+    def set_reference_price(self, *, symbol_id: int, price: int) -> None:
+        """Moves the centre of the price band (0 disables the band)."""
+        self._raw.set_reference_price(_id("symbol_id", symbol_id, _U32), _clamp(price))
+
+    def instrument(self, *, symbol_id: int) -> Instrument:
+        return Instrument(*self._raw.instrument(_id("symbol_id", symbol_id, _U32)))
+
+    def l3(self, *, symbol_id: int) -> tuple[list[L3Order], list[L3Order]]:
+        """(bids, asks): every resting order, best price first, FIFO within a price."""
+        bids, asks = self._raw.l3(_id("symbol_id", symbol_id, _U32))
+        return [L3Order(*b) for b in bids], [L3Order(*a) for a in asks]
+
+    def snapshot(self) -> bytes:
+        """The whole state (books with priority, instrument rules, event hash) as
+        bytes. Ids of done orders are not included (see restore)."""
+        return self._raw.snapshot()
+
+    @classmethod
+    def restore(cls, data: bytes) -> "Engine":
+        """A new Engine identical to the one that took the snapshot, except that
+        only live order ids are known (a done order's id may be accepted again).
+        Raises ValueError for malformed data."""
+        eng = cls()
+        eng._raw.restore(data)
+        return eng
+
+    def symbol_count(self) -> int:
+        return self._raw.symbol_count()
 
     def cancel(self, *, order_id: int, account_id: int, symbol_id: int) -> list[Event]:
         """Events: CANCELLED(USER), DONE(CANCELLED) -- or REJECTED(UNKNOWN_ORDER)

@@ -42,6 +42,17 @@ class EventKind(IntEnum):
     TRADE = 3
     CANCELLED = 4
     DONE = 5
+    MODIFIED = 6
+
+
+class SelfTradePrevention(IntEnum):
+    """What happens when an incoming order meets a resting order of its own
+    account (the incoming order's mode decides). No trade ever prints between
+    an account and itself."""
+
+    CANCEL_INCOMING = 1
+    CANCEL_RESTING = 2
+    CANCEL_BOTH = 3
 
 
 class RejectReason(IntEnum):
@@ -53,6 +64,14 @@ class RejectReason(IntEnum):
     INVALID_QUANTITY = 6
     INVALID_PRICE = 7
     NOTIONAL_OVERFLOW = 8
+    WOULD_TAKE_LIQUIDITY = 9
+    PRICE_NOT_ON_TICK = 10
+    QUANTITY_NOT_ON_LOT = 11
+    QUANTITY_BELOW_MIN = 12
+    QUANTITY_ABOVE_MAX = 13
+    PRICE_OUTSIDE_BAND = 14
+    INVALID_SELF_TRADE_PREVENTION = 15
+    INVALID_POST_ONLY = 16
 
 
 class CancelReason(IntEnum):
@@ -60,12 +79,14 @@ class CancelReason(IntEnum):
     IOC_REMAINDER = 2
     MARKET_REMAINDER = 3
     FOK_UNFILLABLE = 4
+    SELF_TRADE_PREVENTED = 5
 
 
 # Same limits as engine/include/bourse/engine/types.hpp.
 MAX_PRICE = 10**15
 MAX_QUANTITY = 10**12
 MAX_NOTIONAL = 2**63 - 1
+MAX_BAND_PERCENT = 1000
 
 
 class Event(NamedTuple):
@@ -78,6 +99,7 @@ class Event(NamedTuple):
               aggressor_side, maker_remaining, taker_remaining
     CANCELLED reason: CancelReason, remaining (quantity cancelled)
     DONE      status, filled (cumulative), remaining (leaves; > 0 only if resting)
+    MODIFIED  price (new), quantity (new open quantity)
     """
 
     kind: EventKind
@@ -102,6 +124,24 @@ class Level(NamedTuple):
     price: int
     quantity: int
     order_count: int
+
+
+class L3Order(NamedTuple):
+    order_id: int
+    account_id: int
+    price: int
+    remaining: int
+
+
+class Instrument(NamedTuple):
+    """Per-symbol rules. band_percent 0 or reference_price 0: no price band."""
+
+    tick_size: int = 1
+    lot_size: int = 1
+    min_quantity: int = 1
+    max_quantity: int = MAX_QUANTITY
+    band_percent: int = 0
+    reference_price: int = 0
 
 
 class OrderInfo(NamedTuple):

@@ -9,11 +9,16 @@ it is needed, so there is no data structure to get wrong.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+import pickle
+from dataclasses import dataclass, replace
 from typing import Optional
 
 from .events import (
     EVENT_HASH_SEED,
+    MAX_BAND_PERCENT,
+    Instrument,
+    L3Order,
+    SelfTradePrevention,
     MAX_NOTIONAL,
     MAX_PRICE,
     MAX_QUANTITY,
@@ -28,8 +33,13 @@ from .events import (
     Side,
     TimeInForce,
     event_from_raw,
+    event_to_raw,
     hash_event,
 )
+
+
+def replace_ref(inst: Instrument, price: int) -> Instrument:
+    return inst._replace(reference_price=price)
 
 
 @dataclass
@@ -42,6 +52,8 @@ class _Resting:
     remaining: int
     filled: int
     seq: int  # arrival order: the time in price-time priority
+    stp: int = SelfTradePrevention.CANCEL_INCOMING
+    post_only: bool = False
 
 
 def _raw(kind, order_id, symbol_id, reason=0, status=0, aggressor_side=0,
@@ -52,7 +64,8 @@ def _raw(kind, order_id, symbol_id, reason=0, status=0, aggressor_side=0,
             maker_remaining, taker_remaining, filled, remaining)
 
 
-def _validate(side, order_type, tif, price, quantity) -> Optional[RejectReason]:
+def _validate(side, order_type, tif, price, quantity, post_only=False,
+              stp=SelfTradePrevention.CANCEL_INCOMING) -> Optional[RejectReason]:
     # Same checks, same order, as validate() in engine/src/types.cpp.
     if side not in (1, 2):
         return RejectReason.INVALID_SIDE
@@ -71,6 +84,41 @@ def _validate(side, order_type, tif, price, quantity) -> Optional[RejectReason]:
     return None
 
 
+def _validate_full(side, order_type, tif, price, quantity, post_only, stp):
+    why = _validate(side, order_type, tif, price, quantity)
+    if why is not None:
+        return why
+    if stp not in (1, 2, 3):
+        return RejectReason.INVALID_SELF_TRADE_PREVENTION
+    if post_only and (order_type != OrderType.LIMIT or tif != TimeInForce.GTC):
+        return RejectReason.INVALID_POST_ONLY
+    return None
+
+
+def _check_rules(inst: Instrument, price: int, quantity: int, check_min: bool):
+    """Instrument rules; price 0 (market, or a modify keeping its price) skips
+    the price rules."""
+    if price != 0 and price % inst.tick_size != 0:
+        return RejectReason.PRICE_NOT_ON_TICK
+    if quantity % inst.lot_size != 0:
+        return RejectReason.QUANTITY_NOT_ON_LOT
+    if check_min and quantity < inst.min_quantity:
+        return RejectReason.QUANTITY_BELOW_MIN
+    if quantity > inst.max_quantity:
+        return RejectReason.QUANTITY_ABOVE_MAX
+    ref = inst.reference_price
+    if price != 0 and inst.band_percent > 0 and ref > 0:
+        if abs(price - ref) * 100 > ref * inst.band_percent:
+            return RejectReason.PRICE_OUTSIDE_BAND
+    return None
+
+
+def _valid_instrument(i: Instrument) -> bool:
+    return (1 <= i.tick_size <= MAX_PRICE and 1 <= i.lot_size <= MAX_QUANTITY
+            and 1 <= i.min_quantity <= i.max_quantity <= MAX_QUANTITY
+            and 0 <= i.band_percent <= MAX_BAND_PERCENT and 0 <= i.reference_price <= MAX_PRICE)
+
+
 class ReferenceEngine:
     """Same API as bourse_engine.Engine."""
 
@@ -79,6 +127,7 @@ class ReferenceEngine:
         self._known: set[int] = set()
         self._seq = itertools.count()
         self._hash = EVENT_HASH_SEED
+        self._instruments: dict[int, Instrument] = {}
 
     # -- helpers -----------------------------------------------------------
 
@@ -94,44 +143,40 @@ class ReferenceEngine:
             self._hash = hash_event(self._hash, r)
         return [event_from_raw(r) for r in raws]
 
-    # -- commands ----------------------------------------------------------
+    def _rules(self, symbol_id: int) -> Instrument:
+        return self._instruments.get(symbol_id, Instrument())
 
-    def submit(self, *, order_id, account_id, symbol_id, side, order_type, tif, price,
-               quantity) -> list[Event]:
-        oid, sym = order_id, symbol_id
-        out: list[tuple] = []
+    @staticmethod
+    def _crosses(side: int, limit: Optional[int], resting_price: int) -> bool:
+        if limit is None:  # market
+            return True
+        return resting_price <= limit if side == Side.BUY else resting_price >= limit
 
-        reason = _validate(side, order_type, tif, price, quantity)
-        if reason is None and oid in self._known:
-            reason = RejectReason.DUPLICATE_ORDER_ID
-        if reason is not None:
-            out.append(_raw(EventKind.REJECTED, oid, sym, reason=reason))
-            out.append(_raw(EventKind.DONE, oid, sym, status=OrderStatus.REJECTED))
-            return self._emit(out)
-
-        self._known.add(oid)
-        out.append(_raw(EventKind.ACCEPTED, oid, sym))
-
-        is_market = order_type == OrderType.MARKET
+    def _would_trade(self, sym, side, price) -> bool:
         opposite = Side.SELL if side == Side.BUY else Side.BUY
+        return any(self._crosses(side, price, o.price) for o in self._queue(sym, opposite))
 
-        def crosses(resting_price: int) -> bool:
-            if is_market:
-                return True
-            return resting_price <= price if side == Side.BUY else resting_price >= price
-
-        if tif == TimeInForce.FOK:
-            available = sum(o.remaining for o in self._queue(sym, opposite) if crosses(o.price))
-            if available < quantity:
-                out.append(_raw(EventKind.CANCELLED, oid, sym,
-                                reason=CancelReason.FOK_UNFILLABLE, remaining=quantity))
-                out.append(_raw(EventKind.DONE, oid, sym, status=OrderStatus.CANCELLED))
-                return self._emit(out)
-
-        remaining, filled = quantity, 0
+    def _take(self, out, *, oid, account_id, sym, side, limit, quantity, filled, stp, is_market,
+              tif, post_only):
+        """Matches an accepted order against the book, then rests or finishes it."""
+        opposite = Side.SELL if side == Side.BUY else Side.BUY
+        remaining = quantity
+        stopped = False
         for maker in self._queue(sym, opposite):
-            if remaining == 0 or not crosses(maker.price):
+            if remaining == 0 or not self._crosses(side, limit, maker.price):
                 break
+            if maker.account_id == account_id:  # no trade between an account and itself
+                if stp in (SelfTradePrevention.CANCEL_RESTING, SelfTradePrevention.CANCEL_BOTH):
+                    out.append(_raw(EventKind.CANCELLED, maker.order_id, sym,
+                                    reason=CancelReason.SELF_TRADE_PREVENTED,
+                                    remaining=maker.remaining))
+                    out.append(_raw(EventKind.DONE, maker.order_id, sym,
+                                    status=OrderStatus.CANCELLED, filled=maker.filled))
+                    del self._live[maker.order_id]
+                if stp in (SelfTradePrevention.CANCEL_INCOMING, SelfTradePrevention.CANCEL_BOTH):
+                    stopped = True
+                    break
+                continue
             q = min(remaining, maker.remaining)
             maker.remaining -= q
             maker.filled += q
@@ -147,18 +192,114 @@ class ReferenceEngine:
 
         if remaining == 0:
             out.append(_raw(EventKind.DONE, oid, sym, status=OrderStatus.FILLED, filled=filled))
-        elif is_market or tif != TimeInForce.GTC:
-            why = CancelReason.MARKET_REMAINDER if is_market else CancelReason.IOC_REMAINDER
+        elif stopped or is_market or tif != TimeInForce.GTC:
+            why = (CancelReason.SELF_TRADE_PREVENTED if stopped
+                   else CancelReason.MARKET_REMAINDER if is_market else CancelReason.IOC_REMAINDER)
             out.append(_raw(EventKind.CANCELLED, oid, sym, reason=why, remaining=remaining))
             out.append(_raw(EventKind.DONE, oid, sym, status=OrderStatus.CANCELLED,
                             filled=filled))
         else:
-            self._live[oid] = _Resting(oid, account_id, sym, side, price, remaining, filled,
-                                       next(self._seq))
+            self._live[oid] = _Resting(oid, account_id, sym, side, limit, remaining, filled,
+                                       next(self._seq), stp, post_only)
             status = OrderStatus.PARTIALLY_FILLED if filled else OrderStatus.NEW
             out.append(_raw(EventKind.DONE, oid, sym, status=status, filled=filled,
                             remaining=remaining))
+
+    # -- commands ----------------------------------------------------------
+
+    def submit(self, *, order_id, account_id, symbol_id, side, order_type, tif, price,
+               quantity, post_only=False, stp=SelfTradePrevention.CANCEL_INCOMING) -> list[Event]:
+        oid, sym = order_id, symbol_id
+        out: list[tuple] = []
+
+        reason = _validate_full(side, order_type, tif, price, quantity, post_only, stp)
+        if reason is None:
+            reason = _check_rules(self._rules(sym), price, quantity, check_min=True)
+        if reason is None and oid in self._known:
+            reason = RejectReason.DUPLICATE_ORDER_ID
+        if reason is None and post_only and self._would_trade(sym, side, price):
+            reason = RejectReason.WOULD_TAKE_LIQUIDITY
+        if reason is not None:
+            out.append(_raw(EventKind.REJECTED, oid, sym, reason=reason))
+            out.append(_raw(EventKind.DONE, oid, sym, status=OrderStatus.REJECTED))
+            return self._emit(out)
+
+        self._known.add(oid)
+        out.append(_raw(EventKind.ACCEPTED, oid, sym))
+
+        is_market = order_type == OrderType.MARKET
+        limit = None if is_market else price
+        opposite = Side.SELL if side == Side.BUY else Side.BUY
+
+        if tif == TimeInForce.FOK:
+            # What matching would actually fill, self-trade prevention included.
+            available = 0
+            for o in self._queue(sym, opposite):
+                if not self._crosses(side, limit, o.price):
+                    break
+                if o.account_id == account_id:
+                    if stp == SelfTradePrevention.CANCEL_RESTING:
+                        continue
+                    break
+                available += o.remaining
+            if available < quantity:
+                out.append(_raw(EventKind.CANCELLED, oid, sym,
+                                reason=CancelReason.FOK_UNFILLABLE, remaining=quantity))
+                out.append(_raw(EventKind.DONE, oid, sym, status=OrderStatus.CANCELLED))
+                return self._emit(out)
+
+        self._take(out, oid=oid, account_id=account_id, sym=sym, side=side, limit=limit,
+                   quantity=quantity, filled=0, stp=stp, is_market=is_market, tif=tif,
+                   post_only=post_only)
         return self._emit(out)
+
+    def modify(self, *, order_id, account_id, symbol_id, price, quantity) -> list[Event]:
+        o = self._live.get(order_id)
+        reason = None
+        if o is None or o.account_id != account_id or o.symbol_id != symbol_id:
+            reason = RejectReason.UNKNOWN_ORDER
+        elif not 0 < quantity <= MAX_QUANTITY:
+            reason = RejectReason.INVALID_QUANTITY
+        elif not 0 < price <= MAX_PRICE:
+            reason = RejectReason.INVALID_PRICE
+        elif price * quantity > MAX_NOTIONAL:
+            reason = RejectReason.NOTIONAL_OVERFLOW
+        else:
+            reason = _check_rules(self._rules(symbol_id), 0 if price == o.price else price,
+                                  quantity, check_min=False)
+            if reason is None and o.post_only and self._would_trade(symbol_id, o.side, price):
+                reason = RejectReason.WOULD_TAKE_LIQUIDITY
+        if reason is not None:
+            return self._emit([_raw(EventKind.REJECTED, order_id, symbol_id, reason=reason)])
+
+        out = [_raw(EventKind.MODIFIED, order_id, symbol_id, price=price, quantity=quantity)]
+        if price == o.price and quantity <= o.remaining:
+            o.remaining = quantity  # in place: keeps its seq, hence its priority
+            status = OrderStatus.PARTIALLY_FILLED if o.filled else OrderStatus.NEW
+            out.append(_raw(EventKind.DONE, order_id, symbol_id, status=status, filled=o.filled,
+                            remaining=quantity))
+            return self._emit(out)
+        del self._live[order_id]
+        self._take(out, oid=order_id, account_id=account_id, sym=symbol_id, side=o.side,
+                   limit=price, quantity=quantity, filled=o.filled, stp=o.stp, is_market=False,
+                   tif=TimeInForce.GTC, post_only=o.post_only)
+        return self._emit(out)
+
+    def set_instrument(self, *, symbol_id, tick_size=1, lot_size=1, min_quantity=1,
+                       max_quantity=MAX_QUANTITY, band_percent=0, reference_price=0) -> None:
+        inst = Instrument(tick_size, lot_size, min_quantity, max_quantity, band_percent,
+                          reference_price)
+        if not _valid_instrument(inst):
+            raise ValueError(f"invalid instrument {inst}")
+        self._instruments[symbol_id] = inst
+
+    def set_reference_price(self, *, symbol_id, price) -> None:
+        if not 0 <= price <= MAX_PRICE:
+            raise ValueError("price out of range")
+        self._instruments[symbol_id] = replace_ref(self._rules(symbol_id), price)
+
+    def instrument(self, *, symbol_id) -> Instrument:
+        return self._rules(symbol_id)
 
     def cancel(self, *, order_id, account_id, symbol_id) -> list[Event]:
         o = self._live.get(order_id)
@@ -200,6 +341,56 @@ class ReferenceEngine:
     def top(self, *, symbol_id: int) -> tuple[Optional[Level], Optional[Level]]:
         bids, asks = self.depth(symbol_id=symbol_id, levels=1)
         return (bids[0] if bids else None, asks[0] if asks else None)
+
+    def l3(self, *, symbol_id: int) -> tuple[list[L3Order], list[L3Order]]:
+        def side_orders(side):
+            return [L3Order(o.order_id, o.account_id, o.price, o.remaining)
+                    for o in self._queue(symbol_id, side)]
+        return side_orders(Side.BUY), side_orders(Side.SELL)
+
+    def snapshot(self) -> bytes:
+        """Not the C++ format: just this object's state, with the same rule that
+        only live ids survive a snapshot."""
+        return pickle.dumps((self._live, self._hash, self._instruments))
+
+    @classmethod
+    def restore(cls, data: bytes) -> "ReferenceEngine":
+        eng = cls()
+        live, eng._hash, eng._instruments = pickle.loads(data)
+        # Re-number seqs in priority order: only their relative order matters.
+        eng._live = {}
+        for o in sorted(live.values(), key=lambda o: o.seq):
+            eng._live[o.order_id] = replace(o, seq=next(eng._seq))
+        eng._known = set(eng._live)
+        return eng
+
+    def execute_packed(self, commands):
+        """Same contract as Engine.execute_packed (numpy in, numpy out)."""
+        import numpy as np
+
+        from .packed import EVENT_DTYPE, OP_CANCEL, OP_MODIFY, OP_SUBMIT
+        raws = []
+        for c in commands.tolist():
+            op, side, otype, tif, stp, post_only, _, sym, _, oid, acct, price, qty = c
+            if op == OP_SUBMIT:
+                evs = self.submit(order_id=oid, account_id=acct, symbol_id=sym, side=side,
+                                  order_type=otype, tif=tif, price=price, quantity=qty,
+                                  post_only=bool(post_only), stp=stp or 1)
+            elif op == OP_CANCEL:
+                evs = self.cancel(order_id=oid, account_id=acct, symbol_id=sym)
+            elif op == OP_MODIFY:
+                evs = self.modify(order_id=oid, account_id=acct, symbol_id=sym, price=price,
+                                  quantity=qty)
+            else:
+                raise ValueError("bad op")
+            raws += [event_to_raw(e) for e in evs]
+        order = ("kind", "order_id", "symbol_id", "reason", "status", "aggressor_side",
+                 "maker_order_id", "taker_order_id", "maker_account", "taker_account", "price",
+                 "quantity", "maker_remaining", "taker_remaining", "filled", "remaining")
+        out = np.zeros(len(raws), dtype=EVENT_DTYPE)
+        for i, name in enumerate(order):
+            out[name] = [r[i] for r in raws]
+        return out
 
     def order(self, order_id: int) -> Optional[OrderInfo]:
         o = self._live.get(order_id)

@@ -1,9 +1,13 @@
 #include "bourse/engine/engine.hpp"
 
+#include <algorithm>
+#include <cstring>
+#include <stdexcept>
+
 namespace bourse::engine {
 
 Engine::Engine(EventHandler& handler, std::size_t expected_orders)
-    : out_(handler), store_(expected_orders) {}
+    : out_(handler), expected_orders_(expected_orders), store_(expected_orders) {}
 
 OrderBook& Engine::book_for(SymbolId symbol) {
   std::unique_ptr<OrderBook>& slot = books_[symbol];
@@ -16,64 +20,79 @@ const OrderBook* Engine::find_book(SymbolId symbol) const {
   return it == books_.end() ? nullptr : it->second.get();
 }
 
+void Engine::reject(OrderId id, SymbolId symbol, RejectReason why) {
+  out_.on_event(Event::rejected(id, symbol, why));
+  out_.on_event(Event::done(id, symbol, OrderStatus::REJECTED, 0, 0));
+}
+
 void Engine::submit(const NewOrder& cmd) {
-  RejectReason why = validate(cmd);
+  RejectReason why = validate_full(cmd);
+  OrderBook* book = nullptr;
+  if (why == RejectReason::NONE) {
+    auto it = books_.find(cmd.symbol_id);
+    if (it != books_.end()) {
+      book = it->second.get();
+      why = check(book->instrument(), cmd.price, cmd.quantity, /*check_min=*/true);
+    }
+  }
   if (why == RejectReason::NONE && store_.known(cmd.order_id)) {
     why = RejectReason::DUPLICATE_ORDER_ID;
   }
+  if (why == RejectReason::NONE && cmd.post_only && book != nullptr &&
+      book->crosses_any(cmd.side, cmd.price)) {
+    why = RejectReason::WOULD_TAKE_LIQUIDITY;
+  }
   if (why != RejectReason::NONE) {
-    out_.on_event(Event::rejected(cmd.order_id, cmd.symbol_id, why));
-    out_.on_event(Event::done(cmd.order_id, cmd.symbol_id, OrderStatus::REJECTED, 0, 0));
+    reject(cmd.order_id, cmd.symbol_id, why);
     return;
   }
 
   // From here on the id is taken, whatever happens to the order.
   store_.mark_known(cmd.order_id);
   out_.on_event(Event::accepted(cmd.order_id, cmd.symbol_id));
+  if (book == nullptr) book = &book_for(cmd.symbol_id);
 
-  OrderBook& book = book_for(cmd.symbol_id);
   const bool market = cmd.type == OrderType::MARKET;
   Taker taker{cmd.order_id,
               cmd.account_id,
               cmd.side,
               market ? Taker::any_price(cmd.side) : cmd.price,
               cmd.quantity,
-              0};
+              0,
+              cmd.stp};
 
-  // All-or-nothing is decided before any fill, so a killed FOK leaves no trace
-  // in the book.
-  if (cmd.tif == TimeInForce::FOK &&
-      book.fillable(cmd.side, taker.limit, cmd.quantity) < cmd.quantity) {
+  // All-or-nothing is decided before any fill (and before any self-trade
+  // cancel), so a killed FOK leaves no trace in the book.
+  if (cmd.tif == TimeInForce::FOK && book->fillable(taker, cmd.quantity) < cmd.quantity) {
     out_.on_event(Event::cancelled(cmd.order_id, cmd.symbol_id, cmd.quantity,
                                    CancelReason::FOK_UNFILLABLE));
     out_.on_event(Event::done(cmd.order_id, cmd.symbol_id, OrderStatus::CANCELLED, 0, 0));
     return;
   }
+  execute(*book, taker, cmd);
+}
 
+void Engine::execute(OrderBook& book, Taker& taker, const NewOrder& cmd) {
   book.match(taker, out_);
-
-  if (taker.remaining > 0 && !market && cmd.tif == TimeInForce::GTC) {
+  const bool market = cmd.type == OrderType::MARKET;
+  if (taker.remaining > 0 && !taker.stp_stopped && !market && cmd.tif == TimeInForce::GTC) {
     Order node{cmd.order_id, cmd.account_id, cmd.price, taker.remaining, taker.filled,
-               kNoOrder,     kNoOrder,       cmd.symbol_id, cmd.side};
+               kNoOrder,     kNoOrder,       cmd.symbol_id, cmd.side, cmd.stp, cmd.post_only};
     book.rest(store_.add(node));
     out_.on_event(Event::done(cmd.order_id, cmd.symbol_id,
                               taker.filled > 0 ? OrderStatus::PARTIALLY_FILLED : OrderStatus::NEW,
                               taker.filled, taker.remaining));
     return;
   }
-  finish_unrested(cmd, taker);
-}
-
-// An order that does not rest: filled, or its remainder is cancelled.
-void Engine::finish_unrested(const NewOrder& cmd, const Taker& taker) {
   if (taker.remaining == 0) {
     out_.on_event(
         Event::done(cmd.order_id, cmd.symbol_id, OrderStatus::FILLED, taker.filled, 0));
     return;
   }
-  // A FOK that got here was fully fillable, so only MARKET and IOC remain.
-  const CancelReason why = cmd.type == OrderType::MARKET ? CancelReason::MARKET_REMAINDER
-                                                          : CancelReason::IOC_REMAINDER;
+  // A FOK that got here was fully fillable, so only STP, MARKET and IOC remain.
+  const CancelReason why = taker.stp_stopped ? CancelReason::SELF_TRADE_PREVENTED
+                           : market          ? CancelReason::MARKET_REMAINDER
+                                             : CancelReason::IOC_REMAINDER;
   out_.on_event(Event::cancelled(cmd.order_id, cmd.symbol_id, taker.remaining, why));
   out_.on_event(
       Event::done(cmd.order_id, cmd.symbol_id, OrderStatus::CANCELLED, taker.filled, 0));
@@ -96,6 +115,72 @@ void Engine::cancel(const CancelOrder& cmd) {
   out_.on_event(Event::cancelled(cmd.order_id, cmd.symbol_id, remaining, CancelReason::USER));
   out_.on_event(
       Event::done(cmd.order_id, cmd.symbol_id, OrderStatus::CANCELLED, filled, 0));
+}
+
+void Engine::modify(const ModifyOrder& cmd) {
+  const OrderIndex idx = store_.find_live(cmd.order_id);
+  RejectReason why = RejectReason::NONE;
+  if (idx == kNoOrder || store_.at(idx).account_id != cmd.account_id ||
+      store_.at(idx).symbol_id != cmd.symbol_id) {
+    why = RejectReason::UNKNOWN_ORDER;
+  } else if (cmd.quantity <= 0 || cmd.quantity > kMaxQuantity) {
+    why = RejectReason::INVALID_QUANTITY;
+  } else if (cmd.price <= 0 || cmd.price > kMaxPrice) {
+    why = RejectReason::INVALID_PRICE;
+  } else if (cmd.price > kMaxNotional / cmd.quantity) {
+    why = RejectReason::NOTIONAL_OVERFLOW;
+  }
+  OrderBook* book = nullptr;
+  if (why == RejectReason::NONE) {
+    const Order& o = store_.at(idx);
+    book = books_.find(cmd.symbol_id)->second.get();
+    // Price rules only bind a new price, so a pure reduce never fails on a
+    // tick or band that changed after the order was placed.
+    why = check(book->instrument(), cmd.price == o.price ? 0 : cmd.price, cmd.quantity,
+                /*check_min=*/false);
+    if (why == RejectReason::NONE && o.post_only && book->crosses_any(o.side, cmd.price)) {
+      why = RejectReason::WOULD_TAKE_LIQUIDITY;
+    }
+  }
+  if (why != RejectReason::NONE) {
+    out_.on_event(Event::rejected(cmd.order_id, cmd.symbol_id, why));
+    return;
+  }
+
+  Order& o = store_.at(idx);
+  out_.on_event(Event::modified(cmd.order_id, cmd.symbol_id, cmd.price, cmd.quantity));
+  if (cmd.price == o.price && cmd.quantity <= o.remaining) {
+    book->reduce(idx, cmd.quantity);
+    out_.on_event(Event::done(cmd.order_id, cmd.symbol_id,
+                              o.filled > 0 ? OrderStatus::PARTIALLY_FILLED : OrderStatus::NEW,
+                              o.filled, o.remaining));
+    return;
+  }
+  // Cancel-replace, atomically: the order leaves the book and comes back as an
+  // incoming GTC limit with the same id, behind everything already resting.
+  const NewOrder again{o.order_id, o.account_id, o.symbol_id, o.side, OrderType::LIMIT,
+                       TimeInForce::GTC, cmd.price, cmd.quantity, o.post_only, o.stp};
+  Taker taker{o.order_id, o.account_id, o.side, cmd.price, cmd.quantity, o.filled, o.stp};
+  book->remove(idx);
+  store_.retire(idx);
+  execute(*book, taker, again);
+}
+
+bool Engine::set_instrument(SymbolId symbol, const Instrument& inst) {
+  if (!valid(inst)) return false;
+  book_for(symbol).instrument() = inst;
+  return true;
+}
+
+bool Engine::set_reference_price(SymbolId symbol, Price price) {
+  if (price < 0 || price > kMaxPrice) return false;
+  book_for(symbol).instrument().reference_price = price;
+  return true;
+}
+
+Instrument Engine::instrument(SymbolId symbol) const {
+  const OrderBook* book = find_book(symbol);
+  return book == nullptr ? Instrument{} : book->instrument();
 }
 
 std::optional<OrderView> Engine::order(OrderId id) const {
@@ -126,6 +211,162 @@ void Engine::depth(SymbolId symbol, std::size_t max_levels, std::vector<LevelVie
   if (book == nullptr) return;
   book->depth(Side::BUY, max_levels, bids);
   book->depth(Side::SELL, max_levels, asks);
+}
+
+void Engine::l3(SymbolId symbol, std::vector<OrderEntry>& bids,
+                std::vector<OrderEntry>& asks) const {
+  bids.clear();
+  asks.clear();
+  const OrderBook* book = find_book(symbol);
+  if (book == nullptr) return;
+  book->orders(Side::BUY, bids);
+  book->orders(Side::SELL, asks);
+}
+
+// ---- snapshot ---------------------------------------------------------------
+//
+// Little-endian, fixed-width:
+//   "BRSE" u32 version=1, u64 event_hash, u32 book_count,
+//   per book (ascending symbol): u32 symbol, 6 x i64 instrument
+//     (tick, lot, min, max, band_percent, reference), then per side (BUY, SELL):
+//     u32 order_count, orders in priority order:
+//     u64 id, u64 account, i64 price, i64 remaining, i64 filled, u8 stp, u8 post_only
+
+namespace {
+
+constexpr char kMagic[4] = {'B', 'R', 'S', 'E'};
+constexpr std::uint32_t kSnapshotVersion = 1;
+
+template <class T>
+void put(std::string& out, T v) {
+  char buf[sizeof(T)];
+  std::memcpy(buf, &v, sizeof(T));  // the engine targets little-endian hosts only
+  out.append(buf, sizeof(T));
+}
+
+struct Reader {
+  std::string_view data;
+  std::size_t pos = 0;
+  template <class T>
+  T get() {
+    if (data.size() - pos < sizeof(T)) throw std::invalid_argument("snapshot: truncated");
+    T v;
+    std::memcpy(&v, data.data() + pos, sizeof(T));
+    pos += sizeof(T);
+    return v;
+  }
+};
+
+}  // namespace
+
+std::string Engine::snapshot() const {
+  std::vector<SymbolId> symbols;
+  symbols.reserve(books_.size());
+  for (const auto& kv : books_) symbols.push_back(kv.first);
+  std::sort(symbols.begin(), symbols.end());
+
+  std::string out;
+  out.reserve(32 + symbols.size() * 64 + store_.live() * 42);
+  out.append(kMagic, 4);
+  put<std::uint32_t>(out, kSnapshotVersion);
+  put<std::uint64_t>(out, out_.hash);
+  put<std::uint32_t>(out, static_cast<std::uint32_t>(symbols.size()));
+  std::vector<OrderEntry> side_orders;
+  for (SymbolId sym : symbols) {
+    const OrderBook& book = *books_.at(sym);
+    const Instrument& i = book.instrument();
+    put<std::uint32_t>(out, sym);
+    for (std::int64_t v : {i.tick_size, i.lot_size, i.min_quantity, i.max_quantity,
+                           i.band_percent, i.reference_price}) {
+      put<std::int64_t>(out, v);
+    }
+    for (Side side : {Side::BUY, Side::SELL}) {
+      side_orders.clear();
+      book.orders(side, side_orders);
+      put<std::uint32_t>(out, static_cast<std::uint32_t>(side_orders.size()));
+      for (const OrderEntry& o : side_orders) {
+        put<std::uint64_t>(out, o.order_id);
+        put<std::uint64_t>(out, o.account_id);
+        put<std::int64_t>(out, o.price);
+        put<std::int64_t>(out, o.remaining);
+        put<std::int64_t>(out, o.filled);
+        put<std::uint8_t>(out, static_cast<std::uint8_t>(o.stp));
+        put<std::uint8_t>(out, o.post_only ? 1 : 0);
+      }
+    }
+  }
+  return out;
+}
+
+void Engine::restore(std::string_view data) {
+  try {
+    restore_unchecked(data);
+  } catch (...) {
+    books_.clear();
+    store_ = OrderStore(expected_orders_);
+    out_.hash = kEventHashSeed;
+    throw;
+  }
+}
+
+void Engine::restore_unchecked(std::string_view data) {
+  books_.clear();
+  store_ = OrderStore(expected_orders_);
+  Reader r{data};
+  if (data.size() < 4 || std::memcmp(data.data(), kMagic, 4) != 0) {
+    throw std::invalid_argument("snapshot: bad magic");
+  }
+  r.pos = 4;
+  if (r.get<std::uint32_t>() != kSnapshotVersion) {
+    throw std::invalid_argument("snapshot: unsupported version");
+  }
+  out_.hash = r.get<std::uint64_t>();
+  const std::uint32_t book_count = r.get<std::uint32_t>();
+  for (std::uint32_t b = 0; b < book_count; ++b) {
+    const SymbolId sym = r.get<std::uint32_t>();
+    if (books_.count(sym) != 0) throw std::invalid_argument("snapshot: duplicate symbol");
+    Instrument i;
+    i.tick_size = r.get<std::int64_t>();
+    i.lot_size = r.get<std::int64_t>();
+    i.min_quantity = r.get<std::int64_t>();
+    i.max_quantity = r.get<std::int64_t>();
+    i.band_percent = r.get<std::int64_t>();
+    i.reference_price = r.get<std::int64_t>();
+    if (!valid(i)) throw std::invalid_argument("snapshot: invalid instrument");
+    OrderBook& book = book_for(sym);
+    book.instrument() = i;
+    for (Side side : {Side::BUY, Side::SELL}) {
+      const std::uint32_t n = r.get<std::uint32_t>();
+      Price last = 0;
+      for (std::uint32_t k = 0; k < n; ++k) {
+        Order o{};
+        o.order_id = r.get<std::uint64_t>();
+        o.account_id = r.get<std::uint64_t>();
+        o.price = r.get<std::int64_t>();
+        o.remaining = r.get<std::int64_t>();
+        o.filled = r.get<std::int64_t>();
+        const auto stp = r.get<std::uint8_t>();
+        const auto post_only = r.get<std::uint8_t>();
+        o.prev = o.next = kNoOrder;
+        o.symbol_id = sym;
+        o.side = side;
+        o.stp = static_cast<SelfTradePrevention>(stp);
+        o.post_only = post_only != 0;
+        // Everything a resting order satisfies, so a restored engine can rely on
+        // the same invariants (bounded notional, priority order, no crossing).
+        const bool in_order = k == 0 || (side == Side::BUY ? o.price <= last : o.price >= last);
+        if (o.price <= 0 || o.price > kMaxPrice || o.remaining <= 0 ||
+            o.remaining > kMaxQuantity || o.filled < 0 || o.filled > kMaxQuantity ||
+            o.price > kMaxNotional / o.remaining || stp < 1 || stp > 3 || post_only > 1 ||
+            !in_order || store_.known(o.order_id) || book.crosses_any(side, o.price)) {
+          throw std::invalid_argument("snapshot: invalid order");
+        }
+        last = o.price;
+        book.rest(store_.add(o));
+      }
+    }
+  }
+  if (r.pos != data.size()) throw std::invalid_argument("snapshot: trailing bytes");
 }
 
 }  // namespace bourse::engine

@@ -43,6 +43,16 @@ Event Event::done(OrderId id, SymbolId symbol, OrderStatus status, Quantity fill
   return e;
 }
 
+Event Event::modified(OrderId id, SymbolId symbol, Price price, Quantity quantity) {
+  Event e;
+  e.kind = EventKind::MODIFIED;
+  e.order_id = id;
+  e.symbol_id = symbol;
+  e.price = price;
+  e.quantity = quantity;
+  return e;
+}
+
 Event Event::trade(SymbolId symbol, OrderId maker_order_id, OrderId taker_order_id,
                    AccountId maker_account, AccountId taker_account, Price price,
                    Quantity quantity, Side aggressor_side, Quantity maker_remaining,
@@ -83,6 +93,7 @@ const char* kind_name(EventKind k) {
     case EventKind::TRADE: return "TRADE";
     case EventKind::CANCELLED: return "CANCELLED";
     case EventKind::DONE: return "DONE";
+    case EventKind::MODIFIED: return "MODIFIED";
   }
   return "?";
 }
@@ -102,6 +113,9 @@ std::ostream& operator<<(std::ostream& os, const Event& e) {
          << " px=" << e.price << " qty=" << e.quantity
          << " aggressor=" << int(e.aggressor_side) << " maker_rem=" << e.maker_remaining
          << " taker_rem=" << e.taker_remaining;
+      break;
+    case EventKind::MODIFIED:
+      os << " px=" << e.price << " qty=" << e.quantity;
       break;
     case EventKind::DONE:
       os << " status=" << int(e.status) << " filled=" << e.filled

@@ -6,17 +6,6 @@
 
 namespace bourse::engine {
 
-namespace {
-
-Side opposite(Side s) { return s == Side::BUY ? Side::SELL : Side::BUY; }
-
-// Does a taker on `taker_side` with this limit trade against a resting price?
-bool crosses(Side taker_side, Price limit, Price resting) {
-  return taker_side == Side::BUY ? resting <= limit : resting >= limit;
-}
-
-}  // namespace
-
 Price Taker::any_price(Side side) {
   return side == Side::BUY ? std::numeric_limits<Price>::max()
                            : std::numeric_limits<Price>::min();
@@ -34,41 +23,28 @@ std::size_t OrderBook::position(Side side, Price price) const {
   return static_cast<std::size_t>(it - v.begin());
 }
 
-Quantity OrderBook::fillable(Side taker_side, Price limit, Quantity wanted) const {
+bool OrderBook::crosses_any(Side taker_side, Price limit) const {
   const std::vector<Level>& opp = levels(opposite(taker_side));
-  Quantity needed = wanted;
-  for (auto it = opp.rbegin(); it != opp.rend() && needed > 0; ++it) {
-    if (!crosses(taker_side, limit, it->price)) break;
-    // Compare before subtracting: a level total may exceed int64.
-    needed = it->total >= needed ? 0 : needed - static_cast<Quantity>(it->total);
-  }
-  return wanted - needed;
+  return !opp.empty() && crosses(taker_side, limit, opp.back().price);
 }
 
-void OrderBook::match(Taker& taker, EventHandler& out) {
-  std::vector<Level>& opp = levels(opposite(taker.side));
-  while (taker.remaining > 0 && !opp.empty()) {
-    Level& level = opp.back();
-    if (!crosses(taker.side, taker.limit, level.price)) break;
-    while (taker.remaining > 0 && level.head != kNoOrder) {
-      const OrderIndex maker_idx = level.head;
-      Order& maker = store_.at(maker_idx);
-      const Quantity q = std::min(taker.remaining, maker.remaining);
-      maker.remaining -= q;
-      maker.filled += q;
-      taker.remaining -= q;
-      taker.filled += q;
-      level.total -= q;
-      out.on_event(Event::trade(symbol_, maker.order_id, taker.order_id, maker.account_id,
-                                taker.account_id, level.price, q, taker.side,
-                                maker.remaining, taker.remaining));
-      if (maker.remaining == 0) {
-        unlink(level, maker_idx);
-        store_.retire(maker_idx);
+Quantity OrderBook::fillable(const Taker& taker, Quantity wanted) const {
+  const std::vector<Level>& opp = levels(opposite(taker.side));
+  Quantity needed = wanted;
+  for (auto it = opp.rbegin(); it != opp.rend() && needed > 0; ++it) {
+    if (!crosses(taker.side, taker.limit, it->price)) break;
+    // Order by order, not level totals: an order of the taker's own account
+    // either stops the match (CANCEL_INCOMING/BOTH) or is skipped (CANCEL_RESTING).
+    for (OrderIndex i = it->head; i != kNoOrder && needed > 0; i = store_.at(i).next) {
+      const Order& o = store_.at(i);
+      if (o.account_id == taker.account_id) {
+        if (taker.stp == SelfTradePrevention::CANCEL_RESTING) continue;
+        return wanted - needed;
       }
+      needed -= o.remaining < needed ? o.remaining : needed;
     }
-    if (level.head == kNoOrder) opp.pop_back();
   }
+  return wanted - needed;
 }
 
 void OrderBook::rest(OrderIndex idx) {
@@ -103,6 +79,15 @@ void OrderBook::remove(OrderIndex idx) {
   if (level.head == kNoOrder) v.erase(v.begin() + static_cast<std::ptrdiff_t>(pos));
 }
 
+void OrderBook::reduce(OrderIndex idx, Quantity new_remaining) {
+  Order& o = store_.at(idx);
+  std::vector<Level>& v = levels(o.side);
+  const std::size_t pos = position(o.side, o.price);
+  assert(pos < v.size() && v[pos].price == o.price && new_remaining <= o.remaining);
+  v[pos].total -= o.remaining - new_remaining;
+  o.remaining = new_remaining;
+}
+
 void OrderBook::unlink(Level& level, OrderIndex idx) {
   Order& o = store_.at(idx);
   if (o.prev != kNoOrder) {
@@ -125,6 +110,21 @@ void OrderBook::depth(Side side, std::size_t max_levels, std::vector<LevelView>&
   for (auto it = v.rbegin(); it != v.rend() && max_levels > 0; ++it, --max_levels) {
     out.push_back(LevelView{it->price, static_cast<Quantity>(std::min(it->total, kCap)),
                             it->count});
+  }
+}
+
+}  // namespace bourse::engine
+
+namespace bourse::engine {
+
+void OrderBook::orders(Side side, std::vector<OrderEntry>& out) const {
+  const std::vector<Level>& v = levels(side);
+  for (auto it = v.rbegin(); it != v.rend(); ++it) {
+    for (OrderIndex i = it->head; i != kNoOrder; i = store_.at(i).next) {
+      const Order& o = store_.at(i);
+      out.push_back(OrderEntry{o.order_id, o.account_id, o.price, o.remaining, o.filled, o.stp,
+                               o.post_only});
+    }
   }
 }
 

@@ -22,4 +22,48 @@ RejectReason validate(const NewOrder& o) {
   return RejectReason::NONE;
 }
 
+namespace {
+
+RejectReason validate_flags(const NewOrder& o) {
+  const auto stp = static_cast<std::uint8_t>(o.stp);
+  if (stp < 1 || stp > 3) return RejectReason::INVALID_SELF_TRADE_PREVENTION;
+  if (o.post_only && (o.type != OrderType::LIMIT || o.tif != TimeInForce::GTC)) {
+    return RejectReason::INVALID_POST_ONLY;
+  }
+  return RejectReason::NONE;
+}
+
+}  // namespace
+
+RejectReason validate_full(const NewOrder& o) {
+  RejectReason why = validate(o);
+  return why != RejectReason::NONE ? why : validate_flags(o);
+}
+
+bool valid(const Instrument& i) {
+  return i.tick_size >= 1 && i.tick_size <= kMaxPrice && i.lot_size >= 1 &&
+         i.lot_size <= kMaxQuantity && i.min_quantity >= 1 && i.min_quantity <= i.max_quantity &&
+         i.max_quantity <= kMaxQuantity && i.band_percent >= 0 &&
+         i.band_percent <= kMaxBandPercent && i.reference_price >= 0 &&
+         i.reference_price <= kMaxPrice;
+}
+
+RejectReason check(const Instrument& i, Price price, Quantity quantity, bool check_min) {
+  if (price != 0 && price % i.tick_size != 0) return RejectReason::PRICE_NOT_ON_TICK;
+  if (quantity % i.lot_size != 0) return RejectReason::QUANTITY_NOT_ON_LOT;
+  if (check_min && quantity < i.min_quantity) return RejectReason::QUANTITY_BELOW_MIN;
+  if (quantity > i.max_quantity) return RejectReason::QUANTITY_ABOVE_MAX;
+  if (price != 0 && i.band_percent > 0 && i.reference_price > 0) {
+    // 128 bits: reference (<= 1e15) * percent (<= 1e3) and the difference * 100
+    // do not fit comfortably in int64.
+    __extension__ typedef __int128 Wide;
+    const Wide diff = static_cast<Wide>(price) - i.reference_price;
+    const Wide off = diff < 0 ? -diff : diff;
+    if (off * 100 > static_cast<Wide>(i.reference_price) * i.band_percent) {
+      return RejectReason::PRICE_OUTSIDE_BAND;
+    }
+  }
+  return RejectReason::NONE;
+}
+
 }  // namespace bourse::engine

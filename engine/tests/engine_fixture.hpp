@@ -37,6 +37,10 @@ inline Event Trd(OrderId maker, OrderId taker, AccountId maker_acct, AccountId t
                       taker_rem);
 }
 
+inline Event Mod(OrderId id, Price px, Quantity qty, SymbolId s = kSym) {
+  return Event::modified(id, s, px, qty);
+}
+
 using Events = std::vector<Event>;
 
 class EngineTest : public ::testing::Test {
@@ -54,6 +58,16 @@ class EngineTest : public ::testing::Test {
   Events market(OrderId id, AccountId acct, Side side, Quantity qty,
                 TimeInForce tif = TimeInForce::IOC, SymbolId sym = kSym) {
     return submit(id, acct, side, OrderType::MARKET, tif, 0, qty, sym);
+  }
+  Events submit(const NewOrder& o) {
+    sink.events.clear();
+    eng.submit(o);
+    return sink.events;
+  }
+  Events modify(OrderId id, AccountId acct, Price px, Quantity qty, SymbolId sym = kSym) {
+    sink.events.clear();
+    eng.modify(ModifyOrder{id, acct, sym, px, qty});
+    return sink.events;
   }
   Events cancel(OrderId id, AccountId acct, SymbolId sym = kSym) {
     sink.events.clear();

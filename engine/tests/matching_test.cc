@@ -119,13 +119,6 @@ TEST_F(EngineTest, LimitStopsAtItsPrice) {
   EXPECT_EQ(asks(), (Levels{{101, 1, 1}}));
 }
 
-TEST_F(EngineTest, SelfTradeIsAllowed) {
-  // No self-trade prevention (documented): same account on both sides matches.
-  limit(1, 7, SELL, 100, 1);
-  EXPECT_EQ(limit(2, 7, BUY, 100, 1),
-            (Events{Acc(2), Trd(1, 2, 7, 7, 100, 1, BUY, 0, 0), Done(2, S::FILLED, 1, 0)}));
-}
-
 TEST_F(EngineTest, SymbolsAreIsolated) {
   limit(1, 7, SELL, 100, 5, TimeInForce::GTC, 1);
   EXPECT_EQ(limit(2, 8, BUY, 100, 5, TimeInForce::GTC, 2),

@@ -27,7 +27,13 @@ class Shadow final : public EventHandler {
       EXPECT_EQ(e.price, m.price);
       m.remaining = e.maker_remaining;
       if (m.remaining == 0) live.erase(e.maker_order_id);
-    } else if (e.kind == EventKind::CANCELLED && e.reason == uint8_t(CancelReason::USER)) {
+    } else if (e.kind == EventKind::CANCELLED) {
+      live.erase(e.order_id);
+    } else if (e.kind == EventKind::MODIFIED) {
+      const Live& m = live.at(e.order_id);
+      pending.side = m.side;
+      pending.price = e.price;
+      pending.account_id = m.account;
       live.erase(e.order_id);
     } else if (e.kind == EventKind::DONE && e.remaining > 0) {
       live[e.order_id] = Live{pending.side, pending.price, e.remaining, pending.account_id};
@@ -56,15 +62,23 @@ TEST(RandomOps, BookMatchesEventsAndNeverCrosses) {
   std::mt19937_64 rng(7);
   OrderId next = 1;
   for (int step = 0; step < 30000; ++step) {
-    if (rng() % 4 == 0 && !shadow.live.empty()) {
+    const auto r = rng() % 8;
+    if (r < 2 && !shadow.live.empty()) {
       auto it = shadow.live.begin();
       std::advance(it, static_cast<long>(rng() % shadow.live.size()));
       eng.cancel(CancelOrder{it->first, it->second.account, kSym});
+    } else if (r < 4 && !shadow.live.empty()) {
+      auto it = shadow.live.begin();
+      std::advance(it, static_cast<long>(rng() % shadow.live.size()));
+      eng.modify(ModifyOrder{it->first, it->second.account, kSym,
+                             rng() % 2 ? it->second.price : 80 + static_cast<Price>(rng() % 40),
+                             static_cast<Quantity>(1 + rng() % 20)});
     } else {
       NewOrder o{next++, 1 + rng() % 3, kSym, rng() % 2 ? BUY : SELL,
                  rng() % 10 == 0 ? OrderType::MARKET : OrderType::LIMIT,
                  static_cast<TimeInForce>(1 + rng() % 3), 0,
-                 static_cast<Quantity>(1 + rng() % 20)};
+                 static_cast<Quantity>(1 + rng() % 20), false,
+                 static_cast<SelfTradePrevention>(1 + rng() % 3)};
       if (o.type == OrderType::LIMIT) o.price = 80 + static_cast<Price>(rng() % 40);
       shadow.pending = o;
       eng.submit(o);

@@ -1,19 +1,47 @@
 """The C++ engine must agree with the pure-Python reference on every event, the
-book and the event hash, for random streams of orders and cancels."""
+book and the event hash, for random streams of orders, cancels and modifies
+(all order types, several accounts, every STP mode, post-only, instrument
+rules, reference price moves, snapshot/restore and the packed batch API).
 
+Examples: BOURSE_PROPERTY_EXAMPLES (default 300, a few seconds). With CI set,
+hypothesis is derandomized so CI runs are reproducible."""
+
+import os
 import random
 
+import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bourse_engine import MAX_PRICE, MAX_QUANTITY, Engine, OrderType, Side, TimeInForce
+from bourse_engine import (
+    COMMAND_DTYPE,
+    MAX_PRICE,
+    MAX_QUANTITY,
+    OP_CANCEL,
+    OP_MODIFY,
+    OP_SUBMIT,
+    Engine,
+    OrderType,
+    SelfTradePrevention,
+    Side,
+    TimeInForce,
+)
+from bourse_engine.events import event_to_raw
+from bourse_engine.packed import raw_events
 from bourse_engine.reference import ReferenceEngine
+
+EXAMPLES = int(os.environ.get("BOURSE_PROPERTY_EXAMPLES", "300"))
+CI = bool(os.environ.get("CI"))
+# Symbol 2 trades under instrument rules, symbol 1 under none.
+RULES = dict(symbol_id=2, tick_size=2, lot_size=2, min_quantity=2, max_quantity=20,
+             band_percent=5, reference_price=100)
 
 SYMBOLS = (1, 2)
 ACCOUNTS = (1, 2, 3)
 MAX_ID = 60  # small, so ids collide (duplicates) and cancels hit real orders
 
 # Mostly valid values in a narrow price band (so orders cross), sometimes junk.
+stps = st.one_of(st.sampled_from(list(SelfTradePrevention)), st.just(0))
 sides = st.one_of(st.sampled_from([Side.BUY, Side.SELL]), st.sampled_from([0, 3, 255]))
 prices = st.one_of(st.integers(95, 105), st.sampled_from([0, -1, MAX_PRICE, MAX_PRICE + 1]))
 quantities = st.one_of(st.integers(1, 12), st.sampled_from([0, -3, MAX_QUANTITY, 2**63]))
@@ -22,21 +50,31 @@ limit_orders = st.fixed_dictionaries(dict(
     order_id=st.integers(0, MAX_ID), account_id=st.sampled_from(ACCOUNTS),
     symbol_id=st.sampled_from(SYMBOLS), side=sides, order_type=st.just(OrderType.LIMIT),
     tif=st.sampled_from([TimeInForce.GTC] * 4 + [TimeInForce.IOC, TimeInForce.FOK, 0]),
-    price=prices, quantity=quantities))
+    price=prices, quantity=quantities, post_only=st.sampled_from([False] * 3 + [True]),
+    stp=stps))
 market_orders = st.fixed_dictionaries(dict(
     order_id=st.integers(0, MAX_ID), account_id=st.sampled_from(ACCOUNTS),
     symbol_id=st.sampled_from(SYMBOLS), side=sides, order_type=st.just(OrderType.MARKET),
     tif=st.sampled_from(list(TimeInForce)), price=st.sampled_from([0, 0, 0, 100]),
-    quantity=quantities))
+    quantity=quantities, stp=stps))
 cancels = st.fixed_dictionaries(dict(
     order_id=st.integers(0, MAX_ID), account_id=st.sampled_from(ACCOUNTS),
     symbol_id=st.sampled_from(SYMBOLS)))
+
+modifies = st.fixed_dictionaries(dict(
+    order_id=st.integers(0, MAX_ID), account_id=st.sampled_from(ACCOUNTS),
+    symbol_id=st.sampled_from(SYMBOLS), price=prices, quantity=quantities))
+references = st.fixed_dictionaries(dict(
+    symbol_id=st.sampled_from(SYMBOLS), price=st.sampled_from([0, 96, 100, 104])))
 
 commands = st.lists(
     st.one_of(
         st.tuples(st.just("submit"), limit_orders),
         st.tuples(st.just("submit"), market_orders),
         st.tuples(st.just("cancel"), cancels),
+        st.tuples(st.just("modify"), modifies),
+        st.tuples(st.just("set_reference_price"), references),
+        st.tuples(st.just("restore"), st.just({})),
     ),
     max_size=80,
 )
@@ -51,14 +89,59 @@ def assert_same_state(cpp, ref):
     assert cpp.event_hash() == ref.event_hash()
 
 
+def fresh():
+    cpp, ref = Engine(), ReferenceEngine()
+    cpp.set_instrument(**RULES)
+    ref.set_instrument(**RULES)
+    return cpp, ref
+
+
+def run(cpp, ref, op, args):
+    """One command on both; returns the (possibly replaced) engines."""
+    if op == "restore":
+        # Both drop the ids of done orders, so the streams stay comparable.
+        return Engine.restore(cpp.snapshot()), ReferenceEngine.restore(ref.snapshot())
+    assert getattr(cpp, op)(**args) == getattr(ref, op)(**args), (op, args)
+    return cpp, ref
+
+
 # database=None: no .hypothesis/ directory in the work tree or runfiles.
-@settings(max_examples=200, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=CI,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(commands)
 def test_engine_matches_reference(stream):
-    cpp, ref = Engine(), ReferenceEngine()
+    cpp, ref = fresh()
     for op, args in stream:
-        assert getattr(cpp, op)(**args) == getattr(ref, op)(**args), (op, args)
+        cpp, ref = run(cpp, ref, op, args)
+    assert_same_state(cpp, ref)
+    for sym in SYMBOLS:
+        assert cpp.l3(symbol_id=sym) == ref.l3(symbol_id=sym)
+        assert cpp.instrument(symbol_id=sym) == ref.instrument(symbol_id=sym)
+
+
+def to_packed(stream) -> np.ndarray:
+    """The in-range commands of a stream as COMMAND_DTYPE records."""
+    rows = []
+    for op, a in stream:
+        if op not in ("submit", "cancel", "modify"):
+            continue
+        price, qty = a.get("price", 0), a.get("quantity", 0)
+        if not (-(2**63) <= price < 2**63 and -(2**63) <= qty < 2**63):
+            continue
+        code = {"submit": OP_SUBMIT, "cancel": OP_CANCEL, "modify": OP_MODIFY}[op]
+        rows.append((code, a.get("side", 0), a.get("order_type", 0), a.get("tif", 0),
+                     a.get("stp", 1), int(a.get("post_only", False)), 0, a["symbol_id"], 0,
+                     a["order_id"], a["account_id"], price, qty))
+    return np.array(rows, dtype=COMMAND_DTYPE)
+
+
+@settings(max_examples=max(EXAMPLES // 3, 20), deadline=None, database=None, derandomize=CI,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(commands)
+def test_packed_batch_matches_reference(stream):
+    cpp, ref = fresh()
+    cmds = to_packed(stream)
+    assert raw_events(cpp.execute_packed(cmds)) == raw_events(ref.execute_packed(cmds))
     assert_same_state(cpp, ref)
 
 
@@ -68,7 +151,13 @@ def random_stream(rng: random.Random, n: int):
     live = []
     for _ in range(n):
         r = rng.random()
-        if r < 0.25 and live:
+        if r < 0.15 and live:
+            oid, acct, sym = live[rng.randrange(len(live))]
+            price = rng.randint(90, 110) if sym == 1 else 2 * rng.randint(48, 52)
+            yield "modify", dict(order_id=oid, account_id=acct, symbol_id=sym, price=price,
+                                 quantity=rng.randint(1, 30))
+            continue
+        if r < 0.3 and live:
             oid, acct, sym = live.pop(rng.randrange(len(live)))
             if rng.random() < 0.1:
                 acct = rng.choice(ACCOUNTS)  # sometimes someone else's order
@@ -82,16 +171,19 @@ def random_stream(rng: random.Random, n: int):
             order_id=oid, account_id=acct, symbol_id=sym, side=rng.choice([1, 2]),
             order_type=OrderType.MARKET if market else OrderType.LIMIT,
             tif=rng.choice([1, 1, 1, 1, 2, 3]), price=0 if market else rng.randint(90, 110),
-            quantity=rng.randint(1, 30))
+            quantity=rng.randint(1, 30), stp=rng.choice([1, 1, 2, 3]),
+            post_only=rng.random() < 0.05)
         live.append((oid, acct, sym))
 
 
 def test_long_random_streams_match_reference():
     for seed in range(3):
         rng = random.Random(seed)
-        cpp, ref = Engine(), ReferenceEngine()
+        cpp, ref = fresh()
         for i, (op, args) in enumerate(random_stream(rng, 3000)):
             assert getattr(cpp, op)(**args) == getattr(ref, op)(**args), (seed, i, op, args)
+            if i % 1000 == 999:
+                cpp, ref = run(cpp, ref, "restore", {})
         for sym in SYMBOLS:
             assert cpp.depth(symbol_id=sym, levels=1000) == ref.depth(symbol_id=sym, levels=1000)
         assert cpp.live_orders() == ref.live_orders()

@@ -4,6 +4,8 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -37,6 +39,12 @@ struct TopOfBook {
 //         ACCEPTED, [TRADE...], [CANCELLED(IOC_REMAINDER|MARKET_REMAINDER|FOK_UNFILLABLE)],
 //         DONE(NEW|PARTIALLY_FILLED|FILLED|CANCELLED)
 // cancel: CANCELLED(USER) + DONE(CANCELLED), or REJECTED(UNKNOWN_ORDER) alone.
+// modify: MODIFIED, [TRADE...], [CANCELLED(SELF_TRADE_PREVENTED)], DONE -- or
+//         REJECTED(reason) alone (the order is left exactly as it was).
+// With self-trade prevention CANCEL_RESTING/BOTH, a submit or modify may also
+// emit CANCELLED(SELF_TRADE_PREVENTED) + DONE(CANCELLED) for a *resting* order
+// (its own order_id) before the incoming order's final DONE, which is always
+// the last event of the command.
 //
 // A symbol's book is created by the first accepted order for it; queries on a
 // symbol never seen return empty results.
@@ -50,6 +58,25 @@ class Engine {
 
   void submit(const NewOrder& order);
   void cancel(const CancelOrder& cancel);
+  void modify(const ModifyOrder& modify);
+
+  // Sets a symbol's rules (creating its book); applies to later commands only.
+  // Returns false (and changes nothing) if !valid(inst).
+  bool set_instrument(SymbolId symbol, const Instrument& inst);
+  // Returns false if price is outside [0, kMaxPrice].
+  bool set_reference_price(SymbolId symbol, Price price);
+  Instrument instrument(SymbolId symbol) const;
+
+  // Every resting order of one symbol, per side in priority order.
+  void l3(SymbolId symbol, std::vector<OrderEntry>& bids, std::vector<OrderEntry>& asks) const;
+
+  // The whole state as bytes: books (with priority), instrument rules, event
+  // hash. Ids of done orders are not included: after restore() only live ids
+  // are known (so a done id could be accepted again).
+  std::string snapshot() const;
+  // Replaces the state with a snapshot's. Throws std::invalid_argument on
+  // malformed data (the engine is then empty, as if just constructed).
+  void restore(std::string_view data);
 
   std::uint64_t event_hash() const { return out_.hash; }
 
@@ -76,9 +103,13 @@ class Engine {
 
   OrderBook& book_for(SymbolId symbol);
   const OrderBook* find_book(SymbolId symbol) const;
-  void finish_unrested(const NewOrder& cmd, const Taker& taker);
+  // Matches an accepted limit/market taker and rests or finishes it.
+  void execute(OrderBook& book, Taker& taker, const NewOrder& cmd);
+  void reject(OrderId id, SymbolId symbol, RejectReason why);
+  void restore_unchecked(std::string_view data);
 
   Emitter out_;
+  std::size_t expected_orders_;
   OrderStore store_;
   std::unordered_map<SymbolId, std::unique_ptr<OrderBook>> books_;
 };

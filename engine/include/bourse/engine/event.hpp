@@ -13,7 +13,8 @@ enum class EventKind : std::uint8_t {
   REJECTED = 2,
   TRADE = 3,
   CANCELLED = 4,
-  DONE = 5,  // final state of the order after a submit or a successful cancel
+  DONE = 5,  // final state of the order after a submit or a successful cancel/modify
+  MODIFIED = 6,  // a modify was accepted: price, quantity = new price and open quantity
 };
 
 // One flat POD for every kind, so a batch of events is a plain vector that can
@@ -28,6 +29,10 @@ enum class EventKind : std::uint8_t {
 //              maker_remaining, taker_remaining
 //   CANCELLED  reason (CancelReason), remaining (quantity cancelled)
 //   DONE       status, filled (cumulative), remaining (leaves: > 0 only if resting)
+//   MODIFIED   price (new), quantity (new open quantity)
+//
+// The layout is fixed (96 bytes, no padding) because the packed batch API hands
+// these bytes to Python as a numpy structured array (EVENT_DTYPE).
 struct Event {
   EventKind kind{};
   std::uint8_t reason = 0;
@@ -51,11 +56,14 @@ struct Event {
   static Event cancelled(OrderId id, SymbolId symbol, Quantity remaining, CancelReason why);
   static Event done(OrderId id, SymbolId symbol, OrderStatus status, Quantity filled,
                     Quantity remaining);
+  static Event modified(OrderId id, SymbolId symbol, Price price, Quantity quantity);
   static Event trade(SymbolId symbol, OrderId maker_order_id, OrderId taker_order_id,
                      AccountId maker_account, AccountId taker_account, Price price,
                      Quantity quantity, Side aggressor_side, Quantity maker_remaining,
                      Quantity taker_remaining);
 };
+
+static_assert(sizeof(Event) == 96, "Event layout is part of the packed API");
 
 bool operator==(const Event& a, const Event& b);
 inline bool operator!=(const Event& a, const Event& b) { return !(a == b); }

@@ -16,6 +16,17 @@ struct LevelView {
   std::uint32_t order_count;
 };
 
+// One resting order in a level-3 (order by order) view.
+struct OrderEntry {
+  OrderId order_id;
+  AccountId account_id;
+  Price price;
+  Quantity remaining;
+  Quantity filled;
+  SelfTradePrevention stp;
+  bool post_only;
+};
+
 // The incoming (aggressing) side of a match.
 struct Taker {
   OrderId order_id;
@@ -24,6 +35,8 @@ struct Taker {
   Price limit;  // worst acceptable price; see any_price()
   Quantity remaining;
   Quantity filled;
+  SelfTradePrevention stp = SelfTradePrevention::CANCEL_INCOMING;
+  bool stp_stopped = false;  // set by match(): the remainder must be cancelled (STP)
 
   // Limit that crosses every resting price (for market orders).
   static Price any_price(Side side);
@@ -41,14 +54,23 @@ class OrderBook {
   OrderBook(SymbolId symbol, OrderStore& store);
 
   SymbolId symbol() const { return symbol_; }
+  Instrument& instrument() { return instrument_; }
+  const Instrument& instrument() const { return instrument_; }
 
-  // How much of `wanted` the opposite side could fill right now at `limit` or
-  // better (never more than `wanted`). Used for the FOK all-or-nothing check.
-  Quantity fillable(Side taker_side, Price limit, Quantity wanted) const;
+  // Would a taker on `taker_side` with this limit trade with anything now?
+  bool crosses_any(Side taker_side, Price limit) const;
+
+  // How much of `wanted` the taker would get filled right now (never more than
+  // `wanted`), with self-trade prevention applied as match() would apply it.
+  // Used for the FOK all-or-nothing check, before anything changes.
+  Quantity fillable(const Taker& taker, Quantity wanted) const;
 
   // Trades the taker against the opposite side in price-time order while it
-  // crosses, emitting one TRADE per fill; filled makers are retired.
-  void match(Taker& taker, EventHandler& out);
+  // crosses, emitting one TRADE per fill; filled makers are retired. Resting
+  // orders of the taker's account are handled per taker.stp (maker cancels are
+  // emitted here; a stopped taker has stp_stopped set).
+  template <class Out>
+  void match(Taker& taker, Out& out);
 
   // Appends a resting order (already in the store) to the tail of its level.
   void rest(OrderIndex idx);
@@ -56,8 +78,14 @@ class OrderBook {
   // Unlinks a resting order from its level (the caller retires it).
   void remove(OrderIndex idx);
 
+  // Lowers a resting order's open quantity in place (keeps its place).
+  void reduce(OrderIndex idx, Quantity new_remaining);
+
   // Up to `max_levels` levels of one side, best first, appended to `out`.
   void depth(Side side, std::size_t max_levels, std::vector<LevelView>& out) const;
+
+  // Every order of one side in priority order (best level first, FIFO).
+  void orders(Side side, std::vector<OrderEntry>& out) const;
 
   std::size_t level_count(Side side) const { return levels(side).size(); }
   bool empty() const { return bids_.empty() && asks_.empty(); }
@@ -87,8 +115,61 @@ class OrderBook {
 
   SymbolId symbol_;
   OrderStore& store_;
+  Instrument instrument_;
   std::vector<Level> bids_;  // ascending price: best (highest) at back
   std::vector<Level> asks_;  // descending price: best (lowest) at back
 };
+
+inline Side opposite(Side s) { return s == Side::BUY ? Side::SELL : Side::BUY; }
+
+// Does a taker on `taker_side` with this limit trade against a resting price?
+inline bool crosses(Side taker_side, Price limit, Price resting) {
+  return taker_side == Side::BUY ? resting <= limit : resting >= limit;
+}
+
+template <class Out>
+void OrderBook::match(Taker& taker, Out& out) {
+  std::vector<Level>& opp = levels(opposite(taker.side));
+  while (taker.remaining > 0 && !opp.empty()) {
+    Level& level = opp.back();
+    if (!crosses(taker.side, taker.limit, level.price)) break;
+    while (taker.remaining > 0 && level.head != kNoOrder) {
+      const OrderIndex maker_idx = level.head;
+      Order& maker = store_.at(maker_idx);
+      if (maker.account_id == taker.account_id) {
+        // Self-trade prevention: never a trade between an account and itself.
+        if (taker.stp != SelfTradePrevention::CANCEL_INCOMING) {
+          out.on_event(Event::cancelled(maker.order_id, symbol_, maker.remaining,
+                                        CancelReason::SELF_TRADE_PREVENTED));
+          out.on_event(Event::done(maker.order_id, symbol_, OrderStatus::CANCELLED,
+                                   maker.filled, 0));
+          level.total -= maker.remaining;
+          unlink(level, maker_idx);
+          store_.retire(maker_idx);
+        }
+        if (taker.stp != SelfTradePrevention::CANCEL_RESTING) {
+          taker.stp_stopped = true;
+          break;
+        }
+        continue;
+      }
+      const Quantity q = taker.remaining < maker.remaining ? taker.remaining : maker.remaining;
+      maker.remaining -= q;
+      maker.filled += q;
+      taker.remaining -= q;
+      taker.filled += q;
+      level.total -= q;
+      out.on_event(Event::trade(symbol_, maker.order_id, taker.order_id, maker.account_id,
+                                taker.account_id, level.price, q, taker.side,
+                                maker.remaining, taker.remaining));
+      if (maker.remaining == 0) {
+        unlink(level, maker_idx);
+        store_.retire(maker_idx);
+      }
+    }
+    if (level.head == kNoOrder) opp.pop_back();
+    if (taker.stp_stopped) break;
+  }
+}
 
 }  // namespace bourse::engine

@@ -23,6 +23,8 @@ struct Order {
   OrderIndex next;  // towards the tail (newer); also links the free list
   SymbolId symbol_id;
   Side side;
+  SelfTradePrevention stp;  // used again when a modify re-enters the order
+  bool post_only;
 };
 
 // Owns every resting order of every book plus the index of all known order ids.

@@ -34,6 +34,14 @@ enum class RejectReason : std::uint8_t {
   INVALID_QUANTITY = 6,   // <= 0 or > kMaxQuantity
   INVALID_PRICE = 7,      // limit: <= 0 or > kMaxPrice; market: != 0
   NOTIONAL_OVERFLOW = 8,  // limit price * quantity does not fit in int64
+  WOULD_TAKE_LIQUIDITY = 9,             // post-only order (or its modify) would trade
+  PRICE_NOT_ON_TICK = 10,               // limit price not a multiple of the tick size
+  QUANTITY_NOT_ON_LOT = 11,             // quantity not a multiple of the lot size
+  QUANTITY_BELOW_MIN = 12,              // new order below the instrument's minimum
+  QUANTITY_ABOVE_MAX = 13,              // above the instrument's maximum
+  PRICE_OUTSIDE_BAND = 14,              // limit price too far from the reference price
+  INVALID_SELF_TRADE_PREVENTION = 15,   // stp mode not one of the enumerators
+  INVALID_POST_ONLY = 16,               // post-only on a market, IOC or FOK order
 };
 
 enum class CancelReason : std::uint8_t {
@@ -42,6 +50,15 @@ enum class CancelReason : std::uint8_t {
   IOC_REMAINDER = 2,
   MARKET_REMAINDER = 3,
   FOK_UNFILLABLE = 4,
+  SELF_TRADE_PREVENTED = 5,  // the order would have traded with its own account
+};
+
+// What happens when an incoming order would trade with a resting order of the
+// same account. The incoming order's mode decides.
+enum class SelfTradePrevention : std::uint8_t {
+  CANCEL_INCOMING = 1,  // cancel the incoming order's remainder (default)
+  CANCEL_RESTING = 2,   // cancel the resting order, keep matching
+  CANCEL_BOTH = 3,      // cancel both
 };
 
 // Limits chosen so that no arithmetic in the engine can overflow:
@@ -61,6 +78,8 @@ struct NewOrder {
   TimeInForce tif = TimeInForce::GTC;
   Price price = 0;        // must be 0 for MARKET
   Quantity quantity = 0;
+  bool post_only = false;  // LIMIT GTC only: rejected if it would trade on arrival
+  SelfTradePrevention stp = SelfTradePrevention::CANCEL_INCOMING;
 };
 
 struct CancelOrder {
@@ -69,8 +88,42 @@ struct CancelOrder {
   SymbolId symbol_id = 0;
 };
 
+// Replaces price and/or open quantity of a resting order. quantity is the new
+// open (leaves) quantity. Same price and quantity <= leaves: reduced in place,
+// priority kept. Otherwise cancel-replace: the order loses its place and may
+// trade at once as an incoming limit order.
+struct ModifyOrder {
+  OrderId order_id = 0;
+  AccountId account_id = 0;
+  SymbolId symbol_id = 0;
+  Price price = 0;
+  Quantity quantity = 0;
+};
+
+// Per-symbol trading rules; the defaults impose nothing beyond the global limits.
+struct Instrument {
+  Price tick_size = 1;           // limit prices must be multiples
+  Quantity lot_size = 1;         // quantities must be multiples
+  Quantity min_quantity = 1;     // new orders only (fills and reductions may go below)
+  Quantity max_quantity = kMaxQuantity;
+  std::int64_t band_percent = 0;  // 0: no band; else |price - ref| * 100 <= ref * band_percent
+  Price reference_price = 0;      // 0: no band
+};
+inline constexpr std::int64_t kMaxBandPercent = 1000;
+
+// True when every field is within range (tick, lot in [1, max], 1 <= min <= max
+// <= kMaxQuantity, band in [0, kMaxBandPercent], reference in [0, kMaxPrice]).
+bool valid(const Instrument& inst);
+
+// Instrument checks for a limit price (skipped for price 0 = market) and a
+// quantity, in order: tick, lot, min (if check_min), max, band.
+RejectReason check(const Instrument& inst, Price price, Quantity quantity, bool check_min);
+
 // Returns NONE when the command is well formed. Does not look at engine state
 // (the duplicate-id check happens afterwards, in the engine).
+// Checks, in order: side, type, tif, quantity, price, notional.
 RejectReason validate(const NewOrder& order);
+// validate(), then the stp mode and the post-only combination.
+RejectReason validate_full(const NewOrder& order);
 
 }  // namespace bourse::engine
