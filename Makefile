@@ -4,7 +4,7 @@ DURATION ?= 60
 CLIENTS ?= 40
 BAZEL ?= bazel
 
-.PHONY: setup build test demo up lock clean
+.PHONY: setup build test demo up shards snapshot lock clean
 
 setup:
 	@tools/setup.sh
@@ -13,11 +13,15 @@ build: setup
 	$(BAZEL) build //...
 
 # Runs every test (C++, Python unit, integration with real PostgreSQL/Redis, end to end
-# through Envoy), then prints one line counted over all of them: `N passed, N failed`.
+# through Envoy), the engine's C++ tests again under AddressSanitizer and UBSan, then
+# prints one line counted over all of them: `N passed, N failed`.
 test: setup
-	@set +e; $(BAZEL) test //... ; status=$$?; \
+	@rm -rf reports/test-xml; set +e; \
+	$(BAZEL) test --config=asan //engine:engine_test; asan=$$?; \
+	.venv/bin/python tools/test_summary.py save asan //engine:engine_test; \
+	$(BAZEL) test //... ; status=$$?; \
 	.venv/bin/python tools/test_summary.py; summary=$$?; \
-	if [ $$status -ne 0 ] || [ $$summary -ne 0 ]; then exit 1; fi
+	if [ $$asan -ne 0 ] || [ $$status -ne 0 ] || [ $$summary -ne 0 ]; then exit 1; fi
 
 # The main job: the whole stack under load (40 clients, 60 s by default), with a report.
 demo: build
@@ -26,6 +30,14 @@ demo: build
 # The whole stack, kept running for manual use; Ctrl-C stops it.
 up: build
 	bazel-bin/infra/local/stack up
+
+# Operations on the stack `make up` runs: each matching shard's sequence, durable
+# sequence, snapshot and replay lag; and a snapshot of every shard on demand.
+shards: build
+	bazel-bin/infra/admin/admin shards
+
+snapshot: build
+	bazel-bin/infra/admin/admin snapshot
 
 lock:
 	.venv/bin/pip freeze --exclude-editable | sed 's/ @ .*//' | \

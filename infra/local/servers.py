@@ -82,13 +82,34 @@ class Postgres:
             f"-p {self.port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=on "
             "-c synchronous_commit=on -c max_connections=200 -c shared_buffers=128MB"
         )
-        subprocess.run(
-            _as_postgres([_pg_bin("pg_ctl"), "-D", self.datadir, "-o", options, "-l",
-                          os.path.join(base, "log"), "-w", "-t", "60", "start"]),
-            check=True, capture_output=True,
-        )
+        self._options = options
+        self._base = base
+        self._pg_ctl_start()
         self._create_databases(databases)
         return self
+
+    def _pg_ctl_start(self) -> None:
+        subprocess.run(
+            _as_postgres([_pg_bin("pg_ctl"), "-D", self.datadir, "-o", self._options, "-l",
+                          os.path.join(self._base, "log"), "-w", "-t", "60", "start"]),
+            check=True, capture_output=True,
+        )
+
+    def restart(self, timeout: float = 30.0) -> None:
+        """Starts the cluster again after a crash (PostgreSQL runs its crash recovery).
+
+        After a SIGKILL of the postmaster its backends linger until they notice, and
+        hold the shared memory a new postmaster needs: retry until they are gone.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self._pg_ctl_start()
+                return
+            except subprocess.CalledProcessError:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.5)
 
     def _admin_url(self) -> str:
         return self.external_url or f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
@@ -135,7 +156,7 @@ class Redis:
         if self.external_url:
             return self
         self.port = self.port or free_port()
-        self._dir = tempfile.mkdtemp(prefix="bourse-redis-")
+        self._dir = self._dir or tempfile.mkdtemp(prefix="bourse-redis-")
         binary = shutil.which("redis-server") or "/usr/bin/redis-server"
         self.process = subprocess.Popen(
             [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",

@@ -30,6 +30,8 @@ from infra.envoy.config import dumps, render
 from infra.local.servers import Postgres, Redis, free_port, wait_for_port
 from services.common.config import DEFAULT_SHARD_RANGES, DEFAULT_SYMBOLS
 
+# Where `stack up` tells the admin command (infra/admin) how to reach the stack.
+ENDPOINTS_FILE = Path(".stack/endpoints.json")
 DEMO_KEYS = {"demo-key-alice": 1, "demo-key-bob": 2, "demo-key-carol": 3, "demo-key-dave": 4}
 
 
@@ -38,6 +40,8 @@ class Process:
     name: str
     popen: subprocess.Popen
     address: str | None = None  # gRPC host:port, health-checked at start
+    module: str | None = None  # python -m module (services; restartable)
+    env: dict[str, str] = field(default_factory=dict)
 
     @property
     def pid(self) -> int:
@@ -53,6 +57,8 @@ class Stack:
     log_dir: str | None = None
     envoy_port: int = 0
     quiet: bool = True
+    # Extra settings for every service (e.g. BOURSE_SNAPSHOT_EVERY).
+    service_env: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self):
         self.processes: list[Process] = []
@@ -97,7 +103,7 @@ class Stack:
             BOURSE_REDIS_URL=self.redis.url,
             BOURSE_API_KEYS=",".join(f"{k}={v}" for k, v in self.api_keys.items()),
             BOURSE_DRAIN_MS="500",
-            **extra,
+            **{**self.service_env, **extra},
         )
 
     def start(self) -> None:
@@ -106,9 +112,9 @@ class Stack:
         self.redis.start()
         subprocess.run([sys.executable, "-m", "services.persistence.migrate"], env=self.env(), check=True,
                        capture_output=True)
-        persistence = f"127.0.0.1:{free_port()}"
+        persistence = self.persistence_address = f"127.0.0.1:{free_port()}"
         self._spawn("persistence", "services.persistence.main", persistence, BOURSE_PERSISTENCE_ADDR=persistence)
-        matching = [f"127.0.0.1:{free_port()}" for _ in range(self.shards)]
+        matching = self.matching_addresses = [f"127.0.0.1:{free_port()}" for _ in range(self.shards)]
         for index, address in enumerate(matching):
             self._spawn(f"matching-{index}", "services.matching.main", address, BOURSE_SHARD_INDEX=str(index),
                         BOURSE_MATCHING_ADDR=address, BOURSE_PERSISTENCE_ADDR=persistence)
@@ -124,12 +130,43 @@ class Stack:
         self._say(f"ready: Envoy on {self.target}")
 
     def _spawn(self, name: str, module: str, address: str, **env: str) -> Process:
-        log = open(Path(self.log_dir) / f"{name}.log", "ab")
-        popen = subprocess.Popen([sys.executable, "-m", module], env=self.env(**env), stdout=log,
-                                 stderr=subprocess.STDOUT, start_new_session=True)
-        process = Process(name, popen, address)
+        process = Process(name, self._popen(name, module, env), address, module, env)
         self.processes.append(process)
         return process
+
+    def _popen(self, name: str, module: str, env: dict[str, str]) -> subprocess.Popen:
+        with open(Path(self.log_dir) / f"{name}.log", "ab") as log:
+            return subprocess.Popen([sys.executable, "-m", module], env=self.env(**env), stdout=log,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+
+    def process(self, name: str) -> Process:
+        return next(p for p in self.processes if p.name == name)
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        """Kills a service (SIGKILL by default: no drain, no goodbye)."""
+        process = self.process(name)
+        process.popen.send_signal(sig)
+        process.popen.wait(timeout=30)
+
+    def restart(self, name: str, wait: bool = True) -> None:
+        """Starts a killed service again, same address and settings; waits until healthy."""
+        process = self.process(name)
+        if process.popen.poll() is None:
+            raise RuntimeError(f"{name} is still running")
+        process.popen = self._popen(name, process.module, process.env)
+        if wait:
+            self._wait_healthy(process)
+
+    def kill_postgres(self) -> None:
+        pid = self.postgres.pid()
+        if pid:
+            os.kill(pid, signal.SIGKILL)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and _alive(pid):
+                time.sleep(0.05)
+
+    def restart_postgres(self) -> None:
+        self.postgres.restart()
 
     def _wait_healthy(self, process: Process, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
@@ -196,6 +233,18 @@ class Stack:
             print(f"stack: {message}", flush=True)
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie (killed, not yet reaped by its parent) is gone for our purposes
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def _demo(stack: Stack, args) -> int:
     report_dir = Path(args.report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
@@ -217,9 +266,14 @@ def _demo(stack: Stack, args) -> int:
 def _up(stack: Stack) -> int:
     stopped = []
     signal.signal(signal.SIGTERM, lambda *_: stopped.append(1))
+    endpoints = {"envoy": stack.target, "api_keys": stack.api_keys, "logs": stack.log_dir,
+                 "postgres": stack.db_urls(driver="postgresql"), "redis": stack.redis.url,
+                 "matching": stack.matching_addresses, "persistence": stack.persistence_address}
+    ENDPOINTS_FILE.parent.mkdir(exist_ok=True)
+    ENDPOINTS_FILE.write_text(json.dumps(endpoints, indent=2))
     try:
-        print(json.dumps({"envoy": stack.target, "api_keys": stack.api_keys, "logs": stack.log_dir,
-                          "postgres": stack.db_urls(driver="postgresql"), "redis": stack.redis.url}, indent=2))
+        print(json.dumps(endpoints, indent=2))
+        print("operations: make shards, make snapshot (see README)")
         print(f"try: grpcurl -plaintext -H 'authorization: Bearer demo-key-alice' {stack.target} list")
         print("Ctrl-C stops the stack", flush=True)
         while not stopped:
@@ -230,6 +284,8 @@ def _up(stack: Stack) -> int:
             time.sleep(0.5)
     except KeyboardInterrupt:
         pass
+    finally:
+        ENDPOINTS_FILE.unlink(missing_ok=True)
     return 0
 
 

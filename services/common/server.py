@@ -38,11 +38,20 @@ class Service:
 
 @dataclass
 class Lifecycle:
-    """Hooks around serving; `ready` runs before SERVING, `closing` after the stop."""
+    """Hooks around serving; `ready` runs before SERVING, `closing` after the stop.
+
+    While serving, `set_serving(False)` reports NOT_SERVING (e.g. while a matching shard
+    rebuilds its books) without stopping, and `set_serving(True)` reports SERVING again.
+    """
 
     ready: Callable[[], Awaitable[None]] | None = None
     closing: Callable[[], Awaitable[None]] | None = None
     extra_health: list[str] = field(default_factory=list)
+    _set_all: Callable[[bool], Awaitable[None]] | None = field(default=None, repr=False)
+
+    async def set_serving(self, serving: bool) -> None:
+        if self._set_all is not None:
+            await self._set_all(serving)
 
 
 async def serve(
@@ -76,6 +85,13 @@ async def serve(
     if lifecycle.ready:
         await lifecycle.ready()
     await set_all(health_pb2.HealthCheckResponse.SERVING)
+    draining = False
+
+    async def set_serving(serving: bool) -> None:
+        if not draining:
+            await set_all(health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING)
+
+    lifecycle._set_all = set_serving
     log.info("serving", address=address, port=port, services=names)
 
     stop = stop_event or asyncio.Event()
@@ -85,6 +101,7 @@ async def serve(
     await stop.wait()
 
     log.info("draining", seconds=drain_seconds)
+    draining = True
     await set_all(health_pb2.HealthCheckResponse.NOT_SERVING)
     await asyncio.sleep(drain_seconds)
     await server.stop(grace=drain_seconds)

@@ -1,14 +1,19 @@
 """Group commit: one engine pass and one database transaction for many calls.
 
 Calls enqueue their commands and wait. One worker takes everything that queued up
-while the previous batch was committing, runs it through the shard in arrival order,
-sends one WriteBatch, waits for the commit, publishes market data, and only then
-answers the callers: an answer means committed.
+while the previous batch was committing, runs it through the shard in arrival order
+(each command gets the next sequence number), sends one WriteBatch carrying the
+orders, trades and journal entries, waits for the commit, publishes market data, and
+only then answers the callers: an answer means committed.
 
 If the WriteBatch fails, the engine has applied commands that are not durable. None
 of the batch's calls is answered with results (they get Unavailable), and the books
-are rebuilt from persistence's open orders before anything else is executed. A call
-that gave up (deadline, cancel) before its batch was taken is not executed at all.
+are recovered from persistence (newest snapshot, then the journal after it) before
+anything else is executed; meanwhile the shard reports NOT_SERVING. A call that gave
+up (deadline, cancel) before its batch was taken is not executed at all.
+
+Snapshots are taken between batches (never with a batch in flight, so a snapshot
+holds only committed commands): every `snapshot_every` commands and on demand.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import time
 
 from services.matching.shard import MatchingShard
 
-REBUILD_RETRY_S = 0.2
+RECOVER_RETRY_S = 0.2
 
 
 class Unavailable(Exception):
@@ -29,34 +34,49 @@ class Unavailable(Exception):
         self.reason = reason
 
 
+async def _no_health(serving: bool) -> None:
+    return None
+
+
 class GroupCommitter:
-    def __init__(self, shard: MatchingShard, persistence, market_data, log, clock=time.monotonic):
+    def __init__(self, shard: MatchingShard, persistence, market_data, log, clock=time.monotonic,
+                 snapshot_every: int = 100_000, set_serving=_no_health):
         self.shard = shard
         self._persistence = persistence
         self._market_data = market_data
         self._log = log
         self._clock = clock
+        self._set_serving = set_serving
         self._queue: list[tuple[list, asyncio.Future]] = []
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task | None = None
-        self._needs_rebuild = True
-        self._last_rebuild_try = float("-inf")
+        self._books = asyncio.Lock()  # held while a batch is between engine and commit
+        self._needs_recovery = True
+        self._last_recovery_try = float("-inf")
+        self._snapshot_every = snapshot_every
+        self._snapshot_task: asyncio.Task | None = None
+        self.snapshot_sequence = 0
         self.batches = 0  # committed WriteBatch calls, for tests and logs
         self.serving = False
 
+    @property
+    def queued_commands(self) -> int:
+        return sum(len(commands) for commands, _ in self._queue)
+
     async def start(self, timeout_s: float = 60.0) -> None:
-        """Rebuilds the books (retrying while persistence comes up), then starts the worker."""
+        """Recovers the books (retrying while persistence comes up), then starts the worker."""
         deadline = self._clock() + timeout_s
-        while not await self._rebuild():
+        while not await self._recover():
             if self._clock() >= deadline:
-                raise RuntimeError("could not load open orders from persistence")
+                raise RuntimeError("could not recover the books from persistence")
             await asyncio.sleep(0.5)
         self._task = asyncio.create_task(self._run(), name="group-commit")
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        for task in (self._task, self._snapshot_task):
+            if task:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         for _, future in self._queue:
             if not future.done():
                 future.set_exception(Unavailable("matching shard stopping", "SHARD_STOPPING"))
@@ -80,33 +100,34 @@ class GroupCommitter:
             if not batch:
                 continue
             try:
-                await self._commit(batch)
+                async with self._books:
+                    await self._commit(batch)
             except Exception as error:  # noqa: BLE001 - the worker must outlive any one batch
                 self._log.exception("batch failed")
-                self._needs_rebuild = True
+                self._needs_recovery = True
                 _fail(batch, Unavailable(f"matching failed: {error!r}", "MATCHING_FAILED"))
+            if self.shard.sequence - self.snapshot_sequence >= self._snapshot_every and not self._snapshotting:
+                self._snapshot_task = asyncio.create_task(self.take_snapshot())
 
     async def _commit(self, batch) -> None:
-        if self._needs_rebuild and not await self._rebuild(throttle=True):
-            _fail(batch, Unavailable("persistence unavailable: order books are being rebuilt"))
+        if self._needs_recovery and not await self._recover(throttle=True):
+            _fail(batch, Unavailable("persistence unavailable: order books are being recovered"))
             return
         commands = [command for cmds, _ in batch for command in cmds]
         try:
             outcome = self.shard.execute(commands)
         except Exception as error:  # noqa: BLE001 - an engine bug must not leave half-applied books
             self._log.exception("batch failed in the engine", commands=len(commands))
-            self._needs_rebuild = True
-            self.shard.commit_failed()
+            self._needs_recovery = True
             _fail(batch, Unavailable(f"matching failed: {error!r}", "MATCHING_FAILED"))
             return
         try:
             await self._persistence.write_batch(outcome.write)
         except Exception as error:  # noqa: BLE001 - whatever the cause, nothing is acked
-            self._log.warning("batch not committed, rebuilding books", error=repr(error), commands=len(commands))
-            self._needs_rebuild = True
-            self.shard.commit_failed()
+            self._log.warning("batch not committed, recovering books", error=repr(error), commands=len(commands))
+            self._needs_recovery = True
             _fail(batch, Unavailable(f"persistence unavailable: {error!r}"))
-            await self._rebuild()
+            await self._recover()
             return
         self.batches += 1
         await self._market_data.publish(outcome.symbols, outcome.trades, self.shard.depth)
@@ -116,28 +137,53 @@ class GroupCommitter:
                 future.set_result(outcome.results[start : start + len(cmds)])
             start += len(cmds)
 
-    async def _rebuild(self, throttle: bool = False) -> bool:
-        if throttle and self._clock() - self._last_rebuild_try < REBUILD_RETRY_S:
+    async def _recover(self, throttle: bool = False) -> bool:
+        """Newest snapshot, then the journal after it. False if persistence is not there."""
+        if throttle and self._clock() - self._last_recovery_try < RECOVER_RETRY_S:
             return False
-        self._last_rebuild_try = self._clock()
-        self.serving = False
-        symbols = sorted(self.shard.symbols)
+        self._last_recovery_try = self._clock()
+        if self.serving:
+            self.serving = False
+            await self._set_serving(False)
+        started = time.perf_counter()
+        index = self.shard.shard_index
         try:
-            orders = await self._persistence.list_open_orders(symbols)
-        except Exception as error:  # noqa: BLE001
-            self._log.warning("open orders not loaded", error=repr(error))
+            self.shard.reset()
+            snapshot = await self._persistence.read_snapshot(index)
+            if snapshot:
+                self.shard.restore(snapshot)
+            self.snapshot_sequence = self.shard.sequence
+            replayed = 0
+            async for entries in self._persistence.read_journal(index, self.shard.sequence):
+                self.shard.replay(entries)
+                replayed += len(entries)
+        except Exception as error:  # noqa: BLE001 - persistence down or data unusable: try again later
+            self._log.warning("books not recovered", error=repr(error))
             return False
-        try:
-            resting = self.shard.rebuild(orders)
-        except Exception:  # noqa: BLE001 - stored open orders that do not rest: refuse such books
-            self._log.exception("open orders do not form valid books")
-            return False
-        self._needs_rebuild = False
+        self._needs_recovery = False
         self.serving = True
-        self._log.info("books rebuilt", orders=resting, symbols=len(symbols))
+        await self._set_serving(True)
+        self._log.info("books recovered", sequence=self.shard.sequence, snapshot=self.snapshot_sequence,
+                       replayed=replayed, resting=len(self.shard.live),
+                       seconds=round(time.perf_counter() - started, 3))
         # Whatever Redis holds may predate a crash: publish every book afresh.
-        await self._market_data.publish(symbols, [], self.shard.depth)
+        await self._market_data.publish(sorted(self.shard.symbols), [], self.shard.depth)
         return True
+
+    @property
+    def _snapshotting(self) -> bool:
+        return self._snapshot_task is not None and not self._snapshot_task.done()
+
+    async def take_snapshot(self) -> tuple[int, int]:
+        """Snapshots the committed books and stores them; returns (sequence, bytes)."""
+        async with self._books:
+            if self._needs_recovery:
+                raise Unavailable("books are being recovered")
+            sequence, data = self.shard.sequence, self.shard.snapshot()
+        await self._persistence.save_snapshot(self.shard.shard_index, sequence, data)
+        self.snapshot_sequence = max(self.snapshot_sequence, sequence)
+        self._log.info("snapshot stored", sequence=sequence, bytes=len(data))
+        return sequence, len(data)
 
 
 def _fail(batch, error: Exception) -> None:

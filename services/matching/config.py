@@ -18,6 +18,7 @@ class MatchingSettings:
     write_timeout_s: float
     startup_timeout_s: float
     drain_seconds: float
+    snapshot_every: int
 
     @classmethod
     def from_env(cls) -> MatchingSettings:
@@ -36,4 +37,5 @@ class MatchingSettings:
             write_timeout_s=env_int("BOURSE_WRITE_TIMEOUT_MS", 3000) / 1000,
             startup_timeout_s=env_int("BOURSE_STARTUP_TIMEOUT_MS", 60000) / 1000,
             drain_seconds=env_int("BOURSE_DRAIN_MS", 2000) / 1000,
+            snapshot_every=env_int("BOURSE_SNAPSHOT_EVERY", 100_000),
         )

@@ -23,8 +23,11 @@ async def main() -> None:
     persistence = GrpcPersistence(channel, write_timeout_s=settings.write_timeout_s)
     redis_client = redis.from_url(settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
     market_data = MarketData(redis_client, log)
-    shard = MatchingShard(settings.symbols, SnowflakeIds(MATCHING_NODE_BASE + settings.shard_index))
-    committer = GroupCommitter(shard, persistence, market_data, log)
+    shard = MatchingShard(settings.symbols, SnowflakeIds(MATCHING_NODE_BASE + settings.shard_index),
+                          shard_index=settings.shard_index)
+    lifecycle = Lifecycle()
+    committer = GroupCommitter(shard, persistence, market_data, log, snapshot_every=settings.snapshot_every,
+                               set_serving=lifecycle.set_serving)
 
     async def ready() -> None:
         await committer.start(timeout_s=settings.startup_timeout_s)
@@ -34,13 +37,14 @@ async def main() -> None:
         await market_data.close()
         await channel.close()
 
+    lifecycle.ready, lifecycle.closing = ready, closing
     log.info("starting", symbols=sorted(settings.symbols), persistence=settings.persistence_address)
     await serve(
         [Service(service.SERVICE_NAME, service.register(committer))],
         settings.address,
         log,
         drain_seconds=settings.drain_seconds,
-        lifecycle=Lifecycle(ready=ready, closing=closing),
+        lifecycle=lifecycle,
     )
 
 

@@ -1,27 +1,45 @@
 """What the shard needs from persistence, and the gRPC client that provides it.
 
-Anything with these two coroutines will do (tests use an in-process store):
+Anything with these coroutines will do (tests use an in-process store):
   write_batch(WriteBatchRequest) -> None, raising on any failure (nothing committed)
-  list_open_orders(symbols) -> list[Order]
+  read_snapshot(shard) -> bytes | None: the newest complete snapshot
+  read_journal(shard, after_sequence) -> async iterator of lists of JournalEntry
+  save_snapshot(shard, sequence, data) -> None
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Protocol
 
 from bourse.persistence.v1 import persistence_service_pb2 as persistence_pb2
 from bourse.persistence.v1 import persistence_service_pb2_grpc as persistence_grpc
-from bourse.type.v1 import types_pb2
+
+SNAPSHOT_CHUNK = 2 * 1024 * 1024
 
 
 class Persistence(Protocol):
     async def write_batch(self, request: persistence_pb2.WriteBatchRequest) -> None: ...
 
-    async def list_open_orders(self, symbols: list[str]) -> list[types_pb2.Order]: ...
+    async def read_snapshot(self, shard: int) -> bytes | None: ...
+
+    def read_journal(self, shard: int, after_sequence: int) -> AsyncIterator[list]: ...
+
+    async def save_snapshot(self, shard: int, sequence: int, data: bytes) -> None: ...
+
+
+def snapshot_chunks(shard: int, sequence: int, data: bytes, size: int = SNAPSHOT_CHUNK):
+    view = memoryview(data)
+    count = max(1, -(-len(data) // size))
+    for index in range(count):
+        yield persistence_pb2.SnapshotChunk(
+            matching_shard=shard, sequence=sequence, index=index,
+            data=bytes(view[index * size : (index + 1) * size]), last=index == count - 1,
+        )
 
 
 class GrpcPersistence:
-    def __init__(self, channel, write_timeout_s: float = 3.0, read_timeout_s: float = 30.0):
+    def __init__(self, channel, write_timeout_s: float = 3.0, read_timeout_s: float = 120.0):
         self._stub = persistence_grpc.PersistenceServiceStub(channel)
         self._write_timeout = write_timeout_s
         self._read_timeout = read_timeout_s
@@ -29,8 +47,26 @@ class GrpcPersistence:
     async def write_batch(self, request: persistence_pb2.WriteBatchRequest) -> None:
         await self._stub.WriteBatch(request, timeout=self._write_timeout, wait_for_ready=False)
 
-    async def list_open_orders(self, symbols: list[str]) -> list[types_pb2.Order]:
-        response = await self._stub.ListOpenOrders(
-            persistence_pb2.ListOpenOrdersRequest(symbols=symbols), timeout=self._read_timeout
+    async def read_snapshot(self, shard: int) -> bytes | None:
+        parts = []
+        call = self._stub.ReadSnapshot(persistence_pb2.ReadSnapshotRequest(matching_shard=shard),
+                                       timeout=self._read_timeout)
+        async for response in call:
+            parts.append(response.chunk.data)
+        return b"".join(parts) if parts else None
+
+    async def read_journal(self, shard: int, after_sequence: int):
+        call = self._stub.ReadJournal(
+            persistence_pb2.ReadJournalRequest(matching_shard=shard, after_sequence=after_sequence, page_size=5000),
+            timeout=self._read_timeout,
         )
-        return list(response.orders)
+        async for response in call:
+            yield list(response.entries)
+
+    async def save_snapshot(self, shard: int, sequence: int, data: bytes) -> None:
+        requests = (persistence_pb2.SaveSnapshotRequest(chunk=c) for c in snapshot_chunks(shard, sequence, data))
+        await self._stub.SaveSnapshot(requests, timeout=self._read_timeout)
+
+    async def shard_state(self, shard: int) -> persistence_pb2.GetShardStateResponse:
+        return await self._stub.GetShardState(persistence_pb2.GetShardStateRequest(matching_shard=shard),
+                                              timeout=self._write_timeout)

@@ -27,6 +27,25 @@ class MatchingServicer(matching_grpc.MatchingServiceServicer):
             await abort(context, BourseError(grpc.StatusCode.UNAVAILABLE, error.reason, str(error)))
         return matching_pb2.ExecuteBatchResponse(results=results)
 
+    async def GetShardStatus(self, request, context):
+        committer = self._committer
+        shard = committer.shard
+        return matching_pb2.GetShardStatusResponse(
+            shard_index=shard.shard_index, symbols=sorted(shard.symbols), sequence=shard.sequence,
+            snapshot_sequence=committer.snapshot_sequence, queued_commands=committer.queued_commands,
+            resting_orders=len(shard.live), event_hash=shard.engine.event_hash(), serving=committer.serving,
+        )
+
+    async def TakeSnapshot(self, request, context):
+        try:
+            sequence, size = await self._committer.take_snapshot()
+        except Unavailable as error:
+            await abort(context, BourseError(grpc.StatusCode.UNAVAILABLE, error.reason, str(error)))
+        except grpc.RpcError as error:
+            await abort(context, BourseError(grpc.StatusCode.UNAVAILABLE, "PERSISTENCE_UNAVAILABLE",
+                                             f"snapshot not stored: {error.details()}"))
+        return matching_pb2.TakeSnapshotResponse(sequence=sequence, bytes=size)
+
 
 def register(committer: GroupCommitter):
     def add(server: grpc.aio.Server) -> None:

@@ -1,13 +1,18 @@
 """One matching shard's books: commands in, order states, trades and a write batch out.
 
-No I/O here. `execute` runs commands through the engine in order and returns, per
-command, the order after it (with the fills it got), plus everything persistence must
-store for the whole batch. The shard keeps the full description of every order still
-resting (the engine only knows id, side, price and remaining), so it can send complete
-order states; an order's description is dropped once it is done.
+No I/O here. `execute` gives every command the shard's next sequence number, runs it
+through the engine and returns, per command, the order after it (with the fills it
+got), plus everything persistence must store for the batch: order states, trades and
+the journal entries (sequence, command, time) that make the books reproducible. The
+shard keeps the full description of every order still resting (the engine only knows
+id, account, side, price and remaining), so it can send complete order states; an
+order's description is dropped once it is done.
 
+Recovery is `restore(snapshot)` (if any) then `replay(journal entries after it)`: the
+journal carries each command's time, so a replay takes the same path and ends in
+identical books (same event hash) with the sequence continuing where it stopped.
 If a batch is not committed, the engine has already applied it: the caller must
-`rebuild` from what persistence holds before executing anything else.
+recover from what persistence holds before executing anything else.
 """
 
 from __future__ import annotations
@@ -97,15 +102,17 @@ class BatchOutcome:
 
 
 class MatchingShard:
-    def __init__(self, symbols: dict[str, int], ids, engine_factory=Engine, clock_ns=time.time_ns):
+    def __init__(self, symbols: dict[str, int], ids, engine_factory=Engine, clock_ns=time.time_ns, shard_index=0):
         """symbols: the symbols this shard owns -> engine symbol id."""
         self.symbols = dict(symbols)
+        self.shard_index = shard_index
         self._ids = ids
         self._engine_factory = engine_factory
         self._clock_ns = clock_ns
         self._last_ns = 0
         self.engine = engine_factory()
         self.live: dict[int, OrderState] = {}
+        self.sequence = 0  # of the last command applied to the books
 
     def _now_ns(self) -> int:
         # Strictly increasing at microsecond steps (what the database keeps), so
@@ -130,26 +137,56 @@ class MatchingShard:
             if body.account_id <= 0:
                 raise InvalidCommand(f"commands[{index}].{kind}.account_id", "must be positive")
 
-    def execute(self, commands) -> BatchOutcome:
+    def execute(self, commands, times_ns=None) -> BatchOutcome | None:
+        """Runs commands in order. A replay passes each command's journaled time in
+        `times_ns` and gets nothing back (what it would store is stored already)."""
+        replaying = times_ns is not None
         batch = _Batch()
         results = []
-        for command in commands:
+        journal = []
+        for index, command in enumerate(commands):
+            now = self._replay_time(times_ns[index]) if replaying else self._now_ns()
+            self.sequence += 1
+            if not replaying:
+                journal.append(persistence_pb2.JournalEntry(
+                    sequence=self.sequence, command=command.SerializeToString(), time=_timestamp(now)
+                ))
             if command.WhichOneof("command") == "new_order":
-                results.append(self._submit(command.new_order, batch))
+                results.append(self._submit(command.new_order, batch, now))
             else:
-                results.append(self._cancel(command.cancel_order, batch))
-        end = self._now_ns()
+                results.append(self._cancel(command.cancel_order, batch, now))
+        if replaying:
+            return None
+        end = self._last_ns
         for state in (*batch.new.values(), *batch.updated.values()):
             state.update_ns = end
         write = persistence_pb2.WriteBatchRequest(
             new_orders=[s.to_proto() for s in batch.new.values()],
             updated_orders=[s.to_proto() for s in batch.updated.values()],
             trades=batch.trades,
+            matching_shard=self.shard_index,
+            journal=journal,
         )
         return BatchOutcome(results, write, batch.symbols, batch.trades)
 
-    def _submit(self, cmd: matching_pb2.NewOrder, batch: _Batch) -> matching_pb2.CommandResult:
-        now = self._now_ns()
+    def _replay_time(self, ns: int) -> int:
+        self._last_ns = max(self._last_ns, ns)
+        return ns
+
+    def replay(self, entries) -> None:
+        """Applies journal entries (in order, continuing this shard's sequence)."""
+        commands, times = [], []
+        for entry in entries:
+            if entry.sequence != self.sequence + len(commands) + 1:
+                raise RuntimeError(
+                    f"journal gap: entry {entry.sequence} after {self.sequence + len(commands)}"
+                )
+            commands.append(matching_pb2.Command.FromString(entry.command))
+            times.append(entry.time.seconds * 1_000_000_000 + entry.time.nanos)
+        if commands:
+            self.execute(commands, times_ns=times)
+
+    def _submit(self, cmd: matching_pb2.NewOrder, batch: _Batch, now: int) -> matching_pb2.CommandResult:
         state = OrderState(
             cmd.order_id, cmd.account_id, cmd.client_order_id, cmd.symbol, cmd.side, cmd.order_type,
             cmd.time_in_force, cmd.price, cmd.quantity, create_ns=now, update_ns=now,
@@ -200,7 +237,7 @@ class MatchingShard:
         ))
         return types_pb2.Fill(trade_id=trade_id, price=event.price, quantity=event.quantity, maker=False, time=ts)
 
-    def _cancel(self, cmd: matching_pb2.CancelOrder, batch: _Batch) -> matching_pb2.CommandResult:
+    def _cancel(self, cmd: matching_pb2.CancelOrder, batch: _Batch, now: int) -> matching_pb2.CommandResult:
         events = self.engine.cancel(order_id=cmd.order_id, account_id=cmd.account_id, symbol_id=self.symbols[cmd.symbol])
         for event in events:
             if _int(event.kind) == REJECTED_EVENT:
@@ -209,31 +246,40 @@ class MatchingShard:
                 return matching_pb2.CommandResult(order=unknown, error_reason=reason)
         state = self.live.pop(cmd.order_id)
         state.status, state.leaves, state.reason = CANCELLED, 0, CANCEL_REASONS[1]
-        state.update_ns = self._now_ns()
+        state.update_ns = now
         batch.symbols.add(cmd.symbol)
         batch.touch(state)
         return matching_pb2.CommandResult(order=state.to_proto())
 
-    def commit_failed(self) -> None:
-        """Forget everything in memory; `rebuild` must follow."""
+    def reset(self) -> None:
+        """Forget everything in memory; `restore` and/or `replay` must follow."""
         self.engine = self._engine_factory()
         self.live = {}
+        self.sequence = 0
+        self._last_ns = 0
 
-    def rebuild(self, open_orders) -> int:
-        """Replaces the books with the given resting orders; returns how many rest."""
-        self.commit_failed()
-        mine = [o for o in open_orders if o.symbol in self.symbols and o.leaves_quantity > 0
-                and o.status in (NEW, PARTIALLY_FILLED)]
-        mine.sort(key=lambda o: (o.create_time.seconds, o.create_time.nanos, o.order_id))
-        for order in mine:
-            events = self.engine.submit(
-                order_id=order.order_id, account_id=order.account_id, symbol_id=self.symbols[order.symbol],
-                side=order.side, order_type=OrderType.LIMIT, tif=TimeInForce.GTC,
-                price=order.price, quantity=order.leaves_quantity,
-            )
-            done = events[-1] if events else None
-            if done is None or _int(done.status) != NEW or len(events) != 2:
-                raise RuntimeError(f"order {order.order_id} did not rest on rebuild: {events!r}")
+    def snapshot(self) -> bytes:
+        """The books at `self.sequence`: engine state plus each resting order's description."""
+        return matching_pb2.ShardSnapshot(
+            shard_index=self.shard_index,
+            sequence=self.sequence,
+            engine=self.engine.snapshot(),
+            orders=[state.to_proto() for state in self.live.values()],
+            symbol_ids=self.symbols,
+        ).SerializeToString()
+
+    def restore(self, data: bytes) -> None:
+        snap = matching_pb2.ShardSnapshot.FromString(data)
+        if snap.shard_index != self.shard_index:
+            raise RuntimeError(f"snapshot of shard {snap.shard_index} offered to shard {self.shard_index}")
+        self.reset()
+        self.engine = self._engine_factory.restore(snap.engine)
+        self.sequence = snap.sequence
+        # Books are keyed by the ids they had; symbols listed since get fresh ids.
+        kept = {symbol: book for symbol, book in snap.symbol_ids.items() if symbol in self.symbols}
+        fresh = iter(range(max(snap.symbol_ids.values(), default=0) + 1, 2**32))
+        self.symbols = {symbol: kept.get(symbol) or next(fresh) for symbol in self.symbols}
+        for order in snap.orders:
             create_ns = order.create_time.seconds * 1_000_000_000 + order.create_time.nanos
             self._last_ns = max(self._last_ns, create_ns)
             self.live[order.order_id] = OrderState(
@@ -243,7 +289,14 @@ class MatchingShard:
                 reason=order.reason,
                 update_ns=order.update_time.seconds * 1_000_000_000 + order.update_time.nanos,
             )
-        return len(mine)
+        if set(self.live) != set(self._resting_ids()):
+            raise RuntimeError("snapshot's order descriptions do not match its books")
+
+    def _resting_ids(self):
+        for symbol_id in self.symbols.values():
+            bids, asks = self.engine.l3(symbol_id=symbol_id)
+            for order in (*bids, *asks):
+                yield order.order_id
 
     def depth(self, symbol: str, levels: int = BOOK_LEVELS):
         """(bids, asks) as lists of [price, quantity, order_count], best first."""

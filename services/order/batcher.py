@@ -1,25 +1,32 @@
-"""Coalesces the commands of concurrent clients into one ExecuteBatch per shard.
+"""Coalesces the items of concurrent callers into one internal call.
 
-Whatever arrives while a batch is in flight goes in the next one (the same group
-commit the matching shard does with the database), so one internal call carries
-many orders under load and a lone order still goes out at once.
+Whatever arrives while a call is in flight goes in the next one (the same group commit
+the matching shard does with the database), so one internal message carries many
+orders under load and a lone order still goes out at once. Used for the commands
+sent to each matching shard and for the idempotency claims sent to persistence.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
 
-from bourse.matching.v1 import matching_service_pb2 as matching_pb2
+Item = TypeVar("Item")
+Result = TypeVar("Result")
 
-SendBatch = Callable[[matching_pb2.ExecuteBatchRequest], Awaitable[matching_pb2.ExecuteBatchResponse]]
 
-
-class ShardBatcher:
-    def __init__(self, send: SendBatch, batch_max: int = 1024, max_in_flight: int = 2):
+class Batcher(Generic[Item, Result]):
+    def __init__(
+        self,
+        send: Callable[[list[Item]], Awaitable[Sequence[Result]]],
+        batch_max: int = 1024,
+        max_in_flight: int = 2,
+    ):
+        """`send` takes a batch of items and returns one result per item, in order."""
         self._send = send
         self._batch_max = batch_max
-        self._queue: list[tuple[matching_pb2.Command, asyncio.Future]] = []
+        self._queue: list[tuple[Item, asyncio.Future]] = []
         self._wakeup = asyncio.Event()
         self._slots = asyncio.Semaphore(max_in_flight)
         self._task: asyncio.Task | None = None
@@ -32,9 +39,9 @@ class ShardBatcher:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
 
-    async def execute(self, command: matching_pb2.Command) -> matching_pb2.CommandResult:
+    async def execute(self, item: Item) -> Result:
         future = asyncio.get_running_loop().create_future()
-        self._queue.append((command, future))
+        self._queue.append((item, future))
         self._wakeup.set()
         return await future
 
@@ -46,7 +53,7 @@ class ShardBatcher:
             if not self._queue:
                 self._wakeup.clear()
             # Callers that gave up (deadline, cancel) are not sent.
-            batch = [(c, f) for c, f in batch if not f.done()]
+            batch = [(item, future) for item, future in batch if not future.done()]
             if not batch:
                 self._slots.release()
                 continue
@@ -54,11 +61,10 @@ class ShardBatcher:
 
     async def _flush(self, batch) -> None:
         try:
-            request = matching_pb2.ExecuteBatchRequest(commands=[c for c, _ in batch])
-            response = await self._send(request)
-            if len(response.results) != len(batch):
-                raise RuntimeError(f"shard answered {len(response.results)} results for {len(batch)} commands")
-            for (_, future), result in zip(batch, response.results):
+            results = await self._send([item for item, _ in batch])
+            if len(results) != len(batch):
+                raise RuntimeError(f"answered {len(results)} results for {len(batch)} items")
+            for (_, future), result in zip(batch, results):
                 if not future.done():
                     future.set_result(result)
         except Exception as error:  # every caller of the batch learns the failure

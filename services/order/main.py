@@ -12,9 +12,9 @@ from bourse.persistence.v1 import persistence_service_pb2_grpc as persistence_gr
 from services.common import logs
 from services.common.ids import SnowflakeIds
 from services.common.server import CHANNEL_OPTIONS, Lifecycle, Service, run, serve
-from services.order.batcher import ShardBatcher
+from services.order.batcher import Batcher
 from services.order.config import OrderSettings
-from services.order.idempotency import IdempotencyKeys
+from services.order.downstream import claim_sender, command_sender
 from services.order.orders import OrderDesk
 from services.order.service import (
     MARKET_DATA_SERVICE,
@@ -29,19 +29,22 @@ async def main() -> None:
     settings = OrderSettings.from_env()
     log = logs.configure("order").bind(node=settings.node_id)
     channels = [grpc.aio.insecure_channel(a, options=CHANNEL_OPTIONS) for a in settings.matching_addresses]
-    batchers = [
-        ShardBatcher(matching_grpc.MatchingServiceStub(ch).ExecuteBatch, batch_max=settings.batch_max)
+    shards = [
+        Batcher(command_sender(matching_grpc.MatchingServiceStub(ch), settings.call_timeout_s), settings.batch_max)
         for ch in channels
     ]
     persistence_channel = grpc.aio.insecure_channel(settings.persistence_address, options=CHANNEL_OPTIONS)
+    persistence = persistence_grpc.PersistenceServiceStub(persistence_channel)
+    claims = Batcher(claim_sender(persistence, settings.call_timeout_s), settings.batch_max)
+    batchers = [*shards, claims]
     redis_client = redis.Redis.from_url(settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
     auth = Authenticator(settings.api_keys)
     desk = OrderDesk(
         symbols=settings.symbols,
         shard_map=settings.shard_map,
-        batchers=batchers,
-        persistence=persistence_grpc.PersistenceServiceStub(persistence_channel),
-        idempotency=IdempotencyKeys(redis_client),
+        shards=shards,
+        persistence=persistence,
+        claims=claims,
         ids=SnowflakeIds(settings.node_id),
         call_timeout_s=settings.call_timeout_s,
     )

@@ -1,8 +1,9 @@
 """The order desk: submit (with idempotency), cancel, read. No gRPC server code here.
 
-Downstream failures become BourseError with UNAVAILABLE; a submit whose outcome is
-unknown (shard timed out) keeps its idempotency claim, so the client's retry with the
-same client_order_id finds the original order or re-sends it under the same order_id.
+Downstream failures become BourseError with UNAVAILABLE. A submit first claims its
+(account, client_order_id) durably; whatever happens after, the client's retry with the
+same client_order_id finds the original order, or re-sends it under the same order_id
+when it never reached the books.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import asyncio
 
 import grpc
-import redis.asyncio as redis
 import structlog
 from bourse.matching.v1 import matching_service_pb2 as matching_pb2
 from bourse.persistence.v1 import persistence_service_pb2 as persistence_pb2
@@ -21,8 +21,7 @@ from services.common.config import ShardMap
 from services.common.errors import BourseError
 from services.common.ids import SnowflakeIds
 from services.order import validation
-from services.order.batcher import ShardBatcher
-from services.order.idempotency import IdempotencyKeys
+from services.order.batcher import Batcher
 
 log = structlog.get_logger()
 DONE = {types_pb2.ORDER_STATUS_FILLED, types_pb2.ORDER_STATUS_CANCELLED, types_pb2.ORDER_STATUS_REJECTED}
@@ -47,25 +46,25 @@ class OrderDesk:
         self,
         symbols,
         shard_map: ShardMap,
-        batchers: list[ShardBatcher],
+        shards: list[Batcher],
         persistence: persistence_grpc.PersistenceServiceStub,
-        idempotency: IdempotencyKeys,
+        claims: Batcher,
         ids: SnowflakeIds,
         call_timeout_s: float,
     ):
         self.symbols = frozenset(symbols)
         self._shards = shard_map
-        self._batchers = batchers
+        self._shard_batchers = shards
         self._persistence = persistence
-        self._idempotency = idempotency
+        self._claims = claims
         self._ids = ids
         self._timeout = call_timeout_s
 
-    def _batcher(self, symbol: str) -> ShardBatcher:
+    def _batcher(self, symbol: str) -> Batcher:
         shard = self._shards.shard_of(symbol)
         if shard is None:
             raise BourseError(grpc.StatusCode.INVALID_ARGUMENT, "INVALID_SYMBOL", f"symbol: no shard owns {symbol!r}")
-        return self._batchers[shard]
+        return self._shard_batchers[shard]
 
     async def _execute(self, symbol: str, command: matching_pb2.Command) -> matching_pb2.CommandResult:
         try:
@@ -79,12 +78,15 @@ class OrderDesk:
         """Returns (order, replayed)."""
         order_id = self._ids.next()
         new_order = validation.new_order(request, account_id, order_id, self.symbols)
+        claim = persistence_pb2.ClientOrderIdClaim(
+            account_id=account_id, client_order_id=request.client_order_id, order_id=order_id
+        )
         try:
-            owner = await self._idempotency.claim(account_id, request.client_order_id, order_id)
-        except redis.RedisError as error:
-            log.warning("idempotency store unreachable, using the database", error=str(error))
-            owner = await self._owner_in_database(account_id, request.client_order_id)
-        if owner is not None:
+            owner = await asyncio.wait_for(self._claims.execute(claim), self._timeout)
+        except (grpc.RpcError, asyncio.TimeoutError, RuntimeError) as error:
+            raise unavailable("persistence", error) from error
+        replay = owner != order_id
+        if replay:
             stored = await self._wait_for_stored(owner, account_id)
             if stored is not None:
                 return stored, True
@@ -95,19 +97,7 @@ class OrderDesk:
             if stored is not None:
                 return stored, True
             raise unavailable("matching shard", RuntimeError("original order still in flight"))
-        return result.order, owner is not None
-
-    async def _owner_in_database(self, account_id: int, client_order_id: str) -> int | None:
-        try:
-            response = await self._persistence.GetOrderByClientId(
-                persistence_pb2.GetOrderByClientIdRequest(account_id=account_id, client_order_id=client_order_id),
-                timeout=self._timeout,
-            )
-            return response.order.order_id
-        except grpc.RpcError as error:
-            if error.code() == grpc.StatusCode.NOT_FOUND:
-                return None
-            raise unavailable("persistence", error) from error
+        return result.order, replay
 
     async def _wait_for_stored(self, order_id: int, account_id: int, wait_s: float = REPLAY_WAIT_S):
         loop = asyncio.get_running_loop()

@@ -1,11 +1,17 @@
-"""Schema tool: `python -m services.persistence.migrate` creates missing tables and
-indexes on every shard of BOURSE_DB_URLS. Idempotent; it never drops or alters a
-column (a changed column needs a hand-written migration)."""
+"""Schema tool: `python -m services.persistence.migrate` upgrades every database of
+BOURSE_DB_URLS to the newest Alembic revision (migrations/versions/; see schema.py).
+Idempotent. A schema change is a new revision: edit models.py, then
+
+    .venv/bin/alembic -c services/persistence/alembic.ini -x url=<a migrated database> \
+        revision --autogenerate -m "what changes"
+
+review the generated file, and the schema test fails until models and revisions agree."""
 
 from __future__ import annotations
 
 import sys
 
+from services.persistence import schema
 from services.persistence.config import Settings
 from services.persistence.store import ShardedStore, StoreUnavailable
 
@@ -20,7 +26,7 @@ def main() -> int:
         return 1
     finally:
         store.close()
-    print(f"migrate: schema up to date on {len(settings.db_urls)} database(s)")
+    print(f"migrate: schema up to date on {len(settings.db_urls)} database(s) (revision {schema.head()})")
     return 0
 
 

@@ -8,7 +8,18 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Column, DateTime, Index, SmallInteger, String, UniqueConstraint, text
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    LargeBinary,
+    SmallInteger,
+    String,
+    UniqueConstraint,
+    text,
+)
 from sqlmodel import Field, SQLModel
 
 # Statuses in which an order still rests on a book (NEW, PARTIALLY_FILLED).
@@ -75,9 +86,60 @@ class TradeRecord(SQLModel, table=True):
     time: datetime = Field(sa_column=_time())
 
 
+class JournalRecord(SQLModel, table=True):
+    """A matching shard's sequenced commands; lives on the shard's home database
+    (matching_shard % number of databases), written with the batch's orders."""
+
+    __tablename__ = "journal"
+
+    matching_shard: int = Field(sa_column=Column(SmallInteger, primary_key=True, autoincrement=False))
+    sequence: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    command: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    time: datetime = Field(sa_column=_time())
+
+
+class SnapshotChunkRecord(SQLModel, table=True):
+    """Chunks of a matching shard's snapshots; only those with a head are complete."""
+
+    __tablename__ = "snapshots"
+
+    matching_shard: int = Field(sa_column=Column(SmallInteger, primary_key=True, autoincrement=False))
+    sequence: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    chunk_index: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
+    data: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
+class SnapshotHeadRecord(SQLModel, table=True):
+    """One row per complete snapshot, written in the transaction of its last chunk."""
+
+    __tablename__ = "snapshot_heads"
+
+    matching_shard: int = Field(sa_column=Column(SmallInteger, primary_key=True, autoincrement=False))
+    sequence: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    chunks: int = Field(sa_column=Column(Integer, nullable=False))
+    bytes: int = Field(sa_column=_big())
+    time: datetime = Field(sa_column=_time())
+
+
+class ClientOrderIdRecord(SQLModel, table=True):
+    """Idempotency keys, on database account_id % number of databases."""
+
+    __tablename__ = "client_order_ids"
+
+    account_id: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    client_order_id: str = Field(sa_column=Column(String(64), primary_key=True))
+    order_id: int = Field(sa_column=_big())
+    time: datetime = Field(sa_column=_time())
+
+
 ORDERS = OrderRecord.__table__
 TRADES = TradeRecord.__table__
 ORDER_COLUMNS = tuple(c.name for c in ORDERS.columns)
+JOURNAL = JournalRecord.__table__
+SNAPSHOTS = SnapshotChunkRecord.__table__
+SNAPSHOT_HEADS = SnapshotHeadRecord.__table__
+CLIENT_ORDER_IDS = ClientOrderIdRecord.__table__
+ALL_TABLES = (ORDERS, TRADES, JOURNAL, SNAPSHOTS, SNAPSHOT_HEADS, CLIENT_ORDER_IDS)
 TRADE_COLUMNS = tuple(c.name for c in TRADES.columns)
 # What an update may change; the rest of an order is fixed when it is accepted.
 UPDATABLE_COLUMNS = ("filled_quantity", "leaves_quantity", "status", "reason", "update_time")

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 import pytest
 import redis.asyncio as redis
 from bourse.matching.v1 import matching_service_pb2 as m
+from bourse.persistence.v1 import persistence_service_pb2 as pp
 from bourse.type.v1 import types_pb2 as t
 
 from infra.local.servers import free_port
@@ -21,7 +22,8 @@ from services.common.ids import SnowflakeIds
 from services.matching.committer import GroupCommitter, Unavailable
 from services.matching.market_data import MarketData
 from services.matching.shard import InvalidCommand, MatchingShard
-from services.persistence.service import order_message, order_row, trade_row
+from services.matching.persistence import snapshot_chunks
+from services.persistence.service import _chunk_row, _time, journal_response, order_message, order_row, trade_row
 from services.persistence.store import ShardedStore
 
 pytestmark = pytest.mark.timeout(60)
@@ -40,23 +42,40 @@ class StorePersistence:
         self.delay = delay
         self.writes = []
 
+    def _check(self):
+        if self.fail:
+            raise ConnectionError("database down")
+
     async def write_batch(self, request):
         if self.delay:
             await asyncio.sleep(self.delay)
-        if self.fail:
-            raise ConnectionError("database down")
+        self._check()
         now = datetime.now(UTC)
         await self.store.write_batch(
             [order_row(o, now) for o in request.new_orders],
             [order_row(o, now) for o in request.updated_orders],
             [trade_row(tr, now) for tr in request.trades],
+            request.matching_shard,
+            [{"sequence": e.sequence, "command": e.command, "time": _time(e.time, now)} for e in request.journal],
         )
         self.writes.append(request)
 
-    async def list_open_orders(self, symbols):
-        if self.fail:
-            raise ConnectionError("database down")
-        return [order_message(row) for row in await self.store.list_open_orders(symbols)]
+    async def read_snapshot(self, shard):
+        self._check()
+        chunks = [chunk["data"] async for chunk in self.store.read_snapshot(shard)]
+        return b"".join(chunks) or None
+
+    async def read_journal(self, shard, after_sequence):
+        self._check()
+        async for page in self.store.read_journal(shard, after_sequence):
+            yield list(journal_response(page).entries)
+
+    async def save_snapshot(self, shard, sequence, data):
+        self._check()
+        writer = self.store.snapshot_writer()
+        for chunk in snapshot_chunks(shard, sequence, data, size=1024):
+            await writer.add(_chunk_row(chunk))
+        await writer.finish()
 
     async def order(self, order_id):
         row = await self.store.get_order(order_id)
@@ -82,12 +101,12 @@ def make_store(tmp_path):
 
 
 @contextlib.asynccontextmanager
-async def shard(tmp_path, store=None, delay=0.0, market_data=None):
+async def shard(tmp_path, store=None, delay=0.0, market_data=None, snapshot_every=100_000):
     own_store = store is None
     store = store or make_store(tmp_path)
     persistence = StorePersistence(store, delay)
     committer = GroupCommitter(MatchingShard(SYMBOLS, SnowflakeIds(512)), persistence,
-                               market_data or MarketData(None, LOG), LOG)
+                               market_data or MarketData(None, LOG), LOG, snapshot_every=snapshot_every)
     await committer.start(timeout_s=5)
     try:
         yield committer, persistence
@@ -286,3 +305,50 @@ def test_market_data_goes_to_redis_and_a_dead_redis_does_not_stop_trading(tmp_pa
             [r] = await c.execute([new(1, SELL, 100, 5)])
             assert r.order.status == t.ORDER_STATUS_NEW
     run(go())
+
+
+def test_every_command_is_journaled_in_sequence_with_its_batch(tmp_path):
+    async def go():
+        async with shard(tmp_path) as (c, p):
+            await c.execute([new(1, SELL, 100, 5), new(2, BUY, 100, 2, account=2)])
+            await c.execute([cancel(1)])
+            sequences = [[e.sequence for e in w.journal] for w in p.writes]
+            assert sequences == [[1, 2], [3]] and c.shard.sequence == 3
+            assert m.Command.FromString(p.writes[1].journal[0].command) == cancel(1)
+    run(go())
+
+
+def test_recovery_from_a_snapshot_and_the_journal_after_it_gives_identical_books(tmp_path):
+    async def go():
+        store = make_store(tmp_path)
+        try:
+            async with shard(tmp_path, store, snapshot_every=4) as (c, p):
+                for i in range(1, 11):  # crosses the snapshot threshold twice
+                    await c.execute([new(i, SELL if i % 2 else BUY, 100 + i % 3, i, account=i % 3 + 1)])
+                await asyncio.sleep(0.1)  # let the background snapshot land
+                assert c.snapshot_sequence >= 4
+                await c.execute([cancel(9, account=1), new(11, BUY, 105, 3, account=2)])
+                books = {s: c.shard.depth(s) for s in SYMBOLS}
+                state = (c.shard.sequence, c.shard.engine.event_hash(), sorted(c.shard.live))
+            async with shard(tmp_path, store) as (c, p):
+                assert c.snapshot_sequence >= 4  # restored from a snapshot, not from the start
+                assert {s: c.shard.depth(s) for s in SYMBOLS} == books
+                assert (c.shard.sequence, c.shard.engine.event_hash(), sorted(c.shard.live)) == state
+                [r] = await c.execute([new(12, SELL, 90, 1, account=3)])  # the sequence goes on
+                assert p.writes[-1].journal[0].sequence == state[0] + 1
+                assert r.order.status == t.ORDER_STATUS_FILLED
+            fresh = MatchingShard(SYMBOLS, SnowflakeIds(600))
+            async for page in StorePersistence(store).read_journal(0, 0):
+                fresh.replay(page)
+            async with shard(tmp_path, store) as (c, _):
+                assert fresh.engine.event_hash() == c.shard.engine.event_hash()
+        finally:
+            store.close()
+    run(go())
+
+
+def test_a_journal_with_a_gap_is_refused():
+    shard_ = MatchingShard(SYMBOLS, SnowflakeIds(601))
+    entry = new(1, BUY, 10, 1).SerializeToString()
+    with pytest.raises(RuntimeError, match="journal gap"):
+        shard_.replay([pp.JournalEntry(sequence=2, command=entry)])

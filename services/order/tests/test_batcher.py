@@ -4,7 +4,7 @@ import pytest
 from bourse.matching.v1 import matching_service_pb2 as m
 from bourse.type.v1 import types_pb2 as t
 
-from services.order.batcher import ShardBatcher
+from services.order.batcher import Batcher
 
 
 def command(order_id: int) -> m.Command:
@@ -19,18 +19,16 @@ class SlowShard:
         self.fail = fail
         self.batches: list[int] = []
 
-    async def __call__(self, request):
-        self.batches.append(len(request.commands))
+    async def __call__(self, commands):
+        self.batches.append(len(commands))
         await asyncio.sleep(self.delay)
         if self.fail:
             raise RuntimeError("shard down")
-        return m.ExecuteBatchResponse(
-            results=[m.CommandResult(order=t.Order(order_id=c.new_order.order_id)) for c in request.commands]
-        )
+        return [m.CommandResult(order=t.Order(order_id=c.new_order.order_id)) for c in commands]
 
 
 async def run_with(shard, calls: int, **kwargs):
-    batcher = ShardBatcher(shard, **kwargs)
+    batcher = Batcher(shard, **kwargs)
     batcher.start()
     try:
         return await asyncio.gather(*(batcher.execute(command(i)) for i in range(calls)), return_exceptions=True)
@@ -62,3 +60,11 @@ def test_a_lone_command_goes_out_at_once():
     shard = SlowShard(delay=0)
     results = asyncio.run(run_with(shard, 1))
     assert results[0].order.order_id == 0 and shard.batches == [1]
+
+
+def test_a_short_answer_fails_the_whole_batch():
+    async def short(items):
+        return items[:-1]
+
+    results = asyncio.run(run_with(short, 3, max_in_flight=1))
+    assert all(isinstance(r, RuntimeError) for r in results)

@@ -183,6 +183,30 @@ def test_both_write_paths_agree_on_postgres(pg, arrays):
         store.close()
 
 
+def test_recovery_rpcs_over_grpc_on_postgres(service):
+    journal = [pb.JournalEntry(sequence=s, command=b"cmd", time=Timestamp(seconds=1_780_000_000)) for s in range(1, 6)]
+    batch = pb.WriteBatchRequest(new_orders=[order(501, "MSFT")], matching_shard=1, journal=journal)
+    assert service.WriteBatch(batch, timeout=10).orders_inserted == 1
+    assert service.WriteBatch(batch, timeout=10).orders_inserted == 0
+    pages = list(service.ReadJournal(pb.ReadJournalRequest(matching_shard=1, after_sequence=1, page_size=3), timeout=10))
+    assert [[e.sequence for e in p.entries] for p in pages] == [[2, 3, 4], [5]]
+    chunks = [pb.SnapshotChunk(matching_shard=1, sequence=5, index=i, data=b"s" * 2_000_000, last=i == 1)
+              for i in range(2)]
+    assert service.SaveSnapshot(iter(pb.SaveSnapshotRequest(chunk=c) for c in chunks), timeout=10).bytes_written \
+        == 4_000_000
+    assert [r.chunk for r in service.ReadSnapshot(pb.ReadSnapshotRequest(matching_shard=1), timeout=10)] == chunks
+    state = service.GetShardState(pb.GetShardStateRequest(matching_shard=1), timeout=10)
+    assert (state.last_sequence, state.snapshot_sequence) == (5, 5)
+    claims = [pb.ClientOrderIdClaim(account_id=a, client_order_id="x", order_id=a * 10) for a in (1, 2, 3, 1)]
+    reply = service.ClaimClientOrderIds(pb.ClaimClientOrderIdsRequest(claims=claims), timeout=10)
+    assert list(reply.owner_order_ids) == [10, 20, 30, 10]
+    with pytest.raises(grpc.RpcError) as e:
+        service.WriteBatch(pb.WriteBatchRequest(matching_shard=1, journal=[pb.JournalEntry(sequence=5, command=b"no")]),
+                           timeout=10)
+    assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert reason_of(e.value) == "JOURNAL_SEQUENCE_TAKEN"
+
+
 # Last: it stops the database.
 def test_a_stopped_database_answers_unavailable_quickly(service, pg):
     if pg.external_url:
@@ -193,6 +217,10 @@ def test_a_stopped_database_answers_unavailable_quickly(service, pg):
         lambda: service.WriteBatch(pb.WriteBatchRequest(new_orders=[order(99, "AAPL")]), timeout=15),
         lambda: service.GetOrder(pb.GetOrderRequest(order_id=1), timeout=15),
         lambda: service.ListOrders(pb.ListOrdersRequest(account_id=1), timeout=15),
+        lambda: service.GetShardState(pb.GetShardStateRequest(matching_shard=0), timeout=15),
+        lambda: service.ClaimClientOrderIds(pb.ClaimClientOrderIdsRequest(
+            claims=[pb.ClientOrderIdClaim(account_id=1, client_order_id="z", order_id=1)]), timeout=15),
+        lambda: list(service.ReadJournal(pb.ReadJournalRequest(matching_shard=0), timeout=15)),
     ):
         started = time.monotonic()
         with pytest.raises(grpc.RpcError) as e:

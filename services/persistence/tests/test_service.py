@@ -127,3 +127,71 @@ def test_errors_map_to_codes_and_name_the_field(tmp_path):
             await expect(stub.GetOrder(pb.GetOrderRequest(order_id=2)), NF)
 
     asyncio.run(go())
+
+
+def test_recovery_rpcs_over_grpc(tmp_path):
+    async def go():
+        async with serving(tmp_path) as stub:
+            journal = [pb.JournalEntry(sequence=s, command=b"c%d" % s, time=Timestamp(seconds=1_780_000_000 + s))
+                       for s in range(1, 8)]
+            batch = pb.WriteBatchRequest(new_orders=[order(1, "MSFT")], matching_shard=1, journal=journal)
+            assert (await stub.WriteBatch(batch)).orders_inserted == 1
+            assert (await stub.WriteBatch(batch)).orders_inserted == 0  # a retry: idempotent
+
+            pages = [r async for r in stub.ReadJournal(pb.ReadJournalRequest(matching_shard=1, after_sequence=2,
+                                                                             page_size=2))]
+            assert [[e.sequence for e in p.entries] for p in pages] == [[3, 4], [5, 6], [7]]
+            assert pages[0].entries[0] == journal[2]
+            assert [r async for r in stub.ReadJournal(pb.ReadJournalRequest(matching_shard=0))] == []
+
+            state = await stub.GetShardState(pb.GetShardStateRequest(matching_shard=1))
+            assert (state.last_sequence, state.snapshot_sequence, state.HasField("snapshot_time")) == (7, 0, False)
+            assert [r async for r in stub.ReadSnapshot(pb.ReadSnapshotRequest(matching_shard=1))] == []
+
+            chunks = [pb.SnapshotChunk(matching_shard=1, sequence=7, index=i, data=bytes([i]) * 1000, last=i == 2)
+                      for i in range(3)]
+            saved = await stub.SaveSnapshot(pb.SaveSnapshotRequest(chunk=c) for c in chunks)
+            assert saved.bytes_written == 3000
+            got = [r.chunk async for r in stub.ReadSnapshot(pb.ReadSnapshotRequest(matching_shard=1))]
+            assert got == chunks
+            state = await stub.GetShardState(pb.GetShardStateRequest(matching_shard=1))
+            assert state.snapshot_sequence == 7 and state.snapshot_time.seconds > 1_700_000_000
+
+            claims = [pb.ClientOrderIdClaim(account_id=a, client_order_id=k, order_id=o)
+                      for a, k, o in ((1, "a", 10), (2, "a", 20), (1, "a", 30))]
+            reply = await stub.ClaimClientOrderIds(pb.ClaimClientOrderIdsRequest(claims=claims))
+            assert list(reply.owner_order_ids) == [10, 20, 10]
+
+    asyncio.run(go())
+
+
+def test_recovery_rpcs_refuse_bad_input_naming_the_field(tmp_path):
+    async def go():
+        async with serving(tmp_path) as stub:
+            IA = grpc.StatusCode.INVALID_ARGUMENT
+            bad_order = pb.WriteBatchRequest(new_orders=[order(1)], matching_shard=0,
+                                             journal=[pb.JournalEntry(sequence=2), pb.JournalEntry(sequence=2)])
+            e = await expect(stub.WriteBatch(bad_order), IA, "INVALID_SEQUENCE")
+            assert "journal[1].sequence" in e.details()
+            e = await expect(stub.ClaimClientOrderIds(pb.ClaimClientOrderIdsRequest(claims=[
+                pb.ClientOrderIdClaim(account_id=1, client_order_id="k", order_id=1),
+                pb.ClientOrderIdClaim(account_id=1, client_order_id="", order_id=2)])), IA, "INVALID_CLIENT_ORDER_ID")
+            assert "claims[1].client_order_id" in e.details()
+
+            async def drain(call):
+                return [r async for r in call]
+
+            await expect(drain(stub.ReadJournal(pb.ReadJournalRequest(matching_shard=0, page_size=10001))), IA,
+                         "INVALID_PAGE_SIZE")
+            await expect(drain(stub.ReadSnapshot(pb.ReadSnapshotRequest(matching_shard=-1))), IA,
+                         "INVALID_MATCHING_SHARD")
+            await expect(stub.GetShardState(pb.GetShardStateRequest(matching_shard=-1)), IA)
+            chunks = [pb.SnapshotChunk(matching_shard=0, sequence=3, index=i, data=b"x") for i in (0, 2)]
+            e = await expect(stub.SaveSnapshot(pb.SaveSnapshotRequest(chunk=c) for c in chunks), IA, "INVALID_INDEX")
+            assert "chunk.index" in e.details()
+            await expect(stub.SaveSnapshot(pb.SaveSnapshotRequest(chunk=c) for c in chunks[:1]), IA, "INVALID_LAST")
+            # Nothing of it became visible.
+            assert (await stub.GetShardState(pb.GetShardStateRequest(matching_shard=0))).snapshot_sequence == 0
+            await expect(stub.GetOrder(pb.GetOrderRequest(order_id=1)), grpc.StatusCode.NOT_FOUND)
+
+    asyncio.run(go())

@@ -1,0 +1,115 @@
+"""Operations on a running exchange.
+
+    python -m infra.admin shards              each matching shard: sequence, durable
+                                              sequence, snapshot, lag, queue, serving
+    python -m infra.admin snapshot [--shard N]  take a snapshot now (all shards by default)
+
+Addresses come from --matching/--persistence, else BOURSE_MATCHING_ADDRS and
+BOURSE_PERSISTENCE_ADDR, else the file the local stack writes (`.stack/endpoints.json`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import grpc
+from bourse.matching.v1 import matching_service_pb2 as matching_pb2
+from bourse.matching.v1 import matching_service_pb2_grpc as matching_grpc
+from bourse.persistence.v1 import persistence_service_pb2 as persistence_pb2
+from bourse.persistence.v1 import persistence_service_pb2_grpc as persistence_grpc
+from rich.console import Console
+from rich.table import Table
+
+from services.common.config import addresses
+
+ENDPOINTS_FILE = Path(".stack/endpoints.json")
+
+
+def endpoints(args) -> tuple[list[str], str]:
+    saved = {}
+    if ENDPOINTS_FILE.exists():
+        saved = json.loads(ENDPOINTS_FILE.read_text())
+    matching = args.matching or os.environ.get("BOURSE_MATCHING_ADDRS") or ",".join(saved.get("matching", []))
+    persistence = args.persistence or os.environ.get("BOURSE_PERSISTENCE_ADDR") or saved.get("persistence", "")
+    if not matching or not persistence:
+        raise SystemExit("no addresses: pass --matching and --persistence, or run `make up` first")
+    return addresses(matching), persistence
+
+
+def shard_rows(matching: list[str], persistence: str) -> list[dict]:
+    rows = []
+    with grpc.insecure_channel(persistence) as pchannel:
+        store = persistence_grpc.PersistenceServiceStub(pchannel)
+        for index, address in enumerate(matching):
+            row = {"shard": index, "address": address}
+            try:
+                with grpc.insecure_channel(address) as channel:
+                    status = matching_grpc.MatchingServiceStub(channel).GetShardStatus(
+                        matching_pb2.GetShardStatusRequest(), timeout=5)
+                row.update(symbols=len(status.symbols), sequence=status.sequence, queued=status.queued_commands,
+                           resting=status.resting_orders, serving=status.serving,
+                           event_hash=f"{status.event_hash:016x}")
+            except grpc.RpcError as error:
+                row.update(error=f"matching: {error.code().name}")
+            try:
+                state = store.GetShardState(persistence_pb2.GetShardStateRequest(matching_shard=index), timeout=5)
+                row.update(durable=state.last_sequence, snapshot=state.snapshot_sequence,
+                           replay_lag=state.last_sequence - state.snapshot_sequence)
+            except grpc.RpcError as error:
+                row.setdefault("error", f"persistence: {error.code().name}")
+            rows.append(row)
+    return rows
+
+
+def print_shards(rows: list[dict]) -> None:
+    table = Table(title="matching shards")
+    columns = ["shard", "address", "symbols", "sequence", "durable", "snapshot", "replay_lag", "queued",
+               "resting", "serving", "event_hash", "error"]
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(str(row.get(c, "")) for c in columns))
+    Console().print(table)
+
+
+def take_snapshots(matching: list[str], only: int | None) -> int:
+    failed = 0
+    for index, address in enumerate(matching):
+        if only is not None and index != only:
+            continue
+        try:
+            with grpc.insecure_channel(address) as channel:
+                done = matching_grpc.MatchingServiceStub(channel).TakeSnapshot(
+                    matching_pb2.TakeSnapshotRequest(), timeout=300)
+            print(f"shard {index}: snapshot at sequence {done.sequence}, {done.bytes} bytes")
+        except grpc.RpcError as error:
+            failed += 1
+            print(f"shard {index}: snapshot failed: {error.code().name} {error.details()}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m infra.admin", description=__doc__.split("\n\n")[0])
+    parser.add_argument("command", choices=["shards", "snapshot"])
+    parser.add_argument("--shard", type=int, default=None)
+    parser.add_argument("--matching", default="", help="host:port of each shard, comma separated, in order")
+    parser.add_argument("--persistence", default="")
+    parser.add_argument("--json", action="store_true", help="shards: print JSON instead of a table")
+    args = parser.parse_args(argv)
+    matching, persistence = endpoints(args)
+    if args.command == "snapshot":
+        return take_snapshots(matching, args.shard)
+    rows = shard_rows(matching, persistence)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        print_shards(rows)
+    return 1 if any("error" in row for row in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

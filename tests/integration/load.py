@@ -1,0 +1,86 @@
+"""A small load for fault tests: clients that submit and cancel through Envoy, and
+retry every failed call with the same client_order_id until it is answered, as a
+careful client of an exchange does. Records what was acknowledged."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from dataclasses import dataclass, field
+
+import grpc
+from bourse.order.v1 import order_service_pb2 as pb
+from bourse.order.v1 import order_service_pb2_grpc as order_grpc
+from bourse.type.v1 import types_pb2 as t
+
+SYMBOLS = ("AAPL", "GOOG", "IBM", "MSFT", "TSLA", "ZM")  # every shard
+KEYS = ("demo-key-alice", "demo-key-bob", "demo-key-carol")
+
+
+@dataclass
+class Acks:
+    orders: dict[int, t.Order] = field(default_factory=dict)  # order_id -> order as acked
+    by_key: dict[tuple[str, str], int] = field(default_factory=dict)  # (api key, coid) -> order_id
+    cancels: dict[int, t.Order] = field(default_factory=dict)
+    errors: dict[str, int] = field(default_factory=dict)
+    retried: int = 0
+
+
+async def _call(acks: Acks, stop_retrying_at: float, send):
+    """Calls until answered (retrying transient failures) or the retry window closes."""
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            return await send()
+        except grpc.aio.AioRpcError as error:
+            code = error.code().name
+            acks.errors[code] = acks.errors.get(code, 0) + 1
+            if error.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
+                                    grpc.StatusCode.CANCELLED):
+                return error
+            if loop.time() > stop_retrying_at:
+                return error
+            acks.retried += 1
+            await asyncio.sleep(0.1)
+
+
+async def client(target: str, index: int, acks: Acks, stop: asyncio.Event, retry_window_s: float) -> None:
+    rng = random.Random(index)
+    key = KEYS[index % len(KEYS)]
+    metadata = (("authorization", f"Bearer {key}"),)
+    resting: list[tuple[int, str]] = []
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = order_grpc.OrderServiceStub(channel)
+        n = 0
+        while not stop.is_set():
+            n += 1
+            deadline = asyncio.get_running_loop().time() + retry_window_s
+            if resting and rng.random() < 0.15:
+                order_id, symbol = resting.pop(rng.randrange(len(resting)))
+                request = pb.CancelOrderRequest(order_id=order_id, symbol=symbol)
+                answer = await _call(acks, deadline, lambda: stub.CancelOrder(request, metadata=metadata, timeout=3))
+                if isinstance(answer, pb.CancelOrderResponse):
+                    acks.cancels[order_id] = answer.order
+                continue
+            symbol = rng.choice(SYMBOLS)
+            market = rng.random() < 0.1
+            request = pb.SubmitOrderRequest(
+                client_order_id=f"fault-{index}-{n}", symbol=symbol, side=rng.choice((t.SIDE_BUY, t.SIDE_SELL)),
+                order_type=t.ORDER_TYPE_MARKET if market else t.ORDER_TYPE_LIMIT,
+                time_in_force=t.TIME_IN_FORCE_IOC if market else t.TIME_IN_FORCE_GTC,
+                price=0 if market else 100 + rng.randint(-3, 3), quantity=rng.randint(1, 5),
+            )
+            answer = await _call(acks, deadline, lambda: stub.SubmitOrder(request, metadata=metadata, timeout=3))
+            if isinstance(answer, pb.SubmitOrderResponse):
+                order = answer.order
+                previous = acks.by_key.setdefault((key, request.client_order_id), order.order_id)
+                assert previous == order.order_id, "a retry answered with another order"
+                acks.orders[order.order_id] = order
+                if order.leaves_quantity > 0:
+                    resting.append((order.order_id, symbol))
+
+
+async def run_load(target: str, clients: int, stop: asyncio.Event, retry_window_s: float = 30.0) -> Acks:
+    acks = Acks()
+    await asyncio.gather(*(client(target, i, acks, stop, retry_window_s) for i in range(clients)))
+    return acks
