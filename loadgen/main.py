@@ -49,7 +49,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--db-url", action="append", default=[], help="PostgreSQL shard URL for the lost check (repeat)")
     p.add_argument("--pid", action="append", default=[], type=_pid, help="name=pid of a stack process (repeat)")
     p.add_argument("--report", default="reports/loadgen.json")
-    p.add_argument("--plot", default="reports/latency.png")
+    p.add_argument("--plot", default="reports/latency.png", help="PNG to write; empty for none")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--call-timeout", type=float, default=10.0, help="deadline of each call, seconds")
     p.add_argument("--max-error-rate", type=float, default=0.0, help="fraction of calls allowed to fail")
@@ -240,13 +240,14 @@ def main(argv: list[str] | None = None) -> int:
     else:
         result["durability"] = None
     report.write_json(result, args.report)
-    report.plot(args.plot, {name: report.percentile_curve(h) for name, h in run.histograms.items()},
-                # Whole seconds only: the last bucket holds just the calls in flight at the deadline.
-                result["orders_per_second"]["acked"][:max(int(args.duration), 1)],
-                f"{args.clients} clients, {result['orders_per_s']:.0f} orders/s")
+    if args.plot:
+        report.plot(args.plot, {name: report.percentile_curve(h) for name, h in run.histograms.items()},
+                    # Whole seconds only: the last bucket holds just the calls in flight at the deadline.
+                    result["orders_per_second"]["acked"][:max(int(args.duration), 1)],
+                    f"{args.clients} clients, {result['orders_per_s']:.0f} orders/s")
     for line in report.text_lines(result):
         print(line)
-    print(f"report: {args.report}  plot: {args.plot}")
+    print(f"report: {args.report}  plot: {args.plot or '(none)'}")
     failed = []
     if result["durability"] and (result["durability"]["lost"] or result["durability"]["inconsistent"]):
         failed.append("acknowledged orders lost or inconsistent")

@@ -130,7 +130,7 @@ class GroupCommitter:
             await self._recover()
             return
         self.batches += 1
-        await self._market_data.publish(outcome.symbols, outcome.trades, self.shard.depth)
+        self._market_data.record(outcome.symbols, outcome.trades, self.shard.depth)
         start = 0
         for cmds, future in batch:
             if not future.done():
@@ -167,7 +167,7 @@ class GroupCommitter:
                        replayed=replayed, resting=len(self.shard.live),
                        seconds=round(time.perf_counter() - started, 3))
         # Whatever Redis holds may predate a crash: publish every book afresh.
-        await self._market_data.publish(sorted(self.shard.symbols), [], self.shard.depth)
+        self._market_data.record(sorted(self.shard.symbols), [], self.shard.depth)
         return True
 
     @property

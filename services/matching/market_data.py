@@ -12,10 +12,12 @@ Keys, per symbol (SYMBOL as listed, e.g. AAPL):
                          "maker_order_id": int, "taker_order_id": int, "time": ISO 8601 UTC}
                       (account ids are deliberately not published).
 
-Only committed data is published (after the WriteBatch returns). Redis trouble never
-fails trading: the symbols (and up to 100 trades each) are kept and published with the
-next batch; after a failure Redis is left alone for a second so a dead Redis costs no
-latency per batch.
+Only committed data is published: the group committer `record`s each batch's books and
+trades right after its commit (before the next batch touches the engine), and a
+background task sends what was recorded to Redis, many batches in one pipeline, off the
+path of the acks. Redis trouble never fails trading: the newest book of each symbol
+(and up to 100 trades each) are kept and sent once Redis answers again; after a failure
+Redis is left alone for a second.
 """
 
 from __future__ import annotations
@@ -58,42 +60,76 @@ class MarketData:
         self._client = client
         self._log = log
         self._clock = clock
-        self._dirty: set[str] = set()
+        self._books: dict[str, str] = {}  # symbol -> newest committed book, as JSON
         self._trades: dict[str, list[str]] = defaultdict(list)
-        self._quiet_until = 0.0
+        self._wakeup = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._task: asyncio.Task | None = None
 
-    async def publish(self, symbols, trades, depth: Callable[[str], tuple[list, list]]) -> None:
-        """symbols touched by a committed batch, its trades (in order), depth(symbol) -> (bids, asks)."""
+    def record(self, symbols, trades, depth: Callable[[str], tuple[list, list]]) -> None:
+        """A committed batch: symbols it touched, its trades (in order), depth(symbol) -> (bids, asks)."""
         if self._client is None:
             return
-        self._dirty.update(symbols)
+        now = datetime.now(UTC).isoformat()
+        for symbol in symbols:
+            bids, asks = depth(symbol)
+            self._books[symbol] = json.dumps({"bids": bids, "asks": asks, "time": now})
         for trade in trades:
             pending = self._trades[trade.symbol]
             pending.append(trade_json(trade))
             if len(pending) > TRADES_KEPT:
                 del pending[: len(pending) - TRADES_KEPT]
-        if not self._dirty or self._clock() < self._quiet_until:
-            return
-        now = datetime.now(UTC).isoformat()
+        if self._books or self._trades:
+            self._idle.clear()
+            self._wakeup.set()
+            if self._task is None:
+                self._task = asyncio.create_task(self._run(), name="market-data")
+
+    async def flushed(self) -> None:
+        """Waits until everything recorded so far was sent (or could not be)."""
+        await self._idle.wait()
+
+    async def _run(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            books, self._books = self._books, {}
+            trades, self._trades = self._trades, defaultdict(list)
+            if not await self._send(books, trades):
+                self._keep(books, trades)
+                await asyncio.sleep(BACKOFF_S)
+                self._wakeup.set()
+            elif not self._books and not self._trades:
+                self._idle.set()
+
+    async def _send(self, books, trades) -> bool:
         pipe = self._client.pipeline(transaction=False)
-        for symbol in sorted(self._dirty):
-            bids, asks = depth(symbol)
-            pipe.set(book_key(symbol), json.dumps({"bids": bids, "asks": asks, "time": now}))
-            pending = self._trades.get(symbol)
-            if pending:
-                pipe.lpush(trades_key(symbol), *pending)  # oldest first in, so newest ends at the head
-                pipe.ltrim(trades_key(symbol), 0, TRADES_KEPT - 1)
+        for symbol, book in books.items():
+            pipe.set(book_key(symbol), book)
+        for symbol, pending in trades.items():
+            pipe.lpush(trades_key(symbol), *pending)  # oldest first in, so newest ends at the head
+            pipe.ltrim(trades_key(symbol), 0, TRADES_KEPT - 1)
         try:
             await asyncio.wait_for(pipe.execute(), PUBLISH_TIMEOUT_S)
+            return True
         except Exception as error:  # noqa: BLE001 - any Redis trouble: keep trading, publish later
-            self._quiet_until = self._clock() + BACKOFF_S
-            self._log.warning("market data not published", error=repr(error), symbols=len(self._dirty))
-            return
+            self._log.warning("market data not published", error=repr(error), symbols=len(books))
+            self._idle.set()  # nothing more can be done now; callers waiting must not hang
+            return False
         finally:
             await pipe.reset()
-        self._dirty.clear()
-        self._trades.clear()
+
+    def _keep(self, books, trades) -> None:
+        """Puts unsent data back under anything newer recorded meanwhile."""
+        self._books = {**books, **self._books}
+        for symbol, pending in trades.items():
+            merged = pending + self._trades.get(symbol, [])
+            self._trades[symbol] = merged[-TRADES_KEPT:]
 
     async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
         if self._client is not None:
             await self._client.aclose()

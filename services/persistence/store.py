@@ -130,7 +130,9 @@ def _make_engine(url: str, pool_size: int, connect_timeout: float) -> Engine:
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_timeout=5,
-        pool_pre_ping=True,  # a restarted database costs one failed call, not a broken pool
+        # No pre-ping (a round trip per transaction): a broken connection raises a
+        # disconnect error, which fails that one call (UNAVAILABLE, retried by the
+        # caller) and makes SQLAlchemy recycle every pooled connection.
         # libpq's minimum is 2 s; a dead database must answer UNAVAILABLE quickly.
         connect_args={"connect_timeout": max(2, math.ceil(connect_timeout))},
     )
@@ -818,10 +820,15 @@ def _snapshot_put(shard: _Shard, matching_shard: int, sequence: int, index: int,
                                                 SNAPSHOTS.c.sequence < max(kept)))
 
 
-_PG_CLAIM = (
-    "INSERT INTO client_order_ids (account_id, client_order_id, order_id, time) "
-    "SELECT a, c, o, %s FROM unnest(%s::bigint[], %s::varchar[], %s::bigint[]) AS v(a, c, o) "
-    "ON CONFLICT DO NOTHING"
+# Claims and reads the owners in one statement: the inserted rows plus those that were
+# there before (the SELECT sees the statement's snapshot, so never both).
+_PG_CLAIM_OWNERS = (
+    "WITH v AS (SELECT * FROM unnest(%s::bigint[], %s::varchar[], %s::bigint[]) AS v(a, c, o)), "
+    "ins AS (INSERT INTO client_order_ids (account_id, client_order_id, order_id, time) "
+    "SELECT a, c, o, %s FROM v ON CONFLICT DO NOTHING RETURNING account_id, client_order_id, order_id) "
+    "SELECT account_id, client_order_id, order_id FROM ins "
+    "UNION ALL SELECT k.account_id, k.client_order_id, k.order_id FROM client_order_ids AS k "
+    "JOIN v ON k.account_id = v.a AND k.client_order_id = v.c"
 )
 _PG_OWNERS = (
     "SELECT k.account_id, k.client_order_id, k.order_id FROM client_order_ids AS k "
@@ -834,9 +841,11 @@ def _claim(shard: _Shard, keys: dict[tuple[int, str], int], now: datetime) -> di
     client_ids = [c for _, c in keys]
     with shard.engine.begin() as conn:
         if shard.arrays:
-            conn.exec_driver_sql(_PG_CLAIM, (now, accounts, client_ids, list(keys.values())))
-            # A second statement: it sees keys that concurrent claims committed meanwhile.
-            rows = conn.exec_driver_sql(_PG_OWNERS, (accounts, client_ids)).all()
+            rows = conn.exec_driver_sql(_PG_CLAIM_OWNERS, (accounts, client_ids, list(keys.values()), now)).all()
+            if len(rows) < len(keys):
+                # A concurrent claim committed a key after this statement began: a
+                # second statement sees it.
+                rows = conn.exec_driver_sql(_PG_OWNERS, (accounts, client_ids)).all()
         else:
             conn.execute(shard.insert_claims, [{"account_id": a, "client_order_id": c, "order_id": o, "time": now}
                                                for (a, c), o in keys.items()])

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -102,7 +103,14 @@ def test_crossing_orders_of_two_accounts_trade_at_the_resting_price(stack, order
 def test_top_of_book_is_published_to_redis_and_served(stack, channel, orders):
     orders.SubmitOrder(limit("MSFT", t.SIDE_BUY, 250, 3), metadata=ALICE)
     orders.SubmitOrder(limit("MSFT", t.SIDE_SELL, 260, 7), metadata=BOB)
-    book = json.loads(redis.Redis.from_url(stack.redis.url).get("md:book:MSFT"))
+    client = redis.Redis.from_url(stack.redis.url)
+    deadline = time.monotonic() + 5  # published just after the commit, off the ack's path
+    while True:
+        raw = client.get("md:book:MSFT")
+        book = json.loads(raw) if raw else {"bids": [], "asks": []}
+        if (book["bids"] and book["asks"]) or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
     assert book["bids"][0][:2] == [250, 3] and book["asks"][0][:2] == [260, 7]
     served = md_grpc.MarketDataServiceStub(channel).GetBook(md_pb2.GetBookRequest(symbol="MSFT", depth=5),
                                                             metadata=BOB)

@@ -93,6 +93,22 @@ def stack(tmp_path):
         redis_server.stop()
 
 
+def _assert(condition: bool) -> None:
+    assert condition
+
+
+def eventually(check, timeout: float = 5.0):
+    """Market data is published just after the ack: poll until `check` passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return check()
+        except (AssertionError, TypeError, ValueError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
 def test_execute_batch_over_grpc_publishes_to_redis_and_survives_a_restart(stack):
     address, start_matching, r, persistence = stack
     process = start_matching()
@@ -106,10 +122,14 @@ def test_execute_batch_over_grpc_publishes_to_redis_and_survives_a_restart(stack
         assert (take.order.status, take.order.filled_quantity) == (t.ORDER_STATUS_FILLED, 4)
         [fill] = take.order.fills
 
-        book = json.loads(r.get("md:book:AAPL"))
-        assert (book["bids"], book["asks"]) == ([], [[101, 6, 1], [102, 5, 1]])
-        assert book["time"].endswith("+00:00")
-        [trade] = [json.loads(x) for x in r.lrange("md:trades:AAPL", 0, -1)]
+        def published():
+            book = json.loads(r.get("md:book:AAPL"))
+            assert (book["bids"], book["asks"]) == ([], [[101, 6, 1], [102, 5, 1]])
+            assert book["time"].endswith("+00:00")
+            [trade] = [json.loads(x) for x in r.lrange("md:trades:AAPL", 0, -1)]
+            return trade
+
+        trade = eventually(published)
         assert {k: trade[k] for k in ("trade_id", "price", "quantity", "aggressor_side", "maker_order_id",
                                       "taker_order_id")} == {
             "trade_id": fill.trade_id, "price": 101, "quantity": 4, "aggressor_side": BUY,
@@ -127,10 +147,10 @@ def test_execute_batch_over_grpc_publishes_to_redis_and_survives_a_restart(stack
     with grpc.insecure_channel(address) as channel:
         stub = m_grpc.MatchingServiceStub(channel)
         # The restart republished the rebuilt book.
-        assert json.loads(r.get("md:book:AAPL"))["asks"] == [[101, 6, 1], [102, 5, 1]]
+        eventually(lambda: _assert(json.loads(r.get("md:book:AAPL"))["asks"] == [[101, 6, 1], [102, 5, 1]]))
         [result] = stub.ExecuteBatch(m.ExecuteBatchRequest(commands=[new(4, BUY, 102, 8, account=3)]), timeout=10).results
         assert [(f.price, f.quantity) for f in result.order.fills] == [(101, 6), (102, 2)]
-        assert len(r.lrange("md:trades:AAPL", 0, -1)) == 3
+        eventually(lambda: _assert(len(r.lrange("md:trades:AAPL", 0, -1)) == 3))
         assert json.loads(r.lindex("md:trades:AAPL", 0))["price"] == 102  # newest first
 
         stop(persistence)

@@ -1,0 +1,105 @@
+"""Benchmark: the whole stack with 1 symbol shard versus 3, same load, side by side.
+
+    bazel run //loadgen:compare_shards -- --duration 30 --rounds 2 --clients 40
+
+Each round starts a fresh stack per layout (PostgreSQL, Redis, persistence, matching
+shards, two order-service replicas, Envoy), runs the load generator against it, and
+stops it; layouts alternate within a round so drift on the shared machine hits both.
+Prints orders/s, p50/p99, CPU microseconds per order per process, and the ratios
+(3 shards / 1 shard); writes everything to --report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from infra.local.stack import Stack
+
+LAYOUTS = {"1 shard": "A-Z", "3 shards": "A-G,H-O,P-Z"}
+
+
+def run_once(ranges: str, args, workdir: Path) -> dict:
+    report = workdir / f"{len(ranges.split(','))}-{len(list(workdir.iterdir()))}.json"
+    with Stack(shard_ranges=ranges, order_replicas=2) as stack:
+        command = [sys.executable, "-m", "loadgen.main", "--target", stack.target, "--clients", str(args.clients),
+                   "--duration", str(args.duration), "--report", str(report), "--plot", "", "--no-progress",
+                   "--api-keys", ",".join(stack.api_keys), "--seed", "7"]
+        for url in stack.db_urls(driver="postgresql"):
+            command += ["--db-url", url]
+        for name, pid in stack.pids().items():
+            command += ["--pid", f"{name}={pid}"]
+        subprocess.run(command, env=stack.env(), check=True, stdout=subprocess.DEVNULL)
+    return json.loads(report.read_text())
+
+
+def per_process_us(result: dict) -> dict[str, float]:
+    """CPU us per order by kind of process (matching-0..2 summed as matching, etc.)."""
+    orders = max(result["orders_acked"], 1)
+    kinds: dict[str, float] = {}
+    for name, seconds in result["cpu"]["seconds"].items():
+        kind = name.split("-")[0]
+        kinds[kind] = kinds.get(kind, 0.0) + (seconds or 0.0) * 1e6 / orders
+    return kinds
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=float, default=30)
+    parser.add_argument("--clients", type=int, default=40)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--report", default=os.path.join(os.environ.get("BUILD_WORKSPACE_DIRECTORY", "."),
+                                                         "reports", "compare_shards.json"))
+    args = parser.parse_args(argv)
+    results: dict[str, list[dict]] = {name: [] for name in LAYOUTS}
+    with tempfile.TemporaryDirectory() as tmp:
+        for round_index in range(args.rounds):
+            order = list(LAYOUTS.items())
+            if round_index % 2:
+                order.reverse()
+            for name, ranges in order:
+                result = run_once(ranges, args, Path(tmp))
+                results[name].append(result)
+                print(f"round {round_index + 1} {name}: {result['orders_per_s']:.0f} orders/s, "
+                      f"p99 {result['latency']['submit']['p99_ms']:.1f} ms, lost {result['durability']['lost']}",
+                      flush=True)
+    summary = {}
+    for name, runs in results.items():
+        kinds: dict[str, list[float]] = {}
+        for run in runs:
+            for kind, us in per_process_us(run).items():
+                kinds.setdefault(kind, []).append(us)
+        summary[name] = {
+            "orders_per_s": statistics.median(r["orders_per_s"] for r in runs),
+            "p50_ms": statistics.median(r["latency"]["submit"]["p50_ms"] for r in runs),
+            "p99_ms": statistics.median(r["latency"]["submit"]["p99_ms"] for r in runs),
+            "cpu_us_per_order": {k: round(statistics.median(v), 1) for k, v in sorted(kinds.items())},
+            "cpu_us_per_order_total": statistics.median(r["cpu"]["us_per_order"] for r in runs),
+            "lost": sum(r["durability"]["lost"] for r in runs),
+        }
+    one, three = summary["1 shard"], summary["3 shards"]
+    ratios = {"orders_per_s": three["orders_per_s"] / one["orders_per_s"], "p99": three["p99_ms"] / one["p99_ms"],
+              "cpu_per_order": three["cpu_us_per_order_total"] / one["cpu_us_per_order_total"]}
+    print(f"\n{'':22}{'1 shard':>12}{'3 shards':>12}{'3 / 1':>8}")
+    print(f"{'orders/s':22}{one['orders_per_s']:12.0f}{three['orders_per_s']:12.0f}{ratios['orders_per_s']:8.2f}")
+    print(f"{'submit p50 ms':22}{one['p50_ms']:12.1f}{three['p50_ms']:12.1f}")
+    print(f"{'submit p99 ms':22}{one['p99_ms']:12.1f}{three['p99_ms']:12.1f}{ratios['p99']:8.2f}")
+    print(f"{'CPU us/order, total':22}{one['cpu_us_per_order_total']:12.0f}{three['cpu_us_per_order_total']:12.0f}"
+          f"{ratios['cpu_per_order']:8.2f}")
+    for kind in sorted(set(one["cpu_us_per_order"]) | set(three["cpu_us_per_order"])):
+        print(f"{'  ' + kind:22}{one['cpu_us_per_order'].get(kind, 0):12.0f}{three['cpu_us_per_order'].get(kind, 0):12.0f}")
+    print(f"{'lost':22}{one['lost']:12d}{three['lost']:12d}")
+    Path(args.report).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.report).write_text(json.dumps({"args": vars(args), "summary": summary, "ratios": ratios,
+                                             "runs": results}, indent=2))
+    return 0 if one["lost"] == three["lost"] == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
