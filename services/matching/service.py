@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import grpc
 from bourse.matching.v1 import matching_service_pb2 as matching_pb2
 from bourse.matching.v1 import matching_service_pb2_grpc as matching_grpc
@@ -17,15 +19,54 @@ class MatchingServicer(matching_grpc.MatchingServiceServicer):
     def __init__(self, committer: GroupCommitter):
         self._committer = committer
 
-    async def ExecuteBatch(self, request, context):
+    async def _execute(self, commands):
+        """Results, or the BourseError the whole batch fails with."""
         try:
-            results = await self._committer.execute(request.commands)
+            return await self._committer.execute(commands)
         except InvalidCommand as error:
             reason = "INVALID_" + error.field.rsplit(".", 1)[-1].split("[")[0].upper()
-            await abort(context, BourseError(grpc.StatusCode.INVALID_ARGUMENT, reason, str(error)))
+            return BourseError(grpc.StatusCode.INVALID_ARGUMENT, reason, str(error))
         except Unavailable as error:
-            await abort(context, BourseError(grpc.StatusCode.UNAVAILABLE, error.reason, str(error)))
-        return matching_pb2.ExecuteBatchResponse(results=results)
+            return BourseError(grpc.StatusCode.UNAVAILABLE, error.reason, str(error))
+
+    async def ExecuteBatch(self, request, context):
+        outcome = await self._execute(request.commands)
+        if isinstance(outcome, BourseError):
+            await abort(context, outcome)
+        return matching_pb2.ExecuteBatchResponse(results=outcome)
+
+    async def ExecuteStream(self, request_iterator, context):
+        """Every request is handed to the committer as it arrives (so batches of one
+        stream queue in order and share commits); answers go out as batches commit."""
+        answers: asyncio.Queue = asyncio.Queue()
+
+        async def answer(request):
+            outcome = await self._execute(request.commands)
+            response = matching_pb2.ExecuteStreamResponse(batch_id=request.batch_id)
+            if isinstance(outcome, BourseError):
+                response.error.code, response.error.reason = outcome.code.value[0], outcome.reason
+                response.error.message = outcome.message
+            else:
+                response.results.extend(outcome)
+            answers.put_nowait(response)
+
+        async def read():
+            pending = set()
+            try:
+                async for request in request_iterator:
+                    task = asyncio.create_task(answer(request))
+                    pending.add(task)
+                    task.add_done_callback(pending.discard)
+                await asyncio.gather(*pending)
+            finally:
+                answers.put_nowait(None)
+
+        reader = asyncio.create_task(read())
+        try:
+            while (response := await answers.get()) is not None:
+                yield response
+        finally:
+            reader.cancel()
 
     async def GetShardStatus(self, request, context):
         committer = self._committer

@@ -14,7 +14,7 @@ from services.common.ids import SnowflakeIds
 from services.common.server import CHANNEL_OPTIONS, Lifecycle, Service, run, serve
 from services.order.batcher import Batcher
 from services.order.config import OrderSettings
-from services.order.downstream import claim_sender, command_sender
+from services.order.downstream import ShardStream, claim_sender
 from services.order.orders import OrderDesk
 from services.order.service import (
     MARKET_DATA_SERVICE,
@@ -29,10 +29,8 @@ async def main() -> None:
     settings = OrderSettings.from_env()
     log = logs.configure("order").bind(node=settings.node_id)
     channels = [grpc.aio.insecure_channel(a, options=CHANNEL_OPTIONS) for a in settings.matching_addresses]
-    shards = [
-        Batcher(command_sender(matching_grpc.MatchingServiceStub(ch), settings.call_timeout_s), settings.batch_max)
-        for ch in channels
-    ]
+    streams = [ShardStream(matching_grpc.MatchingServiceStub(ch), settings.call_timeout_s) for ch in channels]
+    shards = [Batcher(stream, settings.batch_max) for stream in streams]
     persistence_channel = grpc.aio.insecure_channel(settings.persistence_address, options=CHANNEL_OPTIONS)
     persistence = persistence_grpc.PersistenceServiceStub(persistence_channel)
     claims = Batcher(claim_sender(persistence, settings.call_timeout_s), settings.batch_max)
@@ -56,6 +54,8 @@ async def main() -> None:
     async def closing():
         for batcher in batchers:
             await batcher.stop()
+        for stream in streams:
+            await stream.close()
         for channel in [*channels, persistence_channel]:
             await channel.close()
         await redis_client.aclose()

@@ -22,6 +22,7 @@ from services.common.errors import BourseError
 from services.common.ids import SnowflakeIds
 from services.order import validation
 from services.order.batcher import Batcher
+from services.order.downstream import ShardUnavailable
 
 log = structlog.get_logger()
 DONE = {types_pb2.ORDER_STATUS_FILLED, types_pb2.ORDER_STATUS_CANCELLED, types_pb2.ORDER_STATUS_REJECTED}
@@ -71,7 +72,7 @@ class OrderDesk:
             return await asyncio.wait_for(self._batcher(symbol).execute(command), self._timeout)
         except BourseError:
             raise
-        except (grpc.RpcError, asyncio.TimeoutError, RuntimeError) as error:
+        except (grpc.RpcError, asyncio.TimeoutError, RuntimeError, ShardUnavailable) as error:
             raise unavailable("matching shard", error) from error
 
     async def submit(self, request, account_id: int) -> tuple[types_pb2.Order, bool]:
