@@ -95,7 +95,8 @@ class Stack:
     def env(self, **extra: str) -> dict[str, str]:
         return dict(
             os.environ,
-            PYTHONPATH=os.pathsep.join(p for p in sys.path if p),
+            # Real paths: a later build in another configuration re-points bazel-bin.
+            PYTHONPATH=os.pathsep.join(os.path.realpath(p) for p in sys.path if p),
             PYTHONUNBUFFERED="1",
             BOURSE_SYMBOLS=self.symbols,
             BOURSE_SHARD_RANGES=self.shard_ranges,
@@ -174,8 +175,10 @@ class Stack:
             stub = health_pb2_grpc.HealthStub(channel)
             while time.monotonic() < deadline:
                 if process.popen.poll() is not None:
-                    raise RuntimeError(f"{process.name} exited with {process.popen.returncode}; see "
-                                       f"{Path(self.log_dir) / (process.name + '.log')}")
+                    log = Path(self.log_dir) / (process.name + ".log")
+                    tail = log.read_text(errors="replace").splitlines()[-15:] if log.exists() else []
+                    raise RuntimeError(f"{process.name} exited with {process.popen.returncode}; its log ends:\n"
+                                       + "\n".join(tail))
                 try:
                     if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == health_pb2.HealthCheckResponse.SERVING:
                         return

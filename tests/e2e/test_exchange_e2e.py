@@ -194,3 +194,13 @@ def test_grpcurl_lists_services_and_places_an_order_through_envoy(stack):
          "bourse.order.v1.OrderService/SubmitOrder"], capture_output=True, text=True, check=True, timeout=30)
     order = json.loads(placed.stdout)["order"]
     assert order["status"] == "ORDER_STATUS_NEW" and order["leaves_quantity"] == "3", placed.stdout
+
+
+def test_an_account_never_trades_with_itself(orders):
+    resting = orders.SubmitOrder(limit("HD", t.SIDE_SELL, 300, 5), metadata=ALICE).order
+    own = orders.SubmitOrder(limit("HD", t.SIDE_BUY, 301, 2), metadata=ALICE).order
+    assert (own.status, own.filled_quantity, own.reason) == (t.ORDER_STATUS_CANCELLED, 0, "SELF_TRADE_PREVENTED")
+    still = orders.GetOrder(pb.GetOrderRequest(order_id=resting.order_id), metadata=ALICE).order
+    assert (still.status, still.leaves_quantity) == (t.ORDER_STATUS_NEW, 5)
+    other = orders.SubmitOrder(limit("HD", t.SIDE_BUY, 301, 2), metadata=BOB).order
+    assert [(f.price, f.quantity) for f in other.fills] == [(300, 2)]

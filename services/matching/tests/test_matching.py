@@ -352,3 +352,72 @@ def test_a_journal_with_a_gap_is_refused():
     entry = new(1, BUY, 10, 1).SerializeToString()
     with pytest.raises(RuntimeError, match="journal gap"):
         shard_.replay([pp.JournalEntry(sequence=2, command=entry)])
+
+
+CLOCK = [10**18]
+
+
+def _busy_shard(node=602):
+    """A shard with resting, partially filled and cancelled orders on two symbols."""
+    CLOCK[0] = 10**18
+    shard_ = MatchingShard(SYMBOLS, SnowflakeIds(node), clock_ns=lambda: CLOCK[0])
+    shard_.execute([new(i, SELL if i % 2 else BUY, 100 + (i % 5 if i % 2 else -(i % 5)), 10 + i, account=i % 4 + 1,
+                        symbol="AAPL" if i % 3 else "GOOG") for i in range(1, 41)])
+    shard_.execute([new(41, BUY, 101, 25, account=9), cancel(38, account=3, symbol="GOOG"), cancel(2, account=3)])
+    return shard_
+
+
+def _states(shard_):
+    return {order_id: shard_.live[order_id] for order_id in sorted(shard_.live)}
+
+
+def test_a_packed_snapshot_restores_the_same_books_and_descriptions_and_snapshots_identically():
+    before = _busy_shard()
+    data = before.snapshot()
+    assert not m.ShardSnapshot.FromString(data).orders  # the descriptions are packed beside the engine
+    after = MatchingShard(SYMBOLS, SnowflakeIds(603), clock_ns=lambda: CLOCK[0])
+    after.restore(data)
+    assert after.snapshot() == data  # untouched packed rows go out as they came in
+    assert (after.sequence, after.engine.event_hash(), len(after.live)) == (
+        before.sequence, before.engine.event_hash(), len(before.live))
+    assert _states(after) == _states(before)
+    # Touch some orders (fill, partial fill, cancel, new resting ones) in both, then again.
+    more = [new(50, BUY, 104, 30, account=8), cancel(5, account=2), new(51, SELL, 90, 3, account=8, symbol="GOOG"),
+            new(52, BUY, 50, 7, account=8, symbol="AMD")]
+    CLOCK[0] = 2 * 10**18  # both shards take the same times from here
+    before.execute(more)
+    after.execute(more)
+    again = MatchingShard(SYMBOLS, SnowflakeIds(604))
+    again.restore(after.snapshot())
+    assert _states(again) == _states(after) == _states(before)
+    assert again.engine.event_hash() == before.engine.event_hash()
+    assert len(again.snapshot()) < len(data) + 200  # dead client_order_ids are not carried along
+
+
+def test_a_snapshot_with_order_messages_still_restores():
+    before = _busy_shard()
+    legacy = m.ShardSnapshot(shard_index=0, sequence=before.sequence, engine=before.engine.snapshot(),
+                             orders=[state.to_proto() for state in before.live.values()],
+                             symbol_ids=before.symbols).SerializeToString()
+    after = MatchingShard(SYMBOLS, SnowflakeIds(605))
+    after.restore(legacy)
+    assert _states(after) == _states(before)
+    assert after.engine.event_hash() == before.engine.event_hash()
+
+
+def test_descriptions_that_disagree_with_the_books_are_refused():
+    before = _busy_shard()
+    legacy = m.ShardSnapshot.FromString(m.ShardSnapshot(
+        shard_index=0, sequence=before.sequence, engine=before.engine.snapshot(),
+        orders=[state.to_proto() for state in before.live.values()], symbol_ids=before.symbols).SerializeToString())
+    for change in (lambda o: o.pop(), lambda o: setattr(o[0], "leaves_quantity", o[0].leaves_quantity + 1),
+                   lambda o: setattr(o[1], "account_id", 77), lambda o: setattr(o[2], "symbol", "AMD")):
+        snap = m.ShardSnapshot()
+        snap.CopyFrom(legacy)
+        change(snap.orders)
+        with pytest.raises(RuntimeError, match="do not match"):
+            MatchingShard(SYMBOLS, SnowflakeIds(606)).restore(snap.SerializeToString())
+    packed = m.ShardSnapshot.FromString(before.snapshot())
+    packed.engine = packed.engine[:-1]
+    with pytest.raises(RuntimeError, match="do not add up"):
+        MatchingShard(SYMBOLS, SnowflakeIds(607)).restore(packed.SerializeToString())
