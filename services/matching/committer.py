@@ -40,7 +40,7 @@ async def _no_health(serving: bool) -> None:
 
 class GroupCommitter:
     def __init__(self, shard: MatchingShard, persistence, market_data, log, clock=time.monotonic,
-                 snapshot_every: int = 100_000, set_serving=_no_health):
+                 snapshot_every: int = 100_000, set_serving=_no_health, linger_s: float = 0.0):
         self.shard = shard
         self._persistence = persistence
         self._market_data = market_data
@@ -54,9 +54,13 @@ class GroupCommitter:
         self._needs_recovery = True
         self._last_recovery_try = float("-inf")
         self._snapshot_every = snapshot_every
+        # How long a batch may wait for more commands before it runs: a millisecond
+        # under load shares one transaction and one commit among many more orders.
+        self._linger = linger_s
         self._snapshot_task: asyncio.Task | None = None
         self.snapshot_sequence = 0
         self.batches = 0  # committed WriteBatch calls, for tests and logs
+        self.committed_commands = 0
         self.serving = False
 
     @property
@@ -94,6 +98,8 @@ class GroupCommitter:
     async def _run(self) -> None:
         while True:
             await self._wakeup.wait()
+            if self._linger:
+                await asyncio.sleep(self._linger)
             self._wakeup.clear()
             batch, self._queue = self._queue, []
             batch = [(commands, future) for commands, future in batch if not future.done()]
@@ -130,6 +136,7 @@ class GroupCommitter:
             await self._recover()
             return
         self.batches += 1
+        self.committed_commands += len(commands)
         self._market_data.record(outcome.symbols, outcome.trades, self.shard.depth)
         start = 0
         for cmds, future in batch:

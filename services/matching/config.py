@@ -19,6 +19,7 @@ class MatchingSettings:
     startup_timeout_s: float
     drain_seconds: float
     snapshot_every: int
+    batch_linger_s: float
 
     @classmethod
     def from_env(cls) -> MatchingSettings:
@@ -38,4 +39,5 @@ class MatchingSettings:
             startup_timeout_s=env_int("BOURSE_STARTUP_TIMEOUT_MS", 60000) / 1000,
             drain_seconds=env_int("BOURSE_DRAIN_MS", 2000) / 1000,
             snapshot_every=env_int("BOURSE_SNAPSHOT_EVERY", 100_000),
+            batch_linger_s=env_int("BOURSE_BATCH_LINGER_US", 1000) / 1e6,
         )

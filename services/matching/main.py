@@ -27,7 +27,7 @@ async def main() -> None:
                           shard_index=settings.shard_index)
     lifecycle = Lifecycle()
     committer = GroupCommitter(shard, persistence, market_data, log, snapshot_every=settings.snapshot_every,
-                               set_serving=lifecycle.set_serving)
+                               set_serving=lifecycle.set_serving, linger_s=settings.batch_linger_s)
 
     async def ready() -> None:
         await committer.start(timeout_s=settings.startup_timeout_s)

@@ -75,6 +75,7 @@ class MatchingServicer(matching_grpc.MatchingServiceServicer):
             shard_index=shard.shard_index, symbols=sorted(shard.symbols), sequence=shard.sequence,
             snapshot_sequence=committer.snapshot_sequence, queued_commands=committer.queued_commands,
             resting_orders=len(shard.live), event_hash=shard.engine.event_hash(), serving=committer.serving,
+            committed_batches=committer.batches, committed_commands=committer.committed_commands,
         )
 
     async def TakeSnapshot(self, request, context):

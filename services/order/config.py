@@ -27,6 +27,7 @@ class OrderSettings:
     symbols: tuple[str, ...]
     shard_map: ShardMap
     batch_max: int
+    batch_linger_s: float
     call_timeout_s: float
     drain_seconds: float
 
@@ -42,6 +43,7 @@ class OrderSettings:
             symbols=symbols_from_env(),
             shard_map=ShardMap.from_env(),
             batch_max=env_int("BOURSE_BATCH_MAX", 1024),
+            batch_linger_s=env_int("BOURSE_BATCH_LINGER_US", 1000) / 1e6,
             call_timeout_s=env_int("BOURSE_CALL_TIMEOUT_MS", 5000) / 1000,
             drain_seconds=env_int("BOURSE_DRAIN_MS", 2000) / 1000,
         )

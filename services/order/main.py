@@ -30,10 +30,12 @@ async def main() -> None:
     log = logs.configure("order").bind(node=settings.node_id)
     channels = [grpc.aio.insecure_channel(a, options=CHANNEL_OPTIONS) for a in settings.matching_addresses]
     streams = [ShardStream(matching_grpc.MatchingServiceStub(ch), settings.call_timeout_s) for ch in channels]
-    shards = [Batcher(stream, settings.batch_max) for stream in streams]
+    shards = [Batcher(stream, settings.batch_max, linger_s=settings.batch_linger_s) for stream in streams]
     persistence_channel = grpc.aio.insecure_channel(settings.persistence_address, options=CHANNEL_OPTIONS)
     persistence = persistence_grpc.PersistenceServiceStub(persistence_channel)
-    claims = Batcher(claim_sender(persistence, settings.call_timeout_s), settings.batch_max)
+    # One claim transaction at a time: everything that arrives meanwhile shares the next.
+    claims = Batcher(claim_sender(persistence, settings.call_timeout_s), settings.batch_max, max_in_flight=1,
+                     linger_s=settings.batch_linger_s)
     batchers = [*shards, claims]
     redis_client = redis.Redis.from_url(settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
     auth = Authenticator(settings.api_keys)

@@ -109,10 +109,11 @@ class OrderDesk:
                 return order
             await asyncio.sleep(0.02)
 
-    async def _find(self, order_id: int, account_id: int) -> types_pb2.Order | None:
+    async def _find(self, order_id: int, account_id: int, symbol: str = "") -> types_pb2.Order | None:
         try:
             response = await self._persistence.GetOrder(
-                persistence_pb2.GetOrderRequest(order_id=order_id, account_id=account_id), timeout=self._timeout
+                persistence_pb2.GetOrderRequest(order_id=order_id, account_id=account_id, symbol=symbol),
+                timeout=self._timeout,
             )
             return response.order
         except grpc.RpcError as error:
@@ -129,7 +130,7 @@ class OrderDesk:
         result = await self._execute(request.symbol, command)
         if not result.error_reason:
             return result.order
-        stored = await self._find(request.order_id, account_id)
+        stored = await self._find(request.order_id, account_id, request.symbol)
         if stored is None or stored.symbol != request.symbol:
             raise not_found(request.order_id)
         if stored.status in DONE:

@@ -300,10 +300,13 @@ class ShardedStore:
 
     # -- reads -------------------------------------------------------------------------
 
-    async def get_order(self, order_id: int, account_id: int | None = None) -> Row | None:
+    async def get_order(self, order_id: int, account_id: int | None = None, symbol: str = "") -> Row | None:
         """The order with its fills (list of dicts under "fills"), None if absent or
-        when account_id is given and the order belongs to another account."""
-        found = await self._each(self._shards, _get_order, ORDERS.c.order_id == order_id)
+        when account_id is given and the order belongs to another account. With its
+        symbol known only that symbol's database is searched, else every one."""
+        home = self.db_of(symbol) if symbol else None
+        shards = self._shards if home is None else [self._shards[home]]
+        found = await self._each(shards, _get_order, ORDERS.c.order_id == order_id)
         return _owned(found, account_id)
 
     async def get_order_by_client_id(self, account_id: int, client_order_id: str) -> Row | None:
