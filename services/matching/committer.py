@@ -137,7 +137,7 @@ class GroupCommitter:
             return
         self.batches += 1
         self.committed_commands += len(commands)
-        self._market_data.record(outcome.symbols, outcome.trades, self.shard.depth)
+        self._market_data.record(outcome.symbols, outcome.trades, self.committed_books)
         start = 0
         for cmds, future in batch:
             if not future.done():
@@ -174,8 +174,15 @@ class GroupCommitter:
                        replayed=replayed, resting=len(self.shard.live),
                        seconds=round(time.perf_counter() - started, 3))
         # Whatever Redis holds may predate a crash: publish every book afresh.
-        self._market_data.record(sorted(self.shard.symbols), [], self.shard.depth)
+        self._market_data.record(sorted(self.shard.symbols), [], self.committed_books)
         return True
+
+    async def committed_books(self, symbols) -> dict[str, tuple[list, list]]:
+        """Depth of each symbol's book between batches (never with a batch in flight)."""
+        async with self._books:
+            if self._needs_recovery:
+                return {}  # published again once recovered
+            return {symbol: self.shard.depth(symbol) for symbol in symbols}
 
     @property
     def _snapshotting(self) -> bool:

@@ -12,10 +12,11 @@ Keys, per symbol (SYMBOL as listed, e.g. AAPL):
                          "maker_order_id": int, "taker_order_id": int, "time": ISO 8601 UTC}
                       (account ids are deliberately not published).
 
-Only committed data is published: the group committer `record`s each batch's books and
-trades right after its commit (before the next batch touches the engine), and a
-background task sends what was recorded to Redis, many batches in one pipeline, off the
-path of the acks. Redis trouble never fails trading: the newest book of each symbol
+Only committed data is published: the group committer `record`s each batch's trades and
+touched symbols right after its commit, and a background task sends them to Redis, many
+batches in one pipeline, off the path of the acks. The books are read once per send,
+not once per batch, between batches (`books(symbols)` is the committer's, which waits
+for any batch in flight), so they never show what is not committed. Redis trouble never fails trading: the newest book of each symbol
 (and up to 100 trades each) are kept and sent once Redis answers again; after a failure
 Redis is left alone for a second.
 """
@@ -60,27 +61,27 @@ class MarketData:
         self._client = client
         self._log = log
         self._clock = clock
-        self._books: dict[str, str] = {}  # symbol -> newest committed book, as JSON
+        self._dirty: set[str] = set()  # symbols whose book changed since the last send
+        self._books_of: Callable | None = None
         self._trades: dict[str, list[str]] = defaultdict(list)
         self._wakeup = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
         self._task: asyncio.Task | None = None
 
-    def record(self, symbols, trades, depth: Callable[[str], tuple[list, list]]) -> None:
-        """A committed batch: symbols it touched, its trades (in order), depth(symbol) -> (bids, asks)."""
+    def record(self, symbols, trades, books_of: Callable) -> None:
+        """A committed batch: symbols it touched, its trades (in order), and
+        `await books_of(symbols) -> {symbol: (bids, asks)}` for committed books."""
         if self._client is None:
             return
-        now = datetime.now(UTC).isoformat()
-        for symbol in symbols:
-            bids, asks = depth(symbol)
-            self._books[symbol] = json.dumps({"bids": bids, "asks": asks, "time": now})
+        self._books_of = books_of
+        self._dirty.update(symbols)
         for trade in trades:
             pending = self._trades[trade.symbol]
             pending.append(trade_json(trade))
             if len(pending) > TRADES_KEPT:
                 del pending[: len(pending) - TRADES_KEPT]
-        if self._books or self._trades:
+        if self._dirty or self._trades:
             self._idle.clear()
             self._wakeup.set()
             if self._task is None:
@@ -94,13 +95,16 @@ class MarketData:
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
-            books, self._books = self._books, {}
+            dirty, self._dirty = self._dirty, set()
             trades, self._trades = self._trades, defaultdict(list)
+            now = datetime.now(UTC).isoformat()
+            books = {symbol: json.dumps({"bids": bids, "asks": asks, "time": now})
+                     for symbol, (bids, asks) in (await self._books_of(sorted(dirty))).items()}
             if not await self._send(books, trades):
-                self._keep(books, trades)
+                self._keep(dirty, trades)
                 await asyncio.sleep(BACKOFF_S)
                 self._wakeup.set()
-            elif not self._books and not self._trades:
+            elif not self._dirty and not self._trades:
                 self._idle.set()
 
     async def _send(self, books, trades) -> bool:
@@ -120,9 +124,9 @@ class MarketData:
         finally:
             await pipe.reset()
 
-    def _keep(self, books, trades) -> None:
+    def _keep(self, dirty, trades) -> None:
         """Puts unsent data back under anything newer recorded meanwhile."""
-        self._books = {**books, **self._books}
+        self._dirty |= dirty
         for symbol, pending in trades.items():
             merged = pending + self._trades.get(symbol, [])
             self._trades[symbol] = merged[-TRADES_KEPT:]
