@@ -40,3 +40,8 @@ class SnowflakeIds:
     @staticmethod
     def node_of(identifier: int) -> int:
         return (identifier >> SEQUENCE_BITS) & MAX_NODE
+
+    @staticmethod
+    def age_ms(identifier: int, clock=time.time) -> int:
+        """How long ago (by this machine's clock) the id was minted."""
+        return int(clock() * 1000) - EPOCH_MS - (identifier >> (NODE_BITS + SEQUENCE_BITS))

@@ -11,6 +11,14 @@ order's description is dropped once it is done.
 Recovery is `restore(snapshot)` (if any) then `replay(journal entries after it)`: the
 journal carries each command's time, so a replay takes the same path and ends in
 identical books (same event hash) with the sequence continuing where it stopped.
+
+A re-sent order (the order service re-sends an order under its original id when a
+client retries and the original is not stored yet) must be a duplicate whether or not
+the original ran before a restore. The engine remembers every id it accepted, but its
+snapshot keeps only resting ones, so the shard also remembers the ids it accepted in
+the last DUPLICATE_WINDOW_MS (by the id's own Snowflake time), keeps them in its
+snapshot, and refuses those ids itself: live and in replays alike. The order service
+re-sends only ids younger than its RESEND_WINDOW, well inside this window.
 If a batch is not committed, the engine has already applied it: the caller must
 recover from what persistence holds before executing anything else.
 
@@ -44,6 +52,8 @@ from bourse.persistence.v1 import persistence_service_pb2 as persistence_pb2
 from bourse.type.v1 import types_pb2
 from bourse_engine import CancelReason, Engine, EventKind, RejectReason
 
+from services.common.ids import EPOCH_MS, NODE_BITS, SEQUENCE_BITS
+
 BOOK_LEVELS = 50
 
 NEW = types_pb2.ORDER_STATUS_NEW
@@ -61,6 +71,15 @@ CANCEL_REASONS = {int(reason): reason.name for reason in CancelReason}
 TRADE_EVENT, REJECTED_EVENT, CANCELLED_EVENT, DONE_EVENT = (
     int(getattr(k, "value", k)) for k in (EventKind.TRADE, EventKind.REJECTED, EventKind.CANCELLED, EventKind.DONE)
 )
+
+
+# Order ids accepted this recently (by their Snowflake time) are remembered across
+# snapshots; the order service never re-sends an id older than a fraction of this.
+DUPLICATE_WINDOW_MS = 10 * 60 * 1000
+
+
+def _id_ms(order_id: int) -> int:
+    return order_id >> (NODE_BITS + SEQUENCE_BITS)
 
 
 class InvalidCommand(ValueError):
@@ -298,6 +317,7 @@ class MatchingShard:
         self.engine = engine_factory()
         self.live = _Live()
         self.sequence = 0  # of the last command applied to the books
+        self.recent_ids: dict[int, int] = {}  # order id accepted -> its Snowflake ms
         self.restore_phases: dict[str, float] = {}  # seconds per step of the last restore
 
     def _now_ns(self) -> int:
@@ -378,6 +398,10 @@ class MatchingShard:
             cmd.time_in_force, cmd.price, cmd.quantity, create_ns=now, update_ns=now,
         )
         batch.symbols.add(cmd.symbol)
+        if cmd.order_id in self.recent_ids:  # accepted before, maybe before a restore
+            state.status, state.reason = REJECTED, "DUPLICATE_ORDER_ID"
+            return None if batch.replaying else matching_pb2.CommandResult(
+                order=state.to_proto(), error_reason=state.reason)
         # Enum values go in as ints: the engine rejects unknown ones (INVALID_SIDE...).
         events = self.engine.submit(
             order_id=cmd.order_id, account_id=cmd.account_id, symbol_id=self.symbols[cmd.symbol],
@@ -397,6 +421,8 @@ class MatchingShard:
                 state.status, state.leaves = _int(event.status), event.remaining
         if state.leaves > 0:
             self.live[state.order_id] = state
+        if state.status != REJECTED:
+            self._remember(cmd.order_id, now)
         # A duplicate id names an order that is already stored (or in this batch).
         if state.reason != "DUPLICATE_ORDER_ID":
             batch.new[state.order_id] = state
@@ -404,6 +430,12 @@ class MatchingShard:
             return None
         error = state.reason if state.status == REJECTED else ""
         return matching_pb2.CommandResult(order=state.to_proto(fills), error_reason=error)
+
+    def _remember(self, order_id: int, now_ns: int) -> None:
+        self.recent_ids[order_id] = _id_ms(order_id)
+        if len(self.recent_ids) % 4096 == 0:  # now and then, forget ids past the window
+            horizon = now_ns // 1_000_000 - EPOCH_MS - DUPLICATE_WINDOW_MS
+            self.recent_ids = {i: ms for i, ms in self.recent_ids.items() if ms >= horizon}
 
     def _trade(self, event, taker: OrderState, batch: _Batch, now: int) -> types_pb2.Fill | None:
         maker = self.live.get(event.maker_order_id)
@@ -448,6 +480,7 @@ class MatchingShard:
         self.engine = self._engine_factory()
         self.live = _Live()
         self.sequence = 0
+        self.recent_ids = {}
         self._last_ns = 0
 
     def snapshot(self) -> bytes:
@@ -460,7 +493,12 @@ class MatchingShard:
                            engine, rows.tobytes(), text, blob))
         return matching_pb2.ShardSnapshot(
             shard_index=self.shard_index, sequence=self.sequence, engine=packed, symbol_ids=self.symbols,
+            recent_order_ids=self._recent_at(self._last_ns),
         ).SerializeToString()
+
+    def _recent_at(self, now_ns: int) -> list[int]:
+        horizon = now_ns // 1_000_000 - EPOCH_MS - DUPLICATE_WINDOW_MS
+        return sorted(i for i, ms in self.recent_ids.items() if ms >= horizon)
 
     def restore(self, data: bytes) -> None:
         phases = self.restore_phases = {}
@@ -476,6 +514,7 @@ class MatchingShard:
         phases["decode"] = _lap(started)
         started = time.perf_counter()
         self.engine = self._engine_factory.restore(engine)
+        self.recent_ids = {i: _id_ms(i) for i in snap.recent_order_ids}
         phases["engine restore"] = _lap(started)
         started = time.perf_counter()
         self.sequence = snap.sequence

@@ -130,6 +130,9 @@ class ClientOrderIdRecord(SQLModel, table=True):
     client_order_id: str = Field(sa_column=Column(String(64), primary_key=True))
     order_id: int = Field(sa_column=_big())
     time: datetime = Field(sa_column=_time())
+    # What the claiming request asked for (symbol, side, type, price...), hashed by the
+    # order service: a retry must ask for the same order.
+    request_hash: int = Field(sa_column=Column(BigInteger, nullable=False, server_default="0"))
 
 
 ORDERS = OrderRecord.__table__

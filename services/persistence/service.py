@@ -238,8 +238,9 @@ class PersistenceServicer(pb_grpc.PersistenceServiceServicer):
                                   context) -> pb.ClaimClientOrderIdsResponse:
         async def call():
             owners = await self._store.claim_client_order_ids(
-                [(c.account_id, c.client_order_id, c.order_id) for c in request.claims])
-            return pb.ClaimClientOrderIdsResponse(owner_order_ids=owners)
+                [(c.account_id, c.client_order_id, c.order_id, c.request_hash) for c in request.claims])
+            return pb.ClaimClientOrderIdsResponse(owner_order_ids=[o for o, _ in owners],
+                                                  owner_request_hashes=[h for _, h in owners])
 
         return await self._run(context, call)
 

@@ -439,29 +439,34 @@ class ShardedStore:
     def db_of_account(self, account_id: int) -> int:
         return account_id % len(self._shards)
 
-    async def claim_client_order_ids(self, claims: Sequence[tuple[int, str, int]]) -> list[int]:
-        """Binds each (account_id, client_order_id) to the first order_id claiming it.
+    async def claim_client_order_ids(
+        self, claims: Sequence[tuple[int, str, int] | tuple[int, str, int, int]]
+    ) -> list[tuple[int, int]]:
+        """Binds each (account_id, client_order_id) to the first (order_id, request_hash)
+        claiming it.
 
-        Returns, per claim in order, the owning order_id: the claimed one when the key
-        was new, else the stored owner; within one request the first claim of a key
-        wins. One transaction per database, all databases concurrently.
+        Returns, per claim in order, the owning (order_id, request_hash): the claimed one
+        when the key was new, else the stored owner; within one request the first claim
+        of a key wins. One transaction per database, all databases concurrently.
         """
-        by_db: dict[int, dict[tuple[int, str], int]] = {}
-        for i, (account_id, client_order_id, order_id) in enumerate(claims):
+        by_db: dict[int, dict[tuple[int, str], tuple[int, int]]] = {}
+        for i, (account_id, client_order_id, order_id, *rest) in enumerate(claims):
             if account_id <= 0:
                 raise InvalidArgument(f"claims[{i}].account_id", "must be positive")
             if not 0 < len(client_order_id) <= _MAX_CLIENT_ID:
                 raise InvalidArgument(f"claims[{i}].client_order_id", f"must be 1-{_MAX_CLIENT_ID} characters")
             if order_id <= 0:
                 raise InvalidArgument(f"claims[{i}].order_id", "must be positive")
-            by_db.setdefault(self.db_of_account(account_id), {}).setdefault((account_id, client_order_id), order_id)
+            request_hash = rest[0] if rest else 0
+            by_db.setdefault(self.db_of_account(account_id), {}).setdefault(
+                (account_id, client_order_id), (order_id, request_hash))
         if not by_db:
             return []
         now = datetime.now(timezone.utc)
-        owners: dict[tuple[int, str], int] = {}
+        owners: dict[tuple[int, str], tuple[int, int]] = {}
         for found in await self._each_call([(self._shards[i], keys) for i, keys in by_db.items()], _claim, now):
             owners.update(found)
-        return [owners[(a, c)] for a, c, _ in claims]
+        return [owners[(a, c)] for a, c, *_ in claims]
 
     async def _each_call(self, calls: Iterable[tuple[_Shard, Any]], fn: Callable, *args) -> list:
         results = await asyncio.gather(*(self._call(s, fn, arg, *args) for s, arg in calls), return_exceptions=True)
@@ -826,36 +831,42 @@ def _snapshot_put(shard: _Shard, matching_shard: int, sequence: int, index: int,
 # Claims and reads the owners in one statement: the inserted rows plus those that were
 # there before (the SELECT sees the statement's snapshot, so never both).
 _PG_CLAIM_OWNERS = (
-    "WITH v AS (SELECT * FROM unnest(%s::bigint[], %s::varchar[], %s::bigint[]) AS v(a, c, o)), "
-    "ins AS (INSERT INTO client_order_ids (account_id, client_order_id, order_id, time) "
-    "SELECT a, c, o, %s FROM v ON CONFLICT DO NOTHING RETURNING account_id, client_order_id, order_id) "
-    "SELECT account_id, client_order_id, order_id FROM ins "
-    "UNION ALL SELECT k.account_id, k.client_order_id, k.order_id FROM client_order_ids AS k "
+    "WITH v AS (SELECT * FROM unnest(%s::bigint[], %s::varchar[], %s::bigint[], %s::bigint[]) AS v(a, c, o, h)), "
+    "ins AS (INSERT INTO client_order_ids (account_id, client_order_id, order_id, request_hash, time) "
+    "SELECT a, c, o, h, %s FROM v ON CONFLICT DO NOTHING "
+    "RETURNING account_id, client_order_id, order_id, request_hash) "
+    "SELECT account_id, client_order_id, order_id, request_hash FROM ins "
+    "UNION ALL SELECT k.account_id, k.client_order_id, k.order_id, k.request_hash FROM client_order_ids AS k "
     "JOIN v ON k.account_id = v.a AND k.client_order_id = v.c"
 )
 _PG_OWNERS = (
-    "SELECT k.account_id, k.client_order_id, k.order_id FROM client_order_ids AS k "
+    "SELECT k.account_id, k.client_order_id, k.order_id, k.request_hash FROM client_order_ids AS k "
     "JOIN unnest(%s::bigint[], %s::varchar[]) AS v(a, c) ON k.account_id = v.a AND k.client_order_id = v.c"
 )
 
 
-def _claim(shard: _Shard, keys: dict[tuple[int, str], int], now: datetime) -> dict[tuple[int, str], int]:
+def _claim(shard: _Shard, keys: dict[tuple[int, str], tuple[int, int]],
+           now: datetime) -> dict[tuple[int, str], tuple[int, int]]:
     accounts = [a for a, _ in keys]
     client_ids = [c for _, c in keys]
     with shard.engine.begin() as conn:
         if shard.arrays:
-            rows = conn.exec_driver_sql(_PG_CLAIM_OWNERS, (accounts, client_ids, list(keys.values()), now)).all()
+            order_ids = [o for o, _ in keys.values()]
+            hashes = [h for _, h in keys.values()]
+            rows = conn.exec_driver_sql(_PG_CLAIM_OWNERS, (accounts, client_ids, order_ids, hashes, now)).all()
             if len(rows) < len(keys):
                 # A concurrent claim committed a key after this statement began: a
                 # second statement sees it.
                 rows = conn.exec_driver_sql(_PG_OWNERS, (accounts, client_ids)).all()
         else:
-            conn.execute(shard.insert_claims, [{"account_id": a, "client_order_id": c, "order_id": o, "time": now}
-                                               for (a, c), o in keys.items()])
+            conn.execute(shard.insert_claims, [
+                {"account_id": a, "client_order_id": c, "order_id": o, "request_hash": h, "time": now}
+                for (a, c), (o, h) in keys.items()])
             key = sa.tuple_(CLIENT_ORDER_IDS.c.account_id, CLIENT_ORDER_IDS.c.client_order_id)
             rows = conn.execute(sa.select(CLIENT_ORDER_IDS.c.account_id, CLIENT_ORDER_IDS.c.client_order_id,
-                                          CLIENT_ORDER_IDS.c.order_id).where(key.in_(list(keys)))).all()
-    owners = {(a, c): o for a, c, o in rows}
+                                          CLIENT_ORDER_IDS.c.order_id, CLIENT_ORDER_IDS.c.request_hash)
+                                .where(key.in_(list(keys)))).all()
+    owners = {(a, c): (o, h) for a, c, o, h in rows}
     if len(owners) != len(keys):
         raise StoreUnavailable(f"database shard {shard.index}: claimed keys not found after commit")
     return owners

@@ -52,3 +52,8 @@ def test_errors_carry_code_message_and_reason():
     assert status.code == grpc.StatusCode.NOT_FOUND
     assert status.details == "order 5 not found"
     assert status.trailing_metadata[0][0] == "grpc-status-details-bin"
+
+
+def test_snowflake_age_is_measured_from_the_ids_own_time():
+    minted = SnowflakeIds(node=3, clock=lambda: 1_800_000_000.0).next()
+    assert SnowflakeIds.age_ms(minted, clock=lambda: 1_800_000_002.5) == 2500

@@ -421,3 +421,30 @@ def test_descriptions_that_disagree_with_the_books_are_refused():
     packed.engine = packed.engine[:-1]
     with pytest.raises(RuntimeError, match="do not add up"):
         MatchingShard(SYMBOLS, SnowflakeIds(607)).restore(packed.SerializeToString())
+
+
+def test_a_resent_order_stays_a_duplicate_after_a_restore_and_in_replays(tmp_path):
+    """The original fills, a snapshot forgets done ids in the engine, the re-send comes
+    after: it must be refused live, after a restore, and when the journal is replayed."""
+    ids = SnowflakeIds(7)
+    maker, original = ids.next(), ids.next()
+
+    async def go():
+        store = make_store(tmp_path)
+        try:
+            async with shard(tmp_path, store) as (c, p):
+                await c.execute([new(maker, SELL, 100, 10, account=1)])
+                [first] = await c.execute([new(original, BUY, 100, 3, account=2, tif=t.TIME_IN_FORCE_IOC)])
+                assert first.order.status == t.ORDER_STATUS_FILLED
+                await c.take_snapshot()  # the engine's snapshot keeps only resting ids
+            async with shard(tmp_path, store) as (c, p):
+                [again] = await c.execute([new(original, BUY, 100, 3, account=2, tif=t.TIME_IN_FORCE_IOC)])
+                assert again.error_reason == "DUPLICATE_ORDER_ID" and not again.order.fills
+                assert c.shard.depth("AAPL") == ([], [[100, 7, 1]])
+                live = (c.shard.sequence, c.shard.engine.event_hash())
+            async with shard(tmp_path, store) as (c, p):  # restore + replay of the refused re-send
+                assert (c.shard.sequence, c.shard.engine.event_hash()) == live
+                assert c.shard.depth("AAPL") == ([], [[100, 7, 1]])
+        finally:
+            store.close()
+    run(go())

@@ -142,9 +142,9 @@ def test_snapshots_of_megabytes_round_trip_and_two_are_kept(pg, store):
 
 def test_claims_across_databases_and_concurrent(store):
     claims = [(a, f"k{a % 4}", 1000 + i) for i, a in enumerate(range(1, 13))]
-    assert run(store.claim_client_order_ids(claims)) == [o for _, _, o in claims]
-    again = [(a, k, o + 5000) for a, k, o in claims] + [(1, "new", 7), (1, "new", 8)]
-    assert run(store.claim_client_order_ids(again)) == [o for _, _, o in claims] + [7, 7]
+    assert run(store.claim_client_order_ids(claims)) == [(o, 0) for _, _, o in claims]
+    again = [(a, k, o + 5000, 1) for a, k, o in claims] + [(1, "new", 7, 70), (1, "new", 8, 80)]
+    assert run(store.claim_client_order_ids(again)) == [(o, 0) for _, _, o in claims] + [(7, 70), (7, 70)]
 
     async def race():
         return await asyncio.gather(*(store.claim_client_order_ids([(99, "race", o)]) for o in range(1, 9)))

@@ -210,10 +210,10 @@ def test_saving_a_complete_snapshot_again_changes_nothing(store):
 
 
 def test_claims_new_existing_and_duplicated_within_a_request(store):
-    owners = run(store.claim_client_order_ids([(1, "k1", 100), (2, "k1", 200), (1, "k2", 101), (1, "k1", 999)]))
-    assert owners == [100, 200, 101, 100]
-    owners = run(store.claim_client_order_ids([(1, "k1", 300), (4, "k1", 400), (2, "k1", 500)]))
-    assert owners == [100, 400, 200]
+    owners = run(store.claim_client_order_ids([(1, "k1", 100, 11), (2, "k1", 200), (1, "k2", 101), (1, "k1", 999)]))
+    assert owners == [(100, 11), (200, 0), (101, 0), (100, 11)]
+    owners = run(store.claim_client_order_ids([(1, "k1", 300, 33), (4, "k1", 400), (2, "k1", 500)]))
+    assert owners == [(100, 11), (400, 0), (200, 0)]  # the stored fingerprint comes back
     # account % 3 picks the database: accounts 1 and 4 on db 1, 2 on db 2.
     assert [count(store, db, "client_order_ids") for db in range(3)] == [0, 3, 1]
     assert run(store.claim_client_order_ids([])) == []
