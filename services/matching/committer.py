@@ -58,6 +58,8 @@ class GroupCommitter:
         # under load shares one transaction and one commit among many more orders.
         self._linger = linger_s
         self._snapshot_task: asyncio.Task | None = None
+        self._snapshot_lock = asyncio.Lock()
+        self._snapshot_bytes = 0  # size of the snapshot at snapshot_sequence, if this process took it
         self.snapshot_sequence = 0
         self.batches = 0  # committed WriteBatch calls, for tests and logs
         self.committed_commands = 0
@@ -189,13 +191,22 @@ class GroupCommitter:
         return self._snapshot_task is not None and not self._snapshot_task.done()
 
     async def take_snapshot(self) -> tuple[int, int]:
-        """Snapshots the committed books and stores them; returns (sequence, bytes)."""
-        async with self._books:
-            if self._needs_recovery:
-                raise Unavailable("books are being recovered")
-            sequence, data = self.shard.sequence, self.shard.snapshot()
-        await self._persistence.save_snapshot(self.shard.shard_index, sequence, data)
-        self.snapshot_sequence = max(self.snapshot_sequence, sequence)
+        """Snapshots the committed books and stores them; returns (sequence, bytes).
+
+        One upload at a time: a second request waits for the one running (two uploads
+        of one sequence would interleave their chunks), then snapshots only if batches
+        committed since."""
+        async with self._snapshot_lock:
+            async with self._books:
+                if self._needs_recovery:
+                    raise Unavailable("books are being recovered")
+                sequence = self.shard.sequence
+                if sequence == self.snapshot_sequence and self._snapshot_bytes:
+                    return sequence, self._snapshot_bytes
+                data = self.shard.snapshot()
+            await self._persistence.save_snapshot(self.shard.shard_index, sequence, data)
+            self.snapshot_sequence = max(self.snapshot_sequence, sequence)
+            self._snapshot_bytes = len(data)
         self._log.info("snapshot stored", sequence=sequence, bytes=len(data))
         return sequence, len(data)
 
