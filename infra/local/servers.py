@@ -36,6 +36,37 @@ def wait_for_port(port: int, timeout: float = 15.0, host: str = "127.0.0.1") -> 
     raise TimeoutError(f"nothing listens on {host}:{port} after {timeout}s")
 
 
+def wait_serving(address: str, process: subprocess.Popen, log_path: str | os.PathLike | None = None,
+                 timeout: float = 60.0) -> None:
+    """Waits until the gRPC server `process` at `address` reports SERVING (grpc.health.v1).
+
+    Raises RuntimeError with the end of its log if it exits, TimeoutError if it is slow.
+    """
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    def log_tail() -> str:
+        try:
+            with open(log_path, errors="replace") as log:
+                return "\n".join(log.read().splitlines()[-15:])
+        except (OSError, TypeError):
+            return "(no log)"
+
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"{address}: exited with {process.returncode}; its log ends:\n{log_tail()}")
+            try:
+                if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                pass
+            time.sleep(0.1)
+    raise TimeoutError(f"{address} not SERVING after {timeout}s; its log ends:\n{log_tail()}")
+
+
 def _pg_bin(name: str) -> str:
     found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
     if not found:

@@ -13,9 +13,8 @@ import redis
 from bourse.matching.v1 import matching_service_pb2 as m
 from bourse.matching.v1 import matching_service_pb2_grpc as m_grpc
 from bourse.type.v1 import types_pb2 as t
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from infra.local.servers import Redis, free_port
+from infra.local.servers import Redis, free_port, wait_serving
 from services.common.errors import reason_of
 
 pytestmark = pytest.mark.timeout(120)
@@ -34,22 +33,6 @@ def start(module, env, log_path):
     full_env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "BOURSE_DRAIN_MS": "0",
                 "BOURSE_DRAIN_SECONDS": "0", **env}
     return subprocess.Popen([sys.executable, "-m", module], env=full_env, stdout=log, stderr=log)
-
-
-def wait_serving(address, process, log_path, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    with grpc.insecure_channel(address) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise AssertionError(f"process exited: {log_path.read_text()[-3000:]}")
-            try:
-                if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.RpcError:
-                pass
-            time.sleep(0.1)
-    raise AssertionError(f"{address} not serving: {log_path.read_text()[-3000:]}")
 
 
 def stop(process):

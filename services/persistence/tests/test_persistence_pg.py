@@ -8,12 +8,11 @@ import time
 import grpc
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from bourse.persistence.v1 import persistence_service_pb2 as pb
 from bourse.persistence.v1 import persistence_service_pb2_grpc as pb_grpc
 from bourse.type.v1 import types_pb2 as t
-from infra.local.servers import free_port, postgres_from_env
+from infra.local.servers import free_port, postgres_from_env, wait_serving
 from services.common.errors import reason_of
 
 pytestmark = pytest.mark.timeout(120)
@@ -50,18 +49,7 @@ def service(pg):
     )
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
     try:
-        health = health_pb2_grpc.HealthStub(channel)
-        deadline = time.monotonic() + 30
-        while True:
-            assert proc.poll() is None, "service exited during startup"
-            try:
-                status = health.Check(health_pb2.HealthCheckRequest(service=""), timeout=1).status
-                if status == health_pb2.HealthCheckResponse.SERVING:
-                    break
-            except grpc.RpcError:
-                pass
-            assert time.monotonic() < deadline, "service not SERVING after 30 s"
-            time.sleep(0.1)
+        wait_serving(f"127.0.0.1:{port}", proc, timeout=30)
         yield pb_grpc.PersistenceServiceStub(channel)
     finally:
         channel.close()
