@@ -23,7 +23,7 @@ import uvloop
 
 from bourse.order.v1 import order_service_pb2, order_service_pb2_grpc
 from loadgen import durability, report
-from loadgen.workload import Cancel, ClientWorkload, Market, Submit
+from loadgen.workload import ClientWorkload, Market, Submit
 from services.common.config import symbols_from_env
 
 # A cancel that loses the race against a fill: the right answer, not a failure.

@@ -22,12 +22,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+import psutil
 
 from infra.envoy.binary import envoy_binary
 from infra.envoy.config import dumps, render
-from infra.local.servers import Postgres, Redis, free_port, wait_for_port
+from infra.local.servers import Postgres, Redis, free_port, wait_for_port, wait_serving
 from services.common.config import DEFAULT_SHARD_RANGES, DEFAULT_SYMBOLS
 
 # Where `stack up` tells the admin command (infra/admin) how to reach the stack.
@@ -158,34 +157,37 @@ class Stack:
         if wait:
             self._wait_healthy(process)
 
-    def kill_postgres(self) -> None:
+    def kill_postgres(self, timeout: float = 30.0) -> None:
+        """Kills the whole PostgreSQL server at once, as a power cut would: the postmaster
+        and every backend and helper it started, so none can finish a commit afterwards.
+        Returns once all are gone."""
         pid = self.postgres.pid()
-        if pid:
-            os.kill(pid, signal.SIGKILL)
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline and _alive(pid):
-                time.sleep(0.05)
+        if not pid:
+            return
+        try:
+            postmaster = psutil.Process(pid)
+            if self.postgres.datadir not in postmaster.cmdline():
+                return  # a stale postmaster.pid: the server is down already, the pid reused
+            postmaster.suspend()  # SIGSTOP: it forks no new backend while we list them
+            victims = [postmaster, *postmaster.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return
+        for process in victims:
+            try:
+                process.kill()
+            except psutil.NoSuchProcess:
+                pass
+        deadline = time.monotonic() + timeout
+        while (alive := [p.pid for p in victims if _alive(p.pid)]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if alive:
+            raise TimeoutError(f"PostgreSQL processes {alive} still alive {timeout}s after SIGKILL")
 
     def restart_postgres(self) -> None:
         self.postgres.restart()
 
     def _wait_healthy(self, process: Process, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        with grpc.insecure_channel(process.address) as channel:
-            stub = health_pb2_grpc.HealthStub(channel)
-            while time.monotonic() < deadline:
-                if process.popen.poll() is not None:
-                    log = Path(self.log_dir) / (process.name + ".log")
-                    tail = log.read_text(errors="replace").splitlines()[-15:] if log.exists() else []
-                    raise RuntimeError(f"{process.name} exited with {process.popen.returncode}; its log ends:\n"
-                                       + "\n".join(tail))
-                try:
-                    if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == health_pb2.HealthCheckResponse.SERVING:
-                        return
-                except grpc.RpcError:
-                    pass
-                time.sleep(0.1)
-        raise TimeoutError(f"{process.name} not healthy after {timeout}s")
+        wait_serving(process.address, process.popen, Path(self.log_dir) / f"{process.name}.log", timeout)
 
     def _start_envoy(self) -> None:
         self.envoy_port = self.envoy_port or free_port()

@@ -1,6 +1,7 @@
 """A small load for fault tests: clients that submit and cancel through Envoy, and
 retry every failed call with the same client_order_id until it is answered, as a
-careful client of an exchange does. Records what was acknowledged."""
+careful client of an exchange does. Records what was acknowledged, every error seen,
+and every call given up on (an error that was not a final answer)."""
 
 from __future__ import annotations
 
@@ -22,11 +23,18 @@ class Acks:
     orders: dict[int, t.Order] = field(default_factory=dict)  # order_id -> order as acked
     by_key: dict[tuple[str, str], int] = field(default_factory=dict)  # (api key, coid) -> order_id
     cancels: dict[int, t.Order] = field(default_factory=dict)
-    errors: dict[str, int] = field(default_factory=dict)
+    errors: dict[str, int] = field(default_factory=dict)  # status code name -> times seen, retries included
+    # "method CODE" -> calls that ended in that error after their retries (a cancel of an
+    # order already done or unknown is an answer, not abandoned).
+    abandoned: dict[str, int] = field(default_factory=dict)
     retried: int = 0
 
 
-async def _call(acks: Acks, stop_retrying_at: float, send):
+TRANSIENT = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED)
+CANCEL_ANSWERS = (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND)
+
+
+async def _call(acks: Acks, stop_retrying_at: float, method: str, send):
     """Calls until answered (retrying transient failures) or the retry window closes."""
     loop = asyncio.get_running_loop()
     while True:
@@ -35,13 +43,14 @@ async def _call(acks: Acks, stop_retrying_at: float, send):
         except grpc.aio.AioRpcError as error:
             code = error.code().name
             acks.errors[code] = acks.errors.get(code, 0) + 1
-            if error.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
-                                    grpc.StatusCode.CANCELLED):
-                return error
-            if loop.time() > stop_retrying_at:
-                return error
-            acks.retried += 1
-            await asyncio.sleep(0.1)
+            if error.code() in TRANSIENT and loop.time() <= stop_retrying_at:
+                acks.retried += 1
+                await asyncio.sleep(0.1)
+                continue
+            if not (method == "CancelOrder" and error.code() in CANCEL_ANSWERS):
+                key = f"{method} {code}"
+                acks.abandoned[key] = acks.abandoned.get(key, 0) + 1
+            return error
 
 
 async def client(target: str, index: int, acks: Acks, stop: asyncio.Event, retry_window_s: float) -> None:
@@ -58,7 +67,8 @@ async def client(target: str, index: int, acks: Acks, stop: asyncio.Event, retry
             if resting and rng.random() < 0.15:
                 order_id, symbol = resting.pop(rng.randrange(len(resting)))
                 request = pb.CancelOrderRequest(order_id=order_id, symbol=symbol)
-                answer = await _call(acks, deadline, lambda: stub.CancelOrder(request, metadata=metadata, timeout=3))
+                answer = await _call(acks, deadline, "CancelOrder",
+                                     lambda: stub.CancelOrder(request, metadata=metadata, timeout=3))
                 if isinstance(answer, pb.CancelOrderResponse):
                     acks.cancels[order_id] = answer.order
                 continue
@@ -70,7 +80,8 @@ async def client(target: str, index: int, acks: Acks, stop: asyncio.Event, retry
                 time_in_force=t.TIME_IN_FORCE_IOC if market else t.TIME_IN_FORCE_GTC,
                 price=0 if market else 100 + rng.randint(-3, 3), quantity=rng.randint(1, 5),
             )
-            answer = await _call(acks, deadline, lambda: stub.SubmitOrder(request, metadata=metadata, timeout=3))
+            answer = await _call(acks, deadline, "SubmitOrder",
+                                 lambda: stub.SubmitOrder(request, metadata=metadata, timeout=3))
             if isinstance(answer, pb.SubmitOrderResponse):
                 order = answer.order
                 previous = acks.by_key.setdefault((key, request.client_order_id), order.order_id)
@@ -80,7 +91,9 @@ async def client(target: str, index: int, acks: Acks, stop: asyncio.Event, retry
                     resting.append((order.order_id, symbol))
 
 
-async def run_load(target: str, clients: int, stop: asyncio.Event, retry_window_s: float = 30.0) -> Acks:
-    acks = Acks()
+async def run_load(target: str, clients: int, stop: asyncio.Event, retry_window_s: float = 30.0,
+                   acks: Acks | None = None) -> Acks:
+    """Runs until `stop`; pass `acks` to watch progress while it runs."""
+    acks = acks if acks is not None else Acks()
     await asyncio.gather(*(client(target, i, acks, stop, retry_window_s) for i in range(clients)))
     return acks

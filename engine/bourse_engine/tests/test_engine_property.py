@@ -26,7 +26,6 @@ from bourse_engine import (
     Side,
     TimeInForce,
 )
-from bourse_engine.events import event_to_raw
 from bourse_engine.packed import raw_events
 from bourse_engine.reference import ReferenceEngine
 
