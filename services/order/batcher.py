@@ -37,6 +37,7 @@ class Batcher(Generic[Item, Result]):
         self._wakeup = asyncio.Event()
         self._slots = asyncio.Semaphore(max_in_flight)
         self._task: asyncio.Task | None = None
+        self._flushes: set[asyncio.Task] = set()  # the loop keeps only weak references to tasks
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run())
@@ -45,6 +46,9 @@ class Batcher(Generic[Item, Result]):
         if self._task:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        # What is still queued will never be sent: its callers learn it now, not at their deadline.
+        queued, self._queue = self._queue, []
+        _fail(queued, RuntimeError("the batcher stopped"))
 
     async def execute(self, item: Item) -> Result:
         future = asyncio.get_running_loop().create_future()
@@ -66,7 +70,9 @@ class Batcher(Generic[Item, Result]):
             if not batch:
                 self._slots.release()
                 continue
-            asyncio.create_task(self._flush(batch))
+            flush = asyncio.create_task(self._flush(batch))
+            self._flushes.add(flush)
+            flush.add_done_callback(self._flushes.discard)
 
     async def _flush(self, batch) -> None:
         try:
@@ -76,9 +82,16 @@ class Batcher(Generic[Item, Result]):
             for (_, future), result in zip(batch, results):
                 if not future.done():
                     future.set_result(result)
-        except Exception as error:  # every caller of the batch learns the failure
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(error)
+        except Exception as error:  # noqa: BLE001 - every caller of the batch learns the failure
+            _fail(batch, error)
+        except BaseException as error:  # even a cancelled send answers its callers, or they wait forever
+            _fail(batch, RuntimeError(f"batch abandoned: {error!r}"))
+            raise
         finally:
             self._slots.release()
+
+
+def _fail(batch, error: BaseException) -> None:
+    for _, future in batch:
+        if not future.done():
+            future.set_exception(error)

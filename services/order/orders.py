@@ -9,6 +9,7 @@ when it never reached the books.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 
 import grpc
 import structlog
@@ -28,6 +29,15 @@ log = structlog.get_logger()
 DONE = {types_pb2.ORDER_STATUS_FILLED, types_pb2.ORDER_STATUS_CANCELLED, types_pb2.ORDER_STATUS_REJECTED}
 # How long a retry waits for an in-flight original to be committed before re-sending it.
 REPLAY_WAIT_S = 1.0
+# Re-send an original that never committed only while it is this young: matching shards
+# remember accepted ids for DUPLICATE_WINDOW_MS (services/matching/shard.py), far longer.
+RESEND_WINDOW_MS = 60_000
+
+
+def request_hash(order: matching_pb2.NewOrder) -> int:
+    """A stable 63-bit fingerprint of what a submit asks for (not its ids)."""
+    key = f"{order.symbol}|{order.side}|{order.order_type}|{order.time_in_force}|{order.price}|{order.quantity}"
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big") >> 1
 
 
 def unavailable(what: str, error: Exception) -> BourseError:
@@ -79,18 +89,34 @@ class OrderDesk:
         """Returns (order, replayed)."""
         order_id = self._ids.next()
         new_order = validation.new_order(request, account_id, order_id, self.symbols)
+        fingerprint = request_hash(new_order)
         claim = persistence_pb2.ClientOrderIdClaim(
-            account_id=account_id, client_order_id=request.client_order_id, order_id=order_id
+            account_id=account_id, client_order_id=request.client_order_id, order_id=order_id,
+            request_hash=fingerprint,
         )
         try:
-            owner = await asyncio.wait_for(self._claims.execute(claim), self._timeout)
+            owner, owner_hash = await asyncio.wait_for(self._claims.execute(claim), self._timeout)
         except (grpc.RpcError, asyncio.TimeoutError, RuntimeError) as error:
             raise unavailable("persistence", error) from error
         replay = owner != order_id
         if replay:
+            if owner_hash != fingerprint:
+                raise BourseError(
+                    grpc.StatusCode.ALREADY_EXISTS, "CLIENT_ORDER_ID_REUSED",
+                    f"client_order_id: {request.client_order_id!r} was used for a different order "
+                    f"({owner}); a retry must repeat the original request",
+                )
             stored = await self._wait_for_stored(owner, account_id)
             if stored is not None:
                 return stored, True
+            if SnowflakeIds.age_ms(owner) > RESEND_WINDOW_MS:
+                # The original never reached the books and no longer can: shards remember
+                # ids only so long, so re-sending it now could run it twice.
+                raise BourseError(
+                    grpc.StatusCode.ABORTED, "ORDER_NEVER_EXECUTED",
+                    f"order {owner} for client_order_id {request.client_order_id!r} never reached the book; "
+                    "submit it again with a new client_order_id",
+                )
             new_order.order_id = owner  # the original never committed: send it again as itself
         result = await self._execute(request.symbol, matching_pb2.Command(new_order=new_order))
         if result.error_reason == "DUPLICATE_ORDER_ID":  # the original is being committed right now

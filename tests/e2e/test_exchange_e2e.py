@@ -204,3 +204,13 @@ def test_an_account_never_trades_with_itself(orders):
     assert (still.status, still.leaves_quantity) == (t.ORDER_STATUS_NEW, 5)
     other = orders.SubmitOrder(limit("HD", t.SIDE_BUY, 301, 2), metadata=BOB).order
     assert [(f.price, f.quantity) for f in other.fills] == [(300, 2)]
+
+
+def test_a_client_order_id_reused_for_another_order_is_refused(orders):
+    request = limit("JPM", t.SIDE_BUY, 140, 2)
+    orders.SubmitOrder(request, metadata=BOB)
+    request.price = 141
+    with pytest.raises(grpc.RpcError) as caught:
+        orders.SubmitOrder(request, metadata=BOB)
+    assert caught.value.code() == grpc.StatusCode.ALREADY_EXISTS
+    assert reason_of(caught.value) == "CLIENT_ORDER_ID_REUSED"
