@@ -52,6 +52,7 @@ def shard_rows(matching: list[str], persistence: str) -> list[dict]:
                         matching_pb2.GetShardStatusRequest(), timeout=5)
                 row.update(symbols=len(status.symbols), sequence=status.sequence, queued=status.queued_commands,
                            resting=status.resting_orders, serving=status.serving,
+                           avg_batch=round(status.committed_commands / max(status.committed_batches, 1), 1),
                            event_hash=f"{status.event_hash:016x}")
             except grpc.RpcError as error:
                 row.update(error=f"matching: {error.code().name}")
@@ -68,12 +69,12 @@ def shard_rows(matching: list[str], persistence: str) -> list[dict]:
 def print_shards(rows: list[dict]) -> None:
     table = Table(title="matching shards")
     columns = ["shard", "address", "symbols", "sequence", "durable", "snapshot", "replay_lag", "queued",
-               "resting", "serving", "event_hash", "error"]
+               "resting", "avg_batch", "serving", "event_hash", "error"]
     for column in columns:
         table.add_column(column)
     for row in rows:
         table.add_row(*(str(row.get(c, "")) for c in columns))
-    Console().print(table)
+    Console(width=None if sys.stdout.isatty() else 200).print(table)
 
 
 def take_snapshots(matching: list[str], only: int | None) -> int:
