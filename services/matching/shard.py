@@ -22,45 +22,34 @@ re-sends only ids younger than its RESEND_WINDOW, well inside this window.
 If a batch is not committed, the engine has already applied it: the caller must
 recover from what persistence holds before executing anything else.
 
-Snapshot encoding (private to this module; the proto is unchanged). `snapshot()` puts
-everything into `ShardSnapshot.engine` and leaves `orders` empty:
-
-    "BSHD", u32 version 1, u64 E, u64 N, u64 T, u64 B       (little-endian)
-    E bytes   Engine.snapshot()
-    N rows    ROW_DTYPE, one per resting order, ascending order_id
-    T bytes   JSON list of strings (the symbols and reasons rows refer to by index)
-    B bytes   UTF-8 client_order_ids; a row's (coid_offset, coid_length) locate its own
-
-`restore()` also takes the older form (plain engine bytes, descriptions in `orders`).
-A restore makes no Python object per order: the rows stay packed in `live` and an
-order's OrderState is built when a command first touches it. Measured with 1M resting
-orders (bench_recovery.py): restore 0.8 s instead of 7.1 s; the shard process needs
-~200 B RSS per resting order, engine included, instead of ~635.
+Snapshots: `snapshot()` and `restore()` keep each resting order's description with the
+books in one compact encoding (snapshot_codec.py); after a restore the descriptions stay
+packed until a command touches them (live_orders.py).
 """
 
 from __future__ import annotations
 
-import json
-import struct
 import time
-from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 
-import numpy as np
 from bourse.matching.v1 import matching_service_pb2 as matching_pb2
 from bourse.persistence.v1 import persistence_service_pb2 as persistence_pb2
 from bourse.type.v1 import types_pb2
 from bourse_engine import CancelReason, Engine, EventKind, RejectReason
 
 from services.common.ids import EPOCH_MS, NODE_BITS, SEQUENCE_BITS
+from services.matching import snapshot_codec
+from services.matching.live_orders import LiveOrders
+from services.matching.order_state import (
+    CANCELLED,
+    FILLED,
+    PARTIALLY_FILLED,
+    REJECTED,
+    OrderState,
+    timestamp,
+)
 
 BOOK_LEVELS = 50
-
-NEW = types_pb2.ORDER_STATUS_NEW
-PARTIALLY_FILLED = types_pb2.ORDER_STATUS_PARTIALLY_FILLED
-FILLED = types_pb2.ORDER_STATUS_FILLED
-CANCELLED = types_pb2.ORDER_STATUS_CANCELLED
-REJECTED = types_pb2.ORDER_STATUS_REJECTED
 
 # Engine reason codes, named as the engine names them: the Order.reason strings.
 REJECT_REASONS = {int(reason): reason.name for reason in RejectReason}
@@ -94,208 +83,6 @@ def _int(value) -> int:
     return int(getattr(value, "value", value))
 
 
-def _timestamp(ns: int) -> dict:
-    return {"seconds": ns // 1_000_000_000, "nanos": ns % 1_000_000_000}
-
-
-@dataclass(slots=True)
-class OrderState:
-    order_id: int
-    account_id: int
-    client_order_id: str
-    symbol: str
-    side: int
-    order_type: int
-    time_in_force: int
-    price: int
-    quantity: int
-    create_ns: int
-    filled: int = 0
-    leaves: int = 0
-    status: int = NEW
-    reason: str = ""
-    update_ns: int = 0
-
-    def to_proto(self, fills=()) -> types_pb2.Order:
-        return types_pb2.Order(
-            order_id=self.order_id, client_order_id=self.client_order_id, account_id=self.account_id,
-            symbol=self.symbol, side=self.side, order_type=self.order_type,
-            time_in_force=self.time_in_force, price=self.price, quantity=self.quantity,
-            filled_quantity=self.filled, leaves_quantity=self.leaves, status=self.status,
-            reason=self.reason, fills=fills, create_time=_timestamp(self.create_ns),
-            update_time=_timestamp(self.update_ns or self.create_ns),
-        )
-
-
-# One resting order's description, packed (see the module docstring).
-ROW_DTYPE = np.dtype([
-    ("order_id", "<i8"), ("account_id", "<i8"), ("price", "<i8"), ("quantity", "<i8"), ("filled", "<i8"),
-    ("leaves", "<i8"), ("create_ns", "<i8"), ("update_ns", "<i8"), ("coid_offset", "<u4"), ("coid_length", "<u4"),
-    ("symbol", "<u2"), ("reason", "<u2"), ("side", "u1"), ("order_type", "u1"), ("time_in_force", "u1"),
-    ("status", "u1"),
-])
-_MAGIC, _VERSION = b"BSHD", 1
-_HEADER = struct.Struct("<4sIQQQQ")
-# Engine.snapshot() v1 (engine/README.md "Snapshot format"): header, per book a symbol and
-# six instrument numbers, then per side a count and the orders in priority order.
-_ENGINE_HEADER = struct.Struct("<4sIQI")
-_ENGINE_BOOK = struct.Struct("<I48x")
-_ENGINE_ORDER = np.dtype([("order_id", "<u8"), ("account_id", "<u8"), ("price", "<i8"), ("remaining", "<i8"),
-                          ("filled", "<i8"), ("stp", "u1"), ("post_only", "u1")])
-
-
-class _Live(MutableMapping):
-    """order_id -> OrderState of every resting order (the dict calls the shard uses).
-
-    After a restore most orders are packed rows (ROW_DTYPE, ascending id, found by
-    binary search); a row becomes an OrderState in `_states` when first touched, and
-    is marked taken in the packed part."""
-
-    __slots__ = ("_blob", "_ids", "_packed", "_rows", "_states", "_taken", "_texts")
-
-    def __init__(self, states: dict[int, OrderState] | None = None, rows=None, texts=(), blob=b""):
-        self._states = states if states is not None else {}
-        self._rows = rows if rows is not None else np.zeros(0, ROW_DTYPE)
-        self._ids = np.ascontiguousarray(self._rows["order_id"])
-        self._taken = np.zeros(len(self._rows), dtype=bool)
-        self._packed = len(self._rows)
-        self._texts = list(texts)
-        self._blob = blob
-
-    def _index(self, order_id) -> int:
-        if not self._packed:
-            return -1
-        i = int(np.searchsorted(self._ids, order_id))
-        if i < len(self._ids) and self._ids[i] == order_id and not self._taken[i]:
-            return i
-        return -1
-
-    def _take(self, i: int) -> OrderState:
-        (order_id, account_id, price, quantity, filled, leaves, create_ns, update_ns, offset, length, symbol,
-         reason, side, order_type, tif, status) = self._rows[i].tolist()
-        self._taken[i] = True
-        self._packed -= 1
-        return OrderState(order_id, account_id, self._blob[offset : offset + length].decode(), self._texts[symbol],
-                          side, order_type, tif, price, quantity, create_ns, filled, leaves, status,
-                          self._texts[reason], update_ns)
-
-    def get(self, order_id, default=None):
-        state = self._states.get(order_id)
-        if state is None:
-            i = self._index(order_id)
-            if i < 0:
-                return default
-            state = self._states[order_id] = self._take(i)
-        return state
-
-    def __getitem__(self, order_id) -> OrderState:
-        state = self.get(order_id)
-        if state is None:
-            raise KeyError(order_id)
-        return state
-
-    def pop(self, order_id, *default):
-        state = self._states.pop(order_id, None)
-        if state is None:
-            i = self._index(order_id)
-            if i >= 0:
-                return self._take(i)
-            if default:
-                return default[0]
-            raise KeyError(order_id)
-        return state
-
-    def __delitem__(self, order_id) -> None:
-        self.pop(order_id)
-
-    def __setitem__(self, order_id, state: OrderState) -> None:
-        # Only for an order that just came to rest: the engine refuses an id that is live.
-        self._states[order_id] = state
-
-    def __contains__(self, order_id) -> bool:
-        return order_id in self._states or self._index(order_id) >= 0
-
-    def __len__(self) -> int:
-        return len(self._states) + self._packed
-
-    def __iter__(self):
-        yield from list(self._states)
-        if self._packed:
-            yield from self._ids[~self._taken].tolist()
-
-    def __repr__(self) -> str:
-        return f"<resting orders: {len(self._states)} as OrderState, {self._packed} packed>"
-
-    def pack(self) -> tuple[np.ndarray, list[str], bytes]:
-        """(rows in ascending order_id, texts, client_order_id blob) of every resting order."""
-        texts = list(self._texts)
-        index = {text: i for i, text in enumerate(texts)}
-
-        def text(value: str) -> int:
-            i = index.get(value)
-            if i is None:
-                i = index[value] = len(texts)
-                texts.append(value)
-            return i
-
-        if not self._states and self._packed == len(self._rows):
-            return self._rows, texts, self._blob  # as restored: sorted already (restore checks it)
-        kept = self._rows[~self._taken] if self._packed < len(self._rows) else self._rows
-        if self._packed == len(self._rows):
-            blob = self._blob  # nothing taken: the blob is exactly what the rows refer to
-        else:
-            blob, kept["coid_offset"] = _gather(self._blob, kept["coid_offset"], kept["coid_length"])
-        states = list(self._states.values())
-        coids = [state.client_order_id.encode() for state in states]
-        new = np.array([
-            (s.order_id, s.account_id, s.price, s.quantity, s.filled, s.leaves, s.create_ns, s.update_ns, 0, 0,
-             text(s.symbol), text(s.reason), s.side, s.order_type, s.time_in_force, s.status) for s in states
-        ], dtype=ROW_DTYPE) if states else np.zeros(0, ROW_DTYPE)
-        if len(texts) > 0xFFFF:
-            raise RuntimeError("too many distinct symbols and reasons for a packed snapshot")
-        lengths = np.fromiter(map(len, coids), dtype=np.uint32, count=len(coids))
-        new["coid_length"] = lengths
-        new["coid_offset"] = len(blob) + np.cumsum(lengths, dtype=np.uint64) - lengths
-        if len(blob) + int(lengths.sum()) > 0xFFFFFFFF:
-            raise RuntimeError("client_order_ids too large for a packed snapshot")
-        rows = np.concatenate([kept, new])
-        rows = rows[np.argsort(rows["order_id"], kind="stable")]
-        return rows, texts, bytes(blob) + b"".join(coids)
-
-
-def _gather(blob: bytes, offsets: np.ndarray, lengths: np.ndarray) -> tuple[bytes, np.ndarray]:
-    """The byte ranges (offsets[i], lengths[i]) of blob, concatenated, and their new offsets."""
-    lengths = lengths.astype(np.int64)
-    starts = np.cumsum(lengths) - lengths
-    total = int(lengths.sum())
-    if not total:
-        return b"", starts
-    index = np.arange(total, dtype=np.int64) + np.repeat(offsets.astype(np.int64) - starts, lengths)
-    return np.frombuffer(blob, dtype=np.uint8)[index].tobytes(), starts
-
-
-def _engine_orders(data: bytes):
-    """(symbol_ids, sides, orders as _ENGINE_ORDER) of every resting order in an engine
-    snapshot, or None if it is not the v1 layout this reads."""
-    magic, version, _hash, books = _ENGINE_HEADER.unpack_from(data, 0)
-    if magic != b"BRSE" or version != 1:
-        return None
-    pos, symbols, sides, parts = _ENGINE_HEADER.size, [], [], []
-    for _ in range(books):
-        (symbol,) = _ENGINE_BOOK.unpack_from(data, pos)
-        pos += _ENGINE_BOOK.size
-        for side in (1, 2):
-            (count,) = struct.unpack_from("<I", data, pos)
-            parts.append(np.frombuffer(data, dtype=_ENGINE_ORDER, count=count, offset=pos + 4))
-            symbols.append(np.full(count, symbol, dtype=np.int64))
-            sides.append(np.full(count, side, dtype=np.int64))
-            pos += 4 + count * _ENGINE_ORDER.itemsize
-    if pos != len(data):
-        return None
-    if not parts:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, _ENGINE_ORDER)
-    return np.concatenate(symbols), np.concatenate(sides), np.concatenate(parts)
-
 
 @dataclass
 class BatchOutcome:
@@ -315,7 +102,7 @@ class MatchingShard:
         self._clock_ns = clock_ns
         self._last_ns = 0
         self.engine = engine_factory()
-        self.live = _Live()
+        self.live = LiveOrders()
         self.sequence = 0  # of the last command applied to the books
         self.recent_ids: dict[int, int] = {}  # order id accepted -> its Snowflake ms
         self.restore_phases: dict[str, float] = {}  # seconds per step of the last restore
@@ -355,7 +142,7 @@ class MatchingShard:
             self.sequence += 1
             if not replaying:
                 journal.append(persistence_pb2.JournalEntry(
-                    sequence=self.sequence, command=command.SerializeToString(), time=_timestamp(now)
+                    sequence=self.sequence, command=command.SerializeToString(), time=timestamp(now)
                 ))
             if command.WhichOneof("command") == "new_order":
                 results.append(self._submit(command.new_order, batch, now))
@@ -450,7 +237,7 @@ class MatchingShard:
         if batch.replaying:  # the trade is stored already: only the order states matter
             return None
         trade_id = self._ids.next()
-        ts = _timestamp(now)
+        ts = timestamp(now)
         batch.trades.append(types_pb2.Trade(
             trade_id=trade_id, symbol=taker.symbol, price=event.price, quantity=event.quantity,
             maker_order_id=event.maker_order_id, taker_order_id=taker.order_id,
@@ -478,19 +265,15 @@ class MatchingShard:
     def reset(self) -> None:
         """Forget everything in memory; `restore` and/or `replay` must follow."""
         self.engine = self._engine_factory()
-        self.live = _Live()
+        self.live = LiveOrders()
         self.sequence = 0
         self.recent_ids = {}
         self._last_ns = 0
 
     def snapshot(self) -> bytes:
         """The books at `self.sequence`: engine state plus each resting order's description,
-        packed (module docstring)."""
-        rows, texts, blob = self.live.pack()
-        engine = self.engine.snapshot()
-        text = json.dumps(texts).encode()
-        packed = b"".join((_HEADER.pack(_MAGIC, _VERSION, len(engine), len(rows), len(text), len(blob)),
-                           engine, rows.tobytes(), text, blob))
+        packed (snapshot_codec.py)."""
+        packed = snapshot_codec.encode(self.engine.snapshot(), self.live)
         return matching_pb2.ShardSnapshot(
             shard_index=self.shard_index, sequence=self.sequence, engine=packed, symbol_ids=self.symbols,
             recent_order_ids=self._recent_at(self._last_ns),
@@ -507,10 +290,7 @@ class MatchingShard:
         if snap.shard_index != self.shard_index:
             raise RuntimeError(f"snapshot of shard {snap.shard_index} offered to shard {self.shard_index}")
         self.reset()
-        if snap.engine[:4] == _MAGIC:
-            engine, live = _unpack(snap.engine)
-        else:  # the older form: descriptions as Order messages
-            engine, live = snap.engine, _Live({order.order_id: _state_of(order) for order in snap.orders})
+        engine, live = snapshot_codec.decode(snap)
         phases["decode"] = _lap(started)
         started = time.perf_counter()
         self.engine = self._engine_factory.restore(engine)
@@ -523,40 +303,11 @@ class MatchingShard:
         fresh = iter(range(max(snap.symbol_ids.values(), default=0) + 1, 2**32))
         self.symbols = {symbol: kept.get(symbol) or next(fresh) for symbol in self.symbols}
         rows, texts, _ = live.pack()
-        self._check(engine, rows, texts, dict(snap.symbol_ids))
+        snapshot_codec.check(engine, rows, texts, dict(snap.symbol_ids), self.symbols, self._resting_ids)
         self.live = live
         if len(rows):
             self._last_ns = max(self._last_ns, int(rows["create_ns"].max()))
         phases["check descriptions vs books"] = _lap(started)
-
-    def _check(self, engine: bytes, rows: np.ndarray, texts: list[str], book_ids: dict[str, int]) -> None:
-        """The descriptions must name exactly the orders resting in the books (ids strictly
-        ascending, each once) and agree with the engine on symbol, side, account, price,
-        leaves and filled."""
-        ids = rows["order_id"]
-        if len(ids) > 1 and not bool(np.all(ids[1:] > ids[:-1])):
-            raise RuntimeError("snapshot's order descriptions are not in ascending order_id")
-        found = _engine_orders(engine)
-        if found is None:  # an engine snapshot layout this does not read: ids only, via l3
-            if sorted(self._resting_ids()) != ids.tolist():
-                raise RuntimeError("snapshot's order descriptions do not match its books")
-            return
-        symbol_ids, sides, orders = found
-        order = np.argsort(orders["order_id"], kind="stable")
-        book_of_text = np.array([book_ids.get(text, -1) if text in self.symbols else -1 for text in texts] or [0],
-                                dtype=np.int64)
-        same = (
-            len(orders) == len(rows)
-            and np.array_equal(orders["order_id"][order].astype(np.int64), ids)
-            and np.array_equal(symbol_ids[order], book_of_text[rows["symbol"]])
-            and np.array_equal(sides[order], rows["side"])
-            and np.array_equal(orders["account_id"][order].astype(np.int64), rows["account_id"])
-            and np.array_equal(orders["price"][order], rows["price"])
-            and np.array_equal(orders["remaining"][order], rows["leaves"])
-            and np.array_equal(orders["filled"][order], rows["filled"])
-        )
-        if not same:
-            raise RuntimeError("snapshot's order descriptions do not match its books")
 
     def _resting_ids(self):
         for symbol_id in self.symbols.values():
@@ -574,38 +325,6 @@ def _lap(started: float) -> float:
     return round(time.perf_counter() - started, 4)
 
 
-def _state_of(order: types_pb2.Order) -> OrderState:
-    create_ns = order.create_time.seconds * 1_000_000_000 + order.create_time.nanos
-    return OrderState(
-        order.order_id, order.account_id, order.client_order_id, order.symbol, order.side, order.order_type,
-        order.time_in_force, order.price, order.quantity, create_ns=create_ns, filled=order.filled_quantity,
-        leaves=order.leaves_quantity, status=order.status, reason=order.reason,
-        update_ns=order.update_time.seconds * 1_000_000_000 + order.update_time.nanos,
-    )
-
-
-def _unpack(data: bytes) -> tuple[bytes, _Live]:
-    """(engine snapshot, packed descriptions) of the packed form (module docstring)."""
-    if len(data) < _HEADER.size:
-        raise RuntimeError("packed shard snapshot: truncated header")
-    _magic, version, engine_len, count, text_len, blob_len = _HEADER.unpack_from(data, 0)
-    if version != _VERSION:
-        raise RuntimeError(f"packed shard snapshot: version {version}, this code reads {_VERSION}")
-    pos = _HEADER.size
-    rows_at = pos + engine_len
-    text_at = rows_at + count * ROW_DTYPE.itemsize
-    blob_at = text_at + text_len
-    if blob_at + blob_len != len(data):
-        raise RuntimeError("packed shard snapshot: sections do not add up to its size")
-    engine = data[pos:rows_at]
-    rows = np.frombuffer(data, dtype=ROW_DTYPE, count=count, offset=rows_at).copy()
-    texts = json.loads(data[text_at:blob_at])
-    if len(rows) and (int(rows["symbol"].max()) >= len(texts) or int(rows["reason"].max()) >= len(texts)
-                      or int((rows["coid_offset"].astype(np.int64) + rows["coid_length"]).max()) > blob_len):
-        raise RuntimeError("packed shard snapshot: a row points outside its texts or client_order_ids")
-    return engine, _Live(rows=rows, texts=texts, blob=data[blob_at:])
-
-
 class _Batch:
     """What one batch changed: orders first seen, pre-existing orders touched, trades."""
 
@@ -619,4 +338,3 @@ class _Batch:
     def touch(self, state: OrderState) -> None:
         if state.order_id not in self.new:
             self.updated[state.order_id] = state
-

@@ -1,0 +1,154 @@
+"""The descriptions of a shard's resting orders: order_id -> OrderState, packed when it can be.
+
+A restore makes no Python object per order: the rows stay packed (ROW_DTYPE, the same
+bytes the snapshot carries, see snapshot_codec.py) and an order's OrderState is built
+when a command first touches it. Measured with 1M resting orders (bench_recovery.py):
+restore 0.8 s instead of 7.1 s; the shard process needs ~200 B RSS per resting order,
+engine included, instead of ~635.
+"""
+
+from __future__ import annotations
+
+from collections.abc import MutableMapping
+
+import numpy as np
+
+from services.matching.order_state import OrderState
+
+# One resting order's description, packed: a row of a snapshot (snapshot_codec.py).
+ROW_DTYPE = np.dtype([
+    ("order_id", "<i8"), ("account_id", "<i8"), ("price", "<i8"), ("quantity", "<i8"), ("filled", "<i8"),
+    ("leaves", "<i8"), ("create_ns", "<i8"), ("update_ns", "<i8"), ("coid_offset", "<u4"), ("coid_length", "<u4"),
+    ("symbol", "<u2"), ("reason", "<u2"), ("side", "u1"), ("order_type", "u1"), ("time_in_force", "u1"),
+    ("status", "u1"),
+])
+
+
+class LiveOrders(MutableMapping):
+    """order_id -> OrderState of every resting order (the dict calls the shard uses).
+
+    After a restore most orders are packed rows (ROW_DTYPE, ascending id, found by
+    binary search); a row becomes an OrderState in `_states` when first touched, and
+    is marked taken in the packed part."""
+
+    __slots__ = ("_blob", "_ids", "_packed", "_rows", "_states", "_taken", "_texts")
+
+    def __init__(self, states: dict[int, OrderState] | None = None, rows=None, texts=(), blob=b""):
+        self._states = states if states is not None else {}
+        self._rows = rows if rows is not None else np.zeros(0, ROW_DTYPE)
+        self._ids = np.ascontiguousarray(self._rows["order_id"])
+        self._taken = np.zeros(len(self._rows), dtype=bool)
+        self._packed = len(self._rows)
+        self._texts = list(texts)
+        self._blob = blob
+
+    def _index(self, order_id) -> int:
+        if not self._packed:
+            return -1
+        i = int(np.searchsorted(self._ids, order_id))
+        if i < len(self._ids) and self._ids[i] == order_id and not self._taken[i]:
+            return i
+        return -1
+
+    def _take(self, i: int) -> OrderState:
+        (order_id, account_id, price, quantity, filled, leaves, create_ns, update_ns, offset, length, symbol,
+         reason, side, order_type, tif, status) = self._rows[i].tolist()
+        self._taken[i] = True
+        self._packed -= 1
+        return OrderState(order_id, account_id, self._blob[offset : offset + length].decode(), self._texts[symbol],
+                          side, order_type, tif, price, quantity, create_ns, filled, leaves, status,
+                          self._texts[reason], update_ns)
+
+    def get(self, order_id, default=None):
+        state = self._states.get(order_id)
+        if state is None:
+            i = self._index(order_id)
+            if i < 0:
+                return default
+            state = self._states[order_id] = self._take(i)
+        return state
+
+    def __getitem__(self, order_id) -> OrderState:
+        state = self.get(order_id)
+        if state is None:
+            raise KeyError(order_id)
+        return state
+
+    def pop(self, order_id, *default):
+        state = self._states.pop(order_id, None)
+        if state is None:
+            i = self._index(order_id)
+            if i >= 0:
+                return self._take(i)
+            if default:
+                return default[0]
+            raise KeyError(order_id)
+        return state
+
+    def __delitem__(self, order_id) -> None:
+        self.pop(order_id)
+
+    def __setitem__(self, order_id, state: OrderState) -> None:
+        # Only for an order that just came to rest: the engine refuses an id that is live.
+        self._states[order_id] = state
+
+    def __contains__(self, order_id) -> bool:
+        return order_id in self._states or self._index(order_id) >= 0
+
+    def __len__(self) -> int:
+        return len(self._states) + self._packed
+
+    def __iter__(self):
+        yield from list(self._states)
+        if self._packed:
+            yield from self._ids[~self._taken].tolist()
+
+    def __repr__(self) -> str:
+        return f"<resting orders: {len(self._states)} as OrderState, {self._packed} packed>"
+
+    def pack(self) -> tuple[np.ndarray, list[str], bytes]:
+        """(rows in ascending order_id, texts, client_order_id blob) of every resting order."""
+        texts = list(self._texts)
+        index = {text: i for i, text in enumerate(texts)}
+
+        def text(value: str) -> int:
+            i = index.get(value)
+            if i is None:
+                i = index[value] = len(texts)
+                texts.append(value)
+            return i
+
+        if not self._states and self._packed == len(self._rows):
+            return self._rows, texts, self._blob  # as restored: sorted already (restore checks it)
+        kept = self._rows[~self._taken] if self._packed < len(self._rows) else self._rows
+        if self._packed == len(self._rows):
+            blob = self._blob  # nothing taken: the blob is exactly what the rows refer to
+        else:
+            blob, kept["coid_offset"] = _gather(self._blob, kept["coid_offset"], kept["coid_length"])
+        states = list(self._states.values())
+        coids = [state.client_order_id.encode() for state in states]
+        new = np.array([
+            (s.order_id, s.account_id, s.price, s.quantity, s.filled, s.leaves, s.create_ns, s.update_ns, 0, 0,
+             text(s.symbol), text(s.reason), s.side, s.order_type, s.time_in_force, s.status) for s in states
+        ], dtype=ROW_DTYPE) if states else np.zeros(0, ROW_DTYPE)
+        if len(texts) > 0xFFFF:
+            raise RuntimeError("too many distinct symbols and reasons for a packed snapshot")
+        lengths = np.fromiter(map(len, coids), dtype=np.uint32, count=len(coids))
+        new["coid_length"] = lengths
+        new["coid_offset"] = len(blob) + np.cumsum(lengths, dtype=np.uint64) - lengths
+        if len(blob) + int(lengths.sum()) > 0xFFFFFFFF:
+            raise RuntimeError("client_order_ids too large for a packed snapshot")
+        rows = np.concatenate([kept, new])
+        rows = rows[np.argsort(rows["order_id"], kind="stable")]
+        return rows, texts, bytes(blob) + b"".join(coids)
+
+
+def _gather(blob: bytes, offsets: np.ndarray, lengths: np.ndarray) -> tuple[bytes, np.ndarray]:
+    """The byte ranges (offsets[i], lengths[i]) of blob, concatenated, and their new offsets."""
+    lengths = lengths.astype(np.int64)
+    starts = np.cumsum(lengths) - lengths
+    total = int(lengths.sum())
+    if not total:
+        return b"", starts
+    index = np.arange(total, dtype=np.int64) + np.repeat(offsets.astype(np.int64) - starts, lengths)
+    return np.frombuffer(blob, dtype=np.uint8)[index].tobytes(), starts

@@ -1,0 +1,61 @@
+"""One order's full description as the shard keeps it, and its Order message form.
+
+The engine only knows id, account, side, price and remaining; the shard keeps the rest
+here so it can send complete order states to persistence and to the caller.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bourse.type.v1 import types_pb2
+
+NEW = types_pb2.ORDER_STATUS_NEW
+PARTIALLY_FILLED = types_pb2.ORDER_STATUS_PARTIALLY_FILLED
+FILLED = types_pb2.ORDER_STATUS_FILLED
+CANCELLED = types_pb2.ORDER_STATUS_CANCELLED
+REJECTED = types_pb2.ORDER_STATUS_REJECTED
+
+
+def timestamp(ns: int) -> dict:
+    return {"seconds": ns // 1_000_000_000, "nanos": ns % 1_000_000_000}
+
+
+@dataclass(slots=True)
+class OrderState:
+    order_id: int
+    account_id: int
+    client_order_id: str
+    symbol: str
+    side: int
+    order_type: int
+    time_in_force: int
+    price: int
+    quantity: int
+    create_ns: int
+    filled: int = 0
+    leaves: int = 0
+    status: int = NEW
+    reason: str = ""
+    update_ns: int = 0
+
+    def to_proto(self, fills=()) -> types_pb2.Order:
+        return types_pb2.Order(
+            order_id=self.order_id, client_order_id=self.client_order_id, account_id=self.account_id,
+            symbol=self.symbol, side=self.side, order_type=self.order_type,
+            time_in_force=self.time_in_force, price=self.price, quantity=self.quantity,
+            filled_quantity=self.filled, leaves_quantity=self.leaves, status=self.status,
+            reason=self.reason, fills=fills, create_time=timestamp(self.create_ns),
+            update_time=timestamp(self.update_ns or self.create_ns),
+        )
+
+
+def state_of(order: types_pb2.Order) -> OrderState:
+    """The inverse of `OrderState.to_proto` (fills aside): how older snapshots carry descriptions."""
+    create_ns = order.create_time.seconds * 1_000_000_000 + order.create_time.nanos
+    return OrderState(
+        order.order_id, order.account_id, order.client_order_id, order.symbol, order.side, order.order_type,
+        order.time_in_force, order.price, order.quantity, create_ns=create_ns, filled=order.filled_quantity,
+        leaves=order.leaves_quantity, status=order.status, reason=order.reason,
+        update_ns=order.update_time.seconds * 1_000_000_000 + order.update_time.nanos,
+    )
