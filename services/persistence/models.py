@@ -7,6 +7,7 @@ Enums are SMALLINT with the proto's numbers, so rows convert to messages without
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -21,6 +22,9 @@ from sqlalchemy import (
     text,
 )
 from sqlmodel import Field, SQLModel
+
+# A row as the store passes it around (no ORM objects on the hot path): column name -> value.
+Row = dict[str, Any]
 
 # Statuses in which an order still rests on a book (NEW, PARTIALLY_FILLED).
 OPEN_STATUSES = (1, 2)

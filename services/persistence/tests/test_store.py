@@ -206,15 +206,15 @@ def test_an_unreachable_database_raises_store_unavailable(tmp_path):
 def test_open_orders_wait_for_a_write_whose_caller_gave_up(store, monkeypatch):
     import time
 
-    from services.persistence import store as store_module
+    from services.persistence import writes
 
-    original = store_module._write_core
+    original = writes._write_core
 
     def slow_write(*args):
         time.sleep(0.5)
         return original(*args)
 
-    monkeypatch.setattr(store_module, "_write_core", slow_write)
+    monkeypatch.setattr(writes, "_write_core", slow_write)
 
     async def go():
         write = asyncio.create_task(store.write_batch([order(1)]))
