@@ -37,7 +37,7 @@ from bourse.persistence.v1 import persistence_service_pb2 as persistence_pb2
 from bourse.type.v1 import types_pb2
 from bourse_engine import CancelReason, Engine, EventKind, RejectReason
 
-from services.common.ids import EPOCH_MS, NODE_BITS, SEQUENCE_BITS
+from services.common.ids import DUPLICATE_WINDOW_MS, EPOCH_MS, NODE_BITS, SEQUENCE_BITS
 from services.matching import snapshot_codec
 from services.matching.live_orders import LiveOrders
 from services.matching.order_state import (
@@ -60,11 +60,6 @@ CANCEL_REASONS = {int(reason): reason.name for reason in CancelReason}
 TRADE_EVENT, REJECTED_EVENT, CANCELLED_EVENT, DONE_EVENT = (
     int(getattr(k, "value", k)) for k in (EventKind.TRADE, EventKind.REJECTED, EventKind.CANCELLED, EventKind.DONE)
 )
-
-
-# Order ids accepted this recently (by their Snowflake time) are remembered across
-# snapshots; the order service never re-sends an id older than a fraction of this.
-DUPLICATE_WINDOW_MS = 10 * 60 * 1000
 
 
 def _id_ms(order_id: int) -> int:

@@ -12,7 +12,6 @@ import asyncio
 import hashlib
 
 import grpc
-import structlog
 from bourse.matching.v1 import matching_service_pb2 as matching_pb2
 from bourse.persistence.v1 import persistence_service_pb2 as persistence_pb2
 from bourse.persistence.v1 import persistence_service_pb2_grpc as persistence_grpc
@@ -20,18 +19,14 @@ from bourse.type.v1 import types_pb2
 
 from services.common.config import ShardMap
 from services.common.errors import BourseError
-from services.common.ids import SnowflakeIds
+from services.common.ids import RESEND_WINDOW_MS, SnowflakeIds
 from services.order import validation
 from services.order.batcher import Batcher
 from services.order.downstream import ShardUnavailable
 
-log = structlog.get_logger()
 DONE = {types_pb2.ORDER_STATUS_FILLED, types_pb2.ORDER_STATUS_CANCELLED, types_pb2.ORDER_STATUS_REJECTED}
 # How long a retry waits for an in-flight original to be committed before re-sending it.
 REPLAY_WAIT_S = 1.0
-# Re-send an original that never committed only while it is this young: matching shards
-# remember accepted ids for DUPLICATE_WINDOW_MS (services/matching/shard.py), far longer.
-RESEND_WINDOW_MS = 60_000
 
 
 def request_hash(order: matching_pb2.NewOrder) -> int:
