@@ -21,11 +21,16 @@ from bourse.marketdata.v1 import market_data_service_pb2 as md_pb2
 from bourse.marketdata.v1 import market_data_service_pb2_grpc as md_grpc
 from bourse.order.v1 import order_service_pb2 as pb
 from bourse.order.v1 import order_service_pb2_grpc as order_grpc
+from bourse.persistence.v1 import persistence_service_pb2 as ppb
+from bourse.persistence.v1 import persistence_service_pb2_grpc as pgrpc
 from bourse.type.v1 import types_pb2 as t
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
 from infra.local.stack import Stack
 from services.common.errors import reason_of
+from services.common.ids import RESEND_WINDOW_MS, SnowflakeIds
+from services.order.orders import request_hash
+from services.order.validation import new_order
 
 ALICE = [("authorization", "Bearer demo-key-alice")]
 BOB = [("authorization", "Bearer demo-key-bob")]
@@ -214,3 +219,20 @@ def test_a_client_order_id_reused_for_another_order_is_refused(orders):
         orders.SubmitOrder(request, metadata=BOB)
     assert caught.value.code() == grpc.StatusCode.ALREADY_EXISTS
     assert reason_of(caught.value) == "CLIENT_ORDER_ID_REUSED"
+
+
+def test_a_retry_of_an_order_that_never_ran_and_is_too_old_is_aborted(stack, orders):
+    """The original claimed its key long ago but never reached a book (say its replica
+    died): re-sending it now could run it twice, so the retry is told to start afresh."""
+    request = limit("KO", t.SIDE_BUY, 60, 1)
+    long_ago = time.time() - 2 * RESEND_WINDOW_MS / 1000
+    stale_id = SnowflakeIds(node=500, clock=lambda: long_ago).next()
+    fingerprint = request_hash(new_order(request, 1, stale_id, {"KO"}))
+    with grpc.insecure_channel(stack.persistence_address) as internal:
+        pgrpc.PersistenceServiceStub(internal).ClaimClientOrderIds(ppb.ClaimClientOrderIdsRequest(claims=[
+            ppb.ClientOrderIdClaim(account_id=1, client_order_id=request.client_order_id, order_id=stale_id,
+                                   request_hash=fingerprint)]))
+    with pytest.raises(grpc.RpcError) as caught:
+        orders.SubmitOrder(request, metadata=ALICE)
+    assert caught.value.code() == grpc.StatusCode.ABORTED
+    assert reason_of(caught.value) == "ORDER_NEVER_EXECUTED"
