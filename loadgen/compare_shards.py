@@ -30,7 +30,7 @@ def run_once(ranges: str, args, workdir: Path) -> dict:
     with Stack(shard_ranges=ranges, order_replicas=2) as stack:
         command = [sys.executable, "-m", "loadgen.main", "--target", stack.target, "--clients", str(args.clients),
                    "--duration", str(args.duration), "--report", str(report), "--plot", "", "--no-progress",
-                   "--api-keys", ",".join(stack.api_keys), "--seed", "7"]
+                   "--api-keys", ",".join(stack.api_keys), "--seed", "7", "--rate", str(args.rate)]
         for url in stack.db_urls(driver="postgresql"):
             command += ["--db-url", url]
         for name, pid in stack.pids().items():
@@ -54,6 +54,7 @@ def main(argv=None) -> int:
     parser.add_argument("--duration", type=float, default=30)
     parser.add_argument("--clients", type=int, default=40)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rate", type=float, default=0, help="open loop at this many calls/s (0: closed loop)")
     parser.add_argument("--report", default=os.path.join(os.environ.get("BUILD_WORKSPACE_DIRECTORY", "."),
                                                          "reports", "compare_shards.json"))
     args = parser.parse_args(argv)

@@ -1,8 +1,24 @@
-"""Load generator: N closed-loop clients submit and cancel orders through Envoy for D seconds,
-then the report (throughput, latency, errors, CPU per order) and the lost-order check.
+"""Load generator: submits and cancels orders through Envoy for D seconds, then the report
+(throughput, latency, errors, CPU per order) and the lost-order check.
+
+Closed loop (default, --rate 0): N clients, each sends its next call when the previous one
+has answered, so throughput is whatever the stack sustains at that concurrency.
 
     python -m loadgen.main --target 127.0.0.1:8080 --clients 40 --duration 60 \
         --api-keys k1,k2 --db-url postgresql://... --pid envoy=123 --pid order0=456
+
+Open loop (--rate R): R calls (orders + cancels) per second in total, at fixed intervals
+or Poisson arrivals (--arrivals poisson), dealt round robin to the N clients; each call
+starts at its planned time even if earlier ones are still in flight, and its latency is
+counted from that planned time, so queueing shows (no coordinated omission). At most
+--max-in-flight calls run at once; a call due beyond that is not sent and is reported as
+dropped. See loadgen/openloop.py.
+
+    python -m loadgen.main --target 127.0.0.1:8080 --rate 300 --duration 60 --api-keys k1,k2
+
+A client's calls may overlap in open loop; its workload state stays consistent because
+each call is drawn when it starts: a cancel only targets an order whose submit has been
+acknowledged, and is taken off the client's resting orders as it is sent.
 
 Exit code 1 when an acknowledged order is lost or stored inconsistently, or when the
 error rate is above --max-error-rate. The order mix is described in loadgen/workload.py.
@@ -22,7 +38,7 @@ import grpc
 import uvloop
 
 from bourse.order.v1 import order_service_pb2, order_service_pb2_grpc
-from loadgen import durability, report
+from loadgen import durability, openloop, report
 from loadgen.workload import ClientWorkload, Market, Submit
 from services.common.config import symbols_from_env
 
@@ -40,8 +56,15 @@ CHANNEL_OPTIONS = [
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m loadgen.main", description=__doc__.split("\n")[0])
     p.add_argument("--target", default="127.0.0.1:8080", help="Envoy (or an order service) host:port")
-    p.add_argument("--clients", type=int, default=40, help="concurrent closed-loop clients")
+    p.add_argument("--clients", type=int, default=40,
+                   help="simulated clients: concurrent in closed loop; in open loop the calls are dealt to them")
     p.add_argument("--duration", type=float, default=60.0, help="seconds of load")
+    p.add_argument("--rate", type=float, default=0.0,
+                   help="open loop: calls (orders + cancels) per second in total; 0: closed loop")
+    p.add_argument("--arrivals", choices=openloop.ARRIVALS, default="fixed",
+                   help="open loop: evenly spaced calls or Poisson arrivals")
+    p.add_argument("--max-in-flight", type=int, default=2000,
+                   help="open loop: calls running at once; calls due beyond this are dropped (and reported)")
     p.add_argument("--channels", type=int, default=0,
                    help="gRPC connections shared round robin by the clients (0: min(clients, 8))")
     p.add_argument("--api-keys", default="", help="k1,k2,...: client i uses key i mod n")
@@ -57,6 +80,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.clients < 1 or args.duration <= 0:
         p.error("--clients must be >= 1 and --duration > 0")
+    if args.rate < 0 or args.max_in_flight < 1:
+        p.error("--rate must be >= 0 and --max-in-flight >= 1")
+    args.open_loop = args.rate > 0
     args.keys = [k.strip() for k in args.api_keys.split(",") if k.strip()]
     raw = args.symbols.replace(",", " ").split()
     args.symbol_list = tuple(sorted(set(raw))) if raw else symbols_from_env()
@@ -81,6 +107,7 @@ class Run:
         self.market = Market(args.symbol_list)
         self.histograms = {"submit": report.new_histogram(), "cancel": report.new_histogram()}
         self.calls = 0
+        self.calls_by_deadline = 0
         self.orders_acked = 0
         self.cancels_ok = 0
         self.replayed = 0
@@ -90,52 +117,107 @@ class Run:
         self.acked: dict[int, durability.Acked] = {}
         self.timeline = report.Timeline()
         self.start = 0.0
+        self.deadline = 0.0
+        self.clock = time.perf_counter
+        self.workloads: dict[int, ClientWorkload] = {}
+        self.schedule = openloop.Stats()
+        self.start_lag = report.new_histogram()
 
-    async def client(self, index: int, stub, deadline: float) -> None:
+    def workload(self, index: int) -> ClientWorkload:
+        work = self.workloads.get(index)
+        if work is None:
+            rng = random.Random(self.args.seed * 1_000_003 + index)
+            work = self.workloads[index] = ClientWorkload(index, self.run_id, self.market, rng)
+        return work
+
+    async def call(self, index: int, stub, began: float) -> None:
+        """One call of client `index`; latency is counted from `began` (the planned start
+        in open loop). The call is drawn here, when it starts, so the client's resting
+        orders only hold acknowledged orders not already being cancelled."""
         args = self.args
-        work = ClientWorkload(index, self.run_id, self.market, random.Random(args.seed * 1_000_003 + index))
+        work = self.workload(index)
         metadata = (("authorization", f"Bearer {args.keys[index % len(args.keys)]}"),) if args.keys else None
-        clock = time.perf_counter
-        while clock() < deadline:
-            call = work.next()
-            kind = "submit" if isinstance(call, Submit) else "cancel"
-            began = clock()
-            try:
-                if kind == "submit":
-                    response = await stub.SubmitOrder(order_service_pb2.SubmitOrderRequest(
-                        client_order_id=call.client_order_id, symbol=call.symbol, side=call.side,
-                        order_type=call.order_type, time_in_force=call.time_in_force,
-                        price=call.price, quantity=call.quantity,
-                    ), metadata=metadata, timeout=args.call_timeout)
-                else:
-                    response = await stub.CancelOrder(order_service_pb2.CancelOrderRequest(
-                        order_id=call.order_id, symbol=call.symbol), metadata=metadata, timeout=args.call_timeout)
-            except grpc.aio.AioRpcError as error:
-                ended = clock()
-                self.calls += 1
-                code = error.code()
-                if (kind, code) in EXPECTED:
-                    self.expected[f"{kind}:{code.name}"] += 1
-                    report.record(self.histograms[kind], (ended - began) * 1e6)
-                else:
-                    self.errors[code.name] += 1
-                    self.timeline.add(ended - self.start, ok=False)
-                continue
-            ended = clock()
-            self.calls += 1
-            report.record(self.histograms[kind], (ended - began) * 1e6)
-            order = response.order
+        call = work.next()
+        kind = "submit" if isinstance(call, Submit) else "cancel"
+        try:
             if kind == "submit":
-                self.orders_acked += 1
-                self.replayed += response.replayed
-                self.statuses[order.status] += 1
-                self.acked[order.order_id] = durability.Acked(order.status, order.filled_quantity)
-                work.on_submitted(order.order_id, call.symbol, order.status, order.leaves_quantity)
-                self.timeline.add(ended - self.start, ok=True)
+                response = await stub.SubmitOrder(order_service_pb2.SubmitOrderRequest(
+                    client_order_id=call.client_order_id, symbol=call.symbol, side=call.side,
+                    order_type=call.order_type, time_in_force=call.time_in_force,
+                    price=call.price, quantity=call.quantity,
+                ), metadata=metadata, timeout=args.call_timeout)
             else:
-                self.cancels_ok += 1
-                if order.order_id in self.acked:
-                    self.acked[order.order_id] = durability.Acked(order.status, order.filled_quantity)
+                response = await stub.CancelOrder(order_service_pb2.CancelOrderRequest(
+                    order_id=call.order_id, symbol=call.symbol), metadata=metadata, timeout=args.call_timeout)
+        except grpc.aio.AioRpcError as error:
+            ended = self._completed()
+            code = error.code()
+            if (kind, code) in EXPECTED:
+                self.expected[f"{kind}:{code.name}"] += 1
+                report.record(self.histograms[kind], (ended - began) * 1e6)
+            else:
+                self.errors[code.name] += 1
+                self.timeline.add(ended - self.start, ok=False)
+            return
+        ended = self._completed()
+        report.record(self.histograms[kind], (ended - began) * 1e6)
+        order = response.order
+        if kind == "submit":
+            self.orders_acked += 1
+            self.replayed += response.replayed
+            self.statuses[order.status] += 1
+            self.acked[order.order_id] = durability.Acked(order.status, order.filled_quantity)
+            work.on_submitted(order.order_id, call.symbol, order.status, order.leaves_quantity)
+            self.timeline.add(ended - self.start, ok=True)
+        else:
+            self.cancels_ok += 1
+            if order.order_id in self.acked:
+                self.acked[order.order_id] = durability.Acked(order.status, order.filled_quantity)
+
+    def _completed(self) -> float:
+        ended = self.clock()
+        self.calls += 1
+        self.calls_by_deadline += ended <= self.deadline
+        return ended
+
+    async def client(self, index: int, stub) -> None:
+        """Closed loop: the next call leaves when the previous one has answered."""
+        while self.clock() < self.deadline:
+            await self.call(index, stub, self.clock())
+
+    async def open_loop(self, stubs, sleep=asyncio.sleep) -> None:
+        args = self.args
+        offsets = openloop.arrival_offsets(args.rate, args.duration, args.arrivals,
+                                           random.Random(args.seed * 7_919 + 17))
+
+        def start(number: int, due: float):
+            index = number % args.clients
+            return self.call(index, stubs[index % len(stubs)], due)
+
+        await openloop.run(offsets, start, max_in_flight=args.max_in_flight, clock=self.clock, sleep=sleep,
+                           origin=self.start, stats=self.schedule,
+                           on_lag=lambda lag: report.record(self.start_lag, lag * 1e6))
+
+    async def drive(self, stubs, progress: bool = True) -> float:
+        """Runs the load over ready stubs; returns the seconds until the last call answered."""
+        args = self.args
+        self.start = self.clock()
+        self.deadline = self.start + args.duration
+        ticker = asyncio.create_task(self.progress(self.deadline)) if progress else None
+        if args.open_loop:
+            await self.open_loop(stubs)
+        else:
+            await asyncio.gather(*(self.client(i, stubs[i % len(stubs)]) for i in range(args.clients)))
+        elapsed = self.clock() - self.start
+        if ticker is not None:
+            await ticker
+        return elapsed
+
+    def _status_line(self, rate: float) -> str:
+        line = f"{rate:7.0f} orders/s  acked {self.orders_acked}  errors {sum(self.errors.values())}"
+        if self.args.open_loop:
+            line += f"  in flight {self.schedule.in_flight}  dropped {self.schedule.dropped}"
+        return line
 
     async def progress(self, deadline: float) -> None:
         duration = self.args.duration
@@ -144,8 +226,8 @@ class Run:
             while time.perf_counter() < deadline:
                 await asyncio.sleep(min(10.0, max(0.0, deadline - time.perf_counter())))
                 now = time.perf_counter()
-                print(f"[{now - self.start:5.0f}/{duration:.0f} s] orders/s {(self.orders_acked - last_n) / max(now - last_t, 1e-9):8.0f}"
-                      f"  acked {self.orders_acked}  errors {sum(self.errors.values())}", flush=True)
+                rate = (self.orders_acked - last_n) / max(now - last_t, 1e-9)
+                print(f"[{now - self.start:5.0f}/{duration:.0f} s] {self._status_line(rate).strip()}", flush=True)
                 last_t, last_n = now, self.orders_acked
             return
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -159,9 +241,7 @@ class Run:
                 now = time.perf_counter()
                 rate = (self.orders_acked - last_n) / max(now - last_t, 1e-9)
                 last_t, last_n = now, self.orders_acked
-                bar.update(task, completed=min(now - self.start, duration),
-                           description=f"{rate:7.0f} orders/s  acked {self.orders_acked}  "
-                                       f"errors {sum(self.errors.values())}")
+                bar.update(task, completed=min(now - self.start, duration), description=self._status_line(rate))
             bar.update(task, completed=duration)
 
     async def execute(self) -> float:
@@ -172,14 +252,7 @@ class Run:
                 await asyncio.wait_for(asyncio.gather(*(c.channel_ready() for c in channels)), 15)
             except asyncio.TimeoutError:
                 raise SystemExit(f"cannot connect to {args.target} within 15 s") from None
-            stubs = [order_service_pb2_grpc.OrderServiceStub(c) for c in channels]
-            self.start = time.perf_counter()
-            deadline = self.start + args.duration
-            ticker = asyncio.create_task(self.progress(deadline))
-            await asyncio.gather(*(self.client(i, stubs[i % len(stubs)], deadline) for i in range(args.clients)))
-            elapsed = time.perf_counter() - self.start
-            await ticker
-            return elapsed
+            return await self.drive([order_service_pb2_grpc.OrderServiceStub(c) for c in channels])
         finally:
             await asyncio.gather(*(c.close() for c in channels))
 
@@ -192,6 +265,7 @@ class Run:
         return {
             "run_id": self.run_id,
             "target": args.target,
+            "mode": "open" if args.open_loop else "closed",
             "clients": args.clients,
             "channels": args.channels,
             "duration_s": args.duration,
@@ -216,6 +290,23 @@ class Run:
             "cpu": report.cpu_summary(cpu, self.orders_acked),
             "loadgen_cpu_s": round(loadgen_cpu, 3),
             "orders_per_second": self.timeline.series(elapsed),
+            "open_loop": self.open_loop_summary() if args.open_loop else None,
+        }
+
+    def open_loop_summary(self) -> dict:
+        args, stats = self.args, self.schedule
+        return {
+            "arrivals": args.arrivals,
+            "intended_rate": args.rate,
+            "max_in_flight": args.max_in_flight,
+            "scheduled": stats.scheduled,
+            "started": stats.started,
+            "dropped": stats.dropped,
+            "peak_in_flight": stats.peak_in_flight,
+            # Calls sent per second of the window, and calls answered within it per second.
+            "offered_rate": round(report.rate(stats.started, args.duration), 1),
+            "achieved_rate": round(report.rate(self.calls_by_deadline, args.duration), 1),
+            "start_lag": report.latency_summary(self.start_lag),
         }
 
 
@@ -228,7 +319,9 @@ def _status_name(number: int) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     run = Run(args)
-    print(f"loadgen {run.run_id}: {args.clients} clients x {args.duration:g} s -> {args.target}, "
+    load = (f"open loop {args.rate:g} calls/s ({args.arrivals}) over {args.clients} clients" if args.open_loop
+            else f"{args.clients} closed-loop clients")
+    print(f"loadgen {run.run_id}: {load} x {args.duration:g} s -> {args.target}, "
           f"{len(args.symbol_list)} symbols, {len(args.keys)} API keys", flush=True)
     meter = report.CpuMeter(args.pids)
     own = report.self_cpu()
@@ -244,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
         report.plot(args.plot, {name: report.percentile_curve(h) for name, h in run.histograms.items()},
                     # Whole seconds only: the last bucket holds just the calls in flight at the deadline.
                     result["orders_per_second"]["acked"][:max(int(args.duration), 1)],
-                    f"{args.clients} clients, {result['orders_per_s']:.0f} orders/s")
+                    f"{load}, {result['orders_per_s']:.0f} orders/s")
     for line in report.text_lines(result):
         print(line)
     print(f"report: {args.report}  plot: {args.plot or '(none)'}")
@@ -255,6 +348,9 @@ def main(argv: list[str] | None = None) -> int:
         failed.append(f"error rate {result['errors']['rate']:.4%} above {args.max_error_rate:.4%}")
     if result["calls"] == 0:
         failed.append("no call completed")
+    if result["open_loop"] and result["open_loop"]["dropped"]:
+        print(f"WARNING: {result['open_loop']['dropped']} calls dropped (--max-in-flight {args.max_in_flight} "
+              f"reached): the stack did not keep up with {args.rate:g} calls/s", file=sys.stderr)
     for reason in failed:
         print(f"FAILED: {reason}", file=sys.stderr)
     return 1 if failed else 0

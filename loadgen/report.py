@@ -180,6 +180,7 @@ def text_lines(report: dict) -> list[str]:
         f"orders/s: {report['orders_per_s']:.1f}   calls/s: {report['calls_per_s']:.1f}   "
         f"(orders acked {report['orders_acked']}, calls {report['calls']})",
     ]
+    lines += open_loop_lines(report.get("open_loop"))
     for name, lat in report["latency"].items():
         lines.append(
             f"latency {name} ms: p50 {lat['p50_ms']:.2f}  p90 {lat['p90_ms']:.2f}  p99 {lat['p99_ms']:.2f}  "
@@ -202,4 +203,22 @@ def text_lines(report: dict) -> list[str]:
         lines.append(f"durability: checked {durability['checked']} acked orders in {durability['databases']} "
                      f"databases; inconsistent: {durability['inconsistent']}")
         lines.append(f"lost: {durability['lost']}")
+    return lines
+
+
+def open_loop_lines(summary: dict | None) -> list[str]:
+    """The open-loop part of the summary (nothing for a closed-loop run)."""
+    if not summary:
+        return []
+    lag = summary["start_lag"]
+    lines = [
+        f"open loop ({summary['arrivals']}): intended {summary['intended_rate']:g} calls/s   "
+        f"offered {summary['offered_rate']:.1f}   achieved {summary['achieved_rate']:.1f} (answered in the window)",
+        f"scheduled {summary['scheduled']}  started {summary['started']}  dropped {summary['dropped']} "
+        f"(max in flight {summary['max_in_flight']}, peak {summary['peak_in_flight']})   "
+        f"start lag ms: p99 {lag['p99_ms']:.2f}  max {lag['max_ms']:.2f}",
+        "latency counted from each call's planned start (queueing included)",
+    ]
+    if summary["dropped"]:
+        lines.append(f"WARNING: {summary['dropped']} calls were due but not sent (in-flight cap reached)")
     return lines
