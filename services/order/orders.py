@@ -114,11 +114,13 @@ class OrderDesk:
                 )
             new_order.order_id = owner  # the original never committed: send it again as itself
         result = await self._execute(request.symbol, matching_pb2.Command(new_order=new_order))
-        if result.error_reason == "DUPLICATE_ORDER_ID":  # the original is being committed right now
-            stored = await self._wait_for_stored(new_order.order_id, account_id, wait_s=self._timeout)
+        if result.error_reason == "DUPLICATE_ORDER_ID":
+            # The shard ran the original in this batch or an earlier one, and batches
+            # commit in order: it is stored by now, one read finds it.
+            stored = await self._find(new_order.order_id, account_id, request.symbol)
             if stored is not None:
                 return stored, True
-            raise unavailable("matching shard", RuntimeError("original order still in flight"))
+            raise unavailable("matching shard", RuntimeError(f"original order {new_order.order_id} not found"))
         return result.order, replay
 
     async def _wait_for_stored(self, order_id: int, account_id: int, wait_s: float = REPLAY_WAIT_S):
