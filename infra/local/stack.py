@@ -26,7 +26,7 @@ import psutil
 
 from infra.envoy.binary import envoy_binary
 from infra.envoy.config import dumps, render
-from infra.local.servers import Postgres, Redis, free_port, wait_for_port, wait_serving
+from infra.local.servers import Postgres, Redis, free_port, wait_serving
 from services.common.config import DEFAULT_SHARD_RANGES, DEFAULT_SYMBOLS
 
 # Where `stack up` tells the admin command (infra/admin) how to reach the stack.
@@ -202,7 +202,6 @@ class Stack:
                                   "--concurrency", "2", "--disable-hot-restart"],
                                  stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         self.processes.append(Process("envoy", popen, f"127.0.0.1:{self.envoy_port}"))
-        wait_for_port(self.envoy_port, timeout=30)
         self._wait_healthy(self.processes[-1])
 
     @property

@@ -68,6 +68,11 @@ class ShardMap:
     def symbols_of(self, shard: int, symbols) -> list[str]:
         return [s for s in symbols if self.shard_of(s) == shard]
 
+    def book_ids_of(self, shard: int, listed) -> dict[str, int]:
+        """The symbols `shard` owns -> their engine book ids (stable over the listing)."""
+        ids = symbol_ids(listed)
+        return {s: ids[s] for s in self.symbols_of(shard, listed)}
+
 
 def symbols_from_env() -> tuple[str, ...]:
     """The listed instruments (BOURSE_SYMBOLS, space or comma separated)."""

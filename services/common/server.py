@@ -46,7 +46,6 @@ class Lifecycle:
 
     ready: Callable[[], Awaitable[None]] | None = None
     closing: Callable[[], Awaitable[None]] | None = None
-    extra_health: list[str] = field(default_factory=list)
     _set_all: Callable[[bool], Awaitable[None]] | None = field(default=None, repr=False)
 
     async def set_serving(self, serving: bool) -> None:
@@ -74,7 +73,7 @@ async def serve(
     port = server.add_insecure_port(address)
     if port == 0:
         raise SystemExit(f"cannot listen on {address}")
-    all_names = ["", *names, *lifecycle.extra_health]
+    all_names = ["", *names]
 
     async def set_all(status):
         for name in all_names:

@@ -43,7 +43,6 @@ from services.common.config import (
     DEFAULT_SHARD_RANGES,
     DEFAULT_SYMBOLS,
     ShardMap,
-    symbol_ids,
 )
 from services.common.ids import MATCHING_NODE_BASE, SnowflakeIds
 from services.common.server import CHANNEL_OPTIONS
@@ -58,9 +57,7 @@ ACCOUNTS = 200
 
 
 def shard_symbols(index: int) -> dict[str, int]:
-    listed = DEFAULT_SYMBOLS.split()
-    ids = symbol_ids(listed)
-    return {s: ids[s] for s in ShardMap.parse(DEFAULT_SHARD_RANGES).symbols_of(index, listed)}
+    return ShardMap.parse(DEFAULT_SHARD_RANGES).book_ids_of(index, DEFAULT_SYMBOLS.split())
 
 
 class Books:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from services.common.config import ShardMap, env, env_int, symbol_ids, symbols_from_env
+from services.common.config import ShardMap, env, env_int, symbols_from_env
 
 
 @dataclass(frozen=True)
@@ -27,14 +27,12 @@ class MatchingSettings:
         index = env_int("BOURSE_SHARD_INDEX", 0)
         if not 0 <= index < len(shard_map):
             raise SystemExit(f"BOURSE_SHARD_INDEX must be 0-{len(shard_map) - 1}, got {index}")
-        listed = symbols_from_env()
-        ids = symbol_ids(listed)
         return cls(
             shard_index=index,
             address=env("BOURSE_MATCHING_ADDR", "127.0.0.1:50060"),
             persistence_address=env("BOURSE_PERSISTENCE_ADDR", "127.0.0.1:50070"),
             redis_url=env("BOURSE_REDIS_URL", "redis://127.0.0.1:6379/0"),
-            symbols={s: ids[s] for s in shard_map.symbols_of(index, listed)},
+            symbols=shard_map.book_ids_of(index, symbols_from_env()),
             write_timeout_s=env_int("BOURSE_WRITE_TIMEOUT_MS", 3000) / 1000,
             startup_timeout_s=env_int("BOURSE_STARTUP_TIMEOUT_MS", 60000) / 1000,
             drain_seconds=env_int("BOURSE_DRAIN_MS", 2000) / 1000,

@@ -65,8 +65,6 @@ class MarketData:
         self._books_of: Callable | None = None
         self._trades: dict[str, list[str]] = defaultdict(list)
         self._wakeup = asyncio.Event()
-        self._idle = asyncio.Event()
-        self._idle.set()
         self._task: asyncio.Task | None = None
 
     def record(self, symbols, trades, books_of: Callable) -> None:
@@ -82,14 +80,9 @@ class MarketData:
             if len(pending) > TRADES_KEPT:
                 del pending[: len(pending) - TRADES_KEPT]
         if self._dirty or self._trades:
-            self._idle.clear()
             self._wakeup.set()
             if self._task is None:
                 self._task = asyncio.create_task(self._run(), name="market-data")
-
-    async def flushed(self) -> None:
-        """Waits until everything recorded so far was sent (or could not be)."""
-        await self._idle.wait()
 
     async def _run(self) -> None:
         while True:
@@ -104,8 +97,6 @@ class MarketData:
                 self._keep(dirty, trades)
                 await asyncio.sleep(BACKOFF_S)
                 self._wakeup.set()
-            elif not self._dirty and not self._trades:
-                self._idle.set()
 
     async def _send(self, books, trades) -> bool:
         pipe = self._client.pipeline(transaction=False)
@@ -119,7 +110,6 @@ class MarketData:
             return True
         except Exception as error:  # noqa: BLE001 - any Redis trouble: keep trading, publish later
             self._log.warning("market data not published", error=repr(error), symbols=len(books))
-            self._idle.set()  # nothing more can be done now; callers waiting must not hang
             return False
         finally:
             await pipe.reset()

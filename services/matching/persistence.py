@@ -66,7 +66,3 @@ class GrpcPersistence:
     async def save_snapshot(self, shard: int, sequence: int, data: bytes) -> None:
         requests = (persistence_pb2.SaveSnapshotRequest(chunk=c) for c in snapshot_chunks(shard, sequence, data))
         await self._stub.SaveSnapshot(requests, timeout=self._read_timeout)
-
-    async def shard_state(self, shard: int) -> persistence_pb2.GetShardStateResponse:
-        return await self._stub.GetShardState(persistence_pb2.GetShardStateRequest(matching_shard=shard),
-                                              timeout=self._write_timeout)

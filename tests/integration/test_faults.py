@@ -26,7 +26,7 @@ from bourse.persistence.v1 import persistence_service_pb2_grpc as persistence_gr
 from bourse.type.v1 import types_pb2 as t
 
 from infra.local.stack import Stack
-from services.common.config import ShardMap, symbol_ids, symbols_from_env
+from services.common.config import ShardMap, symbols_from_env
 from services.common.ids import SnowflakeIds
 from services.matching.shard import MatchingShard
 from tests.integration.load import Acks, run_load
@@ -61,9 +61,7 @@ def shard_status(address: str) -> matching_pb2.GetShardStatusResponse:
 
 
 def fresh_shard(stack, index: int) -> MatchingShard:
-    listed = symbols_from_env()
-    ids = symbol_ids(listed)
-    owned = {s: ids[s] for s in ShardMap.parse(stack.shard_ranges).symbols_of(index, listed)}
+    owned = ShardMap.parse(stack.shard_ranges).book_ids_of(index, symbols_from_env())
     return MatchingShard(owned, SnowflakeIds(1000), shard_index=index)
 
 
