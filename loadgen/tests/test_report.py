@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import psutil
 import pytest
 
 from loadgen import durability, report
@@ -67,8 +68,10 @@ def test_cpu_meter_measures_a_busy_child():
 
 def test_cpu_meter_on_self():
     meter = report.CpuMeter({"me": os.getpid()})
-    sum(i * i for i in range(300_000))
-    assert meter.stop()["me"] > 0
+    started = time.process_time()
+    while time.process_time() - started < 0.1:  # CPU time, not wall time: same on a loaded machine
+        pass
+    assert meter.stop()["me"] >= 0.05
 
 
 def test_timeline_series():
@@ -149,22 +152,32 @@ def test_json_plot_and_text(tmp_path):
 
 
 def test_cpu_meter_counts_the_work_of_forked_workers():
-    """Like PostgreSQL's backends: the parent idles while a child it forked does the work."""
-    script = (
-        "import subprocess, sys, time\n"
-        "busy = 'import time\\nt=time.time()\\nwhile time.time()-t<0.6: pass'\n"
-        "time.sleep(0.3)\n"
-        "worker = subprocess.Popen([sys.executable, '-c', busy])\n"
-        "time.sleep(0.5)\n"  # sampled while the worker is alive
-        "worker.wait()\n"
-        "time.sleep(5)\n"
+    """Like PostgreSQL's backends: the parent idles while a child it forked does the work.
+    The child burns a fixed amount of its own CPU time (not wall time, so a loaded
+    machine cannot shrink it) and stays alive while the meter reads it."""
+    burn = (
+        "import sys, time\n"
+        "while time.process_time() < 0.4: pass\n"
+        "print('burned', flush=True)\n"
+        "time.sleep(60)\n"
     )
-    parent = subprocess.Popen([sys.executable, "-c", script])
+    script = (
+        "import subprocess, sys\n"
+        "sys.stdin.readline()\n"  # start the work only once the meter is running
+        f"worker = subprocess.Popen([sys.executable, '-c', {burn!r}])\n"
+        "worker.wait()\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True)
     try:
         meter = report.CpuMeter({"parent": parent.pid})
-        time.sleep(0.7)
+        parent.stdin.write("go\n")
+        parent.stdin.flush()
+        assert parent.stdout.readline().strip() == "burned"
         used = meter.stop()["parent"]
     finally:
+        for child in psutil.Process(parent.pid).children(recursive=True):
+            child.kill()
         parent.kill()
         parent.wait()
     assert used is not None and used >= 0.25

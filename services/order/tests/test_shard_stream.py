@@ -204,17 +204,43 @@ def test_a_restarted_shard_is_reached_on_a_new_stream():
     asyncio.run(scenario())
 
 
+class StuckWrites:
+    """Wraps the stub so that writes hang, as when a shard stops reading and HTTP/2 flow
+    control blocks them, until the call is cancelled; then the write raises
+    CancelledError, as grpc does for a write on a call cancelled under it. (Real flow
+    control fills at a pace a loaded machine cannot promise, so the test does not wait
+    for it.)"""
+
+    def __init__(self, stub):
+        self.stub = stub
+
+    def ExecuteStream(self):
+        return self._Stuck(self.stub.ExecuteStream())
+
+    class _Stuck:
+        def __init__(self, call):
+            self.call, self.read = call, call.read
+            self.cancelled = asyncio.Event()
+
+        async def write(self, request):
+            await self.cancelled.wait()
+            raise asyncio.CancelledError()
+
+        def cancel(self):
+            self.cancelled.set()
+            return self.call.cancel()
+
+
 def test_callers_of_writes_cancelled_under_them_are_answered_at_once():
-    # The shard stops reading, so HTTP/2 flow control blocks a write; closing the
-    # stream cancels the call under it and grpc raises CancelledError from the write.
     async def scenario():
-        shard, port = FakeShard(plan=["stall"]), free_port()
-        async with serving(shard, port), shard_stream(port, timeout_s=30) as stream:
+        shard, port = FakeShard(), free_port()
+        async with serving(shard, port), shard_stream(port, timeout_s=30, wrap=StuckWrites) as stream:
             batcher = Batcher(stream, batch_max=1, max_in_flight=64)
             batcher.start()
             try:
-                callers = [asyncio.create_task(batcher.execute(command(i, padding=200_000))) for i in range(80)]
-                await asyncio.sleep(1.0)
+                callers = [asyncio.create_task(batcher.execute(command(i))) for i in range(80)]
+                await until(lambda: stream._write_lock.locked())  # a write is in progress, stuck
+                await asyncio.sleep(0.2)
                 assert not any(c.done() for c in callers)
                 await stream.close()
                 done, _ = await asyncio.wait(callers, timeout=3)
