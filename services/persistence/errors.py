@@ -1,7 +1,8 @@
 """What the store raises, and the checks shared by the store and the snapshot writer.
 
 service.py maps these exceptions to gRPC status codes: StoreUnavailable -> UNAVAILABLE
-(retry), SequenceTaken -> a conflict, InvalidArgument -> INVALID_ARGUMENT naming the field.
+(retry), SequenceTaken -> a conflict, JournalPruned -> FAILED_PRECONDITION (read from a
+newer snapshot), InvalidArgument -> INVALID_ARGUMENT naming the field.
 UNAVAILABLE lists the SQLAlchemy errors that mean the database, not the input, failed.
 """
 
@@ -21,6 +22,21 @@ class SequenceTaken(Exception):
     """A journal sequence is already stored with a different command: another process
     is writing as this matching shard (or it reused a sequence). Nothing was committed
     on the home database."""
+
+
+class JournalPruned(Exception):
+    """The journal entries right after `after` are gone: pruned, being older than every
+    kept snapshot. Replaying from there would skip commands; the caller must restore a
+    snapshot at first_retained - 1 or later and read the journal after it."""
+
+    def __init__(self, matching_shard: int, after: int, first_retained: int):
+        super().__init__(
+            f"journal of matching shard {matching_shard}: entries after sequence {after} were pruned, the first "
+            f"retained sequence is {first_retained}; restore a newer snapshot (sequence {first_retained - 1} or "
+            "later) and read the journal after it")
+        self.matching_shard = matching_shard
+        self.after = after
+        self.first_retained = first_retained
 
 
 class InvalidArgument(ValueError):

@@ -1,7 +1,8 @@
 """Persistence service process: `python -m services.persistence.main`.
 
 Env: BOURSE_DB_URLS (comma-separated SQLAlchemy URLs, index = database shard),
-BOURSE_SHARD_RANGES, BOURSE_PERSISTENCE_ADDR (default 127.0.0.1:50070).
+BOURSE_SHARD_RANGES, BOURSE_PERSISTENCE_ADDR (default 127.0.0.1:50070),
+BOURSE_JOURNAL_PRUNE (default on; off keeps every journal entry).
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from services.persistence.store import ShardedStore, StoreUnavailable
 async def main() -> None:
     settings = Settings.from_env()
     log = logs.configure("persistence")
-    store = ShardedStore(settings.db_urls, settings.shard_map, pool_size=settings.pool_size)
+    store = ShardedStore(settings.db_urls, settings.shard_map, pool_size=settings.pool_size,
+                         journal_prune=settings.journal_prune)
 
     async def ready() -> None:
         # Databases may start after us (local stack, Kubernetes): wait, then create the

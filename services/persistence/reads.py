@@ -3,6 +3,7 @@ orders, open orders, journal pages and a matching shard's recovery state.
 
 Reads that a matching shard uses to recover (open orders, journal, shard state) first
 wait for this store's writes still running on that database (see Shard.wait_for_writes).
+A journal read from a point that was pruned raises JournalPruned (see journal_page).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from datetime import datetime, timedelta, timezone
 
 import sqlalchemy as sa
 
+from services.persistence.errors import JournalPruned
 from services.persistence.models import JOURNAL, ORDER_COLUMNS, ORDERS, TRADES, Row
 from services.persistence.shards import Shard
 from services.persistence.snapshots import NEWEST_HEAD
@@ -95,9 +97,28 @@ def journal_page(shard: Shard, matching_shard: int, after: int, limit: int) -> l
                 # (a journal that just grew) the planner would rather sort every entry
                 # after `after` (bitmap scan + sort): 10x slower per page, and O(n^2) overall.
                 cur.execute("SET LOCAL enable_sort = off")
-                return cur.execute(_PG_JOURNAL_PAGE, (matching_shard, after, limit)).fetchall()
-        rows = conn.execute(_JOURNAL_PAGE, {"shard": matching_shard, "after": after, "limit": limit}).all()
-    return [(seq, bytes(command), (_utc(when) - _EPOCH) // _MICROSECOND) for seq, command, when in rows]
+                page = cur.execute(_PG_JOURNAL_PAGE, (matching_shard, after, limit)).fetchall()
+        else:
+            rows = conn.execute(_JOURNAL_PAGE, {"shard": matching_shard, "after": after, "limit": limit}).all()
+            page = [(seq, bytes(command), (_utc(when) - _EPOCH) // _MICROSECOND) for seq, command, when in rows]
+        if page and page[0][0] != after + 1:
+            _check_not_pruned(conn, matching_shard, after, page[0][0])
+    return page
+
+
+_FIRST_RETAINED = sa.select(sa.func.min(JOURNAL.c.sequence)).where(JOURNAL.c.matching_shard == sa.bindparam("shard"))
+
+
+def _check_not_pruned(conn, matching_shard: int, after: int, found: int) -> None:
+    """Raises JournalPruned when the gap after `after` is the pruned start of the journal.
+
+    Pruning drops a prefix, so it left nothing at or below `after` exactly when the
+    gap is pruning's. Only a gap (never the common path) pays for this query: the
+    smallest sequence is one step down the primary key index.
+    """
+    first = conn.execute(_FIRST_RETAINED, {"shard": matching_shard}).scalar()
+    if first is None or first > after:
+        raise JournalPruned(matching_shard, after, found if first is None else first)
 
 
 def shard_state(shard: Shard, matching_shard: int) -> tuple[int, int, datetime | None]:

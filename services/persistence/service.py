@@ -12,6 +12,7 @@ from bourse.persistence.v1 import persistence_service_pb2 as pb
 from bourse.persistence.v1 import persistence_service_pb2_grpc as pb_grpc
 from bourse.type.v1 import types_pb2
 from services.common.errors import BourseError, abort
+from services.persistence.errors import JournalPruned
 from services.persistence.store import InvalidArgument, Row, SequenceTaken, ShardedStore, StoreUnavailable
 
 SERVICE_NAME = "bourse.persistence.v1.PersistenceService"
@@ -168,6 +169,10 @@ class PersistenceServicer(pb_grpc.PersistenceServiceServicer):
         if isinstance(e, SequenceTaken):
             self._log.error("journal_sequence_taken", error=str(e))
             return BourseError(grpc.StatusCode.FAILED_PRECONDITION, "JOURNAL_SEQUENCE_TAKEN", str(e))
+        if isinstance(e, JournalPruned):
+            self._log.warning("journal_pruned", matching_shard=e.matching_shard, after=e.after,
+                              first_retained=e.first_retained)
+            return BourseError(grpc.StatusCode.FAILED_PRECONDITION, "JOURNAL_PRUNED", str(e))
         raise e
 
     async def WriteBatch(self, request: pb.WriteBatchRequest, context) -> pb.WriteBatchResponse:

@@ -3,6 +3,11 @@
 SnapshotWriter (on the event loop) takes an upload chunk by chunk; the functions below
 run on a worker thread per call. A snapshot becomes visible with its head row, written
 in the last chunk's transaction, so readers never see a partial one.
+
+Journal pruning (the store's journal_prune, on in the service unless BOURSE_JOURNAL_PRUNE
+is off): once SNAPSHOTS_KEPT complete snapshots exist, the head's transaction also
+deletes the shard's journal up to the oldest kept snapshot. Recovery from either kept
+snapshot still finds every entry after it; a read from further back gets JournalPruned.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 
 from services.persistence.errors import InvalidArgument, check_shard
-from services.persistence.models import SNAPSHOT_HEADS, SNAPSHOTS, Row
+from services.persistence.models import JOURNAL, SNAPSHOT_HEADS, SNAPSHOTS, Row
 from services.persistence.shards import Shard
 
 if TYPE_CHECKING:
@@ -28,8 +33,9 @@ class SnapshotWriter:
     """Stores one snapshot chunk by chunk, each chunk in its own transaction (so a
     100 MB snapshot never sits in memory); the last chunk's transaction also writes the
     head that makes it visible and prunes all but the newest SNAPSHOTS_KEPT complete
-    snapshots of the shard. A snapshot already complete at that sequence is left as it
-    is (a retried upload): its chunks are checked for order and dropped."""
+    snapshots of the shard (and, with the store's journal_prune, the journal they no
+    longer need). A snapshot already complete at that sequence is left as it is (a
+    retried upload): its chunks are checked for order and dropped, nothing is pruned."""
 
     def __init__(self, store: ShardedStore):
         self._store = store
@@ -66,7 +72,7 @@ class SnapshotWriter:
             return
         self._bytes += len(chunk["data"])
         await self._store._call(shard, snapshot_put, matching_shard, chunk["sequence"], index, chunk["data"],
-                                self._bytes if chunk["last"] else None)
+                                self._bytes if chunk["last"] else None, self._store.journal_prune)
 
     async def finish(self) -> int:
         """Bytes stored (of the snapshot already there, for a repeated one); refuses a
@@ -117,8 +123,9 @@ def snapshot_start(shard: Shard, matching_shard: int, sequence: int) -> int | No
 
 
 def snapshot_put(shard: Shard, matching_shard: int, sequence: int, index: int, data: bytes,
-                 total_bytes: int | None) -> None:
-    """Stores a chunk; with total_bytes (the last chunk) also the head, and prunes."""
+                 total_bytes: int | None, prune_journal: bool = False) -> None:
+    """Stores a chunk; with total_bytes (the last chunk) also the head, and prunes
+    snapshots (and the journal, with prune_journal)."""
     with shard.engine.begin() as conn:
         conn.execute(sa.insert(SNAPSHOTS), {"matching_shard": matching_shard, "sequence": sequence,
                                             "chunk_index": index, "data": data})
@@ -136,3 +143,9 @@ def snapshot_put(shard: Shard, matching_shard: int, sequence: int, index: int, d
         conn.execute(sa.delete(SNAPSHOTS).where(SNAPSHOTS.c.matching_shard == matching_shard,
                                                 SNAPSHOTS.c.sequence.not_in(kept),
                                                 SNAPSHOTS.c.sequence < max(kept)))
+        if prune_journal and len(kept) == SNAPSHOTS_KEPT:
+            # The oldest kept snapshot is the fallback: it needs the journal after it, and
+            # nothing needs what comes before. A late upload older than both is already
+            # gone from `kept`, so it prunes nothing new.
+            conn.execute(sa.delete(JOURNAL).where(JOURNAL.c.matching_shard == matching_shard,
+                                                  JOURNAL.c.sequence <= min(kept)))

@@ -12,8 +12,9 @@ those threads lives in writes.py (transactions; retrying a batch is harmless), r
 database's engine and statements, errors.py what the store raises.
 
 Recovery data of matching shard k (journal, snapshots) lives on its home database,
-k % len(db_urls); idempotency keys on account_id % len(db_urls). Pruning the journal
-(entries older than the kept snapshots) is not done here yet: it grows until then.
+k % len(db_urls); idempotency keys on account_id % len(db_urls). With journal_prune, a
+new snapshot deletes the journal up to the oldest kept snapshot (snapshots.py), and a
+read from further back raises JournalPruned (reads.py).
 """
 
 from __future__ import annotations
@@ -91,10 +92,14 @@ class ShardedStore:
         pool_size: int = 8,
         connect_timeout: float = 2.0,
         pg_arrays: bool = True,
+        journal_prune: bool = False,
     ):
         if not db_urls:
             raise ValueError("at least one database URL is needed")
         self.shard_map = shard_map
+        # Read by SnapshotWriter: off here (tests replay whole journals); the service
+        # turns it on unless BOURSE_JOURNAL_PRUNE says otherwise (config.py).
+        self.journal_prune = journal_prune
         self._shards = [
             Shard(i, make_engine(u, pool_size, connect_timeout), pg_arrays) for i, u in enumerate(db_urls)
         ]

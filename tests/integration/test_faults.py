@@ -2,8 +2,10 @@
 service, an order-service replica and PostgreSQL itself (the whole server), restart each,
 and then require that the load kept going after every restart with no call given up on,
 that nothing acknowledged was lost, that every acknowledged fill is a stored trade, that
-trades balance, and that every shard's books equal both a replay of its whole journal and
-its newest snapshot plus the journal after it. Plus: Redis down, PostgreSQL down.
+trades balance, and that every shard's books equal two independent recoveries: its oldest
+kept snapshot (or the start, while nothing is pruned) plus the journal after it, and its
+newest snapshot plus the journal after it. The journal is pruned (the default) exactly up
+to the oldest kept snapshot and has no gap after. Plus: Redis down, PostgreSQL down.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from bourse.type.v1 import types_pb2 as t
 
 from infra.local.stack import Stack
 from services.common.config import ShardMap, symbols_from_env
+from services.common.errors import reason_of
 from services.common.ids import SnowflakeIds
 from services.matching.shard import MatchingShard
 from tests.integration.load import Acks, run_load
@@ -36,8 +39,10 @@ OPEN = (t.ORDER_STATUS_NEW, t.ORDER_STATUS_PARTIALLY_FILLED)
 # What the load may see while parts are down (retried), and cancels of orders already done.
 EXPECTED_ERRORS = {"UNAVAILABLE", "DEADLINE_EXCEEDED", "CANCELLED", "FAILED_PRECONDITION"}
 VICTIMS = ("matching-0", "persistence", "order-0", "postgres")
-# A snapshot every few hundred commands, so recoveries restore one and replay the rest.
-SERVICE_ENV = {"BOURSE_SNAPSHOT_EVERY": "300"}
+# A snapshot every few hundred commands, so recoveries restore one and replay the rest,
+# and the journal gets pruned (BOURSE_JOURNAL_PRUNE is left at its default: on).
+SNAPSHOT_EVERY = 300
+SERVICE_ENV = {"BOURSE_SNAPSHOT_EVERY": str(SNAPSHOT_EVERY)}
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +70,19 @@ def fresh_shard(stack, index: int) -> MatchingShard:
     return MatchingShard(owned, SnowflakeIds(1000), shard_index=index)
 
 
+def settled_status(address: str) -> matching_pb2.GetShardStatusResponse:
+    """The shard's status once no snapshot is running or due (the load has stopped), so
+    no snapshot lands, and prunes the journal, while the checks read it. A snapshot is
+    due from SNAPSHOT_EVERY commands after the last one; TakeSnapshot waits for one
+    running, or takes the one due."""
+    status = shard_status(address)
+    if status.sequence - status.snapshot_sequence >= SNAPSHOT_EVERY:
+        with grpc.insecure_channel(address) as channel:
+            matching_grpc.MatchingServiceStub(channel).TakeSnapshot(matching_pb2.TakeSnapshotRequest(), timeout=30)
+        status = shard_status(address)
+    return status
+
+
 def replay_journal(stack, index: int, shard: MatchingShard | None = None) -> MatchingShard:
     """The shard (a fresh one by default) fed its journal after its sequence."""
     shard = shard or fresh_shard(stack, index)
@@ -90,6 +108,27 @@ def recover_from_snapshot(stack, index: int) -> tuple[int, MatchingShard]:
     shard.restore(b"".join(c.data for c in chunks))
     assert shard.sequence == chunks[0].sequence > 0
     return chunks[0].sequence, replay_journal(stack, index, shard)
+
+
+def recover_from_stored_snapshot(stack, index: int, sequence: int) -> MatchingShard:
+    """A fresh shard restored from the stored snapshot at `sequence`, read from the
+    database (ReadSnapshot serves only the newest), and fed the journal after it."""
+    shard = fresh_shard(stack, index)
+    shard.restore(b"".join(bytes(data) for (data,) in query(
+        stack, "SELECT data FROM snapshots WHERE matching_shard = %s AND sequence = %s ORDER BY chunk_index",
+        index, sequence)))
+    assert shard.sequence == sequence
+    return replay_journal(stack, index, shard)
+
+
+def journal_state(stack, index: int) -> tuple[list[int], int, int, int]:
+    """(sequences of the stored snapshots, first and last journal sequence, entries)."""
+    heads = sorted(sequence for (sequence,) in query(
+        stack, "SELECT sequence FROM snapshot_heads WHERE matching_shard = %s", index))
+    [(first, last, entries)] = [row for row in query(
+        stack, "SELECT min(sequence), max(sequence), count(*) FROM journal WHERE matching_shard = %s", index)
+        if row[2]]
+    return heads, first, last, entries
 
 
 def resting(shard: MatchingShard) -> dict[int, tuple[int, int]]:
@@ -193,34 +232,54 @@ def test_nothing_acknowledged_is_lost_through_crashes_of_every_part(stack):
     for (symbol, side), filled in per_side.items():
         assert filled == per_side.get((symbol, 3 - side), 0), f"{symbol}: buy and sell sides do not balance"
 
-    # The books each shard serves equal a replay of its whole journal and its newest
-    # snapshot plus the journal after it, and hold exactly the orders the database says
-    # are open, with the same leaves and filled quantities.
+    # The books each shard serves equal two independent recoveries from what persistence
+    # holds: the oldest kept snapshot (the start, while nothing is pruned) plus the
+    # journal after it, and the newest snapshot plus the journal after it. The journal
+    # was pruned exactly up to the oldest kept snapshot and has no gap from there on.
+    # The books hold exactly the orders the database says are open, with the same leaves
+    # and filled quantities.
     open_orders = {row[0]: (row[5], row[4]) for row in all_orders if row[6] in OPEN}
-    resting_orders, sequences = {}, []
+    resting_orders, sequences, pruned = {}, [], []
     for index, address in enumerate(stack.matching_addresses):
-        status = shard_status(address)
-        replayed = replay_journal(stack, index)
+        status = settled_status(address)
+        heads, first, last, entries = journal_state(stack, index)
+        fallback = heads[0] if len(heads) > 1 else 0  # the oldest kept snapshot, once there are two
+        assert first == fallback + 1, f"shard {index}: journal starts at {first}, snapshots {heads}"
+        assert last == status.sequence and entries == last - first + 1, (
+            f"shard {index}: journal {first}-{last} holds {entries} entries, shard at {status.sequence}")
+        if fallback:
+            pruned.append(index)
+            oldest = recover_from_stored_snapshot(stack, index, fallback)
+            with grpc.insecure_channel(stack.persistence_address) as channel, pytest.raises(grpc.RpcError) as e:
+                list(persistence_grpc.PersistenceServiceStub(channel).ReadJournal(
+                    persistence_pb2.ReadJournalRequest(matching_shard=index), timeout=60))
+            assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION and reason_of(e.value) == "JOURNAL_PRUNED"
+        else:
+            oldest = replay_journal(stack, index)
         snapshot_sequence, recovered = recover_from_snapshot(stack, index)
         assert status.serving
         assert status.snapshot_sequence > 0, f"shard {index} never snapshotted"
-        assert status.sequence == replayed.sequence == recovered.sequence, (
-            f"shard {index}: serving {status.sequence}, journal {replayed.sequence}, "
+        assert snapshot_sequence == heads[-1]
+        assert status.sequence == oldest.sequence == recovered.sequence, (
+            f"shard {index}: serving {status.sequence}, snapshot {fallback} + journal {oldest.sequence}, "
             f"snapshot {snapshot_sequence} + journal {recovered.sequence}")
-        assert replayed.engine.event_hash() == recovered.engine.event_hash(), (
-            f"shard {index}: snapshot {snapshot_sequence} + journal differs from the whole journal")
-        assert status.event_hash == replayed.engine.event_hash(), f"shard {index} differs from its journal"
-        books = resting(replayed)
-        assert resting(recovered) == books, f"shard {index}: snapshot + journal rests other orders"
+        assert oldest.engine.event_hash() == recovered.engine.event_hash(), (
+            f"shard {index}: snapshot {snapshot_sequence} + journal differs from snapshot {fallback} + journal")
+        assert status.event_hash == oldest.engine.event_hash(), f"shard {index} differs from its recoveries"
+        books = resting(oldest)
+        assert resting(recovered) == books, f"shard {index}: the two recoveries rest other orders"
         resting_orders.update(books)
-        sequences.append((snapshot_sequence, status.sequence))
+        sequences.append((fallback, snapshot_sequence, status.sequence))
+    # Every shard runs well past two snapshots here; one suffices to prove the default prunes.
+    assert pruned, f"no journal was pruned (snapshots every {SNAPSHOT_EVERY}; fallback, newest, last: {sequences})"
     assert set(resting_orders) == set(open_orders), (
         f"resting, not open: {set(resting_orders) - set(open_orders)}; "
         f"open, not resting: {set(open_orders) - set(resting_orders)}")
     differ = {oid: (resting_orders[oid], stored) for oid, stored in open_orders.items() if resting_orders[oid] != stored}
     assert not differ, f"(leaves, filled) in the books vs the database: {differ}"
-    print(f"{len(all_orders)} orders, {len(trades)} trades stored, {len(open_orders)} resting; "
-          f"journals and snapshots replayed to identical books (snapshot, last sequence per shard: {sequences})")
+    print(f"{len(all_orders)} orders, {len(trades)} trades stored, {len(open_orders)} resting; both kept "
+          f"snapshots + journal recovered identical books (oldest kept, newest, last sequence per shard: "
+          f"{sequences}; pruned shards {pruned})")
 
 
 @pytest.mark.timeout(120)

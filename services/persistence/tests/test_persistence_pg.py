@@ -1,5 +1,6 @@
 """Integration: the real service process on a private 3-database PostgreSQL, over gRPC."""
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -40,12 +41,13 @@ def pg():
         server.stop()
 
 
-@pytest.fixture(scope="module")
-def service(pg):
+@contextlib.contextmanager
+def running(pg, **env):
+    """The service process (env added to child_env), as a stub."""
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "services.persistence.main"],
-        env=child_env(pg, BOURSE_PERSISTENCE_ADDR=f"127.0.0.1:{port}", BOURSE_DRAIN_SECONDS="0"),
+        env=child_env(pg, BOURSE_PERSISTENCE_ADDR=f"127.0.0.1:{port}", BOURSE_DRAIN_SECONDS="0", **env),
     )
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
     try:
@@ -59,6 +61,12 @@ def service(pg):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture(scope="module")
+def service(pg):
+    with running(pg) as stub:
+        yield stub
 
 
 def order(order_id, symbol, account=1, status=t.ORDER_STATUS_NEW, filled=0):
@@ -193,6 +201,42 @@ def test_recovery_rpcs_over_grpc_on_postgres(service):
                            timeout=10)
     assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert reason_of(e.value) == "JOURNAL_SEQUENCE_TAKEN"
+
+
+def journal_with_two_snapshots(service, matching_shard, last=30, snapshots=(10, 20)):
+    journal = [pb.JournalEntry(sequence=s, command=b"cmd%d" % s, time=Timestamp(seconds=1_780_000_000))
+               for s in range(1, last + 1)]
+    service.WriteBatch(pb.WriteBatchRequest(matching_shard=matching_shard, journal=journal), timeout=10)
+    for sequence in snapshots:
+        chunks = [pb.SnapshotChunk(matching_shard=matching_shard, sequence=sequence, index=i, data=b"s", last=i == 1)
+                  for i in range(2)]
+        service.SaveSnapshot(iter(pb.SaveSnapshotRequest(chunk=c) for c in chunks), timeout=10)
+
+
+def read_journal(service, matching_shard, after):
+    request = pb.ReadJournalRequest(matching_shard=matching_shard, after_sequence=after, page_size=7)
+    return [e.sequence for page in service.ReadJournal(request, timeout=10) for e in page.entries]
+
+
+def test_by_default_the_journal_is_pruned_and_reading_a_pruned_part_is_failed_precondition(service):
+    journal_with_two_snapshots(service, matching_shard=2)
+    for after in (0, 9):
+        with pytest.raises(grpc.RpcError) as e:
+            read_journal(service, 2, after)
+        assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION, e.value.details()
+        assert reason_of(e.value) == "JOURNAL_PRUNED"
+        assert "first retained sequence is 11" in e.value.details() and "newer snapshot" in e.value.details()
+    # What recovery reads (after either kept snapshot) is all there.
+    assert read_journal(service, 2, 10) == list(range(11, 31))
+    assert read_journal(service, 2, 20) == list(range(21, 31))
+    state = service.GetShardState(pb.GetShardStateRequest(matching_shard=2), timeout=10)
+    assert (state.last_sequence, state.snapshot_sequence) == (30, 20)
+
+
+def test_with_journal_pruning_off_the_whole_journal_stays(pg):
+    with running(pg, BOURSE_JOURNAL_PRUNE="off") as service:
+        journal_with_two_snapshots(service, matching_shard=5, snapshots=(10, 20, 25))
+        assert read_journal(service, 5, 0) == list(range(1, 31))
 
 
 # Last: it stops the database.

@@ -13,6 +13,7 @@ from bourse.type.v1 import types_pb2 as t
 from services.common import logs
 from services.common.config import ShardMap
 from services.common.errors import reason_of
+from services.persistence.config import Settings
 from services.persistence.service import PersistenceServicer
 from services.persistence.store import ShardedStore
 
@@ -32,8 +33,9 @@ def order(order_id, symbol="AAPL", account=1, client=None, status=t.ORDER_STATUS
 
 
 @contextlib.asynccontextmanager
-async def serving(tmp_path):
-    store = ShardedStore([f"sqlite:///{tmp_path}/s{i}.sqlite" for i in range(3)], ShardMap.parse("A-G,H-O,P-Z"))
+async def serving(tmp_path, journal_prune=False):
+    store = ShardedStore([f"sqlite:///{tmp_path}/s{i}.sqlite" for i in range(3)], ShardMap.parse("A-G,H-O,P-Z"),
+                         journal_prune=journal_prune)
     store.create_schema()
     server = grpc.aio.server()
     pb_grpc.add_PersistenceServiceServicer_to_server(PersistenceServicer(store, LOG), server)
@@ -195,3 +197,44 @@ def test_recovery_rpcs_refuse_bad_input_naming_the_field(tmp_path):
             await expect(stub.GetOrder(pb.GetOrderRequest(order_id=1)), grpc.StatusCode.NOT_FOUND)
 
     asyncio.run(go())
+
+
+def test_reading_a_pruned_journal_is_failed_precondition_naming_the_first_retained_entry(tmp_path):
+    async def go():
+        async with serving(tmp_path, journal_prune=True) as stub:
+            journal = [pb.JournalEntry(sequence=s, command=b"c", time=Timestamp(seconds=1_780_000_000))
+                       for s in range(1, 31)]
+            await stub.WriteBatch(pb.WriteBatchRequest(matching_shard=1, journal=journal))
+            for sequence in (10, 20):
+                chunk = pb.SnapshotChunk(matching_shard=1, sequence=sequence, index=0, data=b"s", last=True)
+                await stub.SaveSnapshot(iter([pb.SaveSnapshotRequest(chunk=chunk)]))
+
+            async def drain(after):
+                request = pb.ReadJournalRequest(matching_shard=1, after_sequence=after, page_size=4)
+                return [e.sequence for r in [r async for r in stub.ReadJournal(request)] for e in r.entries]
+
+            for after in (0, 9):
+                e = await expect(drain(after), grpc.StatusCode.FAILED_PRECONDITION, "JOURNAL_PRUNED")
+                assert "first retained sequence is 11" in e.details() and "snapshot" in e.details(), e.details()
+            assert await drain(10) == list(range(11, 31))
+
+    asyncio.run(go())
+
+
+@pytest.mark.parametrize("raw, prune", [(None, True), ("", True), ("1", True), ("on", True), ("TRUE", True),
+                                        ("yes", True), ("0", False), ("off", False), ("False", False),
+                                        ("no", False)])
+def test_journal_pruning_setting(monkeypatch, raw, prune):
+    monkeypatch.setenv("BOURSE_DB_URLS", "sqlite:///x.sqlite")
+    if raw is None:
+        monkeypatch.delenv("BOURSE_JOURNAL_PRUNE", raising=False)
+    else:
+        monkeypatch.setenv("BOURSE_JOURNAL_PRUNE", raw)
+    assert Settings.from_env().journal_prune is prune
+
+
+def test_a_bad_journal_pruning_setting_stops_startup(monkeypatch):
+    monkeypatch.setenv("BOURSE_DB_URLS", "sqlite:///x.sqlite")
+    monkeypatch.setenv("BOURSE_JOURNAL_PRUNE", "sometimes")
+    with pytest.raises(SystemExit, match="BOURSE_JOURNAL_PRUNE"):
+        Settings.from_env()
