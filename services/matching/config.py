@@ -20,6 +20,8 @@ class MatchingSettings:
     drain_seconds: float
     snapshot_every: int
     batch_linger_s: float
+    # Least time between two market-data sends to Redis (books conflate, trades queue).
+    market_data_interval_s: float
 
     @classmethod
     def from_env(cls) -> MatchingSettings:
@@ -38,4 +40,5 @@ class MatchingSettings:
             drain_seconds=env_int("BOURSE_DRAIN_MS", 2000) / 1000,
             snapshot_every=env_int("BOURSE_SNAPSHOT_EVERY", 100_000),
             batch_linger_s=env_int("BOURSE_BATCH_LINGER_US", 1000) / 1e6,
+            market_data_interval_s=env_int("BOURSE_MARKET_DATA_INTERVAL_MS", 20) / 1000,
         )

@@ -22,7 +22,7 @@ async def main() -> None:
     channel = grpc.aio.insecure_channel(settings.persistence_address, options=CHANNEL_OPTIONS)
     persistence = GrpcPersistence(channel, write_timeout_s=settings.write_timeout_s)
     redis_client = redis.from_url(settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
-    market_data = MarketData(redis_client, log)
+    market_data = MarketData(redis_client, log, interval_s=settings.market_data_interval_s)
     shard = MatchingShard(settings.symbols, SnowflakeIds(MATCHING_NODE_BASE + settings.shard_index),
                           shard_index=settings.shard_index)
     lifecycle = Lifecycle()

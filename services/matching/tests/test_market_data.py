@@ -1,0 +1,101 @@
+"""Market data conflation against a real Redis: sends at least `interval_s` apart, books
+replaced by their newest state, every trade delivered in order."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from types import SimpleNamespace
+
+import pytest
+import redis.asyncio as redis
+import structlog
+
+from infra.local.servers import Redis
+from services.matching.market_data import MarketData, book_key, trades_key
+
+LOG = structlog.get_logger()
+
+
+@pytest.fixture(scope="module")
+def redis_url():
+    server = Redis().start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+def trade(trade_id: int) -> SimpleNamespace:
+    return SimpleNamespace(trade_id=trade_id, symbol="AAPL", price=100 + trade_id, quantity=1, aggressor_side=1,
+                           maker_order_id=trade_id, taker_order_id=1000 + trade_id,
+                           time=SimpleNamespace(seconds=1_700_000_000, nanos=0))
+
+
+async def wait_until(check, timeout_s: float = 10.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while not await check():
+        assert loop.time() < deadline, "market data never arrived"
+        await asyncio.sleep(0.01)
+
+
+@pytest.mark.timeout(60)
+def test_sends_are_conflated_to_the_interval_and_no_trade_is_dropped(redis_url):
+    async def go():
+        client = redis.from_url(redis_url)
+        reader = redis.from_url(redis_url)
+        await reader.flushdb()
+        await reader.config_resetstat()
+        book = {"bid": 0}
+
+        async def books_of(symbols):
+            return {s: ([[book["bid"], 1, 1]], []) for s in symbols}
+
+        market_data = MarketData(client, LOG, interval_s=1.0)
+        try:
+            market_data.record(["AAPL"], [trade(1)], books_of)
+            await wait_until(lambda: reader.llen(trades_key("AAPL")))
+            # Within the interval: twenty more batches, none sent yet.
+            for trade_id in range(2, 22):
+                book["bid"] = trade_id
+                market_data.record(["AAPL"], [trade(trade_id)], books_of)
+                await asyncio.sleep(0)
+            assert await reader.llen(trades_key("AAPL")) == 1
+
+            async def all_trades():
+                return await reader.llen(trades_key("AAPL")) == 21
+            await wait_until(all_trades)
+            newest_first = [json.loads(t)["trade_id"] for t in await reader.lrange(trades_key("AAPL"), 0, -1)]
+            assert newest_first == list(range(21, 0, -1))
+            assert json.loads(await reader.get(book_key("AAPL")))["bids"] == [[21, 1, 1]]
+            stats = await reader.info("commandstats")
+            assert stats["cmdstat_lpush"]["calls"] == 2, stats["cmdstat_lpush"]
+        finally:
+            await market_data.close()
+            await reader.aclose()
+    asyncio.run(go())
+
+
+@pytest.mark.timeout(60)
+def test_without_an_interval_each_batch_is_sent_as_soon_as_it_is_recorded(redis_url):
+    async def go():
+        client = redis.from_url(redis_url)
+        reader = redis.from_url(redis_url)
+        await reader.flushdb()
+
+        async def books_of(symbols):
+            return {s: ([], []) for s in symbols}
+
+        market_data = MarketData(client, LOG)
+        try:
+            for trade_id in range(1, 4):
+                market_data.record(["AAPL"], [trade(trade_id)], books_of)
+
+                async def arrived(n=trade_id):
+                    return await reader.llen(trades_key("AAPL")) == n
+                await wait_until(arrived, timeout_s=5.0)
+        finally:
+            await market_data.close()
+            await reader.aclose()
+    asyncio.run(go())
