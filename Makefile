@@ -4,7 +4,7 @@ DURATION ?= 60
 CLIENTS ?= 40
 BAZEL ?= bazel
 
-.PHONY: setup build test demo up shards snapshot lock clean
+.PHONY: setup build test demo up shards snapshot image lock clean
 
 setup:
 	@tools/setup.sh
@@ -38,6 +38,13 @@ shards: build
 
 snapshot: build
 	bazel-bin/infra/admin/admin snapshot
+
+# The container image of every service (infra/k8s/README.md): stages the build context
+# (sources, generated protos, engine module) from Bazel's outputs, then builds it.
+IMAGE ?= bourse:dev
+image: build
+	bazel-bin/infra/k8s/stage build/image
+	docker build -t $(IMAGE) build/image
 
 lock:
 	.venv/bin/pip freeze --exclude-editable | sed 's/ @ .*//' | \

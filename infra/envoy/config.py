@@ -93,7 +93,21 @@ def _route(max_grpc_timeout: str) -> dict:
     }
 
 
-def _listener(listen_host: str, listen_port: int, access_log: str | None, max_grpc_timeout: str) -> dict:
+def _health_check_filter(path: str) -> dict:
+    # Answers `path` itself (200, or 503 once `POST /healthcheck/fail` on the admin port
+    # started a drain) so an orchestrator can probe Envoy without reaching the admin.
+    return {
+        "name": "envoy.filters.http.health_check",
+        "typed_config": {
+            "@type": _type("envoy.extensions.filters.http.health_check.v3.HealthCheck"),
+            "pass_through_mode": False,
+            "headers": [{"name": ":path", "string_match": {"exact": path}}],
+        },
+    }
+
+
+def _listener(listen_host: str, listen_port: int, access_log: str | None, max_grpc_timeout: str,
+              health_path: str | None = None) -> dict:
     manager = {
         "@type": _type("envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"),
         "stat_prefix": "grpc_ingress",
@@ -117,6 +131,8 @@ def _listener(listen_host: str, listen_port: int, access_log: str | None, max_gr
              "typed_config": {"@type": _type("envoy.extensions.filters.http.router.v3.Router")}},
         ],
     }
+    if health_path is not None:
+        manager["http_filters"].insert(0, _health_check_filter(health_path))
     if access_log is not None:
         manager["access_log"] = _access_log(access_log)
     return {
@@ -189,18 +205,27 @@ def render(
     access_log: str | None = None,
     listen_host: str = "0.0.0.0",
     max_grpc_timeout: str = "60s",
+    health_path: str | None = None,
 ) -> dict:
-    """The complete bootstrap. access_log: None (off), "-" (stdout) or a file path."""
+    """The complete bootstrap. access_log: None (off), "-" (stdout) or a file path.
+
+    A backend given by host name (not IP) makes the cluster STRICT_DNS: every address
+    the name resolves to is one backend, re-resolved every few seconds, so a Kubernetes
+    headless Service name follows its replicas as they scale. health_path (e.g.
+    "/healthz"): Envoy answers that HTTP path itself, for orchestrators' probes.
+    """
     if not backends:
         raise ValueError("at least one backend is required")
     for host, port in backends:
         if not host or not 0 < int(port) < 65536:
             raise ValueError(f"bad backend {host}:{port}")
+    if health_path is not None and not health_path.startswith("/"):
+        raise ValueError(f"health_path must start with '/', got {health_path!r}")
     return {
         "node": {"id": "bourse-edge", "cluster": "bourse"},
         "admin": {"address": _address("127.0.0.1", admin_port)},
         "static_resources": {
-            "listeners": [_listener(listen_host, listen_port, access_log, max_grpc_timeout)],
+            "listeners": [_listener(listen_host, listen_port, access_log, max_grpc_timeout, health_path)],
             "clusters": [_cluster(backends)],
         },
     }
@@ -226,10 +251,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="host:port of an order service replica (repeat)")
     parser.add_argument("--access-log", default=None, help="'-' for stdout or a file path; off by default")
     parser.add_argument("--max-grpc-timeout", default="60s")
+    parser.add_argument("--health-path", default=None, help="HTTP path Envoy answers itself (e.g. /healthz); off by default")
     parser.add_argument("-o", "--output", default="-", help="file to write ('-' = stdout)")
     args = parser.parse_args(argv)
     text = dumps(render(args.listen_port, args.admin_port, args.backend, args.access_log,
-                        listen_host=args.listen_host, max_grpc_timeout=args.max_grpc_timeout))
+                        listen_host=args.listen_host, max_grpc_timeout=args.max_grpc_timeout,
+                        health_path=args.health_path))
     if args.output == "-":
         sys.stdout.write(text)
     else:

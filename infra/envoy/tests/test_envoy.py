@@ -8,6 +8,7 @@ import json
 import socket
 import subprocess
 import time
+import urllib.error
 import urllib.request
 
 import grpc
@@ -57,6 +58,50 @@ def test_hostname_backend_and_file_log_are_valid(tmp_path):
     assert json.loads(path.read_text())["static_resources"]["clusters"][0]["type"] == "STRICT_DNS"
     result = validate(path)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.timeout(60)
+def test_health_path_answers_and_drains(tmp_path):
+    """health_path: Envoy answers the probe path itself, 503 once drained via admin."""
+    assert not any(f["name"] == "envoy.filters.http.health_check" for f in _filters(config.render(8080, 9901, [("order", 1)])))
+    listen, admin = free_port(), free_port()
+    path = tmp_path / "envoy.json"
+    path.write_text(config.dumps(config.render(listen, admin, [("order.bourse.svc", 50051)], listen_host="127.0.0.1",
+                                               health_path="/healthz")))
+    assert _filters(json.loads(path.read_text()))[0]["name"] == "envoy.filters.http.health_check"
+    result = validate(path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    with pytest.raises(ValueError):
+        config.render(8080, 9901, [("order", 1)], health_path="healthz")
+    with open(tmp_path / "envoy.err", "w") as err:
+        proxy = subprocess.Popen([envoy_binary(), "-c", str(path), "--disable-hot-restart", "--concurrency", "1",
+                                  "-l", "warn"], stdout=subprocess.DEVNULL, stderr=err)
+    try:
+        deadline = time.monotonic() + 20
+        while _http_status(f"http://127.0.0.1:{listen}/healthz") != 200:
+            assert time.monotonic() < deadline, (tmp_path / "envoy.err").read_text()
+            time.sleep(0.1)
+        urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{admin}/healthcheck/fail", method="POST"),
+                               timeout=2).read()
+        assert _http_status(f"http://127.0.0.1:{listen}/healthz") == 503
+    finally:
+        proxy.terminate()
+        proxy.wait(timeout=10)
+
+
+def _filters(bootstrap: dict) -> list[dict]:
+    listener = bootstrap["static_resources"]["listeners"][0]
+    return listener["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"]
+
+
+def _http_status(url: str) -> int | None:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status
+    except urllib.error.HTTPError as e:
+        return e.code
+    except OSError:
+        return None
 
 
 def test_bad_backend_is_refused():
