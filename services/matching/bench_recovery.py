@@ -206,6 +206,7 @@ class Bench:
                 await committer.execute([books.mixed() for _ in range(count)])
                 done += count
             await committer.stop()
+            await client.close()
             expected = (shard.sequence, len(shard.live), shard.engine.event_hash())
             self.row("state before restart (seq, resting)", f"{expected[0]:,}, {expected[1]:,}")
             self.row("  journal entries after the snapshot", f"{shard.sequence - sequence:,}")

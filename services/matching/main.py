@@ -35,6 +35,7 @@ async def main() -> None:
     async def closing() -> None:
         await committer.stop()
         await market_data.close()
+        await persistence.close()
         await channel.close()
 
     lifecycle.ready, lifecycle.closing = ready, closing

@@ -15,6 +15,8 @@ from typing import Protocol
 from bourse.persistence.v1 import persistence_service_pb2 as persistence_pb2
 from bourse.persistence.v1 import persistence_service_pb2_grpc as persistence_grpc
 
+from services.common.batch_stream import BatchStream
+
 SNAPSHOT_CHUNK = 2 * 1024 * 1024
 
 
@@ -38,14 +40,25 @@ def snapshot_chunks(shard: int, sequence: int, data: bytes, size: int = SNAPSHOT
         )
 
 
+class WriteFailed(Exception):
+    """The batch did not commit, or its outcome is unknown."""
+
+
 class GrpcPersistence:
     def __init__(self, channel, write_timeout_s: float = 3.0, read_timeout_s: float = 120.0):
         self._stub = persistence_grpc.PersistenceServiceStub(channel)
-        self._write_timeout = write_timeout_s
         self._read_timeout = read_timeout_s
+        # Group commits go over one WriteBatchStream: a message per batch, not a call.
+        self._writes = BatchStream(
+            self._stub.WriteBatchStream,
+            lambda batch_id, batch: persistence_pb2.WriteBatchStreamRequest(batch_id=batch_id, batch=batch),
+            write_timeout_s, WriteFailed, "persistence")
 
     async def write_batch(self, request: persistence_pb2.WriteBatchRequest) -> None:
-        await self._stub.WriteBatch(request, timeout=self._write_timeout, wait_for_ready=False)
+        await self._writes(request)
+
+    async def close(self) -> None:
+        await self._writes.close()
 
     async def read_snapshot(self, shard: int) -> bytes | None:
         parts = []

@@ -8,6 +8,7 @@ import grpc
 from bourse.matching.v1 import matching_service_pb2 as matching_pb2
 from bourse.matching.v1 import matching_service_pb2_grpc as matching_grpc
 
+from services.common.batch_stream import set_error
 from services.common.errors import BourseError, abort
 from services.matching.committer import GroupCommitter, Unavailable
 from services.matching.shard import InvalidCommand
@@ -44,8 +45,7 @@ class MatchingServicer(matching_grpc.MatchingServiceServicer):
             outcome = await self._execute(request.commands)
             response = matching_pb2.ExecuteStreamResponse(batch_id=request.batch_id)
             if isinstance(outcome, BourseError):
-                response.error.code, response.error.reason = outcome.code.value[0], outcome.reason
-                response.error.message = outcome.message
+                set_error(response, outcome)
             else:
                 response.results.extend(outcome)
             answers.put_nowait(response)

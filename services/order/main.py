@@ -14,7 +14,7 @@ from services.common.ids import SnowflakeIds
 from services.common.server import CHANNEL_OPTIONS, Lifecycle, Service, run, serve
 from services.order.batcher import Batcher
 from services.order.config import OrderSettings
-from services.order.downstream import ShardStream, claim_sender
+from services.order.downstream import ClaimStream, ShardStream
 from services.order.orders import OrderDesk
 from services.order.service import (
     MARKET_DATA_SERVICE,
@@ -34,8 +34,8 @@ async def main() -> None:
     persistence_channel = grpc.aio.insecure_channel(settings.persistence_address, options=CHANNEL_OPTIONS)
     persistence = persistence_grpc.PersistenceServiceStub(persistence_channel)
     # One claim transaction at a time: everything that arrives meanwhile shares the next.
-    claims = Batcher(claim_sender(persistence, settings.call_timeout_s), settings.batch_max, max_in_flight=1,
-                     linger_s=settings.batch_linger_s)
+    claim_stream = ClaimStream(persistence, settings.call_timeout_s)
+    claims = Batcher(claim_stream, settings.batch_max, max_in_flight=1, linger_s=settings.batch_linger_s)
     batchers = [*shards, claims]
     redis_client = redis.Redis.from_url(settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
     auth = Authenticator(settings.api_keys)
@@ -56,7 +56,7 @@ async def main() -> None:
     async def closing():
         for batcher in batchers:
             await batcher.stop()
-        for stream in streams:
+        for stream in [*streams, claim_stream]:
             await stream.close()
         for channel in [*channels, persistence_channel]:
             await channel.close()

@@ -22,7 +22,7 @@ from services.common.errors import BourseError
 from services.common.ids import RESEND_WINDOW_MS, SnowflakeIds
 from services.order import validation
 from services.order.batcher import Batcher
-from services.order.downstream import ShardUnavailable
+from services.order.downstream import ClaimsUnavailable, ShardUnavailable
 
 DONE = {types_pb2.ORDER_STATUS_FILLED, types_pb2.ORDER_STATUS_CANCELLED, types_pb2.ORDER_STATUS_REJECTED}
 # How long a retry waits for an in-flight original to be committed before re-sending it.
@@ -91,7 +91,7 @@ class OrderDesk:
         )
         try:
             owner, owner_hash = await asyncio.wait_for(self._claims.execute(claim), self._timeout)
-        except (grpc.RpcError, asyncio.TimeoutError, RuntimeError) as error:
+        except (grpc.RpcError, asyncio.TimeoutError, RuntimeError, ClaimsUnavailable) as error:
             raise unavailable("persistence", error) from error
         replay = owner != order_id
         if replay:

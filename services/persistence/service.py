@@ -11,6 +11,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from bourse.persistence.v1 import persistence_service_pb2 as pb
 from bourse.persistence.v1 import persistence_service_pb2_grpc as pb_grpc
 from bourse.type.v1 import types_pb2
+from services.common.batch_stream import answer_in_order
 from services.common.errors import BourseError, abort
 from services.persistence.errors import JournalPruned
 from services.persistence.store import InvalidArgument, Row, SequenceTaken, ShardedStore, StoreUnavailable
@@ -152,11 +153,20 @@ class PersistenceServicer(pb_grpc.PersistenceServiceServicer):
         if trade.aggressor_side not in _SIDES:
             raise _bad(f"{field}.aggressor_side", "INVALID_AGGRESSOR_SIDE", f"unknown value {trade.aggressor_side}")
 
-    async def _run(self, context, call):
+    async def _mapped(self, call):
+        """await call(), its store errors as BourseError (what a stream answer carries)."""
         try:
             return await call()
+        except BourseError:
+            raise
         except Exception as e:  # noqa: BLE001  (_error re-raises what it does not map)
-            await abort(context, self._error(e))
+            raise self._error(e) from e
+
+    async def _run(self, context, call):
+        try:
+            return await self._mapped(call)
+        except BourseError as e:
+            await abort(context, e)
 
     def _error(self, e: Exception) -> BourseError:
         if isinstance(e, BourseError):
@@ -175,27 +185,33 @@ class PersistenceServicer(pb_grpc.PersistenceServiceServicer):
             return BourseError(grpc.StatusCode.FAILED_PRECONDITION, "JOURNAL_PRUNED", str(e))
         raise e
 
-    async def WriteBatch(self, request: pb.WriteBatchRequest, context) -> pb.WriteBatchResponse:
-        async def call():
-            now = datetime.now(timezone.utc)
-            new, updated, trades = [], [], []
-            for i, order in enumerate(request.new_orders):
-                self._check_order(order, f"new_orders[{i}]")
-                new.append(order_row(order, now))
-            for i, order in enumerate(request.updated_orders):
-                self._check_order(order, f"updated_orders[{i}]")
-                updated.append(order_row(order, now))
-            for i, trade in enumerate(request.trades):
-                self._check_trade(trade, f"trades[{i}]")
-                trades.append(trade_row(trade, now))
-            journal = [{"sequence": e.sequence, "command": e.command, "time": _time(e.time, now)}
-                       for e in request.journal]
-            result = await self._store.write_batch(new, updated, trades, request.matching_shard, journal)
-            return pb.WriteBatchResponse(orders_inserted=result.orders_inserted,
-                                         orders_updated=result.orders_updated,
-                                         trades_inserted=result.trades_inserted)
+    async def _write_batch(self, request: pb.WriteBatchRequest) -> pb.WriteBatchResponse:
+        now = datetime.now(timezone.utc)
+        new, updated, trades = [], [], []
+        for i, order in enumerate(request.new_orders):
+            self._check_order(order, f"new_orders[{i}]")
+            new.append(order_row(order, now))
+        for i, order in enumerate(request.updated_orders):
+            self._check_order(order, f"updated_orders[{i}]")
+            updated.append(order_row(order, now))
+        for i, trade in enumerate(request.trades):
+            self._check_trade(trade, f"trades[{i}]")
+            trades.append(trade_row(trade, now))
+        journal = [{"sequence": e.sequence, "command": e.command, "time": _time(e.time, now)}
+                   for e in request.journal]
+        result = await self._store.write_batch(new, updated, trades, request.matching_shard, journal)
+        return pb.WriteBatchResponse(orders_inserted=result.orders_inserted,
+                                     orders_updated=result.orders_updated,
+                                     trades_inserted=result.trades_inserted)
 
-        return await self._run(context, call)
+    async def WriteBatch(self, request: pb.WriteBatchRequest, context) -> pb.WriteBatchResponse:
+        return await self._run(context, lambda: self._write_batch(request))
+
+    async def WriteBatchStream(self, request_iterator, context):
+        async for response in answer_in_order(
+                request_iterator, lambda r: self._mapped(lambda: self._write_batch(r.batch)),
+                lambda batch_id: pb.WriteBatchStreamResponse(batch_id=batch_id)):
+            yield response
 
     async def GetOrder(self, request: pb.GetOrderRequest, context) -> pb.GetOrderResponse:
         async def call():
@@ -239,15 +255,21 @@ class PersistenceServicer(pb_grpc.PersistenceServiceServicer):
 
         return await self._run(context, call)
 
+    async def _claim(self, request: pb.ClaimClientOrderIdsRequest) -> pb.ClaimClientOrderIdsResponse:
+        owners = await self._store.claim_client_order_ids(
+            [(c.account_id, c.client_order_id, c.order_id, c.request_hash) for c in request.claims])
+        return pb.ClaimClientOrderIdsResponse(owner_order_ids=[o for o, _ in owners],
+                                              owner_request_hashes=[h for _, h in owners])
+
     async def ClaimClientOrderIds(self, request: pb.ClaimClientOrderIdsRequest,
                                   context) -> pb.ClaimClientOrderIdsResponse:
-        async def call():
-            owners = await self._store.claim_client_order_ids(
-                [(c.account_id, c.client_order_id, c.order_id, c.request_hash) for c in request.claims])
-            return pb.ClaimClientOrderIdsResponse(owner_order_ids=[o for o, _ in owners],
-                                                  owner_request_hashes=[h for _, h in owners])
+        return await self._run(context, lambda: self._claim(request))
 
-        return await self._run(context, call)
+    async def ClaimClientOrderIdsStream(self, request_iterator, context):
+        async for response in answer_in_order(
+                request_iterator, lambda r: self._mapped(lambda: self._claim(r.claims)),
+                lambda batch_id: pb.ClaimClientOrderIdsStreamResponse(batch_id=batch_id)):
+            yield response
 
     async def ReadJournal(self, request: pb.ReadJournalRequest, context):
         try:

@@ -238,3 +238,53 @@ def test_a_bad_journal_pruning_setting_stops_startup(monkeypatch):
     monkeypatch.setenv("BOURSE_JOURNAL_PRUNE", "sometimes")
     with pytest.raises(SystemExit, match="BOURSE_JOURNAL_PRUNE"):
         Settings.from_env()
+
+
+def test_write_batch_stream_commits_in_order_and_answers_a_refused_batch_without_closing(tmp_path):
+    async def go():
+        async with serving(tmp_path) as stub:
+            call = stub.WriteBatchStream()
+            await call.write(pb.WriteBatchStreamRequest(batch_id=7, batch=pb.WriteBatchRequest(new_orders=[order(1)])))
+            first = await call.read()
+            assert first.batch_id == 7 and first.result.orders_inserted == 1 and not first.HasField("error")
+            # A refused batch: its answer carries what WriteBatch would have raised...
+            bad = pb.WriteBatchRequest(new_orders=[order(2), order(3, "??")])
+            await call.write(pb.WriteBatchStreamRequest(batch_id=8, batch=bad))
+            refused = await call.read()
+            assert refused.batch_id == 8 and not refused.HasField("result")
+            assert (refused.error.code, refused.error.reason) == (grpc.StatusCode.INVALID_ARGUMENT.value[0],
+                                                                  "INVALID_SYMBOL")
+            assert "new_orders[1].symbol" in refused.error.message
+            # ...and the stream goes on.
+            filled = order(1, status=t.ORDER_STATUS_FILLED, filled=10)
+            await call.write(pb.WriteBatchStreamRequest(batch_id=9, batch=pb.WriteBatchRequest(updated_orders=[filled])))
+            assert (await call.read()).result.orders_updated == 1
+            await call.done_writing()
+            assert await call.read() == grpc.aio.EOF
+            got = (await stub.GetOrder(pb.GetOrderRequest(order_id=1))).order
+            assert got.status == t.ORDER_STATUS_FILLED
+            await expect(stub.GetOrder(pb.GetOrderRequest(order_id=2)), grpc.StatusCode.NOT_FOUND)
+
+    asyncio.run(go())
+
+
+def test_claims_over_a_stream_bind_each_key_to_its_first_order(tmp_path):
+    async def go():
+        async with serving(tmp_path) as stub:
+            call = stub.ClaimClientOrderIdsStream()
+
+            async def claim(batch_id, *claims):
+                request = pb.ClaimClientOrderIdsRequest(claims=[
+                    pb.ClientOrderIdClaim(account_id=a, client_order_id=c, order_id=o, request_hash=h)
+                    for a, c, o, h in claims])
+                await call.write(pb.ClaimClientOrderIdsStreamRequest(batch_id=batch_id, claims=request))
+                answer = await call.read()
+                assert answer.batch_id == batch_id and not answer.HasField("error")
+                return list(zip(answer.result.owner_order_ids, answer.result.owner_request_hashes))
+
+            assert await claim(1, (1, "a", 100, 5), (2, "a", 101, 6)) == [(100, 5), (101, 6)]
+            # The same keys again (a retry on another replica): the first owners answer.
+            assert await claim(2, (2, "a", 200, 7), (1, "b", 201, 8)) == [(101, 6), (201, 8)]
+            await call.done_writing()
+
+    asyncio.run(go())
