@@ -106,7 +106,9 @@ class MarketData:
                 await asyncio.sleep(max(0.0, started + self._interval_s - self._clock()))
 
     async def _send(self, books, trades) -> bool:
-        pipe = self._client.pipeline(transaction=False)
+        # MULTI/EXEC: a send applies whole or not at all, so trades put back after a
+        # failure are not pushed twice (only a timeout with EXEC already sent is ambiguous).
+        pipe = self._client.pipeline(transaction=True)
         for symbol, book in books.items():
             pipe.set(book_key(symbol), book)
         for symbol, pending in trades.items():

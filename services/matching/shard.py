@@ -145,9 +145,6 @@ class MatchingShard:
                 results.append(self._cancel(command.cancel_order, batch, now))
         if replaying:
             return None
-        end = self._last_ns
-        for state in (*batch.new.values(), *batch.updated.values()):
-            state.update_ns = end
         write = persistence_pb2.WriteBatchRequest(
             new_orders=[s.to_proto() for s in batch.new.values()],
             updated_orders=[s.to_proto() for s in batch.updated.values()],
@@ -225,6 +222,8 @@ class MatchingShard:
             maker.filled += event.quantity
             maker.leaves = event.maker_remaining
             maker.status = FILLED if maker.leaves == 0 else PARTIALLY_FILLED
+            # The trade's time, live and in a replay alike (the journal keeps each command's time).
+            maker.update_ns = now
             if maker.leaves == 0:
                 del self.live[maker.order_id]
             batch.touch(maker)

@@ -448,3 +448,25 @@ def test_a_resent_order_stays_a_duplicate_after_a_restore_and_in_replays(tmp_pat
         finally:
             store.close()
     run(go())
+
+
+def test_an_order_is_updated_at_the_time_of_the_command_that_changed_it_live_and_in_a_replay():
+    # Book: SELL 5 @ 101 (order 1, then order 2). BUY 7 @ 101 takes 1 fully and 2 for 2,
+    # then order 4 rests at 99: order 2's update time is the trade's, order 4's its own.
+    live = MatchingShard(SYMBOLS, SnowflakeIds(512), shard_index=0)
+    journal = []
+    for batch in ([new(1, SELL, 101, 5)], [new(2, SELL, 101, 5, account=2)],
+                  [new(3, BUY, 101, 7, account=3), new(4, BUY, 99, 1, account=4)]):
+        outcome = live.execute(batch)
+        journal += outcome.write.journal
+    trade_ns = {tr.maker_order_id: tr.time.seconds * 1_000_000_000 + tr.time.nanos for tr in outcome.write.trades}
+    two = next(o for o in outcome.write.updated_orders if o.order_id == 2)
+    assert (two.status, two.filled_quantity) == (t.ORDER_STATUS_PARTIALLY_FILLED, 2)
+    assert two.update_time.seconds * 1_000_000_000 + two.update_time.nanos == trade_ns[2]
+    four = next(o for o in outcome.write.new_orders if o.order_id == 4)
+    assert four.update_time == four.create_time
+
+    replayed = MatchingShard(SYMBOLS, SnowflakeIds(513), shard_index=0)
+    replayed.replay(journal)
+    assert {i: live.live[i] for i in live.live} == {i: replayed.live[i] for i in replayed.live}
+    assert replayed.live[2].update_ns == trade_ns[2]
