@@ -6,7 +6,10 @@ Each round starts a fresh stack per layout (PostgreSQL, Redis, persistence, matc
 shards, two order-service replicas, Envoy), runs the load generator against it, and
 stops it; layouts alternate within a round so drift on the shared machine hits both.
 Prints orders/s, p50/p99, CPU microseconds per order per process, and the ratios
-(3 shards / 1 shard); writes everything to --report.
+(3 shards / 1 shard); also, sampled while the load runs (after a warm-up), PostgreSQL's
+commits per order (pg_stat_database, all shard databases: group commits and claim
+transactions; reads end in rollbacks and do not count) and the orders each matching group
+commit carried (GetShardStatus). Writes everything to --report.
 """
 
 from __future__ import annotations
@@ -18,11 +21,33 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
+
+import grpc
+import psycopg
+from bourse.matching.v1 import matching_service_pb2 as matching_pb2
+from bourse.matching.v1 import matching_service_pb2_grpc as matching_grpc
 
 from infra.local.stack import Stack
 
 LAYOUTS = {"1 shard": "A-Z", "3 shards": "A-G,H-O,P-Z"}
+
+
+def counters(stack: Stack) -> tuple[float, int, int, int]:
+    """(time, PostgreSQL commits over the shard databases, matching batches, commands)."""
+    commits = 0
+    for url in stack.db_urls(driver="postgresql"):
+        with psycopg.connect(url, autocommit=True) as conn:
+            commits += conn.execute("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
+                                    ).fetchone()[0]
+    batches = commands = 0
+    for address in stack.matching_addresses:
+        with grpc.insecure_channel(address) as channel:
+            status = matching_grpc.MatchingServiceStub(channel).GetShardStatus(
+                matching_pb2.GetShardStatusRequest(), timeout=5)
+        batches, commands = batches + status.committed_batches, commands + status.committed_commands
+    return time.monotonic(), commits, batches, commands
 
 
 def run_once(ranges: str, args, workdir: Path) -> dict:
@@ -35,8 +60,21 @@ def run_once(ranges: str, args, workdir: Path) -> dict:
             command += ["--db-url", url]
         for name, pid in stack.pids().items():
             command += ["--pid", f"{name}={pid}"]
-        subprocess.run(command, env=stack.env(), check=True, stdout=subprocess.DEVNULL)
-    return json.loads(report.read_text())
+        loadgen = subprocess.Popen(command, env=stack.env(), stdout=subprocess.DEVNULL)
+        try:
+            # Steady state: after a warm-up, until just before the load ends.
+            time.sleep(min(3.0, args.duration / 4))
+            first = counters(stack)
+            time.sleep(max(1.0, args.duration - 2 * min(3.0, args.duration / 4)))
+            last = counters(stack)
+        finally:
+            if loadgen.wait() != 0:
+                raise RuntimeError(f"the load generator failed with {loadgen.returncode}")
+    result = json.loads(report.read_text())
+    seconds, commits, batches, commands = (b - a for a, b in zip(first, last))
+    result["steady"] = {"commits_per_s": commits / seconds, "orders_per_commit_batch": commands / max(batches, 1),
+                        "commands_per_s": commands / seconds}
+    return result
 
 
 def per_process_us(result: dict) -> dict[str, float]:
@@ -83,6 +121,11 @@ def main(argv=None) -> int:
             "cpu_us_per_order": {k: round(statistics.median(v), 1) for k, v in sorted(kinds.items())},
             "cpu_us_per_order_total": statistics.median(r["cpu"]["us_per_order"] for r in runs),
             "lost": sum(r["durability"]["lost"] for r in runs),
+            # Commands (orders and cancels) per matching group commit, and PostgreSQL
+            # commits per command, while the load ran.
+            "commands_per_group_commit": statistics.median(r["steady"]["orders_per_commit_batch"] for r in runs),
+            "db_commits_per_command": statistics.median(
+                r["steady"]["commits_per_s"] / max(r["steady"]["commands_per_s"], 1) for r in runs),
         }
     one, three = summary["1 shard"], summary["3 shards"]
     ratios = {"orders_per_s": three["orders_per_s"] / one["orders_per_s"], "p99": three["p99_ms"] / one["p99_ms"],
@@ -95,6 +138,9 @@ def main(argv=None) -> int:
           f"{ratios['cpu_per_order']:8.2f}")
     for kind in sorted(set(one["cpu_us_per_order"]) | set(three["cpu_us_per_order"])):
         print(f"{'  ' + kind:22}{one['cpu_us_per_order'].get(kind, 0):12.0f}{three['cpu_us_per_order'].get(kind, 0):12.0f}")
+    print(f"{'commands/group commit':22}{one['commands_per_group_commit']:12.1f}"
+          f"{three['commands_per_group_commit']:12.1f}")
+    print(f"{'db commits/command':22}{one['db_commits_per_command']:12.2f}{three['db_commits_per_command']:12.2f}")
     print(f"{'lost':22}{one['lost']:12d}{three['lost']:12d}")
     Path(args.report).parent.mkdir(parents=True, exist_ok=True)
     Path(args.report).write_text(json.dumps({"args": vars(args), "summary": summary, "ratios": ratios,
