@@ -75,7 +75,11 @@ class BatchStream:
             raise
         except (Exception, asyncio.CancelledError) as error:
             if isinstance(error, asyncio.CancelledError) and asyncio.current_task().cancelling():
-                raise  # our caller gave up on this batch; the stream itself is fine
+                # Our caller gave up on this batch. If it did so mid-write, grpc cancels
+                # the whole call: the stream's other batches lose their answers too.
+                if stream is not None and stream.call.cancelled():
+                    self._broken(stream, "a caller was cancelled while writing its batch")
+                raise
             # grpc raises CancelledError from a write on a call cancelled under it, and
             # other internal errors as non-RpcErrors: the batch's fate is unknown either way.
             why = f"no answer within {self._timeout}s" if isinstance(error, TimeoutError) else _why(error)
@@ -107,6 +111,9 @@ class BatchStream:
                 if future is not None and not future.done():
                     future.set_result(response)
             why = f"{self._peer} ended the stream"
+        except asyncio.CancelledError:
+            why = "the stream was cancelled here"
+            raise
         except Exception as error:  # noqa: BLE001 - any: without its reader a stream answers nothing
             why = _why(error)
         finally:

@@ -25,7 +25,14 @@ CHANNEL_OPTIONS = [
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.max_pings_without_data", 0),
 ]
-SERVER_OPTIONS = CHANNEL_OPTIONS + [("grpc.so_reuseport", 0)]
+# Our clients ping every 20 s even when idle (long-lived batch streams); by default a
+# server counts pings less than 5 min apart without data as abuse and, after two,
+# closes the connection with GOAWAY "too_many_pings", breaking every stream on it.
+SERVER_OPTIONS = CHANNEL_OPTIONS + [
+    ("grpc.so_reuseport", 0),
+    ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
+    ("grpc.http2.max_ping_strikes", 0),
+]
 
 
 @dataclass

@@ -27,7 +27,9 @@ RECOVER_RETRY_S = 0.2
 
 
 class Unavailable(Exception):
-    """Nothing of the call was committed; the caller may retry."""
+    """The call was not answered: nothing of it committed, or (a write whose answer was
+    lost) its outcome is unknown. The caller may retry; an order's retry with the same
+    client_order_id finds the original if it did commit."""
 
     def __init__(self, message: str, reason: str = "PERSISTENCE_UNAVAILABLE"):
         super().__init__(message)

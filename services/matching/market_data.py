@@ -131,8 +131,16 @@ class MarketData:
             self._trades[symbol] = merged[-TRADES_KEPT:]
 
     async def close(self) -> None:
+        """Stops publishing; what was recorded but not yet sent (at most one interval
+        of it, the committer being stopped first) gets one last send."""
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         if self._client is not None:
+            if self._dirty or self._trades:
+                dirty, trades = self._dirty, self._trades
+                now = datetime.now(UTC).isoformat()
+                books = {symbol: json.dumps({"bids": bids, "asks": asks, "time": now})
+                         for symbol, (bids, asks) in (await self._books_of(sorted(dirty))).items()}
+                await self._send(books, trades)
             await self._client.aclose()

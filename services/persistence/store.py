@@ -185,8 +185,7 @@ class ShardedStore:
             return WriteResult()
         first = [i for i in groups if i != home]
         results = await asyncio.gather(
-            *(self._call(self._shards[i], writes.write_shard, self._shards[i].write_started(), *groups[i], 0, ())
-              for i in first),
+            *(self._write_shard(self._shards[i], *groups[i], 0, ()) for i in first),
             return_exceptions=True,
         )
         total = WriteResult()
@@ -195,10 +194,13 @@ class ShardedStore:
                 raise r
             total += r
         if home is not None:
-            shard = self._shards[home]
-            total += await self._call(shard, writes.write_shard, shard.write_started(), *groups[home], matching_shard,
-                                      journal)
+            total += await self._write_shard(self._shards[home], *groups[home], matching_shard, journal)
         return total
+
+    async def _write_shard(self, shard: Shard, *args) -> WriteResult:
+        # The ticket is taken in the same step that queues the job (no await between):
+        # a task cancelled before it ran takes none, so none is left unreleased.
+        return await self._call(shard, writes.write_shard, shard.write_started(), *args)
 
     # -- reads -------------------------------------------------------------------------
 

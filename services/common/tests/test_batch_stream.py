@@ -12,6 +12,7 @@ from bourse.persistence.v1 import persistence_service_pb2_grpc as pb_grpc
 from services.common import logs
 from services.common.batch_stream import BatchStream
 from services.common.config import ShardMap
+from services.common.server import CHANNEL_OPTIONS, SERVER_OPTIONS
 from services.persistence.service import PersistenceServicer
 from services.persistence.store import ShardedStore
 
@@ -24,14 +25,14 @@ class Failed(Exception):
 
 
 @contextlib.asynccontextmanager
-async def claim_stream(tmp_path, timeout_s=5.0):
+async def claim_stream(tmp_path, timeout_s=5.0, server_options=None, channel_options=None):
     store = ShardedStore([f"sqlite:///{tmp_path}/s.sqlite"], ShardMap.parse("A-Z"))
     store.create_schema()
-    server = grpc.aio.server()
+    server = grpc.aio.server(options=server_options)
     pb_grpc.add_PersistenceServiceServicer_to_server(PersistenceServicer(store, LOG), server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=channel_options)
     stream = BatchStream(
         pb_grpc.PersistenceServiceStub(channel).ClaimClientOrderIdsStream,
         lambda batch_id, claims: pb.ClaimClientOrderIdsStreamRequest(
@@ -81,5 +82,23 @@ def test_a_server_gone_fails_the_batch_and_closed_refuses_more(tmp_path):
             await stream.close()
             with pytest.raises(Failed, match="closed"):
                 await stream([claim(1, "c", 3)])
+
+    asyncio.run(go())
+
+
+def test_an_idle_stream_survives_the_clients_keepalive_pings(tmp_path):
+    # Clients ping idle connections (every 20 s in production, every second here); with
+    # gRPC's default server settings the third such ping gets the connection closed
+    # (GOAWAY too_many_pings), which would break the stream under every batch on it.
+    fast_pings = [(k, v) for k, v in CHANNEL_OPTIONS if k != "grpc.keepalive_time_ms"]
+    fast_pings.append(("grpc.keepalive_time_ms", 1000))
+
+    async def go():
+        async with claim_stream(tmp_path, server_options=SERVER_OPTIONS, channel_options=fast_pings) as (stream, _):
+            await stream([claim(1, "a", 1)])
+            opened = stream._stream
+            await asyncio.sleep(8)
+            assert stream._stream is opened, "the idle stream was closed"
+            assert list((await stream([claim(1, "b", 2)])).result.owner_order_ids) == [2]
 
     asyncio.run(go())

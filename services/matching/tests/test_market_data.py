@@ -99,3 +99,26 @@ def test_without_an_interval_each_batch_is_sent_as_soon_as_it_is_recorded(redis_
             await market_data.close()
             await reader.aclose()
     asyncio.run(go())
+
+
+@pytest.mark.timeout(60)
+def test_close_sends_what_was_recorded_during_the_interval(redis_url):
+    async def go():
+        client = redis.from_url(redis_url)
+        reader = redis.from_url(redis_url)
+        await reader.flushdb()
+
+        async def books_of(symbols):
+            return {s: ([[7, 1, 1]], []) for s in symbols}
+
+        market_data = MarketData(client, LOG, interval_s=5.0)
+        try:
+            market_data.record(["AAPL"], [trade(1)], books_of)
+            await wait_until(lambda: reader.llen(trades_key("AAPL")))
+            market_data.record(["AAPL"], [trade(2)], books_of)  # waits out the interval...
+        finally:
+            await market_data.close()  # ...unless the shard stops first
+        newest_first = [json.loads(t)["trade_id"] for t in await reader.lrange(trades_key("AAPL"), 0, -1)]
+        assert newest_first == [2, 1]
+        await reader.aclose()
+    asyncio.run(go())
