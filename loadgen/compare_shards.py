@@ -2,6 +2,10 @@
 
     bazel run //loadgen:compare_shards -- --duration 30 --rounds 2 --clients 40
 
+With --setting KEY=VALUE (repeatable) it compares one layout (--ranges, default three
+shards) as it is against the same layout with those service settings instead, e.g.
+--setting BOURSE_MARKET_DATA_INTERVAL_MS=0 measures what market-data conflation saves.
+
 Each round starts a fresh stack per layout (PostgreSQL, Redis, persistence, matching
 shards, two order-service replicas, Envoy), runs the load generator against it, and
 stops it; layouts alternate within a round so drift on the shared machine hits both.
@@ -31,7 +35,7 @@ from bourse.matching.v1 import matching_service_pb2_grpc as matching_grpc
 
 from infra.local.stack import Stack
 
-LAYOUTS = {"1 shard": "A-Z", "3 shards": "A-G,H-O,P-Z"}
+LAYOUTS = {"1 shard": ("A-Z", {}), "3 shards": ("A-G,H-O,P-Z", {})}
 
 
 def counters(stack: Stack) -> tuple[float, int, int, int]:
@@ -50,9 +54,9 @@ def counters(stack: Stack) -> tuple[float, int, int, int]:
     return time.monotonic(), commits, batches, commands
 
 
-def run_once(ranges: str, args, workdir: Path) -> dict:
+def run_once(ranges: str, settings: dict[str, str], args, workdir: Path) -> dict:
     report = workdir / f"{len(ranges.split(','))}-{len(list(workdir.iterdir()))}.json"
-    with Stack(shard_ranges=ranges, order_replicas=2) as stack:
+    with Stack(shard_ranges=ranges, order_replicas=2, service_env=settings) as stack:
         command = [sys.executable, "-m", "loadgen.main", "--target", stack.target, "--clients", str(args.clients),
                    "--duration", str(args.duration), "--report", str(report), "--plot", "", "--no-progress",
                    "--api-keys", ",".join(stack.api_keys), "--seed", "7", "--rate", str(args.rate)]
@@ -93,17 +97,26 @@ def main(argv=None) -> int:
     parser.add_argument("--clients", type=int, default=40)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--rate", type=float, default=0, help="open loop at this many calls/s (0: closed loop)")
+    parser.add_argument("--setting", action="append", default=[], metavar="KEY=VALUE",
+                        help="compare the layout as it is with these service settings instead of 1 vs 3 shards")
+    parser.add_argument("--ranges", default=LAYOUTS["3 shards"][0], help="the layout --setting runs")
     parser.add_argument("--report", default=os.path.join(os.environ.get("BUILD_WORKSPACE_DIRECTORY", "."),
                                                          "reports", "compare_shards.json"))
     args = parser.parse_args(argv)
-    results: dict[str, list[dict]] = {name: [] for name in LAYOUTS}
+    variants = LAYOUTS
+    if args.setting:
+        if not all("=" in s for s in args.setting):
+            parser.error("--setting takes KEY=VALUE")
+        changed = dict(s.split("=", 1) for s in args.setting)
+        variants = {"as is": (args.ranges, {}), " ".join(args.setting): (args.ranges, changed)}
+    results: dict[str, list[dict]] = {name: [] for name in variants}
     with tempfile.TemporaryDirectory() as tmp:
         for round_index in range(args.rounds):
-            order = list(LAYOUTS.items())
+            order = list(variants.items())
             if round_index % 2:
                 order.reverse()
-            for name, ranges in order:
-                result = run_once(ranges, args, Path(tmp))
+            for name, (ranges, settings) in order:
+                result = run_once(ranges, settings, args, Path(tmp))
                 results[name].append(result)
                 print(f"round {round_index + 1} {name}: {result['orders_per_s']:.0f} orders/s, "
                       f"p99 {result['latency']['submit']['p99_ms']:.1f} ms, lost {result['durability']['lost']}",
@@ -127,26 +140,29 @@ def main(argv=None) -> int:
             "db_commits_per_command": statistics.median(
                 r["steady"]["commits_per_s"] / max(r["steady"]["commands_per_s"], 1) for r in runs),
         }
-    one, three = summary["1 shard"], summary["3 shards"]
-    ratios = {"orders_per_s": three["orders_per_s"] / one["orders_per_s"], "p99": three["p99_ms"] / one["p99_ms"],
-              "cpu_per_order": three["cpu_us_per_order_total"] / one["cpu_us_per_order_total"]}
-    print(f"\n{'':22}{'1 shard':>12}{'3 shards':>12}{'3 / 1':>8}")
-    print(f"{'orders/s':22}{one['orders_per_s']:12.0f}{three['orders_per_s']:12.0f}{ratios['orders_per_s']:8.2f}")
-    print(f"{'submit p50 ms':22}{one['p50_ms']:12.1f}{three['p50_ms']:12.1f}")
-    print(f"{'submit p99 ms':22}{one['p99_ms']:12.1f}{three['p99_ms']:12.1f}{ratios['p99']:8.2f}")
-    print(f"{'CPU us/order, total':22}{one['cpu_us_per_order_total']:12.0f}{three['cpu_us_per_order_total']:12.0f}"
-          f"{ratios['cpu_per_order']:8.2f}")
-    for kind in sorted(set(one["cpu_us_per_order"]) | set(three["cpu_us_per_order"])):
-        print(f"{'  ' + kind:22}{one['cpu_us_per_order'].get(kind, 0):12.0f}{three['cpu_us_per_order'].get(kind, 0):12.0f}")
-    print(f"{'commands/group commit':22}{one['commands_per_group_commit']:12.1f}"
-          f"{three['commands_per_group_commit']:12.1f}")
-    print(f"{'db commits/command':22}{one['db_commits_per_command']:12.2f}{three['db_commits_per_command']:12.2f}")
-    print(f"{'lost':22}{one['lost']:12d}{three['lost']:12d}")
+    (name_a, a), (name_b, b) = summary.items()
+    ratios = {"orders_per_s": b["orders_per_s"] / a["orders_per_s"], "p99": b["p99_ms"] / a["p99_ms"],
+              "cpu_per_order": b["cpu_us_per_order_total"] / a["cpu_us_per_order_total"]}
+    width = max(12, len(name_b) + 2)
+
+    def row(label: str, first: str, second: str, ratio: str = "") -> None:
+        print(f"{label:22}{first:>12}{second:>{width}}{ratio:>8}")
+
+    row("", name_a, name_b, "B / A")
+    row("orders/s", f"{a['orders_per_s']:.0f}", f"{b['orders_per_s']:.0f}", f"{ratios['orders_per_s']:.2f}")
+    row("submit p50 ms", f"{a['p50_ms']:.1f}", f"{b['p50_ms']:.1f}")
+    row("submit p99 ms", f"{a['p99_ms']:.1f}", f"{b['p99_ms']:.1f}", f"{ratios['p99']:.2f}")
+    row("CPU us/order, total", f"{a['cpu_us_per_order_total']:.0f}", f"{b['cpu_us_per_order_total']:.0f}",
+        f"{ratios['cpu_per_order']:.2f}")
+    for kind in sorted(set(a["cpu_us_per_order"]) | set(b["cpu_us_per_order"])):
+        row("  " + kind, f"{a['cpu_us_per_order'].get(kind, 0):.0f}", f"{b['cpu_us_per_order'].get(kind, 0):.0f}")
+    row("commands/group commit", f"{a['commands_per_group_commit']:.1f}", f"{b['commands_per_group_commit']:.1f}")
+    row("db commits/command", f"{a['db_commits_per_command']:.2f}", f"{b['db_commits_per_command']:.2f}")
+    row("lost", str(a["lost"]), str(b["lost"]))
     Path(args.report).parent.mkdir(parents=True, exist_ok=True)
     Path(args.report).write_text(json.dumps({"args": vars(args), "summary": summary, "ratios": ratios,
                                              "runs": results}, indent=2))
-    return 0 if one["lost"] == three["lost"] == 0 else 1
-
+    return 0 if a["lost"] == b["lost"] == 0 else 1
 
 if __name__ == "__main__":
     sys.exit(main())
