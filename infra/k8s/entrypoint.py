@@ -31,7 +31,7 @@ SERVICES = {
 # Settings taken from the pod's ordinal when not given.
 ORDINAL_ENV = {"matching": "BOURSE_SHARD_INDEX", "order": "BOURSE_NODE_ID"}
 COMMANDS = sorted([*SERVICES, "wait-schema", "envoy", "envoy-drain"])
-PLACEHOLDER = "REPLACE-ME"  # the Secret's placeholder values (infra/k8s/render.py)
+PLACEHOLDER = "REPLACE-ME"  # the Secret's placeholder values (infra/k8s/objects_config.py)
 
 
 def ordinal(environ) -> int:

@@ -1,0 +1,97 @@
+"""The services' own code, run on a pod's environment: their settings (Settings.from_env
+exactly as the image's entrypoint would call it), the BOURSE_* variables their config
+modules read, and the facts of their code the manifests must fit.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+from contextlib import contextmanager
+from pathlib import Path
+from unittest import mock
+
+from infra.k8s import entrypoint
+
+MAX_NODE_ID = 511  # services/order/config.py: BOURSE_NODE_ID 0-511
+DRAIN_MARGIN_S = 5  # beyond 2 x BOURSE_DRAIN_MS (services/common/server.py) before SIGKILL
+
+
+@contextmanager
+def environment(env: dict[str, str]):
+    """os.environ is exactly `env` (nothing inherited from the test process)."""
+    with mock.patch.dict("os.environ", env, clear=True):
+        yield
+
+
+def service_settings(service: str, env: dict[str, str]):
+    """The service's settings, computed by its own code from `env`."""
+    with environment(entrypoint.service_env(service, env)):
+        if service == "order":
+            from services.order.config import OrderSettings
+
+            return OrderSettings.from_env()
+        if service == "matching":
+            from services.matching.config import MatchingSettings
+
+            return MatchingSettings.from_env()
+        from services.persistence.config import Settings
+
+        return Settings.from_env()
+
+
+def config_modules(service: str) -> list[Path]:
+    import services.common.config as common
+
+    if service == "order":
+        import services.order.config as own
+    elif service == "matching":
+        import services.matching.config as own
+    else:
+        import services.persistence.config as own
+    return [Path(common.__file__), Path(own.__file__)]
+
+
+READERS = {"env", "env_int", "_env_bool", "get", "getenv"}
+
+
+def env_reads(paths: list[Path]) -> dict[str, bool]:
+    """BOURSE_* variables the modules read -> whether the code gives a default."""
+    reads: dict[str, bool] = {}
+    for path in paths:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Call) or not node.args:
+                continue
+            func = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", None)
+            first = node.args[0]
+            if func in READERS and isinstance(first, ast.Constant) and str(first.value).startswith("BOURSE_"):
+                default = node.args[1] if len(node.args) > 1 else None
+                has_default = default is not None and not (isinstance(default, ast.Constant) and default.value in ("", None))
+                reads[first.value] = reads.get(first.value, False) or has_default
+    return reads
+
+
+def read_anywhere(variable: str) -> bool:
+    return variable in _service_sources()
+
+
+@functools.cache
+def _service_sources() -> str:
+    import services
+
+    root = Path(services.__file__).parent
+    return "\n".join(path.read_text() for path in sorted(root.rglob("*.py")) if "tests" not in path.parts)
+
+
+def shard_map_of(env):
+    from services.common.config import ShardMap
+
+    with environment(env):
+        return ShardMap.from_env()
+
+
+def listed_symbols(env):
+    from services.common.config import symbols_from_env
+
+    with environment(env):
+        return symbols_from_env()
