@@ -154,16 +154,13 @@ def _write_arrays(conn: Connection, new_orders, updated, trades) -> WriteResult:
     return WriteResult(inserted, updated_count, trades_inserted)
 
 
-# Claims and reads the owners in one statement: the inserted rows plus those that were
-# there before (the SELECT sees the statement's snapshot, so never both).
-_PG_CLAIM_OWNERS = (
-    "WITH v AS (SELECT * FROM unnest(%s::bigint[], %s::varchar[], %s::bigint[], %s::bigint[]) AS v(a, c, o, h)), "
-    "ins AS (INSERT INTO client_order_ids (account_id, client_order_id, order_id, request_hash, time) "
-    "SELECT a, c, o, h, %s FROM v ON CONFLICT DO NOTHING "
-    "RETURNING account_id, client_order_id, order_id, request_hash) "
-    "SELECT account_id, client_order_id, order_id, request_hash FROM ins "
-    "UNION ALL SELECT k.account_id, k.client_order_id, k.order_id, k.request_hash FROM client_order_ids AS k "
-    "JOIN v ON k.account_id = v.a AND k.client_order_id = v.c"
+# Claims with one INSERT; usually every key is new and its RETURNING rows are the owners.
+# Keys that were there before (a retry, a reused id) are then read by a second
+# statement, which sees them: ON CONFLICT waited for any claim in flight to commit.
+_PG_CLAIM = (
+    "INSERT INTO client_order_ids (account_id, client_order_id, order_id, request_hash, time) "
+    "SELECT a, c, o, h, %s FROM unnest(%s::bigint[], %s::varchar[], %s::bigint[], %s::bigint[]) AS v(a, c, o, h) "
+    "ON CONFLICT DO NOTHING RETURNING account_id, client_order_id, order_id, request_hash"
 )
 _PG_OWNERS = (
     "SELECT k.account_id, k.client_order_id, k.order_id, k.request_hash FROM client_order_ids AS k "
@@ -179,11 +176,11 @@ def claim(shard: Shard, keys: dict[tuple[int, str], tuple[int, int]],
         if shard.arrays:
             order_ids = [o for o, _ in keys.values()]
             hashes = [h for _, h in keys.values()]
-            rows = conn.exec_driver_sql(_PG_CLAIM_OWNERS, (accounts, client_ids, order_ids, hashes, now)).all()
+            rows = conn.exec_driver_sql(_PG_CLAIM, (now, accounts, client_ids, order_ids, hashes)).all()
             if len(rows) < len(keys):
-                # A concurrent claim committed a key after this statement began: a
-                # second statement sees it.
-                rows = conn.exec_driver_sql(_PG_OWNERS, (accounts, client_ids)).all()
+                claimed = {(a, c) for a, c, _, _ in rows}
+                taken = [key for key in keys if key not in claimed]
+                rows += conn.exec_driver_sql(_PG_OWNERS, ([a for a, _ in taken], [c for _, c in taken])).all()
         else:
             conn.execute(shard.insert_claims, [
                 {"account_id": a, "client_order_id": c, "order_id": o, "request_hash": h, "time": now}
