@@ -57,8 +57,9 @@ CANCEL_REASONS = {int(reason): reason.name for reason in CancelReason}
 
 
 # Compared as ints: the binding's enums need not be IntEnums.
-TRADE_EVENT, REJECTED_EVENT, CANCELLED_EVENT, DONE_EVENT = (
-    int(getattr(k, "value", k)) for k in (EventKind.TRADE, EventKind.REJECTED, EventKind.CANCELLED, EventKind.DONE)
+TRADE_EVENT, REJECTED_EVENT, CANCELLED_EVENT, DONE_EVENT, MODIFIED_EVENT = (
+    int(getattr(k, "value", k))
+    for k in (EventKind.TRADE, EventKind.REJECTED, EventKind.CANCELLED, EventKind.DONE, EventKind.MODIFIED)
 )
 
 
@@ -139,10 +140,13 @@ class MatchingShard:
                 journal.append(persistence_pb2.JournalEntry(
                     sequence=self.sequence, command=command.SerializeToString(), time=timestamp(now)
                 ))
-            if command.WhichOneof("command") == "new_order":
+            kind = command.WhichOneof("command")
+            if kind == "new_order":
                 results.append(self._submit(command.new_order, batch, now))
-            else:
+            elif kind == "cancel_order":
                 results.append(self._cancel(command.cancel_order, batch, now))
+            else:
+                results.append(self._modify(command.modify_order, batch, now))
         if replaying:
             return None
         write = persistence_pb2.WriteBatchRequest(
@@ -185,7 +189,7 @@ class MatchingShard:
         events = self.engine.submit(
             order_id=cmd.order_id, account_id=cmd.account_id, symbol_id=self.symbols[cmd.symbol],
             side=cmd.side, order_type=cmd.order_type, tif=cmd.time_in_force,
-            price=cmd.price, quantity=cmd.quantity,
+            price=cmd.price, quantity=cmd.quantity, post_only=cmd.post_only,
         )
         fills = []
         for event in events:
@@ -255,6 +259,42 @@ class MatchingShard:
         batch.symbols.add(cmd.symbol)
         batch.touch(state)
         return None if batch.replaying else matching_pb2.CommandResult(order=state.to_proto())
+
+    def _modify(self, cmd: matching_pb2.ModifyOrder, batch: _Batch, now: int) -> matching_pb2.CommandResult:
+        """Cancel/replace of a resting order to a new price and total quantity; a
+        refused modify leaves the order as it was."""
+        state = self.live.get(cmd.order_id)
+        if state is None or state.account_id != cmd.account_id or state.symbol != cmd.symbol:
+            # Unknown, done, or another account's: the same answer, nothing shown.
+            unknown = types_pb2.Order(order_id=cmd.order_id, account_id=cmd.account_id, symbol=cmd.symbol)
+            return None if batch.replaying else matching_pb2.CommandResult(order=unknown, error_reason="UNKNOWN_ORDER")
+        if cmd.quantity <= state.filled:
+            return None if batch.replaying else matching_pb2.CommandResult(
+                order=state.to_proto(), error_reason="QUANTITY_NOT_ABOVE_FILLED")
+        events = self.engine.modify(order_id=cmd.order_id, account_id=cmd.account_id,
+                                    symbol_id=self.symbols[cmd.symbol], price=cmd.price,
+                                    quantity=cmd.quantity - state.filled)
+        fills = []
+        for event in events:
+            kind = _int(event.kind)
+            if kind == REJECTED_EVENT:  # alone: the order is untouched
+                reason = REJECT_REASONS.get(_int(event.reason), f"REJECTED_{_int(event.reason)}")
+                return None if batch.replaying else matching_pb2.CommandResult(
+                    order=state.to_proto(), error_reason=reason)
+            if kind == MODIFIED_EVENT:
+                state.price, state.quantity = event.price, state.filled + event.quantity
+                state.leaves, state.update_ns = event.quantity, now
+            elif kind == TRADE_EVENT:  # the modified order takes, as a new order would
+                fills.append(self._trade(event, state, batch, now))
+            elif kind == CANCELLED_EVENT:
+                state.reason = CANCEL_REASONS.get(_int(event.reason), f"CANCELLED_{_int(event.reason)}")
+            elif kind == DONE_EVENT:
+                state.status, state.leaves = _int(event.status), event.remaining
+        if state.leaves == 0:
+            self.live.pop(state.order_id, None)
+        batch.symbols.add(cmd.symbol)
+        batch.touch(state)
+        return None if batch.replaying else matching_pb2.CommandResult(order=state.to_proto(fills))
 
     def reset(self) -> None:
         """Forget everything in memory; `restore` and/or `replay` must follow."""

@@ -32,6 +32,8 @@ REPLAY_WAIT_S = 1.0
 def request_hash(order: matching_pb2.NewOrder) -> int:
     """A stable 63-bit fingerprint of what a submit asks for (not its ids)."""
     key = f"{order.symbol}|{order.side}|{order.order_type}|{order.time_in_force}|{order.price}|{order.quantity}"
+    if order.post_only:  # appended only when set: fingerprints stored before it existed still match
+        key += "|post_only"
     return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big") >> 1
 
 
@@ -164,6 +166,31 @@ class OrderDesk:
                 grpc.StatusCode.FAILED_PRECONDITION, "ORDER_DONE", f"order {request.order_id} is already {name}"
             )
         raise BourseError(grpc.StatusCode.ABORTED, result.error_reason, f"cancel refused: {result.error_reason}")
+
+    async def modify(self, request, account_id: int) -> types_pb2.Order:
+        command = matching_pb2.Command(modify_order=validation.modify_order(request, account_id, self.symbols))
+        result = await self._execute(request.symbol, command)
+        reason = result.error_reason
+        if not reason:
+            return result.order
+        if reason == "UNKNOWN_ORDER":
+            # Not resting: unknown, another account's, or done (which only its owner may learn).
+            stored = await self._find(request.order_id, account_id, request.symbol)
+            if stored is None or stored.symbol != request.symbol:
+                raise not_found(request.order_id)
+            if stored.status not in DONE:
+                raise BourseError(grpc.StatusCode.ABORTED, reason, f"modify refused: {reason}")
+            name = types_pb2.OrderStatus.Name(stored.status)
+            raise BourseError(grpc.StatusCode.FAILED_PRECONDITION, "ORDER_DONE",
+                              f"order {request.order_id} is {name}: nothing left to modify")
+        if reason == "QUANTITY_NOT_ABOVE_FILLED":
+            raise BourseError(grpc.StatusCode.FAILED_PRECONDITION, reason,
+                              f"quantity: {request.quantity} is not above the {result.order.filled_quantity} "
+                              "already filled; cancel the order instead")
+        # The instrument's rules (tick, lot, band, limits): the request's values.
+        field = "quantity" if "QUANTITY" in reason else "price"
+        raise BourseError(grpc.StatusCode.INVALID_ARGUMENT, reason, f"{field}: refused by the instrument's rules "
+                          f"({reason})")
 
     async def get(self, order_id: int, account_id: int) -> types_pb2.Order:
         validation.order_id(order_id)

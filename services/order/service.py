@@ -67,6 +67,10 @@ class OrderServicer(order_grpc.OrderServiceServicer):
         return order_pb2.CancelOrderResponse(order=await self.desk.cancel(request, account_id))
 
     @rpc
+    async def ModifyOrder(self, request, account_id):
+        return order_pb2.ModifyOrderResponse(order=await self.desk.modify(request, account_id))
+
+    @rpc
     async def GetOrder(self, request, account_id):
         return order_pb2.GetOrderResponse(order=await self.desk.get(request.order_id, account_id))
 

@@ -52,6 +52,9 @@ def new_order(request, account_id: int, order_id: int, listed) -> matching_pb2.N
             raise invalid("price", f"must be 1-{MAX_PRICE} ticks for a limit order, got {request.price}")
         if request.price * request.quantity > MAX_NOTIONAL:
             raise invalid("quantity", "price x quantity overflows 64 bits")
+    if request.post_only and (order_type != types_pb2.ORDER_TYPE_LIMIT
+                              or request.time_in_force != types_pb2.TIME_IN_FORCE_GTC):
+        raise invalid("post_only", "only a limit GTC order can be post-only")
     return matching_pb2.NewOrder(
         order_id=order_id,
         account_id=account_id,
@@ -62,7 +65,22 @@ def new_order(request, account_id: int, order_id: int, listed) -> matching_pb2.N
         time_in_force=request.time_in_force,
         price=request.price,
         quantity=request.quantity,
+        post_only=request.post_only,
     )
+
+
+def modify_order(request, account_id: int, listed) -> matching_pb2.ModifyOrder:
+    """Validates a ModifyOrderRequest and turns it into the matching command."""
+    order_id(request.order_id)
+    check_symbol(request.symbol, listed)
+    if not 0 < request.price <= MAX_PRICE:
+        raise invalid("price", f"must be 1-{MAX_PRICE} ticks, got {request.price}")
+    if not 0 < request.quantity <= MAX_QUANTITY:
+        raise invalid("quantity", f"must be 1-{MAX_QUANTITY} lots, got {request.quantity}")
+    if request.price * request.quantity > MAX_NOTIONAL:
+        raise invalid("quantity", "price x quantity overflows 64 bits")
+    return matching_pb2.ModifyOrder(order_id=request.order_id, account_id=account_id, symbol=request.symbol,
+                                    price=request.price, quantity=request.quantity)
 
 
 def order_id(value: int) -> int:

@@ -149,4 +149,5 @@ CLIENT_ORDER_IDS = ClientOrderIdRecord.__table__
 ALL_TABLES = (ORDERS, TRADES, JOURNAL, SNAPSHOTS, SNAPSHOT_HEADS, CLIENT_ORDER_IDS)
 TRADE_COLUMNS = tuple(c.name for c in TRADES.columns)
 # What an update may change; the rest of an order is fixed when it is accepted.
-UPDATABLE_COLUMNS = ("filled_quantity", "leaves_quantity", "status", "reason", "update_time")
+# price and quantity change on a modify (cancel/replace).
+UPDATABLE_COLUMNS = ("price", "quantity", "filled_quantity", "leaves_quantity", "status", "reason", "update_time")

@@ -34,6 +34,7 @@ from services.order.validation import new_order
 
 ALICE = [("authorization", "Bearer demo-key-alice")]
 BOB = [("authorization", "Bearer demo-key-bob")]
+CAROL = [("authorization", "Bearer demo-key-carol")]
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -236,3 +237,72 @@ def test_a_retry_of_an_order_that_never_ran_and_is_too_old_is_aborted(stack, ord
         orders.SubmitOrder(request, metadata=ALICE)
     assert caught.value.code() == grpc.StatusCode.ABORTED
     assert reason_of(caught.value) == "ORDER_NEVER_EXECUTED"
+
+
+def test_modify_changes_price_and_quantity_durably_and_keeps_priority_only_when_reduced(stack, orders):
+    # NFLX (H-O = shard 1), which no other test trades. Alice rests SELL 5 then Bob SELL 5
+    # at 5011; Alice cuts hers to 3 (keeps priority), Bob raises his to 8 (back of queue,
+    # behind nobody else here). Carol's BUY 4 takes Alice's 3 first, then 1 from Bob.
+    first = orders.SubmitOrder(limit("NFLX", t.SIDE_SELL, 5011, 5), metadata=ALICE).order
+    second = orders.SubmitOrder(limit("NFLX", t.SIDE_SELL, 5011, 5), metadata=BOB).order
+    reduced = orders.ModifyOrder(pb.ModifyOrderRequest(order_id=first.order_id, symbol="NFLX", price=5011, quantity=3),
+                                 metadata=ALICE).order
+    assert (reduced.quantity, reduced.leaves_quantity, reduced.status) == (3, 3, t.ORDER_STATUS_NEW)
+    raised = orders.ModifyOrder(pb.ModifyOrderRequest(order_id=second.order_id, symbol="NFLX", price=5011,
+                                                      quantity=8), metadata=BOB).order
+    assert raised.leaves_quantity == 8
+    taker = orders.SubmitOrder(limit("NFLX", t.SIDE_BUY, 5011, 4), metadata=CAROL).order
+    assert [f.quantity for f in taker.fills] == [3, 1]
+    stored = dict((oid, (price, quantity, filled, leaves)) for oid, price, quantity, filled, leaves in rows(
+        stack, 1, "SELECT order_id, price, quantity, filled_quantity, leaves_quantity FROM orders "
+                  "WHERE order_id = ANY(%s)", [first.order_id, second.order_id]))
+    assert stored == {first.order_id: (5011, 3, 3, 0), second.order_id: (5011, 8, 1, 7)}
+
+    # Bob reprices the rest to cross Alice's new bid: it trades at once, as the taker.
+    bid = orders.SubmitOrder(limit("NFLX", t.SIDE_BUY, 5009, 2), metadata=ALICE).order
+    crossed = orders.ModifyOrder(pb.ModifyOrderRequest(order_id=second.order_id, symbol="NFLX", price=5009,
+                                                       quantity=8), metadata=BOB).order
+    assert [(f.price, f.quantity, f.maker) for f in crossed.fills] == [(5009, 2, False)]
+    assert (crossed.price, crossed.filled_quantity, crossed.leaves_quantity) == (5009, 3, 5)
+    assert orders.GetOrder(pb.GetOrderRequest(order_id=bid.order_id), metadata=ALICE).order.status == (
+        t.ORDER_STATUS_FILLED)
+    orders.CancelOrder(pb.CancelOrderRequest(order_id=second.order_id, symbol="NFLX"), metadata=BOB)
+
+
+@pytest.mark.parametrize(
+    "who, change, code, reason",
+    [("bob", {}, grpc.StatusCode.NOT_FOUND, "ORDER_NOT_FOUND"),
+     ("alice", {"quantity": 2}, grpc.StatusCode.FAILED_PRECONDITION, "QUANTITY_NOT_ABOVE_FILLED"),
+     ("alice", {"price": 0}, grpc.StatusCode.INVALID_ARGUMENT, "INVALID_PRICE"),
+     ("alice", {"order_id": 1}, grpc.StatusCode.NOT_FOUND, "ORDER_NOT_FOUND")],
+)
+def test_a_modify_that_cannot_apply_is_refused_and_changes_nothing(stack, orders, who, change, code, reason):
+    # Alice: SELL 6 @ 7013 on JNJ, 2 of it filled by Bob.
+    order = orders.SubmitOrder(limit("JNJ", t.SIDE_SELL, 7013, 6), metadata=ALICE).order
+    orders.SubmitOrder(limit("JNJ", t.SIDE_BUY, 7013, 2), metadata=BOB)
+    request = pb.ModifyOrderRequest(order_id=order.order_id, symbol="JNJ", price=7013, quantity=5)
+    for name, value in change.items():
+        setattr(request, name, value)
+    with pytest.raises(grpc.RpcError) as caught:
+        orders.ModifyOrder(request, metadata=ALICE if who == "alice" else BOB)
+    assert (caught.value.code(), reason_of(caught.value)) == (code, reason), caught.value.details()
+    after = orders.GetOrder(pb.GetOrderRequest(order_id=order.order_id), metadata=ALICE).order
+    assert (after.price, after.quantity, after.leaves_quantity) == (7013, 6, 4)
+    orders.CancelOrder(pb.CancelOrderRequest(order_id=order.order_id, symbol="JNJ"), metadata=ALICE)
+    with pytest.raises(grpc.RpcError) as done:
+        orders.ModifyOrder(pb.ModifyOrderRequest(order_id=order.order_id, symbol="JNJ", price=7013, quantity=5),
+                           metadata=ALICE)
+    assert (done.value.code(), reason_of(done.value)) == (grpc.StatusCode.FAILED_PRECONDITION, "ORDER_DONE")
+
+
+def test_a_post_only_order_that_would_trade_is_rejected_and_trades_nothing(orders):
+    ask = orders.SubmitOrder(limit("DIS", t.SIDE_SELL, 9017, 5), metadata=ALICE).order
+    request = limit("DIS", t.SIDE_BUY, 9017, 5)
+    request.post_only = True
+    refused = orders.SubmitOrder(request, metadata=BOB).order
+    assert (refused.status, refused.reason, refused.filled_quantity) == (
+        t.ORDER_STATUS_REJECTED, "WOULD_TAKE_LIQUIDITY", 0)
+    resting = limit("DIS", t.SIDE_BUY, 9016, 5)
+    resting.post_only = True
+    assert orders.SubmitOrder(resting, metadata=BOB).order.status == t.ORDER_STATUS_NEW
+    assert orders.GetOrder(pb.GetOrderRequest(order_id=ask.order_id), metadata=ALICE).order.leaves_quantity == 5

@@ -83,11 +83,16 @@ class StorePersistence:
 
 
 def new(order_id, side, price, qty, account=1, symbol="AAPL", order_type=t.ORDER_TYPE_LIMIT,
-        tif=t.TIME_IN_FORCE_GTC):
+        tif=t.TIME_IN_FORCE_GTC, post_only=False):
     return m.Command(new_order=m.NewOrder(
         order_id=order_id, account_id=account, client_order_id=f"c{order_id}", symbol=symbol, side=side,
-        order_type=order_type, time_in_force=tif, price=price, quantity=qty,
+        order_type=order_type, time_in_force=tif, price=price, quantity=qty, post_only=post_only,
     ))
+
+
+def modify(order_id, price, qty, account=1, symbol="AAPL"):
+    return m.Command(modify_order=m.ModifyOrder(order_id=order_id, account_id=account, symbol=symbol, price=price,
+                                                quantity=qty))
 
 
 def cancel(order_id, account=1, symbol="AAPL"):
@@ -470,3 +475,128 @@ def test_an_order_is_updated_at_the_time_of_the_command_that_changed_it_live_and
     replayed.replay(journal)
     assert {i: live.live[i] for i in live.live} == {i: replayed.live[i] for i in replayed.live}
     assert replayed.live[2].update_ns == trade_ns[2]
+
+
+
+# -- modify (cancel/replace) and post-only: worked examples ---------------------------
+
+def test_a_smaller_quantity_at_the_same_price_keeps_time_priority(tmp_path):
+    # Book: SELL 5 @ 101 (order 1), then SELL 5 @ 101 (order 2). Order 1 -> 3 lots, same
+    # price: still first. BUY 4 @ 101 takes 3 from order 1, then 1 from order 2.
+    async def go():
+        async with shard(tmp_path) as (c, p):
+            await c.execute([new(1, SELL, 101, 5), new(2, SELL, 101, 5, account=2)])
+            [r] = await c.execute([modify(1, 101, 3)])
+            o = r.order
+            assert r.error_reason == "" and (o.status, o.price, o.quantity, o.leaves_quantity) == (
+                t.ORDER_STATUS_NEW, 101, 3, 3)
+            [take] = await c.execute([new(3, BUY, 101, 4, account=3)])
+            assert [(f.price, f.quantity) for f in take.order.fills] == [(101, 3), (101, 1)]
+            assert [tr.maker_order_id for tr in p.writes[-1].trades] == [1, 2]
+            stored = await p.order(1)
+            assert (stored.status, stored.quantity, stored.filled_quantity, stored.leaves_quantity) == (
+                t.ORDER_STATUS_FILLED, 3, 3, 0)
+            assert c.shard.depth("AAPL") == ([], [[101, 4, 1]])
+    run(go())
+
+
+def test_a_larger_quantity_goes_to_the_back_of_the_queue(tmp_path):
+    # Same book; order 1 -> 8 lots: now behind order 2. BUY 6 @ 101 takes 5 from
+    # order 2, then 1 from order 1 (quantity 8, filled 1, leaves 7).
+    async def go():
+        async with shard(tmp_path) as (c, p):
+            await c.execute([new(1, SELL, 101, 5), new(2, SELL, 101, 5, account=2)])
+            [r] = await c.execute([modify(1, 101, 8)])
+            assert (r.order.quantity, r.order.leaves_quantity) == (8, 8)
+            await c.execute([new(3, BUY, 101, 6, account=3)])
+            assert [(tr.maker_order_id, tr.quantity) for tr in p.writes[-1].trades] == [(2, 5), (1, 1)]
+            stored = await p.order(1)
+            assert (stored.status, stored.quantity, stored.filled_quantity, stored.leaves_quantity) == (
+                t.ORDER_STATUS_PARTIALLY_FILLED, 8, 1, 7)
+            assert c.shard.depth("AAPL") == ([], [[101, 7, 1]])
+    run(go())
+
+
+def test_a_new_price_that_crosses_trades_at_once_as_the_taker(tmp_path):
+    # Book: BUY 5 @ 99 (order 1), SELL 5 @ 101 (order 2). Order 2 -> 4 lots @ 99: it
+    # takes 4 from order 1 at the maker's price, 99, and is filled.
+    async def go():
+        async with shard(tmp_path) as (c, p):
+            await c.execute([new(1, BUY, 99, 5), new(2, SELL, 101, 5, account=2)])
+            [r] = await c.execute([modify(2, 99, 4, account=2)])
+            o = r.order
+            assert (o.status, o.price, o.quantity, o.filled_quantity, o.leaves_quantity) == (
+                t.ORDER_STATUS_FILLED, 99, 4, 4, 0)
+            assert [(f.price, f.quantity, f.maker) for f in o.fills] == [(99, 4, False)]
+            [trade] = p.writes[-1].trades
+            assert (trade.maker_order_id, trade.taker_order_id, trade.aggressor_side, trade.price) == (1, 2, SELL, 99)
+            assert (await p.order(2)).price == 99 and (await p.order(1)).leaves_quantity == 1
+            assert c.shard.depth("AAPL") == ([[99, 1, 1]], [])
+    run(go())
+
+
+def test_a_partly_filled_order_is_modified_by_its_total_quantity(tmp_path):
+    # SELL 10 @ 101 (order 1) is hit for 4; "quantity 6" means 2 more to go.
+    async def go():
+        async with shard(tmp_path) as (c, p):
+            await c.execute([new(1, SELL, 101, 10), new(2, BUY, 101, 4, account=2)])
+            [r] = await c.execute([modify(1, 101, 6)])
+            o = r.order
+            assert (o.status, o.quantity, o.filled_quantity, o.leaves_quantity) == (
+                t.ORDER_STATUS_PARTIALLY_FILLED, 6, 4, 2)
+            # At or below what has filled: refused, the order untouched.
+            [r] = await c.execute([modify(1, 101, 4)])
+            assert r.error_reason == "QUANTITY_NOT_ABOVE_FILLED" and r.order.leaves_quantity == 2
+            assert c.shard.depth("AAPL") == ([], [[101, 2, 1]])
+    run(go())
+
+
+def test_a_modify_that_cannot_apply_leaves_the_order_untouched(tmp_path):
+    async def go():
+        async with shard(tmp_path) as (c, p):
+            await c.execute([new(1, SELL, 101, 5), new(2, BUY, 100, 1, account=2)])
+            writes = len(p.writes)
+            results = await c.execute([
+                modify(9, 101, 3),             # unknown
+                modify(1, 101, 3, account=2),  # another account's: indistinguishable from unknown
+                modify(1, 0, 3),               # no price
+                modify(1, 101, 0),             # no quantity
+            ])
+            assert [r.error_reason for r in results] == ["UNKNOWN_ORDER", "UNKNOWN_ORDER", "INVALID_PRICE",
+                                                         "QUANTITY_NOT_ABOVE_FILLED"]
+            assert results[1].order.leaves_quantity == 0  # nothing of the other account's order shown
+            assert c.shard.depth("AAPL") == ([[100, 1, 1]], [[101, 5, 1]])
+            assert not p.writes[writes].updated_orders and not p.writes[writes].trades
+            await c.execute([new(3, BUY, 101, 5, account=3)])  # order 1 fills...
+            [r] = await c.execute([modify(1, 101, 3)])
+            assert r.error_reason == "UNKNOWN_ORDER"  # ...and is done: nothing to modify
+    run(go())
+
+
+def test_post_only_rests_or_is_rejected_but_never_trades(tmp_path):
+    # Book: SELL 5 @ 101. A post-only BUY @ 100 rests; a post-only BUY @ 101 would trade:
+    # REJECTED (WOULD_TAKE_LIQUIDITY), nothing traded, the ask untouched.
+    async def go():
+        async with shard(tmp_path) as (c, p):
+            await c.execute([new(1, SELL, 101, 5)])
+            [rests, refused] = await c.execute([new(2, BUY, 100, 5, account=2, post_only=True),
+                                                new(3, BUY, 101, 5, account=3, post_only=True)])
+            assert (rests.order.status, rests.error_reason) == (t.ORDER_STATUS_NEW, "")
+            assert (refused.order.status, refused.error_reason) == (t.ORDER_STATUS_REJECTED, "WOULD_TAKE_LIQUIDITY")
+            assert not p.writes[-1].trades
+            assert c.shard.depth("AAPL") == ([[100, 5, 1]], [[101, 5, 1]])
+    run(go())
+
+
+def test_modifies_are_journaled_and_a_replay_rebuilds_identical_books():
+    live = MatchingShard(SYMBOLS, SnowflakeIds(512), shard_index=0)
+    journal = []
+    for batch in ([new(1, SELL, 101, 5), new(2, SELL, 101, 5, account=2), new(3, BUY, 99, 5, account=3)],
+                  [modify(1, 101, 8), modify(2, 102, 5, account=2), modify(3, 101, 4, account=3)],
+                  [modify(9, 100, 1), new(4, BUY, 102, 6, account=4)]):
+        journal += live.execute(batch).write.journal
+    replayed = MatchingShard(SYMBOLS, SnowflakeIds(513), shard_index=0)
+    replayed.replay(journal)
+    assert replayed.engine.event_hash() == live.engine.event_hash()
+    assert {i: live.live[i] for i in live.live} == {i: replayed.live[i] for i in replayed.live}
+    assert replayed.depth("AAPL") == live.depth("AAPL")

@@ -57,6 +57,9 @@ def test_a_market_order_without_price_is_valid():
         ({"client_order_id": ""}, "client_order_id"),
         ({"client_order_id": "x" * 65}, "client_order_id"),
         ({"client_order_id": "tab\there"}, "client_order_id"),
+        ({"post_only": True, "time_in_force": t.TIME_IN_FORCE_IOC}, "post_only"),
+        ({"post_only": True, "order_type": t.ORDER_TYPE_MARKET, "price": 0, "time_in_force": t.TIME_IN_FORCE_IOC},
+         "post_only"),
     ],
 )
 def test_bad_input_names_the_field(overrides, field):
@@ -74,3 +77,37 @@ def test_page_size_defaults_and_bounds(size, expected):
 def test_page_size_out_of_range_is_refused(size):
     with pytest.raises(BourseError):
         validation.page_size(size)
+
+
+def test_post_only_goes_to_the_shard_and_into_the_fingerprint():
+    from services.order.orders import request_hash
+
+    plain = validation.new_order(limit(), 1, 2, LISTED)
+    post_only = validation.new_order(limit(post_only=True), 1, 2, LISTED)
+    assert post_only.post_only and not plain.post_only
+    assert request_hash(plain) != request_hash(post_only)
+
+
+def modify(**overrides):
+    fields = dict(order_id=5, symbol="AAPL", price=101, quantity=3)
+    fields.update(overrides)
+    return order_pb2.ModifyOrderRequest(**fields)
+
+
+def test_a_valid_modify_becomes_a_matching_command():
+    command = validation.modify_order(modify(), account_id=7, listed=LISTED)
+    assert (command.order_id, command.account_id, command.symbol, command.price, command.quantity) == (
+        5, 7, "AAPL", 101, 3)
+
+
+@pytest.mark.parametrize(
+    "overrides, field",
+    [({"order_id": 0}, "order_id"), ({"symbol": "NOPE"}, "symbol"), ({"price": 0}, "price"),
+     ({"price": validation.MAX_PRICE + 1}, "price"), ({"quantity": 0}, "quantity"), ({"quantity": -1}, "quantity"),
+     ({"price": 10**12, "quantity": 10**8}, "quantity")],
+)
+def test_a_bad_modify_names_the_field(overrides, field):
+    with pytest.raises(BourseError) as caught:
+        validation.modify_order(modify(**overrides), account_id=1, listed=LISTED)
+    assert caught.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert caught.value.message.startswith(field + ":"), caught.value.message
