@@ -1,4 +1,4 @@
-"""A small load for fault tests: clients that submit and cancel through Envoy, and
+"""A small load for fault tests: clients that submit, modify and cancel through Envoy, and
 retry every failed call with the same client_order_id until it is answered, as a
 careful client of an exchange does. Records what was acknowledged, every error seen,
 and every call given up on (an error that was not a final answer)."""
@@ -23,6 +23,7 @@ class Acks:
     orders: dict[int, t.Order] = field(default_factory=dict)  # order_id -> order as acked
     by_key: dict[tuple[str, str], int] = field(default_factory=dict)  # (api key, coid) -> order_id
     cancels: dict[int, t.Order] = field(default_factory=dict)
+    modifies: dict[int, t.Order] = field(default_factory=dict)  # order_id -> the last modify's answer
     errors: dict[str, int] = field(default_factory=dict)  # status code name -> times seen, retries included
     # "method CODE" -> calls that ended in that error after their retries (a cancel of an
     # order already done or unknown is an answer, not abandoned).
@@ -31,6 +32,7 @@ class Acks:
 
 
 TRANSIENT = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED)
+# A cancel or modify of an order that is done (filled meanwhile) is an answer.
 CANCEL_ANSWERS = (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND)
 
 
@@ -47,7 +49,7 @@ async def _call(acks: Acks, stop_retrying_at: float, method: str, send):
                 acks.retried += 1
                 await asyncio.sleep(0.1)
                 continue
-            if not (method == "CancelOrder" and error.code() in CANCEL_ANSWERS):
+            if not (method in ("CancelOrder", "ModifyOrder") and error.code() in CANCEL_ANSWERS):
                 key = f"{method} {code}"
                 acks.abandoned[key] = acks.abandoned.get(key, 0) + 1
             return error
@@ -57,20 +59,37 @@ async def client(target: str, index: int, acks: Acks, stop: asyncio.Event, retry
     rng = random.Random(index)
     key = KEYS[index % len(KEYS)]
     metadata = (("authorization", f"Bearer {key}"),)
-    resting: list[tuple[int, str]] = []
+    resting: list[tuple[int, str, int]] = []  # (order_id, symbol, total quantity)
     async with grpc.aio.insecure_channel(target) as channel:
         stub = order_grpc.OrderServiceStub(channel)
         n = 0
         while not stop.is_set():
             n += 1
             deadline = asyncio.get_running_loop().time() + retry_window_s
-            if resting and rng.random() < 0.15:
-                order_id, symbol = resting.pop(rng.randrange(len(resting)))
+            roll = rng.random()
+            if resting and roll < 0.15:
+                order_id, symbol, _ = resting.pop(rng.randrange(len(resting)))
                 request = pb.CancelOrderRequest(order_id=order_id, symbol=symbol)
                 answer = await _call(acks, deadline, "CancelOrder",
                                      lambda: stub.CancelOrder(request, metadata=metadata, timeout=3))
                 if isinstance(answer, pb.CancelOrderResponse):
                     acks.cancels[order_id] = answer.order
+                continue
+            if resting and roll < 0.25:
+                # A new price (it may cross and trade) and more lots: always above what filled.
+                slot = rng.randrange(len(resting))
+                order_id, symbol, quantity = resting[slot]
+                request = pb.ModifyOrderRequest(order_id=order_id, symbol=symbol, price=100 + rng.randint(-3, 3),
+                                                quantity=quantity + rng.randint(1, 3))
+                answer = await _call(acks, deadline, "ModifyOrder",
+                                     lambda: stub.ModifyOrder(request, metadata=metadata, timeout=3))
+                if isinstance(answer, pb.ModifyOrderResponse):
+                    acks.modifies[order_id] = answer.order
+                    resting[slot] = (order_id, symbol, request.quantity)
+                    if answer.order.leaves_quantity == 0:
+                        resting.pop(slot)
+                else:
+                    resting.pop(slot)  # done meanwhile
                 continue
             symbol = rng.choice(SYMBOLS)
             market = rng.random() < 0.1
@@ -88,7 +107,7 @@ async def client(target: str, index: int, acks: Acks, stop: asyncio.Event, retry
                 assert previous == order.order_id, "a retry answered with another order"
                 acks.orders[order.order_id] = order
                 if order.leaves_quantity > 0:
-                    resting.append((order.order_id, symbol))
+                    resting.append((order.order_id, symbol, order.quantity))
 
 
 async def run_load(target: str, clients: int, stop: asyncio.Event, retry_window_s: float = 30.0,

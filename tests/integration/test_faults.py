@@ -166,7 +166,8 @@ async def _load_with_faults(stack, acks: Acks, progress: dict):
 def test_nothing_acknowledged_is_lost_through_crashes_of_every_part(stack):
     acks, progress = Acks(), {}
     asyncio.run(_load_with_faults(stack, acks, progress))
-    print(f"acked {len(acks.orders)} orders, {len(acks.cancels)} cancels; retried {acks.retried}; "
+    print(f"acked {len(acks.orders)} orders, {len(acks.modifies)} modified, {len(acks.cancels)} cancels; "
+          f"retried {acks.retried}; "
           f"errors {acks.errors}; abandoned {acks.abandoned}; acked orders before kill / at restart / "
           f"3 s later: {progress}")
     assert len(acks.orders) > 100, f"too little load got through: {acks.errors}"
@@ -187,11 +188,14 @@ def test_nothing_acknowledged_is_lost_through_crashes_of_every_part(stack):
     assert not lost, f"{len(lost)} acknowledged orders lost"
     for order_id, order in acks.orders.items():
         account, coid, symbol, side, price, quantity, status, filled, leaves = stored[order_id]
-        assert (account, coid, symbol, side, price, quantity) == (
-            order.account_id, order.client_order_id, order.symbol, order.side, order.price, order.quantity), order_id
-        assert filled >= order.filled_quantity, order_id
-        if order.status not in OPEN:
-            assert (status, filled, leaves) == (order.status, order.filled_quantity, 0), order_id
+        assert (account, coid, symbol, side) == (order.account_id, order.client_order_id, order.symbol, order.side)
+        # Price and total quantity as the last acknowledged modify set them, else as submitted.
+        latest = acks.modifies.get(order_id, order)
+        assert (price, quantity) == (latest.price, latest.quantity), order_id
+        assert filled >= latest.filled_quantity, order_id
+        if latest.status not in OPEN:
+            assert (status, filled, leaves) == (latest.status, latest.filled_quantity, 0), order_id
+    assert acks.modifies, "no modify was acknowledged"
     for order_id, cancelled in acks.cancels.items():
         assert stored.get(order_id, (None,) * 9)[6] == t.ORDER_STATUS_CANCELLED, order_id
 
@@ -212,6 +216,12 @@ def test_nothing_acknowledged_is_lost_through_crashes_of_every_part(stack):
             assert (symbol, price, quantity) == (order.symbol, fill.price, fill.quantity), fill.trade_id
             assert order_id in (maker, taker), f"trade {fill.trade_id} is not order {order_id}'s"
             assert fill.maker == (order_id == maker), fill.trade_id
+    for order_id, modified in acks.modifies.items():  # fills a modify got: as the taker
+        for fill in modified.fills:
+            assert fill.trade_id in trades, f"order {order_id}: trade {fill.trade_id} of a modify not stored"
+            symbol, price, quantity, maker, taker = trades[fill.trade_id]
+            assert (symbol, price, quantity, taker, fill.maker) == (
+                modified.symbol, fill.price, fill.quantity, order_id, False), fill.trade_id
 
     # Traded quantity balances: each order's fills add up to its filled quantity, and
     # every symbol traded as much on the buy side as on the sell side.
