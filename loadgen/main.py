@@ -39,11 +39,12 @@ import uvloop
 
 from bourse.order.v1 import order_service_pb2, order_service_pb2_grpc
 from loadgen import durability, openloop, report
-from loadgen.workload import ClientWorkload, Market, Submit
+from loadgen.workload import ClientWorkload, Market, Mix, Modify, Submit
 from services.common.config import symbols_from_env
 
 # A cancel that loses the race against a fill: the right answer, not a failure.
-EXPECTED = {("cancel", grpc.StatusCode.FAILED_PRECONDITION)}
+# A cancel or modify of an order that filled meanwhile: the right answer, not an error.
+EXPECTED = {("cancel", grpc.StatusCode.FAILED_PRECONDITION), ("modify", grpc.StatusCode.FAILED_PRECONDITION)}
 CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", 64 * 1024 * 1024),
     ("grpc.keepalive_time_ms", 20_000),
@@ -73,6 +74,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--pid", action="append", default=[], type=_pid, help="name=pid of a stack process (repeat)")
     p.add_argument("--report", default="reports/loadgen.json")
     p.add_argument("--plot", default="reports/latency.png", help="PNG to write; empty for none")
+    p.add_argument("--modify-share", type=float, default=0.0,
+                   help="fraction of calls that modify a resting order (taken from the limit orders; "
+                        "0, the original test's mix, by default)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--call-timeout", type=float, default=10.0, help="deadline of each call, seconds")
     p.add_argument("--max-error-rate", type=float, default=0.0, help="fraction of calls allowed to fail")
@@ -82,6 +86,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--clients must be >= 1 and --duration > 0")
     if args.rate < 0 or args.max_in_flight < 1:
         p.error("--rate must be >= 0 and --max-in-flight >= 1")
+    if not 0 <= args.modify_share <= 0.8:
+        p.error("--modify-share must be within 0..0.8")
     args.open_loop = args.rate > 0
     args.keys = [k.strip() for k in args.api_keys.split(",") if k.strip()]
     raw = args.symbols.replace(",", " ").split()
@@ -104,12 +110,15 @@ class Run:
     def __init__(self, args: argparse.Namespace):
         self.args = args
         self.run_id = uuid.uuid4().hex[:10]
-        self.market = Market(args.symbol_list)
+        self.market = Market(args.symbol_list, Mix(modify_share=args.modify_share))
         self.histograms = {"submit": report.new_histogram(), "cancel": report.new_histogram()}
+        if args.modify_share:
+            self.histograms["modify"] = report.new_histogram()
         self.calls = 0
         self.calls_by_deadline = 0
         self.orders_acked = 0
         self.cancels_ok = 0
+        self.modifies_ok = 0
         self.replayed = 0
         self.errors: Counter = Counter()
         self.expected: Counter = Counter()
@@ -138,9 +147,13 @@ class Run:
         work = self.workload(index)
         metadata = (("authorization", f"Bearer {args.keys[index % len(args.keys)]}"),) if args.keys else None
         call = work.next()
-        kind = "submit" if isinstance(call, Submit) else "cancel"
+        kind = "submit" if isinstance(call, Submit) else "modify" if isinstance(call, Modify) else "cancel"
         try:
-            if kind == "submit":
+            if kind == "modify":
+                response = await stub.ModifyOrder(order_service_pb2.ModifyOrderRequest(
+                    order_id=call.order_id, symbol=call.symbol, price=call.price, quantity=call.quantity,
+                ), metadata=metadata, timeout=args.call_timeout)
+            elif kind == "submit":
                 response = await stub.SubmitOrder(order_service_pb2.SubmitOrderRequest(
                     client_order_id=call.client_order_id, symbol=call.symbol, side=call.side,
                     order_type=call.order_type, time_in_force=call.time_in_force,
@@ -170,7 +183,11 @@ class Run:
             work.on_submitted(order.order_id, call.symbol, order.status, order.leaves_quantity)
             self.timeline.add(ended - self.start, ok=True)
         else:
-            self.cancels_ok += 1
+            if kind == "cancel":
+                self.cancels_ok += 1
+            else:
+                self.modifies_ok += 1
+                work.on_submitted(order.order_id, call.symbol, order.status, order.leaves_quantity)
             if order.order_id in self.acked:
                 self.acked[order.order_id] = durability.Acked(order.status, order.filled_quantity)
 
@@ -276,6 +293,7 @@ class Run:
             "calls": self.calls,
             "orders_acked": self.orders_acked,
             "cancels_ok": self.cancels_ok,
+            "modifies_ok": self.modifies_ok,
             "replayed": self.replayed,
             "orders_per_s": round(report.rate(self.orders_acked, elapsed), 1),
             "calls_per_s": round(report.rate(self.calls, elapsed), 1),
@@ -283,7 +301,7 @@ class Run:
             "latency": {
                 "all": report.latency_summary(merged),
                 "submit": report.latency_summary(self.histograms["submit"]),
-                "cancel": report.latency_summary(self.histograms["cancel"]),
+                **{kind: report.latency_summary(h) for kind, h in self.histograms.items() if kind != "submit"},
             },
             "errors": {"total": errors, "rate": report.error_rate(errors, self.calls), "by_code": dict(self.errors)},
             "expected_refusals": dict(self.expected),

@@ -8,6 +8,9 @@ Mix (per call, by default):
 - 10% cancels of one of the client's own resting orders (CancelOrder with order_id and
   symbol); with nothing resting, a limit order is sent instead. A cancel may lose the
   race against a fill: FAILED_PRECONDITION is then the right answer, not an error.
+- Optionally (`modify_share`, 0 by default, which is the original test's mix), modifies
+  of a resting order taken from the limit orders' share: a new price in the band around
+  the current mid (it may cross and trade) and 1-3 more lots than the client last set.
 Each symbol's mid price is shared by all clients and takes a +-1 tick random walk at
 every order, never going below band+1, so every price is > 0.
 client_order_id = f"{run_id}-{client}-{n}": unique per order across clients and runs.
@@ -31,6 +34,7 @@ OPEN = (NEW, PARTIALLY_FILLED)
 class Mix:
     market_share: float = 0.10
     cancel_share: float = 0.10
+    modify_share: float = 0.0
     band_ticks: int = 5
     max_limit_lots: int = 10
     max_market_lots: int = 5
@@ -38,8 +42,9 @@ class Mix:
     max_resting: int = 1000
 
     def __post_init__(self):
-        if not (0 <= self.market_share and 0 <= self.cancel_share and self.market_share + self.cancel_share <= 1):
-            raise ValueError("market_share + cancel_share must be within 0..1")
+        shares = (self.market_share, self.cancel_share, self.modify_share)
+        if min(shares) < 0 or sum(shares) > 1:
+            raise ValueError("market_share + cancel_share + modify_share must be within 0..1")
         if self.band_ticks < 0 or self.max_limit_lots < 1 or self.max_market_lots < 1:
             raise ValueError("band_ticks >= 0 and lot limits >= 1 required")
 
@@ -59,6 +64,14 @@ class Submit:
 class Cancel:
     order_id: int
     symbol: str
+
+
+@dataclass(frozen=True)
+class Modify:
+    order_id: int
+    symbol: str
+    price: int
+    quantity: int  # new total quantity
 
 
 def initial_mid(symbol: str) -> int:
@@ -98,12 +111,22 @@ class ClientWorkload:
         self.rng = rng
         self.sent = 0
         self.resting: dict[int, str] = {}  # order_id -> symbol, insertion ordered
+        self.quantities: dict[int, int] = {}  # order_id -> total quantity last set, for modifies
 
-    def next(self) -> Submit | Cancel:
+    def next(self) -> Submit | Cancel | Modify:
         roll = self.rng.random()
         if roll < self.mix.cancel_share and self.resting:
             order_id = self._pick_resting()
+            self.quantities.pop(order_id, None)
             return Cancel(order_id=order_id, symbol=self.resting.pop(order_id))
+        if roll < self.mix.cancel_share + self.mix.modify_share and self.resting:
+            order_id = self._pick_resting()
+            symbol = self.resting[order_id]
+            mid = self.market.step(symbol, self.rng)
+            price = self.rng.randint(mid - self.mix.band_ticks, mid + self.mix.band_ticks)
+            quantity = self.quantities.get(order_id, 1) + self.rng.randint(1, 3)
+            self.quantities[order_id] = quantity
+            return Modify(order_id, symbol, price, quantity)
         symbol = self.rng.choice(self.market.symbols)
         mid = self.market.step(symbol, self.rng)
         side = self.rng.choice((BUY, SELL))
@@ -124,22 +147,33 @@ class ClientWorkload:
                 return order_id
         raise AssertionError("unreachable")
 
-    def on_submitted(self, order_id: int, symbol: str, status: int, leaves_quantity: int) -> None:
-        """Remembers acknowledged orders that still rest, as cancel candidates."""
+    def on_submitted(self, order_id: int, symbol: str, status: int, leaves_quantity: int,
+                     quantity: int = 0) -> None:
+        """Remembers acknowledged orders that still rest, as cancel and modify candidates
+        (an answered modify counts as a submit: the order may have filled)."""
         if status in OPEN and leaves_quantity > 0:
             self.resting[order_id] = symbol
+            if quantity:
+                self.quantities[order_id] = quantity
             if len(self.resting) > self.mix.max_resting:
-                del self.resting[next(iter(self.resting))]
+                forgotten = next(iter(self.resting))
+                del self.resting[forgotten]
+                self.quantities.pop(forgotten, None)
+        else:
+            self.resting.pop(order_id, None)
+            self.quantities.pop(order_id, None)
 
 
-def problems(call: Submit | Cancel, symbols) -> list[str]:
+def problems(call: Submit | Cancel | Modify, symbols) -> list[str]:
     """What the order service would refuse in this call (empty when valid)."""
     found = []
-    if isinstance(call, Cancel):
+    if isinstance(call, (Cancel, Modify)):
         if call.order_id <= 0:
             found.append("order_id must be > 0")
         if call.symbol not in symbols:
             found.append("unknown symbol")
+        if isinstance(call, Modify) and (call.price <= 0 or call.quantity <= 0):
+            found.append("a modify needs price > 0 and quantity > 0")
         return found
     if not 1 <= len(call.client_order_id) <= 64 or not call.client_order_id.isprintable():
         found.append("client_order_id must be 1-64 printable characters")

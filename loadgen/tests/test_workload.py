@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from loadgen.workload import (
     BUY, GTC, IOC, LIMIT, MARKET, NEW, PARTIALLY_FILLED, FILLED, SELL, Cancel, ClientWorkload, Market, Mix,
-    Submit, initial_mid, problems,
+    Modify, Submit, initial_mid, problems,
 )
 
 SYMBOLS = ("AAPL", "IBM", "TSLA", "ZM")
@@ -128,3 +128,39 @@ def test_problems_catches_invalid_calls():
     assert problems(Submit("x", "AAPL", BUY, MARKET, IOC, 5, 1), SYMBOLS)
     assert problems(Submit("x", "AAPL", BUY, LIMIT, GTC, 5, 0), SYMBOLS)
     assert problems(Cancel(0, "AAPL"), SYMBOLS)
+
+
+def test_the_default_mix_has_no_modifies():
+    calls, _ = drive(4, 3000)
+    assert not any(isinstance(c, Modify) for c in calls)
+
+
+def test_modifies_take_their_share_from_limits_and_raise_the_quantity_each_time():
+    mix = Mix(modify_share=0.2)
+    calls, _ = drive(5, 20000, mix=mix)
+    kinds = Counter(type(c).__name__ for c in calls)
+    assert 0.16 < kinds["Modify"] / len(calls) < 0.24
+    assert 0.07 < kinds["Cancel"] / len(calls) < 0.13
+    assert all(problems(c, SYMBOLS) == [] for c in calls)
+    modifies = [c for c in calls if isinstance(c, Modify)]
+    assert all(c.order_id >= 10_000 and c.price > 0 for c in modifies)
+    # Each modify of an order asks for more lots than the one before it.
+    last: dict[int, int] = {}
+    for c in modifies:
+        assert c.quantity > last.get(c.order_id, 0)
+        last[c.order_id] = c.quantity
+
+
+def test_an_order_that_stopped_resting_is_no_longer_modified_or_cancelled():
+    work = ClientWorkload(0, "r", Market(SYMBOLS, Mix(modify_share=1.0, cancel_share=0.0, market_share=0.0)),
+                          random.Random(0))
+    work.on_submitted(7, "AAPL", NEW, 5, quantity=5)
+    call = work.next()
+    assert isinstance(call, Modify) and call.order_id == 7 and call.quantity in (6, 7, 8)
+    work.on_submitted(7, "AAPL", FILLED, 0)  # the modify's answer: it traded away
+    assert isinstance(work.next(), Submit)
+
+
+def test_a_mix_beyond_one_is_refused():
+    with pytest.raises(ValueError):
+        Mix(market_share=0.5, cancel_share=0.3, modify_share=0.3)
