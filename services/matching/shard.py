@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from bourse.matching.v1 import matching_service_pb2 as matching_pb2
 from bourse.persistence.v1 import persistence_service_pb2 as persistence_pb2
 from bourse.type.v1 import types_pb2
-from bourse_engine import CancelReason, Engine, EventKind, RejectReason
+from bourse_engine import CancelReason, Engine, EventKind, RejectReason, SelfTradePrevention
 
 from services.common.ids import DUPLICATE_WINDOW_MS, EPOCH_MS, NODE_BITS, SEQUENCE_BITS
 from services.matching import snapshot_codec
@@ -57,6 +57,7 @@ CANCEL_REASONS = {int(reason): reason.name for reason in CancelReason}
 
 
 # Compared as ints: the binding's enums need not be IntEnums.
+CANCEL_INCOMING = int(SelfTradePrevention.CANCEL_INCOMING)
 TRADE_EVENT, REJECTED_EVENT, CANCELLED_EVENT, DONE_EVENT, MODIFIED_EVENT = (
     int(getattr(k, "value", k))
     for k in (EventKind.TRADE, EventKind.REJECTED, EventKind.CANCELLED, EventKind.DONE, EventKind.MODIFIED)
@@ -190,18 +191,9 @@ class MatchingShard:
             order_id=cmd.order_id, account_id=cmd.account_id, symbol_id=self.symbols[cmd.symbol],
             side=cmd.side, order_type=cmd.order_type, tif=cmd.time_in_force,
             price=cmd.price, quantity=cmd.quantity, post_only=cmd.post_only,
+            stp=cmd.self_trade_prevention or CANCEL_INCOMING,
         )
-        fills = []
-        for event in events:
-            kind = _int(event.kind)
-            if kind == TRADE_EVENT:
-                fills.append(self._trade(event, state, batch, now))
-            elif kind == REJECTED_EVENT:
-                state.reason = REJECT_REASONS.get(_int(event.reason), f"REJECTED_{_int(event.reason)}")
-            elif kind == CANCELLED_EVENT:
-                state.reason = CANCEL_REASONS.get(_int(event.reason), f"CANCELLED_{_int(event.reason)}")
-            elif kind == DONE_EVENT:
-                state.status, state.leaves = _int(event.status), event.remaining
+        fills = self._apply(events, state, batch, now)
         if state.leaves > 0:
             self.live[state.order_id] = state
         if state.status != REJECTED:
@@ -213,6 +205,36 @@ class MatchingShard:
             return None
         error = state.reason if state.status == REJECTED else ""
         return matching_pb2.CommandResult(order=state.to_proto(fills), error_reason=error)
+
+    def _apply(self, events, state: OrderState, batch: _Batch, now: int) -> list:
+        """Applies a submit's or modify's events to its order, `state`, and to resting
+        orders of the same account that self-trade prevention cancelled on the way
+        (CANCEL_RESTING, CANCEL_BOTH: their own CANCELLED and DONE events). Returns
+        the order's fills."""
+        fills = []
+        for event in events:
+            kind = _int(event.kind)
+            if kind == TRADE_EVENT:
+                fills.append(self._trade(event, state, batch, now))
+                continue
+            order = state if event.order_id in (0, state.order_id) else self.live.get(event.order_id)
+            if order is None:
+                raise RuntimeError(f"engine event for order {event.order_id}, which is not resting here")
+            if kind == REJECTED_EVENT:
+                order.reason = REJECT_REASONS.get(_int(event.reason), f"REJECTED_{_int(event.reason)}")
+            elif kind == MODIFIED_EVENT:
+                order.price, order.quantity = event.price, order.filled + event.quantity
+                order.leaves, order.update_ns = event.quantity, now
+            elif kind == CANCELLED_EVENT:
+                order.reason = CANCEL_REASONS.get(_int(event.reason), f"CANCELLED_{_int(event.reason)}")
+            elif kind == DONE_EVENT:
+                order.status, order.leaves = _int(event.status), event.remaining
+                if order is not state:  # a resting order cancelled by self-trade prevention
+                    order.update_ns = now
+                    if order.leaves == 0:
+                        del self.live[order.order_id]
+                    batch.touch(order)
+        return fills
 
     def _remember(self, order_id: int, now_ns: int) -> None:
         self.recent_ids[order_id] = _id_ms(order_id)
@@ -274,22 +296,10 @@ class MatchingShard:
         events = self.engine.modify(order_id=cmd.order_id, account_id=cmd.account_id,
                                     symbol_id=self.symbols[cmd.symbol], price=cmd.price,
                                     quantity=cmd.quantity - state.filled)
-        fills = []
-        for event in events:
-            kind = _int(event.kind)
-            if kind == REJECTED_EVENT:  # alone: the order is untouched
-                reason = REJECT_REASONS.get(_int(event.reason), f"REJECTED_{_int(event.reason)}")
-                return None if batch.replaying else matching_pb2.CommandResult(
-                    order=state.to_proto(), error_reason=reason)
-            if kind == MODIFIED_EVENT:
-                state.price, state.quantity = event.price, state.filled + event.quantity
-                state.leaves, state.update_ns = event.quantity, now
-            elif kind == TRADE_EVENT:  # the modified order takes, as a new order would
-                fills.append(self._trade(event, state, batch, now))
-            elif kind == CANCELLED_EVENT:
-                state.reason = CANCEL_REASONS.get(_int(event.reason), f"CANCELLED_{_int(event.reason)}")
-            elif kind == DONE_EVENT:
-                state.status, state.leaves = _int(event.status), event.remaining
+        if events and _int(events[0].kind) == REJECTED_EVENT:  # alone: the order is untouched
+            reason = REJECT_REASONS.get(_int(events[0].reason), f"REJECTED_{_int(events[0].reason)}")
+            return None if batch.replaying else matching_pb2.CommandResult(order=state.to_proto(), error_reason=reason)
+        fills = self._apply(events, state, batch, now)  # the modified order takes as a new order would
         if state.leaves == 0:
             self.live.pop(state.order_id, None)
         batch.symbols.add(cmd.symbol)

@@ -32,8 +32,12 @@ REPLAY_WAIT_S = 1.0
 def request_hash(order: matching_pb2.NewOrder) -> int:
     """A stable 63-bit fingerprint of what a submit asks for (not its ids)."""
     key = f"{order.symbol}|{order.side}|{order.order_type}|{order.time_in_force}|{order.price}|{order.quantity}"
-    if order.post_only:  # appended only when set: fingerprints stored before it existed still match
+    # Appended only when set: fingerprints stored before these fields existed still match.
+    if order.post_only:
         key += "|post_only"
+    if order.self_trade_prevention not in (types_pb2.SELF_TRADE_PREVENTION_UNSPECIFIED,
+                                           types_pb2.SELF_TRADE_PREVENTION_CANCEL_INCOMING):
+        key += f"|stp={order.self_trade_prevention}"
     return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big") >> 1
 
 

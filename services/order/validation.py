@@ -52,6 +52,8 @@ def new_order(request, account_id: int, order_id: int, listed) -> matching_pb2.N
             raise invalid("price", f"must be 1-{MAX_PRICE} ticks for a limit order, got {request.price}")
         if request.price * request.quantity > MAX_NOTIONAL:
             raise invalid("quantity", "price x quantity overflows 64 bits")
+    if request.self_trade_prevention:
+        _enum("self_trade_prevention", types_pb2.SelfTradePrevention, request.self_trade_prevention)
     if request.post_only and (order_type != types_pb2.ORDER_TYPE_LIMIT
                               or request.time_in_force != types_pb2.TIME_IN_FORCE_GTC):
         raise invalid("post_only", "only a limit GTC order can be post-only")
@@ -66,6 +68,7 @@ def new_order(request, account_id: int, order_id: int, listed) -> matching_pb2.N
         price=request.price,
         quantity=request.quantity,
         post_only=request.post_only,
+        self_trade_prevention=request.self_trade_prevention,
     )
 
 

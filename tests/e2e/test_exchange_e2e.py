@@ -306,3 +306,16 @@ def test_a_post_only_order_that_would_trade_is_rejected_and_trades_nothing(order
     resting.post_only = True
     assert orders.SubmitOrder(resting, metadata=BOB).order.status == t.ORDER_STATUS_NEW
     assert orders.GetOrder(pb.GetOrderRequest(order_id=ask.order_id), metadata=ALICE).order.leaves_quantity == 5
+
+
+def test_cancel_resting_self_trade_prevention_cancels_the_accounts_own_resting_order(orders):
+    # AMZN, which no other test trades: Alice's ask 3 @ 4021 rests; her bid 5 @ 4021 with
+    # CANCEL_RESTING cancels that ask (SELF_TRADE_PREVENTED) and rests all 5 itself.
+    ask = orders.SubmitOrder(limit("AMZN", t.SIDE_SELL, 4021, 3), metadata=ALICE).order
+    request = limit("AMZN", t.SIDE_BUY, 4021, 5)
+    request.self_trade_prevention = t.SELF_TRADE_PREVENTION_CANCEL_RESTING
+    bid = orders.SubmitOrder(request, metadata=ALICE).order
+    assert (bid.status, bid.filled_quantity, bid.leaves_quantity) == (t.ORDER_STATUS_NEW, 0, 5)
+    cancelled = orders.GetOrder(pb.GetOrderRequest(order_id=ask.order_id), metadata=ALICE).order
+    assert (cancelled.status, cancelled.reason) == (t.ORDER_STATUS_CANCELLED, "SELF_TRADE_PREVENTED")
+    orders.CancelOrder(pb.CancelOrderRequest(order_id=bid.order_id, symbol="AMZN"), metadata=ALICE)

@@ -83,10 +83,11 @@ class StorePersistence:
 
 
 def new(order_id, side, price, qty, account=1, symbol="AAPL", order_type=t.ORDER_TYPE_LIMIT,
-        tif=t.TIME_IN_FORCE_GTC, post_only=False):
+        tif=t.TIME_IN_FORCE_GTC, post_only=False, stp=t.SELF_TRADE_PREVENTION_UNSPECIFIED):
     return m.Command(new_order=m.NewOrder(
         order_id=order_id, account_id=account, client_order_id=f"c{order_id}", symbol=symbol, side=side,
         order_type=order_type, time_in_force=tif, price=price, quantity=qty, post_only=post_only,
+        self_trade_prevention=stp,
     ))
 
 
@@ -600,3 +601,63 @@ def test_modifies_are_journaled_and_a_replay_rebuilds_identical_books():
     assert replayed.engine.event_hash() == live.engine.event_hash()
     assert {i: live.live[i] for i in live.live} == {i: replayed.live[i] for i in replayed.live}
     assert replayed.depth("AAPL") == live.depth("AAPL")
+
+
+
+# -- self-trade prevention modes: worked examples ------------------------------------
+
+def test_cancel_resting_trades_with_others_cancels_its_own_resting_order_and_rests_the_rest(tmp_path):
+    # Book: SELL 2 @ 100 (Bob, order 1), SELL 3 @ 101 (Alice, order 2). Alice BUY 5 @ 101
+    # CANCEL_RESTING: takes Bob's 2 @ 100, meets her own 101 ask, which is cancelled
+    # (SELF_TRADE_PREVENTED), and her remaining 3 rest as the bid at 101.
+    async def go():
+        async with shard(tmp_path) as (c, p):
+            await c.execute([new(1, SELL, 100, 2, account=2), new(2, SELL, 101, 3, account=1)])
+            [r] = await c.execute([new(3, BUY, 101, 5, account=1, stp=t.SELF_TRADE_PREVENTION_CANCEL_RESTING)])
+            o = r.order
+            assert (o.status, o.filled_quantity, o.leaves_quantity) == (t.ORDER_STATUS_PARTIALLY_FILLED, 2, 3)
+            assert [(f.price, f.quantity) for f in o.fills] == [(100, 2)]
+            resting = await p.order(2)
+            assert (resting.status, resting.reason, resting.leaves_quantity) == (
+                t.ORDER_STATUS_CANCELLED, "SELF_TRADE_PREVENTED", 0)
+            assert 2 not in c.shard.live
+            assert c.shard.depth("AAPL") == ([[101, 3, 1]], [])
+    run(go())
+
+
+def test_cancel_both_cancels_the_resting_and_the_incoming_order(tmp_path):
+    # Book: SELL 3 @ 101 (Alice, order 1). Alice BUY 5 @ 101 CANCEL_BOTH: both cancelled,
+    # nothing traded, the book empty.
+    async def go():
+        async with shard(tmp_path) as (c, p):
+            await c.execute([new(1, SELL, 101, 3)])
+            [r] = await c.execute([new(2, BUY, 101, 5, stp=t.SELF_TRADE_PREVENTION_CANCEL_BOTH)])
+            assert (r.order.status, r.order.reason, r.order.filled_quantity) == (
+                t.ORDER_STATUS_CANCELLED, "SELF_TRADE_PREVENTED", 0)
+            assert (await p.order(1)).status == t.ORDER_STATUS_CANCELLED
+            assert not p.writes[-1].trades and c.shard.depth("AAPL") == ([], [])
+    run(go())
+
+
+def test_cancel_incoming_is_the_default_and_keeps_the_resting_order(tmp_path):
+    async def go():
+        async with shard(tmp_path) as (c, p):
+            await c.execute([new(1, SELL, 101, 3)])
+            [r] = await c.execute([new(2, BUY, 101, 5)])
+            assert (r.order.status, r.order.reason) == (t.ORDER_STATUS_CANCELLED, "SELF_TRADE_PREVENTED")
+            assert c.shard.depth("AAPL") == ([], [[101, 3, 1]])
+    run(go())
+
+
+def test_self_trade_modes_replay_to_identical_books():
+    live = MatchingShard(SYMBOLS, SnowflakeIds(512), shard_index=0)
+    journal = []
+    for batch in ([new(1, SELL, 100, 2, account=2), new(2, SELL, 101, 3), new(3, SELL, 102, 4)],
+                  [new(4, BUY, 101, 5, stp=t.SELF_TRADE_PREVENTION_CANCEL_RESTING),
+                   new(5, BUY, 103, 1, account=3, stp=t.SELF_TRADE_PREVENTION_CANCEL_BOTH)],
+                  [modify(4, 102, 6)]):
+        journal += live.execute(batch).write.journal
+    replayed = MatchingShard(SYMBOLS, SnowflakeIds(513), shard_index=0)
+    replayed.replay(journal)
+    assert replayed.engine.event_hash() == live.engine.event_hash()
+    assert {i: live.live[i] for i in live.live} == {i: replayed.live[i] for i in replayed.live}

@@ -58,6 +58,7 @@ def test_a_market_order_without_price_is_valid():
         ({"client_order_id": "x" * 65}, "client_order_id"),
         ({"client_order_id": "tab\there"}, "client_order_id"),
         ({"post_only": True, "time_in_force": t.TIME_IN_FORCE_IOC}, "post_only"),
+        ({"self_trade_prevention": 9}, "self_trade_prevention"),
         ({"post_only": True, "order_type": t.ORDER_TYPE_MARKET, "price": 0, "time_in_force": t.TIME_IN_FORCE_IOC},
          "post_only"),
     ],
@@ -111,3 +112,13 @@ def test_a_bad_modify_names_the_field(overrides, field):
         validation.modify_order(modify(**overrides), account_id=1, listed=LISTED)
     assert caught.value.code == grpc.StatusCode.INVALID_ARGUMENT
     assert caught.value.message.startswith(field + ":"), caught.value.message
+
+
+def test_self_trade_prevention_goes_to_the_shard_and_into_the_fingerprint_unless_default():
+    from services.order.orders import request_hash
+
+    default = request_hash(validation.new_order(limit(), 1, 2, LISTED))
+    incoming = validation.new_order(limit(self_trade_prevention=t.SELF_TRADE_PREVENTION_CANCEL_INCOMING), 1, 2, LISTED)
+    resting = validation.new_order(limit(self_trade_prevention=t.SELF_TRADE_PREVENTION_CANCEL_RESTING), 1, 2, LISTED)
+    assert resting.self_trade_prevention == t.SELF_TRADE_PREVENTION_CANCEL_RESTING
+    assert request_hash(incoming) == default != request_hash(resting)
