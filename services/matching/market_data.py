@@ -11,6 +11,9 @@ Keys, per symbol (SYMBOL as listed, e.g. AAPL):
                          "aggressor_side": int (bourse.type.v1.Side: 1 BUY, 2 SELL),
                          "maker_order_id": int, "taker_order_id": int, "time": ISO 8601 UTC}
                       (account ids are deliberately not published).
+  md:updates:{SYMBOL} pub/sub channel: after each send that touched SYMBOL, in the same
+                      MULTI/EXEC, {"book": <the md:book object or null>, "trades": [<new
+                      trades, oldest first>]} (the order service streams it to subscribers).
 
 Only committed data is published: the group committer `record`s each batch's trades and
 touched symbols right after its commit, and a background task sends them to Redis, many
@@ -47,6 +50,16 @@ def trades_key(symbol: str) -> str:
 
 def _iso(ts) -> str:
     return datetime.fromtimestamp(ts.seconds + ts.nanos / 1e9, UTC).isoformat()
+
+
+def updates_channel(symbol: str) -> str:
+    return f"md:updates:{symbol}"
+
+
+def update_message(book: str | None, trades: list[str]) -> str:
+    """What subscribers get on md:updates:{SYMBOL}: the new book (as stored under
+    md:book, or null) and the new trades, oldest first (each as stored in md:trades)."""
+    return '{"book": %s, "trades": [%s]}' % (book or "null", ", ".join(trades))
 
 
 def trade_json(trade) -> str:
@@ -114,6 +127,8 @@ class MarketData:
         for symbol, pending in trades.items():
             pipe.lpush(trades_key(symbol), *pending)  # oldest first in, so newest ends at the head
             pipe.ltrim(trades_key(symbol), 0, TRADES_KEPT - 1)
+        for symbol in books.keys() | trades.keys():
+            pipe.publish(updates_channel(symbol), update_message(books.get(symbol), trades.get(symbol, [])))
         try:
             await asyncio.wait_for(pipe.execute(), PUBLISH_TIMEOUT_S)
             return True

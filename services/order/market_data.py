@@ -1,4 +1,5 @@
-"""Reads the market data the matching shards publish to Redis after each commit.
+"""Reads the market data the matching shards publish to Redis after each commit (and
+turns its JSON into messages, for GetBook and SubscribeMarketData).
 
 Keys (written by services/matching/market_data.py):
   md:book:{SYMBOL}    JSON {"bids": [[price, qty, count], ...], "asks": [...], "time": iso}
@@ -24,6 +25,22 @@ def _time(iso: str | None, target) -> None:
         target.FromDatetime(datetime.fromisoformat(iso))
 
 
+def fill_book(target, book: dict, depth: int) -> None:
+    """Sets bids, asks and update_time of a GetBookResponse or BookSnapshot from md:book JSON."""
+    target.bids.extend(_levels(book.get("bids", []), depth))
+    target.asks.extend(_levels(book.get("asks", []), depth))
+    _time(book.get("time"), target.update_time)
+
+
+def fill_trade(trade: types_pb2.Trade, symbol: str, t: dict) -> types_pb2.Trade:
+    """A Trade from one md:trades JSON entry (account ids are not published)."""
+    trade.trade_id, trade.symbol, trade.price, trade.quantity = t["trade_id"], symbol, t["price"], t["quantity"]
+    trade.aggressor_side = t.get("aggressor_side", 0)
+    trade.maker_order_id, trade.taker_order_id = t.get("maker_order_id", 0), t.get("taker_order_id", 0)
+    _time(t.get("time"), trade.time)
+    return trade
+
+
 async def read_book(client: redis.Redis, symbol: str, depth: int, trades: int = 20) -> md_pb2.GetBookResponse:
     async with client.pipeline(transaction=False) as pipe:
         pipe.get(f"md:book:{symbol}")
@@ -31,16 +48,7 @@ async def read_book(client: redis.Redis, symbol: str, depth: int, trades: int = 
         book_raw, trades_raw = await pipe.execute()
     response = md_pb2.GetBookResponse(symbol=symbol)
     if book_raw:
-        book = json.loads(book_raw)
-        response.bids.extend(_levels(book.get("bids", []), depth))
-        response.asks.extend(_levels(book.get("asks", []), depth))
-        _time(book.get("time"), response.update_time)
+        fill_book(response, json.loads(book_raw), depth)
     for raw in trades_raw:
-        t = json.loads(raw)
-        trade = response.recent_trades.add(
-            trade_id=t["trade_id"], symbol=symbol, price=t["price"], quantity=t["quantity"],
-            aggressor_side=t.get("aggressor_side", 0),
-            maker_order_id=t.get("maker_order_id", 0), taker_order_id=t.get("taker_order_id", 0),
-        )
-        _time(t.get("time"), trade.time)
+        fill_trade(response.recent_trades.add(), symbol, json.loads(raw))
     return response

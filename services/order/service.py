@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 
 import grpc
@@ -10,13 +11,18 @@ from bourse.marketdata.v1 import market_data_service_pb2 as md_pb2
 from bourse.marketdata.v1 import market_data_service_pb2_grpc as md_grpc
 from bourse.order.v1 import order_service_pb2 as order_pb2
 from bourse.order.v1 import order_service_pb2_grpc as order_grpc
+from bourse.type.v1 import types_pb2
 
 from services.common.errors import BourseError, abort, invalid
 from services.order import validation
-from services.order.market_data import read_book
+from services.order.market_data import fill_book, fill_trade, read_book
+from services.order.market_feed import FeedError, MarketFeed
 from services.order.orders import OrderDesk
 
 MAX_DEPTH = 50
+# A subscription with nothing new for this long gets the book again (and Envoy sees data
+# well within its idle timeout).
+HEARTBEAT_S = 15.0
 
 
 class Authenticator:
@@ -81,23 +87,78 @@ class OrderServicer(order_grpc.OrderServiceServicer):
 
 
 class MarketDataServicer(md_grpc.MarketDataServiceServicer):
-    def __init__(self, redis_client: redis.Redis, symbols, auth: Authenticator):
+    def __init__(self, redis_client: redis.Redis, symbols, auth: Authenticator, feed: MarketFeed | None = None):
         self.redis = redis_client
         self.symbols = frozenset(symbols)
         self.auth = auth
+        self.feed = feed
 
-    @rpc
-    async def GetBook(self, request, account_id):
+    def _depth(self, request) -> int:
         validation.check_symbol(request.symbol, self.symbols)
         depth = request.depth or 10
         if not 0 < depth <= MAX_DEPTH:
             raise invalid("depth", f"must be 1-{MAX_DEPTH}, got {request.depth}")
+        return depth
+
+    async def _book(self, symbol: str, depth: int) -> md_pb2.GetBookResponse:
+        try:
+            return await read_book(self.redis, symbol, depth, trades=0)
+        except redis.RedisError as error:
+            raise BourseError(
+                grpc.StatusCode.UNAVAILABLE, "MARKET_DATA_UNAVAILABLE", f"market data store unavailable: {error}"
+            ) from error
+
+    @rpc
+    async def GetBook(self, request, account_id):
+        depth = self._depth(request)
         try:
             return await read_book(self.redis, request.symbol, depth)
         except redis.RedisError as error:
             raise BourseError(
                 grpc.StatusCode.UNAVAILABLE, "MARKET_DATA_UNAVAILABLE", f"market data store unavailable: {error}"
             ) from error
+
+    async def SubscribeMarketData(self, request, context):
+        try:
+            self.auth.account_of(context)
+            depth = self._depth(request)
+            async for response in self._updates(request.symbol, depth):
+                yield response
+        except BourseError as error:
+            await abort(context, error)
+
+    async def _updates(self, symbol: str, depth: int):
+        """The book now, then what the feed brings: newer books and every trade."""
+        try:
+            async with self.feed.subscribe(symbol) as subscription:
+                # Subscribed first, read second: nothing published in between is missed.
+                now = await self._book(symbol, depth)
+                shown = now.update_time.ToNanoseconds()
+                yield md_pb2.SubscribeMarketDataResponse(symbol=symbol, book=_snapshot(now))
+                while True:
+                    try:
+                        async with asyncio.timeout(HEARTBEAT_S):
+                            update = await subscription.next()
+                    except TimeoutError:  # quiet: the book again, as a sign of life
+                        yield md_pb2.SubscribeMarketDataResponse(
+                            symbol=symbol, book=_snapshot(await self._book(symbol, depth)))
+                        continue
+                    for trade in update["trades"]:
+                        yield md_pb2.SubscribeMarketDataResponse(symbol=symbol, trade=fill_trade(
+                            types_pb2.Trade(), symbol, trade))
+                    if update["book"] is not None:
+                        book = md_pb2.BookSnapshot()
+                        fill_book(book, update["book"], depth)
+                        if book.update_time.ToNanoseconds() > shown:  # not older than what was shown
+                            shown = book.update_time.ToNanoseconds()
+                            yield md_pb2.SubscribeMarketDataResponse(symbol=symbol, book=book)
+        except FeedError as error:
+            reason = "MARKET_DATA_UNAVAILABLE" if error.code == grpc.StatusCode.UNAVAILABLE else "SUBSCRIBER_TOO_SLOW"
+            raise BourseError(error.code, reason, str(error)) from error
+
+
+def _snapshot(book: md_pb2.GetBookResponse) -> md_pb2.BookSnapshot:
+    return md_pb2.BookSnapshot(bids=book.bids, asks=book.asks, update_time=book.update_time)
 
 
 ORDER_SERVICE = order_pb2.DESCRIPTOR.services_by_name["OrderService"].full_name

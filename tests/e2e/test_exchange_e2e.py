@@ -319,3 +319,41 @@ def test_cancel_resting_self_trade_prevention_cancels_the_accounts_own_resting_o
     cancelled = orders.GetOrder(pb.GetOrderRequest(order_id=ask.order_id), metadata=ALICE).order
     assert (cancelled.status, cancelled.reason) == (t.ORDER_STATUS_CANCELLED, "SELF_TRADE_PREVENTED")
     orders.CancelOrder(pb.CancelOrderRequest(order_id=bid.order_id, symbol="AMZN"), metadata=ALICE)
+
+
+def test_market_data_streams_the_book_then_each_change_and_every_trade(channel, orders):
+    # META, which no other test trades. The stream opens with the (empty) book; Alice's
+    # ask then shows in a new book; Bob's crossing bid prints a trade and empties it.
+    market_data = md_grpc.MarketDataServiceStub(channel)
+    stream = market_data.SubscribeMarketData(md_pb2.SubscribeMarketDataRequest(symbol="META", depth=5),
+                                             metadata=BOB, timeout=30)
+    first = next(stream)
+    assert first.symbol == "META" and first.WhichOneof("update") == "book" and not first.book.asks
+
+    def until(predicate):
+        for message in stream:  # bounded by the call's deadline
+            if predicate(message):
+                return message
+        raise AssertionError("the stream ended")
+
+    ask = orders.SubmitOrder(limit("META", t.SIDE_SELL, 6001, 2), metadata=ALICE).order
+    book = until(lambda m: m.WhichOneof("update") == "book" and m.book.asks)
+    assert [(level.price, level.quantity, level.order_count) for level in book.book.asks] == [(6001, 2, 1)]
+    bid = orders.SubmitOrder(limit("META", t.SIDE_BUY, 6001, 2), metadata=BOB).order
+    trade = until(lambda m: m.WhichOneof("update") == "trade").trade
+    assert (trade.price, trade.quantity, trade.maker_order_id, trade.taker_order_id, trade.aggressor_side) == (
+        6001, 2, ask.order_id, bid.order_id, t.SIDE_BUY)
+    assert trade.maker_account_id == trade.taker_account_id == 0  # accounts are never published
+    until(lambda m: m.WhichOneof("update") == "book" and not m.book.asks)
+    stream.cancel()
+
+
+def test_a_market_data_subscription_with_bad_input_is_refused(channel):
+    market_data = md_grpc.MarketDataServiceStub(channel)
+    with pytest.raises(grpc.RpcError) as caught:
+        next(market_data.SubscribeMarketData(md_pb2.SubscribeMarketDataRequest(symbol="NOPE"), metadata=BOB,
+                                             timeout=10))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    with pytest.raises(grpc.RpcError) as caught:
+        next(market_data.SubscribeMarketData(md_pb2.SubscribeMarketDataRequest(symbol="META"), timeout=10))
+    assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED

@@ -1,0 +1,90 @@
+"""MarketFeed against a private Redis: one pub/sub connection fanned out by symbol, a
+slow subscriber dropped, every stream ended when Redis goes away."""
+
+import asyncio
+
+import grpc
+import pytest
+import redis.asyncio as redis
+import structlog
+
+from infra.local.servers import Redis
+from services.order.market_feed import CHANNEL_PREFIX, QUEUE_MAX, FeedError, MarketFeed
+
+pytestmark = pytest.mark.timeout(60)
+LOG = structlog.get_logger()
+
+
+def update(n: int) -> str:
+    # The matching shard's message (services/matching/market_data.py update_message).
+    return '{"book": {"bids": [[%d, 1, 1]], "asks": [], "time": "2026-11-27T00:00:00+00:00"}, "trades": []}' % n
+
+
+def test_updates_reach_the_subscribers_of_their_symbol_only():
+    async def go():
+        server = Redis().start()
+        client, publisher = redis.from_url(server.url), redis.from_url(server.url)
+        feed = MarketFeed(client, LOG)
+        try:
+            async with feed.subscribe("AAPL") as a1, feed.subscribe("AAPL") as a2, feed.subscribe("MSFT") as m:
+                assert await publisher.pubsub_numpat() == 1  # one connection for every stream
+                await publisher.publish(CHANNEL_PREFIX + "AAPL", update(100))
+                await publisher.publish(CHANNEL_PREFIX + "MSFT", update(200))
+                assert (await a1.next())["book"]["bids"] == [[100, 1, 1]]
+                assert (await a2.next())["book"]["bids"] == [[100, 1, 1]]
+                assert (await m.next())["book"]["bids"] == [[200, 1, 1]]
+        finally:
+            await feed.close()
+            await client.aclose()
+            await publisher.aclose()
+            server.stop()
+    asyncio.run(go())
+
+
+def test_a_subscriber_too_far_behind_is_dropped_and_others_go_on():
+    async def go():
+        server = Redis().start()
+        client, publisher = redis.from_url(server.url), redis.from_url(server.url)
+        feed = MarketFeed(client, LOG)
+        try:
+            async with feed.subscribe("AAPL") as slow, feed.subscribe("AAPL") as fast:
+                got = 0
+                for n in range(QUEUE_MAX + 50):
+                    await publisher.publish(CHANNEL_PREFIX + "AAPL", update(n))
+                    await fast.next()
+                    got += 1
+                assert got == QUEUE_MAX + 50
+                read = 0
+                with pytest.raises(FeedError) as dropped:
+                    while True:
+                        await slow.next()
+                        read += 1
+                assert dropped.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED and read < QUEUE_MAX
+        finally:
+            await feed.close()
+            await client.aclose()
+            await publisher.aclose()
+            server.stop()
+    asyncio.run(go())
+
+
+def test_every_stream_ends_unavailable_when_redis_goes_away_and_subscribing_then_fails_fast():
+    async def go():
+        server = Redis().start()
+        client = redis.from_url(server.url, socket_connect_timeout=0.5)
+        feed = MarketFeed(client, LOG)
+        try:
+            async with feed.subscribe("AAPL") as subscription:
+                server.stop()
+                with pytest.raises(FeedError) as ended:
+                    async with asyncio.timeout(10):
+                        await subscription.next()
+                assert ended.value.code == grpc.StatusCode.UNAVAILABLE
+            with pytest.raises(FeedError) as refused:
+                async with feed.subscribe("AAPL"):
+                    pass
+            assert refused.value.code == grpc.StatusCode.UNAVAILABLE
+        finally:
+            await feed.close()
+            await client.aclose()
+    asyncio.run(go())
