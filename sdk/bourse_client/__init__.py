@@ -20,15 +20,20 @@ from bourse_sdk.bourse.marketdata.v1 import MarketDataServiceStub
 from bourse_sdk.bourse.order.v1 import OrderServiceStub
 
 
-class _BearerAuth(grpc.UnaryUnaryClientInterceptor):
-    """Adds `authorization: Bearer <key>` to every call."""
+class _BearerAuth(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):
+    """Adds `authorization: Bearer <key>` to every call, the streaming ones included."""
 
     def __init__(self, api_key: str):
         self._header = ("authorization", f"Bearer {api_key}")
 
+    def _with_key(self, details):
+        return details._replace(metadata=list(details.metadata or []) + [self._header])
+
     def intercept_unary_unary(self, continuation, details, request):
-        metadata = list(details.metadata or []) + [self._header]
-        return continuation(details._replace(metadata=metadata), request)
+        return continuation(self._with_key(details), request)
+
+    def intercept_unary_stream(self, continuation, details, request):
+        return continuation(self._with_key(details), request)
 
 
 @dataclass

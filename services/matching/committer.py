@@ -141,7 +141,8 @@ class GroupCommitter:
             return
         self.batches += 1
         self.committed_commands += len(commands)
-        self._market_data.record(outcome.symbols, outcome.trades, self.committed_books)
+        self._market_data.record(outcome.symbols, outcome.trades, self.committed_books,
+                                 orders=[*outcome.write.new_orders, *outcome.write.updated_orders])
         start = 0
         for cmds, future in batch:
             if not future.done():

@@ -14,6 +14,10 @@ Keys, per symbol (SYMBOL as listed, e.g. AAPL):
   md:updates:{SYMBOL} pub/sub channel: after each send that touched SYMBOL, in the same
                       MULTI/EXEC, {"book": <the md:book object or null>, "trades": [<new
                       trades, oldest first>]} (the order service streams it to subscribers).
+  orders:{ACCOUNT}    pub/sub channel: a serialized bourse.type.v1.Order for each order of the
+                      account that changed since the last send: its newest state and the
+                      fills it got meanwhile (SubscribeOrders). At most once: an update
+                      Redis refused is not sent again (clients catch up with ListOrders).
 
 Only committed data is published: the group committer `record`s each batch's trades and
 touched symbols right after its commit, and a background task sends them to Redis, many
@@ -35,6 +39,8 @@ from collections import defaultdict
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from bourse.type.v1 import types_pb2
+
 TRADES_KEPT = 100
 PUBLISH_TIMEOUT_S = 0.5
 BACKOFF_S = 1.0
@@ -54,6 +60,10 @@ def _iso(ts) -> str:
 
 def updates_channel(symbol: str) -> str:
     return f"md:updates:{symbol}"
+
+
+def orders_channel(account_id: int) -> str:
+    return f"orders:{account_id}"
 
 
 def update_message(book: str | None, trades: list[str]) -> str:
@@ -81,44 +91,65 @@ class MarketData:
         self._dirty: set[str] = set()  # symbols whose book changed since the last send
         self._books_of: Callable | None = None
         self._trades: dict[str, list[str]] = defaultdict(list)
+        self._orders: dict[int, types_pb2.Order] = {}  # order_id -> update to publish
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task | None = None
 
-    def record(self, symbols, trades, books_of: Callable) -> None:
-        """A committed batch: symbols it touched, its trades (in order), and
-        `await books_of(symbols) -> {symbol: (bids, asks)}` for committed books."""
+    def record(self, symbols, trades, books_of: Callable, orders=()) -> None:
+        """A committed batch: symbols it touched, its trades (in order), the new state of
+        each order it changed, and `await books_of(symbols) -> {symbol: (bids, asks)}`
+        for committed books."""
         if self._client is None:
             return
         self._books_of = books_of
         self._dirty.update(symbols)
+        for order in orders:  # the newest state, with the fills since the last send
+            update = types_pb2.Order()
+            update.CopyFrom(order)
+            if (earlier := self._orders.get(order.order_id)) is not None:
+                update.fills.extend(earlier.fills)
+            self._orders[order.order_id] = update
         for trade in trades:
             pending = self._trades[trade.symbol]
             pending.append(trade_json(trade))
             if len(pending) > TRADES_KEPT:
                 del pending[: len(pending) - TRADES_KEPT]
-        if self._dirty or self._trades:
+            for order_id, maker in ((trade.maker_order_id, True), (trade.taker_order_id, False)):
+                if (update := self._orders.get(order_id)) is not None:
+                    update.fills.add(trade_id=trade.trade_id, price=trade.price, quantity=trade.quantity,
+                                     maker=maker, time=trade.time)
+        if self._dirty or self._trades or self._orders:
             self._wakeup.set()
             if self._task is None:
                 self._task = asyncio.create_task(self._run(), name="market-data")
+
+    async def _take(self):
+        """(symbols whose book changed, books read now, trades, orders) recorded since the
+        last send."""
+        dirty, self._dirty = self._dirty, set()
+        trades, self._trades = self._trades, defaultdict(list)
+        orders, self._orders = self._orders, {}
+        now = datetime.now(UTC).isoformat()
+        books = {symbol: json.dumps({"bids": bids, "asks": asks, "time": now})
+                 for symbol, (bids, asks) in (await self._books_of(sorted(dirty))).items()} if dirty else {}
+        return dirty, books, trades, orders
 
     async def _run(self) -> None:
         while True:
             await self._wakeup.wait()
             started = self._clock()
             self._wakeup.clear()
-            dirty, self._dirty = self._dirty, set()
-            trades, self._trades = self._trades, defaultdict(list)
-            now = datetime.now(UTC).isoformat()
-            books = {symbol: json.dumps({"bids": bids, "asks": asks, "time": now})
-                     for symbol, (bids, asks) in (await self._books_of(sorted(dirty))).items()}
-            if not await self._send(books, trades):
+            dirty, books, trades, orders = await self._take()
+            if not await self._send(books, trades, orders):
+                # Order updates are not kept (at most once: a client catches up with
+                # ListOrders); books and trades are, newest first.
                 self._keep(dirty, trades)
                 await asyncio.sleep(BACKOFF_S)
                 self._wakeup.set()
             elif self._interval_s > 0:
                 await asyncio.sleep(max(0.0, started + self._interval_s - self._clock()))
 
-    async def _send(self, books, trades) -> bool:
+    async def _send(self, books, trades, orders) -> bool:
         # MULTI/EXEC: a send applies whole or not at all, so trades put back after a
         # failure are not pushed twice (only a timeout with EXEC already sent is ambiguous).
         pipe = self._client.pipeline(transaction=True)
@@ -129,6 +160,8 @@ class MarketData:
             pipe.ltrim(trades_key(symbol), 0, TRADES_KEPT - 1)
         for symbol in books.keys() | trades.keys():
             pipe.publish(updates_channel(symbol), update_message(books.get(symbol), trades.get(symbol, [])))
+        for order in orders.values():
+            pipe.publish(orders_channel(order.account_id), order.SerializeToString())
         try:
             await asyncio.wait_for(pipe.execute(), PUBLISH_TIMEOUT_S)
             return True
@@ -152,10 +185,6 @@ class MarketData:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         if self._client is not None:
-            if self._dirty or self._trades:
-                dirty, trades = self._dirty, self._trades
-                now = datetime.now(UTC).isoformat()
-                books = {symbol: json.dumps({"bids": bids, "asks": asks, "time": now})
-                         for symbol, (bids, asks) in (await self._books_of(sorted(dirty))).items()}
-                await self._send(books, trades)
+            if self._dirty or self._trades or self._orders:
+                await self._send(*(await self._take())[1:])
             await self._client.aclose()

@@ -15,7 +15,7 @@ from services.common.server import CHANNEL_OPTIONS, Lifecycle, Service, run, ser
 from services.order.batcher import Batcher
 from services.order.config import OrderSettings
 from services.order.downstream import ClaimStream, ShardStream
-from services.order.market_feed import MarketFeed
+from services.order.feeds import market_data_feed, orders_feed
 from services.order.orders import OrderDesk
 from services.order.service import (
     MARKET_DATA_SERVICE,
@@ -41,7 +41,7 @@ async def main() -> None:
     redis_client = redis.Redis.from_url(settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
     # Pub/sub waits for messages indefinitely: its own client, without the read timeout.
     feed_client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=1.0, health_check_interval=10)
-    feed = MarketFeed(feed_client, log)
+    market_feed, order_feed = market_data_feed(feed_client, log), orders_feed(feed_client, log)
     auth = Authenticator(settings.api_keys)
     desk = OrderDesk(
         symbols=settings.symbols,
@@ -64,16 +64,17 @@ async def main() -> None:
             await stream.close()
         for channel in [*channels, persistence_channel]:
             await channel.close()
-        await feed.close()
+        await market_feed.close()
+        await order_feed.close()
         await redis_client.aclose()
         await feed_client.aclose()
 
     def register_order(server):
-        order_grpc.add_OrderServiceServicer_to_server(OrderServicer(desk, auth), server)
+        order_grpc.add_OrderServiceServicer_to_server(OrderServicer(desk, auth, order_feed), server)
 
     def register_market_data(server):
         md_grpc.add_MarketDataServiceServicer_to_server(
-            MarketDataServicer(redis_client, settings.symbols, auth, feed), server)
+            MarketDataServicer(redis_client, settings.symbols, auth, market_feed), server)
 
     await serve(
         [Service(ORDER_SERVICE, register_order), Service(MARKET_DATA_SERVICE, register_market_data)],

@@ -16,7 +16,7 @@ from bourse.type.v1 import types_pb2
 from services.common.errors import BourseError, abort, invalid
 from services.order import validation
 from services.order.market_data import fill_book, fill_trade, read_book
-from services.order.market_feed import FeedError, MarketFeed
+from services.order.feeds import Feed, FeedError
 from services.order.orders import OrderDesk
 
 MAX_DEPTH = 50
@@ -59,9 +59,32 @@ def rpc(method):
 
 
 class OrderServicer(order_grpc.OrderServiceServicer):
-    def __init__(self, desk: OrderDesk, auth: Authenticator):
+    def __init__(self, desk: OrderDesk, auth: Authenticator, feed: Feed | None = None):
         self.desk = desk
         self.auth = auth
+        self.feed = feed
+
+    async def SubscribeOrders(self, request, context):
+        try:
+            account_id = self.auth.account_of(context)
+            if request.symbol:
+                validation.check_symbol(request.symbol, self.desk.symbols)
+            async with self.feed.subscribe(str(account_id)) as subscription:
+                yield order_pb2.SubscribeOrdersResponse()  # subscribed: nothing from now on is missed
+                while True:
+                    try:
+                        async with asyncio.timeout(HEARTBEAT_S):
+                            order = await subscription.next()
+                    except TimeoutError:
+                        yield order_pb2.SubscribeOrdersResponse()
+                        continue
+                    if not request.symbol or order.symbol == request.symbol:
+                        yield order_pb2.SubscribeOrdersResponse(order=order)
+        except FeedError as error:
+            reason = "ORDER_FEED_UNAVAILABLE" if error.code == grpc.StatusCode.UNAVAILABLE else "SUBSCRIBER_TOO_SLOW"
+            await abort(context, BourseError(error.code, reason, str(error)))
+        except BourseError as error:
+            await abort(context, error)
 
     @rpc
     async def SubmitOrder(self, request, account_id):
@@ -87,7 +110,7 @@ class OrderServicer(order_grpc.OrderServiceServicer):
 
 
 class MarketDataServicer(md_grpc.MarketDataServiceServicer):
-    def __init__(self, redis_client: redis.Redis, symbols, auth: Authenticator, feed: MarketFeed | None = None):
+    def __init__(self, redis_client: redis.Redis, symbols, auth: Authenticator, feed: Feed | None = None):
         self.redis = redis_client
         self.symbols = frozenset(symbols)
         self.auth = auth

@@ -357,3 +357,52 @@ def test_a_market_data_subscription_with_bad_input_is_refused(channel):
     with pytest.raises(grpc.RpcError) as caught:
         next(market_data.SubscribeMarketData(md_pb2.SubscribeMarketDataRequest(symbol="META"), timeout=10))
     assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_an_account_streams_its_own_order_updates_with_their_fills(orders):
+    # MA, which no other test trades. Dave subscribes to MA; his ask rests (NEW), then
+    # Carol's bid fills it: Dave's stream shows it FILLED with a maker fill; Carol's own
+    # order never appears on Dave's stream.
+    dave = [("authorization", "Bearer demo-key-dave")]
+    stream = orders.SubscribeOrders(pb.SubscribeOrdersRequest(symbol="MA"), metadata=dave, timeout=30)
+    assert not next(stream).HasField("order")  # subscribed: what commits from now on comes
+    ask = orders.SubmitOrder(limit("MA", t.SIDE_SELL, 3033, 4), metadata=dave).order
+    updates = {}
+
+    def until(status):
+        for message in stream:
+            if message.HasField("order"):
+                assert message.order.account_id == 4, "another account's order on Dave's stream"
+                updates.setdefault(message.order.order_id, []).append(message.order)
+                if message.order.order_id == ask.order_id and message.order.status == status:
+                    return message.order
+        raise AssertionError("the stream ended")
+
+    assert until(t.ORDER_STATUS_NEW).leaves_quantity == 4
+    bid = orders.SubmitOrder(limit("MA", t.SIDE_BUY, 3033, 4), metadata=CAROL).order
+    filled = until(t.ORDER_STATUS_FILLED)
+    assert (filled.filled_quantity, filled.leaves_quantity) == (4, 0)
+    assert [(f.price, f.quantity, f.maker) for f in filled.fills] == [(3033, 4, True)]
+    assert bid.fills[0].trade_id == filled.fills[0].trade_id
+    stream.cancel()
+
+
+
+def test_the_python_sdk_submits_modifies_and_streams_through_envoy(stack):
+    from bourse_client import connect
+    from bourse_sdk.bourse.order.v1 import ModifyOrderRequest, SubmitOrderRequest, SubscribeOrdersRequest
+    from bourse_sdk.bourse.type.v1 import OrderStatus, OrderType, Side, TimeInForce
+
+    with connect(stack.target, api_key="demo-key-alice") as client:
+        updates = client.orders.subscribe_orders(SubscribeOrdersRequest(symbol="NFLX"))
+        assert next(updates).order is None  # subscribed (streams carry the API key too)
+        order = client.orders.submit_order(SubmitOrderRequest(
+            client_order_id=coid(), symbol="NFLX", side=Side.BUY, order_type=OrderType.LIMIT,
+            time_in_force=TimeInForce.GTC, price=2001, quantity=3)).order
+        assert order.status == OrderStatus.NEW
+        modified = client.orders.modify_order(ModifyOrderRequest(order_id=order.order_id, symbol="NFLX",
+                                                                 price=2000, quantity=5)).order
+        assert (modified.price, modified.quantity) == (2000, 5)
+        seen = next(u.order for u in updates if u.order is not None and u.order.price == 2000)
+        assert (seen.order_id, seen.leaves_quantity) == (order.order_id, 5)
+        updates.close()

@@ -1,5 +1,5 @@
-"""MarketFeed against a private Redis: one pub/sub connection fanned out by symbol, a
-slow subscriber dropped, every stream ended when Redis goes away."""
+"""Feeds against a private Redis: one pub/sub connection fanned out by key, a slow
+subscriber dropped, every stream ended when Redis goes away."""
 
 import asyncio
 import contextlib
@@ -10,7 +10,9 @@ import redis.asyncio as redis
 import structlog
 
 from infra.local.servers import Redis
-from services.order.market_feed import CHANNEL_PREFIX, QUEUE_MAX, FeedError, MarketFeed
+from services.order.feeds import QUEUE_MAX, FeedError, market_data_feed, orders_feed
+
+CHANNEL_PREFIX = "md:updates:"
 
 pytestmark = pytest.mark.timeout(60)
 LOG = structlog.get_logger()
@@ -25,7 +27,7 @@ def update(n: int) -> str:
 async def feed_and_publisher():
     server = Redis().start()
     client, publisher = redis.from_url(server.url), redis.from_url(server.url)
-    feed = MarketFeed(client, LOG)
+    feed = market_data_feed(client, LOG)
     try:
         yield feed, publisher
     finally:
@@ -68,7 +70,7 @@ def test_every_stream_ends_unavailable_when_redis_goes_away_and_subscribing_then
     async def go():
         server = Redis().start()
         client = redis.from_url(server.url, socket_connect_timeout=0.5)
-        feed = MarketFeed(client, LOG)
+        feed = market_data_feed(client, LOG)
         try:
             async with feed.subscribe("AAPL") as subscription:
                 server.stop()
@@ -83,4 +85,26 @@ def test_every_stream_ends_unavailable_when_redis_goes_away_and_subscribing_then
         finally:
             await feed.close()
             await client.aclose()
+    asyncio.run(go())
+
+
+
+def test_order_updates_reach_their_accounts_streams_decoded():
+    from bourse.type.v1 import types_pb2
+
+    async def go():
+        server = Redis().start()
+        client, publisher = redis.from_url(server.url), redis.from_url(server.url)
+        feed = orders_feed(client, LOG)
+        try:
+            async with feed.subscribe("1") as alice, feed.subscribe("2") as bob:
+                await publisher.publish("orders:2", types_pb2.Order(order_id=7, account_id=2).SerializeToString())
+                await publisher.publish("orders:1", types_pb2.Order(order_id=8, account_id=1).SerializeToString())
+                assert (await alice.next()).order_id == 8
+                assert (await bob.next()).order_id == 7
+        finally:
+            await feed.close()
+            await client.aclose()
+            await publisher.aclose()
+            server.stop()
     asyncio.run(go())

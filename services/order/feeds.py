@@ -1,8 +1,10 @@
-"""Live market data for SubscribeMarketData: the matching shards' md:updates:{SYMBOL}
-Redis channels (services/matching/market_data.py), fanned out to this process's streams.
+"""Live feeds for the streaming RPCs: Redis channels the matching shards publish to
+(services/matching/market_data.py), fanned out to this process's client streams.
+MARKET_DATA: md:updates:{SYMBOL} (SubscribeMarketData); ORDERS: orders:{ACCOUNT}
+(SubscribeOrders).
 
-One Redis pub/sub connection per order-service process, pattern-subscribed to every
-symbol, whatever the number of client streams; each stream reads its own bounded queue.
+One Redis pub/sub connection per feed and order-service process, pattern-subscribed to
+every key, whatever the number of client streams; each stream reads its own bounded queue.
 A stream that falls QUEUE_MAX updates behind is dropped (FeedError RESOURCE_EXHAUSTED)
 rather than slow the others or grow without bound; when Redis goes away every stream
 ends (UNAVAILABLE) and the next subscriber connects again.
@@ -16,8 +18,8 @@ import json
 from collections import defaultdict
 
 import grpc
+from bourse.type.v1 import types_pb2
 
-CHANNEL_PREFIX = "md:updates:"
 QUEUE_MAX = 1000
 SUBSCRIBE_TIMEOUT_S = 2.0
 
@@ -29,8 +31,8 @@ class FeedError(Exception):
 
 
 class Subscription:
-    def __init__(self, symbol: str):
-        self.symbol = symbol
+    def __init__(self, key: str):
+        self.key = key
         self._queue: asyncio.Queue = asyncio.Queue(QUEUE_MAX)
 
     def _put(self, item) -> None:
@@ -42,8 +44,8 @@ class Subscription:
             self._queue.put_nowait(FeedError(grpc.StatusCode.RESOURCE_EXHAUSTED,
                                              f"more than {QUEUE_MAX} updates behind: subscribe again"))
 
-    async def next(self) -> dict:
-        """The next update, {"book": {...} | None, "trades": [{...}, ...]}; raises FeedError."""
+    async def next(self):
+        """The next update, decoded by the feed; raises FeedError."""
         item = await self._queue.get()
         if isinstance(item, FeedError):
             self._queue.put_nowait(item)  # every later call fails the same way
@@ -51,25 +53,28 @@ class Subscription:
         return item
 
 
-class MarketFeed:
-    def __init__(self, client, log):
-        """client: a redis.asyncio.Redis."""
+class Feed:
+    def __init__(self, client, log, prefix: str, decode):
+        """client: a redis.asyncio.Redis; channels `prefix` + key carry messages that
+        `decode(bytes)` turns into what subscribers of that key get."""
         self._client = client
         self._log = log
+        self._prefix = prefix
+        self._decode = decode
         self._subscriptions: dict[str, set[Subscription]] = defaultdict(set)
         self._listener: asyncio.Task | None = None
         self._starting = asyncio.Lock()
 
     @contextlib.asynccontextmanager
-    async def subscribe(self, symbol: str):
-        """Yields a Subscription that receives every update published from now on."""
-        subscription = Subscription(symbol)
-        self._subscriptions[symbol].add(subscription)
+    async def subscribe(self, key: str):
+        """Yields a Subscription that receives every update for `key` published from now on."""
+        subscription = Subscription(key)
+        self._subscriptions[key].add(subscription)
         try:
             await self._listening()
             yield subscription
         finally:
-            self._subscriptions[symbol].discard(subscription)
+            self._subscriptions[key].discard(subscription)
 
     async def _listening(self) -> None:
         async with self._starting:
@@ -77,7 +82,7 @@ class MarketFeed:
                 return
             pubsub = self._client.pubsub()
             try:
-                await pubsub.psubscribe(CHANNEL_PREFIX + "*")
+                await pubsub.psubscribe(self._prefix + "*")
                 # Only once Redis confirms is every later publish sure to reach us.
                 async with asyncio.timeout(SUBSCRIBE_TIMEOUT_S):
                     while (message := await pubsub.get_message(timeout=SUBSCRIBE_TIMEOUT_S)) is None \
@@ -86,7 +91,7 @@ class MarketFeed:
             except Exception as error:  # noqa: BLE001 - Redis down or slow: this subscriber cannot start
                 await pubsub.aclose()
                 raise FeedError(grpc.StatusCode.UNAVAILABLE, f"market data store unavailable: {error!r}") from error
-            self._listener = asyncio.create_task(self._listen(pubsub), name="market-feed")
+            self._listener = asyncio.create_task(self._listen(pubsub), name=f"feed {self._prefix}")
 
     async def _listen(self, pubsub) -> None:
         error = FeedError(grpc.StatusCode.UNAVAILABLE, "the market data feed stopped: subscribe again")
@@ -94,14 +99,14 @@ class MarketFeed:
             async for message in pubsub.listen():
                 if message["type"] != "pmessage":
                     continue
-                symbol = message["channel"].decode().removeprefix(CHANNEL_PREFIX)
-                subscribers = self._subscriptions.get(symbol)
+                key = message["channel"].decode().removeprefix(self._prefix)
+                subscribers = self._subscriptions.get(key)
                 if subscribers:
-                    update = json.loads(message["data"])
+                    update = self._decode(message["data"])
                     for subscription in list(subscribers):
                         subscription._put(update)
         except Exception as failure:  # noqa: BLE001 - Redis went away: every stream ends, retried by clients
-            self._log.warning("market feed lost", error=repr(failure))
+            self._log.warning("feed lost", feed=self._prefix, error=repr(failure))
             error = FeedError(grpc.StatusCode.UNAVAILABLE, f"market data store unavailable: {failure!r}")
         finally:
             for subscribers in self._subscriptions.values():
@@ -114,3 +119,13 @@ class MarketFeed:
         if self._listener is not None:
             self._listener.cancel()
             await asyncio.gather(self._listener, return_exceptions=True)
+
+
+def market_data_feed(client, log) -> Feed:
+    """Updates {"book": {...} | None, "trades": [{...}, ...]} by symbol."""
+    return Feed(client, log, "md:updates:", json.loads)
+
+
+def orders_feed(client, log) -> Feed:
+    """bourse.type.v1.Order updates by account id (as a string)."""
+    return Feed(client, log, "orders:", types_pb2.Order.FromString)
