@@ -101,12 +101,12 @@ class MatchingShard:
         self.engine = engine_factory()
         self.live = LiveOrders()
         self.sequence = 0  # of the last command applied to the books
-        self.recent_ids: dict[int, int] = {}  # order id accepted -> its Snowflake ms
+        self.recent_ids: dict[int, int] = {}  # order id that reached the engine -> its Snowflake ms
         self.restore_phases: dict[str, float] = {}  # seconds per step of the last restore
 
     def _now_ns(self) -> int:
-        # Strictly increasing at microsecond steps (what the database keeps), so
-        # ordering open orders by create_time reproduces time priority on rebuild.
+        # Strictly increasing at microsecond steps (what the database keeps): each
+        # command has its own time, and a replay reproduces it exactly.
         now = max(self._clock_ns(), self._last_ns + 1000)
         self._last_ns = now - now % 1000
         return self._last_ns
@@ -196,10 +196,12 @@ class MatchingShard:
         fills = self._apply(events, state, batch, now)
         if state.leaves > 0:
             self.live[state.order_id] = state
-        if state.status != REJECTED:
-            self._remember(cmd.order_id, now)
-        # A duplicate id names an order that is already stored (or in this batch).
+        # A duplicate id names an order that is already stored (or in this batch). Any
+        # other outcome is this id's, rejections included: its row is written, and a
+        # re-send must find it rather than run where a market-dependent refusal
+        # (post-only) might now pass and trade under an id stored as REJECTED.
         if state.reason != "DUPLICATE_ORDER_ID":
+            self._remember(cmd.order_id, now)
             batch.new[state.order_id] = state
         if batch.replaying:
             return None

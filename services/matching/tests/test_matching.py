@@ -661,3 +661,21 @@ def test_self_trade_modes_replay_to_identical_books():
     replayed.replay(journal)
     assert replayed.engine.event_hash() == live.engine.event_hash()
     assert {i: live.live[i] for i in live.live} == {i: replayed.live[i] for i in replayed.live}
+
+
+
+def test_a_resend_of_a_rejected_order_is_a_duplicate_even_when_it_would_now_pass(tmp_path):
+    # Book: SELL 5 @ 101. Post-only BUY 5 @ 101 (order 2) is rejected: it would trade. The
+    # ask is then cancelled, so the same command would now rest; re-sent under the same
+    # id it must still be the REJECTED original, never a second life for the id.
+    async def go():
+        async with shard(tmp_path) as (c, p):
+            await c.execute([new(1, SELL, 101, 5)])
+            [first] = await c.execute([new(2, BUY, 101, 5, account=2, post_only=True)])
+            assert first.error_reason == "WOULD_TAKE_LIQUIDITY"
+            await c.execute([cancel(1)])
+            [again] = await c.execute([new(2, BUY, 101, 5, account=2, post_only=True)])
+            assert again.error_reason == "DUPLICATE_ORDER_ID"
+            assert c.shard.depth("AAPL") == ([], [])
+            assert (await p.order(2)).status == t.ORDER_STATUS_REJECTED
+    run(go())
