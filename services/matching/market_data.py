@@ -42,6 +42,10 @@ from datetime import UTC, datetime
 from bourse.type.v1 import types_pb2
 
 TRADES_KEPT = 100
+# Trades waiting for the next send, per symbol: every one goes to md:updates (the stream
+# promises every trade; a sweep can print hundreds at once), only the last TRADES_KEPT
+# stay in md:trades. The bound only bites while Redis is down.
+TRADES_PENDING_MAX = 10_000
 PUBLISH_TIMEOUT_S = 0.5
 BACKOFF_S = 1.0
 
@@ -112,8 +116,8 @@ class MarketData:
         for trade in trades:
             pending = self._trades[trade.symbol]
             pending.append(trade_json(trade))
-            if len(pending) > TRADES_KEPT:
-                del pending[: len(pending) - TRADES_KEPT]
+            if len(pending) > TRADES_PENDING_MAX:
+                del pending[: len(pending) - TRADES_PENDING_MAX]
             for order_id, maker in ((trade.maker_order_id, True), (trade.taker_order_id, False)):
                 if (update := self._orders.get(order_id)) is not None:
                     update.fills.add(trade_id=trade.trade_id, price=trade.price, quantity=trade.quantity,
@@ -156,7 +160,7 @@ class MarketData:
         for symbol, book in books.items():
             pipe.set(book_key(symbol), book)
         for symbol, pending in trades.items():
-            pipe.lpush(trades_key(symbol), *pending)  # oldest first in, so newest ends at the head
+            pipe.lpush(trades_key(symbol), *pending[-TRADES_KEPT:])  # oldest first in: newest at the head
             pipe.ltrim(trades_key(symbol), 0, TRADES_KEPT - 1)
         for symbol in books.keys() | trades.keys():
             pipe.publish(updates_channel(symbol), update_message(books.get(symbol), trades.get(symbol, [])))
@@ -176,7 +180,7 @@ class MarketData:
         self._dirty |= dirty
         for symbol, pending in trades.items():
             merged = pending + self._trades.get(symbol, [])
-            self._trades[symbol] = merged[-TRADES_KEPT:]
+            self._trades[symbol] = merged[-TRADES_PENDING_MAX:]
 
     async def close(self) -> None:
         """Stops publishing; what was recorded but not yet sent (at most one interval

@@ -22,6 +22,8 @@ from bourse.type.v1 import types_pb2
 
 QUEUE_MAX = 1000
 SUBSCRIBE_TIMEOUT_S = 2.0
+PING_EVERY_S = 5.0
+DEAD_AFTER_S = 15.0
 
 
 class FeedError(Exception):
@@ -54,9 +56,11 @@ class Subscription:
 
 
 class Feed:
-    def __init__(self, client, log, prefix: str, decode):
+    def __init__(self, client, log, prefix: str, decode, ping_every_s: float = PING_EVERY_S,
+                 dead_after_s: float = DEAD_AFTER_S):
         """client: a redis.asyncio.Redis; channels `prefix` + key carry messages that
         `decode(bytes)` turns into what subscribers of that key get."""
+        self._ping_every_s, self._dead_after_s = ping_every_s, dead_after_s
         self._client = client
         self._log = log
         self._prefix = prefix
@@ -64,6 +68,7 @@ class Feed:
         self._subscriptions: dict[str, set[Subscription]] = defaultdict(set)
         self._listener: asyncio.Task | None = None
         self._starting = asyncio.Lock()
+        self._failed_at = float("-inf")  # when starting the listener last failed
 
     @contextlib.asynccontextmanager
     async def subscribe(self, key: str):
@@ -74,58 +79,99 @@ class Feed:
             await self._listening()
             yield subscription
         finally:
-            self._subscriptions[key].discard(subscription)
+            subscribers = self._subscriptions[key]
+            subscribers.discard(subscription)
+            if not subscribers:
+                del self._subscriptions[key]
 
     async def _listening(self) -> None:
+        loop = asyncio.get_running_loop()
         async with self._starting:
-            if self._listener is not None and not self._listener.done():
+            if self._listener is not None:
                 return
+            if loop.time() - self._failed_at < SUBSCRIBE_TIMEOUT_S:
+                # Those who queued behind a failed start fail at once, not one by one.
+                raise FeedError(grpc.StatusCode.UNAVAILABLE, "market data store unavailable: subscribe again")
             pubsub = self._client.pubsub()
             try:
-                await pubsub.psubscribe(self._prefix + "*")
                 # Only once Redis confirms is every later publish sure to reach us.
                 async with asyncio.timeout(SUBSCRIBE_TIMEOUT_S):
+                    await pubsub.psubscribe(self._prefix + "*")
                     while (message := await pubsub.get_message(timeout=SUBSCRIBE_TIMEOUT_S)) is None \
                             or message["type"] != "psubscribe":
                         pass
-            except Exception as error:  # noqa: BLE001 - Redis down or slow: this subscriber cannot start
-                await pubsub.aclose()
+            except BaseException as error:
+                self._failed_at = loop.time()
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+                if not isinstance(error, Exception):
+                    raise  # cancelled: the caller is gone
                 raise FeedError(grpc.StatusCode.UNAVAILABLE, f"market data store unavailable: {error!r}") from error
             self._listener = asyncio.create_task(self._listen(pubsub), name=f"feed {self._prefix}")
 
     async def _listen(self, pubsub) -> None:
-        error = FeedError(grpc.StatusCode.UNAVAILABLE, "the market data feed stopped: subscribe again")
+        error = FeedError(grpc.StatusCode.UNAVAILABLE, "the feed stopped: subscribe again")
         try:
-            async for message in pubsub.listen():
-                if message["type"] != "pmessage":
-                    continue
-                key = message["channel"].decode().removeprefix(self._prefix)
-                subscribers = self._subscriptions.get(key)
-                if subscribers:
-                    update = self._decode(message["data"])
-                    for subscription in list(subscribers):
-                        subscription._put(update)
+            await self._relay(pubsub)
+        except asyncio.CancelledError:
+            raise
         except Exception as failure:  # noqa: BLE001 - Redis went away: every stream ends, retried by clients
             self._log.warning("feed lost", feed=self._prefix, error=repr(failure))
             error = FeedError(grpc.StatusCode.UNAVAILABLE, f"market data store unavailable: {failure!r}")
         finally:
-            for subscribers in self._subscriptions.values():
+            # Gone before the first await: a subscriber arriving from now on starts a
+            # new listener instead of waiting on this one.
+            self._listener = None
+            for subscribers in list(self._subscriptions.values()):
                 for subscription in list(subscribers):
                     subscription._put(error)
             with contextlib.suppress(Exception):
                 await pubsub.aclose()
 
+    async def _relay(self, pubsub) -> None:
+        """Hands each message to its key's subscribers; raises when Redis stops answering:
+        a ping every ping_every_s, and nothing at all heard for dead_after_s is fatal
+        (a stopped or unreachable Redis never closes the connection by itself)."""
+        loop = asyncio.get_running_loop()
+        heard = pinged = loop.time()
+        while True:
+            message = await pubsub.get_message(timeout=min(1.0, self._ping_every_s))
+            now = loop.time()
+            if message is not None:
+                heard = now
+                if message["type"] == "pmessage":
+                    self._deliver(message)
+            if now - heard > self._dead_after_s:
+                raise ConnectionError(f"no answer from Redis for {self._dead_after_s:.0f} s")
+            if now - pinged >= self._ping_every_s:
+                await pubsub.ping()
+                pinged = now
+
+    def _deliver(self, message) -> None:
+        key = message["channel"].decode().removeprefix(self._prefix)
+        subscribers = self._subscriptions.get(key)
+        if not subscribers:
+            return
+        try:
+            update = self._decode(message["data"])
+        except Exception as error:  # noqa: BLE001 - one bad message must not end every stream
+            self._log.error("feed message undecodable", feed=self._prefix, key=key, error=repr(error))
+            return
+        for subscription in list(subscribers):
+            subscription._put(update)
+
     async def close(self) -> None:
-        if self._listener is not None:
-            self._listener.cancel()
-            await asyncio.gather(self._listener, return_exceptions=True)
+        listener = self._listener
+        if listener is not None:
+            listener.cancel()
+            await asyncio.gather(listener, return_exceptions=True)
 
 
-def market_data_feed(client, log) -> Feed:
+def market_data_feed(client, log, **timing) -> Feed:
     """Updates {"book": {...} | None, "trades": [{...}, ...]} by symbol."""
-    return Feed(client, log, "md:updates:", json.loads)
+    return Feed(client, log, "md:updates:", json.loads, **timing)
 
 
-def orders_feed(client, log) -> Feed:
+def orders_feed(client, log, **timing) -> Feed:
     """bourse.type.v1.Order updates by account id (as a string)."""
-    return Feed(client, log, "orders:", types_pb2.Order.FromString)
+    return Feed(client, log, "orders:", types_pb2.Order.FromString, **timing)

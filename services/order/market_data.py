@@ -44,8 +44,10 @@ def fill_trade(trade: types_pb2.Trade, symbol: str, t: dict) -> types_pb2.Trade:
 async def read_book(client: redis.Redis, symbol: str, depth: int, trades: int = 20) -> md_pb2.GetBookResponse:
     async with client.pipeline(transaction=False) as pipe:
         pipe.get(f"md:book:{symbol}")
-        pipe.lrange(f"md:trades:{symbol}", 0, trades - 1)
-        book_raw, trades_raw = await pipe.execute()
+        if trades:  # LRANGE 0 -1 would be all of them
+            pipe.lrange(f"md:trades:{symbol}", 0, trades - 1)
+        book_raw, *rest = await pipe.execute()
+    trades_raw = rest[0] if rest else []
     response = md_pb2.GetBookResponse(symbol=symbol)
     if book_raw:
         fill_book(response, json.loads(book_raw), depth)

@@ -191,6 +191,9 @@ class OrderDesk:
             raise BourseError(grpc.StatusCode.FAILED_PRECONDITION, reason,
                               f"quantity: {request.quantity} is not above the {result.order.filled_quantity} "
                               "already filled; cancel the order instead")
+        if reason == "WOULD_TAKE_LIQUIDITY":
+            raise BourseError(grpc.StatusCode.FAILED_PRECONDITION, reason,
+                              f"price: the order is post-only and {request.price} would trade on arrival")
         # The instrument's rules (tick, lot, band, limits): the request's values.
         field = "quantity" if "QUANTITY" in reason else "price"
         raise BourseError(grpc.StatusCode.INVALID_ARGUMENT, reason, f"{field}: refused by the instrument's rules "

@@ -71,15 +71,19 @@ class OrderServicer(order_grpc.OrderServiceServicer):
                 validation.check_symbol(request.symbol, self.desk.symbols)
             async with self.feed.subscribe(str(account_id)) as subscription:
                 yield order_pb2.SubscribeOrdersResponse()  # subscribed: nothing from now on is missed
+                loop = asyncio.get_running_loop()
+                quiet_until = loop.time() + HEARTBEAT_S  # from the last message sent, not received
                 while True:
                     try:
-                        async with asyncio.timeout(HEARTBEAT_S):
+                        async with asyncio.timeout_at(quiet_until):
                             order = await subscription.next()
                     except TimeoutError:
                         yield order_pb2.SubscribeOrdersResponse()
+                        quiet_until = loop.time() + HEARTBEAT_S
                         continue
                     if not request.symbol or order.symbol == request.symbol:
                         yield order_pb2.SubscribeOrdersResponse(order=order)
+                        quiet_until = loop.time() + HEARTBEAT_S
         except FeedError as error:
             reason = "ORDER_FEED_UNAVAILABLE" if error.code == grpc.StatusCode.UNAVAILABLE else "SUBSCRIBER_TOO_SLOW"
             await abort(context, BourseError(error.code, reason, str(error)))

@@ -83,12 +83,14 @@ class CopyWriter:
                     "int8", "varchar", "timestamptz", "timestamptz")
     _TRADE_TYPES = ("int8", "varchar", "int8", "int8", "int8", "int8", "int8", "int8", "int2", "timestamptz")
     _UPDATE_KEYS = ("order_id", *UPDATABLE_COLUMNS)
+    _UPDATE_TYPES = ("int8", "int8", "int8", "int8", "int8", "int2", "varchar", "timestamptz")
+    assert len(_UPDATE_TYPES) == len(_UPDATE_KEYS)
 
     def __init__(self, url: str):
         self.conn = psycopg.connect(url)
         self.conn.execute(
-            "CREATE TEMP TABLE order_updates (order_id bigint, filled_quantity bigint, leaves_quantity bigint, "
-            "status smallint, reason varchar, update_time timestamptz) ON COMMIT DELETE ROWS")
+            "CREATE TEMP TABLE order_updates (order_id bigint, price bigint, quantity bigint, filled_quantity bigint, "
+            "leaves_quantity bigint, status smallint, reason varchar, update_time timestamptz) ON COMMIT DELETE ROWS")
         self.conn.commit()
         self._update = "UPDATE orders AS o SET {} FROM order_updates AS v WHERE o.order_id = v.order_id".format(
             ", ".join(f"{c} = v.{c}" for c in UPDATABLE_COLUMNS))
@@ -105,7 +107,7 @@ class CopyWriter:
             self._copy(cur, "orders", ORDER_COLUMNS, self._ORDER_TYPES, batch["new_orders"])
             if batch["updated_orders"]:
                 self._copy(cur, "order_updates", self._UPDATE_KEYS,
-                           ["int8", "int8", "int8", "int2", "varchar", "timestamptz"], batch["updated_orders"])
+                           self._UPDATE_TYPES, batch["updated_orders"])
                 cur.execute(self._update)
             self._copy(cur, "trades", TRADE_COLUMNS, self._TRADE_TYPES, batch["trades"])
             shard = batch["matching_shard"]

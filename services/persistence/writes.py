@@ -170,6 +170,9 @@ _PG_OWNERS = (
 
 def claim(shard: Shard, keys: dict[tuple[int, str], tuple[int, int]],
           now: datetime) -> dict[tuple[int, str], tuple[int, int]]:
+    # In key order: two transactions claiming common keys then lock them in the same
+    # order, so they wait for each other instead of deadlocking.
+    keys = dict(sorted(keys.items()))
     accounts = [a for a, _ in keys]
     client_ids = [c for _, c in keys]
     with shard.engine.begin() as conn:

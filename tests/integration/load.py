@@ -24,6 +24,9 @@ class Acks:
     by_key: dict[tuple[str, str], int] = field(default_factory=dict)  # (api key, coid) -> order_id
     cancels: dict[int, t.Order] = field(default_factory=dict)
     modifies: dict[int, t.Order] = field(default_factory=dict)  # order_id -> the last modify's answer
+    # order_id -> (price, quantity) of every modify sent, answered or not: one whose
+    # answer was lost to a crash may have committed.
+    modify_attempts: dict[int, set] = field(default_factory=dict)
     errors: dict[str, int] = field(default_factory=dict)  # status code name -> times seen, retries included
     # "method CODE" -> calls that ended in that error after their retries (a cancel of an
     # order already done or unknown is an answer, not abandoned).
@@ -81,6 +84,7 @@ async def client(target: str, index: int, acks: Acks, stop: asyncio.Event, retry
                 order_id, symbol, quantity = resting[slot]
                 request = pb.ModifyOrderRequest(order_id=order_id, symbol=symbol, price=100 + rng.randint(-3, 3),
                                                 quantity=quantity + rng.randint(1, 3))
+                acks.modify_attempts.setdefault(order_id, set()).add((request.price, request.quantity))
                 answer = await _call(acks, deadline, "ModifyOrder",
                                      lambda: stub.ModifyOrder(request, metadata=metadata, timeout=3))
                 if isinstance(answer, pb.ModifyOrderResponse):

@@ -180,3 +180,34 @@ def test_each_changed_order_is_published_to_its_account_with_the_fills_since_the
             await pubsub.aclose()
             await listener.aclose()
     asyncio.run(go())
+
+
+
+@pytest.mark.timeout(60)
+def test_a_sweep_of_more_trades_than_the_list_keeps_streams_every_one(redis_url):
+    async def go():
+        client = redis.from_url(redis_url)
+        listener = redis.from_url(redis_url)
+        await listener.flushdb()
+        pubsub = listener.pubsub()
+        await pubsub.subscribe("md:updates:AAPL")
+        assert (await pubsub.get_message(timeout=2))["type"] == "subscribe"
+
+        async def books_of(symbols):
+            return {s: ([], []) for s in symbols}
+
+        market_data = MarketData(client, LOG)
+        try:
+            market_data.record(["AAPL"], [trade(i) for i in range(1, 151)], books_of)
+            message = None
+            while message is None or message["type"] != "message":
+                message = await pubsub.get_message(timeout=5)
+            streamed = [t["trade_id"] for t in json.loads(message["data"])["trades"]]
+            assert streamed == list(range(1, 151))
+            kept = [json.loads(t)["trade_id"] for t in await listener.lrange(trades_key("AAPL"), 0, -1)]
+            assert kept == list(range(150, 50, -1))
+        finally:
+            await market_data.close()
+            await pubsub.aclose()
+            await listener.aclose()
+    asyncio.run(go())

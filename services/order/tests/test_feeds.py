@@ -24,10 +24,12 @@ def update(n: int) -> str:
 
 
 @contextlib.asynccontextmanager
-async def feed_and_publisher():
+async def feed_and_publisher(make_feed=market_data_feed, server_out=None, **timing):
     server = Redis().start()
+    if server_out is not None:
+        server_out.append(server)
     client, publisher = redis.from_url(server.url), redis.from_url(server.url)
-    feed = market_data_feed(client, LOG)
+    feed = make_feed(client, LOG, **timing)
     try:
         yield feed, publisher
     finally:
@@ -93,18 +95,33 @@ def test_order_updates_reach_their_accounts_streams_decoded():
     from bourse.type.v1 import types_pb2
 
     async def go():
-        server = Redis().start()
-        client, publisher = redis.from_url(server.url), redis.from_url(server.url)
-        feed = orders_feed(client, LOG)
-        try:
+        async with feed_and_publisher(orders_feed) as (feed, publisher):
             async with feed.subscribe("1") as alice, feed.subscribe("2") as bob:
                 await publisher.publish("orders:2", types_pb2.Order(order_id=7, account_id=2).SerializeToString())
                 await publisher.publish("orders:1", types_pb2.Order(order_id=8, account_id=1).SerializeToString())
                 assert (await alice.next()).order_id == 8
                 assert (await bob.next()).order_id == 7
-        finally:
-            await feed.close()
-            await client.aclose()
-            await publisher.aclose()
-            server.stop()
+    asyncio.run(go())
+
+
+def test_a_redis_that_stops_answering_ends_every_stream_and_undecodable_messages_are_skipped():
+    import os
+    import signal
+
+    async def go():
+        servers = []
+        async with feed_and_publisher(server_out=servers, ping_every_s=0.2, dead_after_s=1.5) as (feed, publisher):
+            server = servers[0]
+            async with feed.subscribe("AAPL") as subscription:
+                await publisher.publish(CHANNEL_PREFIX + "AAPL", b"not json")  # skipped, the feed goes on
+                await publisher.publish(CHANNEL_PREFIX + "AAPL", update(5))
+                assert (await subscription.next())["book"]["bids"] == [[5, 1, 1]]
+                os.kill(server.process.pid, signal.SIGSTOP)  # alive, connected, silent
+                try:
+                    with pytest.raises(FeedError) as ended:
+                        async with asyncio.timeout(10):
+                            await subscription.next()
+                    assert ended.value.code == grpc.StatusCode.UNAVAILABLE
+                finally:
+                    os.kill(server.process.pid, signal.SIGCONT)
     asyncio.run(go())
