@@ -45,13 +45,17 @@ class Service:
 
 @dataclass
 class Lifecycle:
-    """Hooks around serving; `ready` runs before SERVING, `closing` after the stop.
+    """Hooks around serving; `ready` runs before SERVING, `draining` once the drain wait
+    is over and before in-flight calls get their grace (end streams that never end by
+    themselves there, or they take the whole grace and end CANCELLED), `closing` after
+    the stop.
 
     While serving, `set_serving(False)` reports NOT_SERVING (e.g. while a matching shard
     rebuilds its books) without stopping, and `set_serving(True)` reports SERVING again.
     """
 
     ready: Callable[[], Awaitable[None]] | None = None
+    draining: Callable[[], Awaitable[None]] | None = None
     closing: Callable[[], Awaitable[None]] | None = None
     _set_all: Callable[[bool], Awaitable[None]] | None = field(default=None, repr=False)
 
@@ -110,6 +114,8 @@ async def serve(
     draining = True
     await set_all(health_pb2.HealthCheckResponse.NOT_SERVING)
     await asyncio.sleep(drain_seconds)
+    if lifecycle.draining:
+        await lifecycle.draining()
     await server.stop(grace=drain_seconds)
     if lifecycle.closing:
         await lifecycle.closing()

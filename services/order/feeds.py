@@ -69,6 +69,7 @@ class Feed:
         self._listener: asyncio.Task | None = None
         self._starting = asyncio.Lock()
         self._failed_at = float("-inf")  # when starting the listener last failed
+        self._closed = False
 
     @contextlib.asynccontextmanager
     async def subscribe(self, key: str):
@@ -87,6 +88,8 @@ class Feed:
     async def _listening(self) -> None:
         loop = asyncio.get_running_loop()
         async with self._starting:
+            if self._closed:
+                raise FeedError(grpc.StatusCode.UNAVAILABLE, "this server is shutting down: subscribe again")
             if self._listener is not None:
                 return
             if loop.time() - self._failed_at < SUBSCRIBE_TIMEOUT_S:
@@ -122,11 +125,14 @@ class Feed:
             # Gone before the first await: a subscriber arriving from now on starts a
             # new listener instead of waiting on this one.
             self._listener = None
-            for subscribers in list(self._subscriptions.values()):
-                for subscription in list(subscribers):
-                    subscription._put(error)
+            self._end_all(error)
             with contextlib.suppress(Exception):
                 await pubsub.aclose()
+
+    def _end_all(self, error: FeedError) -> None:
+        for subscribers in list(self._subscriptions.values()):
+            for subscription in list(subscribers):
+                subscription._put(error)
 
     async def _relay(self, pubsub) -> None:
         """Hands each message to its key's subscribers; raises when Redis stops answering:
@@ -161,10 +167,13 @@ class Feed:
             subscription._put(update)
 
     async def close(self) -> None:
-        listener = self._listener
+        """Ends every subscription (UNAVAILABLE) and refuses new ones."""
+        self._closed = True
+        listener, self._listener = self._listener, None
         if listener is not None:
-            listener.cancel()
+            listener.cancel()  # a listener cancelled before its first step ends no stream itself
             await asyncio.gather(listener, return_exceptions=True)
+        self._end_all(FeedError(grpc.StatusCode.UNAVAILABLE, "this server is shutting down: subscribe again"))
 
 
 def market_data_feed(client, log, **timing) -> Feed:

@@ -57,6 +57,12 @@ async def main() -> None:
         for batcher in batchers:
             batcher.start()
 
+    async def draining():
+        # Subscription streams end UNAVAILABLE now (clients subscribe again elsewhere)
+        # instead of holding the grace that in-flight orders need.
+        await market_feed.close()
+        await order_feed.close()
+
     async def closing():
         for batcher in batchers:
             await batcher.stop()
@@ -64,8 +70,6 @@ async def main() -> None:
             await stream.close()
         for channel in [*channels, persistence_channel]:
             await channel.close()
-        await market_feed.close()
-        await order_feed.close()
         await redis_client.aclose()
         await feed_client.aclose()
 
@@ -81,7 +85,7 @@ async def main() -> None:
         settings.address,
         log,
         drain_seconds=settings.drain_seconds,
-        lifecycle=Lifecycle(ready=ready, closing=closing),
+        lifecycle=Lifecycle(ready=ready, draining=draining, closing=closing),
     )
 
 

@@ -125,3 +125,18 @@ def test_a_redis_that_stops_answering_ends_every_stream_and_undecodable_messages
                 finally:
                     os.kill(server.process.pid, signal.SIGCONT)
     asyncio.run(go())
+
+
+
+def test_closing_ends_the_subscriptions_and_refuses_new_ones():
+    async def go():
+        async with feed_and_publisher() as (feed, publisher):
+            async with feed.subscribe("AAPL") as subscription:
+                await feed.close()
+                with pytest.raises(FeedError) as ended:
+                    await subscription.next()
+                assert ended.value.code == grpc.StatusCode.UNAVAILABLE
+            with pytest.raises(FeedError, match="shutting down"):
+                async with feed.subscribe("AAPL"):
+                    pass
+    asyncio.run(go())
