@@ -154,9 +154,13 @@ def set_error(response, error: BourseError):
 
 
 async def answer_in_order(requests: AsyncIterator, handle: Callable[[object], Awaitable[object]],
-                          response_of: Callable[[int], object]) -> AsyncIterator:
+                          response_of: Callable[[int], object],
+                          draining: asyncio.Event | None = None) -> AsyncIterator:
     """Yields one response per request, in order: response_of(batch_id) with `result`
-    set to await handle(request), or with `error` set when handle raises BourseError."""
+    set to await handle(request), or with `error` set when handle raises BourseError.
+    Once `draining` is set the stream ends after the batch in hand is answered, so a
+    stopping server finishes its writes instead of having them cancelled mid-commit
+    (the client opens a new stream for its next batch)."""
     async for request in requests:
         response = response_of(request.batch_id)
         try:
@@ -164,3 +168,5 @@ async def answer_in_order(requests: AsyncIterator, handle: Callable[[object], Aw
         except BourseError as error:
             set_error(response, error)
         yield response
+        if draining is not None and draining.is_set():
+            return

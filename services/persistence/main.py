@@ -42,12 +42,15 @@ async def main() -> None:
         await asyncio.to_thread(store.close)
 
     servicer = PersistenceServicer(store, log)
+
+    async def draining() -> None:
+        servicer.draining.set()
     await serve(
         [Service(SERVICE_NAME, register(servicer))],
         settings.address,
         log,
         drain_seconds=settings.drain_seconds,
-        lifecycle=Lifecycle(ready=ready, closing=closing),
+        lifecycle=Lifecycle(ready=ready, draining=draining, closing=closing),
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from datetime import datetime, timedelta, timezone
 
@@ -127,6 +128,8 @@ class PersistenceServicer(pb_grpc.PersistenceServiceServicer):
     def __init__(self, store: ShardedStore, log):
         self._store = store
         self._log = log
+        # Set when the server stops taking work: batch streams end after their batch in hand.
+        self.draining = asyncio.Event()
 
     def _check_order(self, order: types_pb2.Order, field: str) -> None:
         if order.order_id <= 0:
@@ -210,7 +213,7 @@ class PersistenceServicer(pb_grpc.PersistenceServiceServicer):
     async def WriteBatchStream(self, request_iterator, context):
         async for response in answer_in_order(
                 request_iterator, lambda r: self._mapped(lambda: self._write_batch(r.batch)),
-                lambda batch_id: pb.WriteBatchStreamResponse(batch_id=batch_id)):
+                lambda batch_id: pb.WriteBatchStreamResponse(batch_id=batch_id), self.draining):
             yield response
 
     async def GetOrder(self, request: pb.GetOrderRequest, context) -> pb.GetOrderResponse:
@@ -268,7 +271,7 @@ class PersistenceServicer(pb_grpc.PersistenceServiceServicer):
     async def ClaimClientOrderIdsStream(self, request_iterator, context):
         async for response in answer_in_order(
                 request_iterator, lambda r: self._mapped(lambda: self._claim(r.claims)),
-                lambda batch_id: pb.ClaimClientOrderIdsStreamResponse(batch_id=batch_id)):
+                lambda batch_id: pb.ClaimClientOrderIdsStreamResponse(batch_id=batch_id), self.draining):
             yield response
 
     async def ReadJournal(self, request: pb.ReadJournalRequest, context):

@@ -33,12 +33,15 @@ def order(order_id, symbol="AAPL", account=1, client=None, status=t.ORDER_STATUS
 
 
 @contextlib.asynccontextmanager
-async def serving(tmp_path, journal_prune=False):
+async def serving(tmp_path, journal_prune=False, servicers=None):
     store = ShardedStore([f"sqlite:///{tmp_path}/s{i}.sqlite" for i in range(3)], ShardMap.parse("A-G,H-O,P-Z"),
                          journal_prune=journal_prune)
     store.create_schema()
     server = grpc.aio.server()
-    pb_grpc.add_PersistenceServiceServicer_to_server(PersistenceServicer(store, LOG), server)
+    servicer = PersistenceServicer(store, LOG)
+    if servicers is not None:
+        servicers.append(servicer)
+    pb_grpc.add_PersistenceServiceServicer_to_server(servicer, server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     try:
@@ -286,5 +289,24 @@ def test_claims_over_a_stream_bind_each_key_to_its_first_order(tmp_path):
             # The same keys again (a retry on another replica): the first owners answer.
             assert await claim(2, (2, "a", 200, 7), (1, "b", 201, 8)) == [(101, 6), (201, 8)]
             await call.done_writing()
+
+    asyncio.run(go())
+
+
+
+def test_a_draining_server_answers_the_batch_in_hand_then_ends_the_stream(tmp_path):
+    async def go():
+        servicers = []
+        async with serving(tmp_path, servicers=servicers) as stub:
+            call = stub.WriteBatchStream()
+            await call.write(pb.WriteBatchStreamRequest(batch_id=1, batch=pb.WriteBatchRequest(new_orders=[order(1)])))
+            assert (await call.read()).result.orders_inserted == 1
+            servicers[0].draining.set()  # the server stops taking work...
+            await call.write(pb.WriteBatchStreamRequest(batch_id=2, batch=pb.WriteBatchRequest(new_orders=[order(2)])))
+            answer = await call.read()  # ...yet the batch in hand is committed and answered
+            assert answer.batch_id == 2 and answer.result.orders_inserted == 1
+            assert await call.read() == grpc.aio.EOF  # and the stream ends cleanly
+            assert await call.code() == grpc.StatusCode.OK
+            assert (await stub.GetOrder(pb.GetOrderRequest(order_id=2))).order.order_id == 2
 
     asyncio.run(go())
