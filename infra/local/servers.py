@@ -8,6 +8,7 @@ PostgreSQL refuses to run as root, so as root it runs as the `postgres` user.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import pwd
@@ -221,3 +222,13 @@ def postgres_from_env() -> Postgres:
 
 def redis_from_env() -> Redis:
     return Redis(external_url=os.environ.get("BOURSE_TEST_REDIS_URL") or None)
+
+
+@contextlib.contextmanager
+def running_redis():
+    """A Redis for a test: BOURSE_TEST_REDIS_URL's when set, else a private one, stopped after."""
+    server = redis_from_env().start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -14,10 +14,12 @@ Keys, per symbol (SYMBOL as listed, e.g. AAPL):
   md:updates:{SYMBOL} pub/sub channel: after each send that touched SYMBOL, in the same
                       MULTI/EXEC, {"book": <the md:book object or null>, "trades": [<new
                       trades, oldest first>]} (the order service streams it to subscribers).
-  orders:{ACCOUNT}    pub/sub channel: a serialized bourse.type.v1.Order for each order of the
-                      account that changed since the last send: its newest state and the
-                      fills it got meanwhile (SubscribeOrders). At most once: an update
-                      Redis refused is not sent again (clients catch up with ListOrders).
+  orders:{ACCOUNT}    stream (XADD, about the last ORDER_UPDATES_KEPT entries), field "order":
+                      a serialized bourse.type.v1.Order for each order of the account that
+                      changed since the last send: its newest state and the fills it got
+                      meanwhile. SubscribeOrders reads it and resumes from an entry id. An
+                      update Redis refused is not added again: the entries carry on
+                      without it (clients hold ListOrders as the record).
 
 Only committed data is published: the group committer `record`s each batch's trades and
 touched symbols right after its commit, and a background task sends them to Redis, many
@@ -46,6 +48,9 @@ TRADES_KEPT = 100
 # promises every trade; a sweep can print hundreds at once), only the last TRADES_KEPT
 # stay in md:trades. The bound only bites while Redis is down.
 TRADES_PENDING_MAX = 10_000
+# Order updates kept per account stream (about: trimmed by whole nodes): how far back
+# a SubscribeOrders client can resume.
+ORDER_UPDATES_KEPT = 10_000
 PUBLISH_TIMEOUT_S = 0.5
 BACKOFF_S = 1.0
 
@@ -66,7 +71,7 @@ def updates_channel(symbol: str) -> str:
     return f"md:updates:{symbol}"
 
 
-def orders_channel(account_id: int) -> str:
+def orders_stream(account_id: int) -> str:
     return f"orders:{account_id}"
 
 
@@ -165,7 +170,8 @@ class MarketData:
         for symbol in books.keys() | trades.keys():
             pipe.publish(updates_channel(symbol), update_message(books.get(symbol), trades.get(symbol, [])))
         for order in orders.values():
-            pipe.publish(orders_channel(order.account_id), order.SerializeToString())
+            pipe.xadd(orders_stream(order.account_id), {"order": order.SerializeToString()},
+                      maxlen=ORDER_UPDATES_KEPT, approximate=True)
         try:
             await asyncio.wait_for(pipe.execute(), PUBLISH_TIMEOUT_S)
             return True

@@ -1,7 +1,7 @@
-"""Live feeds for the streaming RPCs: Redis channels the matching shards publish to
-(services/matching/market_data.py), fanned out to this process's client streams.
-MARKET_DATA: md:updates:{SYMBOL} (SubscribeMarketData); ORDERS: orders:{ACCOUNT}
-(SubscribeOrders).
+"""Live feeds for streaming RPCs: Redis pub/sub channels the matching shards publish to
+(services/matching/market_data.py), fanned out to this process's client streams: the
+market data feed, md:updates:{SYMBOL}, for SubscribeMarketData. (Order updates are a
+Redis stream per account instead, read from a resume point: order_updates.py.)
 
 One Redis pub/sub connection per feed and order-service process, pattern-subscribed to
 every key, whatever the number of client streams; each stream reads its own bounded queue.
@@ -18,7 +18,6 @@ import json
 from collections import defaultdict
 
 import grpc
-from bourse.type.v1 import types_pb2
 
 QUEUE_MAX = 1000
 SUBSCRIBE_TIMEOUT_S = 2.0
@@ -179,8 +178,3 @@ class Feed:
 def market_data_feed(client, log, **timing) -> Feed:
     """Updates {"book": {...} | None, "trades": [{...}, ...]} by symbol."""
     return Feed(client, log, "md:updates:", json.loads, **timing)
-
-
-def orders_feed(client, log, **timing) -> Feed:
-    """bourse.type.v1.Order updates by account id (as a string)."""
-    return Feed(client, log, "orders:", types_pb2.Order.FromString, **timing)

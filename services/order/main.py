@@ -15,9 +15,10 @@ from services.common.server import CHANNEL_OPTIONS, Lifecycle, Service, run, ser
 from services.order.batcher import Batcher
 from services.order.config import OrderSettings
 from services.order.downstream import ClaimStream, ShardStream
-from services.order.feeds import market_data_feed, orders_feed
+from services.order.feeds import market_data_feed
 from services.order.orders import OrderDesk
 from services.order.service import (
+    HEARTBEAT_S,
     MARKET_DATA_SERVICE,
     ORDER_SERVICE,
     Authenticator,
@@ -41,7 +42,10 @@ async def main() -> None:
     redis_client = redis.Redis.from_url(settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
     # Pub/sub waits for messages indefinitely: its own client, without the read timeout.
     feed_client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=1.0, health_check_interval=10)
-    market_feed, order_feed = market_data_feed(feed_client, log), orders_feed(feed_client, log)
+    market_feed = market_data_feed(feed_client, log)
+    # Order updates block in XREAD for up to a heartbeat: a read timeout beyond that.
+    updates_client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=1.0,
+                                          socket_timeout=HEARTBEAT_S + 5)
     auth = Authenticator(settings.api_keys)
     desk = OrderDesk(
         symbols=settings.symbols,
@@ -57,11 +61,14 @@ async def main() -> None:
         for batcher in batchers:
             batcher.start()
 
+    order_servicer = OrderServicer(desk, auth, updates_client)
+
     async def draining():
         # Subscription streams end UNAVAILABLE now (clients subscribe again elsewhere)
         # instead of holding the grace that in-flight orders need.
         await market_feed.close()
-        await order_feed.close()
+        order_servicer.draining.set()
+        await updates_client.connection_pool.disconnect()  # wakes the blocked XREADs
 
     async def closing():
         for batcher in batchers:
@@ -72,9 +79,10 @@ async def main() -> None:
             await channel.close()
         await redis_client.aclose()
         await feed_client.aclose()
+        await updates_client.aclose()
 
     def register_order(server):
-        order_grpc.add_OrderServiceServicer_to_server(OrderServicer(desk, auth, order_feed), server)
+        order_grpc.add_OrderServiceServicer_to_server(order_servicer, server)
 
     def register_market_data(server):
         md_grpc.add_MarketDataServiceServicer_to_server(

@@ -17,6 +17,7 @@ from services.common.errors import BourseError, abort, invalid
 from services.order import validation
 from services.order.market_data import fill_book, fill_trade, read_book
 from services.order.feeds import Feed, FeedError
+from services.order.order_updates import TOKEN, ResumeGap, read_updates
 from services.order.orders import OrderDesk
 
 MAX_DEPTH = 50
@@ -58,35 +59,42 @@ def rpc(method):
     return wrapper
 
 
+def _updates_unavailable(why: str) -> BourseError:
+    return BourseError(grpc.StatusCode.UNAVAILABLE, "ORDER_UPDATES_UNAVAILABLE",
+                       f"{why}: subscribe again with the last resume_token")
+
+
 class OrderServicer(order_grpc.OrderServiceServicer):
-    def __init__(self, desk: OrderDesk, auth: Authenticator, feed: Feed | None = None):
+    def __init__(self, desk: OrderDesk, auth: Authenticator, updates_client=None):
+        """updates_client: a redis.asyncio.Redis whose read timeout outlasts HEARTBEAT_S."""
         self.desk = desk
         self.auth = auth
-        self.feed = feed
+        self.updates_client = updates_client
+        self.draining = asyncio.Event()  # set: subscriptions end, new ones are refused
 
     async def SubscribeOrders(self, request, context):
         try:
             account_id = self.auth.account_of(context)
             if request.symbol:
                 validation.check_symbol(request.symbol, self.desk.symbols)
-            async with self.feed.subscribe(str(account_id)) as subscription:
-                yield order_pb2.SubscribeOrdersResponse()  # subscribed: nothing from now on is missed
-                loop = asyncio.get_running_loop()
-                quiet_until = loop.time() + HEARTBEAT_S  # from the last message sent, not received
-                while True:
-                    try:
-                        async with asyncio.timeout_at(quiet_until):
-                            order = await subscription.next()
-                    except TimeoutError:
-                        yield order_pb2.SubscribeOrdersResponse()
-                        quiet_until = loop.time() + HEARTBEAT_S
-                        continue
-                    if not request.symbol or order.symbol == request.symbol:
-                        yield order_pb2.SubscribeOrdersResponse(order=order)
-                        quiet_until = loop.time() + HEARTBEAT_S
-        except FeedError as error:
-            reason = "ORDER_FEED_UNAVAILABLE" if error.code == grpc.StatusCode.UNAVAILABLE else "SUBSCRIBER_TOO_SLOW"
-            await abort(context, BourseError(error.code, reason, str(error)))
+            if request.resume_after and not TOKEN.fullmatch(request.resume_after):
+                raise invalid("resume_after", "not a resume_token from this service")
+            if self.draining.is_set():
+                raise _updates_unavailable("this server is stopping")
+            loop = asyncio.get_running_loop()
+            quiet_until = 0.0  # a heartbeat is due when nothing was sent until then
+            async for token, order in read_updates(self.updates_client, account_id, request.resume_after,
+                                                   HEARTBEAT_S):
+                wanted = order is not None and (not request.symbol or order.symbol == request.symbol)
+                if wanted or loop.time() >= quiet_until:
+                    yield order_pb2.SubscribeOrdersResponse(order=order if wanted else None, resume_token=token)
+                    quiet_until = loop.time() + HEARTBEAT_S
+        except ResumeGap as gap:
+            await abort(context, BourseError(grpc.StatusCode.OUT_OF_RANGE, "UPDATES_TRIMMED",
+                                             f"resume_after: {gap}; catch up with ListOrders, then subscribe "
+                                             "without resume_after"))
+        except redis.RedisError as error:
+            await abort(context, _updates_unavailable(f"order updates store unavailable ({error})"))
         except BourseError as error:
             await abort(context, error)
 

@@ -359,33 +359,39 @@ def test_a_market_data_subscription_with_bad_input_is_refused(channel):
     assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
 
 
-def test_an_account_streams_its_own_order_updates_with_their_fills(orders):
-    # MA, which no other test trades. Dave subscribes to MA; his ask rests (NEW), then
-    # Carol's bid fills it: Dave's stream shows it FILLED with a maker fill; Carol's own
-    # order never appears on Dave's stream.
+def test_an_account_streams_its_own_order_updates_and_resumes_after_a_disconnect(orders):
+    # MA, which no other test trades. Dave subscribes to MA; his ask rests (NEW) and he
+    # disconnects. Carol's bid fills it meanwhile. Resuming from the last token he saw,
+    # Dave gets the fill (FILLED, a maker fill) and nothing of Carol's.
     dave = [("authorization", "Bearer demo-key-dave")]
     stream = orders.SubscribeOrders(pb.SubscribeOrdersRequest(symbol="MA"), metadata=dave, timeout=30)
-    assert not next(stream).HasField("order")  # subscribed: what commits from now on comes
+    first = next(stream)
+    assert not first.HasField("order") and first.resume_token  # subscribed: from here on
     ask = orders.SubmitOrder(limit("MA", t.SIDE_SELL, 3033, 4), metadata=dave).order
-    updates = {}
 
-    def until(status):
+    def until(stream, status):
         for message in stream:
             if message.HasField("order"):
                 assert message.order.account_id == 4, "another account's order on Dave's stream"
-                updates.setdefault(message.order.order_id, []).append(message.order)
                 if message.order.order_id == ask.order_id and message.order.status == status:
-                    return message.order
+                    return message
         raise AssertionError("the stream ended")
 
-    assert until(t.ORDER_STATUS_NEW).leaves_quantity == 4
+    seen = until(stream, t.ORDER_STATUS_NEW)
+    assert seen.order.leaves_quantity == 4
+    stream.cancel()
     bid = orders.SubmitOrder(limit("MA", t.SIDE_BUY, 3033, 4), metadata=CAROL).order
-    filled = until(t.ORDER_STATUS_FILLED)
+    resumed = orders.SubscribeOrders(pb.SubscribeOrdersRequest(symbol="MA", resume_after=seen.resume_token),
+                                     metadata=dave, timeout=30)
+    filled = until(resumed, t.ORDER_STATUS_FILLED).order
     assert (filled.filled_quantity, filled.leaves_quantity) == (4, 0)
     assert [(f.price, f.quantity, f.maker) for f in filled.fills] == [(3033, 4, True)]
     assert bid.fills[0].trade_id == filled.fills[0].trade_id
-    stream.cancel()
-
+    resumed.cancel()
+    for token, code in (("nonsense", grpc.StatusCode.INVALID_ARGUMENT), ("99999999999999-0", grpc.StatusCode.OUT_OF_RANGE)):
+        with pytest.raises(grpc.RpcError) as refused:
+            next(orders.SubscribeOrders(pb.SubscribeOrdersRequest(resume_after=token), metadata=dave, timeout=10))
+        assert refused.value.code() == code, refused.value.details()
 
 
 def test_the_python_sdk_submits_modifies_and_streams_through_envoy(stack):

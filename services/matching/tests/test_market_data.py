@@ -11,7 +11,7 @@ import pytest
 import redis.asyncio as redis
 import structlog
 
-from infra.local.servers import Redis
+from infra.local.servers import running_redis
 from services.matching.market_data import MarketData, book_key, trades_key
 
 LOG = structlog.get_logger()
@@ -19,11 +19,8 @@ LOG = structlog.get_logger()
 
 @pytest.fixture(scope="module")
 def redis_url():
-    server = Redis().start()
-    try:
+    with running_redis() as server:
         yield server.url
-    finally:
-        server.stop()
 
 
 def trade(trade_id: int) -> SimpleNamespace:
@@ -125,16 +122,13 @@ def test_close_sends_what_was_recorded_during_the_interval(redis_url):
 
 
 @pytest.mark.timeout(60)
-def test_each_changed_order_is_published_to_its_account_with_the_fills_since_the_last_send(redis_url):
+def test_each_changed_order_is_added_to_its_accounts_stream_with_the_fills_since_the_last_send(redis_url):
     from bourse.type.v1 import types_pb2
 
     async def go():
         client = redis.from_url(redis_url)
-        listener = redis.from_url(redis_url)
-        pubsub = listener.pubsub()
-        await pubsub.subscribe("orders:1", "orders:2")
-        assert (await pubsub.get_message(timeout=2))["type"] == "subscribe"
-        assert (await pubsub.get_message(timeout=2))["type"] == "subscribe"
+        reader = redis.from_url(redis_url)
+        await reader.flushdb()
 
         async def books_of(symbols):
             return {s: ([], []) for s in symbols}
@@ -143,44 +137,37 @@ def test_each_changed_order_is_published_to_its_account_with_the_fills_since_the
             return types_pb2.Order(order_id=order_id, account_id=account, symbol="AAPL", status=status,
                                    filled_quantity=filled, quantity=5)
 
+        def proto_trade(trade_id, maker, taker, quantity):
+            return types_pb2.Trade(trade_id=trade_id, symbol="AAPL", price=100, quantity=quantity,
+                                   maker_order_id=maker, taker_order_id=taker, aggressor_side=1)
+
+        async def stream(account):
+            return [types_pb2.Order.FromString(fields[b"order"])
+                    for _, fields in await reader.xrange(f"orders:{account}")]
+
         market_data = MarketData(client, LOG, interval_s=1.0)
         try:
             market_data.record(["AAPL"], [], books_of, orders=[order(11, 1, types_pb2.ORDER_STATUS_NEW, 0)])
-            first = await pubsub.get_message(timeout=5)
-            while first is None or first["type"] != "message":
-                first = await pubsub.get_message(timeout=5)
-            assert types_pb2.Order.FromString(first["data"]).status == types_pb2.ORDER_STATUS_NEW
+            await wait_until(lambda: reader.xlen("orders:1"))
             # Within the interval: two batches fill order 11 (account 1) from order 12 and 13
-            # (account 2); one update per order comes, its newest state with both fills.
-            def proto_trade(trade_id, maker, taker, quantity):
-                return types_pb2.Trade(trade_id=trade_id, symbol="AAPL", price=100, quantity=quantity,
-                                       maker_order_id=maker, taker_order_id=taker, aggressor_side=1)
-
-            t1 = proto_trade(1, 11, 12, 2)
-            market_data.record(["AAPL"], [t1], books_of, orders=[
+            # (account 2); one entry per order comes, its newest state with both fills.
+            market_data.record(["AAPL"], [proto_trade(1, 11, 12, 2)], books_of, orders=[
                 order(11, 1, types_pb2.ORDER_STATUS_PARTIALLY_FILLED, 2), order(12, 2, types_pb2.ORDER_STATUS_FILLED, 2)])
-            t2 = proto_trade(2, 11, 13, 3)
-            market_data.record(["AAPL"], [t2], books_of, orders=[
+            market_data.record(["AAPL"], [proto_trade(2, 11, 13, 3)], books_of, orders=[
                 order(11, 1, types_pb2.ORDER_STATUS_FILLED, 5), order(13, 2, types_pb2.ORDER_STATUS_FILLED, 3)])
-            got = {}
-            while len(got) < 3:
-                message = await pubsub.get_message(timeout=5)
-                assert message is not None, f"only {got}"
-                if message["type"] == "message":
-                    update = types_pb2.Order.FromString(message["data"])
-                    assert update.order_id not in got, "one update per order per send"
-                    got[update.order_id] = (message["channel"].decode(), update)
-            channel, eleven = got[11]
-            assert channel == "orders:1" and eleven.status == types_pb2.ORDER_STATUS_FILLED
+
+            async def both_sent():
+                return await reader.xlen("orders:1") == 2 and await reader.xlen("orders:2") == 2
+            await wait_until(both_sent)
+            first, eleven = await stream(1)
+            assert first.status == types_pb2.ORDER_STATUS_NEW and eleven.status == types_pb2.ORDER_STATUS_FILLED
             assert [(f.trade_id, f.quantity, f.maker) for f in eleven.fills] == [(1, 2, True), (2, 3, True)]
-            assert got[12][0] == got[13][0] == "orders:2"
-            assert [(f.trade_id, f.maker) for f in got[13][1].fills] == [(2, False)]
+            assert [(o.order_id, [(f.trade_id, f.maker) for f in o.fills]) for o in await stream(2)] == [
+                (12, [(1, False)]), (13, [(2, False)])]
         finally:
             await market_data.close()
-            await pubsub.aclose()
-            await listener.aclose()
+            await reader.aclose()
     asyncio.run(go())
-
 
 
 @pytest.mark.timeout(60)

@@ -10,7 +10,7 @@ import redis.asyncio as redis
 import structlog
 
 from infra.local.servers import Redis
-from services.order.feeds import QUEUE_MAX, FeedError, market_data_feed, orders_feed
+from services.order.feeds import QUEUE_MAX, FeedError, market_data_feed
 
 CHANNEL_PREFIX = "md:updates:"
 
@@ -24,12 +24,12 @@ def update(n: int) -> str:
 
 
 @contextlib.asynccontextmanager
-async def feed_and_publisher(make_feed=market_data_feed, server_out=None, **timing):
+async def feed_and_publisher(server_out=None, **timing):
     server = Redis().start()
     if server_out is not None:
         server_out.append(server)
     client, publisher = redis.from_url(server.url), redis.from_url(server.url)
-    feed = make_feed(client, LOG, **timing)
+    feed = market_data_feed(client, LOG, **timing)
     try:
         yield feed, publisher
     finally:
@@ -89,19 +89,6 @@ def test_every_stream_ends_unavailable_when_redis_goes_away_and_subscribing_then
             await client.aclose()
     asyncio.run(go())
 
-
-
-def test_order_updates_reach_their_accounts_streams_decoded():
-    from bourse.type.v1 import types_pb2
-
-    async def go():
-        async with feed_and_publisher(orders_feed) as (feed, publisher):
-            async with feed.subscribe("1") as alice, feed.subscribe("2") as bob:
-                await publisher.publish("orders:2", types_pb2.Order(order_id=7, account_id=2).SerializeToString())
-                await publisher.publish("orders:1", types_pb2.Order(order_id=8, account_id=1).SerializeToString())
-                assert (await alice.next()).order_id == 8
-                assert (await bob.next()).order_id == 7
-    asyncio.run(go())
 
 
 def test_a_redis_that_stops_answering_ends_every_stream_and_undecodable_messages_are_skipped():
