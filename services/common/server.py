@@ -115,7 +115,10 @@ async def serve(
     await set_all(health_pb2.HealthCheckResponse.NOT_SERVING)
     await asyncio.sleep(drain_seconds)
     if lifecycle.draining:
-        await lifecycle.draining()
+        try:
+            await lifecycle.draining()
+        except Exception:  # noqa: BLE001 - the stop below must happen whatever the hook did
+            log.exception("draining hook failed")
     await server.stop(grace=drain_seconds)
     if lifecycle.closing:
         await lifecycle.closing()

@@ -51,6 +51,7 @@ TRADES_PENDING_MAX = 10_000
 # Order updates kept per account stream (about: trimmed by whole nodes): how far back
 # a SubscribeOrders client can resume.
 ORDER_UPDATES_KEPT = 10_000
+ORDER_UPDATES_TTL_S = 7 * 24 * 3600
 PUBLISH_TIMEOUT_S = 0.5
 BACKOFF_S = 1.0
 
@@ -172,6 +173,8 @@ class MarketData:
         for order in orders.values():
             pipe.xadd(orders_stream(order.account_id), {"order": order.SerializeToString()},
                       maxlen=ORDER_UPDATES_KEPT, approximate=True)
+        for account_id in {order.account_id for order in orders.values()}:
+            pipe.expire(orders_stream(account_id), ORDER_UPDATES_TTL_S)  # an idle account's go eventually
         try:
             await asyncio.wait_for(pipe.execute(), PUBLISH_TIMEOUT_S)
             return True

@@ -29,6 +29,7 @@ class OrderSettings:
     batch_max: int
     batch_linger_s: float
     call_timeout_s: float
+    max_order_subscriptions: int
     drain_seconds: float
 
     @classmethod
@@ -45,6 +46,7 @@ class OrderSettings:
             batch_max=env_int("BOURSE_BATCH_MAX", 1024),
             batch_linger_s=env_int("BOURSE_BATCH_LINGER_US", 1000) / 1e6,
             call_timeout_s=env_int("BOURSE_CALL_TIMEOUT_MS", 5000) / 1000,
+            max_order_subscriptions=env_int("BOURSE_MAX_ORDER_SUBSCRIPTIONS", 1000),
             drain_seconds=env_int("BOURSE_DRAIN_MS", 2000) / 1000,
         )
         if len(settings.matching_addresses) != len(settings.shard_map):

@@ -44,8 +44,11 @@ async def main() -> None:
     feed_client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=1.0, health_check_interval=10)
     market_feed = market_data_feed(feed_client, log)
     # Order updates block in XREAD for up to a heartbeat: a read timeout beyond that.
+    # Each order subscription holds a connection while it waits: the pool's size is the
+    # most subscriptions this process serves (more get RESOURCE_EXHAUSTED).
     updates_client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=1.0,
-                                          socket_timeout=HEARTBEAT_S + 5)
+                                          socket_timeout=HEARTBEAT_S + 5,
+                                          max_connections=settings.max_order_subscriptions)
     auth = Authenticator(settings.api_keys)
     desk = OrderDesk(
         symbols=settings.symbols,

@@ -79,12 +79,12 @@ class OrderServicer(order_grpc.OrderServiceServicer):
                 validation.check_symbol(request.symbol, self.desk.symbols)
             if request.resume_after and not TOKEN.fullmatch(request.resume_after):
                 raise invalid("resume_after", "not a resume_token from this service")
-            if self.draining.is_set():
-                raise _updates_unavailable("this server is stopping")
             loop = asyncio.get_running_loop()
             quiet_until = 0.0  # a heartbeat is due when nothing was sent until then
             async for token, order in read_updates(self.updates_client, account_id, request.resume_after,
-                                                   HEARTBEAT_S):
+                                                   lambda: quiet_until - loop.time()):
+                if self.draining.is_set():
+                    raise _updates_unavailable("this server is stopping")
                 wanted = order is not None and (not request.symbol or order.symbol == request.symbol)
                 if wanted or loop.time() >= quiet_until:
                     yield order_pb2.SubscribeOrdersResponse(order=order if wanted else None, resume_token=token)
@@ -93,6 +93,14 @@ class OrderServicer(order_grpc.OrderServiceServicer):
             await abort(context, BourseError(grpc.StatusCode.OUT_OF_RANGE, "UPDATES_TRIMMED",
                                              f"resume_after: {gap}; catch up with ListOrders, then subscribe "
                                              "without resume_after"))
+        except redis.ConnectionError as error:
+            if self.draining.is_set():
+                await abort(context, _updates_unavailable("this server is stopping"))
+            if "Too many connections" in str(error):
+                await abort(context, BourseError(grpc.StatusCode.RESOURCE_EXHAUSTED, "TOO_MANY_SUBSCRIPTIONS",
+                                                 "this server holds as many order subscriptions as it can: "
+                                                 "subscribe again later or elsewhere"))
+            await abort(context, _updates_unavailable(f"order updates store unavailable ({error})"))
         except redis.RedisError as error:
             await abort(context, _updates_unavailable(f"order updates store unavailable ({error})"))
         except BourseError as error:
