@@ -4,6 +4,7 @@ replaced by their newest state, every trade delivered in order."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from types import SimpleNamespace
 
@@ -27,6 +28,23 @@ def trade(trade_id: int) -> SimpleNamespace:
     return SimpleNamespace(trade_id=trade_id, symbol="AAPL", price=100 + trade_id, quantity=1, aggressor_side=1,
                            maker_order_id=trade_id, taker_order_id=1000 + trade_id,
                            time=SimpleNamespace(seconds=1_700_000_000, nanos=0))
+
+
+async def empty_books(symbols):
+    return {s: ([], []) for s in symbols}
+
+
+@contextlib.asynccontextmanager
+async def publishing(redis_url, **options):
+    """A MarketData over a flushed Redis, and a second client to read what it sent."""
+    reader = redis.from_url(redis_url)
+    await reader.flushdb()
+    market_data = MarketData(redis.from_url(redis_url), LOG, **options)
+    try:
+        yield market_data, reader
+    finally:
+        await market_data.close()
+        await reader.aclose()
 
 
 async def wait_until(check, timeout_s: float = 10.0) -> None:
@@ -77,24 +95,13 @@ def test_sends_are_conflated_to_the_interval_and_no_trade_is_dropped(redis_url):
 @pytest.mark.timeout(60)
 def test_without_an_interval_each_batch_is_sent_as_soon_as_it_is_recorded(redis_url):
     async def go():
-        client = redis.from_url(redis_url)
-        reader = redis.from_url(redis_url)
-        await reader.flushdb()
-
-        async def books_of(symbols):
-            return {s: ([], []) for s in symbols}
-
-        market_data = MarketData(client, LOG)
-        try:
+        async with publishing(redis_url) as (market_data, reader):
             for trade_id in range(1, 4):
-                market_data.record(["AAPL"], [trade(trade_id)], books_of)
+                market_data.record(["AAPL"], [trade(trade_id)], empty_books)
 
                 async def arrived(n=trade_id):
                     return await reader.llen(trades_key("AAPL")) == n
                 await wait_until(arrived, timeout_s=5.0)
-        finally:
-            await market_data.close()
-            await reader.aclose()
     asyncio.run(go())
 
 
@@ -125,35 +132,27 @@ def test_close_sends_what_was_recorded_during_the_interval(redis_url):
 def test_each_changed_order_is_added_to_its_accounts_stream_with_the_fills_since_the_last_send(redis_url):
     from bourse.type.v1 import types_pb2
 
+    def order(order_id, account, status, filled):
+        return types_pb2.Order(order_id=order_id, account_id=account, symbol="AAPL", status=status,
+                               filled_quantity=filled, quantity=5)
+
+    def proto_trade(trade_id, maker, taker, quantity):
+        return types_pb2.Trade(trade_id=trade_id, symbol="AAPL", price=100, quantity=quantity,
+                               maker_order_id=maker, taker_order_id=taker, aggressor_side=1)
+
     async def go():
-        client = redis.from_url(redis_url)
-        reader = redis.from_url(redis_url)
-        await reader.flushdb()
+        async with publishing(redis_url, interval_s=1.0) as (market_data, reader):
+            async def stream(account):
+                return [types_pb2.Order.FromString(fields[b"order"])
+                        for _, fields in await reader.xrange(f"orders:{account}")]
 
-        async def books_of(symbols):
-            return {s: ([], []) for s in symbols}
-
-        def order(order_id, account, status, filled):
-            return types_pb2.Order(order_id=order_id, account_id=account, symbol="AAPL", status=status,
-                                   filled_quantity=filled, quantity=5)
-
-        def proto_trade(trade_id, maker, taker, quantity):
-            return types_pb2.Trade(trade_id=trade_id, symbol="AAPL", price=100, quantity=quantity,
-                                   maker_order_id=maker, taker_order_id=taker, aggressor_side=1)
-
-        async def stream(account):
-            return [types_pb2.Order.FromString(fields[b"order"])
-                    for _, fields in await reader.xrange(f"orders:{account}")]
-
-        market_data = MarketData(client, LOG, interval_s=1.0)
-        try:
-            market_data.record(["AAPL"], [], books_of, orders=[order(11, 1, types_pb2.ORDER_STATUS_NEW, 0)])
+            market_data.record(["AAPL"], [], empty_books, orders=[order(11, 1, types_pb2.ORDER_STATUS_NEW, 0)])
             await wait_until(lambda: reader.xlen("orders:1"))
             # Within the interval: two batches fill order 11 (account 1) from order 12 and 13
             # (account 2); one entry per order comes, its newest state with both fills.
-            market_data.record(["AAPL"], [proto_trade(1, 11, 12, 2)], books_of, orders=[
+            market_data.record(["AAPL"], [proto_trade(1, 11, 12, 2)], empty_books, orders=[
                 order(11, 1, types_pb2.ORDER_STATUS_PARTIALLY_FILLED, 2), order(12, 2, types_pb2.ORDER_STATUS_FILLED, 2)])
-            market_data.record(["AAPL"], [proto_trade(2, 11, 13, 3)], books_of, orders=[
+            market_data.record(["AAPL"], [proto_trade(2, 11, 13, 3)], empty_books, orders=[
                 order(11, 1, types_pb2.ORDER_STATUS_FILLED, 5), order(13, 2, types_pb2.ORDER_STATUS_FILLED, 3)])
 
             async def both_sent():
@@ -164,37 +163,23 @@ def test_each_changed_order_is_added_to_its_accounts_stream_with_the_fills_since
             assert [(f.trade_id, f.quantity, f.maker) for f in eleven.fills] == [(1, 2, True), (2, 3, True)]
             assert [(o.order_id, [(f.trade_id, f.maker) for f in o.fills]) for o in await stream(2)] == [
                 (12, [(1, False)]), (13, [(2, False)])]
-        finally:
-            await market_data.close()
-            await reader.aclose()
     asyncio.run(go())
 
 
 @pytest.mark.timeout(60)
 def test_a_sweep_of_more_trades_than_the_list_keeps_streams_every_one(redis_url):
     async def go():
-        client = redis.from_url(redis_url)
-        listener = redis.from_url(redis_url)
-        await listener.flushdb()
-        pubsub = listener.pubsub()
-        await pubsub.subscribe("md:updates:AAPL")
-        assert (await pubsub.get_message(timeout=2))["type"] == "subscribe"
-
-        async def books_of(symbols):
-            return {s: ([], []) for s in symbols}
-
-        market_data = MarketData(client, LOG)
-        try:
-            market_data.record(["AAPL"], [trade(i) for i in range(1, 151)], books_of)
+        async with publishing(redis_url) as (market_data, reader):
+            pubsub = reader.pubsub()
+            await pubsub.subscribe("md:updates:AAPL")
+            assert (await pubsub.get_message(timeout=2))["type"] == "subscribe"
+            market_data.record(["AAPL"], [trade(i) for i in range(1, 151)], empty_books)
             message = None
             while message is None or message["type"] != "message":
                 message = await pubsub.get_message(timeout=5)
             streamed = [t["trade_id"] for t in json.loads(message["data"])["trades"]]
             assert streamed == list(range(1, 151))
-            kept = [json.loads(t)["trade_id"] for t in await listener.lrange(trades_key("AAPL"), 0, -1)]
+            kept = [json.loads(t)["trade_id"] for t in await reader.lrange(trades_key("AAPL"), 0, -1)]
             assert kept == list(range(150, 50, -1))
-        finally:
-            await market_data.close()
             await pubsub.aclose()
-            await listener.aclose()
     asyncio.run(go())
