@@ -161,15 +161,19 @@ class OrderDesk:
         result = await self._execute(request.symbol, command)
         if not result.error_reason:
             return result.order
+        raise await self._not_working(request, account_id, result.error_reason, "cancel",
+                                      lambda name: f"order {request.order_id} is already {name}")
+
+    async def _not_working(self, request, account_id: int, reason: str, action: str, done_message) -> BourseError:
+        """Why the shard found no working order to `action`: unknown or another account's
+        (NOT_FOUND), done (FAILED_PRECONDITION, only its owner learns it), else ABORTED."""
         stored = await self._find(request.order_id, account_id, request.symbol)
         if stored is None or stored.symbol != request.symbol:
-            raise not_found(request.order_id)
+            return not_found(request.order_id)
         if stored.status in DONE:
             name = types_pb2.OrderStatus.Name(stored.status)
-            raise BourseError(
-                grpc.StatusCode.FAILED_PRECONDITION, "ORDER_DONE", f"order {request.order_id} is already {name}"
-            )
-        raise BourseError(grpc.StatusCode.ABORTED, result.error_reason, f"cancel refused: {result.error_reason}")
+            return BourseError(grpc.StatusCode.FAILED_PRECONDITION, "ORDER_DONE", done_message(name))
+        return BourseError(grpc.StatusCode.ABORTED, reason, f"{action} refused: {reason}")
 
     async def modify(self, request, account_id: int) -> types_pb2.Order:
         command = matching_pb2.Command(modify_order=validation.modify_order(request, account_id, self.symbols))
@@ -178,15 +182,8 @@ class OrderDesk:
         if not reason:
             return result.order
         if reason == "UNKNOWN_ORDER":
-            # Not resting: unknown, another account's, or done (which only its owner may learn).
-            stored = await self._find(request.order_id, account_id, request.symbol)
-            if stored is None or stored.symbol != request.symbol:
-                raise not_found(request.order_id)
-            if stored.status not in DONE:
-                raise BourseError(grpc.StatusCode.ABORTED, reason, f"modify refused: {reason}")
-            name = types_pb2.OrderStatus.Name(stored.status)
-            raise BourseError(grpc.StatusCode.FAILED_PRECONDITION, "ORDER_DONE",
-                              f"order {request.order_id} is {name}: nothing left to modify")
+            raise await self._not_working(request, account_id, reason, "modify",
+                                          lambda name: f"order {request.order_id} is {name}: nothing left to modify")
         if reason == "QUANTITY_NOT_ABOVE_FILLED":
             raise BourseError(grpc.StatusCode.FAILED_PRECONDITION, reason,
                               f"quantity: {request.quantity} is not above the {result.order.filled_quantity} "

@@ -143,9 +143,9 @@ class MarketDataServicer(md_grpc.MarketDataServiceServicer):
             raise invalid("depth", f"must be 1-{MAX_DEPTH}, got {request.depth}")
         return depth
 
-    async def _book(self, symbol: str, depth: int) -> md_pb2.GetBookResponse:
+    async def _book(self, symbol: str, depth: int, trades: int = 0) -> md_pb2.GetBookResponse:
         try:
-            return await read_book(self.redis, symbol, depth, trades=0)
+            return await read_book(self.redis, symbol, depth, trades)
         except redis.RedisError as error:
             raise BourseError(
                 grpc.StatusCode.UNAVAILABLE, "MARKET_DATA_UNAVAILABLE", f"market data store unavailable: {error}"
@@ -153,13 +153,7 @@ class MarketDataServicer(md_grpc.MarketDataServiceServicer):
 
     @rpc
     async def GetBook(self, request, account_id):
-        depth = self._depth(request)
-        try:
-            return await read_book(self.redis, request.symbol, depth)
-        except redis.RedisError as error:
-            raise BourseError(
-                grpc.StatusCode.UNAVAILABLE, "MARKET_DATA_UNAVAILABLE", f"market data store unavailable: {error}"
-            ) from error
+        return await self._book(request.symbol, self._depth(request), trades=20)
 
     async def SubscribeMarketData(self, request, context):
         try:
