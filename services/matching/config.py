@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from services.common.config import ShardMap, env, env_int, symbols_from_env
+from services.matching.direct_writes import is_postgres
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,9 @@ class MatchingSettings:
     batch_linger_s: float
     # Least time between two market-data sends to Redis (books conflate, trades queue).
     market_data_interval_s: float
+    # The shard's home database (BOURSE_DB_URLS[shard % len]) when it is PostgreSQL: the
+    # shard commits its batches there itself (direct_writes.py); None: through persistence.
+    direct_db_url: str | None = None
 
     @classmethod
     def from_env(cls) -> MatchingSettings:
@@ -41,4 +45,13 @@ class MatchingSettings:
             snapshot_every=env_int("BOURSE_SNAPSHOT_EVERY", 100_000),
             batch_linger_s=env_int("BOURSE_BATCH_LINGER_US", 1000) / 1e6,
             market_data_interval_s=env_int("BOURSE_MARKET_DATA_INTERVAL_MS", 20) / 1000,
+            direct_db_url=_home_db(index),
         )
+
+
+def _home_db(shard_index: int) -> str | None:
+    urls = [u.strip() for u in env("BOURSE_DB_URLS", "").split(",") if u.strip()]
+    if not urls or env("BOURSE_DIRECT_WRITES", "1") == "0":
+        return None
+    url = urls[shard_index % len(urls)]  # where persistence keeps this shard's journal (store.home_of)
+    return url if is_postgres(url) else None

@@ -11,6 +11,7 @@ from services.common.server import CHANNEL_OPTIONS, Lifecycle, Service, run, ser
 from services.matching import service
 from services.matching.committer import GroupCommitter
 from services.matching.config import MatchingSettings
+from services.matching.direct_writes import DirectWrites
 from services.matching.market_data import MarketData
 from services.matching.persistence import GrpcPersistence
 from services.matching.shard import MatchingShard
@@ -20,7 +21,10 @@ async def main() -> None:
     settings = MatchingSettings.from_env()
     log = logs.configure("matching").bind(shard=settings.shard_index)
     channel = grpc.aio.insecure_channel(settings.persistence_address, options=CHANNEL_OPTIONS)
-    persistence = GrpcPersistence(channel, write_timeout_s=settings.write_timeout_s)
+    direct = None
+    if settings.direct_db_url:
+        direct = DirectWrites(settings.direct_db_url, settings.shard_index, timeout_s=settings.write_timeout_s)
+    persistence = GrpcPersistence(channel, write_timeout_s=settings.write_timeout_s, direct=direct)
     redis_client = redis.from_url(settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
     market_data = MarketData(redis_client, log, interval_s=settings.market_data_interval_s)
     shard = MatchingShard(settings.symbols, SnowflakeIds(MATCHING_NODE_BASE + settings.shard_index),
@@ -39,7 +43,8 @@ async def main() -> None:
         await channel.close()
 
     lifecycle.ready, lifecycle.closing = ready, closing
-    log.info("starting", symbols=sorted(settings.symbols), persistence=settings.persistence_address)
+    log.info("starting", symbols=sorted(settings.symbols), persistence=settings.persistence_address,
+             direct_writes=direct is not None)
     await serve(
         [Service(service.SERVICE_NAME, service.register(committer))],
         settings.address,

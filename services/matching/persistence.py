@@ -45,9 +45,12 @@ class WriteFailed(Exception):
 
 
 class GrpcPersistence:
-    def __init__(self, channel, write_timeout_s: float = 3.0, read_timeout_s: float = 120.0):
+    def __init__(self, channel, write_timeout_s: float = 3.0, read_timeout_s: float = 120.0, direct=None):
+        """direct: a DirectWrites (direct_writes.py) that commits the batches itself,
+        on PostgreSQL; without one they go to the persistence service."""
         self._stub = persistence_grpc.PersistenceServiceStub(channel)
         self._read_timeout = read_timeout_s
+        self._direct = direct
         # Group commits go over one WriteBatchStream: a message per batch, not a call.
         self._writes = BatchStream(
             self._stub.WriteBatchStream,
@@ -55,10 +58,15 @@ class GrpcPersistence:
             write_timeout_s, WriteFailed, "persistence")
 
     async def write_batch(self, request: persistence_pb2.WriteBatchRequest) -> None:
-        await self._writes(request)
+        if self._direct is not None:
+            await self._direct.write_batch(request)
+        else:
+            await self._writes(request)
 
     async def close(self) -> None:
         await self._writes.close()
+        if self._direct is not None:
+            await self._direct.close()
 
     async def read_snapshot(self, shard: int) -> bytes | None:
         parts = []

@@ -12,13 +12,10 @@ Recovery is `restore(snapshot)` (if any) then `replay(journal entries after it)`
 journal carries each command's time, so a replay takes the same path and ends in
 identical books (same event hash) with the sequence continuing where it stopped.
 
-A re-sent order (the order service re-sends an order under its original id when a
-client retries and the original is not stored yet) must be a duplicate whether or not
-the original ran before a restore. The engine remembers every id it accepted, but its
-snapshot keeps only resting ones, so the shard also remembers the ids it accepted in
-the last DUPLICATE_WINDOW_MS (by the id's own Snowflake time), keeps them in its
-snapshot, and refuses those ids itself: live and in replays alike. The order service
-re-sends only ids younger than its RESEND_WINDOW, well inside this window.
+Idempotency lives here (client_ids.py): a submit whose (account, symbol,
+client_order_id) names an order the shard holds is not executed but answered
+DUPLICATE_CLIENT_ORDER_ID (the same request: a retry) or CLIENT_ORDER_ID_REUSED; the
+keys are rebuilt by restore and replay like the books, and snapshotted with them.
 If a batch is not committed, the engine has already applied it: the caller must
 recover from what persistence holds before executing anything else.
 
@@ -37,8 +34,8 @@ from bourse.persistence.v1 import persistence_service_pb2 as persistence_pb2
 from bourse.type.v1 import types_pb2
 from bourse_engine import CancelReason, Engine, EventKind, RejectReason, SelfTradePrevention
 
-from services.common.ids import DUPLICATE_WINDOW_MS, EPOCH_MS, NODE_BITS, SEQUENCE_BITS
 from services.matching import snapshot_codec
+from services.matching.client_ids import ClientOrderIds, request_hash
 from services.matching.live_orders import LiveOrders
 from services.matching.order_state import (
     CANCELLED,
@@ -62,10 +59,6 @@ TRADE_EVENT, REJECTED_EVENT, CANCELLED_EVENT, DONE_EVENT, MODIFIED_EVENT = (
     int(getattr(k, "value", k))
     for k in (EventKind.TRADE, EventKind.REJECTED, EventKind.CANCELLED, EventKind.DONE, EventKind.MODIFIED)
 )
-
-
-def _id_ms(order_id: int) -> int:
-    return order_id >> (NODE_BITS + SEQUENCE_BITS)
 
 
 class InvalidCommand(ValueError):
@@ -101,7 +94,7 @@ class MatchingShard:
         self.engine = engine_factory()
         self.live = LiveOrders()
         self.sequence = 0  # of the last command applied to the books
-        self.recent_ids: dict[int, int] = {}  # order id that reached the engine -> its Snowflake ms
+        self.client_ids = ClientOrderIds()
         self.restore_phases: dict[str, float] = {}  # seconds per step of the last restore
 
     def _now_ns(self) -> int:
@@ -182,10 +175,16 @@ class MatchingShard:
             cmd.time_in_force, cmd.price, cmd.quantity, create_ns=now, update_ns=now,
         )
         batch.symbols.add(cmd.symbol)
-        if cmd.order_id in self.recent_ids:  # accepted before, maybe before a restore
-            state.status, state.reason = REJECTED, "DUPLICATE_ORDER_ID"
-            return None if batch.replaying else matching_pb2.CommandResult(
-                order=state.to_proto(), error_reason=state.reason)
+        key = (cmd.account_id, cmd.symbol, cmd.client_order_id)
+        fingerprint = request_hash(cmd)
+        if cmd.client_order_id and (owner := self.client_ids.owner(key)) is not None:
+            if batch.replaying:
+                return None
+            original, original_hash = owner
+            reason = "DUPLICATE_CLIENT_ORDER_ID" if original_hash == fingerprint else "CLIENT_ORDER_ID_REUSED"
+            named = types_pb2.Order(order_id=original, account_id=cmd.account_id, symbol=cmd.symbol,
+                                    client_order_id=cmd.client_order_id)
+            return matching_pb2.CommandResult(order=named, error_reason=reason)
         # Enum values go in as ints: the engine rejects unknown ones (INVALID_SIDE...).
         events = self.engine.submit(
             order_id=cmd.order_id, account_id=cmd.account_id, symbol_id=self.symbols[cmd.symbol],
@@ -196,12 +195,13 @@ class MatchingShard:
         fills = self._apply(events, state, batch, now)
         if state.leaves > 0:
             self.live[state.order_id] = state
-        # A duplicate id names an order that is already stored (or in this batch). Any
-        # other outcome is this id's, rejections included: its row is written, and a
-        # re-send must find it rather than run where a market-dependent refusal
-        # (post-only) might now pass and trade under an id stored as REJECTED.
+        # A duplicate id is an engine refusal of an id it ran before (never minted twice):
+        # the order it names is stored already. Any other outcome is this key's,
+        # rejections included: a retry finds the REJECTED original rather than running
+        # where a market-dependent refusal (post-only) might now pass.
         if state.reason != "DUPLICATE_ORDER_ID":
-            self._remember(cmd.order_id, now)
+            if cmd.client_order_id:
+                self.client_ids.add(key, cmd.order_id, fingerprint, now, self.live)
             batch.new[state.order_id] = state
         if batch.replaying:
             return None
@@ -237,12 +237,6 @@ class MatchingShard:
                         del self.live[order.order_id]
                     batch.touch(order)
         return fills
-
-    def _remember(self, order_id: int, now_ns: int) -> None:
-        self.recent_ids[order_id] = _id_ms(order_id)
-        if len(self.recent_ids) % 4096 == 0:  # now and then, forget ids past the window
-            horizon = now_ns // 1_000_000 - EPOCH_MS - DUPLICATE_WINDOW_MS
-            self.recent_ids = {i: ms for i, ms in self.recent_ids.items() if ms >= horizon}
 
     def _trade(self, event, taker: OrderState, batch: _Batch, now: int) -> types_pb2.Fill | None:
         maker = self.live.get(event.maker_order_id)
@@ -313,7 +307,7 @@ class MatchingShard:
         self.engine = self._engine_factory()
         self.live = LiveOrders()
         self.sequence = 0
-        self.recent_ids = {}
+        self.client_ids = ClientOrderIds()
         self._last_ns = 0
 
     def snapshot(self) -> bytes:
@@ -322,12 +316,10 @@ class MatchingShard:
         packed = snapshot_codec.encode(self.engine.snapshot(), self.live)
         return matching_pb2.ShardSnapshot(
             shard_index=self.shard_index, sequence=self.sequence, engine=packed, symbol_ids=self.symbols,
-            recent_order_ids=self._recent_at(self._last_ns),
+            recent_client_order_ids=[
+                matching_pb2.ClientOrderIdKey(account_id=a, symbol=s, client_order_id=c, order_id=o, request_hash=h)
+                for a, s, c, o, h in sorted(self.client_ids.rows())],
         ).SerializeToString()
-
-    def _recent_at(self, now_ns: int) -> list[int]:
-        horizon = now_ns // 1_000_000 - EPOCH_MS - DUPLICATE_WINDOW_MS
-        return sorted(i for i, ms in self.recent_ids.items() if ms >= horizon)
 
     def restore(self, data: bytes) -> None:
         phases = self.restore_phases = {}
@@ -340,7 +332,9 @@ class MatchingShard:
         phases["decode"] = _lap(started)
         started = time.perf_counter()
         self.engine = self._engine_factory.restore(engine)
-        self.recent_ids = {i: _id_ms(i) for i in snap.recent_order_ids}
+        self.client_ids = ClientOrderIds.from_rows(
+            (k.account_id, k.symbol, k.client_order_id, k.order_id, k.request_hash)
+            for k in snap.recent_client_order_ids)
         phases["engine restore"] = _lap(started)
         started = time.perf_counter()
         self.sequence = snap.sequence

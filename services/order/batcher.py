@@ -3,7 +3,7 @@
 Whatever arrives while a call is in flight goes in the next one (the same group commit
 the matching shard does with the database), so one internal message carries many
 orders under load and a lone order still goes out at once. Used for the commands
-sent to each matching shard and for the idempotency claims sent to persistence.
+sent to each matching shard.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from services.common.ids import SnowflakeIds
 from services.common.server import CHANNEL_OPTIONS, Lifecycle, Service, run, serve
 from services.order.batcher import Batcher
 from services.order.config import OrderSettings
-from services.order.downstream import ClaimStream, ShardStream
+from services.order.downstream import ShardStream
 from services.order.feeds import market_data_feed
 from services.order.orders import OrderDesk
 from services.order.service import (
@@ -35,10 +35,6 @@ async def main() -> None:
     shards = [Batcher(stream, settings.batch_max, linger_s=settings.batch_linger_s) for stream in streams]
     persistence_channel = grpc.aio.insecure_channel(settings.persistence_address, options=CHANNEL_OPTIONS)
     persistence = persistence_grpc.PersistenceServiceStub(persistence_channel)
-    # One claim transaction at a time: everything that arrives meanwhile shares the next.
-    claim_stream = ClaimStream(persistence, settings.call_timeout_s)
-    claims = Batcher(claim_stream, settings.batch_max, max_in_flight=1, linger_s=settings.batch_linger_s)
-    batchers = [*shards, claims]
     redis_client = redis.Redis.from_url(settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
     # Pub/sub waits for messages indefinitely: its own client, without the read timeout.
     feed_client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=1.0, health_check_interval=10)
@@ -55,13 +51,12 @@ async def main() -> None:
         shard_map=settings.shard_map,
         shards=shards,
         persistence=persistence,
-        claims=claims,
         ids=SnowflakeIds(settings.node_id),
         call_timeout_s=settings.call_timeout_s,
     )
 
     async def ready():
-        for batcher in batchers:
+        for batcher in shards:
             batcher.start()
 
     order_servicer = OrderServicer(desk, auth, updates_client)
@@ -74,9 +69,9 @@ async def main() -> None:
         await updates_client.connection_pool.disconnect()  # wakes the blocked XREADs
 
     async def closing():
-        for batcher in batchers:
+        for batcher in shards:
             await batcher.stop()
-        for stream in [*streams, claim_stream]:
+        for stream in streams:
             await stream.close()
         for channel in [*channels, persistence_channel]:
             await channel.close()

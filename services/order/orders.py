@@ -1,15 +1,16 @@
 """The order desk: submit (with idempotency), cancel, read. No gRPC server code here.
 
-Downstream failures become BourseError with UNAVAILABLE. A submit first claims its
-(account, client_order_id) durably; whatever happens after, the client's retry with the
-same client_order_id finds the original order, or re-sends it under the same order_id
-when it never reached the books.
+Downstream failures become BourseError with UNAVAILABLE. Idempotency is the matching
+shard's (services/matching/client_ids.py): a submit goes straight to the shard that owns
+its symbol, which answers a retry (same account, symbol and client_order_id) with the
+original's id instead of executing it; the original is read back from persistence
+(it is committed before the shard answers). A submit whose answer was lost may be
+retried: if it committed, the retry finds it; if not, the retry runs it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 
 import grpc
 from bourse.matching.v1 import matching_service_pb2 as matching_pb2
@@ -19,26 +20,12 @@ from bourse.type.v1 import types_pb2
 
 from services.common.config import ShardMap
 from services.common.errors import BourseError
-from services.common.ids import RESEND_WINDOW_MS, SnowflakeIds
+from services.common.ids import SnowflakeIds
 from services.order import validation
 from services.order.batcher import Batcher
-from services.order.downstream import ClaimsUnavailable, ShardUnavailable
+from services.order.downstream import ShardUnavailable
 
 DONE = {types_pb2.ORDER_STATUS_FILLED, types_pb2.ORDER_STATUS_CANCELLED, types_pb2.ORDER_STATUS_REJECTED}
-# How long a retry waits for an in-flight original to be committed before re-sending it.
-REPLAY_WAIT_S = 1.0
-
-
-def request_hash(order: matching_pb2.NewOrder) -> int:
-    """A stable 63-bit fingerprint of what a submit asks for (not its ids)."""
-    key = f"{order.symbol}|{order.side}|{order.order_type}|{order.time_in_force}|{order.price}|{order.quantity}"
-    # Appended only when set: fingerprints stored before these fields existed still match.
-    if order.post_only:
-        key += "|post_only"
-    if order.self_trade_prevention not in (types_pb2.SELF_TRADE_PREVENTION_UNSPECIFIED,
-                                           types_pb2.SELF_TRADE_PREVENTION_CANCEL_INCOMING):
-        key += f"|stp={order.self_trade_prevention}"
-    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big") >> 1
 
 
 def unavailable(what: str, error: Exception) -> BourseError:
@@ -60,7 +47,6 @@ class OrderDesk:
         shard_map: ShardMap,
         shards: list[Batcher],
         persistence: persistence_grpc.PersistenceServiceStub,
-        claims: Batcher,
         ids: SnowflakeIds,
         call_timeout_s: float,
     ):
@@ -68,7 +54,6 @@ class OrderDesk:
         self._shards = shard_map
         self._shard_batchers = shards
         self._persistence = persistence
-        self._claims = claims
         self._ids = ids
         self._timeout = call_timeout_s
 
@@ -89,56 +74,23 @@ class OrderDesk:
 
     async def submit(self, request, account_id: int) -> tuple[types_pb2.Order, bool]:
         """Returns (order, replayed)."""
-        order_id = self._ids.next()
-        new_order = validation.new_order(request, account_id, order_id, self.symbols)
-        fingerprint = request_hash(new_order)
-        claim = persistence_pb2.ClientOrderIdClaim(
-            account_id=account_id, client_order_id=request.client_order_id, order_id=order_id,
-            request_hash=fingerprint,
-        )
-        try:
-            async with asyncio.timeout(self._timeout):
-                owner, owner_hash = await self._claims.execute(claim)
-        except (grpc.RpcError, asyncio.TimeoutError, RuntimeError, ClaimsUnavailable) as error:
-            raise unavailable("persistence", error) from error
-        replay = owner != order_id
-        if replay:
-            if owner_hash != fingerprint:
-                raise BourseError(
-                    grpc.StatusCode.ALREADY_EXISTS, "CLIENT_ORDER_ID_REUSED",
-                    f"client_order_id: {request.client_order_id!r} was used for a different order "
-                    f"({owner}); a retry must repeat the original request",
-                )
-            stored = await self._wait_for_stored(owner, account_id)
-            if stored is not None:
-                return stored, True
-            if SnowflakeIds.age_ms(owner) > RESEND_WINDOW_MS:
-                # The original never reached the books and no longer can: shards remember
-                # ids only so long, so re-sending it now could run it twice.
-                raise BourseError(
-                    grpc.StatusCode.ABORTED, "ORDER_NEVER_EXECUTED",
-                    f"order {owner} for client_order_id {request.client_order_id!r} never reached the book; "
-                    "submit it again with a new client_order_id",
-                )
-            new_order.order_id = owner  # the original never committed: send it again as itself
+        new_order = validation.new_order(request, account_id, self._ids.next(), self.symbols)
         result = await self._execute(request.symbol, matching_pb2.Command(new_order=new_order))
-        if result.error_reason == "DUPLICATE_ORDER_ID":
-            # The shard ran the original in this batch or an earlier one, and batches
-            # commit in order: it is stored by now, one read finds it.
-            stored = await self._find(new_order.order_id, account_id, request.symbol)
+        reason = result.error_reason
+        if reason == "CLIENT_ORDER_ID_REUSED":
+            raise BourseError(
+                grpc.StatusCode.ALREADY_EXISTS, reason,
+                f"client_order_id: {request.client_order_id!r} was used for a different order "
+                f"({result.order.order_id}) on {request.symbol}; a retry must repeat the original request",
+            )
+        if reason in ("DUPLICATE_CLIENT_ORDER_ID", "DUPLICATE_ORDER_ID"):
+            # The original ran in this batch or an earlier one, and the shard answers
+            # once its batch committed: one read finds it.
+            stored = await self._find(result.order.order_id, account_id, request.symbol)
             if stored is not None:
                 return stored, True
-            raise unavailable("matching shard", RuntimeError(f"original order {new_order.order_id} not found"))
-        return result.order, replay
-
-    async def _wait_for_stored(self, order_id: int, account_id: int, wait_s: float = REPLAY_WAIT_S):
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + wait_s
-        while True:
-            order = await self._find(order_id, account_id)
-            if order is not None or loop.time() >= deadline:
-                return order
-            await asyncio.sleep(0.02)
+            raise unavailable("matching shard", RuntimeError(f"original order {result.order.order_id} not found"))
+        return result.order, False
 
     async def _find(self, order_id: int, account_id: int, symbol: str = "") -> types_pb2.Order | None:
         try:

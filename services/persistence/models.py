@@ -46,8 +46,9 @@ def _time() -> Column:
 class OrderRecord(SQLModel, table=True):
     __tablename__ = "orders"
     __table_args__ = (
-        # The idempotency key. NULL (no client id) never collides.
-        UniqueConstraint("account_id", "client_order_id", name="uq_orders_account_client"),
+        # Lookups by client_order_id. Not unique: the key names one order per (account,
+        # symbol), and only within the matching shard's key window (client_ids.py).
+        Index("ix_orders_account_client", "account_id", "client_order_id"),
         # ListOrders: an account's orders, newest (highest id) first.
         Index("ix_orders_account_order", "account_id", "order_id"),
         # ListOpenOrders: only working orders, so the index stays small.

@@ -55,7 +55,8 @@ _FILL_QUERY = (
 
 def get_order(shard: Shard, where) -> Row | None:
     with shard.engine.connect() as conn:
-        values = conn.execute(sa.select(*ORDERS.columns).where(where)).first()
+        # Newest first: a client_order_id may name a new order once its key window passed.
+        values = conn.execute(sa.select(*ORDERS.columns).where(where).order_by(ORDERS.c.order_id.desc())).first()
         if values is None:
             return None
         row = _order_row(values)

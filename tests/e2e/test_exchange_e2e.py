@@ -21,16 +21,11 @@ from bourse.marketdata.v1 import market_data_service_pb2 as md_pb2
 from bourse.marketdata.v1 import market_data_service_pb2_grpc as md_grpc
 from bourse.order.v1 import order_service_pb2 as pb
 from bourse.order.v1 import order_service_pb2_grpc as order_grpc
-from bourse.persistence.v1 import persistence_service_pb2 as ppb
-from bourse.persistence.v1 import persistence_service_pb2_grpc as pgrpc
 from bourse.type.v1 import types_pb2 as t
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
 from infra.local.stack import Stack
 from services.common.errors import reason_of
-from services.common.ids import RESEND_WINDOW_MS, SnowflakeIds
-from services.order.orders import request_hash
-from services.order.validation import new_order
 
 ALICE = [("authorization", "Bearer demo-key-alice")]
 BOB = [("authorization", "Bearer demo-key-bob")]
@@ -222,21 +217,27 @@ def test_a_client_order_id_reused_for_another_order_is_refused(orders):
     assert reason_of(caught.value) == "CLIENT_ORDER_ID_REUSED"
 
 
-def test_a_retry_of_an_order_that_never_ran_and_is_too_old_is_aborted(stack, orders):
-    """The original claimed its key long ago but never reached a book (say its replica
-    died): re-sending it now could run it twice, so the retry is told to start afresh."""
+def test_a_retry_finds_the_original_after_its_shard_restarts_and_keys_are_per_symbol(stack, orders):
+    """The key lives with the symbol's shard: a SIGKILLed shard rebuilds it from its
+    journal, so the retry is still the original. The same key on another symbol (of the
+    same shard: KO and INTC are H-O) is a new order."""
     request = limit("KO", t.SIDE_BUY, 60, 1)
-    long_ago = time.time() - 2 * RESEND_WINDOW_MS / 1000
-    stale_id = SnowflakeIds(node=500, clock=lambda: long_ago).next()
-    fingerprint = request_hash(new_order(request, 1, stale_id, {"KO"}))
-    with grpc.insecure_channel(stack.persistence_address) as internal:
-        pgrpc.PersistenceServiceStub(internal).ClaimClientOrderIds(ppb.ClaimClientOrderIdsRequest(claims=[
-            ppb.ClientOrderIdClaim(account_id=1, client_order_id=request.client_order_id, order_id=stale_id,
-                                   request_hash=fingerprint)]))
-    with pytest.raises(grpc.RpcError) as caught:
-        orders.SubmitOrder(request, metadata=ALICE)
-    assert caught.value.code() == grpc.StatusCode.ABORTED
-    assert reason_of(caught.value) == "ORDER_NEVER_EXECUTED"
+    first = orders.SubmitOrder(request, metadata=ALICE)
+    stack.kill("matching-1")
+    stack.restart("matching-1")
+    deadline = time.monotonic() + 30
+    while True:  # the order service reopens its stream to the shard on the next batch
+        try:
+            retry = orders.SubmitOrder(request, metadata=ALICE, timeout=10)
+            break
+        except grpc.RpcError as error:
+            if error.code() != grpc.StatusCode.UNAVAILABLE or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+    assert retry.replayed and retry.order.order_id == first.order.order_id
+    request.symbol = "INTC"
+    other = orders.SubmitOrder(request, metadata=ALICE)
+    assert not other.replayed and other.order.order_id != first.order.order_id
 
 
 def test_modify_changes_price_and_quantity_durably_and_keeps_priority_only_when_reduced(stack, orders):

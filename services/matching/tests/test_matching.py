@@ -83,9 +83,9 @@ class StorePersistence:
 
 
 def new(order_id, side, price, qty, account=1, symbol="AAPL", order_type=t.ORDER_TYPE_LIMIT,
-        tif=t.TIME_IN_FORCE_GTC, post_only=False, stp=t.SELF_TRADE_PREVENTION_UNSPECIFIED):
+        tif=t.TIME_IN_FORCE_GTC, post_only=False, stp=t.SELF_TRADE_PREVENTION_UNSPECIFIED, coid=None):
     return m.Command(new_order=m.NewOrder(
-        order_id=order_id, account_id=account, client_order_id=f"c{order_id}", symbol=symbol, side=side,
+        order_id=order_id, account_id=account, client_order_id=coid or f"c{order_id}", symbol=symbol, side=side,
         order_type=order_type, time_in_force=tif, price=price, quantity=qty, post_only=post_only,
         self_trade_prevention=stp,
     ))
@@ -219,7 +219,7 @@ def test_engine_rejects_are_results_not_errors(tmp_path):
     async def go():
         async with shard(tmp_path) as (c, p):
             ok, dup, bad_qty, bad_side = await c.execute(
-                [new(1, BUY, 100, 5), new(1, SELL, 90, 5), new(2, BUY, 100, 0), new(3, 0, 100, 1)])
+                [new(1, BUY, 100, 5), new(1, SELL, 90, 5, coid="other"), new(2, BUY, 100, 0), new(3, 0, 100, 1)])
             assert ok.order.status == t.ORDER_STATUS_NEW
             assert (dup.order.status, dup.error_reason) == (t.ORDER_STATUS_REJECTED, "DUPLICATE_ORDER_ID")
             assert (bad_qty.order.status, bad_qty.order.reason) == (t.ORDER_STATUS_REJECTED, "INVALID_QUANTITY")
@@ -429,11 +429,12 @@ def test_descriptions_that_disagree_with_the_books_are_refused():
         MatchingShard(SYMBOLS, SnowflakeIds(607)).restore(packed.SerializeToString())
 
 
-def test_a_resent_order_stays_a_duplicate_after_a_restore_and_in_replays(tmp_path):
-    """The original fills, a snapshot forgets done ids in the engine, the re-send comes
-    after: it must be refused live, after a restore, and when the journal is replayed."""
+def test_a_retry_stays_a_retry_after_a_restore_and_in_replays(tmp_path):
+    """The original fills, a snapshot is taken, the retry (same client_order_id, a new
+    order id, as the order service sends it) comes after a restart: it must be answered
+    with the original live, after a restore, and when the journal is replayed."""
     ids = SnowflakeIds(7)
-    maker, original = ids.next(), ids.next()
+    maker, original, retry = ids.next(), ids.next(), ids.next()
 
     async def go():
         store = make_store(tmp_path)
@@ -442,17 +443,41 @@ def test_a_resent_order_stays_a_duplicate_after_a_restore_and_in_replays(tmp_pat
                 await c.execute([new(maker, SELL, 100, 10, account=1)])
                 [first] = await c.execute([new(original, BUY, 100, 3, account=2, tif=t.TIME_IN_FORCE_IOC)])
                 assert first.order.status == t.ORDER_STATUS_FILLED
-                await c.take_snapshot()  # the engine's snapshot keeps only resting ids
+                await c.take_snapshot()
             async with shard(tmp_path, store) as (c, p):
-                [again] = await c.execute([new(original, BUY, 100, 3, account=2, tif=t.TIME_IN_FORCE_IOC)])
-                assert again.error_reason == "DUPLICATE_ORDER_ID" and not again.order.fills
+                [again] = await c.execute([new(retry, BUY, 100, 3, account=2, tif=t.TIME_IN_FORCE_IOC,
+                                               coid=f"c{original}")])
+                assert again.error_reason == "DUPLICATE_CLIENT_ORDER_ID" and not again.order.fills
+                assert again.order.order_id == original
                 assert c.shard.depth("AAPL") == ([], [[100, 7, 1]])
+                assert await p.order(retry) is None  # nothing stored under the retry's id
                 live = (c.shard.sequence, c.shard.engine.event_hash())
-            async with shard(tmp_path, store) as (c, p):  # restore + replay of the refused re-send
+            async with shard(tmp_path, store) as (c, p):  # restore + replay of the refused retry
                 assert (c.shard.sequence, c.shard.engine.event_hash()) == live
                 assert c.shard.depth("AAPL") == ([], [[100, 7, 1]])
+                [third] = await c.execute([new(ids.next(), BUY, 100, 3, account=2, tif=t.TIME_IN_FORCE_IOC,
+                                               coid=f"c{original}")])
+                assert (third.error_reason, third.order.order_id) == ("DUPLICATE_CLIENT_ORDER_ID", original)
         finally:
             store.close()
+    run(go())
+
+
+def test_a_client_order_id_names_one_order_per_account_and_symbol(tmp_path):
+    # Book: empty. Account 1 BUY 5 @ 100 AAPL as "k". The same key asking for 6 lots is
+    # refused CLIENT_ORDER_ID_REUSED and runs nothing; "k" of account 2 on AAPL and of
+    # account 1 on AMD are new orders. Book after: AAPL bids 100 x 5 (1) + 5 (3); AMD 5.
+    async def go():
+        async with shard(tmp_path) as (c, p):
+            first, reused, other_account, other_symbol = await c.execute([
+                new(1, BUY, 100, 5, coid="k"), new(2, BUY, 100, 6, coid="k"),
+                new(3, BUY, 100, 5, account=2, coid="k"), new(4, BUY, 100, 5, symbol="AMD", coid="k")])
+            assert first.order.status == t.ORDER_STATUS_NEW and not first.error_reason
+            assert (reused.error_reason, reused.order.order_id) == ("CLIENT_ORDER_ID_REUSED", 1)
+            assert not other_account.error_reason and not other_symbol.error_reason
+            assert c.shard.depth("AAPL") == ([[100, 10, 2]], [])
+            assert c.shard.depth("AMD") == ([[100, 5, 1]], [])
+            assert [o.order_id for o in p.writes[-1].new_orders] == [1, 3, 4]
     run(go())
 
 
@@ -664,18 +689,37 @@ def test_self_trade_modes_replay_to_identical_books():
 
 
 
-def test_a_resend_of_a_rejected_order_is_a_duplicate_even_when_it_would_now_pass(tmp_path):
-    # Book: SELL 5 @ 101. Post-only BUY 5 @ 101 (order 2) is rejected: it would trade. The
-    # ask is then cancelled, so the same command would now rest; re-sent under the same
-    # id it must still be the REJECTED original, never a second life for the id.
+def test_a_retry_of_a_rejected_order_is_the_original_even_when_it_would_now_pass(tmp_path):
+    # Book: SELL 5 @ 101. Post-only BUY 5 @ 101 (order 2, key "c2") is rejected: it would
+    # trade. The ask is then cancelled, so the same command would now rest; retried
+    # under the same key it must still be the REJECTED original, never a second order.
     async def go():
         async with shard(tmp_path) as (c, p):
             await c.execute([new(1, SELL, 101, 5)])
             [first] = await c.execute([new(2, BUY, 101, 5, account=2, post_only=True)])
             assert first.error_reason == "WOULD_TAKE_LIQUIDITY"
             await c.execute([cancel(1)])
-            [again] = await c.execute([new(2, BUY, 101, 5, account=2, post_only=True)])
-            assert again.error_reason == "DUPLICATE_ORDER_ID"
+            [again] = await c.execute([new(9, BUY, 101, 5, account=2, post_only=True, coid="c2")])
+            assert (again.error_reason, again.order.order_id) == ("DUPLICATE_CLIENT_ORDER_ID", 2)
             assert c.shard.depth("AAPL") == ([], [])
             assert (await p.order(2)).status == t.ORDER_STATUS_REJECTED
     run(go())
+
+
+def test_keys_are_kept_while_their_order_works_or_is_within_the_window():
+    from services.matching.client_ids import KEY_WINDOW_MS, SWEEP_EVERY, ClientOrderIds
+
+    clock = [1_800_000_000.0]
+    ids = SnowflakeIds(3, clock=lambda: clock[0])
+    keys = ClientOrderIds()
+    old_done, old_working = ids.next(), ids.next()
+    keys.add((1, "AAPL", "done"), old_done, 11, 0, working=())
+    keys.add((1, "AAPL", "working"), old_working, 12, 0, working=())
+    clock[0] += KEY_WINDOW_MS / 1000 + 1
+    now_ns = int(clock[0] * 1e9)
+    for i in range(SWEEP_EVERY - 2):  # the last add sweeps
+        keys.add((2, "AAPL", f"k{i}"), ids.next(), 0, now_ns, working={old_working})
+    assert keys.owner((1, "AAPL", "done")) is None
+    assert keys.owner((1, "AAPL", "working")) == (old_working, 12)
+    assert len(keys) == SWEEP_EVERY - 1
+    assert ClientOrderIds.from_rows(keys.rows()).keys == keys.keys

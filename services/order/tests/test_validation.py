@@ -81,7 +81,7 @@ def test_page_size_out_of_range_is_refused(size):
 
 
 def test_post_only_goes_to_the_shard_and_into_the_fingerprint():
-    from services.order.orders import request_hash
+    from services.matching.client_ids import request_hash
 
     plain = validation.new_order(limit(), 1, 2, LISTED)
     post_only = validation.new_order(limit(post_only=True), 1, 2, LISTED)
@@ -115,7 +115,7 @@ def test_a_bad_modify_names_the_field(overrides, field):
 
 
 def test_self_trade_prevention_goes_to_the_shard_and_into_the_fingerprint_unless_default():
-    from services.order.orders import request_hash
+    from services.matching.client_ids import request_hash
 
     default = request_hash(validation.new_order(limit(), 1, 2, LISTED))
     incoming = validation.new_order(limit(self_trade_prevention=t.SELF_TRADE_PREVENTION_CANCEL_INCOMING), 1, 2, LISTED)

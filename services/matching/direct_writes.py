@@ -1,0 +1,152 @@
+"""Group commits written by the shard itself, straight to its home PostgreSQL database.
+
+The shard's batch (journal entries, new and changed orders, trades) becomes one
+transaction of at most four statements, sent in one pipeline over one async psycopg
+connection: one round trip, no thread, no ORM, no second process on the ack's path.
+Each column travels as one binary array unnested by the server; times travel as
+microseconds since the epoch (the database keeps microseconds). The schema is the
+persistence service's (models.py, migrated by it); so are every read, the snapshots
+and recovery.
+
+Journal entries are inserted without ON CONFLICT: a sequence already journaled (by a
+second process running this shard, or a commit whose answer was lost) fails the
+batch, and the shard recovers from what the database holds before going on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import psycopg
+import sqlalchemy as sa
+
+from services.persistence.models import ORDER_COLUMNS, TRADE_COLUMNS, UPDATABLE_COLUMNS
+
+_TYPES = {
+    "order_id": "bigint", "account_id": "bigint", "client_order_id": "varchar", "symbol": "varchar",
+    "side": "smallint", "order_type": "smallint", "time_in_force": "smallint", "status": "smallint",
+    "price": "bigint", "quantity": "bigint", "filled_quantity": "bigint", "leaves_quantity": "bigint",
+    "reason": "varchar", "create_time": "us", "update_time": "us", "trade_id": "bigint",
+    "maker_order_id": "bigint", "taker_order_id": "bigint", "maker_account_id": "bigint",
+    "taker_account_id": "bigint", "aggressor_side": "smallint", "time": "us", "sequence": "bigint",
+    "command": "bytea",
+}
+
+
+def _value(column: str) -> str:
+    if _TYPES[column] == "us":
+        return f"timestamptz 'epoch' + v.{column} * interval '1 microsecond'"
+    return f"v.{column}"
+
+
+def _unnest(columns) -> str:
+    arrays = ", ".join(f"%b::{'bigint' if _TYPES[c] == 'us' else _TYPES[c]}[]" for c in columns)
+    return f"unnest({arrays}) AS v({', '.join(columns)})"
+
+
+def _insert(table: str, columns, prefix: tuple[str, ...] = ()) -> str:
+    names = ", ".join((*prefix, *columns))
+    values = ", ".join([*("%b" for _ in prefix), *map(_value, columns)])
+    return f"INSERT INTO {table} ({names}) SELECT {values} FROM {_unnest(columns)}"
+
+
+JOURNAL_COLUMNS = ("sequence", "command", "time")
+UPDATE_COLUMNS = ("order_id", *UPDATABLE_COLUMNS)
+INSERT_JOURNAL = _insert("journal", JOURNAL_COLUMNS, prefix=("matching_shard",))
+INSERT_ORDERS = _insert("orders", ORDER_COLUMNS)
+INSERT_TRADES = _insert("trades", TRADE_COLUMNS)
+UPDATE_ORDERS = "UPDATE orders AS o SET {} FROM {} WHERE o.order_id = v.order_id".format(
+    ", ".join(f"{c} = {_value(c)}" for c in UPDATABLE_COLUMNS), _unnest(UPDATE_COLUMNS))
+
+
+def _us(ts) -> int:
+    return ts.seconds * 1_000_000 + ts.nanos // 1000
+
+
+def order_columns(orders) -> list[list]:
+    rows = [(o.order_id, o.account_id, o.client_order_id or None, o.symbol, o.side, o.order_type, o.time_in_force,
+             o.status, o.price, o.quantity, o.filled_quantity, o.leaves_quantity, o.reason, _us(o.create_time),
+             _us(o.update_time)) for o in orders]
+    return [list(column) for column in zip(*rows)]
+
+
+def update_columns(orders) -> list[list]:
+    rows = [(o.order_id, o.price, o.quantity, o.filled_quantity, o.leaves_quantity, o.status, o.reason,
+             _us(o.update_time)) for o in orders]
+    return [list(column) for column in zip(*rows)]
+
+
+def trade_columns(trades) -> list[list]:
+    rows = [(t.trade_id, t.symbol, t.price, t.quantity, t.maker_order_id, t.taker_order_id, t.maker_account_id,
+             t.taker_account_id, t.aggressor_side, _us(t.time)) for t in trades]
+    return [list(column) for column in zip(*rows)]
+
+
+def journal_columns(journal) -> list[list]:
+    return [[e.sequence for e in journal], [e.command for e in journal], [_us(e.time) for e in journal]]
+
+
+assert ORDER_COLUMNS == ("order_id", "account_id", "client_order_id", "symbol", "side", "order_type",
+                         "time_in_force", "status", "price", "quantity", "filled_quantity", "leaves_quantity",
+                         "reason", "create_time", "update_time"), "order_columns() follows models.py"
+assert TRADE_COLUMNS == ("trade_id", "symbol", "price", "quantity", "maker_order_id", "taker_order_id",
+                         "maker_account_id", "taker_account_id", "aggressor_side", "time")
+assert UPDATE_COLUMNS == ("order_id", "price", "quantity", "filled_quantity", "leaves_quantity", "status",
+                          "reason", "update_time")
+
+
+def libpq_url(url: str) -> str:
+    """A SQLAlchemy URL (postgresql+psycopg://...) as libpq takes it."""
+    return sa.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def is_postgres(url: str) -> bool:
+    return sa.make_url(url).get_backend_name() == "postgresql"
+
+
+class WriteFailed(Exception):
+    """The batch did not commit, or its outcome is unknown."""
+
+
+class DirectWrites:
+    """write_batch(WriteBatchRequest) as one transaction on one connection, kept open."""
+
+    def __init__(self, url: str, matching_shard: int, timeout_s: float = 3.0, connect_timeout_s: float = 2.0):
+        self._url = libpq_url(url)
+        self._shard = matching_shard
+        self._timeout = timeout_s
+        self._connect_timeout = max(2, round(connect_timeout_s))  # libpq's least
+        self._conn: psycopg.AsyncConnection | None = None
+
+    async def _connection(self) -> psycopg.AsyncConnection:
+        if self._conn is None or self._conn.closed:
+            self._conn = await psycopg.AsyncConnection.connect(
+                self._url, autocommit=True, connect_timeout=self._connect_timeout)
+        return self._conn
+
+    async def write_batch(self, request) -> None:
+        try:
+            async with asyncio.timeout(self._timeout):
+                conn = await self._connection()
+                async with conn.pipeline(), conn.transaction():
+                    if request.journal:
+                        await conn.execute(INSERT_JOURNAL, [self._shard, *journal_columns(request.journal)])
+                    if request.new_orders:
+                        await conn.execute(INSERT_ORDERS, order_columns(request.new_orders))
+                    if request.updated_orders:
+                        await conn.execute(UPDATE_ORDERS, update_columns(request.updated_orders))
+                    if request.trades:
+                        await conn.execute(INSERT_TRADES, trade_columns(request.trades))
+        except (psycopg.Error, OSError, TimeoutError) as error:
+            # The connection's state is unknown (mid-transaction, or the commit's answer
+            # lost): a new one for the next batch, after the shard's recovery.
+            await self.close()
+            raise WriteFailed(f"batch not committed: {error!r}") from error
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None and not conn.closed:
+            try:
+                await conn.close()
+            except Exception:  # noqa: BLE001 - closing a broken connection may fail too
+                pass

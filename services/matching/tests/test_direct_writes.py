@@ -1,0 +1,115 @@
+"""The shard's own group commit (direct_writes.py) on a private PostgreSQL: it stores
+exactly what the persistence service stores for the same batches, refuses a sequence
+already journaled (a second writer of the shard) committing nothing, and fails fast
+when the database is gone."""
+
+import asyncio
+import itertools
+from datetime import UTC, datetime
+
+import psycopg
+import pytest
+from bourse.matching.v1 import matching_service_pb2 as m
+from bourse.type.v1 import types_pb2 as t
+
+from infra.local.servers import postgres_from_env
+from services.common.config import ShardMap
+from services.matching.direct_writes import DirectWrites, WriteFailed
+from services.matching.shard import MatchingShard
+from services.persistence.service import _time, order_row, trade_row
+from services.persistence.store import ShardedStore
+
+pytestmark = pytest.mark.timeout(120)
+SYMBOLS = {"AAPL": 1, "AMD": 2}
+
+
+class Ids:
+    def __init__(self):
+        self._next = itertools.count(1000)
+
+    def next(self):
+        return next(self._next)
+
+
+def shard():
+    clock = itertools.count(1_780_000_000_000_000_000, 1_000_000)
+    return MatchingShard(SYMBOLS, Ids(), clock_ns=lambda: next(clock), shard_index=0)
+
+
+def new(order_id, side, price, qty, account=1, tif=t.TIME_IN_FORCE_GTC, coid=None):
+    return m.Command(new_order=m.NewOrder(
+        order_id=order_id, account_id=account, client_order_id=coid or f"c{order_id}", symbol="AAPL", side=side,
+        order_type=t.ORDER_TYPE_LIMIT, time_in_force=tif, price=price, quantity=qty))
+
+
+BATCHES = [
+    [new(1, t.SIDE_SELL, 101, 5), new(2, t.SIDE_SELL, 102, 5, account=2), new(3, t.SIDE_BUY, 99, 4)],
+    # Takes all of 1 and 2 of 2 (two trades), modifies 3, cancels 2's rest, a retry of 1.
+    [new(4, t.SIDE_BUY, 102, 7, account=3),
+     m.Command(modify_order=m.ModifyOrder(order_id=3, account_id=1, symbol="AAPL", price=98, quantity=6)),
+     m.Command(cancel_order=m.CancelOrder(order_id=2, account_id=2, symbol="AAPL")),
+     new(5, t.SIDE_SELL, 101, 5, coid="c1")],
+]
+
+
+@pytest.fixture(scope="module")
+def pg():
+    server = postgres_from_env()
+    try:
+        server.start(["direct_a", "direct_b"])
+        yield server
+    finally:
+        server.stop()
+
+
+def dump(url: str):
+    with psycopg.connect(url) as conn:
+        return [conn.execute(f"SELECT * FROM {table} ORDER BY 1, 2").fetchall()
+                for table in ("orders", "trades", "journal")]
+
+
+def test_direct_writes_store_what_the_persistence_service_stores(pg):
+    a, b = pg.url("direct_a"), pg.url("direct_b")
+    stores = [ShardedStore([url], ShardMap.parse("A-Z")) for url in (a, b)]
+    for store in stores:
+        store.create_schema()
+
+    async def go():
+        direct, via_service = DirectWrites(a, 0), shard()
+        mine = shard()
+        now = datetime.now(UTC)
+        for commands in BATCHES:
+            write = mine.execute(commands).write
+            await direct.write_batch(write)
+            other = via_service.execute(commands).write
+            await stores[1].write_batch(
+                [order_row(o, now) for o in other.new_orders], [order_row(o, now) for o in other.updated_orders],
+                [trade_row(x, now) for x in other.trades], 0,
+                [{"sequence": e.sequence, "command": e.command, "time": _time(e.time, now)} for e in other.journal])
+        # A second writer of shard 0 (same sequences): refused, and none of it commits.
+        with pytest.raises(WriteFailed):
+            await direct.write_batch(shard().execute([new(9, t.SIDE_BUY, 50, 1)]).write)
+        await direct.close()
+
+    try:
+        asyncio.run(go())
+        ours, theirs = dump(pg.url("direct_a", driver="postgresql")), dump(pg.url("direct_b", driver="postgresql"))
+        assert ours == theirs
+        orders, trades, journal = ours
+        assert [o[0] for o in orders] == [1, 2, 3, 4]  # the retry (5) stored nothing
+        assert len(trades) == 2 and len(journal) == 7
+    finally:
+        for store in stores:
+            store.close()
+
+
+def test_a_dead_database_fails_the_batch_fast():
+    async def go():
+        direct = DirectWrites("postgresql+psycopg://postgres@127.0.0.1:1/none", 0, timeout_s=3.0)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(WriteFailed):
+            await direct.write_batch(shard().execute([new(1, t.SIDE_BUY, 50, 1)]).write)
+        assert loop.time() - started < 3.5
+
+    asyncio.run(go())
