@@ -4,7 +4,7 @@ DURATION ?= 60
 CLIENTS ?= 40
 BAZEL ?= bazel
 
-.PHONY: setup build test demo up shards snapshot image lock clean
+.PHONY: setup build test demo floor up shards snapshot image lock clean
 
 setup:
 	@tools/setup.sh
@@ -26,6 +26,12 @@ test: setup
 # The main job: the whole stack under load (40 clients, 60 s by default), with a report.
 demo: build
 	bazel-bin/infra/local/stack demo --duration $(DURATION) --clients $(CLIENTS)
+
+# The stack against its floors (echo, one-hop relay) behind the same Envoy, same load,
+# side by side, with issue 8's targets (loadgen/floor.py); the report is reports/floor.json.
+ROUNDS ?= 2
+floor: build
+	bazel-bin/loadgen/floor --duration $(DURATION) --clients $(CLIENTS) --rounds $(ROUNDS)
 
 # The whole stack, kept running for manual use; Ctrl-C stops it.
 up: build

@@ -1,0 +1,188 @@
+"""The servers the floor benchmark (loadgen/floor.py) measures the stack against.
+
+    python -m loadgen.floor_servers echo --address 127.0.0.1:P --node 0
+    python -m loadgen.floor_servers relay-back --address 127.0.0.1:Q
+    python -m loadgen.floor_servers relay-front --address 127.0.0.1:R --node 0 --backend 127.0.0.1:Q
+
+echo: an OrderService that answers every submit, cancel and modify at once with a
+plausible order (NEW with the request's fields and a fresh id; a cancel CANCELLED).
+relay-front: the same API, but every call becomes a matching Command that goes through
+the order service's own batching (Batcher over one long-lived ExecuteStream, as
+services/order/main.py wires it) to relay-back, a MatchingService that decodes each
+command and answers it with an order built from it: one batched hop, no engine, no
+database. Neither authenticates nor validates: a floor does the least a real server
+must (decode, answer), so whatever the stack spends beyond it shows.
+
+All of them run on the services' own lifecycle (services.common.server: the same gRPC
+options, uvloop, the health service Envoy checks, drain on SIGTERM), so the transport
+costs the same as in the stack.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+
+import grpc
+from bourse.matching.v1 import matching_service_pb2 as matching_pb2
+from bourse.matching.v1 import matching_service_pb2_grpc as matching_grpc
+from bourse.order.v1 import order_service_pb2 as order_pb2
+from bourse.order.v1 import order_service_pb2_grpc as order_grpc
+from bourse.type.v1 import types_pb2
+
+from services.common import logs
+from services.common.config import env_int
+from services.common.ids import SnowflakeIds
+from services.common.server import CHANNEL_OPTIONS, Lifecycle, Service, run, serve
+from services.order.batcher import Batcher
+from services.order.downstream import ShardStream
+
+ORDER_SERVICE = order_pb2.DESCRIPTOR.services_by_name["OrderService"].full_name
+MATCHING_SERVICE = matching_pb2.DESCRIPTOR.services_by_name["MatchingService"].full_name
+ACCOUNT = 1  # no authentication: every caller is this account
+NEW, CANCELLED = types_pb2.ORDER_STATUS_NEW, types_pb2.ORDER_STATUS_CANCELLED
+
+
+def accepted(fields, order_id: int, account_id: int) -> types_pb2.Order:
+    """A new order as the engine would acknowledge one that rests untouched; `fields` is a
+    SubmitOrderRequest or a matching NewOrder (they share the field names)."""
+    order = types_pb2.Order(
+        order_id=order_id, client_order_id=fields.client_order_id, account_id=account_id, symbol=fields.symbol,
+        side=fields.side, order_type=fields.order_type, time_in_force=fields.time_in_force, price=fields.price,
+        quantity=fields.quantity, leaves_quantity=fields.quantity, status=NEW)
+    order.create_time.FromNanoseconds(time.time_ns())  # the real answer carries one too
+    return order
+
+
+def cancelled(fields, account_id: int) -> types_pb2.Order:
+    return types_pb2.Order(order_id=fields.order_id, account_id=account_id, symbol=fields.symbol, status=CANCELLED)
+
+
+def modified(fields, account_id: int) -> types_pb2.Order:
+    return types_pb2.Order(order_id=fields.order_id, account_id=account_id, symbol=fields.symbol, price=fields.price,
+                           quantity=fields.quantity, leaves_quantity=fields.quantity, status=NEW)
+
+
+class EchoOrders(order_grpc.OrderServiceServicer):
+    def __init__(self, ids: SnowflakeIds):
+        self._ids = ids
+
+    async def SubmitOrder(self, request, context):
+        return order_pb2.SubmitOrderResponse(order=accepted(request, self._ids.next(), ACCOUNT))
+
+    async def CancelOrder(self, request, context):
+        return order_pb2.CancelOrderResponse(order=cancelled(request, ACCOUNT))
+
+    async def ModifyOrder(self, request, context):
+        return order_pb2.ModifyOrderResponse(order=modified(request, ACCOUNT))
+
+
+class RelayOrders(order_grpc.OrderServiceServicer):
+    """Each call as one Command on the batcher; the backend's order is the answer."""
+
+    def __init__(self, batcher: Batcher, ids: SnowflakeIds, timeout_s: float):
+        self._batcher = batcher
+        self._ids = ids
+        self._timeout = timeout_s
+
+    async def _relay(self, command: matching_pb2.Command) -> types_pb2.Order:
+        async with asyncio.timeout(self._timeout):
+            return (await self._batcher.execute(command)).order
+
+    async def SubmitOrder(self, request, context):
+        new_order = matching_pb2.NewOrder(
+            order_id=self._ids.next(), account_id=ACCOUNT, client_order_id=request.client_order_id,
+            symbol=request.symbol, side=request.side, order_type=request.order_type,
+            time_in_force=request.time_in_force, price=request.price, quantity=request.quantity)
+        return order_pb2.SubmitOrderResponse(order=await self._relay(matching_pb2.Command(new_order=new_order)))
+
+    async def CancelOrder(self, request, context):
+        cancel = matching_pb2.CancelOrder(order_id=request.order_id, account_id=ACCOUNT, symbol=request.symbol)
+        return order_pb2.CancelOrderResponse(order=await self._relay(matching_pb2.Command(cancel_order=cancel)))
+
+    async def ModifyOrder(self, request, context):
+        modify = matching_pb2.ModifyOrder(order_id=request.order_id, account_id=ACCOUNT, symbol=request.symbol,
+                                          price=request.price, quantity=request.quantity)
+        return order_pb2.ModifyOrderResponse(order=await self._relay(matching_pb2.Command(modify_order=modify)))
+
+
+def answer(command: matching_pb2.Command) -> matching_pb2.CommandResult:
+    kind = command.WhichOneof("command")
+    if kind == "new_order":
+        order = accepted(command.new_order, command.new_order.order_id, command.new_order.account_id)
+    elif kind == "cancel_order":
+        order = cancelled(command.cancel_order, command.cancel_order.account_id)
+    else:
+        order = modified(command.modify_order, command.modify_order.account_id)
+    return matching_pb2.CommandResult(order=order)
+
+
+class RelayBackend(matching_grpc.MatchingServiceServicer):
+    async def ExecuteStream(self, request_iterator, context):
+        # Answered in arrival order, each batch as soon as it is read: a shard that
+        # commits instantly.
+        async for request in request_iterator:
+            yield matching_pb2.ExecuteStreamResponse(batch_id=request.batch_id,
+                                                     results=[answer(c) for c in request.commands])
+
+
+def _order_service(servicer) -> Service:
+    return Service(ORDER_SERVICE, lambda server: order_grpc.add_OrderServiceServicer_to_server(servicer, server))
+
+
+def _echo(args) -> tuple[list[Service], Lifecycle | None]:
+    return [_order_service(EchoOrders(SnowflakeIds(args.node)))], None
+
+
+def _relay_back(args) -> tuple[list[Service], Lifecycle | None]:
+    backend = RelayBackend()
+    return [Service(MATCHING_SERVICE,
+                    lambda server: matching_grpc.add_MatchingServiceServicer_to_server(backend, server))], None
+
+
+def _relay_front(args) -> tuple[list[Service], Lifecycle | None]:
+    # The order service's settings (services/order/config.py) and wiring, so a
+    # --setting such as BOURSE_BATCH_LINGER_US applies here as it does there.
+    timeout_s = env_int("BOURSE_CALL_TIMEOUT_MS", 5000) / 1000
+    channel = grpc.aio.insecure_channel(args.backend, options=CHANNEL_OPTIONS)
+    stream = ShardStream(matching_grpc.MatchingServiceStub(channel), timeout_s)
+    batcher = Batcher(stream, env_int("BOURSE_BATCH_MAX", 1024),
+                      linger_s=env_int("BOURSE_BATCH_LINGER_US", 1000) / 1e6)
+
+    async def ready():
+        batcher.start()
+
+    async def closing():
+        await batcher.stop()
+        await stream.close()
+        await channel.close()
+
+    servicer = RelayOrders(batcher, SnowflakeIds(args.node), timeout_s)
+    return [_order_service(servicer)], Lifecycle(ready=ready, closing=closing)
+
+
+MODES = {"echo": _echo, "relay-front": _relay_front, "relay-back": _relay_back}
+
+
+async def _serve(args) -> None:
+    log = logs.configure(f"floor-{args.mode}").bind(node=args.node)
+    services, lifecycle = MODES[args.mode](args)
+    await serve(services, args.address, log, drain_seconds=env_int("BOURSE_DRAIN_MS", 2000) / 1000,
+                lifecycle=lifecycle)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m loadgen.floor_servers", description=__doc__.split("\n\n")[0])
+    parser.add_argument("mode", choices=list(MODES))
+    parser.add_argument("--address", required=True, help="host:port to serve on")
+    parser.add_argument("--node", type=int, default=0, help="Snowflake node of the ids minted here (0-511)")
+    parser.add_argument("--backend", default="", help="relay-front: the relay-back's host:port")
+    args = parser.parse_args(argv)
+    if args.mode == "relay-front" and not args.backend:
+        parser.error("relay-front needs --backend")
+    run(lambda: _serve(args))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""The floor benchmark's servers answer real gRPC calls: the echo at once, the relay
+through its batched stream to the backend; and the floor's Envoy in front of them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import grpc
+import pytest
+from bourse.order.v1 import order_service_pb2 as order_pb2
+from bourse.order.v1 import order_service_pb2_grpc as order_grpc
+from bourse.type.v1 import types_pb2
+
+from infra.local.servers import free_port, wait_serving
+from loadgen.floor import Floor
+
+pytestmark = pytest.mark.timeout(120)
+
+SUBMIT = order_pb2.SubmitOrderRequest(
+    client_order_id="floor-1", symbol="AAPL", side=types_pb2.SIDE_BUY, order_type=types_pb2.ORDER_TYPE_LIMIT,
+    time_in_force=types_pb2.TIME_IN_FORCE_GTC, price=1234, quantity=7)
+
+
+@pytest.fixture
+def spawn(tmp_path):
+    """Starts `python -m loadgen.floor_servers MODE --address A ...` until SERVING."""
+    env = Floor("echo", {}, tmp_path).env()  # the env the benchmark gives its servers
+    started = []
+
+    def start(mode: str, *args: str) -> str:
+        address = f"127.0.0.1:{free_port()}"
+        log = tmp_path / f"{mode}-{len(started)}.log"
+        with open(log, "wb") as out:
+            process = subprocess.Popen([sys.executable, "-m", "loadgen.floor_servers", mode, "--address", address,
+                                        *args], env=env, stdout=out, stderr=subprocess.STDOUT)
+        started.append(process)
+        wait_serving(address, process, log, timeout=30)
+        return address
+
+    yield start
+    for process in started:
+        process.terminate()
+    for process in started:
+        process.wait(timeout=15)
+
+
+def exchange(address: str) -> None:
+    """A submit, a modify and a cancel of it, each answered with a plausible order."""
+    with grpc.insecure_channel(address) as channel:
+        stub = order_grpc.OrderServiceStub(channel)
+        order = stub.SubmitOrder(SUBMIT, timeout=10).order
+        assert order.order_id > 0 and order.status == types_pb2.ORDER_STATUS_NEW
+        assert (order.client_order_id, order.symbol, order.side, order.price, order.quantity, order.leaves_quantity) \
+            == ("floor-1", "AAPL", types_pb2.SIDE_BUY, 1234, 7, 7)
+        assert stub.SubmitOrder(SUBMIT, timeout=10).order.order_id != order.order_id  # a fresh id each time
+        modified = stub.ModifyOrder(order_pb2.ModifyOrderRequest(order_id=order.order_id, symbol="AAPL", price=1235,
+                                                                 quantity=9), timeout=10).order
+        assert (modified.order_id, modified.price, modified.quantity, modified.status) \
+            == (order.order_id, 1235, 9, types_pb2.ORDER_STATUS_NEW)
+        cancelled = stub.CancelOrder(order_pb2.CancelOrderRequest(order_id=order.order_id, symbol="AAPL"),
+                                     timeout=10).order
+        assert (cancelled.order_id, cancelled.status) == (order.order_id, types_pb2.ORDER_STATUS_CANCELLED)
+
+
+def test_echo_answers(spawn):
+    exchange(spawn("echo", "--node", "3"))
+
+
+def test_relay_answers_through_its_backend(spawn):
+    backend = spawn("relay-back")
+    exchange(spawn("relay-front", "--node", "4", "--backend", backend))
+
+
+def test_relay_behind_envoy(tmp_path):
+    with Floor("relay", {}, tmp_path / "relay") as floor:
+        assert set(floor.pids()) == {"relay_backend", "order-0", "order-1", "envoy"}
+        exchange(floor.target)
+    assert not floor.processes
