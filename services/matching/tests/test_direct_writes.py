@@ -43,7 +43,8 @@ def new(order_id, side, price, qty, account=1, tif=t.TIME_IN_FORCE_GTC, coid=Non
 
 
 BATCHES = [
-    [new(1, t.SIDE_SELL, 101, 5), new(2, t.SIDE_SELL, 102, 5, account=2), new(3, t.SIDE_BUY, 99, 4)],
+    [new(1, t.SIDE_SELL, 101, 5), new(2, t.SIDE_SELL, 102, 5, account=2),
+     new(3, t.SIDE_BUY, 99, 4, coid='q"uo\\te,{NULL} é')],  # travels inside an array literal
     # Takes all of 1 and 2 of 2 (two trades), modifies 3, cancels 2's rest, a retry of 1.
     [new(4, t.SIDE_BUY, 102, 7, account=3),
      m.Command(modify_order=m.ModifyOrder(order_id=3, account_id=1, symbol="AAPL", price=98, quantity=6)),
@@ -97,6 +98,7 @@ def test_direct_writes_store_what_the_persistence_service_stores(pg):
         assert ours == theirs
         orders, trades, journal = ours
         assert [o[0] for o in orders] == [1, 2, 3, 4]  # the retry (5) stored nothing
+        assert orders[2][2] == 'q"uo\\te,{NULL} é'
         assert len(trades) == 2 and len(journal) == 7
     finally:
         for store in stores:
