@@ -46,17 +46,18 @@ def counters(stack: Stack) -> tuple[float, int, int, int]:
             commits += conn.execute("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
                                     ).fetchone()[0]
     batches = commands = 0
-    for address in stack.matching_addresses:
+    for index, address in enumerate(stack.matching_addresses):
         with grpc.insecure_channel(address) as channel:
             status = matching_grpc.MatchingServiceStub(channel).GetShardStatus(
-                matching_pb2.GetShardStatusRequest(), timeout=5)
+                matching_pb2.GetShardStatusRequest(shard_index=index), timeout=5)
         batches, commands = batches + status.committed_batches, commands + status.committed_commands
     return time.monotonic(), commits, batches, commands
 
 
-def run_once(ranges: str, settings: dict[str, str], args, workdir: Path) -> dict:
+def run_once(ranges: str, settings: dict[str, str], args, workdir: Path, processes: int | None = None) -> dict:
     report = workdir / f"{len(ranges.split(','))}-{len(list(workdir.iterdir()))}.json"
-    with Stack(shard_ranges=ranges, order_replicas=2, service_env=settings) as stack:
+    processes = processes or args.matching_processes
+    with Stack(shard_ranges=ranges, order_replicas=2, service_env=settings, matching_processes=processes) as stack:
         command = [sys.executable, "-m", "loadgen.main", "--target", stack.target, "--clients", str(args.clients),
                    "--duration", str(args.duration), "--report", str(report), "--plot", "", "--no-progress",
                    "--api-keys", ",".join(stack.api_keys), "--seed", "7", "--rate", str(args.rate)]
@@ -100,6 +101,10 @@ def main(argv=None) -> int:
     parser.add_argument("--setting", action="append", default=[], metavar="KEY=VALUE",
                         help="compare the layout as it is with these service settings instead of 1 vs 3 shards")
     parser.add_argument("--ranges", default=LAYOUTS["3 shards"][0], help="the layout --setting runs")
+    parser.add_argument("--matching-processes", type=int, default=1,
+                        help="processes serving the shards (1: all in one, as the demo runs them)")
+    parser.add_argument("--versus-processes", type=int, default=0, metavar="N",
+                        help="compare the layout (--ranges) with --matching-processes against N processes")
     parser.add_argument("--report", default=os.path.join(os.environ.get("BUILD_WORKSPACE_DIRECTORY", "."),
                                                          "reports", "compare_shards.json"))
     args = parser.parse_args(argv)
@@ -109,6 +114,9 @@ def main(argv=None) -> int:
             parser.error("--setting takes KEY=VALUE")
         changed = dict(s.split("=", 1) for s in args.setting)
         variants = {"as is": (args.ranges, {}), " ".join(args.setting): (args.ranges, changed)}
+    if args.versus_processes:
+        variants = {f"{args.matching_processes} process(es)": (args.ranges, {}),
+                    f"{args.versus_processes} process(es)": (args.ranges, {"_processes": str(args.versus_processes)})}
     results: dict[str, list[dict]] = {name: [] for name in variants}
     with tempfile.TemporaryDirectory() as tmp:
         for round_index in range(args.rounds):
@@ -116,7 +124,9 @@ def main(argv=None) -> int:
             if round_index % 2:
                 order.reverse()
             for name, (ranges, settings) in order:
-                result = run_once(ranges, settings, args, Path(tmp))
+                settings = dict(settings)
+                processes = int(settings.pop("_processes", 0)) or None
+                result = run_once(ranges, settings, args, Path(tmp), processes)
                 results[name].append(result)
                 print(f"round {round_index + 1} {name}: {result['orders_per_s']:.0f} orders/s, "
                       f"p99 {result['latency']['submit']['p99_ms']:.1f} ms, lost {result['durability']['lost']}",

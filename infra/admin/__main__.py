@@ -49,7 +49,7 @@ def shard_rows(matching: list[str], persistence: str) -> list[dict]:
             try:
                 with grpc.insecure_channel(address) as channel:
                     status = matching_grpc.MatchingServiceStub(channel).GetShardStatus(
-                        matching_pb2.GetShardStatusRequest(), timeout=5)
+                        matching_pb2.GetShardStatusRequest(shard_index=index), timeout=5)
                 row.update(symbols=len(status.symbols), sequence=status.sequence, queued=status.queued_commands,
                            resting=status.resting_orders, serving=status.serving,
                            avg_batch=round(status.committed_commands / max(status.committed_batches, 1), 1),
@@ -85,7 +85,7 @@ def take_snapshots(matching: list[str], only: int | None) -> int:
         try:
             with grpc.insecure_channel(address) as channel:
                 done = matching_grpc.MatchingServiceStub(channel).TakeSnapshot(
-                    matching_pb2.TakeSnapshotRequest(), timeout=300)
+                    matching_pb2.TakeSnapshotRequest(shard_index=index), timeout=300)
             print(f"shard {index}: snapshot at sequence {done.sequence}, {done.bytes} bytes")
         except grpc.RpcError as error:
             failed += 1

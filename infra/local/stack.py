@@ -1,5 +1,5 @@
 """The whole exchange on one machine: PostgreSQL (one database per shard), Redis, the
-persistence service, one matching process per shard, order-service replicas, Envoy.
+persistence service, the matching shards (one process for all, or one each), order-service replicas, Envoy.
 
     stack demo [--duration 60 --clients 40]   start, run the load generator, report, stop
     stack up                                  start and keep running until Ctrl-C
@@ -58,6 +58,10 @@ class Stack:
     quiet: bool = True
     # Extra settings for every service (e.g. BOURSE_SNAPSHOT_EVERY).
     service_env: dict[str, str] = field(default_factory=dict)
+    # How many processes serve the matching shards (matching-0..): 1 runs every shard in
+    # one process, which on a small machine spares a message per shard on the internal
+    # hop; len(shards) runs one process per shard, as Kubernetes does (one pod each).
+    matching_processes: int = 1
 
     def __post_init__(self):
         self.processes: list[Process] = []
@@ -114,9 +118,13 @@ class Stack:
                        capture_output=True)
         persistence = self.persistence_address = f"127.0.0.1:{free_port()}"
         self._spawn("persistence", "services.persistence.main", persistence, BOURSE_PERSISTENCE_ADDR=persistence)
-        matching = self.matching_addresses = [f"127.0.0.1:{free_port()}" for _ in range(self.shards)]
-        for index, address in enumerate(matching):
-            self._spawn(f"matching-{index}", "services.matching.main", address, BOURSE_SHARD_INDEX=str(index),
+        hosts = max(1, min(self.matching_processes, self.shards))
+        addresses = [f"127.0.0.1:{free_port()}" for _ in range(hosts)]
+        # Shard i is served by process i % hosts; every shard's address is its process's.
+        matching = self.matching_addresses = [addresses[i % hosts] for i in range(self.shards)]
+        for host, address in enumerate(addresses):
+            shards = ",".join(str(i) for i in range(self.shards) if i % hosts == host)
+            self._spawn(f"matching-{host}", "services.matching.main", address, BOURSE_SHARD_INDEX=shards,
                         BOURSE_MATCHING_ADDR=address, BOURSE_PERSISTENCE_ADDR=persistence)
         self.order_addresses = [f"127.0.0.1:{free_port()}" for _ in range(self.order_replicas)]
         for index, address in enumerate(self.order_addresses):
@@ -141,6 +149,10 @@ class Stack:
 
     def process(self, name: str) -> Process:
         return next(p for p in self.processes if p.name == name)
+
+    def matching_process_of(self, shard: int) -> str:
+        """The name of the process serving matching shard `shard`."""
+        return f"matching-{shard % max(1, min(self.matching_processes, self.shards))}"
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
         """Kills a service (SIGKILL by default: no drain, no goodbye)."""
@@ -300,12 +312,15 @@ def main(argv=None) -> int:
     parser.add_argument("--clients", type=int, default=40)
     parser.add_argument("--order-replicas", type=int, default=2)
     parser.add_argument("--shard-ranges", default=DEFAULT_SHARD_RANGES)
+    parser.add_argument("--matching-processes", type=int, default=1,
+                        help="processes serving the shards (1: all in one; one per shard: as many as shards)")
     parser.add_argument("--envoy-port", type=int, default=0, help="default: a free port (up) / any (demo)")
     parser.add_argument("--report-dir", default=os.path.join(os.environ.get("BUILD_WORKSPACE_DIRECTORY", "."), "reports"))
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     log_dir = os.path.join(args.report_dir, "logs")
     stack = Stack(shard_ranges=args.shard_ranges, order_replicas=args.order_replicas, log_dir=log_dir,
+                  matching_processes=args.matching_processes,
                   envoy_port=args.envoy_port or (8080 if args.mode == "up" and _port_free(8080) else 0), quiet=False)
     with stack:
         if args.mode == "demo":

@@ -1,4 +1,9 @@
-"""A matching shard process: `python -m services.matching.main` (settings: config.py)."""
+"""A matching process: `python -m services.matching.main` (settings: config.py).
+
+It serves one shard, or several (BOURSE_SHARD_INDEX=0,1,2): each with its own books,
+sequence, group committer, database connection and market data; the gRPC server,
+the persistence channel and the Redis client are shared.
+"""
 
 from __future__ import annotations
 
@@ -19,34 +24,49 @@ from services.matching.shard import MatchingShard
 
 async def main() -> None:
     settings = MatchingSettings.from_env()
-    log = logs.configure("matching").bind(shard=settings.shard_index)
+    log = logs.configure("matching").bind(shards=list(settings.hosted))
     channel = grpc.aio.insecure_channel(settings.persistence_address, options=CHANNEL_OPTIONS)
-    direct = None
-    if settings.direct_db_url:
-        direct = DirectWrites(settings.direct_db_url, settings.shard_index, timeout_s=settings.write_timeout_s)
-    persistence = GrpcPersistence(channel, write_timeout_s=settings.write_timeout_s, direct=direct)
     redis_client = redis.from_url(settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
-    market_data = MarketData(redis_client, log, interval_s=settings.market_data_interval_s)
-    shard = MatchingShard(settings.symbols, SnowflakeIds(MATCHING_NODE_BASE + settings.shard_index),
-                          shard_index=settings.shard_index)
     lifecycle = Lifecycle()
-    committer = GroupCommitter(shard, persistence, market_data, log, snapshot_every=settings.snapshot_every,
-                               set_serving=lifecycle.set_serving, linger_s=settings.batch_linger_s)
+    committers: dict[int, GroupCommitter] = {}
+    closers = []
+    not_serving: set[int] = set(settings.hosted)
+
+    def health_of(index: int):
+        async def set_serving(serving: bool) -> None:  # the process serves once all its shards do
+            (not_serving.discard if serving else not_serving.add)(index)
+            await lifecycle.set_serving(not not_serving)
+
+        return set_serving
+
+    for index, symbols in settings.hosted.items():
+        shard_log = log.bind(shard=index)
+        url = settings.direct_db_urls.get(index)
+        direct = DirectWrites(url, index, timeout_s=settings.write_timeout_s) if url else None
+        persistence = GrpcPersistence(channel, write_timeout_s=settings.write_timeout_s, direct=direct)
+        market_data = MarketData(redis_client, shard_log, interval_s=settings.market_data_interval_s)
+        shard = MatchingShard(symbols, SnowflakeIds(MATCHING_NODE_BASE + index), shard_index=index)
+        committers[index] = GroupCommitter(shard, persistence, market_data, shard_log,
+                                           snapshot_every=settings.snapshot_every, set_serving=health_of(index),
+                                           linger_s=settings.batch_linger_s)
+        closers.append((committers[index], market_data, persistence))
+        log.info("starting shard", shard=index, symbols=sorted(symbols), direct_writes=direct is not None)
 
     async def ready() -> None:
-        await committer.start(timeout_s=settings.startup_timeout_s)
+        for committer in committers.values():
+            await committer.start(timeout_s=settings.startup_timeout_s)
 
     async def closing() -> None:
-        await committer.stop()
-        await market_data.close()
-        await persistence.close()
+        for committer, market_data, persistence in closers:
+            await committer.stop()
+            await market_data.close()
+            await persistence.close()
+        await redis_client.aclose()
         await channel.close()
 
     lifecycle.ready, lifecycle.closing = ready, closing
-    log.info("starting", symbols=sorted(settings.symbols), persistence=settings.persistence_address,
-             direct_writes=direct is not None)
     await serve(
-        [Service(service.SERVICE_NAME, service.register(committer))],
+        [Service(service.SERVICE_NAME, service.register(committers))],
         settings.address,
         log,
         drain_seconds=settings.drain_seconds,

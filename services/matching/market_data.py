@@ -193,11 +193,11 @@ class MarketData:
 
     async def close(self) -> None:
         """Stops publishing; what was recorded but not yet sent (at most one interval
-        of it, the committer being stopped first) gets one last send."""
+        of it, the committer being stopped first) gets one last send. The client stays
+        open: it is the caller's (one process's shards share one)."""
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         if self._client is not None:
             if self._dirty or self._trades or self._orders:
                 await self._send(*(await self._take())[1:])
-            await self._client.aclose()

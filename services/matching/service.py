@@ -1,4 +1,6 @@
-"""gRPC face of a matching shard: decode, hand to the group committer, map errors."""
+"""gRPC face of a matching process: decode, hand each shard's commands to its group
+committer, map errors. A batch may carry commands of several shards the process serves:
+each shard commits its part (concurrently), and the answers go back in the batch's order."""
 
 from __future__ import annotations
 
@@ -17,18 +19,52 @@ SERVICE_NAME = "bourse.matching.v1.MatchingService"
 
 
 class MatchingServicer(matching_grpc.MatchingServiceServicer):
-    def __init__(self, committer: GroupCommitter):
-        self._committer = committer
+    def __init__(self, committers: dict[int, GroupCommitter]):
+        self._committers = committers
+        self._first = next(iter(committers.values()))
+        self._by_symbol = {symbol: c for c in committers.values() for symbol in c.shard.symbols}
+
+    def _parts(self, commands) -> list[tuple[GroupCommitter, list[int], list]]:
+        """The batch split by shard: (committer, positions in the batch, its commands)."""
+        if len(self._committers) == 1:
+            return [(self._first, [], commands)]
+        parts: dict[int, tuple[GroupCommitter, list[int], list]] = {}
+        for position, command in enumerate(commands):
+            kind = command.WhichOneof("command")
+            committer = self._by_symbol.get(getattr(command, kind).symbol) if kind else None
+            committer = committer or self._first  # it refuses the batch, naming the field
+            part = parts.setdefault(id(committer), (committer, [], []))
+            part[1].append(position)
+            part[2].append(command)
+        return list(parts.values())
 
     async def _execute(self, commands):
         """Results, or the BourseError the whole batch fails with."""
         try:
-            return await self._committer.execute(commands)
+            parts = self._parts(commands)
+            if len(parts) == 1:
+                return await parts[0][0].execute(parts[0][2])
+            for committer, _, part in parts:  # refused as a whole before any shard runs its part
+                committer.shard.validate(part)
+            answers = await asyncio.gather(*(c.execute(part) for c, _, part in parts), return_exceptions=True)
+            for answer in answers:
+                if isinstance(answer, BaseException):
+                    raise answer
+            results = [None] * len(commands)
+            for (_, positions, _), answer in zip(parts, answers):
+                for position, result in zip(positions, answer):
+                    results[position] = result
+            return results
         except InvalidCommand as error:
             reason = "INVALID_" + error.field.rsplit(".", 1)[-1].split("[")[0].upper()
             return BourseError(grpc.StatusCode.INVALID_ARGUMENT, reason, str(error))
         except Unavailable as error:
             return BourseError(grpc.StatusCode.UNAVAILABLE, error.reason, str(error))
+
+    def _committer(self, request, context) -> GroupCommitter | None:
+        if not request.HasField("shard_index"):
+            return self._first
+        return self._committers.get(request.shard_index)
 
     async def ExecuteBatch(self, request, context):
         outcome = await self._execute(request.commands)
@@ -69,7 +105,9 @@ class MatchingServicer(matching_grpc.MatchingServiceServicer):
             reader.cancel()
 
     async def GetShardStatus(self, request, context):
-        committer = self._committer
+        committer = self._committer(request, context)
+        if committer is None:
+            await abort(context, _not_served(request.shard_index))
         shard = committer.shard
         return matching_pb2.GetShardStatusResponse(
             shard_index=shard.shard_index, symbols=sorted(shard.symbols), sequence=shard.sequence,
@@ -79,8 +117,11 @@ class MatchingServicer(matching_grpc.MatchingServiceServicer):
         )
 
     async def TakeSnapshot(self, request, context):
+        committer = self._committer(request, context)
+        if committer is None:
+            await abort(context, _not_served(request.shard_index))
         try:
-            sequence, size = await self._committer.take_snapshot()
+            sequence, size = await committer.take_snapshot()
         except Unavailable as error:
             await abort(context, BourseError(grpc.StatusCode.UNAVAILABLE, error.reason, str(error)))
         except grpc.RpcError as error:
@@ -89,8 +130,12 @@ class MatchingServicer(matching_grpc.MatchingServiceServicer):
         return matching_pb2.TakeSnapshotResponse(sequence=sequence, bytes=size)
 
 
-def register(committer: GroupCommitter):
+def _not_served(shard_index: int) -> BourseError:
+    return BourseError(grpc.StatusCode.NOT_FOUND, "SHARD_NOT_SERVED", f"shard_index: {shard_index} is not served here")
+
+
+def register(committers: dict[int, GroupCommitter]):
     def add(server: grpc.aio.Server) -> None:
-        matching_grpc.add_MatchingServiceServicer_to_server(MatchingServicer(committer), server)
+        matching_grpc.add_MatchingServiceServicer_to_server(MatchingServicer(committers), server)
 
     return add

@@ -27,6 +27,7 @@ packed until a command touches them (live_orders.py).
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from bourse.matching.v1 import matching_service_pb2 as matching_pb2
@@ -39,6 +40,7 @@ from services.matching.client_ids import ClientOrderIds, request_hash
 from services.matching.live_orders import LiveOrders
 from services.matching.order_state import (
     CANCELLED,
+    FINISHED,
     FILLED,
     PARTIALLY_FILLED,
     REJECTED,
@@ -47,6 +49,9 @@ from services.matching.order_state import (
 )
 
 BOOK_LEVELS = 50
+# How many of the latest finished orders the shard remembers, so that a cancel or modify
+# of one is answered ORDER_DONE without a read of the store (older ones still are, by it).
+DONE_KEPT = 100_000
 
 # Engine reason codes, named as the engine names them: the Order.reason strings.
 REJECT_REASONS = {int(reason): reason.name for reason in RejectReason}
@@ -95,6 +100,8 @@ class MatchingShard:
         self.live = LiveOrders()
         self.sequence = 0  # of the last command applied to the books
         self.client_ids = ClientOrderIds()
+        # Finished order id -> (account, symbol, status), oldest first.
+        self.done: OrderedDict[int, tuple[int, str, int]] = OrderedDict()
         self.restore_phases: dict[str, float] = {}  # seconds per step of the last restore
 
     def _now_ns(self) -> int:
@@ -141,6 +148,9 @@ class MatchingShard:
                 results.append(self._cancel(command.cancel_order, batch, now))
             else:
                 results.append(self._modify(command.modify_order, batch, now))
+        for state in (*batch.new.values(), *batch.updated.values()):
+            if state.status in FINISHED:
+                self._finished(state)
         if replaying:
             return None
         write = persistence_pb2.WriteBatchRequest(
@@ -151,6 +161,21 @@ class MatchingShard:
             journal=journal,
         )
         return BatchOutcome(results, write, batch.symbols, batch.trades)
+
+    def _finished(self, state: OrderState) -> None:
+        self.done[state.order_id] = (state.account_id, state.symbol, state.status)
+        if len(self.done) > DONE_KEPT:
+            self.done.popitem(last=False)
+
+    def _not_working(self, order_id: int, account_id: int, symbol: str) -> matching_pb2.CommandResult:
+        """The answer to a cancel or modify of an order not on the book: ORDER_DONE with
+        its final status when the account's order finished lately, else UNKNOWN_ORDER."""
+        done = self.done.get(order_id)
+        if done is not None and done[:2] == (account_id, symbol):
+            return matching_pb2.CommandResult(order=types_pb2.Order(
+                order_id=order_id, account_id=account_id, symbol=symbol, status=done[2]), error_reason="ORDER_DONE")
+        unknown = types_pb2.Order(order_id=order_id, account_id=account_id, symbol=symbol)
+        return matching_pb2.CommandResult(order=unknown, error_reason="UNKNOWN_ORDER")
 
     def _replay_time(self, ns: int) -> int:
         self._last_ns = max(self._last_ns, ns)
@@ -269,6 +294,8 @@ class MatchingShard:
                 if batch.replaying:
                     return None
                 reason = REJECT_REASONS.get(_int(event.reason), f"REJECTED_{_int(event.reason)}")
+                if reason == "UNKNOWN_ORDER":
+                    return self._not_working(cmd.order_id, cmd.account_id, cmd.symbol)
                 unknown = types_pb2.Order(order_id=cmd.order_id, account_id=cmd.account_id, symbol=cmd.symbol)
                 return matching_pb2.CommandResult(order=unknown, error_reason=reason)
         state = self.live.pop(cmd.order_id)
@@ -283,9 +310,8 @@ class MatchingShard:
         refused modify leaves the order as it was."""
         state = self.live.get(cmd.order_id)
         if state is None or state.account_id != cmd.account_id or state.symbol != cmd.symbol:
-            # Unknown, done, or another account's: the same answer, nothing shown.
-            unknown = types_pb2.Order(order_id=cmd.order_id, account_id=cmd.account_id, symbol=cmd.symbol)
-            return None if batch.replaying else matching_pb2.CommandResult(order=unknown, error_reason="UNKNOWN_ORDER")
+            # Unknown, done, or another account's: nothing shown but to the order's owner.
+            return None if batch.replaying else self._not_working(cmd.order_id, cmd.account_id, cmd.symbol)
         if cmd.quantity <= state.filled:
             return None if batch.replaying else matching_pb2.CommandResult(
                 order=state.to_proto(), error_reason="QUANTITY_NOT_ABOVE_FILLED")
@@ -308,6 +334,7 @@ class MatchingShard:
         self.live = LiveOrders()
         self.sequence = 0
         self.client_ids = ClientOrderIds()
+        self.done = OrderedDict()
         self._last_ns = 0
 
     def snapshot(self) -> bytes:

@@ -30,9 +30,13 @@ from services.order.service import (
 async def main() -> None:
     settings = OrderSettings.from_env()
     log = logs.configure("order").bind(node=settings.node_id)
-    channels = [grpc.aio.insecure_channel(a, options=CHANNEL_OPTIONS) for a in settings.matching_addresses]
+    # One channel, stream and batcher per matching process: shards served by one process
+    # (the same address) share them, so a batch is one message whatever shards it spans.
+    distinct = list(dict.fromkeys(settings.matching_addresses))
+    channels = [grpc.aio.insecure_channel(a, options=CHANNEL_OPTIONS) for a in distinct]
     streams = [ShardStream(matching_grpc.MatchingServiceStub(ch), settings.call_timeout_s) for ch in channels]
-    shards = [Batcher(stream, settings.batch_max, linger_s=settings.batch_linger_s) for stream in streams]
+    batchers = [Batcher(stream, settings.batch_max, linger_s=settings.batch_linger_s) for stream in streams]
+    shards = [batchers[distinct.index(address)] for address in settings.matching_addresses]
     persistence_channel = grpc.aio.insecure_channel(settings.persistence_address, options=CHANNEL_OPTIONS)
     persistence = persistence_grpc.PersistenceServiceStub(persistence_channel)
     redis_client = redis.Redis.from_url(settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
@@ -56,7 +60,7 @@ async def main() -> None:
     )
 
     async def ready():
-        for batcher in shards:
+        for batcher in batchers:
             batcher.start()
 
     order_servicer = OrderServicer(desk, auth, updates_client)
@@ -69,7 +73,7 @@ async def main() -> None:
         await updates_client.connection_pool.disconnect()  # wakes the blocked XREADs
 
     async def closing():
-        for batcher in shards:
+        for batcher in batchers:
             await batcher.stop()
         for stream in streams:
             await stream.close()

@@ -113,17 +113,24 @@ class OrderDesk:
         result = await self._execute(request.symbol, command)
         if not result.error_reason:
             return result.order
-        raise await self._not_working(request, account_id, result.error_reason, "cancel",
+        raise await self._not_working(request, account_id, result, "cancel",
                                       lambda name: f"order {request.order_id} is already {name}")
 
-    async def _not_working(self, request, account_id: int, reason: str, action: str, done_message) -> BourseError:
+    async def _not_working(self, request, account_id: int, result, action: str, done_message) -> BourseError:
         """Why the shard found no working order to `action`: unknown or another account's
-        (NOT_FOUND), done (FAILED_PRECONDITION, only its owner learns it), else ABORTED."""
-        stored = await self._find(request.order_id, account_id, request.symbol)
-        if stored is None or stored.symbol != request.symbol:
-            return not_found(request.order_id)
-        if stored.status in DONE:
-            name = types_pb2.OrderStatus.Name(stored.status)
+        (NOT_FOUND), done (FAILED_PRECONDITION, only its owner learns it), else ABORTED.
+        The shard says ORDER_DONE itself for the account's orders it saw finish lately;
+        otherwise the stored order tells."""
+        reason = result.error_reason
+        if reason == "ORDER_DONE":
+            status = result.order.status
+        else:
+            stored = await self._find(request.order_id, account_id, request.symbol)
+            if stored is None or stored.symbol != request.symbol:
+                return not_found(request.order_id)
+            status = stored.status
+        if status in DONE:
+            name = types_pb2.OrderStatus.Name(status)
             return BourseError(grpc.StatusCode.FAILED_PRECONDITION, "ORDER_DONE", done_message(name))
         return BourseError(grpc.StatusCode.ABORTED, reason, f"{action} refused: {reason}")
 
@@ -133,8 +140,8 @@ class OrderDesk:
         reason = result.error_reason
         if not reason:
             return result.order
-        if reason == "UNKNOWN_ORDER":
-            raise await self._not_working(request, account_id, reason, "modify",
+        if reason in ("UNKNOWN_ORDER", "ORDER_DONE"):
+            raise await self._not_working(request, account_id, result, "modify",
                                           lambda name: f"order {request.order_id} is {name}: nothing left to modify")
         if reason == "QUANTITY_NOT_ABOVE_FILLED":
             raise BourseError(grpc.StatusCode.FAILED_PRECONDITION, reason,

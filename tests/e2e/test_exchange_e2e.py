@@ -36,7 +36,9 @@ pytestmark = pytest.mark.timeout(120)
 
 @pytest.fixture(scope="module")
 def stack():
-    with Stack(order_replicas=2) as running:
+    # One matching process per shard, as Kubernetes runs them (the demo's one process for
+    # all shards is what the fault tests run).
+    with Stack(order_replicas=2, matching_processes=3) as running:
         yield running
 
 
@@ -223,8 +225,8 @@ def test_a_retry_finds_the_original_after_its_shard_restarts_and_keys_are_per_sy
     same shard: KO and INTC are H-O) is a new order."""
     request = limit("KO", t.SIDE_BUY, 60, 1)
     first = orders.SubmitOrder(request, metadata=ALICE)
-    stack.kill("matching-1")
-    stack.restart("matching-1")
+    stack.kill(stack.matching_process_of(1))
+    stack.restart(stack.matching_process_of(1))
     deadline = time.monotonic() + 30
     while True:  # the order service reopens its stream to the shard on the next batch
         try:

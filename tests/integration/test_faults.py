@@ -38,6 +38,7 @@ ALICE = (("authorization", "Bearer demo-key-alice"),)
 OPEN = (t.ORDER_STATUS_NEW, t.ORDER_STATUS_PARTIALLY_FILLED)
 # What the load may see while parts are down (retried), and cancels of orders already done.
 EXPECTED_ERRORS = {"UNAVAILABLE", "DEADLINE_EXCEEDED", "CANCELLED", "FAILED_PRECONDITION"}
+# matching-0 is the one process serving every shard (the Stack default, as in the demo).
 VICTIMS = ("matching-0", "persistence", "order-0", "postgres")
 # A snapshot every few hundred commands, so recoveries restore one and replay the rest,
 # and the journal gets pruned (BOURSE_JOURNAL_PRUNE is left at its default: on).
@@ -59,10 +60,10 @@ def query(stack, sql, *params):
     return rows
 
 
-def shard_status(address: str) -> matching_pb2.GetShardStatusResponse:
+def shard_status(address: str, index: int) -> matching_pb2.GetShardStatusResponse:
     with grpc.insecure_channel(address) as channel:
-        return matching_grpc.MatchingServiceStub(channel).GetShardStatus(matching_pb2.GetShardStatusRequest(),
-                                                                         timeout=10)
+        return matching_grpc.MatchingServiceStub(channel).GetShardStatus(
+            matching_pb2.GetShardStatusRequest(shard_index=index), timeout=10)
 
 
 def fresh_shard(stack, index: int) -> MatchingShard:
@@ -70,16 +71,17 @@ def fresh_shard(stack, index: int) -> MatchingShard:
     return MatchingShard(owned, SnowflakeIds(1000), shard_index=index)
 
 
-def settled_status(address: str) -> matching_pb2.GetShardStatusResponse:
+def settled_status(address: str, index: int) -> matching_pb2.GetShardStatusResponse:
     """The shard's status once no snapshot is running or due (the load has stopped), so
     no snapshot lands, and prunes the journal, while the checks read it. A snapshot is
     due from SNAPSHOT_EVERY commands after the last one; TakeSnapshot waits for one
     running, or takes the one due."""
-    status = shard_status(address)
+    status = shard_status(address, index)
     if status.sequence - status.snapshot_sequence >= SNAPSHOT_EVERY:
         with grpc.insecure_channel(address) as channel:
-            matching_grpc.MatchingServiceStub(channel).TakeSnapshot(matching_pb2.TakeSnapshotRequest(), timeout=30)
-        status = shard_status(address)
+            matching_grpc.MatchingServiceStub(channel).TakeSnapshot(
+                matching_pb2.TakeSnapshotRequest(shard_index=index), timeout=30)
+        status = shard_status(address, index)
     return status
 
 
@@ -253,7 +255,7 @@ def test_nothing_acknowledged_is_lost_through_crashes_of_every_part(stack):
     open_orders = {row[0]: (row[5], row[4]) for row in all_orders if row[6] in OPEN}
     resting_orders, sequences, pruned = {}, [], []
     for index, address in enumerate(stack.matching_addresses):
-        status = settled_status(address)
+        status = settled_status(address, index)
         heads, first, last, entries = journal_state(stack, index)
         fallback = heads[0] if len(heads) > 1 else 0  # the oldest kept snapshot, once there are two
         assert first == fallback + 1, f"shard {index}: journal starts at {first}, snapshots {heads}"

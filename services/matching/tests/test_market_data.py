@@ -39,11 +39,13 @@ async def publishing(redis_url, **options):
     """A MarketData over a flushed Redis, and a second client to read what it sent."""
     reader = redis.from_url(redis_url)
     await reader.flushdb()
-    market_data = MarketData(redis.from_url(redis_url), LOG, **options)
+    writer = redis.from_url(redis_url)
+    market_data = MarketData(writer, LOG, **options)
     try:
         yield market_data, reader
     finally:
         await market_data.close()
+        await writer.aclose()
         await reader.aclose()
 
 

@@ -198,8 +198,12 @@ def test_cancel_and_cancels_that_name_no_live_order_of_the_account(tmp_path):
                 "", t.ORDER_STATUS_CANCELLED, 0, 5, "USER")
             assert (await p.order(1)).status == t.ORDER_STATUS_CANCELLED
             assert c.shard.depth("AAPL") == ([], [])
-            [again] = await c.execute([cancel(1)])
-            assert again.error_reason == "UNKNOWN_ORDER"
+            # Cancelled: its owner learns it is done (no read of the store needed); to
+            # another account it stays unknown.
+            again, foreign_again = await c.execute([cancel(1), cancel(1, account=2)])
+            assert (again.error_reason, again.order.status) == ("ORDER_DONE", t.ORDER_STATUS_CANCELLED)
+            assert foreign_again.error_reason == "UNKNOWN_ORDER"
+            assert foreign_again.order.status == t.ORDER_STATUS_UNSPECIFIED
     run(go())
 
 
@@ -595,7 +599,7 @@ def test_a_modify_that_cannot_apply_leaves_the_order_untouched(tmp_path):
             assert not p.writes[writes].updated_orders and not p.writes[writes].trades
             await c.execute([new(3, BUY, 101, 5, account=3)])  # order 1 fills...
             [r] = await c.execute([modify(1, 101, 3)])
-            assert r.error_reason == "UNKNOWN_ORDER"  # ...and is done: nothing to modify
+            assert (r.error_reason, r.order.status) == ("ORDER_DONE", t.ORDER_STATUS_FILLED)  # nothing to modify
     run(go())
 
 

@@ -55,9 +55,9 @@ def stack(tmp_path):
     matching_env = {**common, "BOURSE_SHARD_INDEX": "0", "BOURSE_MATCHING_ADDR": matching_addr,
                     "BOURSE_PERSISTENCE_ADDR": persistence_addr, "BOURSE_REDIS_URL": redis_server.url}
 
-    def start_matching():
+    def start_matching(**env):
         log = tmp_path / "matching.log"
-        process = start("services.matching.main", matching_env, log)
+        process = start("services.matching.main", {**matching_env, **env}, log)
         processes.append(process)
         wait_serving(matching_addr, process, log)
         return process
@@ -141,3 +141,29 @@ def test_execute_batch_over_grpc_publishes_to_redis_and_survives_a_restart(stack
             stub.ExecuteBatch(m.ExecuteBatchRequest(commands=[new(5, BUY, 90, 1)]), timeout=10)
         assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
         assert reason_of(caught.value) == "PERSISTENCE_UNAVAILABLE"
+
+
+def test_one_process_serves_several_shards_each_committing_its_part(stack):
+    """Shards 0 (A-G: AAPL) and 1 (H-O: MSFT) in one process: a batch mixing their
+    symbols is split, each shard sequences and journals its part, the answers come back
+    in the batch's order; a symbol no served shard owns refuses the whole batch."""
+    address, start_matching, _, _ = stack
+    start_matching(BOURSE_SHARD_INDEX="0,1")
+    with grpc.insecure_channel(address) as channel:
+        stub = m_grpc.MatchingServiceStub(channel)
+        results = stub.ExecuteBatch(m.ExecuteBatchRequest(commands=[
+            new(1, SELL, 101, 10, symbol="MSFT"), new(2, SELL, 50, 3), new(3, BUY, 101, 4, account=2, symbol="MSFT"),
+        ]), timeout=10).results
+        assert [(r.order.order_id, r.order.symbol) for r in results] == [(1, "MSFT"), (2, "AAPL"), (3, "MSFT")]
+        assert results[2].order.filled_quantity == 4 and results[1].order.status == t.ORDER_STATUS_NEW
+        status = {i: stub.GetShardStatus(m.GetShardStatusRequest(shard_index=i), timeout=5) for i in (0, 1)}
+        assert (status[0].sequence, status[1].sequence) == (1, 2)
+        assert set(status[1].symbols) == {"MSFT"} and stub.GetShardStatus(m.GetShardStatusRequest()).shard_index == 0
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.GetShardStatus(m.GetShardStatusRequest(shard_index=2), timeout=5)
+        assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.ExecuteBatch(m.ExecuteBatchRequest(commands=[new(4, BUY, 1, 1), new(5, BUY, 1, 1, symbol="ZM")]),
+                              timeout=10)
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert stub.GetShardStatus(m.GetShardStatusRequest(shard_index=0), timeout=5).sequence == 1
