@@ -30,10 +30,9 @@ import tempfile
 from pathlib import Path
 from typing import Self
 
-from infra.envoy.binary import envoy_binary
 from infra.envoy.config import dumps, render
 from infra.local.servers import free_port, wait_serving
-from infra.local.stack import DEMO_KEYS, Stack
+from infra.local.stack import DEMO_KEYS, Stack, envoy_command
 from loadgen.compare_shards import per_process_us
 from services.common.config import DEFAULT_SYMBOLS
 
@@ -99,8 +98,7 @@ class Floor:
         config = self.log_dir / "envoy.json"
         config.write_text(dumps(render(self.envoy_port, admin_port, backends, None, listen_host="127.0.0.1")))
         # Envoy dies with its parent (PR_SET_PDEATHSIG): this process supervises it.
-        self.processes["envoy"] = self._popen("envoy", [envoy_binary(), "-c", str(config), "--log-level", "warn",
-                                                        "--concurrency", "2", "--disable-hot-restart"], None)
+        self.processes["envoy"] = self._popen("envoy", envoy_command(config, self.service_env), None)
         wait_serving(self.target, self.processes["envoy"], self.log_dir / "envoy.log")
 
     @property

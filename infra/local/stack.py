@@ -210,8 +210,7 @@ class Stack:
                                        listen_host="127.0.0.1")))
         log = open(Path(self.log_dir) / "envoy.log", "ab")
         # Envoy dies with its parent (PR_SET_PDEATHSIG): this process supervises it.
-        popen = subprocess.Popen([envoy_binary(), "-c", str(config), "--log-level", "warn",
-                                  "--concurrency", "2", "--disable-hot-restart"],
+        popen = subprocess.Popen(envoy_command(config, self.service_env),
                                  stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         self.processes.append(Process("envoy", popen, f"127.0.0.1:{self.envoy_port}"))
         self._wait_healthy(self.processes[-1])
@@ -247,6 +246,15 @@ class Stack:
     def _say(self, message: str) -> None:
         if not self.quiet:
             print(f"stack: {message}", flush=True)
+
+
+def envoy_command(config: Path, settings: dict[str, str]) -> list[str]:
+    """How the stack (and the floor benchmark, so that Envoy costs the same) starts Envoy;
+    BOURSE_ENVOY_CONCURRENCY (in `settings`, else the environment; default 2) sets its
+    worker threads."""
+    workers = settings.get("BOURSE_ENVOY_CONCURRENCY") or os.environ.get("BOURSE_ENVOY_CONCURRENCY") or "2"
+    return [envoy_binary(), "-c", str(config), "--log-level", "warn", "--concurrency", workers,
+            "--disable-hot-restart"]
 
 
 def _alive(pid: int) -> bool:

@@ -1,8 +1,8 @@
 """A matching process: `python -m services.matching.main` (settings: config.py).
 
 It serves one shard, or several (BOURSE_SHARD_INDEX=0,1,2): each with its own books,
-sequence, group committer, database connection and market data; the gRPC server,
-the persistence channel and the Redis client are shared.
+sequence, group committer and database connection; the gRPC server, the persistence
+channel, Redis and the market-data sender are shared.
 """
 
 from __future__ import annotations
@@ -26,7 +26,9 @@ async def main() -> None:
     settings = MatchingSettings.from_env()
     log = logs.configure("matching").bind(shards=list(settings.hosted))
     channel = grpc.aio.insecure_channel(settings.persistence_address, options=CHANNEL_OPTIONS)
-    redis_client = redis.from_url(settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
+    # No socket timeout (redis-py 8 defaults to 5 s): it arms one per reply read (several per pipeline);
+    # market_data.py bounds each whole send instead.
+    redis_client = redis.from_url(settings.redis_url, socket_timeout=None, socket_connect_timeout=1.0)
     lifecycle = Lifecycle()
     committers: dict[int, GroupCommitter] = {}
     closers = []
@@ -39,17 +41,18 @@ async def main() -> None:
 
         return set_serving
 
+    # One market-data sender for all the shards: one Redis pipeline per interval.
+    market_data = MarketData(redis_client, log, interval_s=settings.market_data_interval_s)
     for index, symbols in settings.hosted.items():
         shard_log = log.bind(shard=index)
         url = settings.direct_db_urls.get(index)
         direct = DirectWrites(url, index, timeout_s=settings.write_timeout_s) if url else None
         persistence = GrpcPersistence(channel, write_timeout_s=settings.write_timeout_s, direct=direct)
-        market_data = MarketData(redis_client, shard_log, interval_s=settings.market_data_interval_s)
         shard = MatchingShard(symbols, SnowflakeIds(MATCHING_NODE_BASE + index), shard_index=index)
         committers[index] = GroupCommitter(shard, persistence, market_data, shard_log,
                                            snapshot_every=settings.snapshot_every, set_serving=health_of(index),
                                            linger_s=settings.batch_linger_s)
-        closers.append((committers[index], market_data, persistence))
+        closers.append((committers[index], persistence))
         log.info("starting shard", shard=index, symbols=sorted(symbols), direct_writes=direct is not None)
 
     async def ready() -> None:
@@ -57,9 +60,10 @@ async def main() -> None:
             await committer.start(timeout_s=settings.startup_timeout_s)
 
     async def closing() -> None:
-        for committer, market_data, persistence in closers:
+        for committer, _ in closers:
             await committer.stop()
-            await market_data.close()
+        await market_data.close()  # after every committer: their last batches get sent
+        for _, persistence in closers:
             await persistence.close()
         await redis_client.aclose()
         await channel.close()

@@ -99,7 +99,8 @@ class MarketData:
         self._log = log
         self._clock = clock
         self._dirty: set[str] = set()  # symbols whose book changed since the last send
-        self._books_of: Callable | None = None
+        # symbol -> how to read its committed book (each shard of the process has its own).
+        self._books_of: dict[str, Callable] = {}
         self._trades: dict[str, list[str]] = defaultdict(list)
         self._orders: dict[int, types_pb2.Order] = {}  # order_id -> update to publish
         self._wakeup = asyncio.Event()
@@ -111,7 +112,8 @@ class MarketData:
         for committed books."""
         if self._client is None:
             return
-        self._books_of = books_of
+        for symbol in symbols:
+            self._books_of[symbol] = books_of
         self._dirty.update(symbols)
         for order in orders:  # the newest state, with the fills since the last send
             update = types_pb2.Order()
@@ -140,8 +142,13 @@ class MarketData:
         trades, self._trades = self._trades, defaultdict(list)
         orders, self._orders = self._orders, {}
         now = datetime.now(UTC).isoformat()
-        books = {symbol: json.dumps({"bids": bids, "asks": asks, "time": now})
-                 for symbol, (bids, asks) in (await self._books_of(sorted(dirty))).items()} if dirty else {}
+        by_reader: dict[Callable, list[str]] = {}
+        for symbol in sorted(dirty):
+            by_reader.setdefault(self._books_of[symbol], []).append(symbol)
+        books = {}
+        for books_of, symbols in by_reader.items():
+            books.update((symbol, json.dumps({"bids": bids, "asks": asks, "time": now}))
+                         for symbol, (bids, asks) in (await books_of(symbols)).items())
         return dirty, books, trades, orders
 
     async def _run(self) -> None:
@@ -176,7 +183,8 @@ class MarketData:
         for account_id in {order.account_id for order in orders.values()}:
             pipe.expire(orders_stream(account_id), ORDER_UPDATES_TTL_S)  # an idle account's go eventually
         try:
-            await asyncio.wait_for(pipe.execute(), PUBLISH_TIMEOUT_S)
+            async with asyncio.timeout(PUBLISH_TIMEOUT_S):  # the whole send (the client has no read timeout)
+                await pipe.execute()
             return True
         except Exception as error:  # noqa: BLE001 - any Redis trouble: keep trading, publish later
             self._log.warning("market data not published", error=repr(error), symbols=len(books))
