@@ -56,9 +56,11 @@ class GroupCommitter:
         self._needs_recovery = True
         self._last_recovery_try = float("-inf")
         self._snapshot_every = snapshot_every
-        # How long a batch may wait for more commands before it runs: a millisecond
-        # under load shares one transaction and one commit among many more orders.
+        # How long a batch may wait for more commands before it runs, once the last one
+        # had several calls: a few milliseconds under load share one transaction and one
+        # commit among many more orders; a lone call at light load runs at once.
         self._linger = linger_s
+        self._last_calls = 0  # calls in the last batch: one alone means light load, no linger
         self._snapshot_task: asyncio.Task | None = None
         self._snapshot_lock = asyncio.Lock()
         self._snapshot_bytes = 0  # size of the snapshot at snapshot_sequence, if this process took it
@@ -102,11 +104,12 @@ class GroupCommitter:
     async def _run(self) -> None:
         while True:
             await self._wakeup.wait()
-            if self._linger:
+            if self._linger and self._last_calls > 1:  # concurrent callers: wait for company
                 await asyncio.sleep(self._linger)
             self._wakeup.clear()
             batch, self._queue = self._queue, []
             batch = [(commands, future) for commands, future in batch if not future.done()]
+            self._last_calls = len(batch)
             if not batch:
                 continue
             try:

@@ -47,7 +47,7 @@ class MatchingSettings:
             startup_timeout_s=env_int("BOURSE_STARTUP_TIMEOUT_MS", 60000) / 1000,
             drain_seconds=env_int("BOURSE_DRAIN_MS", 2000) / 1000,
             snapshot_every=env_int("BOURSE_SNAPSHOT_EVERY", 100_000),
-            batch_linger_s=env_int("BOURSE_BATCH_LINGER_US", 1000) / 1e6,
+            batch_linger_s=env_int("BOURSE_BATCH_LINGER_US", 3000) / 1e6,
             market_data_interval_s=env_int("BOURSE_MARKET_DATA_INTERVAL_MS", 20) / 1000,
             hosted=hosted,
             direct_db_urls={i: _home_db(i) for i in indexes},

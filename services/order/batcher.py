@@ -28,11 +28,14 @@ class Batcher(Generic[Item, Result]):
 
         `linger_s`: how long a batch may wait for company once a slot is free; under
         load a millisecond buys batches several times larger, whose fixed costs (a call,
-        a transaction, a commit) are then shared by more orders.
+        a transaction, a commit) are then shared by more orders. It lingers only after a
+        batch of several items (a sign of concurrent callers): a lone caller at light
+        load is sent at once.
         """
         self._send = send
         self._batch_max = batch_max
         self._linger = linger_s
+        self._last_size = 0  # items in the batch sent last
         self._queue: list[tuple[Item, asyncio.Future]] = []
         self._wakeup = asyncio.Event()
         self._slots = asyncio.Semaphore(max_in_flight)
@@ -60,13 +63,14 @@ class Batcher(Generic[Item, Result]):
         while True:
             await self._wakeup.wait()
             await self._slots.acquire()
-            if self._linger and len(self._queue) < self._batch_max:
+            if self._linger and self._last_size > 1 and len(self._queue) < self._batch_max:
                 await asyncio.sleep(self._linger)
             batch, self._queue = self._queue[: self._batch_max], self._queue[self._batch_max :]
             if not self._queue:
                 self._wakeup.clear()
             # Callers that gave up (deadline, cancel) are not sent.
             batch = [(item, future) for item, future in batch if not future.done()]
+            self._last_size = len(batch)
             if not batch:
                 self._slots.release()
                 continue

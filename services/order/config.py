@@ -44,7 +44,7 @@ class OrderSettings:
             symbols=symbols_from_env(),
             shard_map=ShardMap.from_env(),
             batch_max=env_int("BOURSE_BATCH_MAX", 1024),
-            batch_linger_s=env_int("BOURSE_BATCH_LINGER_US", 1000) / 1e6,
+            batch_linger_s=env_int("BOURSE_BATCH_LINGER_US", 3000) / 1e6,
             call_timeout_s=env_int("BOURSE_CALL_TIMEOUT_MS", 5000) / 1000,
             max_order_subscriptions=env_int("BOURSE_MAX_ORDER_SUBSCRIPTIONS", 1000),
             drain_seconds=env_int("BOURSE_DRAIN_MS", 2000) / 1000,
