@@ -301,8 +301,21 @@ def test_a_draining_server_answers_the_batch_in_hand_then_ends_the_stream(tmp_pa
             call = stub.WriteBatchStream()
             await call.write(pb.WriteBatchStreamRequest(batch_id=1, batch=pb.WriteBatchRequest(new_orders=[order(1)])))
             assert (await call.read()).result.orders_inserted == 1
-            servicers[0].draining.set()  # the server stops taking work...
+            # Batch 2 is held in the store's write, so it is in hand when draining starts
+            # (set before it arrived, the stream would rightly end without it).
+            store, in_hand, release = servicers[0]._store, asyncio.Event(), asyncio.Event()
+            write_batch = store.write_batch
+
+            async def held(*args, **kwargs):
+                in_hand.set()
+                await release.wait()
+                return await write_batch(*args, **kwargs)
+
+            store.write_batch = held
             await call.write(pb.WriteBatchStreamRequest(batch_id=2, batch=pb.WriteBatchRequest(new_orders=[order(2)])))
+            await in_hand.wait()
+            servicers[0].draining.set()  # the server stops taking work...
+            release.set()
             answer = await call.read()  # ...yet the batch in hand is committed and answered
             assert answer.batch_id == 2 and answer.result.orders_inserted == 1
             assert await call.read() == grpc.aio.EOF  # and the stream ends cleanly
