@@ -22,27 +22,29 @@ import asyncio
 import psycopg
 import sqlalchemy as sa
 
-from services.persistence.models import ORDER_COLUMNS, TRADE_COLUMNS, UPDATABLE_COLUMNS
+from services.persistence.models import (
+    JOURNAL,
+    ORDER_COLUMNS,
+    ORDERS,
+    TRADE_COLUMNS,
+    TRADES,
+    UPDATABLE_COLUMNS,
+    pg_types,
+)
 
-_TYPES = {
-    "order_id": "bigint", "account_id": "bigint", "client_order_id": "varchar", "symbol": "varchar",
-    "side": "smallint", "order_type": "smallint", "time_in_force": "smallint", "status": "smallint",
-    "price": "bigint", "quantity": "bigint", "filled_quantity": "bigint", "leaves_quantity": "bigint",
-    "reason": "varchar", "create_time": "us", "update_time": "us", "trade_id": "bigint",
-    "maker_order_id": "bigint", "taker_order_id": "bigint", "maker_account_id": "bigint",
-    "taker_account_id": "bigint", "aggressor_side": "smallint", "time": "us", "sequence": "bigint",
-    "command": "bytea",
-}
+# Each column's PostgreSQL type, from the tables themselves; times travel as microseconds.
+_TYPES = {**pg_types(JOURNAL), **pg_types(TRADES), **pg_types(ORDERS)}
+_TIMES = {name for name, sql_type in _TYPES.items() if sql_type.startswith("TIMESTAMP")}
 
 
 def _value(column: str) -> str:
-    if _TYPES[column] == "us":
+    if column in _TIMES:
         return f"timestamptz 'epoch' + v.{column} * interval '1 microsecond'"
     return f"v.{column}"
 
 
 def _unnest(columns) -> str:
-    arrays = ", ".join(f"%s::{'bigint' if _TYPES[c] == 'us' else _TYPES[c]}[]" for c in columns)
+    arrays = ", ".join(f"%s::{'BIGINT' if c in _TIMES else _TYPES[c]}[]" for c in columns)
     return f"unnest({arrays}) AS v({', '.join(columns)})"
 
 

@@ -6,6 +6,7 @@ Enums are SMALLINT with the proto's numbers, so rows convert to messages without
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
@@ -149,6 +150,18 @@ SNAPSHOT_HEADS = SnapshotHeadRecord.__table__
 CLIENT_ORDER_IDS = ClientOrderIdRecord.__table__
 ALL_TABLES = (ORDERS, TRADES, JOURNAL, SNAPSHOTS, SNAPSHOT_HEADS, CLIENT_ORDER_IDS)
 TRADE_COLUMNS = tuple(c.name for c in TRADES.columns)
+
+
+def pg_types(table) -> dict[str, str]:
+    """Each column of `table` -> its PostgreSQL type, without a length (for casts of
+    array parameters: a cast to VARCHAR(64) would cut a longer value silently, where the
+    column itself refuses it)."""
+    from sqlalchemy.dialects import postgresql
+
+    dialect = postgresql.dialect()
+    return {column.name: re.sub(r"\(\d+\)", "", column.type.compile(dialect=dialect)) for column in table.columns}
+
+
 # What an update may change; the rest of an order is fixed when it is accepted.
 # price and quantity change on a modify (cancel/replace).
 UPDATABLE_COLUMNS = ("price", "quantity", "filled_quantity", "leaves_quantity", "status", "reason", "update_time")

@@ -21,9 +21,12 @@ from services.persistence.models import (
     CLIENT_ORDER_IDS,
     JOURNAL,
     ORDER_COLUMNS,
+    ORDERS,
+    TRADES,
     TRADE_COLUMNS,
     UPDATABLE_COLUMNS,
     Row,
+    pg_types,
 )
 from services.persistence.shards import Shard
 
@@ -102,14 +105,8 @@ def _write_core(shard: Shard, conn: Connection, new_orders, updated, trades) -> 
 # column sent as one binary array and unnested server-side. Measured against Core's
 # multi-row VALUES (bench_write.py --compare): psycopg re-parses a long VALUES text on
 # every batch, while this text is constant (prepared once per connection).
-_ORDER_TYPES = {"order_id": "bigint", "account_id": "bigint", "client_order_id": "varchar", "symbol": "varchar",
-                "side": "smallint", "order_type": "smallint", "time_in_force": "smallint", "status": "smallint",
-                "price": "bigint", "quantity": "bigint", "filled_quantity": "bigint", "leaves_quantity": "bigint",
-                "reason": "varchar", "create_time": "timestamptz", "update_time": "timestamptz"}
-_TRADE_TYPES = {"trade_id": "bigint", "symbol": "varchar", "price": "bigint", "quantity": "bigint",
-                "maker_order_id": "bigint", "taker_order_id": "bigint", "maker_account_id": "bigint",
-                "taker_account_id": "bigint", "aggressor_side": "smallint", "time": "timestamptz"}
-assert tuple(_ORDER_TYPES) == ORDER_COLUMNS and tuple(_TRADE_TYPES) == TRADE_COLUMNS
+_ORDER_TYPES = pg_types(ORDERS)
+_TRADE_TYPES = pg_types(TRADES)
 
 
 def _unnest(types: dict[str, str], columns) -> str:
