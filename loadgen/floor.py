@@ -28,10 +28,9 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Self
 
 from infra.envoy.config import dumps, render
-from infra.local.servers import free_port, wait_serving
+from infra.local.servers import StartedWithin, free_port, wait_serving
 from infra.local.stack import DEMO_KEYS, Stack, envoy_command
 from loadgen.compare_shards import per_process_us
 from services.common.config import DEFAULT_SYMBOLS
@@ -41,7 +40,7 @@ STACK_RANGES = "A-G,H-O,P-Z"
 REPLICAS = 2
 
 
-class Floor:
+class Floor(StartedWithin):
     """The echo or relay servers behind Envoy, started and stopped like the stack
     (infra/local/stack.py): free ports, health-checked, logs in `log_dir`."""
 
@@ -50,17 +49,6 @@ class Floor:
         self.service_env = service_env
         self.log_dir = log_dir
         self.processes: dict[str, subprocess.Popen] = {}
-
-    def __enter__(self) -> Self:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
     def env(self) -> dict[str, str]:
         return dict(os.environ,

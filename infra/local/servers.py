@@ -81,6 +81,22 @@ def _as_postgres(cmd: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *cmd]
 
 
+class StartedWithin:
+    """`with X(...) as x:` starts x (stopping what did start if that fails) and stops it
+    at the end; for classes with start() and stop()."""
+
+    def __enter__(self):
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
 @dataclass
 class Postgres:
     """A private PostgreSQL cluster; `url(db)` gives a SQLAlchemy/psycopg URL."""

@@ -26,7 +26,7 @@ import psutil
 
 from infra.envoy.binary import envoy_binary
 from infra.envoy.config import dumps, render
-from infra.local.servers import Postgres, Redis, free_port, wait_serving
+from infra.local.servers import Postgres, Redis, StartedWithin, free_port, wait_serving
 from services.common.config import DEFAULT_SHARD_RANGES, DEFAULT_SYMBOLS
 
 # Where `stack up` tells the admin command (infra/admin) how to reach the stack.
@@ -48,7 +48,7 @@ class Process:
 
 
 @dataclass
-class Stack:
+class Stack(StartedWithin):
     shard_ranges: str = DEFAULT_SHARD_RANGES
     order_replicas: int = 2
     symbols: str = DEFAULT_SYMBOLS
@@ -76,18 +76,7 @@ class Stack:
             self.log_dir = os.path.join(outputs, "stack-logs") if outputs else tempfile.mkdtemp(prefix="bourse-logs-")
         Path(self.log_dir).mkdir(parents=True, exist_ok=True)
 
-    # ----- lifecycle
-
-    def __enter__(self) -> Stack:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
+    # ----- lifecycle (entered and left as StartedWithin says)
 
     def db_names(self) -> list[str]:
         return [f"bourse_shard{i}" for i in range(self.shards)]

@@ -18,6 +18,7 @@ batch, and the shard recovers from what the database holds before going on.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import psycopg
 import sqlalchemy as sa
@@ -180,7 +181,5 @@ class DirectWrites:
     async def close(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None and not conn.closed:
-            try:
+            with contextlib.suppress(Exception):  # closing a broken connection may fail too
                 await conn.close()
-            except Exception:  # noqa: BLE001 - closing a broken connection may fail too
-                pass

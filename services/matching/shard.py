@@ -40,8 +40,8 @@ from services.matching.client_ids import ClientOrderIds, request_hash
 from services.matching.live_orders import LiveOrders
 from services.matching.order_state import (
     CANCELLED,
-    FINISHED,
     FILLED,
+    FINISHED,
     PARTIALLY_FILLED,
     REJECTED,
     OrderState,
