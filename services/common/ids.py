@@ -12,12 +12,6 @@ from __future__ import annotations
 import time
 
 EPOCH_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
-# A client retry may re-send an order that never committed under its original id, but
-# only while that id is RESEND_WINDOW_MS young (order service); matching shards remember
-# the ids they accepted for DUPLICATE_WINDOW_MS, across snapshots, so such a re-send is
-# always recognised as a duplicate if the original did run.
-RESEND_WINDOW_MS = 60_000
-DUPLICATE_WINDOW_MS = 10 * 60_000
 NODE_BITS = 10
 SEQUENCE_BITS = 12
 MAX_NODE = (1 << NODE_BITS) - 1

@@ -17,9 +17,13 @@ from __future__ import annotations
 
 import hashlib
 
+from bourse.type.v1 import types_pb2
+
 from services.common.ids import EPOCH_MS, NODE_BITS, SEQUENCE_BITS
 
 KEY_WINDOW_MS = 10 * 60_000
+# Unset means CANCEL_INCOMING: both fingerprint alike.
+_DEFAULT_STP = (types_pb2.SELF_TRADE_PREVENTION_UNSPECIFIED, types_pb2.SELF_TRADE_PREVENTION_CANCEL_INCOMING)
 # How many keys are added between two sweeps of keys past the window.
 SWEEP_EVERY = 4096
 
@@ -31,7 +35,7 @@ def request_hash(order) -> int:
     key = f"{order.symbol}|{order.side}|{order.order_type}|{order.time_in_force}|{order.price}|{order.quantity}"
     if order.post_only:
         key += "|post_only"
-    if order.self_trade_prevention > 1:  # unset and CANCEL_INCOMING (the default) alike
+    if order.self_trade_prevention not in _DEFAULT_STP:
         key += f"|stp={order.self_trade_prevention}"
     return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big") >> 1
 
