@@ -36,6 +36,7 @@ from services.common.config import env_int
 from services.common.ids import SnowflakeIds
 from services.common.server import CHANNEL_OPTIONS, Lifecycle, Service, run, serve
 from services.order.batcher import Batcher
+from services.order.config import Batching
 from services.order.downstream import ShardStream
 
 ORDER_SERVICE = order_pb2.DESCRIPTOR.services_by_name["OrderService"].full_name
@@ -144,11 +145,10 @@ def _relay_back(args) -> tuple[list[Service], Lifecycle | None]:
 def _relay_front(args) -> tuple[list[Service], Lifecycle | None]:
     # The order service's settings (services/order/config.py) and wiring, so a
     # --setting such as BOURSE_BATCH_LINGER_US applies here as it does there.
-    timeout_s = env_int("BOURSE_CALL_TIMEOUT_MS", 5000) / 1000
+    batching = Batching.from_env()
     channel = grpc.aio.insecure_channel(args.backend, options=CHANNEL_OPTIONS)
-    stream = ShardStream(matching_grpc.MatchingServiceStub(channel), timeout_s)
-    batcher = Batcher(stream, env_int("BOURSE_BATCH_MAX", 1024),
-                      linger_s=env_int("BOURSE_BATCH_LINGER_US", 1000) / 1e6)
+    stream = ShardStream(matching_grpc.MatchingServiceStub(channel), batching.call_timeout_s)
+    batcher = batching.batcher(stream)
 
     async def ready():
         batcher.start()
@@ -158,7 +158,7 @@ def _relay_front(args) -> tuple[list[Service], Lifecycle | None]:
         await stream.close()
         await channel.close()
 
-    servicer = RelayOrders(batcher, SnowflakeIds(args.node), timeout_s)
+    servicer = RelayOrders(batcher, SnowflakeIds(args.node), batching.call_timeout_s)
     return [_order_service(servicer)], Lifecycle(ready=ready, closing=closing)
 
 

@@ -12,8 +12,33 @@ from services.common.config import (
     parse_api_keys,
     symbols_from_env,
 )
+from services.order.batcher import Batcher
 
 DEMO_API_KEYS = "demo-key-alice=1,demo-key-bob=2,demo-key-carol=3,demo-key-dave=4"
+
+
+@dataclass(frozen=True)
+class Batching:
+    """How a replica batches its calls to a matching process (the floor benchmark's relay
+    reads the same, so that it batches as the order service does)."""
+
+    batch_max: int
+    linger_s: float
+    # Batches one replica may have in flight to one matching process at once.
+    in_flight: int
+    call_timeout_s: float
+
+    @classmethod
+    def from_env(cls) -> Batching:
+        return cls(
+            batch_max=env_int("BOURSE_BATCH_MAX", 1024),
+            linger_s=env_int("BOURSE_BATCH_LINGER_US", 3000) / 1e6,
+            in_flight=max(1, env_int("BOURSE_BATCHES_IN_FLIGHT", 1)),
+            call_timeout_s=env_int("BOURSE_CALL_TIMEOUT_MS", 5000) / 1000,
+        )
+
+    def batcher(self, send) -> Batcher:
+        return Batcher(send, self.batch_max, max_in_flight=self.in_flight, linger_s=self.linger_s)
 
 
 @dataclass(frozen=True)
@@ -26,9 +51,7 @@ class OrderSettings:
     api_keys: dict[str, int]
     symbols: tuple[str, ...]
     shard_map: ShardMap
-    batch_max: int
-    batch_linger_s: float
-    call_timeout_s: float
+    batching: Batching
     max_order_subscriptions: int
     drain_seconds: float
 
@@ -43,9 +66,7 @@ class OrderSettings:
             api_keys=parse_api_keys(env("BOURSE_API_KEYS", DEMO_API_KEYS)),
             symbols=symbols_from_env(),
             shard_map=ShardMap.from_env(),
-            batch_max=env_int("BOURSE_BATCH_MAX", 1024),
-            batch_linger_s=env_int("BOURSE_BATCH_LINGER_US", 3000) / 1e6,
-            call_timeout_s=env_int("BOURSE_CALL_TIMEOUT_MS", 5000) / 1000,
+            batching=Batching.from_env(),
             max_order_subscriptions=env_int("BOURSE_MAX_ORDER_SUBSCRIPTIONS", 1000),
             drain_seconds=env_int("BOURSE_DRAIN_MS", 2000) / 1000,
         )

@@ -12,7 +12,6 @@ from bourse.persistence.v1 import persistence_service_pb2_grpc as persistence_gr
 from services.common import logs
 from services.common.ids import SnowflakeIds
 from services.common.server import CHANNEL_OPTIONS, Lifecycle, Service, run, serve
-from services.order.batcher import Batcher
 from services.order.config import OrderSettings
 from services.order.downstream import ShardStream
 from services.order.feeds import market_data_feed
@@ -34,8 +33,9 @@ async def main() -> None:
     # (the same address) share them, so a batch is one message whatever shards it spans.
     distinct = list(dict.fromkeys(settings.matching_addresses))
     channels = [grpc.aio.insecure_channel(a, options=CHANNEL_OPTIONS) for a in distinct]
-    streams = [ShardStream(matching_grpc.MatchingServiceStub(ch), settings.call_timeout_s) for ch in channels]
-    batchers = [Batcher(stream, settings.batch_max, linger_s=settings.batch_linger_s) for stream in streams]
+    batching = settings.batching
+    streams = [ShardStream(matching_grpc.MatchingServiceStub(ch), batching.call_timeout_s) for ch in channels]
+    batchers = [batching.batcher(stream) for stream in streams]
     shards = [batchers[distinct.index(address)] for address in settings.matching_addresses]
     persistence_channel = grpc.aio.insecure_channel(settings.persistence_address, options=CHANNEL_OPTIONS)
     persistence = persistence_grpc.PersistenceServiceStub(persistence_channel)
@@ -56,7 +56,7 @@ async def main() -> None:
         shards=shards,
         persistence=persistence,
         ids=SnowflakeIds(settings.node_id),
-        call_timeout_s=settings.call_timeout_s,
+        call_timeout_s=batching.call_timeout_s,
     )
 
     async def ready():
