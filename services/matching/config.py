@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from services.common.config import ShardMap, env, env_int, symbols_from_env
+from services.common.config import ShardMap, addresses, env, env_int, symbols_from_env
 from services.matching.direct_writes import is_postgres
 
 
@@ -70,7 +70,7 @@ def _shard_indexes(raw: str, shards: int) -> tuple[int, ...]:
 
 
 def _home_db(shard_index: int) -> str | None:
-    urls = [u.strip() for u in env("BOURSE_DB_URLS", "").split(",") if u.strip()]
+    urls = addresses(env("BOURSE_DB_URLS", ""))
     if not urls or env("BOURSE_DIRECT_WRITES", "1") == "0":
         return None
     url = urls[shard_index % len(urls)]  # where persistence keeps this shard's journal (store.home_of)

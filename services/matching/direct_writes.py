@@ -25,11 +25,13 @@ import sqlalchemy as sa
 
 from services.persistence.models import (
     JOURNAL,
+    JOURNAL_COLUMNS,
     ORDER_COLUMNS,
     ORDERS,
     TRADE_COLUMNS,
     TRADES,
     UPDATABLE_COLUMNS,
+    UPDATE_COLUMNS,
     pg_types,
 )
 
@@ -55,8 +57,6 @@ def _insert(table: str, columns, prefix: tuple[str, ...] = ()) -> str:
     return f"INSERT INTO {table} ({names}) SELECT {values} FROM {_unnest(columns)}"
 
 
-JOURNAL_COLUMNS = ("sequence", "command", "time")
-UPDATE_COLUMNS = ("order_id", *UPDATABLE_COLUMNS)
 INSERT_JOURNAL = _insert("journal", JOURNAL_COLUMNS, prefix=("matching_shard",))
 INSERT_ORDERS = _insert("orders", ORDER_COLUMNS)
 INSERT_TRADES = _insert("trades", TRADE_COLUMNS)

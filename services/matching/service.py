@@ -61,10 +61,15 @@ class MatchingServicer(matching_grpc.MatchingServiceServicer):
         except Unavailable as error:
             return BourseError(grpc.StatusCode.UNAVAILABLE, error.reason, str(error))
 
-    def _committer(self, request, context) -> GroupCommitter | None:
+    async def _committer(self, request, context) -> GroupCommitter:
+        """The shard a status or snapshot request names (unset: the first served)."""
         if not request.HasField("shard_index"):
             return self._first
-        return self._committers.get(request.shard_index)
+        committer = self._committers.get(request.shard_index)
+        if committer is None:
+            await abort(context, BourseError(grpc.StatusCode.NOT_FOUND, "SHARD_NOT_SERVED",
+                                             f"shard_index: {request.shard_index} is not served here"))
+        return committer
 
     async def ExecuteBatch(self, request, context):
         outcome = await self._execute(request.commands)
@@ -105,9 +110,7 @@ class MatchingServicer(matching_grpc.MatchingServiceServicer):
             reader.cancel()
 
     async def GetShardStatus(self, request, context):
-        committer = self._committer(request, context)
-        if committer is None:
-            await abort(context, _not_served(request.shard_index))
+        committer = await self._committer(request, context)
         shard = committer.shard
         return matching_pb2.GetShardStatusResponse(
             shard_index=shard.shard_index, symbols=sorted(shard.symbols), sequence=shard.sequence,
@@ -117,9 +120,7 @@ class MatchingServicer(matching_grpc.MatchingServiceServicer):
         )
 
     async def TakeSnapshot(self, request, context):
-        committer = self._committer(request, context)
-        if committer is None:
-            await abort(context, _not_served(request.shard_index))
+        committer = await self._committer(request, context)
         try:
             sequence, size = await committer.take_snapshot()
         except Unavailable as error:
@@ -128,10 +129,6 @@ class MatchingServicer(matching_grpc.MatchingServiceServicer):
             await abort(context, BourseError(grpc.StatusCode.UNAVAILABLE, "PERSISTENCE_UNAVAILABLE",
                                              f"snapshot not stored: {error.details()}"))
         return matching_pb2.TakeSnapshotResponse(sequence=sequence, bytes=size)
-
-
-def _not_served(shard_index: int) -> BourseError:
-    return BourseError(grpc.StatusCode.NOT_FOUND, "SHARD_NOT_SERVED", f"shard_index: {shard_index} is not served here")
 
 
 def register(committers: dict[int, GroupCommitter]):

@@ -32,7 +32,12 @@ import psycopg
 
 from infra.local.servers import postgres_from_env
 from services.common.config import ShardMap
-from services.persistence.models import ORDER_COLUMNS, TRADE_COLUMNS, UPDATABLE_COLUMNS
+from services.persistence.models import (
+    ORDER_COLUMNS,
+    TRADE_COLUMNS,
+    UPDATABLE_COLUMNS,
+    UPDATE_COLUMNS,
+)
 from services.persistence.store import ShardedStore
 
 _ids = itertools.count(1)
@@ -82,9 +87,8 @@ class CopyWriter:
     _ORDER_TYPES = ("int8", "int8", "varchar", "varchar", "int2", "int2", "int2", "int2", "int8", "int8", "int8",
                     "int8", "varchar", "timestamptz", "timestamptz")
     _TRADE_TYPES = ("int8", "varchar", "int8", "int8", "int8", "int8", "int8", "int8", "int2", "timestamptz")
-    _UPDATE_KEYS = ("order_id", *UPDATABLE_COLUMNS)
     _UPDATE_TYPES = ("int8", "int8", "int8", "int8", "int8", "int2", "varchar", "timestamptz")
-    assert len(_UPDATE_TYPES) == len(_UPDATE_KEYS)
+    assert len(_UPDATE_TYPES) == len(UPDATE_COLUMNS)
 
     def __init__(self, url: str):
         self.conn = psycopg.connect(url)
@@ -106,7 +110,7 @@ class CopyWriter:
         with self.conn.transaction(), self.conn.cursor() as cur:
             self._copy(cur, "orders", ORDER_COLUMNS, self._ORDER_TYPES, batch["new_orders"])
             if batch["updated_orders"]:
-                self._copy(cur, "order_updates", self._UPDATE_KEYS,
+                self._copy(cur, "order_updates", UPDATE_COLUMNS,
                            self._UPDATE_TYPES, batch["updated_orders"])
                 cur.execute(self._update)
             self._copy(cur, "trades", TRADE_COLUMNS, self._TRADE_TYPES, batch["trades"])

@@ -19,7 +19,6 @@ from sqlalchemy import (
     LargeBinary,
     SmallInteger,
     String,
-    UniqueConstraint,
     text,
 )
 from sqlmodel import Field, SQLModel
@@ -165,3 +164,7 @@ def pg_types(table) -> dict[str, str]:
 # What an update may change; the rest of an order is fixed when it is accepted.
 # price and quantity change on a modify (cancel/replace).
 UPDATABLE_COLUMNS = ("price", "quantity", "filled_quantity", "leaves_quantity", "status", "reason", "update_time")
+# An update's row: the order it updates, then what changes.
+UPDATE_COLUMNS = ("order_id", *UPDATABLE_COLUMNS)
+# A journal entry's row (the matching shard comes apart, once per batch).
+JOURNAL_COLUMNS = ("sequence", "command", "time")

@@ -20,11 +20,13 @@ from services.persistence.errors import SequenceTaken, StoreUnavailable
 from services.persistence.models import (
     CLIENT_ORDER_IDS,
     JOURNAL,
+    JOURNAL_COLUMNS,
     ORDER_COLUMNS,
     ORDERS,
     TRADES,
     TRADE_COLUMNS,
     UPDATABLE_COLUMNS,
+    UPDATE_COLUMNS,
     Row,
     pg_types,
 )
@@ -63,7 +65,7 @@ def write_shard(shard: Shard, ticket: int, new_orders: list[Row], updated: list[
                 result = _write_arrays(conn, new_orders, updated, trades)
                 if journal:
                     written = conn.exec_driver_sql(
-                        _PG_INSERT_JOURNAL, (matching_shard, *_columns(journal, _JOURNAL_KEYS))).rowcount
+                        _PG_INSERT_JOURNAL, (matching_shard, *_columns(journal, JOURNAL_COLUMNS))).rowcount
             else:
                 result = _write_core(shard, conn, new_orders, updated, trades)
                 if journal:
@@ -122,14 +124,12 @@ _PG_INSERT_TRADES = (
     f"INSERT INTO trades ({', '.join(TRADE_COLUMNS)}) SELECT * FROM {_unnest(_TRADE_TYPES, TRADE_COLUMNS)} "
     "ON CONFLICT (trade_id) DO NOTHING"
 )
-_UPDATE_KEYS = ("order_id", *UPDATABLE_COLUMNS)
 _PG_UPDATE_ORDERS = (
     "UPDATE orders AS o SET {} FROM {} WHERE o.order_id = v.order_id".format(
-        ", ".join(f"{c} = v.{c}" for c in UPDATABLE_COLUMNS), _unnest(_ORDER_TYPES, _UPDATE_KEYS))
+        ", ".join(f"{c} = v.{c}" for c in UPDATABLE_COLUMNS), _unnest(_ORDER_TYPES, UPDATE_COLUMNS))
 )
 
 
-_JOURNAL_KEYS = ("sequence", "command", "time")
 _PG_INSERT_JOURNAL = (
     "INSERT INTO journal (matching_shard, sequence, command, time) SELECT %s, * FROM "
     "unnest(%s::bigint[], %s::bytea[], %s::timestamptz[]) ON CONFLICT DO NOTHING"
@@ -145,7 +145,7 @@ def _write_arrays(conn: Connection, new_orders, updated, trades) -> WriteResult:
     if new_orders:
         inserted = conn.exec_driver_sql(_PG_INSERT_ORDERS, _columns(new_orders, ORDER_COLUMNS)).rowcount
     if updated:
-        updated_count = conn.exec_driver_sql(_PG_UPDATE_ORDERS, _columns(updated, _UPDATE_KEYS)).rowcount
+        updated_count = conn.exec_driver_sql(_PG_UPDATE_ORDERS, _columns(updated, UPDATE_COLUMNS)).rowcount
     if trades:
         trades_inserted = conn.exec_driver_sql(_PG_INSERT_TRADES, _columns(trades, TRADE_COLUMNS)).rowcount
     return WriteResult(inserted, updated_count, trades_inserted)
