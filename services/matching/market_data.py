@@ -12,30 +12,41 @@ Keys, per symbol (SYMBOL as listed, e.g. AAPL):
                          "maker_order_id": int, "taker_order_id": int, "time": ISO 8601 UTC}
                       (account ids are deliberately not published).
   md:updates:{SYMBOL} pub/sub channel: after each send that touched SYMBOL, in the same
-                      MULTI/EXEC, {"book": <the md:book object or null>, "trades": [<new
+                      script, {"book": <the md:book object or null>, "trades": [<new
                       trades, oldest first>]} (the order service streams it to subscribers).
   orders:{ACCOUNT}    stream (XADD, about the last ORDER_UPDATES_KEPT entries), field "order":
                       a serialized bourse.type.v1.Order for each order of the account that
                       changed since the last send: its newest state and the fills it got
-                      meanwhile. SubscribeOrders reads it and resumes from an entry id. An
-                      update Redis refused is not added again: the entries carry on
-                      without it (clients hold ListOrders as the record).
+                      meanwhile. SubscribeOrders reads it and resumes from an entry id.
+  md:sent:{SENDER}    the number of the last send of one publishing process that Redis applied.
 
 Only committed data is published: the group committer `record`s each batch's trades and
 touched symbols right after its commit, and a background task sends them to Redis, many
-batches in one pipeline, off the path of the acks. Sends are at least `interval_s` apart
-(conflation: a book is replaced by its newest state, every trade is still sent): a pipeline
-per group commit cost more CPU than the commit's own write when batches are small. The books are read once per send,
-not once per batch, between batches (`books(symbols)` is the committer's, which waits
-for any batch in flight), so they never show what is not committed. Redis trouble never fails trading: the newest book of each symbol
-(and up to 100 trades each) are kept and sent once Redis answers again; after a failure
-Redis is left alone for a second.
+batches in one send, off the path of the acks. Sends are at least `interval_s` apart
+(conflation: a book is replaced by its newest state, every trade is still sent): a send
+per group commit cost more CPU than the commit's own write when batches are small. The
+books are read once per send, not once per batch, between batches (`books(symbols)` is
+the committer's, which waits for any batch in flight), so they never show what is not
+committed.
+
+Each send is one Lua script call (one command to pack and parse, applied whole), and it
+is applied exactly once: it carries this process's sender id and a send number, and the
+script skips a send whose number Redis has already seen. A send that failed or timed out
+may still be applied later (a stalled Redis runs what it had queued when it resumes), so
+it is retried unchanged, same number, until Redis confirms it, and nothing newer goes
+first: a trade is never pushed twice and an order update is never dropped while Redis
+comes back. Redis trouble never fails trading: meanwhile the newest book of each symbol,
+up to TRADES_PENDING_MAX trades per symbol and up to ORDER_UPDATES_PENDING_MAX order
+updates wait for the next send. Past that bound the pending updates are dropped, and the
+streams of their accounts are trimmed to nothing in the next send, so that their readers
+see the gap (OUT_OF_RANGE, catch up with ListOrders) instead of missing an update
+silently. After a failure Redis is left alone for a second.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
+import secrets
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -48,12 +59,52 @@ TRADES_KEPT = 100
 # promises every trade; a sweep can print hundreds at once), only the last TRADES_KEPT
 # stay in md:trades. The bound only bites while Redis is down.
 TRADES_PENDING_MAX = 10_000
+# Changed orders waiting for the next send: only reached while Redis is down.
+ORDER_UPDATES_PENDING_MAX = 200_000
 # Order updates kept per account stream (about: trimmed by whole nodes): how far back
 # a SubscribeOrders client can resume.
 ORDER_UPDATES_KEPT = 10_000
 ORDER_UPDATES_TTL_S = 7 * 24 * 3600
+SENT_TTL_S = 24 * 3600
 PUBLISH_TIMEOUT_S = 0.5
 BACKOFF_S = 1.0
+
+# ARGV: sender, send number, trades kept, updates kept, stream ttl, sent ttl; then the
+# symbols (count, then per symbol: symbol, book JSON or "", trade count, trades oldest
+# first); the accounts whose updates were lost (count, ids); the order updates (count,
+# then account id, serialized Order). Keys are built here from the names above: bourse
+# runs a single Redis, not a cluster.
+PUBLISH_SCRIPT = """
+local sent_key = 'md:sent:' .. ARGV[1]
+local number = tonumber(ARGV[2])
+if tonumber(redis.call('GET', sent_key) or '0') >= number then return 0 end
+local kept, updates_kept, stream_ttl, sent_ttl = tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6]
+local i = 7
+local function take() i = i + 1; return ARGV[i - 1] end
+for _ = 1, tonumber(take()) do
+  local symbol, book, n = take(), take(), tonumber(take())
+  if book ~= '' then redis.call('SET', 'md:book:' .. symbol, book) end
+  local trades = {}
+  for j = 1, n do trades[j] = take() end
+  if n > 0 then
+    redis.call('LPUSH', 'md:trades:' .. symbol, unpack(trades, math.max(1, n - kept + 1), n))
+    redis.call('LTRIM', 'md:trades:' .. symbol, 0, kept - 1)
+  end
+  if book == '' then book = 'null' end
+  redis.call('PUBLISH', 'md:updates:' .. symbol,
+             '{"book": ' .. book .. ', "trades": [' .. table.concat(trades, ', ') .. ']}')
+end
+for _ = 1, tonumber(take()) do redis.call('XTRIM', 'orders:' .. take(), 'MAXLEN', 0) end
+local accounts = {}
+for _ = 1, tonumber(take()) do
+  local stream = 'orders:' .. take()
+  redis.call('XADD', stream, 'MAXLEN', '~', updates_kept, '*', 'order', take())
+  accounts[stream] = true
+end
+for stream in pairs(accounts) do redis.call('EXPIRE', stream, stream_ttl) end
+redis.call('SET', sent_key, number, 'EX', sent_ttl)
+return 1
+"""
 
 
 def book_key(symbol: str) -> str:
@@ -64,10 +115,6 @@ def trades_key(symbol: str) -> str:
     return f"md:trades:{symbol}"
 
 
-def _iso(ts) -> str:
-    return datetime.fromtimestamp(ts.seconds + ts.nanos / 1e9, UTC).isoformat()
-
-
 def updates_channel(symbol: str) -> str:
     return f"md:updates:{symbol}"
 
@@ -76,18 +123,22 @@ def orders_stream(account_id: int) -> str:
     return f"orders:{account_id}"
 
 
-def update_message(book: str | None, trades: list[str]) -> str:
-    """What subscribers get on md:updates:{SYMBOL}: the new book (as stored under
-    md:book, or null) and the new trades, oldest first (each as stored in md:trades)."""
-    return '{"book": %s, "trades": [%s]}' % (book or "null", ", ".join(trades))
+def _iso(ts) -> str:
+    return datetime.fromtimestamp(ts.seconds + ts.nanos / 1e9, UTC).isoformat()
 
 
 def trade_json(trade) -> str:
-    return json.dumps({
-        "trade_id": trade.trade_id, "price": trade.price, "quantity": trade.quantity,
-        "aggressor_side": trade.aggressor_side, "maker_order_id": trade.maker_order_id,
-        "taker_order_id": trade.taker_order_id, "time": _iso(trade.time),
-    })
+    # What json.dumps writes for this dict, without its encoder (every value is an int or
+    # an ISO time, which needs no escaping).
+    return ('{"trade_id": %d, "price": %d, "quantity": %d, "aggressor_side": %d, "maker_order_id": %d, '
+            '"taker_order_id": %d, "time": "%s"}') % (
+        trade.trade_id, trade.price, trade.quantity, trade.aggressor_side, trade.maker_order_id,
+        trade.taker_order_id, _iso(trade.time))
+
+
+def book_json(bids, asks, now: str) -> str:
+    # Levels are lists of ints, which Python prints as JSON does.
+    return '{"bids": %s, "asks": %s, "time": "%s"}' % (bids, asks, now)
 
 
 class MarketData:
@@ -95,14 +146,19 @@ class MarketData:
         """client: a redis.asyncio.Redis (or None to publish nothing); interval_s: least
         time between two sends."""
         self._client = client
+        self._script = client.register_script(PUBLISH_SCRIPT) if client is not None else None
         self._interval_s = interval_s
         self._log = log
         self._clock = clock
+        self._sender = secrets.token_hex(8)
+        self._sends = 0  # number of the last send built
+        self._unconfirmed: list | None = None  # a send Redis may or may not have applied
         self._dirty: set[str] = set()  # symbols whose book changed since the last send
         # symbol -> how to read its committed book (each shard of the process has its own).
         self._books_of: dict[str, Callable] = {}
         self._trades: dict[str, list[str]] = defaultdict(list)
         self._orders: dict[int, types_pb2.Order] = {}  # order_id -> update to publish
+        self._gaps: set[int] = set()  # accounts whose updates were dropped
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task | None = None
 
@@ -115,97 +171,98 @@ class MarketData:
         for symbol in symbols:
             self._books_of[symbol] = books_of
         self._dirty.update(symbols)
+        pending_orders = self._orders
         for order in orders:  # the newest state, with the fills since the last send
             update = types_pb2.Order()
             update.CopyFrom(order)
-            if (earlier := self._orders.get(order.order_id)) is not None:
+            if (earlier := pending_orders.get(order.order_id)) is not None:
                 update.fills.extend(earlier.fills)
-            self._orders[order.order_id] = update
+            pending_orders[order.order_id] = update
         for trade in trades:
             pending = self._trades[trade.symbol]
             pending.append(trade_json(trade))
             if len(pending) > TRADES_PENDING_MAX:
                 del pending[: len(pending) - TRADES_PENDING_MAX]
             for order_id, maker in ((trade.maker_order_id, True), (trade.taker_order_id, False)):
-                if (update := self._orders.get(order_id)) is not None:
+                if (update := pending_orders.get(order_id)) is not None:
                     update.fills.add(trade_id=trade.trade_id, price=trade.price, quantity=trade.quantity,
                                      maker=maker, time=trade.time)
-        if self._dirty or self._trades or self._orders:
+        if len(pending_orders) > ORDER_UPDATES_PENDING_MAX:
+            self._gaps.update(order.account_id for order in pending_orders.values())
+            pending_orders.clear()
+            self._log.warning("order updates dropped while Redis is away", accounts=len(self._gaps))
+        if self._pending():
             self._wakeup.set()
             if self._task is None:
                 self._task = asyncio.create_task(self._run(), name="market-data")
 
-    async def _take(self):
-        """(symbols whose book changed, books read now, trades, orders) recorded since the
-        last send."""
+    def _pending(self) -> bool:
+        return bool(self._dirty or self._trades or self._orders or self._gaps)
+
+    async def _take(self) -> list:
+        """The script's arguments for a new send of everything recorded since the last one."""
         dirty, self._dirty = self._dirty, set()
         trades, self._trades = self._trades, defaultdict(list)
         orders, self._orders = self._orders, {}
+        gaps, self._gaps = self._gaps, set()
         now = datetime.now(UTC).isoformat()
         by_reader: dict[Callable, list[str]] = {}
         for symbol in sorted(dirty):
             by_reader.setdefault(self._books_of[symbol], []).append(symbol)
         books = {}
         for books_of, symbols in by_reader.items():
-            books.update((symbol, json.dumps({"bids": bids, "asks": asks, "time": now}))
+            books.update((symbol, book_json(bids, asks, now))
                          for symbol, (bids, asks) in (await books_of(symbols)).items())
-        return dirty, books, trades, orders
+        self._sends += 1
+        args = [self._sender, self._sends, TRADES_KEPT, ORDER_UPDATES_KEPT, ORDER_UPDATES_TTL_S, SENT_TTL_S]
+        symbols = sorted(books.keys() | trades.keys())
+        args.append(len(symbols))
+        for symbol in symbols:
+            pending = trades.get(symbol, ())
+            args += (symbol, books.get(symbol, ""), len(pending), *pending)
+        args.append(len(gaps))
+        args += sorted(gaps)
+        args.append(len(orders))
+        for order in orders.values():
+            args += (order.account_id, order.SerializeToString())
+        return args
 
     async def _run(self) -> None:
         while True:
             await self._wakeup.wait()
             started = self._clock()
             self._wakeup.clear()
-            dirty, books, trades, orders = await self._take()
-            if not await self._send(books, trades, orders):
-                # Order updates are not kept (at most once: a client catches up with
-                # ListOrders); books and trades are, newest first.
-                self._keep(dirty, trades)
+            if self._unconfirmed is None:
+                self._unconfirmed = await self._take()
+            if not await self._send(self._unconfirmed):
                 await asyncio.sleep(BACKOFF_S)
                 self._wakeup.set()
-            elif self._interval_s > 0:
+                continue
+            self._unconfirmed = None
+            if self._pending():  # recorded while a retried send went: it goes next
+                self._wakeup.set()
+            if self._interval_s > 0:
                 await asyncio.sleep(max(0.0, started + self._interval_s - self._clock()))
 
-    async def _send(self, books, trades, orders) -> bool:
-        # MULTI/EXEC: a send applies whole or not at all, so trades put back after a
-        # failure are not pushed twice (only a timeout with EXEC already sent is ambiguous).
-        pipe = self._client.pipeline(transaction=True)
-        for symbol, book in books.items():
-            pipe.set(book_key(symbol), book)
-        for symbol, pending in trades.items():
-            pipe.lpush(trades_key(symbol), *pending[-TRADES_KEPT:])  # oldest first in: newest at the head
-            pipe.ltrim(trades_key(symbol), 0, TRADES_KEPT - 1)
-        for symbol in books.keys() | trades.keys():
-            pipe.publish(updates_channel(symbol), update_message(books.get(symbol), trades.get(symbol, [])))
-        for order in orders.values():
-            pipe.xadd(orders_stream(order.account_id), {"order": order.SerializeToString()},
-                      maxlen=ORDER_UPDATES_KEPT, approximate=True)
-        for account_id in {order.account_id for order in orders.values()}:
-            pipe.expire(orders_stream(account_id), ORDER_UPDATES_TTL_S)  # an idle account's go eventually
+    async def _send(self, args: list) -> bool:
         try:
             async with asyncio.timeout(PUBLISH_TIMEOUT_S):  # the whole send (the client has no read timeout)
-                await pipe.execute()
+                await self._script(args=args)
             return True
         except Exception as error:  # noqa: BLE001 - any Redis trouble: keep trading, publish later
-            self._log.warning("market data not published", error=repr(error), symbols=len(books))
+            self._log.warning("market data not published", error=repr(error), send=args[1])
             return False
-        finally:
-            await pipe.reset()
-
-    def _keep(self, dirty, trades) -> None:
-        """Puts unsent data back under anything newer recorded meanwhile."""
-        self._dirty |= dirty
-        for symbol, pending in trades.items():
-            merged = pending + self._trades.get(symbol, [])
-            self._trades[symbol] = merged[-TRADES_PENDING_MAX:]
 
     async def close(self) -> None:
         """Stops publishing; what was recorded but not yet sent (at most one interval
-        of it, the committer being stopped first) gets one last send. The client stays
+        of it, the committer being stopped first) gets one last try. The client stays
         open: it is the caller's (one process's shards share one)."""
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        if self._client is not None:
-            if self._dirty or self._trades or self._orders:
-                await self._send(*(await self._take())[1:])
+        if self._client is None:
+            return
+        if self._unconfirmed is not None and not await self._send(self._unconfirmed):
+            return  # nothing newer may overtake it
+        if self._pending():
+            await self._send(await self._take())

@@ -6,13 +6,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import signal
 from types import SimpleNamespace
 
 import pytest
 import redis.asyncio as redis
 import structlog
 
-from infra.local.servers import running_redis
+from infra.local.servers import Redis, running_redis
 from services.matching.market_data import MarketData, book_key, trades_key
 
 LOG = structlog.get_logger()
@@ -184,4 +186,100 @@ def test_a_sweep_of_more_trades_than_the_list_keeps_streams_every_one(redis_url)
             kept = [json.loads(t)["trade_id"] for t in await reader.lrange(trades_key("AAPL"), 0, -1)]
             assert kept == list(range(150, 50, -1))
             await pubsub.aclose()
+    asyncio.run(go())
+
+
+@pytest.mark.timeout(90)
+def test_a_redis_stall_neither_doubles_a_trade_nor_loses_an_order_update():
+    """The abuse probe's repro, as the publisher sees it: Redis stops (SIGSTOP) with a send
+    in hand, every send meanwhile times out and may still be applied when Redis resumes
+    (it runs what it had queued). Each trade must then be in md:trades and on md:updates
+    once, and every order update in its account's stream once, in order."""
+    from bourse.type.v1 import types_pb2
+
+    from services.matching import market_data as md
+
+    def order(order_id, account):
+        return types_pb2.Order(order_id=order_id, account_id=account, symbol="AAPL",
+                               status=types_pb2.ORDER_STATUS_NEW, quantity=1)
+
+    server = Redis().start()  # a private one: this test stops it
+    messages = []
+
+    async def go():
+        reader = redis.from_url(server.url)
+        writer = redis.from_url(server.url, socket_timeout=None)
+        market_data = MarketData(writer, LOG)
+        pubsub = reader.pubsub()
+        await pubsub.subscribe("md:updates:AAPL")
+        assert (await pubsub.get_message(timeout=2))["type"] == "subscribe"
+
+        async def listen():
+            while True:
+                message = await pubsub.get_message(timeout=1)
+                if message and message["type"] == "message":
+                    messages.extend(t["trade_id"] for t in json.loads(message["data"])["trades"])
+        listener = asyncio.create_task(listen())
+        try:
+            market_data.record(["AAPL"], [trade(1)], empty_books, orders=[order(11, 1)])
+            await wait_until(lambda: reader.xlen("orders:1"))
+            os.kill(server.process.pid, signal.SIGSTOP)
+            try:
+                market_data.record(["AAPL"], [trade(2)], empty_books, orders=[order(12, 2)])
+                await asyncio.sleep(md.PUBLISH_TIMEOUT_S + 0.2)  # that send timed out, in Redis's queue
+                market_data.record(["AAPL"], [trade(3)], empty_books, orders=[order(13, 2)])
+                await asyncio.sleep(2 * md.BACKOFF_S + md.PUBLISH_TIMEOUT_S)  # retried, timed out again
+            finally:
+                os.kill(server.process.pid, signal.SIGCONT)
+
+            async def all_there():
+                return await reader.llen(trades_key("AAPL")) >= 3 and await reader.xlen("orders:2") >= 2
+            await wait_until(all_there, timeout_s=20)
+            await asyncio.sleep(2 * md.BACKOFF_S)  # time for anything doubled to land
+            newest_first = [json.loads(t)["trade_id"] for t in await reader.lrange(trades_key("AAPL"), 0, -1)]
+            assert newest_first == [3, 2, 1]
+            assert messages == [1, 2, 3]
+            updates = [types_pb2.Order.FromString(f[b"order"]).order_id for _, f in await reader.xrange("orders:2")]
+            assert updates == [12, 13]
+        finally:
+            listener.cancel()
+            await asyncio.gather(listener, return_exceptions=True)
+            await market_data.close()
+            await pubsub.aclose()
+            await writer.aclose()
+            await reader.aclose()
+
+    try:
+        asyncio.run(go())
+    finally:
+        server.stop()
+
+
+@pytest.mark.timeout(60)
+def test_updates_dropped_past_the_bound_leave_a_visible_gap(redis_url, monkeypatch):
+    """Order updates pile up only while Redis is away; past the bound they are dropped,
+    and their accounts' streams are trimmed to nothing so a reader sees the gap (the
+    order service answers OUT_OF_RANGE) rather than missing an update silently."""
+    from bourse.type.v1 import types_pb2
+
+    from services.matching import market_data as md
+    monkeypatch.setattr(md, "ORDER_UPDATES_PENDING_MAX", 2)
+
+    def order(order_id):
+        return types_pb2.Order(order_id=order_id, account_id=7, symbol="AAPL", quantity=1)
+
+    async def go():
+        async with publishing(redis_url, interval_s=1.0) as (market_data, reader):
+            market_data.record(["AAPL"], [], empty_books, orders=[order(1)])
+            await wait_until(lambda: reader.xlen("orders:7"))
+            # Within the interval (as if Redis were away): three changed orders, one too many.
+            market_data.record(["AAPL"], [], empty_books, orders=[order(2), order(3), order(4)])
+            market_data.record(["AAPL"], [], empty_books, orders=[order(5)])
+
+            async def trimmed_then_added():
+                info = await reader.xinfo_stream("orders:7")
+                return info["entries-added"] == 2 and info["length"] == 1
+            await wait_until(trimmed_then_added)
+            [(_, fields)] = await reader.xrange("orders:7")
+            assert types_pb2.Order.FromString(fields[b"order"]).order_id == 5
     asyncio.run(go())

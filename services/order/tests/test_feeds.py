@@ -19,7 +19,7 @@ LOG = structlog.get_logger()
 
 
 def update(n: int) -> str:
-    # The matching shard's message (services/matching/market_data.py update_message).
+    # The matching shard's message (services/matching/market_data.py PUBLISH_SCRIPT).
     return '{"book": {"bids": [[%d, 1, 1]], "asks": [], "time": "2026-11-27T00:00:00+00:00"}, "trades": []}' % n
 
 
