@@ -5,13 +5,18 @@ that nothing acknowledged was lost, that every acknowledged fill is a stored tra
 trades balance, and that every shard's books equal two independent recoveries: its oldest
 kept snapshot (or the start, while nothing is pruned) plus the journal after it, and its
 newest snapshot plus the journal after it. The journal is pruned (the default) exactly up
-to the oldest kept snapshot and has no gap after. Plus: Redis down, PostgreSQL down.
+to the oldest kept snapshot and has no gap after. Plus: Redis down, Redis stalled,
+PostgreSQL down.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
+import signal
+import threading
 import time
 from collections import defaultdict
 
@@ -19,6 +24,8 @@ import grpc
 import psycopg
 import pytest
 import redis
+from bourse.marketdata.v1 import market_data_service_pb2 as md_pb2
+from bourse.marketdata.v1 import market_data_service_pb2_grpc as md_grpc
 from bourse.matching.v1 import matching_service_pb2 as matching_pb2
 from bourse.matching.v1 import matching_service_pb2_grpc as matching_grpc
 from bourse.order.v1 import order_service_pb2 as pb
@@ -318,6 +325,59 @@ def test_trading_goes_on_without_redis_and_market_data_catches_up(stack):
             break
         time.sleep(0.5)
     assert book and book["bids"][0][:2] == [55, 9]
+
+
+@pytest.mark.timeout(120)
+def test_a_redis_stall_neither_doubles_a_trade_nor_loses_an_order_update(stack):
+    """The abuse probe's repro: Carol rests a sell on HD; Redis stops (SIGSTOP); Dave buys
+    IOC, then rests a buy; 6 s later Redis resumes. Dave's trade must be in md:trades:HD
+    and on a live SubscribeMarketData stream once, and his SubscribeOrders stream must show
+    both his orders."""
+    channel = grpc.insecure_channel(stack.target)
+    orders = order_grpc.OrderServiceStub(channel)
+    carol, dave = (("authorization", "Bearer demo-key-carol"),), (("authorization", "Bearer demo-key-dave"),)
+    trades_seen, updates_seen = [], []
+    market = md_grpc.MarketDataServiceStub(channel).SubscribeMarketData(
+        md_pb2.SubscribeMarketDataRequest(symbol="HD"), metadata=carol)
+    updates = orders.SubscribeOrders(pb.SubscribeOrdersRequest(symbol="HD"), metadata=dave)
+    next(market), next(updates)  # both live
+
+    def collect(stream, keep):
+        with contextlib.suppress(grpc.RpcError):
+            for message in stream:
+                keep(message)
+    readers = [threading.Thread(target=collect, args=(market, lambda m: m.HasField("trade") and trades_seen.append(
+                   m.trade.trade_id)), daemon=True),
+               threading.Thread(target=collect, args=(updates, lambda m: m.HasField("order") and updates_seen.append(
+                   (m.order.order_id, m.order.status))), daemon=True)]
+    for reader in readers:
+        reader.start()
+
+    def order(side, price, tif, tag):
+        return pb.SubmitOrderRequest(client_order_id=f"stall-{tag}-{time.time_ns()}", symbol="HD", side=side,
+                                     order_type=t.ORDER_TYPE_LIMIT, time_in_force=tif, price=price, quantity=1)
+    orders.SubmitOrder(order(t.SIDE_SELL, 5000, t.TIME_IN_FORCE_GTC, "sell"), metadata=carol)
+    os.kill(stack.redis.process.pid, signal.SIGSTOP)
+    try:
+        taker = orders.SubmitOrder(order(t.SIDE_BUY, 5000, t.TIME_IN_FORCE_IOC, "ioc"), metadata=dave).order
+        resting = orders.SubmitOrder(order(t.SIDE_BUY, 10, t.TIME_IN_FORCE_GTC, "rest"), metadata=dave).order
+        time.sleep(6)
+    finally:
+        os.kill(stack.redis.process.pid, signal.SIGCONT)
+    [fill] = taker.fills
+    assert resting.status == t.ORDER_STATUS_NEW
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not (
+            fill.trade_id in trades_seen and (resting.order_id, t.ORDER_STATUS_NEW) in updates_seen):
+        time.sleep(0.2)
+    time.sleep(3)  # a retried send lands a second after the first: time for a double to show
+    market.cancel(), updates.cancel()
+    stored = [json.loads(raw)["trade_id"] for raw in redis.Redis.from_url(stack.redis.url).lrange("md:trades:HD", 0, -1)]
+    assert stored.count(fill.trade_id) == 1, stored
+    assert trades_seen.count(fill.trade_id) == 1, trades_seen
+    assert len(set(trades_seen)) == len(trades_seen), trades_seen
+    assert (taker.order_id, t.ORDER_STATUS_FILLED) in updates_seen, updates_seen
+    assert (resting.order_id, t.ORDER_STATUS_NEW) in updates_seen, updates_seen
 
 
 @pytest.mark.timeout(120)
