@@ -27,7 +27,7 @@ test: setup
 demo: build
 	bazel-bin/infra/local/stack demo --duration $(DURATION) --clients $(CLIENTS)
 
-# The stack against its floors (echo, one-hop relay) behind the same Envoy, same load,
+# The stack against its floors (echo, one-hop relay, relay with a journal commit) behind the same Envoy, same load,
 # side by side, with issue 8's targets (loadgen/floor.py); the report is reports/floor.json.
 ROUNDS ?= 2
 floor: build

@@ -7,6 +7,10 @@ health checks) and driven by the same load generator (python -m loadgen.main):
 - echo: two OrderService replicas that answer at once (loadgen/floor_servers.py);
 - relay: two replicas that batch every call onto one stream to a backend process that
   decodes and answers each command (one batched Python hop, no engine, no database);
+- journal: the relay, whose backend first makes each command durable as the shards do
+  and nothing more: a group commit per shard of the journal rows alone, with the shards'
+  own statement, on PostgreSQL with three databases (no engine, no orders or trades
+  tables, no Redis). The floor of any design whose ack waits for a committed journal;
 - stack: the real stack, 3 shards (PostgreSQL, Redis, persistence, matching, order).
 The variants alternate within a round (reversed on odd rounds) so drift on the shared
 machine hits all of them. Prints orders/s, submit p50/p99, CPU microseconds per order
@@ -30,12 +34,12 @@ import tempfile
 from pathlib import Path
 
 from infra.envoy.config import dumps, render
-from infra.local.servers import StartedWithin, free_port, wait_serving
+from infra.local.servers import Postgres, StartedWithin, free_port, wait_serving
 from infra.local.stack import DEMO_KEYS, Stack, envoy_command
 from loadgen.compare_shards import per_process_us
 from services.common.config import DEFAULT_SYMBOLS
 
-VARIANTS = ("echo", "relay", "stack")
+VARIANTS = ("echo", "relay", "journal", "stack")
 STACK_RANGES = "A-G,H-O,P-Z"
 REPLICAS = 2
 
@@ -49,6 +53,7 @@ class Floor(StartedWithin):
         self.service_env = service_env
         self.log_dir = log_dir
         self.processes: dict[str, subprocess.Popen] = {}
+        self.postgres: Postgres | None = None
 
     def env(self) -> dict[str, str]:
         return dict(os.environ,
@@ -60,15 +65,26 @@ class Floor(StartedWithin):
     def start(self) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         extra = []
-        if self.kind == "relay":
+        if self.kind in ("relay", "journal"):
             backend = f"127.0.0.1:{free_port()}"
-            self._serve("relay_backend", "relay-back", backend)
+            self._serve("relay_backend", "relay-back", backend, *self._journal())
             extra = ["--backend", backend]
         mode = "echo" if self.kind == "echo" else "relay-front"
         fronts = [f"127.0.0.1:{free_port()}" for _ in range(REPLICAS)]
         for index, address in enumerate(fronts):
             self._serve(f"order-{index}", mode, address, "--node", str(index), *extra)
         self._start_envoy(fronts)
+
+    def _journal(self) -> list[str]:
+        """The journal variant's databases, migrated as the stack's are: the backend's flags."""
+        if self.kind != "journal":
+            return []
+        names = [f"bourse_shard{i}" for i in range(len(STACK_RANGES.split(",")))]
+        self.postgres = Postgres().start(names)
+        urls = [self.postgres.url(name, driver="postgresql") for name in names]
+        subprocess.run([sys.executable, "-m", "services.persistence.migrate"], check=True, capture_output=True,
+                       env=dict(self.env(), BOURSE_DB_URLS=",".join(self.postgres.url(n) for n in names)))
+        return ["--db-urls", ",".join(urls), "--ranges", STACK_RANGES]
 
     def _serve(self, name: str, mode: str, address: str, *args: str) -> None:
         command = [sys.executable, "-m", "loadgen.floor_servers", mode, "--address", address, *args]
@@ -94,7 +110,10 @@ class Floor(StartedWithin):
         return f"127.0.0.1:{self.envoy_port}"
 
     def pids(self) -> dict[str, int]:
-        return {name: popen.pid for name, popen in self.processes.items()}
+        pids = {name: popen.pid for name, popen in self.processes.items()}
+        if self.postgres is not None and self.postgres.pid():
+            pids["postgres"] = self.postgres.pid()
+        return pids
 
     def stop(self) -> None:
         for popen in reversed(self.processes.values()):  # front to back, as the stack stops
@@ -106,6 +125,9 @@ class Floor(StartedWithin):
                     popen.kill()
                     popen.wait()
         self.processes.clear()
+        if self.postgres is not None:
+            self.postgres.stop()
+            self.postgres = None
 
 
 def load(target: str, pids: dict[str, int], db_urls: list[str], env: dict[str, str], args, report: Path) -> dict:
@@ -158,7 +180,7 @@ def summarize(runs: list[dict]) -> dict:
 
 
 def ratios(summary: dict[str, dict]) -> dict[str, dict[str, float]]:
-    pairs = [("stack", "echo"), ("stack", "relay"), ("relay", "echo")]
+    pairs = [("stack", "echo"), ("stack", "relay"), ("stack", "journal"), ("journal", "relay"), ("relay", "echo")]
     return {f"{a}/{b}": {"orders_per_s": summary[a]["orders_per_s"] / summary[b]["orders_per_s"],
                          "cpu_per_order": summary[a]["cpu_us_per_order_total"] / summary[b]["cpu_us_per_order_total"]}
             for a, b in pairs if a in summary and b in summary}

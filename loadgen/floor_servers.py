@@ -3,6 +3,7 @@
     python -m loadgen.floor_servers echo --address 127.0.0.1:P --node 0
     python -m loadgen.floor_servers relay-back --address 127.0.0.1:Q
     python -m loadgen.floor_servers relay-front --address 127.0.0.1:R --node 0 --backend 127.0.0.1:Q
+    python -m loadgen.floor_servers relay-back --address 127.0.0.1:Q --db-urls URL0,URL1,URL2 --ranges A-G,H-O,P-Z
 
 echo: an OrderService that answers every submit, cancel and modify at once with a
 plausible order (NEW with the request's fields and a fresh id; a cancel CANCELLED).
@@ -12,6 +13,14 @@ services/order/main.py wires it) to relay-back, a MatchingService that decodes e
 command and answers it with an order built from it: one batched hop, no engine, no
 database. Neither authenticates nor validates: a floor does the least a real server
 must (decode, answer), so whatever the stack spends beyond it shows.
+
+relay-back with --db-urls is the journal floor: before answering, it makes each command
+durable as the matching shards do, and nothing more. Each command goes to the shard that
+owns its symbol (--ranges), each shard group-commits what queued up while its last
+commit ran (lingering as the shards do, BOURSE_BATCH_LINGER_US), and a commit is the
+shards' own statement (services/matching/direct_writes.py) carrying only journal rows:
+no engine, no orders or trades tables, no market data. It is the floor of any design in
+which an ack waits for a committed journal.
 
 All of them run on the services' own lifecycle (services.common.server: the same gRPC
 options, uvloop, the health service Envoy checks, drain on SIGTERM), so the transport
@@ -29,11 +38,15 @@ from bourse.matching.v1 import matching_service_pb2 as matching_pb2
 from bourse.matching.v1 import matching_service_pb2_grpc as matching_grpc
 from bourse.order.v1 import order_service_pb2 as order_pb2
 from bourse.order.v1 import order_service_pb2_grpc as order_grpc
+from bourse.persistence.v1 import persistence_service_pb2 as persistence_pb2
 from bourse.type.v1 import types_pb2
 
 from services.common import logs
 from services.common.config import env_int
+from services.common.config import ShardMap, symbols_from_env
 from services.common.ids import SnowflakeIds
+from services.matching.direct_writes import DirectWrites
+from services.matching.order_state import timestamp
 from services.common.server import CHANNEL_OPTIONS, Lifecycle, Service, run, serve
 from services.order.batcher import Batcher
 from services.order.config import Batching
@@ -119,13 +132,73 @@ def answer(command: matching_pb2.Command) -> matching_pb2.CommandResult:
     return matching_pb2.CommandResult(order=order)
 
 
+class Journal:
+    """One shard's group commit of journal rows: everything queued while the last
+    commit ran goes in the next one (after a linger, once commits carry several calls)."""
+
+    def __init__(self, writes: DirectWrites, shard: int, linger_s: float):
+        self._writes = writes
+        self._shard = shard
+        self._linger = linger_s
+        self._queue: list[tuple[list, asyncio.Future]] = []
+        self._wakeup = asyncio.Event()
+        self._last_calls = 0
+        self._sequence = 0
+        self._task: asyncio.Task | None = None
+
+    async def commit(self, commands: list) -> None:
+        future = asyncio.get_running_loop().create_future()
+        self._queue.append((commands, future))
+        self._wakeup.set()
+        if self._task is None:
+            self._task = asyncio.create_task(self._run())
+        await future
+
+    async def _run(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            if self._linger and self._last_calls > 1:
+                await asyncio.sleep(self._linger)
+            self._wakeup.clear()
+            batch, self._queue = self._queue, []
+            self._last_calls = len(batch)
+            journal = []
+            for commands, _ in batch:
+                for command in commands:
+                    self._sequence += 1
+                    journal.append(persistence_pb2.JournalEntry(
+                        sequence=self._sequence, command=command.SerializeToString(), time=timestamp(time.time_ns())))
+            try:
+                await self._writes.write_batch(persistence_pb2.WriteBatchRequest(
+                    matching_shard=self._shard, journal=journal))
+            except Exception as error:  # noqa: BLE001 - every caller of the batch learns it
+                for _, future in batch:
+                    future.set_exception(error)
+                continue
+            for _, future in batch:
+                future.set_result(None)
+
+
 class RelayBackend(matching_grpc.MatchingServiceServicer):
+    def __init__(self, journals: list[Journal] | None = None, shard_of=None):
+        self._journals = journals or []
+        self._shard_of = shard_of
+
     async def ExecuteStream(self, request_iterator, context):
-        # Answered in arrival order, each batch as soon as it is read: a shard that
-        # commits instantly.
+        # Answered in arrival order, each batch as soon as it is read (a shard that
+        # commits instantly) or, with journals, once its commands are committed.
         async for request in request_iterator:
+            if self._journals:
+                await self._commit(request.commands)
             yield matching_pb2.ExecuteStreamResponse(batch_id=request.batch_id,
                                                      results=[answer(c) for c in request.commands])
+
+    async def _commit(self, commands) -> None:
+        by_shard: dict[int, list] = {}
+        for command in commands:
+            symbol = getattr(command, command.WhichOneof("command")).symbol
+            by_shard.setdefault(self._shard_of(symbol), []).append(command)
+        await asyncio.gather(*(self._journals[shard].commit(part) for shard, part in by_shard.items()))
 
 
 def _order_service(servicer) -> Service:
@@ -137,9 +210,23 @@ def _echo(args) -> tuple[list[Service], Lifecycle | None]:
 
 
 def _relay_back(args) -> tuple[list[Service], Lifecycle | None]:
-    backend = RelayBackend()
+    lifecycle = None
+    if args.db_urls:
+        urls = args.db_urls.split(",")
+        shard_map = ShardMap.parse(args.ranges)
+        owner = {symbol: shard_map.shard_of(symbol) for symbol in symbols_from_env()}
+        writes = [DirectWrites(url, shard) for shard, url in enumerate(urls)]
+        linger_s = env_int("BOURSE_BATCH_LINGER_US", 3000) / 1e6
+        backend = RelayBackend([Journal(w, shard, linger_s) for shard, w in enumerate(writes)], owner.__getitem__)
+
+        async def closing():
+            for w in writes:
+                await w.close()
+        lifecycle = Lifecycle(closing=closing)
+    else:
+        backend = RelayBackend()
     return [Service(MATCHING_SERVICE,
-                    lambda server: matching_grpc.add_MatchingServiceServicer_to_server(backend, server))], None
+                    lambda server: matching_grpc.add_MatchingServiceServicer_to_server(backend, server))], lifecycle
 
 
 def _relay_front(args) -> tuple[list[Service], Lifecycle | None]:
@@ -178,6 +265,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--address", required=True, help="host:port to serve on")
     parser.add_argument("--node", type=int, default=0, help="Snowflake node of the ids minted here (0-511)")
     parser.add_argument("--backend", default="", help="relay-front: the relay-back's host:port")
+    parser.add_argument("--db-urls", default="", help="relay-back: journal each command in its shard's database")
+    parser.add_argument("--ranges", default="A-G,H-O,P-Z", help="relay-back --db-urls: the symbol ranges of the shards")
     args = parser.parse_args(argv)
     if args.mode == "relay-front" and not args.backend:
         parser.error("relay-front needs --backend")

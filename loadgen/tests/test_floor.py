@@ -77,3 +77,25 @@ def test_relay_behind_envoy(tmp_path):
         assert set(floor.pids()) == {"relay_backend", "order-0", "order-1", "envoy"}
         exchange(floor.target)
     assert not floor.processes
+
+
+def test_journal_floor_commits_each_command_in_its_shards_database_before_answering(tmp_path):
+    import psycopg
+    from bourse.matching.v1 import matching_service_pb2 as matching_pb2
+
+    with Floor("journal", {}, tmp_path / "journal") as floor:
+        assert set(floor.pids()) == {"relay_backend", "order-0", "order-1", "envoy", "postgres"}
+        exchange(floor.target)  # AAPL: shard 0 of A-G,H-O,P-Z
+        with grpc.insecure_channel(floor.target) as channel:
+            order_grpc.OrderServiceStub(channel).SubmitOrder(
+                order_pb2.SubmitOrderRequest(client_order_id="floor-2", symbol="MSFT", side=types_pb2.SIDE_SELL,
+                                             order_type=types_pb2.ORDER_TYPE_LIMIT, price=5, quantity=1), timeout=10)
+        journals = []
+        for shard in range(3):
+            url = floor.postgres.url(f"bourse_shard{shard}", driver="postgresql")
+            with psycopg.connect(url) as conn:
+                journals.append(conn.execute(
+                    "SELECT matching_shard, sequence, command FROM journal ORDER BY sequence").fetchall())
+    kinds = [[matching_pb2.Command.FromString(row[2]).WhichOneof("command") for row in rows] for rows in journals]
+    assert kinds == [["new_order", "new_order", "modify_order", "cancel_order"], ["new_order"], []]
+    assert [[(row[0], row[1]) for row in rows] for rows in journals[:2]] == [[(0, 1), (0, 2), (0, 3), (0, 4)], [(1, 1)]]
