@@ -15,6 +15,7 @@ from services.common.server import CHANNEL_OPTIONS, Lifecycle, Service, run, ser
 from services.order.config import OrderSettings
 from services.order.downstream import ShardStream
 from services.order.feeds import market_data_feed
+from services.order.market_data import book_client
 from services.order.orders import OrderDesk
 from services.order.service import (
     HEARTBEAT_S,
@@ -39,7 +40,7 @@ async def main() -> None:
     shards = [batchers[distinct.index(address)] for address in settings.matching_addresses]
     persistence_channel = grpc.aio.insecure_channel(settings.persistence_address, options=CHANNEL_OPTIONS)
     persistence = persistence_grpc.PersistenceServiceStub(persistence_channel)
-    redis_client = redis.Redis.from_url(settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
+    redis_client = book_client(settings.redis_url)
     # Pub/sub waits for messages indefinitely: its own client, without the read timeout.
     feed_client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=1.0, health_check_interval=10)
     market_feed = market_data_feed(feed_client, log)

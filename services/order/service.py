@@ -15,7 +15,7 @@ from bourse.type.v1 import types_pb2
 
 from services.common.errors import BourseError, abort, invalid
 from services.order import validation
-from services.order.market_data import fill_book, fill_trade, read_book
+from services.order.market_data import BookReader, fill_book, fill_trade
 from services.order.feeds import Feed, FeedError
 from services.order.order_updates import TOKEN, ResumeGap, read_updates
 from services.order.orders import OrderDesk
@@ -131,7 +131,7 @@ class OrderServicer(order_grpc.OrderServiceServicer):
 
 class MarketDataServicer(md_grpc.MarketDataServiceServicer):
     def __init__(self, redis_client: redis.Redis, symbols, auth: Authenticator, feed: Feed | None = None):
-        self.redis = redis_client
+        self.books = BookReader(redis_client)
         self.symbols = frozenset(symbols)
         self.auth = auth
         self.feed = feed
@@ -145,7 +145,7 @@ class MarketDataServicer(md_grpc.MarketDataServiceServicer):
 
     async def _book(self, symbol: str, depth: int, trades: int = 0) -> md_pb2.GetBookResponse:
         try:
-            return await read_book(self.redis, symbol, depth, trades)
+            return await self.books.read(symbol, depth, trades)
         except redis.RedisError as error:
             raise BourseError(
                 grpc.StatusCode.UNAVAILABLE, "MARKET_DATA_UNAVAILABLE", f"market data store unavailable: {error}"
