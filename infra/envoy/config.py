@@ -18,9 +18,15 @@ import sys
 CLUSTER = "order_service"
 HEALTH_SERVICE = "bourse.order.v1.OrderService"
 
-# SubmitOrder is idempotent by (account, client_order_id), so even retrying after the
-# request may have reached a backend (`reset`, `unavailable`) cannot create a second order.
-RETRY_ON = "connect-failure,refused-stream,unavailable,reset"
+# Envoy retries, on another replica, only what another replica can serve: a connection
+# that failed, was refused or reset (a replica that died or is stopping). SubmitOrder is
+# idempotent by (account, symbol, client_order_id), so even a retry after the request
+# reached a backend (`reset`) cannot create a second order. Not UNAVAILABLE answers: a
+# replica answers so when a dependency (a matching shard, persistence) is down or
+# stalled, which every replica shares; retrying those only spent the client's deadline
+# on two more internal timeouts (a GetOrder with persistence stalled ended DEADLINE_EXCEEDED
+# after 15 s instead of UNAVAILABLE after 5).
+RETRY_ON = "connect-failure,refused-stream,reset"
 
 ACCESS_LOG_FORMAT = (
     "[%START_TIME%] %REQ(:METHOD)% %REQ(:PATH)% %PROTOCOL% http=%RESPONSE_CODE% "

@@ -1,6 +1,9 @@
 """The order desk: submit (with idempotency), cancel, read. No gRPC server code here.
 
-Downstream failures become BourseError with UNAVAILABLE. Idempotency is the matching
+Downstream failures become BourseError with UNAVAILABLE. Every downstream call ends by
+the caller's own deadline (CALLER_DEADLINE, set per call by the servicer) or after the
+call timeout, whichever comes first: a stalled dependency costs a client at most its own
+deadline, and the desk stops waiting when the client has. Idempotency is the matching
 shard's (services/matching/client_ids.py): a submit goes straight to the shard that owns
 its symbol, which answers a retry (same account, symbol and client_order_id) with the
 original's id instead of executing it; the original is read back from persistence
@@ -11,6 +14,7 @@ retried: if it committed, the retry finds it; if not, the retry runs it.
 from __future__ import annotations
 
 import asyncio
+from contextvars import ContextVar
 
 import grpc
 from bourse.matching.v1 import matching_service_pb2 as matching_pb2
@@ -28,12 +32,24 @@ from services.order.downstream import ShardUnavailable
 DONE = {types_pb2.ORDER_STATUS_FILLED, types_pb2.ORDER_STATUS_CANCELLED, types_pb2.ORDER_STATUS_REJECTED}
 
 
-def unavailable(what: str, error: Exception) -> BourseError:
+# The current call's deadline in event-loop time (None: the client set none). Each gRPC
+# call runs in its own task, so each sees its own value.
+CALLER_DEADLINE: ContextVar[float | None] = ContextVar("caller_deadline", default=None)
+
+
+def unavailable(what: str, error: Exception, advice: str = "retry") -> BourseError:
     detail = error.details() if isinstance(error, grpc.RpcError) else str(error)
-    return BourseError(
-        grpc.StatusCode.UNAVAILABLE, f"{what.upper()}_UNAVAILABLE",
-        f"{what} unavailable ({detail}); retry with the same client_order_id",
-    )
+    return BourseError(grpc.StatusCode.UNAVAILABLE, f"{what.upper()}_UNAVAILABLE",
+                       f"{what} unavailable ({detail}); {advice}")
+
+
+def _budget(timeout_s: float) -> float:
+    """Seconds a downstream call may take: the call timeout, or less if the caller's
+    deadline comes first."""
+    deadline = CALLER_DEADLINE.get()
+    if deadline is None:
+        return timeout_s
+    return max(0.0, min(timeout_s, deadline - asyncio.get_running_loop().time()))
 
 
 def not_found(order_id: int) -> BourseError:
@@ -65,12 +81,13 @@ class OrderDesk:
 
     async def _execute(self, symbol: str, command: matching_pb2.Command) -> matching_pb2.CommandResult:
         try:
-            async with asyncio.timeout(self._timeout):  # unlike wait_for, no task per call
+            async with asyncio.timeout(_budget(self._timeout)):  # unlike wait_for, no task per call
                 return await self._batcher(symbol).execute(command)
         except BourseError:
             raise
         except (grpc.RpcError, asyncio.TimeoutError, RuntimeError, ShardUnavailable) as error:
-            raise unavailable("matching shard", error) from error
+            advice = "retry with the same client_order_id" if command.HasField("new_order") else "retry"
+            raise unavailable("matching shard", error, advice) from error
 
     async def submit(self, request, account_id: int) -> tuple[types_pb2.Order, bool]:
         """Returns (order, replayed)."""
@@ -89,14 +106,15 @@ class OrderDesk:
             stored = await self._find(result.order.order_id, account_id, request.symbol)
             if stored is not None:
                 return stored, True
-            raise unavailable("matching shard", RuntimeError(f"original order {result.order.order_id} not found"))
+            raise unavailable("matching shard", RuntimeError(f"original order {result.order.order_id} not found"),
+                              "retry with the same client_order_id")
         return result.order, False
 
     async def _find(self, order_id: int, account_id: int, symbol: str = "") -> types_pb2.Order | None:
         try:
             response = await self._persistence.GetOrder(
                 persistence_pb2.GetOrderRequest(order_id=order_id, account_id=account_id, symbol=symbol),
-                timeout=self._timeout,
+                timeout=_budget(self._timeout),
             )
             return response.order
         except grpc.RpcError as error:
@@ -171,7 +189,7 @@ class OrderDesk:
                 persistence_pb2.ListOrdersRequest(
                     account_id=account_id, page_size=size, page_token=request.page_token, symbol=request.symbol
                 ),
-                timeout=self._timeout,
+                timeout=_budget(self._timeout),
             )
         except grpc.RpcError as error:
             if error.code() == grpc.StatusCode.INVALID_ARGUMENT:

@@ -18,7 +18,7 @@ from services.order import validation
 from services.order.market_data import BookReader, fill_book, fill_trade
 from services.order.feeds import Feed, FeedError
 from services.order.order_updates import TOKEN, ResumeGap, read_updates
-from services.order.orders import OrderDesk
+from services.order.orders import CALLER_DEADLINE, OrderDesk
 
 MAX_DEPTH = 50
 # A subscription with nothing new for this long gets the book again (and Envoy sees data
@@ -46,15 +46,20 @@ class Authenticator:
 
 
 def rpc(method):
-    """Authenticates the caller and turns BourseError into a status with ErrorInfo."""
+    """Authenticates the caller, bounds the desk's downstream calls by the caller's
+    deadline, and turns BourseError into a status with ErrorInfo."""
 
     @functools.wraps(method)
     async def wrapper(self, request, context):
+        remaining = context.time_remaining()
+        deadline = CALLER_DEADLINE.set(None if remaining is None else asyncio.get_running_loop().time() + remaining)
         try:
             account_id = self.auth.account_of(context)
             return await method(self, request, account_id)
         except BourseError as error:
             await abort(context, error)
+        finally:
+            CALLER_DEADLINE.reset(deadline)
 
     return wrapper
 

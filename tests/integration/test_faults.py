@@ -6,7 +6,7 @@ trades balance, and that every shard's books equal two independent recoveries: i
 kept snapshot (or the start, while nothing is pruned) plus the journal after it, and its
 newest snapshot plus the journal after it. The journal is pruned (the default) exactly up
 to the oldest kept snapshot and has no gap after. Plus: Redis down, Redis stalled,
-PostgreSQL down.
+persistence stalled, PostgreSQL down.
 """
 
 from __future__ import annotations
@@ -378,6 +378,42 @@ def test_a_redis_stall_neither_doubles_a_trade_nor_loses_an_order_update(stack):
     assert len(set(trades_seen)) == len(trades_seen), trades_seen
     assert (taker.order_id, t.ORDER_STATUS_FILLED) in updates_seen, updates_seen
     assert (resting.order_id, t.ORDER_STATUS_NEW) in updates_seen, updates_seen
+
+
+@pytest.mark.timeout(120)
+def test_a_stalled_persistence_fails_reads_fast_instead_of_spending_the_clients_deadline(stack):
+    """The abuse probe: with persistence SIGSTOPped, a call that needs it waited the
+    client's whole 15 s deadline (three internal timeouts: Envoy retried UNAVAILABLE
+    twice). Now one internal timeout (BOURSE_CALL_TIMEOUT_MS, 5 s) answers UNAVAILABLE,
+    a shorter client deadline ends the call sooner, and order entry is not touched."""
+    orders = order_grpc.OrderServiceStub(grpc.insecure_channel(stack.target))
+    placed = orders.SubmitOrder(pb.SubmitOrderRequest(
+        client_order_id=f"stalled-{time.time_ns()}", symbol="IBM", side=t.SIDE_BUY, order_type=t.ORDER_TYPE_LIMIT,
+        time_in_force=t.TIME_IN_FORCE_GTC, price=20, quantity=1), metadata=ALICE, timeout=10).order
+    persistence = stack.pids()["persistence"]
+    os.kill(persistence, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        with pytest.raises(grpc.RpcError) as caught:
+            orders.GetOrder(pb.GetOrderRequest(order_id=placed.order_id), metadata=ALICE, timeout=15)
+        took = time.monotonic() - started
+        assert caught.value.code() == grpc.StatusCode.UNAVAILABLE, caught.value
+        assert reason_of(caught.value) == "PERSISTENCE_UNAVAILABLE"
+        assert "client_order_id" not in caught.value.details()  # a read: nothing to resubmit
+        assert 4 < took < 7, took
+        started = time.monotonic()
+        with pytest.raises(grpc.RpcError) as caught:
+            orders.GetOrder(pb.GetOrderRequest(order_id=placed.order_id), metadata=ALICE, timeout=1.5)
+        assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert time.monotonic() - started < 3
+        # Order entry does not wait on persistence.
+        cancelled = orders.CancelOrder(pb.CancelOrderRequest(order_id=placed.order_id, symbol="IBM"),
+                                       metadata=ALICE, timeout=10).order
+        assert cancelled.status == t.ORDER_STATUS_CANCELLED
+    finally:
+        os.kill(persistence, signal.SIGCONT)
+    assert orders.GetOrder(pb.GetOrderRequest(order_id=placed.order_id), metadata=ALICE,
+                           timeout=10).order.status == t.ORDER_STATUS_CANCELLED
 
 
 @pytest.mark.timeout(120)
