@@ -71,10 +71,17 @@ async def serve(
     drain_seconds: float = 2.0,
     lifecycle: Lifecycle | None = None,
     stop_event: asyncio.Event | None = None,
+    max_request_bytes: int | None = None,
 ) -> None:
+    """max_request_bytes: refuse bigger request messages (RESOURCE_EXHAUSTED) before they
+    are parsed; internal services take batches up to 64 MiB."""
     services = list(services)
     lifecycle = lifecycle or Lifecycle()
-    server = grpc.aio.server(options=SERVER_OPTIONS)
+    options = SERVER_OPTIONS
+    if max_request_bytes is not None:
+        options = [(k, v) for k, v in SERVER_OPTIONS if k != "grpc.max_receive_message_length"]
+        options.append(("grpc.max_receive_message_length", max_request_bytes))
+    server = grpc.aio.server(options=options)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for service in services:

@@ -26,6 +26,10 @@ from services.order.service import (
     OrderServicer,
 )
 
+# The client API's largest request message (an order is under 200 bytes): bigger ones are
+# refused unparsed, before authentication, so they cannot grow the process.
+MAX_REQUEST_BYTES = 64 * 1024
+
 
 async def main() -> None:
     settings = OrderSettings.from_env()
@@ -97,6 +101,7 @@ async def main() -> None:
         log,
         drain_seconds=settings.drain_seconds,
         lifecycle=Lifecycle(ready=ready, draining=draining, closing=closing),
+        max_request_bytes=MAX_REQUEST_BYTES,
     )
 
 

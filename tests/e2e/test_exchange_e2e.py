@@ -156,6 +156,17 @@ def test_calls_without_a_valid_key_are_unauthenticated(orders, metadata, reason)
     assert reason_of(caught.value) == reason
 
 
+def test_an_oversized_request_is_refused_unparsed_before_authentication(orders):
+    """The abuse probe sent a 60 MB SubmitOrder without a key: it was parsed, and the
+    replica grew from 100 to 390 MB. The client API takes requests up to 64 KiB."""
+    request = limit("AAPL", t.SIDE_BUY, 1, 1)
+    request.client_order_id = "x" * (100 * 1024)
+    with pytest.raises(grpc.RpcError) as caught:
+        orders.SubmitOrder(request, timeout=10)
+    assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "larger than max" in caught.value.details(), caught.value.details()
+
+
 @pytest.mark.parametrize(
     "change, field",
     [({"quantity": 0}, "quantity"), ({"quantity": -5}, "quantity"), ({"price": 0}, "price"),
