@@ -2,7 +2,8 @@
 persistence service, the matching shards (one process for all, or one each), order-service replicas, Envoy.
 
     stack demo [--duration 60 --clients 40]   start, run the load generator, report, stop
-    stack up                                  start and keep running until Ctrl-C
+    stack up                                  start and keep running until Ctrl-C, restarting
+                                              whatever stops (infra/local/supervisor.py)
 
 Used by the end-to-end tests too (`Stack` is a context manager). Every port is free
 and picked at start; every data directory is private and removed at stop.
@@ -27,6 +28,7 @@ import psutil
 from infra.envoy.binary import envoy_binary
 from infra.envoy.config import dumps, render
 from infra.local.servers import Postgres, Redis, StartedWithin, free_port, wait_serving
+from infra.local.supervisor import Supervisor
 from services.common.config import DEFAULT_SHARD_RANGES, DEFAULT_SYMBOLS
 
 # Where `stack up` tells the admin command (infra/admin) how to reach the stack.
@@ -150,13 +152,24 @@ class Stack(StartedWithin):
         process.popen.wait(timeout=30)
 
     def restart(self, name: str, wait: bool = True) -> None:
-        """Starts a killed service again, same address and settings; waits until healthy."""
+        """Starts a killed service (or Envoy) again, same address and settings; waits
+        until healthy."""
         process = self.process(name)
         if process.popen.poll() is None:
             raise RuntimeError(f"{name} is still running")
-        process.popen = self._popen(name, process.module, process.env)
+        if process.module is None:
+            process.popen = self._popen_envoy()
+        else:
+            process.popen = self._popen(name, process.module, process.env)
         if wait:
             self._wait_healthy(process)
+
+    def postgres_alive(self) -> bool:
+        pid = self.postgres.pid()
+        return pid is not None and _alive(pid)
+
+    def redis_alive(self) -> bool:
+        return self.redis.process is None or self.redis.process.poll() is None
 
     def kill_postgres(self, timeout: float = 30.0) -> None:
         """Kills the whole PostgreSQL server at once, as a power cut would: the postmaster
@@ -194,15 +207,17 @@ class Stack(StartedWithin):
         self.envoy_port = self.envoy_port or free_port()
         self.envoy_admin_port = free_port()
         backends = [(a.rsplit(":", 1)[0], int(a.rsplit(":", 1)[1])) for a in self.order_addresses]
-        config = Path(self.log_dir) / "envoy.json"
-        config.write_text(dumps(render(self.envoy_port, self.envoy_admin_port, backends, None,
-                                       listen_host="127.0.0.1")))
-        log = open(Path(self.log_dir) / "envoy.log", "ab")
-        # Envoy dies with its parent (PR_SET_PDEATHSIG): this process supervises it.
-        popen = subprocess.Popen(envoy_command(config, self.service_env),
-                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        self.processes.append(Process("envoy", popen, f"127.0.0.1:{self.envoy_port}"))
+        self._envoy_config = Path(self.log_dir) / "envoy.json"
+        self._envoy_config.write_text(dumps(render(self.envoy_port, self.envoy_admin_port, backends, None,
+                                                   listen_host="127.0.0.1")))
+        self.processes.append(Process("envoy", self._popen_envoy(), f"127.0.0.1:{self.envoy_port}"))
         self._wait_healthy(self.processes[-1])
+
+    def _popen_envoy(self) -> subprocess.Popen:
+        with open(Path(self.log_dir) / "envoy.log", "ab") as log:
+            # Envoy dies with its parent (PR_SET_PDEATHSIG): this process supervises it.
+            return subprocess.Popen(envoy_command(self._envoy_config, self.service_env),
+                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
     @property
     def target(self) -> str:
@@ -288,12 +303,10 @@ def _up(stack: Stack) -> int:
         print(json.dumps(endpoints, indent=2))
         print("operations: make shards, make snapshot (see README)")
         print(f"try: grpcurl -plaintext -H 'authorization: Bearer demo-key-alice' {stack.target} list")
-        print("Ctrl-C stops the stack", flush=True)
+        print("Ctrl-C stops the stack; anything else that stops is restarted", flush=True)
+        supervisor = Supervisor(stack, say=lambda line: print(line, file=sys.stderr, flush=True))
         while not stopped:
-            for process in stack.processes:
-                if process.popen.poll() is not None:
-                    print(f"stack: {process.name} exited with {process.popen.returncode}", file=sys.stderr)
-                    return 1
+            supervisor.check()
             time.sleep(0.5)
     except KeyboardInterrupt:
         pass

@@ -35,6 +35,7 @@ from bourse.persistence.v1 import persistence_service_pb2_grpc as persistence_gr
 from bourse.type.v1 import types_pb2 as t
 
 from infra.local.stack import Stack
+from infra.local.supervisor import FIRST_BACKOFF_S, Supervisor
 from services.common.config import ShardMap, symbols_from_env
 from services.common.errors import reason_of
 from services.common.ids import SnowflakeIds
@@ -443,3 +444,38 @@ def test_with_postgres_down_submit_fails_fast_and_leaves_nothing_half_written(st
     assert placed.order.status == t.ORDER_STATUS_NEW
     counts = query(stack, "SELECT count(*) FROM orders WHERE client_order_id = %s", request.client_order_id)
     assert sum(count for (count,) in counts) == 1
+
+
+@pytest.mark.timeout(180)
+def test_the_launcher_restarts_whatever_crashed_with_backoff(stack):
+    """The abuse probe: under `make up` a SIGKILLed matching process stopped the whole
+    stack. Its supervisor (what `stack up` runs) starts again whatever exits: here the
+    matching process, Redis and Envoy, SIGKILLed together; then orders trade again."""
+    said = []
+    supervisor = Supervisor(stack, say=said.append)
+    victims = ("matching-0", "envoy")
+    for name in victims:
+        stack.kill(name)
+    stack.redis.process.kill()
+    stack.redis.process.wait()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not all(p.alive() for p in supervisor.parts):
+        supervisor.check()
+        time.sleep(0.2)
+    restarted = {part.name: part.restarts for part in supervisor.parts if part.restarts}
+    assert restarted == {"matching-0": 1, "envoy": 1, "redis": 1}, said
+    orders = order_grpc.OrderServiceStub(grpc.insecure_channel(stack.target))
+    request = pb.SubmitOrderRequest(client_order_id=f"restarted-{time.time_ns()}", symbol="AAPL", side=t.SIDE_BUY,
+                                    order_type=t.ORDER_TYPE_LIMIT, time_in_force=t.TIME_IN_FORCE_GTC, price=30,
+                                    quantity=1)
+    while True:  # the shards rebuild their books first (UNAVAILABLE meanwhile): retry, same key
+        try:
+            placed = orders.SubmitOrder(request, metadata=ALICE, timeout=10)
+            break
+        except grpc.RpcError as error:
+            assert error.code() == grpc.StatusCode.UNAVAILABLE and time.monotonic() < deadline, error
+            time.sleep(0.5)
+    assert placed.order.status == t.ORDER_STATUS_NEW
+    # A part that keeps crashing waits longer each time.
+    [matching] = [part for part in supervisor.parts if part.name == "matching-0"]
+    assert matching.backoff_s == 2 * FIRST_BACKOFF_S
