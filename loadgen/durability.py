@@ -98,5 +98,25 @@ def fetch(db_urls: list[str], order_ids: list[int], chunk: int = CHUNK) -> dict[
     return stored
 
 
+# A database restarting after a crash (under `make up` it is started again) gets this long
+# to answer before the check gives up.
+FETCH_PATIENCE_S = 60
+
+
 def check(db_urls: list[str], acked: dict[int, Acked]) -> Result:
-    return compare(acked, fetch(db_urls, sorted(acked)), databases=len(db_urls))
+    """Raises CheckFailed when the databases cannot be read (after FETCH_PATIENCE_S)."""
+    import psycopg
+    import tenacity
+
+    fetching = tenacity.Retrying(retry=tenacity.retry_if_exception_type(psycopg.OperationalError),
+                                 stop=tenacity.stop_after_delay(FETCH_PATIENCE_S),
+                                 wait=tenacity.wait_exponential(min=0.5, max=5), reraise=True)
+    try:
+        stored = fetching(fetch, db_urls, sorted(acked))
+    except psycopg.Error as error:
+        raise CheckFailed(f"durability not checked: the databases could not be read ({error})") from error
+    return compare(acked, stored, databases=len(db_urls))
+
+
+class CheckFailed(Exception):
+    """The check could not read what was stored: nothing can be said of what was lost."""

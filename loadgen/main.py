@@ -346,10 +346,13 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = uvloop.run(run.execute())
     cpu = meter.stop()
     result = run.summary(elapsed, cpu, report.self_cpu() - own)
+    result["durability"] = None
     if args.db_url:
-        result["durability"] = durability.check(args.db_url, run.acked).as_dict()
-    else:
-        result["durability"] = None
+        try:
+            result["durability"] = durability.check(args.db_url, run.acked).as_dict()
+        except durability.CheckFailed as error:
+            print(f"loadgen: {error}", file=sys.stderr, flush=True)
+            result["durability_error"] = str(error)
     report.write_json(result, args.report)
     if args.plot:
         report.plot(args.plot, {name: report.percentile_curve(h) for name, h in run.histograms.items()},
@@ -362,6 +365,8 @@ def main(argv: list[str] | None = None) -> int:
     failed = []
     if result["durability"] and (result["durability"]["lost"] or result["durability"]["inconsistent"]):
         failed.append("acknowledged orders lost or inconsistent")
+    if result.get("durability_error"):
+        failed.append(result["durability_error"])
     if result["errors"]["rate"] > args.max_error_rate:
         failed.append(f"error rate {result['errors']['rate']:.4%} above {args.max_error_rate:.4%}")
     if result["calls"] == 0:

@@ -198,7 +198,7 @@ def text_lines(report: dict) -> list[str]:
                  f"(loadgen itself: {report['loadgen_cpu_s']:.2f} s)")
     durability = report.get("durability")
     if durability is None:
-        lines.append("durability: not checked (no --db-url)")
+        lines.append(report.get("durability_error") or "durability: not checked (no --db-url)")
     else:
         lines.append(f"durability: checked {durability['checked']} acked orders in {durability['databases']} "
                      f"databases; inconsistent: {durability['inconsistent']}")

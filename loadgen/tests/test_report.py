@@ -112,6 +112,24 @@ def test_compare_counts_lost_and_inconsistent():
     assert result.as_dict()["databases"] == 3
 
 
+def test_a_database_that_cannot_be_read_fails_the_check_instead_of_crashing_or_passing(monkeypatch):
+    """The abuse probe: with the stack down, the check crashed with a traceback. It now
+    waits for a restarting database, then says plainly that nothing was checked."""
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setattr(durability, "FETCH_PATIENCE_S", 1)
+    started = time.monotonic()
+    with pytest.raises(durability.CheckFailed, match="could not be read"):
+        durability.check([f"postgresql://postgres@127.0.0.1:{port}/nothing"], {1: Acked(NEW, 0)})
+    assert time.monotonic() - started < 10
+    lines = report.text_lines({**_minimal_report(), "durability": None,
+                               "durability_error": "durability not checked: the databases could not be read (x)"})
+    assert "durability not checked: the databases could not be read (x)" in lines
+
+
 def test_plain_url():
     assert durability.plain_url("postgresql+psycopg://u@h:5/db") == "postgresql://u@h:5/db"
     assert durability.plain_url("postgresql://u@h:5/db") == "postgresql://u@h:5/db"
@@ -132,17 +150,24 @@ def test_cli_parsing(monkeypatch):
         parse_args(["--clients", "0"])
 
 
-def test_json_plot_and_text(tmp_path):
+def _minimal_report() -> dict:
     h = report.new_histogram()
     for us in (100, 200, 5000):
         report.record(h, us)
-    result = {
+    return {
         "run_id": "r", "clients": 2, "elapsed_s": 1.0, "target": "t", "orders_per_s": 3.0, "calls_per_s": 3.0,
         "orders_acked": 3, "calls": 3, "latency": {"all": report.latency_summary(h)},
         "errors": {"total": 0, "rate": 0.0, "by_code": {}}, "expected_refusals": {},
         "cpu": report.cpu_summary({"envoy": 0.01}, 3), "loadgen_cpu_s": 0.1,
         "durability": {"checked": 3, "databases": 1, "lost": 0, "inconsistent": 0},
     }
+
+
+def test_json_plot_and_text(tmp_path):
+    result = _minimal_report()
+    h = report.new_histogram()
+    for us in (100, 200, 5000):
+        report.record(h, us)
     report.write_json(result, str(tmp_path / "out" / "r.json"))
     assert json.loads((tmp_path / "out" / "r.json").read_text())["orders_acked"] == 3
     report.plot(str(tmp_path / "p.png"), {"submit": report.percentile_curve(h)}, [3, 0], "title")
