@@ -13,11 +13,12 @@ DOMAIN = "bourse.exchange"
 class BourseError(Exception):
     """A failure the caller should see: code, UPPER_SNAKE reason, human message."""
 
-    def __init__(self, code: grpc.StatusCode, reason: str, message: str):
+    def __init__(self, code: grpc.StatusCode, reason: str, message: str, retry_after_s: float | None = None):
         super().__init__(message)
         self.code = code
         self.reason = reason
         self.message = message
+        self.retry_after_s = retry_after_s  # sent as a google.rpc.RetryInfo when set
 
 
 def invalid(field: str, message: str) -> BourseError:
@@ -27,7 +28,13 @@ def invalid(field: str, message: str) -> BourseError:
 def to_status(error: BourseError) -> grpc.Status:
     detail = any_pb2.Any()
     detail.Pack(error_details_pb2.ErrorInfo(reason=error.reason, domain=DOMAIN))
-    status = status_pb2.Status(code=error.code.value[0], message=error.message, details=[detail])
+    details = [detail]
+    if error.retry_after_s is not None:
+        retry = error_details_pb2.RetryInfo()
+        retry.retry_delay.FromNanoseconds(int(error.retry_after_s * 1e9))
+        details.append(any_pb2.Any())
+        details[-1].Pack(retry)
+    status = status_pb2.Status(code=error.code.value[0], message=error.message, details=details)
     return rpc_status.to_status(status)
 
 
@@ -45,4 +52,14 @@ def reason_of(error: grpc.RpcError) -> str | None:
         info = error_details_pb2.ErrorInfo()
         if detail.Unpack(info):
             return info.reason
+    return None
+
+
+def retry_after_of(error: grpc.RpcError) -> float | None:
+    """The RetryInfo delay of a received error, in seconds, if it carries one."""
+    status = rpc_status.from_call(error)
+    for detail in status.details if status is not None else ():
+        info = error_details_pb2.RetryInfo()
+        if detail.Unpack(info):
+            return info.retry_delay.ToNanoseconds() / 1e9
     return None

@@ -13,6 +13,7 @@ from services.common.config import (
     symbols_from_env,
 )
 from services.order.batcher import Batcher
+from services.order.limits import ORDERS_PER_KEY, READS_PER_KEY
 
 DEMO_API_KEYS = "demo-key-alice=1,demo-key-bob=2,demo-key-carol=3,demo-key-dave=4"
 
@@ -53,6 +54,8 @@ class OrderSettings:
     shard_map: ShardMap
     batching: Batching
     max_order_subscriptions: int
+    max_orders_in_flight_per_key: int
+    max_reads_in_flight_per_key: int
     drain_seconds: float
 
     @classmethod
@@ -68,6 +71,8 @@ class OrderSettings:
             shard_map=ShardMap.from_env(),
             batching=Batching.from_env(),
             max_order_subscriptions=env_int("BOURSE_MAX_ORDER_SUBSCRIPTIONS", 1000),
+            max_orders_in_flight_per_key=env_int("BOURSE_MAX_ORDERS_IN_FLIGHT_PER_KEY", ORDERS_PER_KEY),
+            max_reads_in_flight_per_key=env_int("BOURSE_MAX_READS_IN_FLIGHT_PER_KEY", READS_PER_KEY),
             drain_seconds=env_int("BOURSE_DRAIN_MS", 2000) / 1000,
         )
         if len(settings.matching_addresses) != len(settings.shard_map):

@@ -15,6 +15,7 @@ from services.common.server import CHANNEL_OPTIONS, Lifecycle, Service, run, ser
 from services.order.config import OrderSettings
 from services.order.downstream import ShardStream
 from services.order.feeds import market_data_feed
+from services.order.limits import default_in_flight
 from services.order.market_data import book_client
 from services.order.orders import OrderDesk
 from services.order.service import (
@@ -68,7 +69,8 @@ async def main() -> None:
         for batcher in batchers:
             batcher.start()
 
-    order_servicer = OrderServicer(desk, auth, updates_client)
+    in_flight = default_in_flight(settings.max_orders_in_flight_per_key, settings.max_reads_in_flight_per_key)
+    order_servicer = OrderServicer(desk, auth, updates_client, in_flight)
 
     async def draining():
         # Subscription streams end UNAVAILABLE now (clients subscribe again elsewhere)
@@ -93,7 +95,7 @@ async def main() -> None:
 
     def register_market_data(server):
         md_grpc.add_MarketDataServiceServicer_to_server(
-            MarketDataServicer(redis_client, settings.symbols, auth, market_feed), server)
+            MarketDataServicer(redis_client, settings.symbols, auth, market_feed, in_flight), server)
 
     await serve(
         [Service(ORDER_SERVICE, register_order), Service(MARKET_DATA_SERVICE, register_market_data)],

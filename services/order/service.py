@@ -17,6 +17,7 @@ from services.common.errors import BourseError, abort, invalid
 from services.order import validation
 from services.order.market_data import BookReader, fill_book, fill_trade
 from services.order.feeds import Feed, FeedError
+from services.order.limits import InFlight, default_in_flight
 from services.order.order_updates import TOKEN, ResumeGap, read_updates
 from services.order.orders import CALLER_DEADLINE, OrderDesk
 
@@ -45,23 +46,29 @@ class Authenticator:
         raise BourseError(grpc.StatusCode.UNAUTHENTICATED, "INVALID_API_KEY", "unknown API key")
 
 
-def rpc(method):
-    """Authenticates the caller, bounds the desk's downstream calls by the caller's
+def rpc(kind: str):
+    """Authenticates the caller, counts the call against its key's allowance of `kind`
+    ("orders" or "reads", limits.py), bounds the desk's downstream calls by the caller's
     deadline, and turns BourseError into a status with ErrorInfo."""
 
-    @functools.wraps(method)
-    async def wrapper(self, request, context):
-        remaining = context.time_remaining()
-        deadline = CALLER_DEADLINE.set(None if remaining is None else asyncio.get_running_loop().time() + remaining)
-        try:
-            account_id = self.auth.account_of(context)
-            return await method(self, request, account_id)
-        except BourseError as error:
-            await abort(context, error)
-        finally:
-            CALLER_DEADLINE.reset(deadline)
+    def decorate(method):
+        @functools.wraps(method)
+        async def wrapper(self, request, context):
+            remaining = context.time_remaining()
+            deadline = CALLER_DEADLINE.set(
+                None if remaining is None else asyncio.get_running_loop().time() + remaining)
+            try:
+                account_id = self.auth.account_of(context)
+                with self.in_flight[kind].call(account_id):
+                    return await method(self, request, account_id)
+            except BourseError as error:
+                await abort(context, error)
+            finally:
+                CALLER_DEADLINE.reset(deadline)
 
-    return wrapper
+        return wrapper
+
+    return decorate
 
 
 def _updates_unavailable(why: str) -> BourseError:
@@ -70,10 +77,13 @@ def _updates_unavailable(why: str) -> BourseError:
 
 
 class OrderServicer(order_grpc.OrderServiceServicer):
-    def __init__(self, desk: OrderDesk, auth: Authenticator, updates_client=None):
-        """updates_client: a redis.asyncio.Redis whose read timeout outlasts HEARTBEAT_S."""
+    def __init__(self, desk: OrderDesk, auth: Authenticator, updates_client=None,
+                 in_flight: dict[str, InFlight] | None = None):
+        """updates_client: a redis.asyncio.Redis whose read timeout outlasts HEARTBEAT_S;
+        in_flight: the per-key allowances by kind ("orders", "reads")."""
         self.desk = desk
         self.auth = auth
+        self.in_flight = in_flight or default_in_flight()
         self.updates_client = updates_client
         self.draining = asyncio.Event()  # set: subscriptions end, new ones are refused
 
@@ -111,31 +121,33 @@ class OrderServicer(order_grpc.OrderServiceServicer):
         except BourseError as error:
             await abort(context, error)
 
-    @rpc
+    @rpc("orders")
     async def SubmitOrder(self, request, account_id):
         order, replayed = await self.desk.submit(request, account_id)
         return order_pb2.SubmitOrderResponse(order=order, replayed=replayed)
 
-    @rpc
+    @rpc("orders")
     async def CancelOrder(self, request, account_id):
         return order_pb2.CancelOrderResponse(order=await self.desk.cancel(request, account_id))
 
-    @rpc
+    @rpc("orders")
     async def ModifyOrder(self, request, account_id):
         return order_pb2.ModifyOrderResponse(order=await self.desk.modify(request, account_id))
 
-    @rpc
+    @rpc("reads")
     async def GetOrder(self, request, account_id):
         return order_pb2.GetOrderResponse(order=await self.desk.get(request.order_id, account_id))
 
-    @rpc
+    @rpc("reads")
     async def ListOrders(self, request, account_id):
         page = await self.desk.list(request, account_id)
         return order_pb2.ListOrdersResponse(orders=page.orders, next_page_token=page.next_page_token)
 
 
 class MarketDataServicer(md_grpc.MarketDataServiceServicer):
-    def __init__(self, redis_client: redis.Redis, symbols, auth: Authenticator, feed: Feed | None = None):
+    def __init__(self, redis_client: redis.Redis, symbols, auth: Authenticator, feed: Feed | None = None,
+                 in_flight: dict[str, InFlight] | None = None):
+        self.in_flight = in_flight or default_in_flight()
         self.books = BookReader(redis_client)
         self.symbols = frozenset(symbols)
         self.auth = auth
@@ -156,7 +168,7 @@ class MarketDataServicer(md_grpc.MarketDataServiceServicer):
                 grpc.StatusCode.UNAVAILABLE, "MARKET_DATA_UNAVAILABLE", f"market data store unavailable: {error}"
             ) from error
 
-    @rpc
+    @rpc("reads")
     async def GetBook(self, request, account_id):
         return await self._book(request.symbol, self._depth(request), trades=20)
 

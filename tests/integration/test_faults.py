@@ -37,7 +37,7 @@ from bourse.type.v1 import types_pb2 as t
 from infra.local.stack import Stack
 from infra.local.supervisor import FIRST_BACKOFF_S, Supervisor
 from services.common.config import ShardMap, symbols_from_env
-from services.common.errors import reason_of
+from services.common.errors import reason_of, retry_after_of
 from services.common.ids import SnowflakeIds
 from services.matching.shard import MatchingShard
 from tests.integration.load import Acks, run_load
@@ -415,6 +415,39 @@ def test_a_stalled_persistence_fails_reads_fast_instead_of_spending_the_clients_
         os.kill(persistence, signal.SIGCONT)
     assert orders.GetOrder(pb.GetOrderRequest(order_id=placed.order_id), metadata=ALICE,
                            timeout=10).order.status == t.ORDER_STATUS_CANCELLED
+
+
+@pytest.mark.timeout(120)
+def test_one_keys_flood_of_reads_is_refused_beyond_its_allowance_and_order_entry_goes_on(stack):
+    """The abuse probe: 1,500 concurrent GetOrders of one key raised other clients' submit
+    latency from 25 ms to 1.3 s. Reads of one key are allowed 16 at a time per replica:
+    with persistence stalled (so that reads pile up), 60 of Alice's reads get at most
+    2 x 16 through; the rest are refused at once, RESOURCE_EXHAUSTED with a RetryInfo,
+    and Bob's orders go through meanwhile."""
+    orders = order_grpc.OrderServiceStub(grpc.insecure_channel(stack.target))
+    bob = (("authorization", "Bearer demo-key-bob"),)
+    persistence = stack.pids()["persistence"]
+    os.kill(persistence, signal.SIGSTOP)
+    try:
+        reads = [orders.GetOrder.future(pb.GetOrderRequest(order_id=1), metadata=ALICE, timeout=10)
+                 for _ in range(60)]
+        time.sleep(1.5)  # the refusals come at once; the others wait on the stalled store (5 s)
+        refused = [read.exception() for read in reads if read.done()]
+        assert len(refused) >= 60 - 2 * 16
+        assert {(e.code(), reason_of(e)) for e in refused} == {
+            (grpc.StatusCode.RESOURCE_EXHAUSTED, "TOO_MANY_IN_FLIGHT")}
+        assert retry_after_of(refused[0]) == pytest.approx(0.1)
+        started = time.monotonic()
+        placed = orders.SubmitOrder(pb.SubmitOrderRequest(
+            client_order_id=f"flooded-{time.time_ns()}", symbol="IBM", side=t.SIDE_SELL,
+            order_type=t.ORDER_TYPE_LIMIT, time_in_force=t.TIME_IN_FORCE_GTC, price=9000, quantity=1),
+            metadata=bob, timeout=10)
+        assert placed.order.status == t.ORDER_STATUS_NEW and time.monotonic() - started < 2
+    finally:
+        os.kill(persistence, signal.SIGCONT)
+    for read in reads:
+        with contextlib.suppress(grpc.RpcError):
+            read.result(timeout=15)
 
 
 @pytest.mark.timeout(120)
