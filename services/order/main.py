@@ -11,6 +11,7 @@ from bourse.persistence.v1 import persistence_service_pb2_grpc as persistence_gr
 
 from services.common import logs
 from services.common.ids import SnowflakeIds
+from services.common.malformed import tolerant
 from services.common.server import CHANNEL_OPTIONS, Lifecycle, Service, run, serve
 from services.order.config import OrderSettings
 from services.order.downstream import ShardStream
@@ -90,12 +91,13 @@ async def main() -> None:
         await feed_client.aclose()
         await updates_client.aclose()
 
+    # The client API: a request that is not its method's message is INVALID_ARGUMENT.
     def register_order(server):
-        order_grpc.add_OrderServiceServicer_to_server(order_servicer, server)
+        order_grpc.add_OrderServiceServicer_to_server(order_servicer, tolerant(server, log))
 
     def register_market_data(server):
         md_grpc.add_MarketDataServiceServicer_to_server(
-            MarketDataServicer(redis_client, settings.symbols, auth, market_feed, in_flight), server)
+            MarketDataServicer(redis_client, settings.symbols, auth, market_feed, in_flight), tolerant(server, log))
 
     await serve(
         [Service(ORDER_SERVICE, register_order), Service(MARKET_DATA_SERVICE, register_market_data)],

@@ -156,6 +156,21 @@ def test_calls_without_a_valid_key_are_unauthenticated(orders, metadata, reason)
     assert reason_of(caught.value) == reason
 
 
+@pytest.mark.parametrize("method", ["/bourse.order.v1.OrderService/SubmitOrder",
+                                    "/bourse.marketdata.v1.MarketDataService/SubscribeMarketData"])
+def test_bytes_that_are_not_the_methods_message_are_invalid_argument(channel, method):
+    """The abuse probe: corrupt protobuf bytes were answered UNKNOWN, with a traceback
+    logged for each."""
+    with pytest.raises(grpc.RpcError) as caught:
+        call = channel.unary_unary(method) if "Submit" in method else channel.unary_stream(method)
+        result = call(b"\xff\xff\xff\xff\x0f", metadata=ALICE, timeout=10)
+        if "Subscribe" in method:
+            next(result)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, caught.value
+    assert reason_of(caught.value) == "MALFORMED_REQUEST"
+    assert caught.value.details().startswith("request: not a valid message for " + method)
+
+
 def test_an_oversized_request_is_refused_unparsed_before_authentication(orders):
     """The abuse probe sent a 60 MB SubmitOrder without a key: it was parsed, and the
     replica grew from 100 to 390 MB. The client API takes requests up to 64 KiB."""
