@@ -28,6 +28,21 @@ HEALTH_SERVICE = "bourse.order.v1.OrderService"
 # after 15 s instead of UNAVAILABLE after 5).
 RETRY_ON = "connect-failure,refused-stream,reset"
 
+# Limits at the edge (the services are the second line: the order service refuses
+# requests over 64 KiB and counts calls in flight per API key):
+MAX_REQUEST_HEADERS_KB = 16  # an API key and the usual gRPC headers fit in far less
+MAX_HEADERS_COUNT = 64
+MAX_CONNECTIONS = 10_000  # client connections to this Envoy at once; beyond, refused
+# A connection with no call on it for this long is closed; a call (a stream included)
+# that sends and receives nothing for this long is ended. Subscriptions send a
+# heartbeat every 15 s, and unary calls are bounded by their deadline.
+CONNECTION_IDLE_TIMEOUT = "300s"
+STREAM_IDLE_TIMEOUT = "60s"
+# HTTP/2 flow control: how much one stream, and one connection, may send ahead of what
+# Envoy has passed on, which bounds what a client can make it buffer.
+INITIAL_STREAM_WINDOW = 256 * 1024
+INITIAL_CONNECTION_WINDOW = 1024 * 1024
+
 ACCESS_LOG_FORMAT = (
     "[%START_TIME%] %REQ(:METHOD)% %REQ(:PATH)% %PROTOCOL% http=%RESPONSE_CODE% "
     "grpc=%GRPC_STATUS% flags=%RESPONSE_FLAGS% bytes_in=%BYTES_RECEIVED% "
@@ -119,7 +134,20 @@ def _listener(listen_host: str, listen_port: int, access_log: str | None, max_gr
         "stat_prefix": "grpc_ingress",
         # AUTO: h2c for gRPC clients, HTTP/1.1 for grpc-web from browsers.
         "codec_type": "AUTO",
-        "http2_protocol_options": {"max_concurrent_streams": 1024},
+        "http2_protocol_options": {
+            "max_concurrent_streams": 1024,
+            "initial_stream_window_size": INITIAL_STREAM_WINDOW,
+            "initial_connection_window_size": INITIAL_CONNECTION_WINDOW,
+            # A bad request (headers too big, say) ends that call, not the connection
+            # and every other call on it, which clients would see as UNAVAILABLE.
+            "override_stream_error_on_invalid_http_message": True,
+        },
+        "max_request_headers_kb": MAX_REQUEST_HEADERS_KB,
+        "common_http_protocol_options": {
+            "idle_timeout": CONNECTION_IDLE_TIMEOUT,
+            "max_headers_count": MAX_HEADERS_COUNT,
+        },
+        "stream_idle_timeout": STREAM_IDLE_TIMEOUT,
         "route_config": {
             "name": "bourse",
             "virtual_hosts": [{"name": "bourse", "domains": ["*"], "routes": [_route(max_grpc_timeout)]}],
@@ -144,10 +172,15 @@ def _listener(listen_host: str, listen_port: int, access_log: str | None, max_gr
     return {
         "name": "grpc_ingress",
         "address": _address(listen_host, listen_port),
-        "filter_chains": [{"filters": [{
-            "name": "envoy.filters.network.http_connection_manager",
-            "typed_config": manager,
-        }]}],
+        "filter_chains": [{"filters": [
+            {"name": "envoy.filters.network.connection_limit",
+             "typed_config": {
+                 "@type": _type("envoy.extensions.filters.network.connection_limit.v3.ConnectionLimit"),
+                 "stat_prefix": "grpc_ingress_connections",
+                 "max_connections": MAX_CONNECTIONS,
+             }},
+            {"name": "envoy.filters.network.http_connection_manager", "typed_config": manager},
+        ]}],
     }
 
 
@@ -235,6 +268,14 @@ def render(
             "clusters": [_cluster(backends)],
         },
     }
+
+
+def http_filters(bootstrap: dict) -> list[dict]:
+    """The HTTP filters of the (first) listener's connection manager."""
+    listener = bootstrap["static_resources"]["listeners"][0]
+    [manager] = [f for f in listener["filter_chains"][0]["filters"]
+                 if f["name"] == "envoy.filters.network.http_connection_manager"]
+    return manager["typed_config"]["http_filters"]
 
 
 def dumps(config: dict) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from infra.envoy.config import http_filters
 from infra.k8s.cluster_model import Manifests, container_ports, resolve, service_of
 from infra.k8s.service_code import DRAIN_MARGIN_S
 
@@ -51,7 +52,7 @@ def check_envoy(m: Manifests) -> list[str]:
                     if cluster["type"] == "STRICT_DNS" and service and service["spec"].get("clusterIP") != "None":
                         problems.append(f"Envoy backend {address} is a ClusterIP Service: one virtual IP, so "
                                         "no per-replica balancing or health checks; make it headless")
-        filters = listener["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"]
+        filters = http_filters(bootstrap)
         paths = [h["string_match"]["exact"] for f in filters if f["name"] == "envoy.filters.http.health_check"
                  for h in f["typed_config"]["headers"] if h["name"] == ":path"]
         probe = container.get("readinessProbe", {}).get("httpGet")

@@ -90,8 +90,7 @@ def test_health_path_answers_and_drains(tmp_path):
 
 
 def _filters(bootstrap: dict) -> list[dict]:
-    listener = bootstrap["static_resources"]["listeners"][0]
-    return listener["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"]
+    return config.http_filters(bootstrap)
 
 
 def _http_status(url: str) -> int | None:
@@ -219,3 +218,4 @@ def test_envoy_balances_and_survives_backend_loss(tmp_path):
             await server1.stop(None)
 
     asyncio.run(scenario())
+
