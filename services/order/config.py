@@ -13,7 +13,7 @@ from services.common.config import (
     symbols_from_env,
 )
 from services.order.batcher import Batcher
-from services.order.limits import ORDERS_PER_KEY, READS_PER_KEY
+from services.order.limits import ORDERS_PER_KEY, RATE_PER_KEY, READS_PER_KEY
 
 DEMO_API_KEYS = "demo-key-alice=1,demo-key-bob=2,demo-key-carol=3,demo-key-dave=4"
 
@@ -56,6 +56,7 @@ class OrderSettings:
     max_order_subscriptions: int
     max_orders_in_flight_per_key: int
     max_reads_in_flight_per_key: int
+    rate_per_key: float
     drain_seconds: float
 
     @classmethod
@@ -73,6 +74,7 @@ class OrderSettings:
             max_order_subscriptions=env_int("BOURSE_MAX_ORDER_SUBSCRIPTIONS", 1000),
             max_orders_in_flight_per_key=env_int("BOURSE_MAX_ORDERS_IN_FLIGHT_PER_KEY", ORDERS_PER_KEY),
             max_reads_in_flight_per_key=env_int("BOURSE_MAX_READS_IN_FLIGHT_PER_KEY", READS_PER_KEY),
+            rate_per_key=float(env_int("BOURSE_RATE_PER_KEY", int(RATE_PER_KEY))),
             drain_seconds=env_int("BOURSE_DRAIN_MS", 2000) / 1000,
         )
         if len(settings.matching_addresses) != len(settings.shard_map):

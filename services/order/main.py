@@ -16,7 +16,7 @@ from services.common.server import CHANNEL_OPTIONS, Lifecycle, Service, run, ser
 from services.order.config import OrderSettings
 from services.order.downstream import ShardStream
 from services.order.feeds import market_data_feed
-from services.order.limits import default_in_flight
+from services.order.limits import InFlight, KeyLimits, Rate
 from services.order.market_data import book_client
 from services.order.orders import OrderDesk
 from services.order.service import (
@@ -70,8 +70,9 @@ async def main() -> None:
         for batcher in batchers:
             batcher.start()
 
-    in_flight = default_in_flight(settings.max_orders_in_flight_per_key, settings.max_reads_in_flight_per_key)
-    order_servicer = OrderServicer(desk, auth, updates_client, in_flight)
+    limits = KeyLimits(InFlight("orders", settings.max_orders_in_flight_per_key),
+                       InFlight("reads", settings.max_reads_in_flight_per_key), Rate(settings.rate_per_key))
+    order_servicer = OrderServicer(desk, auth, updates_client, limits)
 
     async def draining():
         # Subscription streams end UNAVAILABLE now (clients subscribe again elsewhere)
@@ -97,7 +98,7 @@ async def main() -> None:
 
     def register_market_data(server):
         md_grpc.add_MarketDataServiceServicer_to_server(
-            MarketDataServicer(redis_client, settings.symbols, auth, market_feed, in_flight), tolerant(server, log))
+            MarketDataServicer(redis_client, settings.symbols, auth, market_feed, limits), tolerant(server, log))
 
     await serve(
         [Service(ORDER_SERVICE, register_order), Service(MARKET_DATA_SERVICE, register_market_data)],

@@ -17,7 +17,7 @@ from services.common.errors import BourseError, abort, invalid
 from services.order import validation
 from services.order.market_data import BookReader, fill_book, fill_trade
 from services.order.feeds import Feed, FeedError
-from services.order.limits import InFlight, default_in_flight
+from services.order.limits import KeyLimits
 from services.order.order_updates import TOKEN, ResumeGap, read_updates
 from services.order.orders import CALLER_DEADLINE, OrderDesk
 
@@ -47,8 +47,8 @@ class Authenticator:
 
 
 def rpc(kind: str):
-    """Authenticates the caller, counts the call against its key's allowance of `kind`
-    ("orders" or "reads", limits.py), bounds the desk's downstream calls by the caller's
+    """Authenticates the caller, admits the call within its key's limits (limits.py:
+    the rate, and the allowance of `kind`, "orders" or "reads", in flight), bounds the desk's downstream calls by the caller's
     deadline, and turns BourseError into a status with ErrorInfo."""
 
     def decorate(method):
@@ -59,7 +59,7 @@ def rpc(kind: str):
                 None if remaining is None else asyncio.get_running_loop().time() + remaining)
             try:
                 account_id = self.auth.account_of(context)
-                with self.in_flight[kind].call(account_id):
+                with self.limits.admit(kind, account_id):
                     return await method(self, request, account_id)
             except BourseError as error:
                 await abort(context, error)
@@ -77,13 +77,12 @@ def _updates_unavailable(why: str) -> BourseError:
 
 
 class OrderServicer(order_grpc.OrderServiceServicer):
-    def __init__(self, desk: OrderDesk, auth: Authenticator, updates_client=None,
-                 in_flight: dict[str, InFlight] | None = None):
+    def __init__(self, desk: OrderDesk, auth: Authenticator, updates_client=None, limits: KeyLimits | None = None):
         """updates_client: a redis.asyncio.Redis whose read timeout outlasts HEARTBEAT_S;
-        in_flight: the per-key allowances by kind ("orders", "reads")."""
+        limits: the per-key limits (limits.py)."""
         self.desk = desk
         self.auth = auth
-        self.in_flight = in_flight or default_in_flight()
+        self.limits = limits or KeyLimits()
         self.updates_client = updates_client
         self.draining = asyncio.Event()  # set: subscriptions end, new ones are refused
 
@@ -146,8 +145,8 @@ class OrderServicer(order_grpc.OrderServiceServicer):
 
 class MarketDataServicer(md_grpc.MarketDataServiceServicer):
     def __init__(self, redis_client: redis.Redis, symbols, auth: Authenticator, feed: Feed | None = None,
-                 in_flight: dict[str, InFlight] | None = None):
-        self.in_flight = in_flight or default_in_flight()
+                 limits: KeyLimits | None = None):
+        self.limits = limits or KeyLimits()
         self.books = BookReader(redis_client)
         self.symbols = frozenset(symbols)
         self.auth = auth
