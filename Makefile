@@ -35,7 +35,7 @@ floor: build
 
 # The whole stack, kept running for manual use; Ctrl-C stops it.
 up: build
-	bazel-bin/infra/local/stack up
+	bazel-bin/infra/local/stack up $(ARGS)
 
 # Operations on the stack `make up` runs: each matching shard's sequence, durable
 # sequence, snapshot and replay lag; and a snapshot of every shard on demand.

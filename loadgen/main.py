@@ -69,6 +69,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--channels", type=int, default=0,
                    help="gRPC connections shared round robin by the clients (0: min(clients, 8))")
     p.add_argument("--api-keys", default="", help="k1,k2,...: client i uses key i mod n")
+    p.add_argument("--ca-file", default="", help="connect with TLS, trusting this PEM CA (make up prints it); "
+                                                 "plaintext (h2c) without")
     p.add_argument("--symbols", default="", help="comma/space separated; default BOURSE_SYMBOLS or the built-in list")
     p.add_argument("--db-url", action="append", default=[], help="PostgreSQL shard URL for the lost check (repeat)")
     p.add_argument("--pid", action="append", default=[], type=_pid, help="name=pid of a stack process (repeat)")
@@ -263,7 +265,13 @@ class Run:
 
     async def execute(self) -> float:
         args = self.args
-        channels = [grpc.aio.insecure_channel(args.target, options=CHANNEL_OPTIONS) for _ in range(args.channels)]
+        if args.ca_file:
+            with open(args.ca_file, "rb") as ca:
+                credentials = grpc.ssl_channel_credentials(ca.read())
+            channels = [grpc.aio.secure_channel(args.target, credentials, options=CHANNEL_OPTIONS)
+                        for _ in range(args.channels)]
+        else:
+            channels = [grpc.aio.insecure_channel(args.target, options=CHANNEL_OPTIONS) for _ in range(args.channels)]
         try:
             try:
                 await asyncio.wait_for(asyncio.gather(*(c.channel_ready() for c in channels)), 15)

@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DEBS=(bazel-bootstrap bazel-rules-java bazel-skylib libgtest-dev build-essential
-      postgresql redis-server util-linux)
+      postgresql redis-server util-linux openssl)
 missing=()
 for pkg in "${DEBS[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -127,8 +127,23 @@ def _health_check_filter(path: str) -> dict:
     }
 
 
+def _tls(certificate: str, key: str) -> dict:
+    return {
+        "name": "envoy.transport_sockets.tls",
+        "typed_config": {
+            "@type": _type("envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext"),
+            "common_tls_context": {
+                "alpn_protocols": ["h2", "http/1.1"],
+                "tls_params": {"tls_minimum_protocol_version": "TLSv1_2"},
+                "tls_certificates": [{"certificate_chain": {"filename": certificate},
+                                      "private_key": {"filename": key}}],
+            },
+        },
+    }
+
+
 def _listener(listen_host: str, listen_port: int, access_log: str | None, max_grpc_timeout: str,
-              health_path: str | None = None) -> dict:
+              health_path: str | None = None, tls: tuple[str, str] | None = None) -> dict:
     manager = {
         "@type": _type("envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"),
         "stat_prefix": "grpc_ingress",
@@ -169,10 +184,13 @@ def _listener(listen_host: str, listen_port: int, access_log: str | None, max_gr
         manager["http_filters"].insert(0, _health_check_filter(health_path))
     if access_log is not None:
         manager["access_log"] = _access_log(access_log)
+    chain: dict = {}
+    if tls is not None:
+        chain["transport_socket"] = _tls(*tls)
     return {
         "name": "grpc_ingress",
         "address": _address(listen_host, listen_port),
-        "filter_chains": [{"filters": [
+        "filter_chains": [{**chain, "filters": [
             {"name": "envoy.filters.network.connection_limit",
              "typed_config": {
                  "@type": _type("envoy.extensions.filters.network.connection_limit.v3.ConnectionLimit"),
@@ -245,8 +263,11 @@ def render(
     listen_host: str = "0.0.0.0",
     max_grpc_timeout: str = "60s",
     health_path: str | None = None,
+    tls: tuple[str, str] | None = None,
 ) -> dict:
     """The complete bootstrap. access_log: None (off), "-" (stdout) or a file path.
+    tls: (certificate chain file, private key file): clients connect with TLS (HTTP/2
+    by ALPN), else in plaintext (h2c).
 
     A backend given by host name (not IP) makes the cluster STRICT_DNS: every address
     the name resolves to is one backend, re-resolved every few seconds, so a Kubernetes
@@ -264,7 +285,7 @@ def render(
         "node": {"id": "bourse-edge", "cluster": "bourse"},
         "admin": {"address": _address("127.0.0.1", admin_port)},
         "static_resources": {
-            "listeners": [_listener(listen_host, listen_port, access_log, max_grpc_timeout, health_path)],
+            "listeners": [_listener(listen_host, listen_port, access_log, max_grpc_timeout, health_path, tls)],
             "clusters": [_cluster(backends)],
         },
     }
@@ -299,11 +320,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--access-log", default=None, help="'-' for stdout or a file path; off by default")
     parser.add_argument("--max-grpc-timeout", default="60s")
     parser.add_argument("--health-path", default=None, help="HTTP path Envoy answers itself (e.g. /healthz); off by default")
+    parser.add_argument("--tls-certificate", default=None, help="PEM certificate chain: clients connect with TLS")
+    parser.add_argument("--tls-key", default=None, help="PEM private key of --tls-certificate")
     parser.add_argument("-o", "--output", default="-", help="file to write ('-' = stdout)")
     args = parser.parse_args(argv)
+    if bool(args.tls_certificate) != bool(args.tls_key):
+        parser.error("--tls-certificate and --tls-key go together")
+    tls = (args.tls_certificate, args.tls_key) if args.tls_certificate else None
     text = dumps(render(args.listen_port, args.admin_port, args.backend, args.access_log,
                         listen_host=args.listen_host, max_grpc_timeout=args.max_grpc_timeout,
-                        health_path=args.health_path))
+                        health_path=args.health_path, tls=tls))
     if args.output == "-":
         sys.stdout.write(text)
     else:

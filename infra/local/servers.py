@@ -38,8 +38,9 @@ def wait_for_port(port: int, timeout: float = 15.0, host: str = "127.0.0.1") -> 
 
 
 def wait_serving(address: str, process: subprocess.Popen, log_path: str | os.PathLike | None = None,
-                 timeout: float = 60.0) -> None:
-    """Waits until the gRPC server `process` at `address` reports SERVING (grpc.health.v1).
+                 timeout: float = 60.0, ca_file: str | os.PathLike | None = None) -> None:
+    """Waits until the gRPC server `process` at `address` reports SERVING (grpc.health.v1);
+    over TLS trusting `ca_file` when given.
 
     Raises RuntimeError with the end of its log if it exits, TimeoutError if it is slow.
     """
@@ -54,7 +55,12 @@ def wait_serving(address: str, process: subprocess.Popen, log_path: str | os.Pat
             return "(no log)"
 
     deadline = time.monotonic() + timeout
-    with grpc.insecure_channel(address) as channel:
+    if ca_file is None:
+        channel = grpc.insecure_channel(address)
+    else:
+        with open(ca_file, "rb") as ca:
+            channel = grpc.secure_channel(address, grpc.ssl_channel_credentials(ca.read()))
+    with channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while time.monotonic() < deadline:
             if process.poll() is not None:

@@ -29,6 +29,7 @@ from infra.envoy.binary import envoy_binary
 from infra.envoy.config import dumps, render
 from infra.local.servers import Postgres, Redis, StartedWithin, free_port, wait_serving
 from infra.local.supervisor import Supervisor
+from infra.local.tls import local_tls
 from services.common.config import DEFAULT_SHARD_RANGES, DEFAULT_SYMBOLS
 
 # Where `stack up` tells the admin command (infra/admin) how to reach the stack.
@@ -58,6 +59,9 @@ class Stack(StartedWithin):
     log_dir: str | None = None
     envoy_port: int = 0
     quiet: bool = True
+    # Set: clients reach Envoy over TLS, trusting `ca_file`, a local CA made (once) in
+    # this directory (infra/local/tls.py). None: plaintext (h2c).
+    tls_dir: str | None = None
     # Extra settings for every service (e.g. BOURSE_SNAPSHOT_EVERY).
     service_env: dict[str, str] = field(default_factory=dict)
     # How many processes serve the matching shards (matching-0..): 1 runs every shard in
@@ -201,15 +205,25 @@ class Stack(StartedWithin):
         self.postgres.restart()
 
     def _wait_healthy(self, process: Process, timeout: float = 60.0) -> None:
-        wait_serving(process.address, process.popen, Path(self.log_dir) / f"{process.name}.log", timeout)
+        wait_serving(process.address, process.popen, Path(self.log_dir) / f"{process.name}.log", timeout,
+                     ca_file=self.ca_file if process.name == "envoy" else None)
+
+    @property
+    def ca_file(self) -> str | None:
+        """What a client trusts to reach Envoy over TLS; None in plaintext."""
+        return str(local_tls(self.tls_dir).ca) if self.tls_dir else None
 
     def _start_envoy(self) -> None:
         self.envoy_port = self.envoy_port or free_port()
         self.envoy_admin_port = free_port()
         backends = [(a.rsplit(":", 1)[0], int(a.rsplit(":", 1)[1])) for a in self.order_addresses]
+        tls = None
+        if self.tls_dir:
+            files = local_tls(self.tls_dir)
+            tls = (str(files.certificate), str(files.key))
         self._envoy_config = Path(self.log_dir) / "envoy.json"
         self._envoy_config.write_text(dumps(render(self.envoy_port, self.envoy_admin_port, backends, None,
-                                                   listen_host="127.0.0.1")))
+                                                   listen_host="127.0.0.1", tls=tls)))
         self.processes.append(Process("envoy", self._popen_envoy(), f"127.0.0.1:{self.envoy_port}"))
         self._wait_healthy(self.processes[-1])
 
@@ -294,7 +308,7 @@ def _demo(stack: Stack, args) -> int:
 def _up(stack: Stack) -> int:
     stopped = []
     signal.signal(signal.SIGTERM, lambda *_: stopped.append(1))
-    endpoints = {"envoy": stack.target, "api_keys": stack.api_keys, "logs": stack.log_dir,
+    endpoints = {"envoy": stack.target, "ca_file": stack.ca_file, "api_keys": stack.api_keys, "logs": stack.log_dir,
                  "postgres": stack.db_urls(driver="postgresql"), "redis": stack.redis.url,
                  "matching": stack.matching_addresses, "persistence": stack.persistence_address}
     ENDPOINTS_FILE.parent.mkdir(exist_ok=True)
@@ -302,7 +316,8 @@ def _up(stack: Stack) -> int:
     try:
         print(json.dumps(endpoints, indent=2))
         print("operations: make shards, make snapshot (see README)")
-        print(f"try: grpcurl -plaintext -H 'authorization: Bearer demo-key-alice' {stack.target} list")
+        security = f"-cacert {stack.ca_file}" if stack.ca_file else "-plaintext"
+        print(f"try: grpcurl {security} -H 'authorization: Bearer demo-key-alice' {stack.target} list")
         print("Ctrl-C stops the stack; anything else that stops is restarted", flush=True)
         supervisor = Supervisor(stack, say=lambda line: print(line, file=sys.stderr, flush=True))
         while not stopped:
@@ -327,11 +342,16 @@ def main(argv=None) -> int:
     parser.add_argument("--envoy-port", type=int, default=0, help="default: a free port (up) / any (demo)")
     parser.add_argument("--report-dir", default=os.path.join(os.environ.get("BUILD_WORKSPACE_DIRECTORY", "."), "reports"))
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--plaintext", action="store_true",
+                        help="up: clients reach Envoy without TLS (h2c); demo always runs so, as the original test")
+    parser.add_argument("--tls-dir", default=str(ENDPOINTS_FILE.parent / "tls"),
+                        help="up: where the local CA and Envoy's certificate are made, once")
     args = parser.parse_args(argv)
     log_dir = os.path.join(args.report_dir, "logs")
     stack = Stack(shard_ranges=args.shard_ranges, order_replicas=args.order_replicas, log_dir=log_dir,
                   matching_processes=args.matching_processes,
-                  envoy_port=args.envoy_port or (8080 if args.mode == "up" and _port_free(8080) else 0), quiet=False)
+                  envoy_port=args.envoy_port or (8080 if args.mode == "up" and _port_free(8080) else 0), quiet=False,
+                  tls_dir=None if args.mode == "demo" or args.plaintext else os.path.abspath(args.tls_dir))
     with stack:
         if args.mode == "demo":
             code = _demo(stack, args)

@@ -52,8 +52,13 @@ class Client:
         self.close()
 
 
-def connect(target: str, api_key: str, credentials: grpc.ChannelCredentials | None = None) -> Client:
-    """A client for the exchange at `target` (Envoy), authenticated by `api_key`."""
+def connect(target: str, api_key: str, credentials: grpc.ChannelCredentials | None = None,
+            ca_file: str | None = None) -> Client:
+    """A client for the exchange at `target` (Envoy), authenticated by `api_key`; over
+    TLS trusting the PEM CA `ca_file` (or with `credentials`), else in plaintext."""
+    if ca_file is not None:
+        with open(ca_file, "rb") as ca:
+            credentials = grpc.ssl_channel_credentials(ca.read())
     raw = grpc.secure_channel(target, credentials) if credentials else grpc.insecure_channel(target)
     channel = grpc.intercept_channel(raw, _BearerAuth(api_key))
     return Client(channel=raw, orders=OrderServiceStub(channel), market_data=MarketDataServiceStub(channel))
