@@ -35,6 +35,11 @@ from infra.k8s.objects_common import (
 ENVOY_CONFIG = "envoy-config"
 ENVOY_CONFIG_PATH = "/etc/envoy/envoy.json"
 ENVOY_HEALTH_PATH = "/healthz"
+# Clients reach Envoy over TLS with the certificate of this Secret (type kubernetes.io/tls),
+# which is the operator's to create (kubectl create secret tls, or cert-manager): a
+# certificate for the name clients use is not something the manifests can know.
+EDGE_TLS_SECRET = "bourse-edge-tls"
+ENVOY_TLS_DIR = "/etc/envoy/tls"
 # Envoy's preStop: fail its health path, wait for the Service to drop it, then drain.
 ENVOY_UNREADY_WAIT_S = 5
 ENVOY_DRAIN_S = 10
@@ -104,7 +109,8 @@ def order(layout: Layout, config_hash: str) -> list[dict]:
 
 def envoy_bootstrap(layout: Layout) -> dict:
     return envoy_config.render(ENVOY_PORT, ENVOY_ADMIN_PORT, [("order", ORDER_PORT)],
-                               health_path=ENVOY_HEALTH_PATH)
+                               health_path=ENVOY_HEALTH_PATH,
+                               tls=(f"{ENVOY_TLS_DIR}/tls.crt", f"{ENVOY_TLS_DIR}/tls.key"))
 
 
 def envoy(layout: Layout) -> list[dict]:
@@ -117,9 +123,10 @@ def envoy(layout: Layout) -> list[dict]:
     container.pop("envFrom")
     container.pop("env")
     container["volumeMounts"] = [TMP_MOUNT, {"name": "config", "mountPath": str(Path(ENVOY_CONFIG_PATH).parent),
-                                             "readOnly": True}]
-    container["readinessProbe"] = {"httpGet": {"path": ENVOY_HEALTH_PATH, "port": "grpc"}, "periodSeconds": 2,
-                                   "failureThreshold": 2}
+                                             "readOnly": True},
+                                 {"name": "tls", "mountPath": ENVOY_TLS_DIR, "readOnly": True}]
+    container["readinessProbe"] = {"httpGet": {"path": ENVOY_HEALTH_PATH, "port": "grpc", "scheme": "HTTPS"},
+                                   "periodSeconds": 2, "failureThreshold": 2}
     container["livenessProbe"] = {"tcpSocket": {"port": "grpc"}, "periodSeconds": 10, "failureThreshold": 6}
     container["lifecycle"] = {"preStop": {"exec": {"command": [
         PYTHON, "-m", "infra.k8s.entrypoint", "envoy-drain", "--admin", f"127.0.0.1:{ENVOY_ADMIN_PORT}",
@@ -127,6 +134,7 @@ def envoy(layout: Layout) -> list[dict]:
     pod = app_pod(layout, [container], digest(config_map), "envoy",
                   ENVOY_UNREADY_WAIT_S + ENVOY_DRAIN_S + CLOSE_MARGIN_S, spread=True)
     pod["spec"]["volumes"].append({"name": "config", "configMap": {"name": ENVOY_CONFIG}})
+    pod["spec"]["volumes"].append({"name": "tls", "secret": {"secretName": EDGE_TLS_SECRET}})
     deployment = {
         "apiVersion": "apps/v1", "kind": "Deployment", "metadata": metadata(layout, "envoy", "envoy"),
         "spec": {

@@ -18,6 +18,8 @@ import yaml
 
 from infra.envoy.binary import envoy_binary
 from infra.k8s import checks, entrypoint, render
+from infra.k8s.objects_trading import ENVOY_TLS_DIR
+from infra.local.tls import local_tls
 from services.common.config import DEFAULT_SHARD_RANGES, ShardMap
 
 BASE = Path(__file__).absolute().parent.parent / "base"
@@ -269,7 +271,11 @@ def validate_envoy(path: Path) -> subprocess.CompletedProcess:
 def test_envoy_config_map_passes_envoy_validate(tmp_path):
     config_map = next(o for o in load(BASE)["envoy.yaml"] if o["kind"] == "ConfigMap")
     path = tmp_path / "envoy.json"
-    path.write_text(config_map["data"]["envoy.json"])
+    # The TLS Secret's files, as the pod mounts them, made here for Envoy to load.
+    files = local_tls(tmp_path / "tls")
+    path.write_text(config_map["data"]["envoy.json"]
+                    .replace(f"{ENVOY_TLS_DIR}/tls.crt", str(files.certificate))
+                    .replace(f"{ENVOY_TLS_DIR}/tls.key", str(files.key)))
     result = validate_envoy(path)
     assert result.returncode == 0, result.stdout + result.stderr
     cluster = json.loads(path.read_text())["static_resources"]["clusters"][0]
