@@ -47,9 +47,10 @@ class Authenticator:
 
 
 def rpc(kind: str):
-    """Authenticates the caller, admits the call within its key's limits (limits.py:
-    the rate, and the allowance of `kind`, "orders" or "reads", in flight), bounds the desk's downstream calls by the caller's
-    deadline, and turns BourseError into a status with ErrorInfo."""
+    """Authenticates the caller, admits the call within its key's limits (limits.py: the
+    rate, and the allowance of `kind`, "orders" or "reads", in flight), bounds the desk's
+    downstream calls by the caller's deadline, and turns BourseError into a status with
+    ErrorInfo."""
 
     def decorate(method):
         @functools.wraps(method)

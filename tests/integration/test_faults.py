@@ -401,7 +401,7 @@ def test_a_stalled_persistence_fails_reads_fast_instead_of_spending_the_clients_
         assert caught.value.code() == grpc.StatusCode.UNAVAILABLE, caught.value
         assert reason_of(caught.value) == "PERSISTENCE_UNAVAILABLE"
         assert "client_order_id" not in caught.value.details()  # a read: nothing to resubmit
-        assert 4 < took < 7, took
+        assert 4 < took < 8, took
         started = time.monotonic()
         with pytest.raises(grpc.RpcError) as caught:
             orders.GetOrder(pb.GetOrderRequest(order_id=placed.order_id), metadata=ALICE, timeout=1.5)
@@ -442,7 +442,7 @@ def test_one_keys_flood_of_reads_is_refused_beyond_its_allowance_and_order_entry
             client_order_id=f"flooded-{time.time_ns()}", symbol="IBM", side=t.SIDE_SELL,
             order_type=t.ORDER_TYPE_LIMIT, time_in_force=t.TIME_IN_FORCE_GTC, price=9000, quantity=1),
             metadata=bob, timeout=10)
-        assert placed.order.status == t.ORDER_STATUS_NEW and time.monotonic() - started < 2
+        assert placed.order.status == t.ORDER_STATUS_NEW and time.monotonic() - started < 3
     finally:
         os.kill(persistence, signal.SIGCONT)
     for read in reads:
