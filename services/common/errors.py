@@ -43,23 +43,23 @@ async def abort(context: grpc.aio.ServicerContext, error: BourseError):
     await context.abort_with_status(to_status(error))
 
 
+def _detail(error: grpc.RpcError, message_type):
+    """The first detail of a received error's status that is a `message_type`, if any."""
+    status = rpc_status.from_call(error)
+    for detail in status.details if status is not None else ():
+        message = message_type()
+        if detail.Unpack(message):
+            return message
+    return None
+
+
 def reason_of(error: grpc.RpcError) -> str | None:
     """The ErrorInfo reason of a received error, if it carries one."""
-    status = rpc_status.from_call(error)
-    if status is None:
-        return None
-    for detail in status.details:
-        info = error_details_pb2.ErrorInfo()
-        if detail.Unpack(info):
-            return info.reason
-    return None
+    info = _detail(error, error_details_pb2.ErrorInfo)
+    return info.reason if info is not None else None
 
 
 def retry_after_of(error: grpc.RpcError) -> float | None:
     """The RetryInfo delay of a received error, in seconds, if it carries one."""
-    status = rpc_status.from_call(error)
-    for detail in status.details if status is not None else ():
-        info = error_details_pb2.RetryInfo()
-        if detail.Unpack(info):
-            return info.retry_delay.ToNanoseconds() / 1e9
-    return None
+    retry = _detail(error, error_details_pb2.RetryInfo)
+    return retry.retry_delay.ToNanoseconds() / 1e9 if retry is not None else None

@@ -57,7 +57,6 @@ class InFlight:
         return sum(self._counts.values())
 
 
-
 class Rate:
     """A token bucket per account: `rate` calls per second, bursts up to `burst`."""
 
