@@ -45,6 +45,11 @@ shards: build
 snapshot: build
 	bazel-bin/infra/admin/admin snapshot
 
+# API keys of the stack `make up` runs: make keys ARGS="create --account 5 --label desk",
+# ARGS=list, ARGS="revoke KEY_ID".
+keys: build
+	bazel-bin/infra/admin/admin keys $(ARGS)
+
 # The container image of every service (infra/k8s/README.md): stages the build context
 # (sources, generated protos, engine module) from Bazel's outputs, then builds it.
 IMAGE ?= bourse:dev

@@ -3,6 +3,7 @@
     python -m infra.admin shards              each matching shard: sequence, durable
                                               sequence, snapshot, lag, queue, serving
     python -m infra.admin snapshot [--shard N]  take a snapshot now (all shards by default)
+    python -m infra.admin keys create|list|revoke  API keys (infra/admin/keys.py)
 
 Addresses come from --matching/--persistence, else BOURSE_MATCHING_ADDRS and
 BOURSE_PERSISTENCE_ADDR, else the file the local stack writes (`.stack/endpoints.json`).
@@ -24,20 +25,28 @@ from bourse.persistence.v1 import persistence_service_pb2_grpc as persistence_gr
 from rich.console import Console
 from rich.table import Table
 
+from infra.admin import keys
 from services.common.config import addresses
 
 ENDPOINTS_FILE = Path(".stack/endpoints.json")
 
 
+def _saved() -> dict:
+    return json.loads(ENDPOINTS_FILE.read_text()) if ENDPOINTS_FILE.exists() else {}
+
+
+def persistence_of(args) -> str:
+    persistence = args.persistence or os.environ.get("BOURSE_PERSISTENCE_ADDR") or _saved().get("persistence", "")
+    if not persistence:
+        raise SystemExit("no address: pass --persistence, or run `make up` first")
+    return persistence
+
+
 def endpoints(args) -> tuple[list[str], str]:
-    saved = {}
-    if ENDPOINTS_FILE.exists():
-        saved = json.loads(ENDPOINTS_FILE.read_text())
-    matching = args.matching or os.environ.get("BOURSE_MATCHING_ADDRS") or ",".join(saved.get("matching", []))
-    persistence = args.persistence or os.environ.get("BOURSE_PERSISTENCE_ADDR") or saved.get("persistence", "")
-    if not matching or not persistence:
+    matching = args.matching or os.environ.get("BOURSE_MATCHING_ADDRS") or ",".join(_saved().get("matching", []))
+    if not matching:
         raise SystemExit("no addresses: pass --matching and --persistence, or run `make up` first")
-    return addresses(matching), persistence
+    return addresses(matching), persistence_of(args)
 
 
 def shard_rows(matching: list[str], persistence: str) -> list[dict]:
@@ -94,8 +103,11 @@ def take_snapshots(matching: list[str], only: int | None) -> int:
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["keys"]:
+        return keys.main(argv[1:], persistence_of)
     parser = argparse.ArgumentParser(prog="python -m infra.admin", description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=["shards", "snapshot"])
+    parser.add_argument("command", choices=["shards", "snapshot", "keys"])
     parser.add_argument("--shard", type=int, default=None)
     parser.add_argument("--matching", default="", help="host:port of each shard, comma separated, in order")
     parser.add_argument("--persistence", default="")

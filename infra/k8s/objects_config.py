@@ -34,8 +34,6 @@ def settings(layout: Layout) -> list[dict]:
             "bourse.dev/placeholder": f"every {PLACEHOLDER} value must be replaced before real use (see README)"}),
         "type": "Opaque",
         "stringData": {
-            # key=account_id pairs (services.common.config.parse_api_keys).
-            "BOURSE_API_KEYS": ",".join(f"{PLACEHOLDER}-api-key-{n}={n}" for n in (1, 2)),
             "POSTGRES_PASSWORD": f"{PLACEHOLDER}-postgres-password",
         },
     }

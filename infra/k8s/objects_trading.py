@@ -28,7 +28,6 @@ from infra.k8s.objects_common import (
     labels,
     metadata,
     requests_and_limits,
-    secret_env,
     service_container,
 )
 
@@ -73,12 +72,12 @@ def matching(layout: Layout, config_hash: str) -> list[dict]:
 
 
 def order(layout: Layout, config_hash: str) -> list[dict]:
-    env = [POD_NAME_ENV, {"name": "BOURSE_ORDER_ADDR", "value": f"0.0.0.0:{ORDER_PORT}"},
-           secret_env("BOURSE_API_KEYS", "BOURSE_API_KEYS")]
+    # API keys are data (database 0, through persistence): no key in the environment.
+    env = [POD_NAME_ENV, {"name": "BOURSE_ORDER_ADDR", "value": f"0.0.0.0:{ORDER_PORT}"}]
     # The entrypoint sets BOURSE_NODE_ID to the pod's ordinal: unique per replica, as the
     # Snowflake ids need, which a Deployment's random pod names could not guarantee.
     container = service_container(layout, "order", ORDER_PORT, env,
-                                  requests_and_limits("500m", "256Mi", "2", "512Mi"), startup_failures=30)
+                                  requests_and_limits("500m", "256Mi", "2", "512Mi"), startup_failures=45)
     statefulset = {
         "apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": metadata(layout, "order", "order"),
         "spec": {

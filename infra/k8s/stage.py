@@ -9,7 +9,8 @@ copies them into one flat tree:
     DIR/Dockerfile          infra/k8s/Dockerfile
     DIR/requirements.lock   the repo's (run from the repository root)
     DIR/app/services/...    sources, Alembic migrations included
-    DIR/app/infra/...       __init__.py, envoy/ (config, binary finder), k8s/ (entrypoint)
+    DIR/app/infra/...       __init__.py, envoy/ (config, binary finder), k8s/ (entrypoint),
+                            admin/ (the operator's commands: shards, snapshots, API keys)
     DIR/app/bourse/...      protoc-generated modules (bazel-bin/protos)
     DIR/app/bourse_engine/  typed engine wrapper (engine/bourse_engine)
     DIR/app/_bourse_engine.so   the nanobind module (bazel-bin/engine)
@@ -33,6 +34,7 @@ TREES = {
     "services": "app/services",
     "infra/__init__.py": "app/infra/__init__.py",
     "infra/envoy": "app/infra/envoy",
+    "infra/admin": "app/infra/admin",
     "infra/k8s": "app/infra/k8s",
     "protos/bourse": "app/bourse",
     "engine/bourse_engine": "app/bourse_engine",

@@ -31,6 +31,7 @@ from infra.local.servers import Postgres, Redis, StartedWithin, free_port, wait_
 from infra.local.supervisor import Supervisor
 from infra.local.tls import local_tls
 from services.common.config import DEFAULT_SHARD_RANGES, DEFAULT_SYMBOLS
+from services.persistence.api_keys import seed_keys
 
 # Where `stack up` tells the admin command (infra/admin) how to reach the stack.
 ENDPOINTS_FILE = Path(".stack/endpoints.json")
@@ -100,7 +101,6 @@ class Stack(StartedWithin):
             BOURSE_SHARD_RANGES=self.shard_ranges,
             BOURSE_DB_URLS=",".join(self.db_urls()),
             BOURSE_REDIS_URL=self.redis.url,
-            BOURSE_API_KEYS=",".join(f"{k}={v}" for k, v in self.api_keys.items()),
             BOURSE_DRAIN_MS="500",
             **{**self.service_env, **extra},
         )
@@ -111,6 +111,8 @@ class Stack(StartedWithin):
         self.redis.start()
         subprocess.run([sys.executable, "-m", "services.persistence.migrate"], env=self.env(), check=True,
                        capture_output=True)
+        # The demo keys exist here only (make demo, make up, the tests), as data like any key.
+        seed_keys(self.db_urls()[0], self.api_keys, label="demo")
         persistence = self.persistence_address = f"127.0.0.1:{free_port()}"
         self._spawn("persistence", "services.persistence.main", persistence, BOURSE_PERSISTENCE_ADDR=persistence)
         hosts = max(1, min(self.matching_processes, self.shards))

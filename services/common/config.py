@@ -88,17 +88,6 @@ def symbol_ids(symbols) -> dict[str, int]:
     return {symbol: index + 1 for index, symbol in enumerate(sorted(symbols))}
 
 
-def parse_api_keys(spec: str) -> dict[str, int]:
-    """`key=account_id,key2=account_id2` -> {key: account_id}."""
-    keys: dict[str, int] = {}
-    for part in filter(None, (p.strip() for p in spec.split(","))):
-        key, sep, account = part.partition("=")
-        if not sep or not key or not account.isdigit() or int(account) <= 0:
-            raise ValueError(f"bad API key entry {part!r}: want key=positive_account_id")
-        keys[key] = int(account)
-    return keys
-
-
 def addresses(spec: str) -> list[str]:
     """`host:port,host:port` -> list, index = shard or replica number."""
     return [a.strip() for a in spec.split(",") if a.strip()]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from services.common.config import (
@@ -9,13 +10,10 @@ from services.common.config import (
     addresses,
     env,
     env_int,
-    parse_api_keys,
     symbols_from_env,
 )
 from services.order.batcher import Batcher
 from services.order.limits import ORDERS_PER_KEY, RATE_PER_KEY, READS_PER_KEY
-
-DEMO_API_KEYS = "demo-key-alice=1,demo-key-bob=2,demo-key-carol=3,demo-key-dave=4"
 
 
 @dataclass(frozen=True)
@@ -49,7 +47,10 @@ class OrderSettings:
     matching_addresses: list[str]
     persistence_address: str
     redis_url: str
-    api_keys: dict[str, int]
+    # API keys are data (api_keys.py): how often the table is refreshed, and how long
+    # startup waits for its first load.
+    api_key_refresh_s: float
+    startup_timeout_s: float
     symbols: tuple[str, ...]
     shard_map: ShardMap
     batching: Batching
@@ -61,13 +62,19 @@ class OrderSettings:
 
     @classmethod
     def from_env(cls) -> OrderSettings:
+        # Refused, not read: a deployment still configured the old way must not start
+        # believing its keys are in force.
+        if "BOURSE_API_KEYS" in os.environ:
+            raise SystemExit("BOURSE_API_KEYS is no longer read: API keys are data in PostgreSQL. Create them "
+                             "with `python -m infra.admin keys create --account N` and unset BOURSE_API_KEYS")
         settings = cls(
             address=env("BOURSE_ORDER_ADDR", "127.0.0.1:50051"),
             node_id=env_int("BOURSE_NODE_ID", 0),
             matching_addresses=addresses(env("BOURSE_MATCHING_ADDRS", "127.0.0.1:50060")),
             persistence_address=env("BOURSE_PERSISTENCE_ADDR", "127.0.0.1:50070"),
             redis_url=env("BOURSE_REDIS_URL", "redis://127.0.0.1:6379/0"),
-            api_keys=parse_api_keys(env("BOURSE_API_KEYS", DEMO_API_KEYS)),
+            api_key_refresh_s=env_int("BOURSE_API_KEY_REFRESH_MS", 1000) / 1000,
+            startup_timeout_s=env_int("BOURSE_STARTUP_TIMEOUT_MS", 60000) / 1000,
             symbols=symbols_from_env(),
             shard_map=ShardMap.from_env(),
             batching=Batching.from_env(),

@@ -13,6 +13,7 @@ from services.common import logs
 from services.common.ids import SnowflakeIds
 from services.common.malformed import tolerant
 from services.common.server import CHANNEL_OPTIONS, Lifecycle, Service, run, serve
+from services.order.api_keys import ApiKeys, Authenticator
 from services.order.config import OrderSettings
 from services.order.downstream import ShardStream
 from services.order.feeds import market_data_feed
@@ -23,7 +24,6 @@ from services.order.service import (
     HEARTBEAT_S,
     MARKET_DATA_SERVICE,
     ORDER_SERVICE,
-    Authenticator,
     MarketDataServicer,
     OrderServicer,
 )
@@ -56,7 +56,8 @@ async def main() -> None:
     updates_client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=1.0,
                                           socket_timeout=HEARTBEAT_S + 5,
                                           max_connections=settings.max_order_subscriptions)
-    auth = Authenticator(settings.api_keys)
+    api_keys = ApiKeys(persistence, log, settings.api_key_refresh_s)
+    auth = Authenticator(api_keys)
     desk = OrderDesk(
         symbols=settings.symbols,
         shard_map=settings.shard_map,
@@ -67,6 +68,7 @@ async def main() -> None:
     )
 
     async def ready():
+        await api_keys.load(settings.startup_timeout_s)
         for batcher in batchers:
             batcher.start()
 
@@ -82,6 +84,7 @@ async def main() -> None:
         await updates_client.connection_pool.disconnect()  # wakes the blocked XREADs
 
     async def closing():
+        await api_keys.stop()
         for batcher in batchers:
             await batcher.stop()
         for stream in streams:

@@ -14,6 +14,7 @@ from bourse.order.v1 import order_service_pb2_grpc as order_grpc
 from bourse.type.v1 import types_pb2
 
 from services.common.errors import BourseError, abort, invalid
+from services.order.api_keys import Authenticator
 from services.order import validation
 from services.order.market_data import BookReader, fill_book, fill_trade
 from services.order.feeds import Feed, FeedError
@@ -25,25 +26,6 @@ MAX_DEPTH = 50
 # A subscription with nothing new for this long gets the book again (and Envoy sees data
 # well within its idle timeout).
 HEARTBEAT_S = 15.0
-
-
-class Authenticator:
-    def __init__(self, api_keys: dict[str, int]):
-        self._accounts = api_keys
-
-    def account_of(self, context: grpc.aio.ServicerContext) -> int:
-        for key, value in context.invocation_metadata() or ():
-            if key == "authorization":
-                scheme, _, token = value.partition(" ")
-                account = self._accounts.get(token) if scheme.lower() == "bearer" else None
-                if account is None:
-                    break
-                return account
-        else:
-            raise BourseError(
-                grpc.StatusCode.UNAUTHENTICATED, "MISSING_API_KEY", "missing `authorization: Bearer <api key>` metadata"
-            )
-        raise BourseError(grpc.StatusCode.UNAUTHENTICATED, "INVALID_API_KEY", "unknown API key")
 
 
 def rpc(kind: str):
@@ -102,6 +84,7 @@ class OrderServicer(order_grpc.OrderServiceServicer):
                     raise _updates_unavailable("this server is stopping")
                 wanted = order is not None and (not request.symbol or order.symbol == request.symbol)
                 if wanted or loop.time() >= quiet_until:
+                    self.auth.account_of(context)  # a revoked key ends its streams too
                     yield order_pb2.SubscribeOrdersResponse(order=order if wanted else None, resume_token=token)
                     quiet_until = loop.time() + HEARTBEAT_S
         except ResumeGap as gap:
@@ -177,6 +160,7 @@ class MarketDataServicer(md_grpc.MarketDataServiceServicer):
             self.auth.account_of(context)
             depth = self._depth(request)
             async for response in self._updates(request.symbol, depth):
+                self.auth.account_of(context)  # a revoked key ends its streams too
                 yield response
         except BourseError as error:
             await abort(context, error)

@@ -140,6 +140,24 @@ class ClientOrderIdRecord(SQLModel, table=True):
     request_hash: int = Field(sa_column=Column(BigInteger, nullable=False, server_default="0"))
 
 
+class ApiKeyRecord(SQLModel, table=True):
+    """API keys by their SHA-256 (services/common/api_keys.py), on database 0 only.
+
+    `revision` orders every change (creation, revocation): a change takes the table's
+    next revision under a table lock (api_keys.py), so revisions commit in order and a
+    replica that read up to revision R has missed nothing below it."""
+
+    __tablename__ = "api_keys"
+
+    key_id: str = Field(sa_column=Column(String(16), primary_key=True))
+    key_hash: bytes = Field(sa_column=Column(LargeBinary(32), nullable=False, unique=True))
+    account_id: int = Field(sa_column=_big())
+    label: str = Field(sa_column=Column(String(200), nullable=False, server_default=""))
+    create_time: datetime = Field(sa_column=_time())
+    revoke_time: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+    revision: int = Field(sa_column=_big(unique=True))
+
+
 ORDERS = OrderRecord.__table__
 TRADES = TradeRecord.__table__
 ORDER_COLUMNS = tuple(c.name for c in ORDERS.columns)
@@ -147,7 +165,8 @@ JOURNAL = JournalRecord.__table__
 SNAPSHOTS = SnapshotChunkRecord.__table__
 SNAPSHOT_HEADS = SnapshotHeadRecord.__table__
 CLIENT_ORDER_IDS = ClientOrderIdRecord.__table__
-ALL_TABLES = (ORDERS, TRADES, JOURNAL, SNAPSHOTS, SNAPSHOT_HEADS, CLIENT_ORDER_IDS)
+API_KEYS = ApiKeyRecord.__table__
+ALL_TABLES = (ORDERS, TRADES, JOURNAL, SNAPSHOTS, SNAPSHOT_HEADS, CLIENT_ORDER_IDS, API_KEYS)
 TRADE_COLUMNS = tuple(c.name for c in TRADES.columns)
 
 

@@ -14,13 +14,15 @@ from bourse.persistence.v1 import persistence_service_pb2_grpc as pb_grpc
 from bourse.type.v1 import types_pb2
 from services.common.batch_stream import answer_in_order
 from services.common.errors import BourseError, abort
+from services.persistence.api_keys import KeyExists
 from services.persistence.errors import JournalPruned
 from services.persistence.store import InvalidArgument, Row, SequenceTaken, ShardedStore, StoreUnavailable
 
 SERVICE_NAME = "bourse.persistence.v1.PersistenceService"
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 # Column widths (models.py): longer strings are refused here rather than by the database.
-_MAX_SYMBOL, _MAX_CLIENT_ID, _MAX_REASON = 12, 64, 64
+_MAX_SYMBOL, _MAX_CLIENT_ID, _MAX_REASON, _MAX_LABEL = 12, 64, 64, 200
+_MAX_KEYS_PAGE = 1000
 _SIDES = frozenset(t for t in types_pb2.Side.values() if t)
 _ORDER_TYPES = frozenset(t for t in types_pb2.OrderType.values() if t)
 _TIME_IN_FORCES = frozenset(t for t in types_pb2.TimeInForce.values() if t)
@@ -182,6 +184,8 @@ class PersistenceServicer(pb_grpc.PersistenceServiceServicer):
         if isinstance(e, SequenceTaken):
             self._log.error("journal_sequence_taken", error=str(e))
             return BourseError(grpc.StatusCode.FAILED_PRECONDITION, "JOURNAL_SEQUENCE_TAKEN", str(e))
+        if isinstance(e, KeyExists):
+            return BourseError(grpc.StatusCode.ALREADY_EXISTS, "API_KEY_EXISTS", f"key {e} is stored already")
         if isinstance(e, JournalPruned):
             self._log.warning("journal_pruned", matching_shard=e.matching_shard, after=e.after,
                               first_retained=e.first_retained)
@@ -307,6 +311,46 @@ class PersistenceServicer(pb_grpc.PersistenceServiceServicer):
             return response
 
         return await self._run(context, call)
+
+    async def CreateApiKey(self, request: pb.CreateApiKeyRequest, context) -> pb.CreateApiKeyResponse:
+        async def call():
+            if len(request.key_hash) != 32:
+                raise _bad("key_hash", "INVALID_KEY_HASH", "must be the key's SHA-256 (32 bytes)")
+            if request.account_id <= 0:
+                raise _bad("account_id", "INVALID_ACCOUNT_ID", "must be positive")
+            if len(request.label) > _MAX_LABEL:
+                raise _bad("label", "INVALID_LABEL", f"longer than {_MAX_LABEL}")
+            row = await self._store.create_api_key(request.key_hash, request.account_id, request.label)
+            self._log.info("api_key_created", key_id=row["key_id"], account_id=row["account_id"])
+            return pb.CreateApiKeyResponse(key=api_key_message(row))
+
+        return await self._run(context, call)
+
+    async def RevokeApiKey(self, request: pb.RevokeApiKeyRequest, context) -> pb.RevokeApiKeyResponse:
+        async def call():
+            row = await self._store.revoke_api_key(request.key_id) if len(request.key_id) <= 16 else None
+            if row is None:
+                raise BourseError(grpc.StatusCode.NOT_FOUND, "API_KEY_NOT_FOUND", f"no key {request.key_id!r}")
+            self._log.info("api_key_revoked", key_id=row["key_id"], account_id=row["account_id"])
+            return pb.RevokeApiKeyResponse(key=api_key_message(row))
+
+        return await self._run(context, call)
+
+    async def ListApiKeys(self, request: pb.ListApiKeysRequest, context) -> pb.ListApiKeysResponse:
+        async def call():
+            limit = request.page_size if 0 < request.page_size <= _MAX_KEYS_PAGE else _MAX_KEYS_PAGE
+            rows = await self._store.api_keys_after(request.after_revision, limit)
+            return pb.ListApiKeysResponse(keys=[api_key_message(r) for r in rows])
+
+        return await self._run(context, call)
+
+
+def api_key_message(row: Row) -> pb.ApiKey:
+    key = pb.ApiKey(key_id=row["key_id"], key_hash=row["key_hash"], account_id=row["account_id"],
+                    label=row["label"], create_time=_timestamp(row["create_time"]), revision=row["revision"])
+    if row["revoke_time"] is not None:
+        key.revoke_time.CopyFrom(_timestamp(row["revoke_time"]))
+    return key
 
 
 def register(servicer: PersistenceServicer):

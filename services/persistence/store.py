@@ -31,7 +31,7 @@ import sqlalchemy as sa
 from sqlalchemy import exc
 
 from services.common.config import ShardMap
-from services.persistence import reads, schema, snapshots, writes
+from services.persistence import api_keys, reads, schema, snapshots, writes
 from services.persistence.errors import (
     UNAVAILABLE,
     InvalidArgument,
@@ -378,6 +378,18 @@ class ShardedStore:
             if isinstance(r, BaseException):
                 raise r
         return results
+
+    # -- API keys (database 0; api_keys.py) ----------------------------------------
+
+    async def create_api_key(self, key_hash: bytes, account_id: int, label: str) -> Row:
+        return await self._call(self._shards[0], api_keys.insert_key, key_hash, account_id, label,
+                                datetime.now(timezone.utc))
+
+    async def revoke_api_key(self, key_id: str) -> Row | None:
+        return await self._call(self._shards[0], api_keys.revoke_key, key_id, datetime.now(timezone.utc))
+
+    async def api_keys_after(self, after_revision: int, limit: int) -> list[Row]:
+        return await self._call(self._shards[0], api_keys.keys_after, after_revision, limit)
 
     # -- lifecycle ---------------------------------------------------------------------
 

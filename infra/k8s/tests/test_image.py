@@ -102,7 +102,7 @@ def test_context_holds_sources_generated_code_and_engine(context):
 @pytest.mark.timeout(120)
 def test_every_service_imports_from_the_image_layout(context):
     modules = ["services.order.main", "services.matching.main", "services.persistence.main",
-               "services.persistence.migrate", "infra.k8s.entrypoint", "infra.envoy.config", "bourse_engine",
+               "services.persistence.migrate", "infra.admin.__main__", "infra.k8s.entrypoint", "infra.envoy.config", "bourse_engine",
                "_bourse_engine", "bourse.order.v1.order_service_pb2_grpc"]
     code = f"import importlib, json; print(json.dumps({{m: importlib.import_module(m).__file__ for m in {modules!r}}}))"
     result = run_in_image(context, ["-c", code])

@@ -188,8 +188,8 @@ BREAKAGES = {
                                 .__setitem__("port", 50071), "readinessProbe port 50071 is not a port the container exposes"),
     "probe-not-grpc": (lambda o: container(o, "StatefulSet", "order").__setitem__(
         "readinessProbe", {"tcpSocket": {"port": 50051}}), "readinessProbe is not a gRPC health probe"),
-    "missing-secret-key": (lambda o: find(o, "Secret", render.SECRETS)["stringData"].pop("BOURSE_API_KEYS"),
-                           "BOURSE_API_KEYS refers to Secret bourse-secrets key BOURSE_API_KEYS, which does not exist"),
+    "missing-secret-key": (lambda o: find(o, "Secret", render.SECRETS)["stringData"].pop("POSTGRES_PASSWORD"),
+                           "refers to Secret bourse-secrets key POSTGRES_PASSWORD, which does not exist"),
     "grace-shorter-than-drain": (lambda o: find(o, "StatefulSet", "matching")["spec"]["template"]["spec"]
                                  .__setitem__("terminationGracePeriodSeconds", 5), "terminationGracePeriodSeconds 5 < 15"),
     "too-many-order-replicas": (lambda o: find(o, "HorizontalPodAutoscaler", "order")["spec"].__setitem__("maxReplicas", 600),

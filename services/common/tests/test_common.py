@@ -1,7 +1,10 @@
+import hashlib
+
 import grpc
 import pytest
 
-from services.common.config import ShardMap, parse_api_keys, symbol_ids
+from services.common import api_keys
+from services.common.config import ShardMap, symbol_ids
 from services.common.errors import BourseError, to_status
 from services.common.ids import SnowflakeIds
 
@@ -21,11 +24,12 @@ def test_bad_shard_ranges_are_refused(spec):
         ShardMap.parse(spec)
 
 
-def test_api_keys_map_to_accounts():
-    assert parse_api_keys("k1=1, k2=22") == {"k1": 1, "k2": 22}
-    for bad in ("k1", "k1=", "=3", "k=0", "k=-1", "k=x"):
-        with pytest.raises(ValueError):
-            parse_api_keys(bad)
+def test_new_api_keys_are_distinct_and_named_by_their_hash():
+    keys = {api_keys.new_key() for _ in range(100)}
+    assert len(keys) == 100 and all(k.startswith("bk_") and len(k) == 46 for k in keys)
+    key = "demo-key-alice"
+    assert api_keys.key_hash(key) == hashlib.sha256(b"demo-key-alice").digest()
+    assert api_keys.key_id_of(api_keys.key_hash(key)) == hashlib.sha256(b"demo-key-alice").hexdigest()[:16]
 
 
 def test_symbol_ids_are_stable_and_start_at_one():

@@ -89,6 +89,13 @@ def rows_per_database(pg):
     return counts
 
 
+def pg_rows(pg, sql, db=DATABASES[0]):
+    import psycopg
+
+    with psycopg.connect(pg.url(db, driver="postgresql")) as conn:
+        return conn.execute(sql).fetchall()
+
+
 def test_migrate_is_idempotent(pg):
     for _ in range(2):
         done = subprocess.run([sys.executable, "-m", "services.persistence.migrate"], env=child_env(pg),
@@ -241,6 +248,53 @@ def test_with_journal_pruning_off_the_whole_journal_stays(pg):
 
 
 # Last: it stops the database.
+def test_api_keys_are_stored_hashed_and_every_change_takes_the_next_revision(service, pg):
+    import concurrent.futures
+    import hashlib
+
+    hashes = [hashlib.sha256(f"pg-key-{i}".encode()).digest() for i in range(24)]
+
+    def create(i):
+        return service.CreateApiKey(pb.CreateApiKeyRequest(key_hash=hashes[i], account_id=100 + i,
+                                                           label=f"key {i}"), timeout=10).key
+
+    # Concurrent changes still commit in revision order: a poller that read up to R
+    # never meets a change below R later.
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        created = list(pool.map(create, range(24)))
+    assert sorted(k.revision for k in created) == list(range(1, 25))
+    assert all(k.key_id == hashes[i][:8].hex() and k.account_id == 100 + i for i, k in enumerate(created))
+    with pytest.raises(grpc.RpcError) as caught:
+        create(3)
+    assert (caught.value.code(), reason_of(caught.value)) == (grpc.StatusCode.ALREADY_EXISTS, "API_KEY_EXISTS")
+
+    revoked = service.RevokeApiKey(pb.RevokeApiKeyRequest(key_id=created[5].key_id), timeout=10).key
+    assert revoked.revision == 25 and revoked.HasField("revoke_time")
+    again = service.RevokeApiKey(pb.RevokeApiKeyRequest(key_id=created[5].key_id), timeout=10).key
+    assert again.revision == 25 and again.revoke_time == revoked.revoke_time  # nothing changed
+    page = service.ListApiKeys(pb.ListApiKeysRequest(after_revision=20, page_size=3), timeout=10).keys
+    assert [k.revision for k in page] == [21, 22, 23]
+    newest = service.ListApiKeys(pb.ListApiKeysRequest(after_revision=24), timeout=10).keys
+    assert [(k.key_id, k.HasField("revoke_time")) for k in newest] == [(created[5].key_id, True)]
+
+    stored = pg_rows(pg, "SELECT key_hash, account_id FROM api_keys ORDER BY revision")
+    assert sorted(bytes(h) for h, _ in stored) == sorted(hashes)
+
+    for request, code, reason in (
+            (pb.CreateApiKeyRequest(key_hash=b"short", account_id=1), grpc.StatusCode.INVALID_ARGUMENT,
+             "INVALID_KEY_HASH"),
+            (pb.CreateApiKeyRequest(key_hash=bytes(32), account_id=0), grpc.StatusCode.INVALID_ARGUMENT,
+             "INVALID_ACCOUNT_ID"),
+            (pb.CreateApiKeyRequest(key_hash=bytes(32), account_id=1, label="x" * 201),
+             grpc.StatusCode.INVALID_ARGUMENT, "INVALID_LABEL")):
+        with pytest.raises(grpc.RpcError) as caught:
+            service.CreateApiKey(request, timeout=10)
+        assert (caught.value.code(), reason_of(caught.value)) == (code, reason)
+    with pytest.raises(grpc.RpcError) as caught:
+        service.RevokeApiKey(pb.RevokeApiKeyRequest(key_id="0123456789abcdef"), timeout=10)
+    assert (caught.value.code(), reason_of(caught.value)) == (grpc.StatusCode.NOT_FOUND, "API_KEY_NOT_FOUND")
+
+
 def test_a_stopped_database_answers_unavailable_quickly(service, pg):
     if pg.external_url:
         pytest.skip("cannot stop an external PostgreSQL")
