@@ -30,7 +30,14 @@ RETRY_ON = "connect-failure,refused-stream,reset"
 
 # Limits at the edge (the services are the second line: the order service refuses
 # requests over 64 KiB and counts calls in flight per API key):
-MAX_REQUEST_HEADERS_KB = 16  # an API key and the usual gRPC headers fit in far less
+# Request headers: an API key and the usual gRPC headers need under 1 KiB. Bigger ones up
+# to 256 KiB go on, so that the order service answers them (an oversized key is
+# UNAUTHENTICATED there); over that, Envoy ends the call. HTTP/2 decoding ends the whole
+# connection (GOAWAY COMPRESSION_ERROR, which clients see as a retryable UNAVAILABLE) on
+# a header field over max_header_field_size_kb: 256 is the most Envoy allows, and it may
+# not exceed the limit on all headers, hence the two are equal.
+MAX_REQUEST_HEADERS_KB = 256
+MAX_HEADER_FIELD_KB = 256
 MAX_HEADERS_COUNT = 64
 MAX_CONNECTIONS = 10_000  # client connections to this Envoy at once; beyond, refused
 # A connection with no call on it for this long is closed; a call (a stream included)
@@ -88,15 +95,18 @@ def _access_log(target: str | None) -> list[dict]:
     }]
 
 
-def _route(max_grpc_timeout: str) -> dict:
+def _route() -> dict:
     return {
         "match": {"prefix": "/"},
         "route": {
             "cluster": CLUSTER,
-            # 0 disables the 15 s default, which would cut long-lived streams; the
-            # client's grpc-timeout header is honoured up to max_grpc_timeout instead.
+            # 0 disables the 15 s default, which would cut long-lived streams. The
+            # client's deadline (grpc-timeout) goes on to the order service, which
+            # budgets its work by it; Envoy does not enforce it, because a stream it
+            # ended at the deadline reached the client as a reset (INTERNAL) when it won
+            # the race with the client's own DEADLINE_EXCEEDED. A client that vanishes
+            # resets its calls, and one that goes quiet meets the stream idle timeout.
             "timeout": "0s",
-            "max_stream_duration": {"grpc_timeout_header_max": max_grpc_timeout},
             "retry_policy": {
                 "retry_on": RETRY_ON,
                 "num_retries": 2,
@@ -142,7 +152,7 @@ def _tls(certificate: str, key: str) -> dict:
     }
 
 
-def _listener(listen_host: str, listen_port: int, access_log: str | None, max_grpc_timeout: str,
+def _listener(listen_host: str, listen_port: int, access_log: str | None,
               health_path: str | None = None, tls: tuple[str, str] | None = None) -> dict:
     manager = {
         "@type": _type("envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"),
@@ -156,6 +166,8 @@ def _listener(listen_host: str, listen_port: int, access_log: str | None, max_gr
             # A bad request (headers too big, say) ends that call, not the connection
             # and every other call on it, which clients would see as UNAVAILABLE.
             "override_stream_error_on_invalid_http_message": True,
+            # Its default, 64 KiB, ends the connection on a big header (see MAX_HEADER_FIELD_KB).
+            "max_header_field_size_kb": MAX_HEADER_FIELD_KB,
         },
         "max_request_headers_kb": MAX_REQUEST_HEADERS_KB,
         "common_http_protocol_options": {
@@ -165,7 +177,7 @@ def _listener(listen_host: str, listen_port: int, access_log: str | None, max_gr
         "stream_idle_timeout": STREAM_IDLE_TIMEOUT,
         "route_config": {
             "name": "bourse",
-            "virtual_hosts": [{"name": "bourse", "domains": ["*"], "routes": [_route(max_grpc_timeout)]}],
+            "virtual_hosts": [{"name": "bourse", "domains": ["*"], "routes": [_route()]}],
         },
         "http_filters": [
             {"name": "envoy.filters.http.grpc_web",
@@ -261,7 +273,6 @@ def render(
     backends: list[tuple[str, int]],
     access_log: str | None = None,
     listen_host: str = "0.0.0.0",
-    max_grpc_timeout: str = "60s",
     health_path: str | None = None,
     tls: tuple[str, str] | None = None,
 ) -> dict:
@@ -285,7 +296,7 @@ def render(
         "node": {"id": "bourse-edge", "cluster": "bourse"},
         "admin": {"address": _address("127.0.0.1", admin_port)},
         "static_resources": {
-            "listeners": [_listener(listen_host, listen_port, access_log, max_grpc_timeout, health_path, tls)],
+            "listeners": [_listener(listen_host, listen_port, access_log, health_path, tls)],
             "clusters": [_cluster(backends)],
         },
     }
@@ -318,7 +329,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend", type=parse_backend, action="append", required=True,
                         help="host:port of an order service replica (repeat)")
     parser.add_argument("--access-log", default=None, help="'-' for stdout or a file path; off by default")
-    parser.add_argument("--max-grpc-timeout", default="60s")
     parser.add_argument("--health-path", default=None, help="HTTP path Envoy answers itself (e.g. /healthz); off by default")
     parser.add_argument("--tls-certificate", default=None, help="PEM certificate chain: clients connect with TLS")
     parser.add_argument("--tls-key", default=None, help="PEM private key of --tls-certificate")
@@ -328,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--tls-certificate and --tls-key go together")
     tls = (args.tls_certificate, args.tls_key) if args.tls_certificate else None
     text = dumps(render(args.listen_port, args.admin_port, args.backend, args.access_log,
-                        listen_host=args.listen_host, max_grpc_timeout=args.max_grpc_timeout,
+                        listen_host=args.listen_host,
                         health_path=args.health_path, tls=tls))
     if args.output == "-":
         sys.stdout.write(text)

@@ -72,16 +72,20 @@ async def serve(
     lifecycle: Lifecycle | None = None,
     stop_event: asyncio.Event | None = None,
     max_request_bytes: int | None = None,
+    max_metadata_bytes: int | None = None,
 ) -> None:
     """max_request_bytes: refuse bigger request messages (RESOURCE_EXHAUSTED) before they
-    are parsed; internal services take batches up to 64 MiB."""
+    are parsed; internal services take batches up to 64 MiB. max_metadata_bytes: take
+    request headers up to this size (gRPC's default refuses some calls over 8 KiB and
+    all over 16 KiB, RESOURCE_EXHAUSTED), so that the service can answer them itself."""
     services = list(services)
     lifecycle = lifecycle or Lifecycle()
-    options = SERVER_OPTIONS
+    options = dict(SERVER_OPTIONS)
     if max_request_bytes is not None:
-        options = [(k, v) for k, v in SERVER_OPTIONS if k != "grpc.max_receive_message_length"]
-        options.append(("grpc.max_receive_message_length", max_request_bytes))
-    server = grpc.aio.server(options=options)
+        options["grpc.max_receive_message_length"] = max_request_bytes
+    if max_metadata_bytes is not None:
+        options["grpc.max_metadata_size"] = options["grpc.absolute_max_metadata_size"] = max_metadata_bytes
+    server = grpc.aio.server(options=list(options.items()))
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for service in services:

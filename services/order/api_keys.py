@@ -21,6 +21,8 @@ from services.common.api_keys import key_hash
 from services.common.errors import BourseError
 
 PAGE = 1000
+# Keys are 46 characters (services/common/api_keys.py); a longer "key" is not hashed.
+MAX_KEY_CHARS = 256
 _CALL_TIMEOUT_S = 5.0
 
 
@@ -101,6 +103,9 @@ class Authenticator:
         for name, value in context.invocation_metadata() or ():
             if name == "authorization":
                 scheme, _, token = value.partition(" ")
+                if len(token) > MAX_KEY_CHARS:
+                    raise BourseError(grpc.StatusCode.UNAUTHENTICATED, "INVALID_API_KEY",
+                                      f"API key longer than {MAX_KEY_CHARS} characters")
                 account = self._keys.account_of_key(token) if scheme.lower() == "bearer" else None
                 if account is None:
                     break

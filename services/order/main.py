@@ -31,6 +31,9 @@ from services.order.service import (
 # The client API's largest request message (an order is under 200 bytes): bigger ones are
 # refused unparsed, before authentication, so they cannot grow the process.
 MAX_REQUEST_BYTES = 64 * 1024
+# Request headers as big as Envoy passes on (infra/envoy/config.py): an absurd API key is
+# answered INVALID_API_KEY here, rather than refused by gRPC or by the connection's end.
+MAX_METADATA_BYTES = 256 * 1024 + 1024
 
 
 async def main() -> None:
@@ -110,6 +113,7 @@ async def main() -> None:
         drain_seconds=settings.drain_seconds,
         lifecycle=Lifecycle(ready=ready, draining=draining, closing=closing),
         max_request_bytes=MAX_REQUEST_BYTES,
+        max_metadata_bytes=MAX_METADATA_BYTES,
     )
 
 

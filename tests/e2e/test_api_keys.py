@@ -139,3 +139,16 @@ def test_an_order_replica_does_not_start_without_a_key_source():
     assert done.returncode != 0 and "no key source" in done.stderr
     done = order_replica(BOURSE_PERSISTENCE_ADDR=nobody, BOURSE_API_KEYS="k=1")
     assert done.returncode != 0 and "BOURSE_API_KEYS is no longer read" in done.stderr
+
+
+@pytest.mark.parametrize("length", [300, 20_000, 200_000])
+def test_an_absurd_api_key_is_refused_and_the_connection_carries_on(stack, length):
+    # A header field over 64 KiB once ended the whole connection at Envoy (GOAWAY), which
+    # every call on it saw as a retryable UNAVAILABLE.
+    with grpc.insecure_channel(stack.target) as envoy:
+        assert submit(envoy, "demo-key-alice").account_id == 1
+        with pytest.raises(grpc.RpcError) as caught:
+            submit(envoy, "k" * length)
+        assert (caught.value.code(), reason_of(caught.value)) == (grpc.StatusCode.UNAUTHENTICATED, "INVALID_API_KEY")
+        assert "longer than 256" in caught.value.details()
+        assert submit(envoy, "demo-key-alice").account_id == 1

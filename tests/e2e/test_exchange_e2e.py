@@ -442,3 +442,28 @@ def test_the_python_sdk_submits_modifies_and_streams_through_envoy(stack):
         seen = next(u.order for u in updates if u.order is not None and u.order.price == 2000)
         assert (seen.order_id, seen.leaves_quantity) == (order.order_id, 5)
         updates.close()
+
+
+def test_streams_that_reach_the_clients_deadline_end_deadline_exceeded(stack, channel):
+    # Envoy once enforced the deadline too, and a stream it ended first reached the
+    # client as a reset: INTERNAL. Many streams, with deadlines spread over a second.
+    import concurrent.futures
+
+    def until_deadline(i):
+        timeout = 1.0 + i / 40
+        try:
+            if i % 2:
+                stream = order_grpc.OrderServiceStub(channel).SubscribeOrders(
+                    pb.SubscribeOrdersRequest(), metadata=ALICE, timeout=timeout)
+            else:
+                stream = md_grpc.MarketDataServiceStub(channel).SubscribeMarketData(
+                    md_pb2.SubscribeMarketDataRequest(symbol="AAPL"), metadata=ALICE, timeout=timeout)
+            for _ in stream:
+                pass
+        except grpc.RpcError as error:
+            return error.code()
+        return None
+
+    with concurrent.futures.ThreadPoolExecutor(40) as pool:
+        codes = list(pool.map(until_deadline, range(40)))
+    assert codes == [grpc.StatusCode.DEADLINE_EXCEEDED] * 40
