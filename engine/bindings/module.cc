@@ -128,6 +128,8 @@ nb::list level_list(const std::vector<LevelView>& levels) {
 
 class PyEngine {
  public:
+  explicit PyEngine(std::size_t id_window) : engine_(sink_, 1024, id_window) {}
+
   nb::list submit(std::uint64_t order_id, std::uint64_t account_id, std::uint32_t symbol_id,
                   std::int64_t side, std::int64_t order_type, std::int64_t tif,
                   std::int64_t price, std::int64_t quantity, bool post_only, std::int64_t stp) {
@@ -273,6 +275,7 @@ class PyEngine {
 
   std::uint64_t event_hash() const { return engine_.event_hash(); }
   std::size_t live_orders() const { return engine_.live_orders(); }
+  std::size_t known_ids() const { return engine_.known_ids(); }
   std::size_t symbol_count() const { return engine_.symbol_count(); }
 
  private:
@@ -286,7 +289,7 @@ class PyEngine {
   }
 
   EventCollector sink_;
-  Engine engine_{sink_};
+  Engine engine_;
 };
 
 }  // namespace
@@ -297,9 +300,10 @@ NB_MODULE(_bourse_engine, m) {
   m.attr("MAX_QUANTITY") = kMaxQuantity;
   m.attr("EVENT_HASH_SEED") = kEventHashSeed;
   m.attr("MAX_BAND_PERCENT") = kMaxBandPercent;
+  m.attr("DEFAULT_ID_WINDOW") = OrderStore::kDefaultIdWindow;
 
   nb::class_<PyEngine>(m, "Engine")
-      .def(nb::init<>())
+      .def(nb::init<std::size_t>(), nb::arg("id_window") = OrderStore::kDefaultIdWindow)
       .def("submit", &PyEngine::submit, nb::arg("order_id"), nb::arg("account_id"),
            nb::arg("symbol_id"), nb::arg("side"), nb::arg("order_type"), nb::arg("tif"),
            nb::arg("price"), nb::arg("quantity"), nb::arg("post_only") = false,
@@ -325,5 +329,6 @@ NB_MODULE(_bourse_engine, m) {
       .def("depth", &PyEngine::depth, nb::arg("symbol_id"), nb::arg("levels"))
       .def("order", &PyEngine::order, nb::arg("order_id"))
       .def("event_hash", &PyEngine::event_hash)
-      .def("live_orders", &PyEngine::live_orders);
+      .def("live_orders", &PyEngine::live_orders)
+      .def("known_ids", &PyEngine::known_ids);
 }

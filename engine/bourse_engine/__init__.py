@@ -19,6 +19,7 @@ import numpy as np
 import _bourse_engine
 
 from .events import (
+    DEFAULT_ID_WINDOW,
     EVENT_HASH_SEED,
     MAX_BAND_PERCENT,
     Instrument,
@@ -43,6 +44,7 @@ from .events import (
 from .packed import COMMAND_DTYPE, EVENT_DTYPE, OP_CANCEL, OP_MODIFY, OP_SUBMIT
 
 __all__ = [
+    "DEFAULT_ID_WINDOW",
     "Engine",
     "Event",
     "EventKind",
@@ -102,8 +104,11 @@ def _events(raw: list) -> list[Event]:
 class Engine:
     """Many order books (one per symbol_id, created by the first accepted order)."""
 
-    def __init__(self) -> None:
-        self._raw = _bourse_engine.Engine()
+    def __init__(self, id_window: int = DEFAULT_ID_WINDOW) -> None:
+        """id_window: an accepted order_id is refused (DUPLICATE_ORDER_ID) while its
+        order works and until id_window more orders are done after it; then it is
+        forgotten, so memory follows the book rather than every order ever seen."""
+        self._raw = _bourse_engine.Engine(id_window)
 
     def submit(
         self,
@@ -209,11 +214,11 @@ class Engine:
         return self._raw.snapshot()
 
     @classmethod
-    def restore(cls, data: bytes) -> "Engine":
+    def restore(cls, data: bytes, id_window: int = DEFAULT_ID_WINDOW) -> "Engine":
         """A new Engine identical to the one that took the snapshot, except that
         only live order ids are known (a done order's id may be accepted again).
         Raises ValueError for malformed data."""
-        eng = cls()
+        eng = cls(id_window)
         eng._raw.restore(data)
         return eng
 
@@ -280,3 +285,7 @@ class Engine:
 
     def live_orders(self) -> int:
         return self._raw.live_orders()
+
+    def known_ids(self) -> int:
+        """Ids refused as duplicates now: the working orders' and the window's."""
+        return self._raw.known_ids()

@@ -87,6 +87,8 @@ MAX_PRICE = 10**15
 MAX_QUANTITY = 10**12
 MAX_NOTIONAL = 2**63 - 1
 MAX_BAND_PERCENT = 1000
+# OrderStore::kDefaultIdWindow (order_store.hpp): done orders whose ids are still refused.
+DEFAULT_ID_WINDOW = 1 << 17
 
 
 class Event(NamedTuple):

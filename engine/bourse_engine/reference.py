@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import itertools
 import pickle
+from collections import deque
 from dataclasses import dataclass, replace
 from typing import Optional
 
 from .events import (
+    DEFAULT_ID_WINDOW,
     EVENT_HASH_SEED,
     MAX_BAND_PERCENT,
     Instrument,
@@ -122,14 +124,26 @@ def _valid_instrument(i: Instrument) -> bool:
 class ReferenceEngine:
     """Same API as bourse_engine.Engine."""
 
-    def __init__(self) -> None:
+    def __init__(self, id_window: int = DEFAULT_ID_WINDOW) -> None:
         self._live: dict[int, _Resting] = {}
+        # Ids refused as duplicates: the working orders' and the last id_window done ones.
         self._known: set[int] = set()
+        self._done_ids: deque[int] = deque()
+        self._id_window = max(1, id_window)
         self._seq = itertools.count()
         self._hash = EVENT_HASH_SEED
         self._instruments: dict[int, Instrument] = {}
 
     # -- helpers -----------------------------------------------------------
+
+    def _finished(self, oid: int) -> None:
+        """An order is done: its id joins the window; the oldest done id leaves it
+        (and is forgotten, unless a modify made it work again)."""
+        if len(self._done_ids) == self._id_window:
+            oldest = self._done_ids.popleft()
+            if oldest not in self._live:
+                self._known.discard(oldest)
+        self._done_ids.append(oid)
 
     def _queue(self, symbol_id: int, side: int) -> list[_Resting]:
         """Resting orders of one side, in the order they must be matched."""
@@ -173,6 +187,7 @@ class ReferenceEngine:
                     out.append(_raw(EventKind.DONE, maker.order_id, sym,
                                     status=OrderStatus.CANCELLED, filled=maker.filled))
                     del self._live[maker.order_id]
+                    self._finished(maker.order_id)
                 if stp in (SelfTradePrevention.CANCEL_INCOMING, SelfTradePrevention.CANCEL_BOTH):
                     stopped = True
                     break
@@ -189,10 +204,13 @@ class ReferenceEngine:
                             maker_remaining=maker.remaining, taker_remaining=remaining))
             if maker.remaining == 0:
                 del self._live[maker.order_id]
+                self._finished(maker.order_id)
 
         if remaining == 0:
+            self._finished(oid)
             out.append(_raw(EventKind.DONE, oid, sym, status=OrderStatus.FILLED, filled=filled))
         elif stopped or is_market or tif != TimeInForce.GTC:
+            self._finished(oid)
             why = (CancelReason.SELF_TRADE_PREVENTED if stopped
                    else CancelReason.MARKET_REMAINDER if is_market else CancelReason.IOC_REMAINDER)
             out.append(_raw(EventKind.CANCELLED, oid, sym, reason=why, remaining=remaining))
@@ -246,6 +264,7 @@ class ReferenceEngine:
                 out.append(_raw(EventKind.CANCELLED, oid, sym,
                                 reason=CancelReason.FOK_UNFILLABLE, remaining=quantity))
                 out.append(_raw(EventKind.DONE, oid, sym, status=OrderStatus.CANCELLED))
+                self._finished(oid)
                 return self._emit(out)
 
         self._take(out, oid=oid, account_id=account_id, sym=sym, side=side, limit=limit,
@@ -307,6 +326,7 @@ class ReferenceEngine:
             return self._emit([_raw(EventKind.REJECTED, order_id, symbol_id,
                                     reason=RejectReason.UNKNOWN_ORDER)])
         del self._live[order_id]
+        self._finished(order_id)
         return self._emit([
             _raw(EventKind.CANCELLED, order_id, symbol_id, reason=CancelReason.USER,
                  remaining=o.remaining),
@@ -354,8 +374,8 @@ class ReferenceEngine:
         return pickle.dumps((self._live, self._hash, self._instruments))
 
     @classmethod
-    def restore(cls, data: bytes) -> "ReferenceEngine":
-        eng = cls()
+    def restore(cls, data: bytes, id_window: int = DEFAULT_ID_WINDOW) -> "ReferenceEngine":
+        eng = cls(id_window)
         live, eng._hash, eng._instruments = pickle.loads(data)
         # Re-number seqs in priority order: only their relative order matters.
         eng._live = {}
@@ -401,3 +421,6 @@ class ReferenceEngine:
 
     def live_orders(self) -> int:
         return len(self._live)
+
+    def known_ids(self) -> int:
+        return len(self._known)

@@ -6,8 +6,11 @@
 
 namespace bourse::engine {
 
-Engine::Engine(EventHandler& handler, std::size_t expected_orders)
-    : out_(handler), expected_orders_(expected_orders), store_(expected_orders) {}
+Engine::Engine(EventHandler& handler, std::size_t expected_orders, std::size_t id_window)
+    : out_(handler),
+      expected_orders_(expected_orders),
+      id_window_(id_window),
+      store_(expected_orders, id_window) {}
 
 OrderBook& Engine::book_for(SymbolId symbol) {
   std::unique_ptr<OrderBook>& slot = books_[symbol];
@@ -67,6 +70,7 @@ void Engine::submit(const NewOrder& cmd) {
     out_.on_event(Event::cancelled(cmd.order_id, cmd.symbol_id, cmd.quantity,
                                    CancelReason::FOK_UNFILLABLE));
     out_.on_event(Event::done(cmd.order_id, cmd.symbol_id, OrderStatus::CANCELLED, 0, 0));
+    store_.finished(cmd.order_id);
     return;
   }
   execute(*book, taker, cmd);
@@ -84,6 +88,8 @@ void Engine::execute(OrderBook& book, Taker& taker, const NewOrder& cmd) {
                               taker.filled, taker.remaining));
     return;
   }
+  // From here the order ends without resting.
+  store_.finished(cmd.order_id);
   if (taker.remaining == 0) {
     out_.on_event(
         Event::done(cmd.order_id, cmd.symbol_id, OrderStatus::FILLED, taker.filled, 0));
@@ -162,7 +168,7 @@ void Engine::modify(const ModifyOrder& cmd) {
                        TimeInForce::GTC, cmd.price, cmd.quantity, o.post_only, o.stp};
   Taker taker{o.order_id, o.account_id, o.side, cmd.price, cmd.quantity, o.filled, o.stp};
   book->remove(idx);
-  store_.retire(idx);
+  store_.release(idx);
   execute(*book, taker, again);
 }
 
@@ -303,7 +309,7 @@ void Engine::restore(std::string_view data) {
     restore_unchecked(data);
   } catch (...) {
     books_.clear();
-    store_ = OrderStore(expected_orders_);
+    store_ = OrderStore(expected_orders_, id_window_);
     out_.hash = kEventHashSeed;
     throw;
   }
@@ -311,7 +317,7 @@ void Engine::restore(std::string_view data) {
 
 void Engine::restore_unchecked(std::string_view data) {
   books_.clear();
-  store_ = OrderStore(expected_orders_);
+  store_ = OrderStore(expected_orders_, id_window_);
   Reader r{data};
   if (data.size() < 4 || std::memcmp(data.data(), kMagic, 4) != 0) {
     throw std::invalid_argument("snapshot: bad magic");

@@ -53,6 +53,23 @@ void OrderIdMap::put(OrderId id, std::uint32_t value) {
   slots_[i].value = value;
 }
 
+void OrderIdMap::erase(OrderId id) {
+  std::size_t hole = slot_of(id);
+  if (slots_[hole].value == kAbsent) return;
+  --size_;
+  // Backward-shift deletion: an entry after the hole may move into it unless its
+  // home slot lies cyclically in (hole, j], where a lookup still reaches it.
+  for (std::size_t j = (hole + 1) & mask_; slots_[j].value != kAbsent; j = (j + 1) & mask_) {
+    const std::size_t home = mix(slots_[j].key) & mask_;
+    const bool reachable = hole <= j ? (hole < home && home <= j) : (hole < home || home <= j);
+    if (!reachable) {
+      slots_[hole] = slots_[j];
+      hole = j;
+    }
+  }
+  slots_[hole].value = kAbsent;
+}
+
 void OrderIdMap::grow() {
   std::vector<Slot> old;
   old.swap(slots_);

@@ -21,7 +21,25 @@ OrderIndex OrderStore::add(const Order& order) {
   return idx;
 }
 
+void OrderStore::remember(OrderId id) {
+  if (recent_count_ == recent_.size()) {
+    // An id that works again (a modify re-entered it) is kept: the window holds
+    // only ids that stayed done.
+    const OrderId oldest = recent_[recent_next_];
+    if (ids_.find(oldest) == kRetired) ids_.erase(oldest);
+  } else {
+    ++recent_count_;
+  }
+  recent_[recent_next_] = id;
+  if (++recent_next_ == recent_.size()) recent_next_ = 0;
+}
+
 void OrderStore::retire(OrderIndex idx) {
+  remember(nodes_[idx].order_id);
+  release(idx);
+}
+
+void OrderStore::release(OrderIndex idx) {
   Order& o = nodes_[idx];
   ids_.put(o.order_id, kRetired);
   o.remaining = 0;

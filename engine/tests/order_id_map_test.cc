@@ -37,5 +37,32 @@ TEST(OrderIdMap, MatchesStdMapThroughGrowth) {
   for (OrderId k = 1'000'000; k < 1'010'000; ++k) ASSERT_EQ(m.find(k), OrderIdMap::kAbsent);
 }
 
+TEST(OrderIdMap, EraseMatchesStdMapWithCollidingRuns) {
+  // Few slots and many keys: long probe runs, which erase must keep reachable.
+  OrderIdMap m(8);
+  std::unordered_map<OrderId, std::uint32_t> ref;
+  std::mt19937_64 rng(7);
+  for (int i = 0; i < 300000; ++i) {
+    OrderId k = rng() % 3000;
+    if (rng() % 3 == 0) {
+      m.erase(k);
+      ref.erase(k);
+    } else {
+      std::uint32_t v = static_cast<std::uint32_t>(rng() % OrderIdMap::kMaxValue);
+      m.put(k, v);
+      ref[k] = v;
+    }
+    if (i % 9973 == 0) {
+      for (OrderId q = 0; q < 3000; ++q) {
+        auto it = ref.find(q);
+        ASSERT_EQ(m.find(q), it == ref.end() ? OrderIdMap::kAbsent : it->second) << q;
+      }
+    }
+  }
+  EXPECT_EQ(m.size(), ref.size());
+  m.erase(123456789);  // absent: nothing happens
+  EXPECT_EQ(m.size(), ref.size());
+}
+
 }  // namespace
 }  // namespace bourse::engine

@@ -104,3 +104,66 @@ TEST_F(EngineTest, LargeQuantitiesAggregateWithoutWrapping) {
 
 }  // namespace
 }  // namespace bourse::engine::testing
+
+// The id window: done ids are refused for `id_window` more done orders, then forgotten;
+// a working order's id never is.
+namespace bourse::engine::testing {
+namespace {
+
+struct WindowedEngine {
+  explicit WindowedEngine(std::size_t window) : eng(sink, 16, window) {}
+  Events limit(OrderId id, Side side, Price px, Quantity qty, TimeInForce tif = TimeInForce::GTC) {
+    sink.events.clear();
+    eng.submit(NewOrder{id, 7 + id % 2, kSym, side, OrderType::LIMIT, tif, px, qty});
+    return sink.events;
+  }
+  bool refused(OrderId id) {
+    // An IOC sell far from any bid: accepted ids are done at once (and join the window).
+    const Events got = limit(id, SELL, 1'000'000, 1, TimeInForce::IOC);
+    return got.front().kind == EventKind::REJECTED &&
+           got.front().reason == static_cast<std::uint8_t>(RejectReason::DUPLICATE_ORDER_ID);
+  }
+  EventCollector sink;
+  Engine eng;
+};
+
+TEST(IdWindow, DoneIdsAreRefusedForTheWindowThenForgotten) {
+  WindowedEngine w(2);
+  w.limit(1, SELL, 100, 5);           // rests
+  w.limit(2, BUY, 100, 5);            // fills 1: done ids [1, 2]
+  EXPECT_TRUE(w.refused(1));
+  EXPECT_TRUE(w.refused(2));
+  w.limit(3, BUY, 90, 1, TimeInForce::IOC);  // nothing to take: done ids [2, 3]
+  EXPECT_TRUE(w.refused(2));
+  EXPECT_FALSE(w.refused(1));         // forgotten: accepted again (done: [3, 1])
+  EXPECT_FALSE(w.refused(2));         // forgotten by that: accepted again
+  EXPECT_EQ(w.eng.known_ids(), 2u);
+}
+
+TEST(IdWindow, AWorkingOrdersIdIsNeverForgotten) {
+  WindowedEngine w(1);
+  w.limit(10, BUY, 50, 5);            // rests
+  w.limit(11, SELL, 200, 5);          // rests
+  w.eng.modify(ModifyOrder{11, 8, kSym, 201, 5});  // re-enters the book under its id
+  for (OrderId id = 100; id < 110; ++id) w.limit(id, BUY, 10, 1, TimeInForce::IOC);
+  EXPECT_TRUE(w.refused(10));
+  EXPECT_TRUE(w.refused(11));
+  w.eng.cancel(CancelOrder{10, 7, kSym});  // done now: in the window
+  EXPECT_TRUE(w.refused(10));
+  w.limit(120, BUY, 10, 1, TimeInForce::IOC);
+  EXPECT_FALSE(w.refused(10));
+}
+
+TEST(IdWindow, KnownIdsStayBoundedWhateverTheHistory) {
+  WindowedEngine w(1000);
+  for (OrderId id = 1; id < 200'000; id += 2) {
+    w.limit(id, SELL, 100, 1);
+    w.limit(id + 1, BUY, 100, 1);     // fills it
+  }
+  w.limit(500'000, BUY, 90, 3);       // one resting order
+  EXPECT_EQ(w.eng.known_ids(), 1001u);
+  EXPECT_EQ(w.eng.live_orders(), 1u);
+}
+
+}  // namespace
+}  // namespace bourse::engine::testing

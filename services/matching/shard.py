@@ -343,9 +343,7 @@ class MatchingShard:
         packed = snapshot_codec.encode(self.engine.snapshot(), self.live)
         return matching_pb2.ShardSnapshot(
             shard_index=self.shard_index, sequence=self.sequence, engine=packed, symbol_ids=self.symbols,
-            recent_client_order_ids=[
-                matching_pb2.ClientOrderIdKey(account_id=a, symbol=s, client_order_id=c, order_id=o, request_hash=h)
-                for a, s, c, o, h in sorted(self.client_ids.rows())],
+            client_order_id_keys=self.client_ids.packed(),
         ).SerializeToString()
 
     def restore(self, data: bytes) -> None:
@@ -359,9 +357,9 @@ class MatchingShard:
         phases["decode"] = _lap(started)
         started = time.perf_counter()
         self.engine = self._engine_factory.restore(engine)
-        self.client_ids = ClientOrderIds.from_rows(
-            (k.account_id, k.symbol, k.client_order_id, k.order_id, k.request_hash)
-            for k in snap.recent_client_order_ids)
+        self.client_ids = ClientOrderIds.from_packed(snap.client_order_id_keys) if snap.client_order_id_keys \
+            else ClientOrderIds.from_rows((k.account_id, k.symbol, k.client_order_id, k.order_id, k.request_hash)
+                                          for k in snap.recent_client_order_ids)
         phases["engine restore"] = _lap(started)
         started = time.perf_counter()
         self.sequence = snap.sequence

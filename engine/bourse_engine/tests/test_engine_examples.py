@@ -291,3 +291,12 @@ def test_impossible_ids_raise(field, value):
     args[field] = value
     with pytest.raises(ValueError):
         Engine().submit(**args)
+
+
+def test_the_wrappers_limits_are_the_engines():
+    import _bourse_engine
+
+    import bourse_engine.events as events
+
+    for name in ("MAX_PRICE", "MAX_QUANTITY", "EVENT_HASH_SEED", "MAX_BAND_PERCENT", "DEFAULT_ID_WINDOW"):
+        assert getattr(events, name) == getattr(_bourse_engine, name), name

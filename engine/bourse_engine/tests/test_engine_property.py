@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from bourse_engine import (
     COMMAND_DTYPE,
+    DEFAULT_ID_WINDOW,
     MAX_PRICE,
     MAX_QUANTITY,
     OP_CANCEL,
@@ -77,6 +78,9 @@ commands = st.lists(
     ),
     max_size=80,
 )
+# How many done orders' ids stay refused: small windows make both engines forget ids
+# within a stream (and a forgotten id may be accepted again), the default none.
+id_windows = st.sampled_from([DEFAULT_ID_WINDOW, 1, 2, 5, 17])
 
 
 def assert_same_state(cpp, ref):
@@ -85,21 +89,22 @@ def assert_same_state(cpp, ref):
     for oid in range(MAX_ID + 1):
         assert cpp.order(oid) == ref.order(oid)
     assert cpp.live_orders() == ref.live_orders()
+    assert cpp.known_ids() == ref.known_ids()
     assert cpp.event_hash() == ref.event_hash()
 
 
-def fresh():
-    cpp, ref = Engine(), ReferenceEngine()
+def fresh(window=DEFAULT_ID_WINDOW):
+    cpp, ref = Engine(window), ReferenceEngine(window)
     cpp.set_instrument(**RULES)
     ref.set_instrument(**RULES)
     return cpp, ref
 
 
-def run(cpp, ref, op, args):
+def run(cpp, ref, op, args, window=DEFAULT_ID_WINDOW):
     """One command on both; returns the (possibly replaced) engines."""
     if op == "restore":
         # Both drop the ids of done orders, so the streams stay comparable.
-        return Engine.restore(cpp.snapshot()), ReferenceEngine.restore(ref.snapshot())
+        return Engine.restore(cpp.snapshot(), window), ReferenceEngine.restore(ref.snapshot(), window)
     assert getattr(cpp, op)(**args) == getattr(ref, op)(**args), (op, args)
     return cpp, ref
 
@@ -107,11 +112,11 @@ def run(cpp, ref, op, args):
 # database=None: no .hypothesis/ directory in the work tree or runfiles.
 @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=CI,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(commands)
-def test_engine_matches_reference(stream):
-    cpp, ref = fresh()
+@given(commands, id_windows)
+def test_engine_matches_reference(stream, window):
+    cpp, ref = fresh(window)
     for op, args in stream:
-        cpp, ref = run(cpp, ref, op, args)
+        cpp, ref = run(cpp, ref, op, args, window)
     assert_same_state(cpp, ref)
     for sym in SYMBOLS:
         assert cpp.l3(symbol_id=sym) == ref.l3(symbol_id=sym)
@@ -136,9 +141,9 @@ def to_packed(stream) -> np.ndarray:
 
 @settings(max_examples=max(EXAMPLES // 3, 20), deadline=None, database=None, derandomize=CI,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(commands)
-def test_packed_batch_matches_reference(stream):
-    cpp, ref = fresh()
+@given(commands, id_windows)
+def test_packed_batch_matches_reference(stream, window):
+    cpp, ref = fresh(window)
     cmds = to_packed(stream)
     assert raw_events(cpp.execute_packed(cmds)) == raw_events(ref.execute_packed(cmds))
     assert_same_state(cpp, ref)
@@ -176,14 +181,15 @@ def random_stream(rng: random.Random, n: int):
 
 
 def test_long_random_streams_match_reference():
-    for seed in range(3):
+    for seed, window in ((0, DEFAULT_ID_WINDOW), (1, DEFAULT_ID_WINDOW), (2, 50), (3, 7)):
         rng = random.Random(seed)
-        cpp, ref = fresh()
+        cpp, ref = fresh(window)
         for i, (op, args) in enumerate(random_stream(rng, 3000)):
             assert getattr(cpp, op)(**args) == getattr(ref, op)(**args), (seed, i, op, args)
             if i % 1000 == 999:
-                cpp, ref = run(cpp, ref, "restore", {})
+                cpp, ref = run(cpp, ref, "restore", {}, window)
         for sym in SYMBOLS:
             assert cpp.depth(symbol_id=sym, levels=1000) == ref.depth(symbol_id=sym, levels=1000)
         assert cpp.live_orders() == ref.live_orders()
+        assert cpp.known_ids() == ref.known_ids()
         assert cpp.event_hash() == ref.event_hash()

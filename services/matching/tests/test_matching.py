@@ -726,4 +726,7 @@ def test_keys_are_kept_while_their_order_works_or_is_within_the_window():
     assert keys.owner((1, "AAPL", "done")) is None
     assert keys.owner((1, "AAPL", "working")) == (old_working, 12)
     assert len(keys) == SWEEP_EVERY - 1
-    assert ClientOrderIds.from_rows(keys.rows()).keys == keys.keys
+    assert ClientOrderIds.from_packed(keys.packed()).keys == keys.keys
+    # A snapshot written before keys were packed still restores them.
+    legacy = ClientOrderIds.from_rows([(1, "AAPL", "working", old_working, 12)])
+    assert legacy.owner((1, "AAPL", "working")) == (old_working, 12)

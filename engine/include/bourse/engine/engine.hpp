@@ -50,9 +50,12 @@ struct TopOfBook {
 // symbol never seen return empty results.
 class Engine {
  public:
-  // `expected_orders` pre-sizes the order pool and id index (ids are kept for
-  // the engine's lifetime), avoiding rehash pauses while below it.
-  explicit Engine(EventHandler& handler, std::size_t expected_orders = 1024);
+  // `expected_orders` pre-sizes the order pool and id index, avoiding rehash
+  // pauses while below it. An accepted order_id is refused as DUPLICATE_ORDER_ID
+  // while its order works and until `id_window` more orders are done after it;
+  // then it is forgotten, so memory does not grow with the orders ever seen.
+  explicit Engine(EventHandler& handler, std::size_t expected_orders = 1024,
+                  std::size_t id_window = OrderStore::kDefaultIdWindow);
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
 
@@ -72,7 +75,7 @@ class Engine {
 
   // The whole state as bytes: books (with priority), instrument rules, event
   // hash. Ids of done orders are not included: after restore() only live ids
-  // are known (so a done id could be accepted again).
+  // are known (so a done id could be accepted again), as after the id window.
   std::string snapshot() const;
   // Replaces the state with a snapshot's. Throws std::invalid_argument on
   // malformed data (the engine is then empty, as if just constructed).
@@ -86,6 +89,8 @@ class Engine {
              std::vector<LevelView>& asks) const;
 
   std::size_t live_orders() const { return store_.live(); }
+  // Ids the engine refuses as duplicates now: the working orders' and the window's.
+  std::size_t known_ids() const { return store_.known_ids(); }
   std::size_t symbol_count() const { return books_.size(); }
 
  private:
@@ -110,6 +115,7 @@ class Engine {
 
   Emitter out_;
   std::size_t expected_orders_;
+  std::size_t id_window_;
   OrderStore store_;
   std::unordered_map<SymbolId, std::unique_ptr<OrderBook>> books_;
 };

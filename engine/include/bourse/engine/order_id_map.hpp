@@ -8,11 +8,9 @@
 
 namespace bourse::engine {
 
-// order_id -> 32-bit value, open addressing with linear probing.
-//
-// Order ids are never forgotten (an id stays "known" after its order is done,
-// to reject reuse), so the map needs no deletion -- which is what keeps linear
-// probing this simple: no tombstones, no backward shifting.
+// order_id -> 32-bit value, open addressing with linear probing. erase() shifts
+// later entries of the probe run back (no tombstones), so lookups stay short
+// however many ids come and go.
 class OrderIdMap {
  public:
   static constexpr std::uint32_t kAbsent = 0xFFFFFFFFu;  // also marks an empty slot
@@ -25,6 +23,9 @@ class OrderIdMap {
 
   // Inserts or overwrites. `value` must be <= kMaxValue.
   void put(OrderId id, std::uint32_t value);
+
+  // Removes `id` if present.
+  void erase(OrderId id);
 
   std::size_t size() const { return size_; }
   std::size_t capacity() const { return slots_.size(); }

@@ -27,14 +27,20 @@ struct Order {
   bool post_only;
 };
 
-// Owns every resting order of every book plus the index of all known order ids.
+// Owns every resting order of every book plus the index of known order ids.
 // An id maps to its pool index while the order rests, and to kRetired once it
-// is accepted but not resting (done or never rested), so ids are never reused.
+// is accepted but not resting (done or never rested). Done ids are kept for a
+// bounded window, not forever, so memory follows the book, not the history: an
+// accepted id stays known while its order works and until `id_window` more
+// orders are done after it (a ring of the latest done ids).
 class OrderStore {
  public:
   static constexpr std::uint32_t kRetired = OrderIdMap::kMaxValue;
+  static constexpr std::size_t kDefaultIdWindow = std::size_t{1} << 17;
 
-  explicit OrderStore(std::size_t expected_orders = 1024) : ids_(expected_orders) {
+  explicit OrderStore(std::size_t expected_orders = 1024,
+                      std::size_t id_window = kDefaultIdWindow)
+      : ids_(expected_orders), recent_(id_window ? id_window : 1, 0) {
     nodes_.reserve(expected_orders);
   }
 
@@ -49,24 +55,39 @@ class OrderStore {
   // Records an accepted id that is not (yet) resting.
   void mark_known(OrderId id) { ids_.put(id, kRetired); }
 
+  // An accepted order ended without resting (filled, killed, rejected remainder):
+  // its id joins the window of done ids.
+  void finished(OrderId id) { remember(id); }
+
   // Copies `order` into the pool and indexes it by id; links are left unset.
   // Invalidates references to other nodes (the pool may grow).
   OrderIndex add(const Order& order);
 
-  // The order is done: frees its node and marks its id retired.
+  // The order is done: frees its node and marks its id retired (in the window).
   void retire(OrderIndex idx);
+
+  // Frees the node of an order that re-enters at once under its id (a modify's
+  // cancel-replace): it is not done, so its id does not join the window.
+  void release(OrderIndex idx);
 
   Order& at(OrderIndex idx) { return nodes_[idx]; }
   const Order& at(OrderIndex idx) const { return nodes_[idx]; }
 
   std::size_t live() const { return live_; }
   std::size_t known_ids() const { return ids_.size(); }
+  std::size_t id_window() const { return recent_.size(); }
 
  private:
+  // Appends a done id to the ring; the done id it overwrites is forgotten.
+  void remember(OrderId id);
+
   std::vector<Order> nodes_;
   OrderIndex free_head_ = kNoOrder;
   std::size_t live_ = 0;
   OrderIdMap ids_;
+  std::vector<OrderId> recent_;
+  std::size_t recent_next_ = 0;
+  std::size_t recent_count_ = 0;
 };
 
 }  // namespace bourse::engine
