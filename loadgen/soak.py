@@ -28,6 +28,7 @@ from pathlib import Path
 
 import psutil
 
+from infra.admin.__main__ import shard_rows
 from infra.local.stack import DEMO_KEYS, Stack
 
 RESTARTED = ("order-0", "matching-0", "persistence", "envoy")
@@ -96,6 +97,9 @@ def main(argv=None) -> int:
         loaded = sample(stack)
         time.sleep(args.settle)
         settled = sample(stack)
+        # What the matching process holds by design at the end: the books the load left.
+        resting = sum(row.get("resting", 0) for row in shard_rows(stack.matching_addresses,
+                                                                 stack.persistence_address))
     result = json.loads(load_report.read_text())
     restarted = {e["process"] for e in events}
     rows = {name: {"idle_start_mib": start.get(name), "warm_mib": warm.get(name), "end_of_load_mib": loaded.get(name),
@@ -106,7 +110,7 @@ def main(argv=None) -> int:
             and r["growth"] is not None and r["growth"] > GROWTH_LIMIT]
     summary = {"duration_s": args.duration, "orders_per_s": result["orders_per_s"], "errors": result["errors"],
                "durability": result["durability"], "restarts": events, "memory": rows,
-               "memory_over_limit": over}
+               "memory_over_limit": over, "resting_orders_at_end": resting}
     Path(args.report).write_text(json.dumps(summary, indent=2))
     print(output.strip().splitlines()[-1] if output.strip() else "")
     print(f"orders/s {result['orders_per_s']:.0f}, errors {result['errors']['total']} "
@@ -119,6 +123,7 @@ def main(argv=None) -> int:
         mark = " (restarted: its own start)" if row["restarted"] else " (a store: data)" if name in STORES else ""
         print(f"{name:14}{row['idle_start_mib']!s:>10}{row['warm_mib']!s:>8}{row['end_of_load_mib']!s:>13}"
               f"{row['settled_mib']!s:>10}{growth:>9}{mark}")
+    print(f"resting orders left by the load (held by the matching process): {resting}")
     print(f"report: {args.report}")
     failed = result["durability"]["lost"] > 0 or bool(over)
     if over:

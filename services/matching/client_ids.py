@@ -49,8 +49,8 @@ def id_ms(order_id: int) -> int:
 
 def key_digest(key: Key) -> int:
     """128 bits standing for (account_id, symbol, client_order_id): the table keeps this
-    rather than the text, a third of the memory per key (chance of two keys alike: about
-    n^2 / 2^129, nil for any n a shard holds)."""
+    rather than the texts (chance of two keys alike: about n^2 / 2^129, nil for any n a
+    shard holds)."""
     account, symbol, client_order_id = key
     text = f"{account}|{symbol}|{client_order_id}".encode()
     return int.from_bytes(hashlib.blake2b(text, digest_size=16).digest(), "little")
@@ -63,8 +63,8 @@ _LOW = (1 << 64) - 1
 
 class ClientOrderIds:
     """digest of key -> order_id << 64 | request_hash, for every order submitted within
-    the window or working. One int per side of the dict entry: about 130 bytes a key,
-    where tuples of the texts took about 370."""
+    the window or working. One int per side of the dict entry: about 140 bytes a key,
+    where a tuple of the texts took about 250 (tracemalloc, 200,000 keys)."""
 
     __slots__ = ("_added", "keys")
 
