@@ -53,9 +53,11 @@ void OrderIdMap::put(OrderId id, std::uint32_t value) {
   slots_[i].value = value;
 }
 
-void OrderIdMap::erase(OrderId id) {
+void OrderIdMap::prefetch(OrderId id) const { __builtin_prefetch(&slots_[mix(id) & mask_]); }
+
+bool OrderIdMap::erase_if_value(OrderId id, std::uint32_t value, bool any) {
   std::size_t hole = slot_of(id);
-  if (slots_[hole].value == kAbsent) return;
+  if (slots_[hole].value == kAbsent || (!any && slots_[hole].value != value)) return false;
   --size_;
   // Backward-shift deletion: an entry after the hole may move into it unless its
   // home slot lies cyclically in (hole, j], where a lookup still reaches it.
@@ -68,6 +70,7 @@ void OrderIdMap::erase(OrderId id) {
     }
   }
   slots_[hole].value = kAbsent;
+  return true;
 }
 
 void OrderIdMap::grow() {

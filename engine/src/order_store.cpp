@@ -22,16 +22,17 @@ OrderIndex OrderStore::add(const Order& order) {
 }
 
 void OrderStore::remember(OrderId id) {
-  if (recent_count_ == recent_.size()) {
-    // An id that works again (a modify re-entered it) is kept: the window holds
-    // only ids that stayed done.
-    const OrderId oldest = recent_[recent_next_];
-    if (ids_.find(oldest) == kRetired) ids_.erase(oldest);
-  } else {
-    ++recent_count_;
+  if (recent_.size() < id_window_) {
+    recent_.push_back(id);
+    return;
   }
+  // An id that works again (a modify re-entered it) is kept: the window holds only
+  // ids that stayed done.
+  ids_.erase_if_value(recent_[recent_next_], kRetired);
   recent_[recent_next_] = id;
   if (++recent_next_ == recent_.size()) recent_next_ = 0;
+  // The next done order evicts this one: its slot is a cache miss, fetched meanwhile.
+  ids_.prefetch(recent_[recent_next_]);
 }
 
 void OrderStore::retire(OrderIndex idx) {

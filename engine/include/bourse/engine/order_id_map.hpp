@@ -25,7 +25,13 @@ class OrderIdMap {
   void put(OrderId id, std::uint32_t value);
 
   // Removes `id` if present.
-  void erase(OrderId id);
+  void erase(OrderId id) { erase_if_value(id, kAbsent, /*any=*/true); }
+
+  // Removes `id` if it maps to `value`; true if it did.
+  bool erase_if_value(OrderId id, std::uint32_t value, bool any = false);
+
+  // Hints the cache that `id` will be looked up soon.
+  void prefetch(OrderId id) const;
 
   std::size_t size() const { return size_; }
   std::size_t capacity() const { return slots_.size(); }

@@ -40,7 +40,7 @@ class OrderStore {
 
   explicit OrderStore(std::size_t expected_orders = 1024,
                       std::size_t id_window = kDefaultIdWindow)
-      : ids_(expected_orders), recent_(id_window ? id_window : 1, 0) {
+      : ids_(expected_orders), id_window_(id_window ? id_window : 1) {
     nodes_.reserve(expected_orders);
   }
 
@@ -75,7 +75,7 @@ class OrderStore {
 
   std::size_t live() const { return live_; }
   std::size_t known_ids() const { return ids_.size(); }
-  std::size_t id_window() const { return recent_.size(); }
+  std::size_t id_window() const { return id_window_; }
 
  private:
   // Appends a done id to the ring; the done id it overwrites is forgotten.
@@ -85,9 +85,9 @@ class OrderStore {
   OrderIndex free_head_ = kNoOrder;
   std::size_t live_ = 0;
   OrderIdMap ids_;
-  std::vector<OrderId> recent_;
+  std::size_t id_window_;
+  std::vector<OrderId> recent_;  // grows to id_window_, then a ring
   std::size_t recent_next_ = 0;
-  std::size_t recent_count_ = 0;
 };
 
 }  // namespace bourse::engine
