@@ -2,6 +2,11 @@
 SHELL := /bin/bash
 DURATION ?= 60
 CLIENTS ?= 40
+# make demo MODE=stream: order-entry sessions (SESSIONS x WINDOW commands in flight)
+# instead of the original test's unary clients.
+MODE ?= unary
+SESSIONS ?= 4
+WINDOW ?= 250
 BAZEL ?= bazel
 
 .PHONY: setup build test demo floor up shards snapshot image lock clean
@@ -25,7 +30,8 @@ test: setup
 
 # The main job: the whole stack under load (40 clients, 60 s by default), with a report.
 demo: build
-	bazel-bin/infra/local/stack demo --duration $(DURATION) --clients $(CLIENTS)
+	bazel-bin/infra/local/stack demo --duration $(DURATION) --clients $(CLIENTS) \
+		$(if $(filter stream,$(MODE)),--sessions $(SESSIONS) --window $(WINDOW))
 
 # The stack against its floors (echo, one-hop relay, relay with a journal commit) behind the same Envoy, same load,
 # side by side, with issue 8's targets (loadgen/floor.py); the report is reports/floor.json.

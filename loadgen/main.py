@@ -16,6 +16,12 @@ dropped. See loadgen/openloop.py.
 
     python -m loadgen.main --target 127.0.0.1:8080 --rate 300 --duration 60 --api-keys k1,k2
 
+Stream mode (--sessions S): S order-entry sessions (OrderEntry streams, loadgen/stream.py),
+each with --window W closed-loop clients, so each session has up to W commands in
+flight; session s uses key s mod n. Same order mix, report and lost check.
+
+    python -m loadgen.main --target 127.0.0.1:8080 --sessions 4 --window 250 --api-keys k1,k2
+
 A client's calls may overlap in open loop; its workload state stays consistent because
 each call is drawn when it starts: a cancel only targets an order whose submit has been
 acknowledged, and is taken off the client's resting orders as it is sent.
@@ -38,7 +44,7 @@ import grpc
 import uvloop
 
 from bourse.order.v1 import order_service_pb2, order_service_pb2_grpc
-from loadgen import durability, openloop, report
+from loadgen import durability, openloop, report, stream
 from loadgen.workload import ClientWorkload, Market, Mix, Modify, Submit
 from services.common.config import symbols_from_env
 
@@ -66,6 +72,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="open loop: evenly spaced calls or Poisson arrivals")
     p.add_argument("--max-in-flight", type=int, default=2000,
                    help="open loop: calls running at once; calls due beyond this are dropped (and reported)")
+    p.add_argument("--sessions", type=int, default=0,
+                   help="stream mode: order-entry sessions (0: unary calls, the original test)")
+    p.add_argument("--window", type=int, default=100,
+                   help="stream mode: closed-loop clients per session (its commands in flight)")
     p.add_argument("--channels", type=int, default=0,
                    help="gRPC connections shared round robin by the clients (0: min(clients, 8))")
     p.add_argument("--api-keys", default="", help="k1,k2,...: client i uses key i mod n")
@@ -91,11 +101,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if not 0 <= args.modify_share <= 0.8:
         p.error("--modify-share must be within 0..0.8")
     args.open_loop = args.rate > 0
+    if args.sessions < 0 or args.window < 1:
+        p.error("--sessions must be >= 0 and --window >= 1")
+    if args.sessions and args.open_loop:
+        p.error("stream mode (--sessions) runs closed loop: leave --rate at 0")
+    if args.sessions:
+        args.clients = args.sessions * args.window
     args.keys = [k.strip() for k in args.api_keys.split(",") if k.strip()]
     raw = args.symbols.replace(",", " ").split()
     args.symbol_list = tuple(sorted(set(raw))) if raw else symbols_from_env()
     args.pids = dict(args.pid)
-    args.channels = args.channels or min(args.clients, 8)
+    args.channels = args.channels or min(args.sessions or args.clients, 8)
     return args
 
 
@@ -133,6 +149,11 @@ class Run:
         self.workloads: dict[int, ClientWorkload] = {}
         self.schedule = openloop.Stats()
         self.start_lag = report.new_histogram()
+        self.stream_messages: dict | None = None
+
+    def metadata(self, index: int):
+        keys = self.args.keys
+        return (("authorization", f"Bearer {keys[index % len(keys)]}"),) if keys else None
 
     def workload(self, index: int) -> ClientWorkload:
         work = self.workloads.get(index)
@@ -147,7 +168,7 @@ class Run:
         orders only hold acknowledged orders not already being cancelled."""
         args = self.args
         work = self.workload(index)
-        metadata = (("authorization", f"Bearer {args.keys[index % len(args.keys)]}"),) if args.keys else None
+        metadata = self.metadata(index)
         call = work.next()
         kind = "submit" if isinstance(call, Submit) else "modify" if isinstance(call, Modify) else "cancel"
         try:
@@ -164,7 +185,7 @@ class Run:
             else:
                 response = await stub.CancelOrder(order_service_pb2.CancelOrderRequest(
                     order_id=call.order_id, symbol=call.symbol), metadata=metadata, timeout=args.call_timeout)
-        except grpc.aio.AioRpcError as error:
+        except (grpc.aio.AioRpcError, stream.CommandRefused) as error:
             ended = self._completed()
             code = error.code()
             if (kind, code) in EXPECTED:
@@ -277,7 +298,18 @@ class Run:
                 await asyncio.wait_for(asyncio.gather(*(c.channel_ready() for c in channels)), 15)
             except asyncio.TimeoutError:
                 raise SystemExit(f"cannot connect to {args.target} within 15 s") from None
-            return await self.drive([order_service_pb2_grpc.OrderServiceStub(c) for c in channels])
+            stubs = [order_service_pb2_grpc.OrderServiceStub(c) for c in channels]
+            if not args.sessions:
+                return await self.drive(stubs)
+            sessions = [stream.StreamSession(stubs[s % len(stubs)], self.metadata(s)) for s in range(args.sessions)]
+            await asyncio.gather(*(session.start() for session in sessions))
+            try:
+                # Client i is one of session i // window's clients.
+                return await self.drive([sessions[i // args.window] for i in range(args.clients)])
+            finally:
+                self.stream_messages = {"sent": sum(s.messages_sent for s in sessions),
+                                        "received": sum(s.messages_received for s in sessions)}
+                await asyncio.gather(*(session.stop() for session in sessions))
         finally:
             await asyncio.gather(*(c.close() for c in channels))
 
@@ -290,7 +322,10 @@ class Run:
         return {
             "run_id": self.run_id,
             "target": args.target,
-            "mode": "open" if args.open_loop else "closed",
+            "mode": "stream" if args.sessions else "open" if args.open_loop else "closed",
+            "sessions": args.sessions or None,
+            "window": args.window if args.sessions else None,
+            "stream_messages": self.stream_messages,
             "clients": args.clients,
             "channels": args.channels,
             "duration_s": args.duration,
@@ -346,6 +381,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     run = Run(args)
     load = (f"open loop {args.rate:g} calls/s ({args.arrivals}) over {args.clients} clients" if args.open_loop
+            else f"{args.sessions} order-entry sessions x {args.window} in flight" if args.sessions
             else f"{args.clients} closed-loop clients")
     print(f"loadgen {run.run_id}: {load} x {args.duration:g} s -> {args.target}, "
           f"{len(args.symbol_list)} symbols, {len(args.keys)} API keys", flush=True)

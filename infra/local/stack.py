@@ -304,6 +304,8 @@ def _demo(stack: Stack, args) -> int:
         command += ["--pid", f"{name}={pid}"]
     if args.no_progress:
         command.append("--no-progress")
+    if args.sessions:  # stream mode: order-entry sessions instead of unary calls
+        command += ["--sessions", str(args.sessions), "--window", str(args.window)]
     return subprocess.run(command, env=stack.env()).returncode
 
 
@@ -337,6 +339,9 @@ def main(argv=None) -> int:
     parser.add_argument("mode", choices=["demo", "up"])
     parser.add_argument("--duration", type=float, default=60)
     parser.add_argument("--clients", type=int, default=40)
+    parser.add_argument("--sessions", type=int, default=0,
+                        help="demo in stream mode: this many order-entry sessions (0: unary clients)")
+    parser.add_argument("--window", type=int, default=250, help="stream mode: commands in flight per session")
     parser.add_argument("--order-replicas", type=int, default=2)
     parser.add_argument("--shard-ranges", default=DEFAULT_SHARD_RANGES)
     parser.add_argument("--matching-processes", type=int, default=1,

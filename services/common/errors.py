@@ -25,7 +25,8 @@ def invalid(field: str, message: str) -> BourseError:
     return BourseError(grpc.StatusCode.INVALID_ARGUMENT, "INVALID_" + field.upper(), f"{field}: {message}")
 
 
-def to_status(error: BourseError) -> grpc.Status:
+def status_message(error: BourseError) -> status_pb2.Status:
+    """The error as a google.rpc.Status: code, message, ErrorInfo (and RetryInfo) details."""
     detail = any_pb2.Any()
     detail.Pack(error_details_pb2.ErrorInfo(reason=error.reason, domain=DOMAIN))
     details = [detail]
@@ -34,8 +35,11 @@ def to_status(error: BourseError) -> grpc.Status:
         retry.retry_delay.FromNanoseconds(int(error.retry_after_s * 1e9))
         details.append(any_pb2.Any())
         details[-1].Pack(retry)
-    status = status_pb2.Status(code=error.code.value[0], message=error.message, details=details)
-    return rpc_status.to_status(status)
+    return status_pb2.Status(code=error.code.value[0], message=error.message, details=details)
+
+
+def to_status(error: BourseError) -> grpc.Status:
+    return rpc_status.to_status(status_message(error))
 
 
 async def abort(context: grpc.aio.ServicerContext, error: BourseError):

@@ -59,6 +59,9 @@ class OrderSettings:
     max_reads_in_flight_per_key: int
     rate_per_key: float
     drain_seconds: float
+    order_entry_window: int
+    order_entry_sessions_per_key: int
+    order_entry_heartbeat_s: float
 
     @classmethod
     def from_env(cls) -> OrderSettings:
@@ -83,6 +86,9 @@ class OrderSettings:
             max_reads_in_flight_per_key=env_int("BOURSE_MAX_READS_IN_FLIGHT_PER_KEY", READS_PER_KEY),
             rate_per_key=float(env_int("BOURSE_RATE_PER_KEY", int(RATE_PER_KEY))),
             drain_seconds=env_int("BOURSE_DRAIN_MS", 2000) / 1000,
+            order_entry_window=env_int("BOURSE_ORDER_ENTRY_WINDOW", 1000),
+            order_entry_sessions_per_key=env_int("BOURSE_ORDER_ENTRY_SESSIONS_PER_KEY", 16),
+            order_entry_heartbeat_s=env_int("BOURSE_ORDER_ENTRY_HEARTBEAT_MS", 15000) / 1000,
         )
         if len(settings.matching_addresses) != len(settings.shard_map):
             raise SystemExit(

@@ -77,7 +77,10 @@ async def main() -> None:
 
     limits = KeyLimits(InFlight("orders", settings.max_orders_in_flight_per_key),
                        InFlight("reads", settings.max_reads_in_flight_per_key), Rate(settings.rate_per_key))
-    order_servicer = OrderServicer(desk, auth, updates_client, limits)
+    order_servicer = OrderServicer(desk, auth, updates_client, limits, log=log,
+                                   entry_window=settings.order_entry_window,
+                                   sessions_per_key=settings.order_entry_sessions_per_key,
+                                   entry_heartbeat_s=settings.order_entry_heartbeat_s)
 
     async def draining():
         # Subscription streams end UNAVAILABLE now (clients subscribe again elsewhere)

@@ -19,6 +19,7 @@ from services.order import validation
 from services.order.market_data import BookReader, fill_book, fill_trade
 from services.order.feeds import Feed, FeedError
 from services.order.limits import KeyLimits
+from services.order import order_entry
 from services.order.order_updates import TOKEN, ResumeGap, read_updates
 from services.order.orders import CALLER_DEADLINE, OrderDesk
 
@@ -60,14 +61,42 @@ def _updates_unavailable(why: str) -> BourseError:
 
 
 class OrderServicer(order_grpc.OrderServiceServicer):
-    def __init__(self, desk: OrderDesk, auth: Authenticator, updates_client=None, limits: KeyLimits | None = None):
+    def __init__(self, desk: OrderDesk, auth: Authenticator, updates_client=None, limits: KeyLimits | None = None,
+                 log=None, entry_window: int = 1000, sessions_per_key: int = 16, entry_heartbeat_s: float = 15.0):
         """updates_client: a redis.asyncio.Redis whose read timeout outlasts HEARTBEAT_S;
-        limits: the per-key limits (limits.py)."""
+        limits: the per-key limits (limits.py); entry_window: an order-entry session's
+        commands in flight (order_entry.py)."""
         self.desk = desk
         self.auth = auth
         self.limits = limits or KeyLimits()
         self.updates_client = updates_client
         self.draining = asyncio.Event()  # set: subscriptions end, new ones are refused
+        self.log = log
+        self.entry_window = entry_window
+        self.entry_heartbeat_s = entry_heartbeat_s
+        self.sessions = order_entry.SessionCount(sessions_per_key)
+        self._background: set[asyncio.Task] = set()  # cancels on disconnect, still running
+
+    async def OrderEntry(self, request_iterator, context):
+        try:
+            if self.draining.is_set():
+                raise BourseError(grpc.StatusCode.UNAVAILABLE, "SERVER_STOPPING",
+                                  "this server is stopping: open the session again")
+            account_id = self.auth.account_of(context)
+            self.sessions.open(account_id)
+        except BourseError as error:
+            await abort(context, error)
+        try:
+            async for response in order_entry.serve(self.desk, account_id, request_iterator, context, self.draining,
+                                                    self.entry_window, self.log, self._background,
+                                                    self.entry_heartbeat_s):
+                yield response
+        finally:
+            self.sessions.close(account_id)
+        if self.draining.is_set():
+            await abort(context, BourseError(
+                grpc.StatusCode.UNAVAILABLE, "SERVER_STOPPING",
+                "this server is stopping: open a new session and send again the commands not answered"))
 
     async def SubscribeOrders(self, request, context):
         try:

@@ -5,6 +5,10 @@ load("@venv//:defs.bzl", "VENV_BIN", "VENV_PYTHON")
 def _stem(src):
     return src[:-len(".proto")]
 
+# google/rpc/*.proto (Status, ErrorInfo) as googleapis-common-protos installs them in
+# the venv, whose generated modules (google.rpc.status_pb2) the services import too.
+_GOOGLEAPIS = "-I$$(%s -c 'import google.rpc, os; print(os.path.dirname(os.path.dirname(list(google.rpc.__path__)[0])))')" % VENV_PYTHON
+
 def py_grpc_library(name, srcs, deps = [], visibility = None):
     """protoc-generated protobuf (_pb2) and grpc (_pb2_grpc) modules for srcs.
 
@@ -22,6 +26,7 @@ def py_grpc_library(name, srcs, deps = [], visibility = None):
             VENV_PYTHON,
             "-m grpc_tools.protoc",
             "-I" + native.package_name(),
+            _GOOGLEAPIS,
             "--python_out=$(RULEDIR)",
             "--pyi_out=$(RULEDIR)",
             "--grpc_python_out=$(RULEDIR)",
@@ -53,6 +58,7 @@ def betterproto2_library(name, srcs, package, outs, proto_root, visibility = Non
             VENV_PYTHON,
             "-m grpc_tools.protoc",
             "-I" + proto_root,
+            _GOOGLEAPIS,
             "--python_betterproto2_out=$(RULEDIR)/" + package,
             "$(SRCS)",
         ]),

@@ -1,0 +1,209 @@
+"""An order-entry session (asyncio): many orders over one OrderEntry stream.
+
+    from bourse_client.order_entry import OrderEntrySession
+
+    async with OrderEntrySession("127.0.0.1:8080", api_key="demo-key-alice") as session:
+        order = await session.submit(SubmitOrderRequest(client_order_id="a-1", symbol="AAPL", ...))
+        await session.cancel(order.order_id, "AAPL")
+
+Calls made while the stream is busy are coalesced: whatever is waiting when a message
+can leave goes in it. When the stream ends UNAVAILABLE (the replica drains or dies) the
+session opens a new one through Envoy and sends again every command not yet answered:
+a submit is idempotent by its client_order_id, so it is neither lost nor doubled. (A
+cancel or modify sent again after it took effect answers as a repeat would: the
+cancel FAILED_PRECONDITION, the modify the same order.) A refused command raises
+OrderEntryError with the code and reason the unary call would have raised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+
+import grpc
+from bourse_sdk.bourse.order.v1 import (
+    CancelOrderRequest,
+    ModifyOrderRequest,
+    OrderEntryCommand,
+    OrderEntryOptions,
+    OrderEntryRequest,
+    OrderEntryResponse,
+    SubmitOrderRequest,
+)
+from bourse_sdk.bourse.type.v1 import Order
+from google.rpc import error_details_pb2
+
+METHOD = "/bourse.order.v1.OrderService/OrderEntry"
+_RECONNECT = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL, grpc.StatusCode.CANCELLED)
+_ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"
+_RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
+
+
+class OrderEntryError(Exception):
+    """A command the exchange refused: its canonical code, ErrorInfo reason and message."""
+
+    def __init__(self, code: grpc.StatusCode, reason: str, message: str, retry_after_s: float | None = None):
+        super().__init__(f"{code.name} {reason}: {message}")
+        self.code, self.reason, self.message, self.retry_after_s = code, reason, message, retry_after_s
+
+
+def _code(number: int) -> grpc.StatusCode:
+    return next((c for c in grpc.StatusCode if c.value[0] == number), grpc.StatusCode.UNKNOWN)
+
+
+def _refusal(status) -> OrderEntryError:
+    reason, retry = "", None
+    for detail in status.details:
+        if detail.type_url == _ERROR_INFO:
+            reason = error_details_pb2.ErrorInfo.FromString(detail.value).reason
+        elif detail.type_url == _RETRY_INFO:
+            retry = error_details_pb2.RetryInfo.FromString(detail.value).retry_delay.ToNanoseconds() / 1e9
+    return OrderEntryError(_code(status.code), reason, status.message, retry)
+
+
+class OrderEntrySession:
+    def __init__(self, target: str, api_key: str, *, credentials: grpc.ChannelCredentials | None = None,
+                 ca_file: str | None = None, cancel_on_disconnect: bool = False, max_batch: int = 500,
+                 window: int = 1000, reconnect_for_s: float = 30.0):
+        """window: commands this session has unanswered at most (the server's own bound,
+        BOURSE_ORDER_ENTRY_WINDOW, is 1,000 by default); more calls wait their turn."""
+        if ca_file is not None:
+            with open(ca_file, "rb") as ca:
+                credentials = grpc.ssl_channel_credentials(ca.read())
+        self._target, self._credentials = target, credentials
+        self._metadata = (("authorization", f"Bearer {api_key}"),)
+        self._options = OrderEntryOptions(cancel_on_disconnect=cancel_on_disconnect)
+        self._max_batch = max_batch
+        self._window = asyncio.Semaphore(window)
+        self._reconnect_for_s = reconnect_for_s
+        self._ids = itertools.count(1)
+        self._unanswered: dict[int, tuple[OrderEntryCommand, asyncio.Future]] = {}
+        self._outbox: list[OrderEntryCommand] = []
+        self._wake = asyncio.Event()
+        self._closing = False
+        self.reconnects = 0
+        self._channel = None
+        self._runner: asyncio.Task | None = None
+
+    async def __aenter__(self) -> OrderEntrySession:
+        self._channel = (grpc.aio.secure_channel(self._target, self._credentials) if self._credentials
+                         else grpc.aio.insecure_channel(self._target))
+        self._runner = asyncio.create_task(self._run())
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Waits for the answers still due, then ends the session cleanly (a request
+        marked close: no cancel on disconnect) and half-closes the stream."""
+        self._closing = True
+        self._wake.set()
+        if self._runner is not None:
+            await asyncio.gather(self._runner, return_exceptions=True)
+        if self._channel is not None:
+            await self._channel.close()
+
+    # -- commands ------------------------------------------------------------------------
+
+    async def submit(self, request: SubmitOrderRequest) -> Order:
+        return (await self._send(OrderEntryCommand(submit=request))).order
+
+    async def submit_replayed(self, request: SubmitOrderRequest) -> tuple[Order, bool]:
+        """The order and whether the exchange answered it as a retry of an earlier submit."""
+        result = await self._send(OrderEntryCommand(submit=request))
+        return result.order, result.replayed
+
+    async def cancel(self, order_id: int, symbol: str) -> Order:
+        return (await self._send(OrderEntryCommand(cancel=CancelOrderRequest(order_id=order_id,
+                                                                              symbol=symbol)))).order
+
+    async def modify(self, order_id: int, symbol: str, price: int, quantity: int) -> Order:
+        return (await self._send(OrderEntryCommand(modify=ModifyOrderRequest(
+            order_id=order_id, symbol=symbol, price=price, quantity=quantity)))).order
+
+    async def _send(self, command: OrderEntryCommand):
+        if self._closing:
+            raise RuntimeError("the session is closed")
+        while True:
+            async with self._window:
+                command.correlation_id = next(self._ids)
+                future = asyncio.get_running_loop().create_future()
+                self._unanswered[command.correlation_id] = (command, future)
+                self._outbox.append(command)
+                self._wake.set()
+                result = await future
+            if result.error is None:
+                return result
+            refusal = _refusal(result.error)
+            if refusal.reason != "TOO_MANY_IN_FLIGHT":  # the server's window is smaller: wait, again
+                raise refusal
+            await asyncio.sleep(refusal.retry_after_s or 0.01)
+
+    # -- the stream ----------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        give_up_at = None
+        while True:
+            try:
+                await self._stream()
+                return  # closed cleanly
+            except grpc.aio.AioRpcError as error:
+                # A stream-level INTERNAL is a reset stream (Envoy resets a client's stream
+                # whose replica died mid-flight): a transport failure like UNAVAILABLE.
+                retryable = error.code() in _RECONNECT
+                loop = asyncio.get_running_loop()
+                give_up_at = give_up_at or loop.time() + self._reconnect_for_s
+                if not retryable or loop.time() > give_up_at or (self._closing and not self._unanswered):
+                    self._fail_all(error)
+                    return
+            self.reconnects += 1
+            # Every unanswered command goes again, in the order it was first sent.
+            self._outbox = [command for command, _ in self._unanswered.values()]
+            await asyncio.sleep(min(0.05 * self.reconnects, 1.0))
+
+    async def _stream(self) -> None:
+        call = self._channel.stream_stream(METHOD, request_serializer=bytes,
+                                           response_deserializer=OrderEntryResponse.parse)(metadata=self._metadata)
+        await call.write(OrderEntryRequest(options=self._options))
+        reader = asyncio.create_task(self._read(call))
+        try:
+            while True:
+                if not self._outbox:
+                    if self._closing and not self._unanswered:
+                        # A clean close (no cancel on disconnect), then the half-close.
+                        await call.write(OrderEntryRequest(close=True))
+                        await call.done_writing()
+                        break
+                    self._wake.clear()
+                    waiter = asyncio.create_task(self._wake.wait())
+                    done, _ = await asyncio.wait({waiter, reader}, return_when=asyncio.FIRST_COMPLETED)
+                    waiter.cancel()
+                    if reader in done:
+                        break
+                    continue
+                batch, self._outbox = self._outbox[:self._max_batch], self._outbox[self._max_batch:]
+                await call.write(OrderEntryRequest(commands=batch))
+            await reader
+        finally:
+            reader.cancel()
+            call.cancel()
+
+    async def _read(self, call) -> None:
+        async for response in call:
+            for result in response.results:
+                entry = self._unanswered.pop(result.correlation_id, None)
+                if entry is not None and not entry[1].done():
+                    entry[1].set_result(result)
+            if self._closing and not self._unanswered:
+                self._wake.set()
+        if self._unanswered:  # ended without answering everything: a server that stopped
+            raise grpc.aio.AioRpcError(grpc.StatusCode.UNAVAILABLE, call_initial_metadata=None,
+                                       call_trailing_metadata=None, details="stream ended with commands unanswered")
+
+    def _fail_all(self, error: grpc.aio.AioRpcError) -> None:
+        refused = OrderEntryError(error.code(), "SESSION_ENDED", error.details() or "the session ended")
+        for _, future in self._unanswered.values():
+            if not future.done():
+                future.set_exception(refused)
+        self._unanswered.clear()

@@ -1,0 +1,250 @@
+"""Order entry sessions: the OrderEntry stream (order_service.proto), one per client
+session, each command answered as the unary call would answer it.
+
+A session reads commands and runs each on the desk at once (the desk batches them per
+matching shard with everyone else's), so a window of commands rides the same batches;
+answers go back as they are ready, coalesced into as few messages as are ready together,
+except that an answer waits for the earlier commands of its symbol, so that one
+symbol's answers keep the order of its commands.
+
+Bounds: at most `window` commands are in flight (beyond, each is answered
+TOO_MANY_IN_FLIGHT at once, in its symbol's order too); what the session holds is
+bounded as well, because it stops reading while `window` answers wait to be written or
+twice `window` wait for earlier ones: a client that does not read its answers stops
+being read, and HTTP/2 flow control holds it there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+
+import grpc
+from bourse.order.v1 import order_service_pb2 as order_pb2
+from bourse.type.v1 import types_pb2
+
+from services.common.errors import BourseError, status_message
+from services.order.orders import OrderDesk
+
+WORKING = frozenset((types_pb2.ORDER_STATUS_NEW, types_pb2.ORDER_STATUS_PARTIALLY_FILLED))
+_END = object()  # queued when nothing more will be answered
+
+
+def _error(command: order_pb2.OrderEntryCommand, error: BourseError) -> order_pb2.OrderEntryResult:
+    return order_pb2.OrderEntryResult(correlation_id=command.correlation_id, error=status_message(error))
+
+
+class Session:
+    def __init__(self, desk: OrderDesk, account_id: int, window: int, log, heartbeat_s: float = 15.0):
+        self._desk = desk
+        self._heartbeat_s = heartbeat_s
+        self._account = account_id
+        self._window = window
+        self._log = log
+        self._out: asyncio.Queue = asyncio.Queue()
+        self._room = asyncio.Event()  # set while the session may read more (see _has_room)
+        self._room.set()
+        self._in_flight = 0  # commands running on the desk
+        self._held = 0  # answers in the symbols' queues: running, or done behind earlier ones
+        self._by_symbol: dict[str, deque] = {}
+        self._reading_done = False
+        self._ended = False
+        self.cancel_on_disconnect = False
+        self.clean_close = False  # the client said `close`: its session ended on purpose
+        self.working: dict[int, str] = {}  # order_id -> symbol, of orders this session placed
+
+    # -- reading -------------------------------------------------------------------------
+
+    async def read(self, requests, stopping: asyncio.Event) -> None:
+        """Reads commands until the client half-closes or `stopping` is set; a request
+        marked `close` makes the end clean (no cancel on disconnect)."""
+        first = True
+        try:
+            async for request in requests:
+                if first:
+                    self.cancel_on_disconnect = request.options.cancel_on_disconnect
+                    first = False
+                for command in request.commands:
+                    while not self._has_room():
+                        self._room.clear()
+                        await self._room.wait()
+                    if stopping.is_set():
+                        return
+                    self._dispatch(command)
+                if request.close:
+                    self.clean_close = True
+                    return
+        finally:
+            self._reading_done = True
+            self._maybe_end()
+
+    def _has_room(self) -> bool:
+        return self._out.qsize() < self._window and self._held < 2 * self._window
+
+    def _dispatch(self, command: order_pb2.OrderEntryCommand) -> None:
+        kind = command.WhichOneof("command")
+        if kind is None:  # no symbol to keep an order with: answered at once
+            self._answer(_error(command, BourseError(grpc.StatusCode.INVALID_ARGUMENT, "INVALID_COMMAND",
+                                                     "command: one of submit, cancel or modify is required")))
+            return
+        if self._in_flight >= self._window:
+            answer = asyncio.get_running_loop().create_future()
+            answer.set_result(_error(command, BourseError(
+                grpc.StatusCode.RESOURCE_EXHAUSTED, "TOO_MANY_IN_FLIGHT",
+                f"the session has {self._window} commands in flight: wait for their answers", retry_after_s=0.01)))
+        else:
+            self._in_flight += 1
+            answer = asyncio.ensure_future(self._run(kind, command))
+            answer.add_done_callback(self._ran)
+        symbol = getattr(command, kind).symbol
+        self._by_symbol.setdefault(symbol, deque()).append(answer)
+        self._held += 1
+        self._release(symbol)
+        if not answer.done():
+            answer.add_done_callback(lambda _answer, symbol=symbol: self._release(symbol))
+
+    def _ran(self, _task) -> None:
+        self._in_flight -= 1
+
+    async def _run(self, kind: str, command: order_pb2.OrderEntryCommand) -> order_pb2.OrderEntryResult:
+        try:
+            replayed = False
+            if kind == "submit":
+                order, replayed = await self._desk.submit(command.submit, self._account)
+            elif kind == "cancel":
+                order = await self._desk.cancel(command.cancel, self._account)
+            else:
+                order = await self._desk.modify(command.modify, self._account)
+        except BourseError as error:
+            return _error(command, error)
+        except Exception as error:  # noqa: BLE001  (one command's fault must not end the session)
+            self._log.exception("order_entry_command_failed", kind=kind)
+            return _error(command, BourseError(grpc.StatusCode.INTERNAL, "INTERNAL", f"{kind} failed: {error}"))
+        if order.status in WORKING:
+            self.working[order.order_id] = order.symbol
+        else:
+            self.working.pop(order.order_id, None)
+        return order_pb2.OrderEntryResult(correlation_id=command.correlation_id, order=order, replayed=replayed)
+
+    def _release(self, symbol: str) -> None:
+        """Answers the symbol's finished commands that no earlier one of it holds back."""
+        queue = self._by_symbol.get(symbol)
+        while queue and queue[0].done():
+            answer = queue.popleft()
+            self._held -= 1
+            if not answer.cancelled():
+                self._answer(answer.result())
+        if queue is not None and not queue:
+            del self._by_symbol[symbol]
+        if self._has_room():
+            self._room.set()
+        self._maybe_end()
+
+    # -- writing -------------------------------------------------------------------------
+
+    def _answer(self, result: order_pb2.OrderEntryResult) -> None:
+        self._out.put_nowait(result)
+
+    def _maybe_end(self) -> None:
+        if self._reading_done and self._held == 0 and not self._ended:
+            self._ended = True
+            self._out.put_nowait(_END)
+
+    async def responses(self):
+        """The answers, as many per message as are ready; a heartbeat when quiet."""
+        while True:
+            try:
+                async with asyncio.timeout(self._heartbeat_s):
+                    first = await self._out.get()
+            except TimeoutError:
+                yield order_pb2.OrderEntryResponse()
+                continue
+            response = order_pb2.OrderEntryResponse()
+            ended = first is _END
+            if not ended:
+                response.results.append(first)
+            while not ended and not self._out.empty():
+                result = self._out.get_nowait()
+                if result is _END:
+                    ended = True
+                else:
+                    response.results.append(result)
+            if self._has_room():
+                self._room.set()
+            if response.results:
+                yield response
+            if ended:
+                return
+
+    # -- the end -------------------------------------------------------------------------
+
+    async def cancel_working(self) -> int:
+        """Cancels the orders this session placed that may still work, once its commands
+        still running have finished (they may place more); how many it cancelled."""
+        running = [answer for queue in self._by_symbol.values() for answer in queue if not answer.done()]
+        await asyncio.gather(*running, return_exceptions=True)
+        orders = list(self.working.items())
+        self.working.clear()
+        results = await asyncio.gather(
+            *(self._desk.cancel(order_pb2.CancelOrderRequest(order_id=order_id, symbol=symbol), self._account)
+              for order_id, symbol in orders), return_exceptions=True)
+        return sum(1 for r in results if not isinstance(r, BaseException))
+
+
+class SessionCount:
+    """Order-entry sessions per API key on this server (each holds a window of commands)."""
+
+    def __init__(self, per_key: int):
+        self._per_key = per_key
+        self._open: dict[int, int] = {}
+
+    def open(self, account_id: int) -> None:
+        if self._open.get(account_id, 0) >= self._per_key:
+            raise BourseError(grpc.StatusCode.RESOURCE_EXHAUSTED, "TOO_MANY_SESSIONS",
+                              f"this key has {self._per_key} order-entry sessions on this server: close one",
+                              retry_after_s=1.0)
+        self._open[account_id] = self._open.get(account_id, 0) + 1
+
+    def close(self, account_id: int) -> None:
+        self._open[account_id] -= 1
+        if not self._open[account_id]:
+            del self._open[account_id]
+
+
+async def serve(desk: OrderDesk, account_id: int, requests, context, draining: asyncio.Event, window: int, log,
+                background: set, heartbeat_s: float = 15.0):
+    """One session's answers. Ends when the client half-closed and everything is
+    answered, or, once `draining` is set, when what was read is answered (the caller
+    then ends the stream UNAVAILABLE)."""
+    session = Session(desk, account_id, window, log, heartbeat_s)
+
+    def ended(_call) -> None:
+        # However the stream ended, without a `close` the client did not end its session
+        # on purpose; a server that stops is not the client going away.
+        if session.cancel_on_disconnect and not session.clean_close and not draining.is_set():
+            task = asyncio.ensure_future(_cancel_on_disconnect(session, account_id, log))
+            background.add(task)
+            task.add_done_callback(background.discard)
+
+    context.add_done_callback(ended)
+    stopping = asyncio.Event()
+    reader = asyncio.create_task(session.read(requests, stopping))
+
+    async def stop_reading_on_drain():
+        await draining.wait()
+        stopping.set()
+        reader.cancel()
+
+    watcher = asyncio.create_task(stop_reading_on_drain())
+    try:
+        async for response in session.responses():
+            yield response
+    finally:
+        watcher.cancel()
+        reader.cancel()
+
+
+async def _cancel_on_disconnect(session: Session, account_id: int, log) -> None:
+    working = len(session.working)
+    cancelled = await session.cancel_working()
+    log.info("order_entry_cancel_on_disconnect", account_id=account_id, working=working, cancelled=cancelled)
