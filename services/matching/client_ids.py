@@ -8,7 +8,7 @@ its snapshot and journal after a crash, so a retry (same key, same request) find
 original wherever it lands; the same key with a different request is refused.
 
 Memory is bounded by time, not history: a key is kept while its order works, and for
-KEY_WINDOW_MS after the order was submitted (by its Snowflake id's time). After that,
+KEY_WINDOW_MS after it was bound (the submit's journaled time). After that,
 the key may name a new order (as FIX ClOrdIDs are unique per session day and several
 venues scope them to open orders).
 """
@@ -16,6 +16,7 @@ venues scope them to open orders).
 from __future__ import annotations
 
 import hashlib
+from collections import deque
 
 import numpy as np
 
@@ -26,8 +27,9 @@ from services.common.ids import EPOCH_MS, NODE_BITS, SEQUENCE_BITS
 KEY_WINDOW_MS = 10 * 60_000
 # Unset means CANCEL_INCOMING: both fingerprint alike.
 _DEFAULT_STP = (types_pb2.SELF_TRADE_PREVENTION_UNSPECIFIED, types_pb2.SELF_TRADE_PREVENTION_CANCEL_INCOMING)
-# How many keys are added between two sweeps of keys past the window.
-SWEEP_EVERY = 4096
+# How many of the oldest keys each new key looks at (and forgets if past the window):
+# more than one, so forgetting outpaces binding.
+RECLAIM_PER_ADD = 4
 
 Key = tuple[int, str, str]  # (account_id, symbol, client_order_id)
 
@@ -57,39 +59,70 @@ def key_digest(key: Key) -> int:
 
 
 # A key in a snapshot: its digest, the order it names and the request's fingerprint.
-PACKED_KEY = np.dtype([("digest_lo", "<u8"), ("digest_hi", "<u8"), ("order_id", "<i8"), ("request_hash", "<i8")])
+PACKED_KEY = np.dtype([("digest_lo", "<u8"), ("digest_hi", "<u8"), ("order_id", "<i8"), ("request_hash", "<i8"),
+                       ("bound_ms", "<i8")])
 _LOW = (1 << 64) - 1
 
 
-class ClientOrderIds:
-    """digest of key -> order_id << 64 | request_hash, for every order submitted within
-    the window or working. One int per side of the dict entry: about 140 bytes a key,
-    where a tuple of the texts took about 250 (tracemalloc, 200,000 keys)."""
+def _ms(now_ns: int) -> int:
+    """Milliseconds since the Snowflake epoch (0 before it)."""
+    return max(0, now_ns // 1_000_000 - EPOCH_MS)
 
-    __slots__ = ("_added", "keys")
+
+class ClientOrderIds:
+    """digest of key -> bound_ms << 128 | order_id << 64 | request_hash, for every key
+    bound within the window or whose order works. One int per side of the dict entry:
+    about 140 bytes a key, where a tuple of the texts took about 250 (tracemalloc,
+    200,000 keys).
+
+    Whether a key still names its order is decided at lookup, from the command's
+    journaled time: a live run, a replay and a restored shard answer alike, whenever
+    memory is reclaimed. Memory is reclaimed as keys age: they are queued in the order
+    they were bound, and each bind looks at a few of the oldest, so the work per order
+    stays constant however many keys the window holds."""
+
+    __slots__ = ("_queue", "keys")
 
     def __init__(self, keys: dict[int, int] | None = None):
         self.keys = keys if keys is not None else {}
-        self._added = 0
+        # Digests, oldest bound first (a restore: by their order's id).
+        self._queue: deque[int] = deque(sorted(self.keys, key=lambda digest: self.keys[digest] >> 128))
 
     def __len__(self) -> int:
         return len(self.keys)
 
-    def owner(self, key: Key) -> tuple[int, int] | None:
-        """(order_id, request_hash) of the order `key` names, or None."""
+    def owner(self, key: Key, now_ns: int | None = None, working=()) -> tuple[int, int] | None:
+        """(order_id, request_hash) of the order `key` names, or None: also None once
+        the key is past the window at `now_ns` and its order is not `working`."""
         value = self.keys.get(key_digest(key))
-        return None if value is None else (value >> 64, value & _LOW)
+        if value is None:
+            return None
+        order_id = value >> 64 & _LOW
+        if now_ns is not None and value >> 128 < _ms(now_ns) - KEY_WINDOW_MS and order_id not in working:
+            return None
+        return order_id, value & _LOW
 
     def add(self, key: Key, order_id: int, fingerprint: int, now_ns: int, working) -> None:
-        """Binds `key`; now and then forgets keys past the window whose order is not
-        `working` (a container of live order ids). `now_ns` is the command's journaled
-        time, so a replay forgets exactly what the live run forgot."""
-        self.keys[key_digest(key)] = order_id << 64 | fingerprint
-        self._added += 1
-        if self._added % SWEEP_EVERY == 0:
-            horizon = now_ns // 1_000_000 - EPOCH_MS - KEY_WINDOW_MS
-            self.keys = {k: v for k, v in self.keys.items()
-                         if id_ms(v >> 64) >= horizon or (v >> 64) in working}
+        """Binds `key` (for good, replacing a key past the window); forgets a few keys past
+        the window whose order is not `working` (a container of live order ids)."""
+        digest = key_digest(key)
+        self.keys[digest] = _ms(now_ns) << 128 | order_id << 64 | fingerprint
+        self._queue.append(digest)
+        horizon = _ms(now_ns) - KEY_WINDOW_MS
+        for _ in range(RECLAIM_PER_ADD):
+            if not self._queue:
+                break
+            oldest = self._queue[0]
+            value = self.keys.get(oldest)
+            if value is not None and value >> 128 >= horizon:
+                break  # within the window (so, nearly always, is everything after it)
+            self._queue.popleft()
+            if value is None:  # forgotten already (the digest was queued twice)
+                continue
+            if (value >> 64 & _LOW) in working:
+                self._queue.append(oldest)  # still named while its order works: look again later
+            else:
+                del self.keys[oldest]
 
     def packed(self) -> bytes:
         """Every key as PACKED_KEY records, by digest (a snapshot's, deterministic)."""
@@ -97,18 +130,20 @@ class ClientOrderIds:
         rows = np.zeros(len(items), PACKED_KEY)
         rows["digest_lo"] = np.fromiter((d & _LOW for d, _ in items), np.uint64, len(items))
         rows["digest_hi"] = np.fromiter((d >> 64 for d, _ in items), np.uint64, len(items))
-        rows["order_id"] = np.fromiter((v >> 64 for _, v in items), np.int64, len(items))
+        rows["order_id"] = np.fromiter((v >> 64 & _LOW for _, v in items), np.int64, len(items))
         rows["request_hash"] = np.fromiter((v & _LOW for _, v in items), np.int64, len(items))
+        rows["bound_ms"] = np.fromiter((v >> 128 for _, v in items), np.int64, len(items))
         return rows.tobytes()
 
     @classmethod
     def from_packed(cls, data: bytes) -> ClientOrderIds:
         rows = np.frombuffer(data, PACKED_KEY)
-        return cls({int(hi) << 64 | int(lo): int(order) << 64 | int(fingerprint)
-                    for lo, hi, order, fingerprint in rows.tolist()})
+        return cls({int(hi) << 64 | int(lo): int(bound) << 128 | int(order) << 64 | int(fingerprint)
+                    for lo, hi, order, fingerprint, bound in rows.tolist()})
 
     @classmethod
     def from_rows(cls, rows) -> ClientOrderIds:
         """From (account_id, symbol, client_order_id, order_id, request_hash) rows: the
-        keys of a snapshot written before keys were packed."""
-        return cls({key_digest((a, s, c)): o << 64 | h for a, s, c, o, h in rows})
+        keys of a snapshot written before keys were packed, bound when their order was
+        (its Snowflake id's time)."""
+        return cls({key_digest((a, s, c)): id_ms(o) << 128 | o << 64 | h for a, s, c, o, h in rows})

@@ -202,7 +202,7 @@ class MatchingShard:
         batch.symbols.add(cmd.symbol)
         key = (cmd.account_id, cmd.symbol, cmd.client_order_id)
         fingerprint = request_hash(cmd)
-        if cmd.client_order_id and (owner := self.client_ids.owner(key)) is not None:
+        if cmd.client_order_id and (owner := self.client_ids.owner(key, now, self.live)) is not None:
             if batch.replaying:
                 return None
             original, original_hash = owner

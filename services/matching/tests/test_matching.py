@@ -711,21 +711,32 @@ def test_a_retry_of_a_rejected_order_is_the_original_even_when_it_would_now_pass
 
 
 def test_keys_are_kept_while_their_order_works_or_is_within_the_window():
-    from services.matching.client_ids import KEY_WINDOW_MS, SWEEP_EVERY, ClientOrderIds
+    from services.matching.client_ids import KEY_WINDOW_MS, ClientOrderIds
 
     clock = [1_800_000_000.0]
     ids = SnowflakeIds(3, clock=lambda: clock[0])
     keys = ClientOrderIds()
     old_done, old_working = ids.next(), ids.next()
-    keys.add((1, "AAPL", "done"), old_done, 11, 0, working=())
-    keys.add((1, "AAPL", "working"), old_working, 12, 0, working=())
+    bound_ns = int(clock[0] * 1e9)
+    keys.add((1, "AAPL", "done"), old_done, 11, bound_ns, working=())
+    keys.add((1, "AAPL", "working"), old_working, 12, bound_ns, working=())
+    assert keys.owner((1, "AAPL", "done"), bound_ns + 599 * 10**9, working=()) == (old_done, 11)
     clock[0] += KEY_WINDOW_MS / 1000 + 1
     now_ns = int(clock[0] * 1e9)
-    for i in range(SWEEP_EVERY - 2):  # the last add sweeps
+    # Past the window, a key no longer names its order unless the order works, at once
+    # (whatever memory has been reclaimed yet).
+    assert keys.owner((1, "AAPL", "done"), now_ns, working={old_working}) is None
+    assert keys.owner((1, "AAPL", "working"), now_ns, working={old_working}) == (old_working, 12)
+    for i in range(3):  # each new key reclaims a few old ones
         keys.add((2, "AAPL", f"k{i}"), ids.next(), 0, now_ns, working={old_working})
-    assert keys.owner((1, "AAPL", "done")) is None
+    assert keys.owner((1, "AAPL", "done")) is None  # forgotten: its memory is back
     assert keys.owner((1, "AAPL", "working")) == (old_working, 12)
-    assert len(keys) == SWEEP_EVERY - 1
+    assert len(keys) == 4
+    # A key past the window may name a new order.
+    keys.add((1, "AAPL", "again"), old_done, 11, now_ns, working=())
+    renewed = ids.next()
+    keys.add((1, "AAPL", "again"), renewed, 13, now_ns, working=())
+    assert keys.owner((1, "AAPL", "again"), now_ns, working=()) == (renewed, 13)
     assert ClientOrderIds.from_packed(keys.packed()).keys == keys.keys
     # A snapshot written before keys were packed still restores them.
     legacy = ClientOrderIds.from_rows([(1, "AAPL", "working", old_working, 12)])
