@@ -220,3 +220,70 @@ def test_the_sdk_session_survives_a_replica_that_stops_with_nothing_lost_or_doub
             stored += conn.execute("SELECT count(*) FROM orders WHERE client_order_id LIKE %s",
                                    (f"{run}-%",)).fetchone()[0]
     assert stored == count, f"{stored} orders stored for {count} submits ({reconnects} reconnects)"
+
+
+def test_a_client_that_never_reads_its_answers_cannot_grow_the_server(stack):
+    import psutil
+
+    # The replicas and Envoy: what a client could make the exchange hold.
+    replicas = [psutil.Process(pid) for name, pid in stack.pids().items() if name.startswith(("order-", "envoy"))]
+    before = sum(p.memory_info().rss for p in replicas)
+    request = pb.OrderEntryRequest(commands=[submit(i, "NOPE", 10) for i in range(500)])  # refused, cheaply
+    sent = 0
+
+    async def flood():
+        nonlocal sent
+        async with grpc.aio.insecure_channel(stack.target) as channel_:
+            call = order_grpc.OrderServiceStub(channel_).OrderEntry(metadata=ALICE)
+            try:
+                async with asyncio.timeout(8):
+                    while True:  # never reads an answer
+                        await call.write(request)
+                        sent += 500
+            except TimeoutError:
+                pass
+            call.cancel()
+
+    asyncio.run(flood())
+    grown = sum(p.memory_info().rss for p in replicas) - before
+    # The session holds at most its window of answers and stops reading beyond; what the
+    # client's gRPC library takes off the socket without the application reading it is
+    # the client's memory (here it took hundreds of thousands of answers), not the server's.
+    assert sent > 10_000  # the flood did happen
+    assert grown < 64 * 2**20, f"the replicas and Envoy grew {grown / 2**20:.0f} MiB for {sent} commands"
+    with grpc.insecure_channel(stack.target) as fresh:
+        assert results_of(fresh, [pb.OrderEntryRequest(commands=[submit(1, "AAPL", 3)])])[0].order.order_id
+
+
+def test_grpcurl_holds_a_session_through_envoy(stack):
+    """A standard client nobody here wrote, speaking the bidirectional stream by reflection."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    grpcurl = str(Path(sys.executable).parent / "grpcurl")
+    key = coid()
+    messages = [
+        {"options": {"cancelOnDisconnect": True},
+         "commands": [{"correlationId": "1", "submit": {"clientOrderId": key, "symbol": "ZM", "side": "SIDE_SELL",
+                                                         "orderType": "ORDER_TYPE_LIMIT",
+                                                         "timeInForce": "TIME_IN_FORCE_GTC", "price": "900",
+                                                         "quantity": "2"}}]},
+        {"commands": [{"correlationId": "2", "submit": {"clientOrderId": coid(), "symbol": "ZM", "price": "1"}}],
+         "close": True},
+    ]
+    done = subprocess.run(
+        [grpcurl, "-plaintext", "-H", "authorization: Bearer demo-key-carol", "-d", "@", stack.target,
+         "bourse.order.v1.OrderService/OrderEntry"],
+        input="\n".join(json.dumps(m) for m in messages), capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    decoder, text, results = json.JSONDecoder(), done.stdout.strip(), []
+    while text:
+        message, end = decoder.raw_decode(text)
+        results += message.get("results", [])
+        text = text[end:].strip()
+    by_id = {r["correlation_id"]: r for r in results}  # grpcurl prints the proto's field names
+    assert by_id["1"]["order"]["client_order_id"] == key and by_id["1"]["order"]["status"] == "ORDER_STATUS_NEW"
+    assert by_id["2"]["error"]["code"] == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    assert by_id["2"]["error"]["details"][0]["reason"] == "INVALID_SIDE"
