@@ -108,14 +108,20 @@ class ClientOrderIds:
         digest = key_digest(key)
         self.keys[digest] = _ms(now_ns) << 128 | order_id << 64 | fingerprint
         self._queue.append(digest)
+        self.reclaim(now_ns, working, RECLAIM_PER_ADD)
+
+    def reclaim(self, now_ns: int, working, limit: int) -> int:
+        """Forgets up to `limit` of the oldest keys that are past the window at `now_ns` and
+        whose order is not `working`; how many it looked at. (Answers do not depend on it:
+        owner() decides by time. `now_ns` must not exceed a later command's time.)"""
         horizon = _ms(now_ns) - KEY_WINDOW_MS
-        for _ in range(RECLAIM_PER_ADD):
-            if not self._queue:
-                break
+        looked = 0
+        while looked < limit and self._queue:
             oldest = self._queue[0]
             value = self.keys.get(oldest)
             if value is not None and value >> 128 >= horizon:
                 break  # within the window (so, nearly always, is everything after it)
+            looked += 1
             self._queue.popleft()
             if value is None:  # forgotten already (the digest was queued twice)
                 continue
@@ -123,6 +129,7 @@ class ClientOrderIds:
                 self._queue.append(oldest)  # still named while its order works: look again later
             else:
                 del self.keys[oldest]
+        return looked
 
     def packed(self) -> bytes:
         """Every key as PACKED_KEY records, by digest (a snapshot's, deterministic)."""

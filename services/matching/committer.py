@@ -36,6 +36,10 @@ class Unavailable(Exception):
         self.reason = reason
 
 
+# A shard with no command for this long forgets the idempotency keys past their window.
+IDLE_RECLAIM_S = 5.0
+
+
 async def _no_health(serving: bool) -> None:
     return None
 
@@ -103,7 +107,14 @@ class GroupCommitter:
 
     async def _run(self) -> None:
         while True:
-            await self._wakeup.wait()
+            try:
+                async with asyncio.timeout(IDLE_RECLAIM_S):
+                    await self._wakeup.wait()
+            except TimeoutError:  # quiet: give back what the expired idempotency keys hold
+                if not self._needs_recovery and self.serving:
+                    async with self._books:
+                        self.shard.reclaim_keys()
+                continue
             if self._linger and self._last_calls > 1:  # concurrent callers: wait for company
                 await asyncio.sleep(self._linger)
             self._wakeup.clear()

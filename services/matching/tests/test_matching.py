@@ -737,6 +737,10 @@ def test_keys_are_kept_while_their_order_works_or_is_within_the_window():
     renewed = ids.next()
     keys.add((1, "AAPL", "again"), renewed, 13, now_ns, working=())
     assert keys.owner((1, "AAPL", "again"), now_ns, working=()) == (renewed, 13)
+    # With no new orders, an idle reclaim gives the expired keys' memory back.
+    later_ns = now_ns + (KEY_WINDOW_MS + 1000) * 10**6
+    keys.reclaim(later_ns, {old_working}, limit=100)
+    assert len(keys) == 1 and keys.owner((1, "AAPL", "working")) == (old_working, 12)
     assert ClientOrderIds.from_packed(keys.packed()).keys == keys.keys
     # A snapshot written before keys were packed still restores them.
     legacy = ClientOrderIds.from_rows([(1, "AAPL", "working", old_working, 12)])
