@@ -18,7 +18,9 @@ dropped. See loadgen/openloop.py.
 
 Stream mode (--sessions S): S order-entry sessions (OrderEntry streams, loadgen/stream.py),
 each with --window W closed-loop clients, so each session has up to W commands in
-flight; session s uses key s mod n. Same order mix, report and lost check.
+flight; session s uses key s mod n. With --rate, open loop over the sessions: the calls
+are dealt to the clients and client i sends on session i mod S. Same order mix, report
+and lost check.
 
     python -m loadgen.main --target 127.0.0.1:8080 --sessions 4 --window 250 --api-keys k1,k2
 
@@ -103,10 +105,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.open_loop = args.rate > 0
     if args.sessions < 0 or args.window < 1:
         p.error("--sessions must be >= 0 and --window >= 1")
-    if args.sessions and args.open_loop:
-        p.error("stream mode (--sessions) runs closed loop: leave --rate at 0")
-    if args.sessions:
-        args.clients = args.sessions * args.window
+    if args.sessions and not args.open_loop:
+        args.clients = args.sessions * args.window  # closed loop: W clients per session
     args.keys = [k.strip() for k in args.api_keys.split(",") if k.strip()]
     raw = args.symbols.replace(",", " ").split()
     args.symbol_list = tuple(sorted(set(raw))) if raw else symbols_from_env()
@@ -304,7 +304,9 @@ class Run:
             sessions = [stream.StreamSession(stubs[s % len(stubs)], self.metadata(s)) for s in range(args.sessions)]
             await asyncio.gather(*(session.start() for session in sessions))
             try:
-                # Client i is one of session i // window's clients.
+                if args.open_loop:  # client i sends on session i mod S
+                    return await self.drive(sessions)
+                # Closed loop: client i is one of session i // window's clients.
                 return await self.drive([sessions[i // args.window] for i in range(args.clients)])
             finally:
                 self.stream_messages = {"sent": sum(s.messages_sent for s in sessions),
@@ -380,9 +382,13 @@ def _status_name(number: int) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     run = Run(args)
-    load = (f"open loop {args.rate:g} calls/s ({args.arrivals}) over {args.clients} clients" if args.open_loop
-            else f"{args.sessions} order-entry sessions x {args.window} in flight" if args.sessions
-            else f"{args.clients} closed-loop clients")
+    if args.open_loop:
+        load = f"open loop {args.rate:g} calls/s ({args.arrivals}) over {args.clients} clients"
+        load += f" on {args.sessions} order-entry sessions" if args.sessions else ""
+    elif args.sessions:
+        load = f"{args.sessions} order-entry sessions x {args.window} in flight"
+    else:
+        load = f"{args.clients} closed-loop clients"
     print(f"loadgen {run.run_id}: {load} x {args.duration:g} s -> {args.target}, "
           f"{len(args.symbol_list)} symbols, {len(args.keys)} API keys", flush=True)
     meter = report.CpuMeter(args.pids)

@@ -306,6 +306,8 @@ def _demo(stack: Stack, args) -> int:
         command.append("--no-progress")
     if args.sessions:  # stream mode: order-entry sessions instead of unary calls
         command += ["--sessions", str(args.sessions), "--window", str(args.window)]
+    if args.rate:  # open loop at this many calls per second
+        command += ["--rate", str(args.rate)]
     return subprocess.run(command, env=stack.env()).returncode
 
 
@@ -342,6 +344,7 @@ def main(argv=None) -> int:
     parser.add_argument("--sessions", type=int, default=0,
                         help="demo in stream mode: this many order-entry sessions (0: unary clients)")
     parser.add_argument("--window", type=int, default=250, help="stream mode: commands in flight per session")
+    parser.add_argument("--rate", type=float, default=0, help="open loop: calls per second (0: closed loop)")
     parser.add_argument("--order-replicas", type=int, default=2)
     parser.add_argument("--shard-ranges", default=DEFAULT_SHARD_RANGES)
     parser.add_argument("--matching-processes", type=int, default=1,
