@@ -81,8 +81,8 @@ class OrderDesk:
 
     async def _execute(self, symbol: str, command: matching_pb2.Command) -> matching_pb2.CommandResult:
         try:
-            async with asyncio.timeout(_budget(self._timeout)):  # unlike wait_for, no task per call
-                return await self._batcher(symbol).execute(command)
+            deadline = asyncio.get_running_loop().time() + _budget(self._timeout)
+            return await self._batcher(symbol).execute(command, deadline)
         except BourseError:
             raise
         except (grpc.RpcError, asyncio.TimeoutError, RuntimeError, ShardUnavailable) as error:

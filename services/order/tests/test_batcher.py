@@ -68,3 +68,27 @@ def test_a_short_answer_fails_the_whole_batch():
 
     results = asyncio.run(run_with(short, 3, max_in_flight=1))
     assert all(isinstance(r, RuntimeError) for r in results)
+
+
+def test_a_caller_past_its_deadline_fails_in_time_whether_in_flight_or_queued():
+    async def go():
+        shard = SlowShard(delay=5.0)  # never answers in time
+        batcher = Batcher(shard, max_in_flight=1)
+        batcher.start()
+        loop = asyncio.get_running_loop()
+        try:
+            started = loop.time()
+            in_flight = asyncio.ensure_future(batcher.execute(command(1), deadline=started + 0.2))
+            await asyncio.sleep(0.05)  # sent: its batch holds the only slot
+            queued = asyncio.ensure_future(batcher.execute(command(2), deadline=started + 0.3))
+            patient = asyncio.ensure_future(batcher.execute(command(3)))
+            for call, due in ((in_flight, 0.2), (queued, 0.3)):
+                with pytest.raises(TimeoutError):
+                    await call
+                assert due <= loop.time() - started < due + 0.15
+            assert not patient.done()
+            patient.cancel()
+        finally:
+            await batcher.stop()
+
+    asyncio.run(go())
