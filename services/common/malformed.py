@@ -5,7 +5,9 @@ made it answer UNKNOWN ("Unexpected DecodeError") and log a traceback for every 
 request. `tolerant(server, log)` stands for the server while a generated
 `add_XServicer_to_server` registers a servicer: each method's request is parsed by a
 deserializer that keeps a parse failure as a value, and the method then ends the call
-INVALID_ARGUMENT (reason MALFORMED_REQUEST) and logs one line, without running.
+INVALID_ARGUMENT (reason MALFORMED_REQUEST) and logs one line, without running. A
+request stream yields the failure as an Undecodable in its place, for the method to end
+the stream so once it has answered what came before.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from google.protobuf.message import DecodeError
 from services.common.errors import BourseError, abort
 
 
-class _Undecodable:
+class Undecodable:
+    """A request whose bytes are not the method's message (`error` says why)."""
+
     def __init__(self, error: str):
         self.error = error
 
@@ -36,7 +40,7 @@ class _Tolerant:
         self._server.add_registered_method_handlers(service, wrapped)
 
     def _wrap(self, method: str, handler):
-        if handler.request_streaming or handler.request_deserializer is None:
+        if handler.request_deserializer is None:
             return handler
         parse = handler.request_deserializer
 
@@ -44,18 +48,20 @@ class _Tolerant:
             try:
                 return parse(data)
             except DecodeError as error:
-                return _Undecodable(str(error))
+                return Undecodable(str(error))
 
-        async def refuse(request: _Undecodable, context) -> None:
+        if handler.request_streaming:  # the method meets each Undecodable in its stream
+            return handler._replace(request_deserializer=deserialize)
+
+        async def refuse(request: Undecodable, context) -> None:
             self._log.warning("malformed request refused", method=method, error=request.error)
-            await abort(context, BourseError(grpc.StatusCode.INVALID_ARGUMENT, "MALFORMED_REQUEST",
-                                             f"request: not a valid message for {method} ({request.error})"))
+            await abort(context, malformed(method, request))
 
         if handler.unary_unary is not None:
             inner = handler.unary_unary
 
             async def unary_unary(request, context):
-                if isinstance(request, _Undecodable):
+                if isinstance(request, Undecodable):
                     await refuse(request, context)
                 return await inner(request, context)
 
@@ -63,12 +69,17 @@ class _Tolerant:
         inner_stream = handler.unary_stream
 
         async def unary_stream(request, context):
-            if isinstance(request, _Undecodable):
+            if isinstance(request, Undecodable):
                 await refuse(request, context)
             async for response in inner_stream(request, context):
                 yield response
 
         return handler._replace(request_deserializer=deserialize, unary_stream=unary_stream)
+
+
+def malformed(method: str, request: Undecodable) -> BourseError:
+    return BourseError(grpc.StatusCode.INVALID_ARGUMENT, "MALFORMED_REQUEST",
+                       f"request: not a valid message for {method} ({request.error})")
 
 
 def tolerant(server: grpc.aio.Server, log) -> _Tolerant:

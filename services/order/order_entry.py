@@ -24,6 +24,7 @@ from bourse.order.v1 import order_service_pb2 as order_pb2
 from bourse.type.v1 import types_pb2
 
 from services.common.errors import BourseError, status_message
+from services.common.malformed import Undecodable, malformed
 from services.order.orders import OrderDesk
 
 WORKING = frozenset((types_pb2.ORDER_STATUS_NEW, types_pb2.ORDER_STATUS_PARTIALLY_FILLED))
@@ -51,6 +52,7 @@ class Session:
         self._ended = False
         self.cancel_on_disconnect = False
         self.clean_close = False  # the client said `close`: its session ended on purpose
+        self.refusal: BourseError | None = None  # how the stream must end, once answered
         self.working: dict[int, str] = {}  # order_id -> symbol, of orders this session placed
 
     # -- reading -------------------------------------------------------------------------
@@ -61,6 +63,10 @@ class Session:
         first = True
         try:
             async for request in requests:
+                if isinstance(request, Undecodable):  # the stream ends so, once the rest is answered
+                    self._log.warning("malformed order-entry request", error=request.error)
+                    self.refusal = malformed("/bourse.order.v1.OrderService/OrderEntry", request)
+                    return
                 if first:
                     self.cancel_on_disconnect = request.options.cancel_on_disconnect
                     first = False
@@ -229,6 +235,9 @@ async def serve(desk: OrderDesk, account_id: int, requests, context, draining: a
     context.add_done_callback(ended)
     stopping = asyncio.Event()
     reader = asyncio.create_task(session.read(requests, stopping))
+    # A stream that breaks (a reset, a request that does not parse) ends the reading; what
+    # broke it is the stream's business, not an unretrieved task error in the log.
+    reader.add_done_callback(lambda task: task.cancelled() or task.exception())
 
     async def stop_reading_on_drain():
         await draining.wait()
@@ -242,6 +251,8 @@ async def serve(desk: OrderDesk, account_id: int, requests, context, draining: a
     finally:
         watcher.cancel()
         reader.cancel()
+    if session.refusal is not None:
+        raise session.refusal
 
 
 async def _cancel_on_disconnect(session: Session, account_id: int, log) -> None:

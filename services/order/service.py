@@ -91,6 +91,8 @@ class OrderServicer(order_grpc.OrderServiceServicer):
                                                     self.entry_window, self.log, self._background,
                                                     self.entry_heartbeat_s):
                 yield response
+        except BourseError as error:  # a request that did not parse: after what came before
+            await abort(context, error)
         finally:
             self.sessions.close(account_id)
         if self.draining.is_set():

@@ -287,3 +287,15 @@ def test_grpcurl_holds_a_session_through_envoy(stack):
     assert by_id["1"]["order"]["client_order_id"] == key and by_id["1"]["order"]["status"] == "ORDER_STATUS_NEW"
     assert by_id["2"]["error"]["code"] == grpc.StatusCode.INVALID_ARGUMENT.value[0]
     assert by_id["2"]["error"]["details"][0]["reason"] == "INVALID_SIDE"
+
+
+def test_a_request_that_does_not_parse_ends_the_stream_invalid_argument_after_the_rest(channel):
+    raw = channel.stream_stream("/bourse.order.v1.OrderService/OrderEntry", request_serializer=lambda b: b,
+                                response_deserializer=pb.OrderEntryResponse.FromString)
+    good = pb.OrderEntryRequest(commands=[submit(1, "AAPL", 4)]).SerializeToString()
+    answered = []
+    with pytest.raises(grpc.RpcError) as caught:
+        for response in raw(iter([good, b"\xff\xff\xff\xff not a message", good]), metadata=ALICE, timeout=20):
+            answered += [r.correlation_id for r in response.results]
+    assert answered == [1]  # what came before is answered; the stream then ends, loudly
+    assert (caught.value.code(), reason_of(caught.value)) == (grpc.StatusCode.INVALID_ARGUMENT, "MALFORMED_REQUEST")
