@@ -71,9 +71,9 @@ def _ms(now_ns: int) -> int:
 
 class ClientOrderIds:
     """digest of key -> bound_ms << 128 | order_id << 64 | request_hash, for every key
-    bound within the window or whose order works. One int per side of the dict entry:
-    about 140 bytes a key, where a tuple of the texts took about 250 (tracemalloc,
-    200,000 keys).
+    bound within the window or whose order works. One int per side of the dict entry,
+    and the digest again in the reclaim queue: about 150 bytes a key, where a tuple of
+    the texts took about 250 (tracemalloc, 200,000 keys).
 
     Whether a key still names its order is decided at lookup, from the command's
     journaled time: a live run, a replay and a restored shard answer alike, whenever
