@@ -15,6 +15,7 @@ from sqlalchemy import exc
 
 from services.common.api_keys import key_hash, key_id_of
 from services.persistence.models import API_KEYS, Row
+from services.persistence.reads import utc
 from services.persistence.shards import Shard, make_engine
 
 
@@ -25,9 +26,8 @@ class KeyExists(Exception):
 def _row(values) -> Row:
     row = dict(values._mapping)
     for column in ("create_time", "revoke_time"):
-        when = row[column]
-        if when is not None and when.tzinfo is None:  # SQLite
-            row[column] = when.replace(tzinfo=timezone.utc)
+        if row[column] is not None:
+            row[column] = utc(row[column])
     return row
 
 

@@ -18,7 +18,7 @@ from services.persistence.shards import Shard
 from services.persistence.snapshots import NEWEST_HEAD
 
 
-def _utc(when: datetime) -> datetime:
+def utc(when: datetime) -> datetime:
     # SQLite hands back naive datetimes; everything stored is UTC.
     return when if when.tzinfo is not None else when.replace(tzinfo=timezone.utc)
 
@@ -27,8 +27,8 @@ def _order_row(values) -> Row:
     row = dict(zip(ORDER_COLUMNS, values))
     if row["client_order_id"] is None:
         row["client_order_id"] = ""
-    row["create_time"] = _utc(row["create_time"])
-    row["update_time"] = _utc(row["update_time"])
+    row["create_time"] = utc(row["create_time"])
+    row["update_time"] = utc(row["update_time"])
     return row
 
 
@@ -62,7 +62,7 @@ def get_order(shard: Shard, where) -> Row | None:
         row = _order_row(values)
         oid = row["order_id"]
         row["fills"] = [
-            {"trade_id": t, "price": p, "quantity": q, "maker": maker == oid, "time": _utc(when)}
+            {"trade_id": t, "price": p, "quantity": q, "maker": maker == oid, "time": utc(when)}
             for t, p, q, maker, when in conn.execute(_FILL_QUERY, {"oid": oid})
         ]
         return row
@@ -101,7 +101,7 @@ def journal_page(shard: Shard, matching_shard: int, after: int, limit: int) -> l
                 page = cur.execute(_PG_JOURNAL_PAGE, (matching_shard, after, limit)).fetchall()
         else:
             rows = conn.execute(_JOURNAL_PAGE, {"shard": matching_shard, "after": after, "limit": limit}).all()
-            page = [(seq, bytes(command), (_utc(when) - _EPOCH) // _MICROSECOND) for seq, command, when in rows]
+            page = [(seq, bytes(command), (utc(when) - _EPOCH) // _MICROSECOND) for seq, command, when in rows]
         if page and page[0][0] != after + 1:
             _check_not_pruned(conn, matching_shard, after, page[0][0])
     return page
@@ -130,5 +130,5 @@ def shard_state(shard: Shard, matching_shard: int) -> tuple[int, int, datetime |
         head = conn.execute(NEWEST_HEAD, {"shard": matching_shard}).first()
     if head is None:
         return last or 0, 0, None
-    return last or 0, head.sequence, _utc(head.time)
+    return last or 0, head.sequence, utc(head.time)
 
