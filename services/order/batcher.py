@@ -69,16 +69,12 @@ class Batcher(Generic[Item, Result]):
     async def execute(self, item: Item, deadline: float | None = None) -> Result:
         """The item's result; TimeoutError once the event loop's clock passes `deadline`
         (within REAP_EVERY_S), whether the item is still queued or in a batch in flight."""
-        return await self.enqueue(item, deadline)
-
-    def enqueue(self, item: Item, deadline: float | None = None) -> asyncio.Future:
-        """`execute` without waiting: the future of the item's result."""
         future = asyncio.get_running_loop().create_future()
         self._queue.append((item, future))
         self._wakeup.set()
         if deadline is not None:
             heapq.heappush(self._deadlines, (deadline, next(self._numbers), future))
-        return future
+        return await future
 
     async def _reap(self) -> None:
         loop = asyncio.get_running_loop()

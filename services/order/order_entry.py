@@ -35,12 +35,6 @@ def _error(command: order_pb2.OrderEntryCommand, error: BourseError) -> order_pb
     return order_pb2.OrderEntryResult(correlation_id=command.correlation_id, error=status_message(error))
 
 
-def _refused(error: BourseError) -> asyncio.Future:
-    answer = asyncio.get_running_loop().create_future()
-    answer.set_exception(error)
-    return answer
-
-
 class Session:
     def __init__(self, desk: OrderDesk, account_id: int, window: int, log, heartbeat_s: float = 15.0):
         self._desk = desk
@@ -99,59 +93,53 @@ class Session:
             self._answer(_error(command, BourseError(grpc.StatusCode.INVALID_ARGUMENT, "INVALID_COMMAND",
                                                      "command: one of submit, cancel or modify is required")))
             return
-        body = getattr(command, kind)
         if self._in_flight >= self._window:
-            answer = _refused(BourseError(
+            answer = asyncio.get_running_loop().create_future()
+            answer.set_result(_error(command, BourseError(
                 grpc.StatusCode.RESOURCE_EXHAUSTED, "TOO_MANY_IN_FLIGHT",
-                f"the session has {self._window} commands in flight: wait for their answers", retry_after_s=0.01))
+                f"the session has {self._window} commands in flight: wait for their answers", retry_after_s=0.01)))
         else:
-            try:
-                answer = self._desk.start(kind, body, self._account)
-            except BourseError as error:
-                answer = _refused(error)
-            except Exception as error:  # noqa: BLE001  (one command's fault must not end the session)
-                self._log.exception("order_entry_command_failed", kind=kind)
-                answer = _refused(BourseError(grpc.StatusCode.INTERNAL, "INTERNAL", f"{kind} failed: {error}"))
-            else:
-                self._in_flight += 1
-                answer.add_done_callback(self._ran)
-        symbol = body.symbol
-        self._by_symbol.setdefault(symbol, deque()).append((command, answer))
+            self._in_flight += 1
+            answer = asyncio.ensure_future(self._run(kind, command))
+            answer.add_done_callback(self._ran)
+        symbol = getattr(command, kind).symbol
+        self._by_symbol.setdefault(symbol, deque()).append(answer)
         self._held += 1
-        if answer.done():
-            self._release(symbol)
-        else:
-            answer.add_done_callback(lambda _answer: self._release(symbol))
+        self._release(symbol)
+        if not answer.done():
+            answer.add_done_callback(lambda _answer, symbol=symbol: self._release(symbol))
 
-    def _ran(self, answer: asyncio.Future) -> None:
+    def _ran(self, _task) -> None:
         self._in_flight -= 1
-        if answer.cancelled() or answer.exception() is not None:
-            return
-        order = answer.result()[0]
+
+    async def _run(self, kind: str, command: order_pb2.OrderEntryCommand) -> order_pb2.OrderEntryResult:
+        try:
+            replayed = False
+            if kind == "submit":
+                order, replayed = await self._desk.submit(command.submit, self._account)
+            elif kind == "cancel":
+                order = await self._desk.cancel(command.cancel, self._account)
+            else:
+                order = await self._desk.modify(command.modify, self._account)
+        except BourseError as error:
+            return _error(command, error)
+        except Exception as error:  # noqa: BLE001  (one command's fault must not end the session)
+            self._log.exception("order_entry_command_failed", kind=kind)
+            return _error(command, BourseError(grpc.StatusCode.INTERNAL, "INTERNAL", f"{kind} failed: {error}"))
         if order.status in WORKING:
             self.working[order.order_id] = order.symbol
         else:
             self.working.pop(order.order_id, None)
-
-    def _result(self, command: order_pb2.OrderEntryCommand, answer: asyncio.Future) -> order_pb2.OrderEntryResult:
-        error = answer.exception()
-        if error is None:
-            order, replayed = answer.result()
-            return order_pb2.OrderEntryResult(correlation_id=command.correlation_id, order=order, replayed=replayed)
-        if not isinstance(error, BourseError):
-            kind = command.WhichOneof("command")
-            self._log.error("order_entry_command_failed", kind=kind, error=repr(error))
-            error = BourseError(grpc.StatusCode.INTERNAL, "INTERNAL", f"{kind} failed: {error}")
-        return _error(command, error)
+        return order_pb2.OrderEntryResult(correlation_id=command.correlation_id, order=order, replayed=replayed)
 
     def _release(self, symbol: str) -> None:
         """Answers the symbol's finished commands that no earlier one of it holds back."""
         queue = self._by_symbol.get(symbol)
-        while queue and queue[0][1].done():
-            command, answer = queue.popleft()
+        while queue and queue[0].done():
+            answer = queue.popleft()
             self._held -= 1
             if not answer.cancelled():
-                self._answer(self._result(command, answer))
+                self._answer(answer.result())
         if queue is not None and not queue:
             del self._by_symbol[symbol]
         if self._has_room():
@@ -199,7 +187,7 @@ class Session:
     async def cancel_working(self) -> int:
         """Cancels the orders this session placed that may still work, once its commands
         still running have finished (they may place more); how many it cancelled."""
-        running = [answer for queue in self._by_symbol.values() for _, answer in queue if not answer.done()]
+        running = [answer for queue in self._by_symbol.values() for answer in queue if not answer.done()]
         await asyncio.gather(*running, return_exceptions=True)
         orders = list(self.working.items())
         self.working.clear()

@@ -14,7 +14,6 @@ retried: if it committed, the retry finds it; if not, the retry runs it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
 from contextvars import ContextVar
 
 import grpc
@@ -80,60 +79,20 @@ class OrderDesk:
             raise BourseError(grpc.StatusCode.INVALID_ARGUMENT, "INVALID_SYMBOL", f"symbol: no shard owns {symbol!r}")
         return self._shard_batchers[shard]
 
-    def start(self, kind: str, request, account_id: int) -> asyncio.Future:
-        """Sends a submit, cancel or modify without waiting: a future of (order, replayed),
-        or of the BourseError that answers it. Raises BourseError for a request refused
-        before it is sent. No task per command: an order-entry session holds a window
-        of these."""
-        loop = asyncio.get_running_loop()
-        if kind == "submit":
-            command = matching_pb2.Command(
-                new_order=validation.new_order(request, account_id, self._ids.next(), self.symbols))
-            finish = self._submitted
-        elif kind == "cancel":
-            validation.order_id(request.order_id)
-            validation.check_symbol(request.symbol, self.symbols)
-            command = matching_pb2.Command(cancel_order=matching_pb2.CancelOrder(
-                order_id=request.order_id, account_id=account_id, symbol=request.symbol))
-            finish = self._cancelled
-        else:
-            command = matching_pb2.Command(modify_order=validation.modify_order(request, account_id, self.symbols))
-            finish = self._modified
-        deadline = loop.time() + _budget(self._timeout)
-        sent = self._batcher(request.symbol).enqueue(command, deadline)
-        answer = loop.create_future()
+    async def _execute(self, symbol: str, command: matching_pb2.Command) -> matching_pb2.CommandResult:
+        try:
+            deadline = asyncio.get_running_loop().time() + _budget(self._timeout)
+            return await self._batcher(symbol).execute(command, deadline)
+        except BourseError:
+            raise
+        except (grpc.RpcError, asyncio.TimeoutError, RuntimeError, ShardUnavailable) as error:
+            advice = "retry with the same client_order_id" if command.HasField("new_order") else "retry"
+            raise unavailable("matching shard", error, advice) from error
 
-        def done(sent: asyncio.Future) -> None:
-            if answer.done():
-                return
-            if sent.cancelled():
-                answer.cancel()
-                return
-            try:
-                result = sent.result()
-            except (grpc.RpcError, asyncio.TimeoutError, RuntimeError, ShardUnavailable) as error:
-                advice = "retry with the same client_order_id" if kind == "submit" else "retry"
-                answer.set_exception(unavailable("matching shard", error, advice))
-                return
-            except Exception as error:  # noqa: BLE001 - a fault: the caller's to report
-                answer.set_exception(error)
-                return
-            try:
-                outcome = finish(request, account_id, result)
-            except Exception as error:  # noqa: BLE001 - BourseError, or a fault: the caller's
-                answer.set_exception(error)
-                return
-            if asyncio.iscoroutine(outcome):  # the answer needs a read of the stored order
-                _chain(asyncio.ensure_future(outcome), answer)
-            else:
-                answer.set_result(outcome)
-
-        sent.add_done_callback(done)
-        # A caller that gives up before its batch goes is not sent (the batcher skips it).
-        answer.add_done_callback(lambda answer: answer.cancelled() and sent.cancel())
-        return answer
-
-    def _submitted(self, request, account_id: int, result: matching_pb2.CommandResult):
+    async def submit(self, request, account_id: int) -> tuple[types_pb2.Order, bool]:
+        """Returns (order, replayed)."""
+        new_order = validation.new_order(request, account_id, self._ids.next(), self.symbols)
+        result = await self._execute(request.symbol, matching_pb2.Command(new_order=new_order))
         reason = result.error_reason
         if reason == "CLIENT_ORDER_ID_REUSED":
             raise BourseError(
@@ -142,21 +101,14 @@ class OrderDesk:
                 f"({result.order.order_id}) on {request.symbol}; a retry must repeat the original request",
             )
         if reason in ("DUPLICATE_CLIENT_ORDER_ID", "DUPLICATE_ORDER_ID"):
-            return self._original(result.order.order_id, account_id, request.symbol)
+            # The original ran in this batch or an earlier one, and the shard answers
+            # once its batch committed: one read finds it.
+            stored = await self._find(result.order.order_id, account_id, request.symbol)
+            if stored is not None:
+                return stored, True
+            raise unavailable("matching shard", RuntimeError(f"original order {result.order.order_id} not found"),
+                              "retry with the same client_order_id")
         return result.order, False
-
-    async def _original(self, order_id: int, account_id: int, symbol: str) -> tuple[types_pb2.Order, bool]:
-        # The original ran in this batch or an earlier one, and the shard answers
-        # once its batch committed: one read finds it.
-        stored = await self._find(order_id, account_id, symbol)
-        if stored is not None:
-            return stored, True
-        raise unavailable("matching shard", RuntimeError(f"original order {order_id} not found"),
-                          "retry with the same client_order_id")
-
-    async def submit(self, request, account_id: int) -> tuple[types_pb2.Order, bool]:
-        """Returns (order, replayed)."""
-        return await self.start("submit", request, account_id)
 
     async def _find(self, order_id: int, account_id: int, symbol: str = "") -> types_pb2.Order | None:
         try:
@@ -171,13 +123,16 @@ class OrderDesk:
             raise unavailable("persistence", error) from error
 
     async def cancel(self, request, account_id: int) -> types_pb2.Order:
-        return (await self.start("cancel", request, account_id))[0]
-
-    def _cancelled(self, request, account_id: int, result: matching_pb2.CommandResult):
+        validation.order_id(request.order_id)
+        validation.check_symbol(request.symbol, self.symbols)
+        command = matching_pb2.Command(
+            cancel_order=matching_pb2.CancelOrder(order_id=request.order_id, account_id=account_id, symbol=request.symbol)
+        )
+        result = await self._execute(request.symbol, command)
         if not result.error_reason:
-            return result.order, False
-        return _raise(self._not_working(request, account_id, result, "cancel",
-                                        lambda name: f"order {request.order_id} is already {name}"))
+            return result.order
+        raise await self._not_working(request, account_id, result, "cancel",
+                                      lambda name: f"order {request.order_id} is already {name}")
 
     async def _not_working(self, request, account_id: int, result, action: str, done_message) -> BourseError:
         """Why the shard found no working order to `action`: unknown or another account's
@@ -198,15 +153,14 @@ class OrderDesk:
         return BourseError(grpc.StatusCode.ABORTED, reason, f"{action} refused: {reason}")
 
     async def modify(self, request, account_id: int) -> types_pb2.Order:
-        return (await self.start("modify", request, account_id))[0]
-
-    def _modified(self, request, account_id: int, result: matching_pb2.CommandResult):
+        command = matching_pb2.Command(modify_order=validation.modify_order(request, account_id, self.symbols))
+        result = await self._execute(request.symbol, command)
         reason = result.error_reason
         if not reason:
-            return result.order, False
+            return result.order
         if reason in ("UNKNOWN_ORDER", "ORDER_DONE"):
-            return _raise(self._not_working(request, account_id, result, "modify",
-                                            lambda name: f"order {request.order_id} is {name}: nothing left to modify"))
+            raise await self._not_working(request, account_id, result, "modify",
+                                          lambda name: f"order {request.order_id} is {name}: nothing left to modify")
         if reason == "QUANTITY_NOT_ABOVE_FILLED":
             raise BourseError(grpc.StatusCode.FAILED_PRECONDITION, reason,
                               f"quantity: {request.quantity} is not above the {result.order.filled_quantity} "
@@ -241,21 +195,3 @@ class OrderDesk:
             if error.code() == grpc.StatusCode.INVALID_ARGUMENT:
                 raise BourseError(error.code(), "INVALID_PAGE_TOKEN", f"page_token: {error.details()}") from error
             raise unavailable("persistence", error) from error
-
-
-async def _raise(error: Awaitable[BourseError]):
-    raise await error
-
-
-def _chain(source: asyncio.Future, target: asyncio.Future) -> None:
-    def copy(source: asyncio.Future) -> None:
-        if target.done():
-            return
-        if source.cancelled():
-            target.cancel()
-        elif (error := source.exception()) is not None:
-            target.set_exception(error)
-        else:
-            target.set_result(source.result())
-
-    source.add_done_callback(copy)
