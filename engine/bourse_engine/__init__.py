@@ -34,6 +34,7 @@ from .events import (
     Level,
     OrderInfo,
     OrderStatus,
+    RawEvent,
     OrderType,
     RejectReason,
     Side,
@@ -143,6 +144,24 @@ class Engine:
                 _code(stp),
             )
         )
+
+    def submit_raw(self, order_id: int, account_id: int, symbol_id: int, side: int, order_type: int, tif: int,
+                   price: int, quantity: int, post_only: bool, stp: int) -> list[RawEvent]:
+        """`submit`, with the events as raw tuples (Event's fields in order, enums as
+        their ints, 0 for none): for a caller's hot loop, which then builds no Event."""
+        return self._raw.submit(
+            _id("order_id", order_id, _U64), _id("account_id", account_id, _U64), _id("symbol_id", symbol_id, _U32),
+            _code(side), _code(order_type), _code(tif), _clamp(price), _clamp(quantity), bool(post_only), _code(stp))
+
+    def cancel_raw(self, order_id: int, account_id: int, symbol_id: int) -> list[RawEvent]:
+        """`cancel`, with the events as raw tuples (see submit_raw)."""
+        return self._raw.cancel(_id("order_id", order_id, _U64), _id("account_id", account_id, _U64),
+                                _id("symbol_id", symbol_id, _U32))
+
+    def modify_raw(self, order_id: int, account_id: int, symbol_id: int, price: int, quantity: int) -> list[RawEvent]:
+        """`modify`, with the events as raw tuples (see submit_raw)."""
+        return self._raw.modify(_id("order_id", order_id, _U64), _id("account_id", account_id, _U64),
+                                _id("symbol_id", symbol_id, _U32), _clamp(price), _clamp(quantity))
 
     def modify(
         self, *, order_id: int, account_id: int, symbol_id: int, price: int, quantity: int

@@ -22,6 +22,7 @@ import contextlib
 
 import psycopg
 import sqlalchemy as sa
+from bourse.persistence.v1 import persistence_service_pb2 as persistence_pb2
 
 from services.persistence.models import (
     JOURNAL,
@@ -34,6 +35,7 @@ from services.persistence.models import (
     UPDATE_COLUMNS,
     pg_types,
 )
+from services.matching.shard_write import ShardWrite
 
 # Each column's PostgreSQL type, from the tables themselves; times travel as microseconds.
 _TYPES = {**pg_types(JOURNAL), **pg_types(TRADES), **pg_types(ORDERS)}
@@ -139,12 +141,25 @@ def is_postgres(url: str) -> bool:
     return sa.make_url(url).get_backend_name() == "postgresql"
 
 
+def statement_parameters(matching_shard: int, batch: ShardWrite | persistence_pb2.WriteBatchRequest) -> list:
+    """WRITE_BATCH's parameters for a batch: the shard, then each column."""
+    if isinstance(batch, ShardWrite):
+        journal = [list(column) for column in zip(*batch.journal_rows)]
+        new, updated = batch.order_columns()
+    else:
+        journal = journal_columns(batch.journal)
+        new, updated = order_columns(batch.new_orders), update_columns(batch.updated_orders)
+    columns = [*_filled(journal, len(JOURNAL_COLUMNS)), *_filled(new, len(ORDER_COLUMNS)),
+               *_filled(updated, len(UPDATE_COLUMNS)), *_filled(trade_columns(batch.trades), len(TRADE_COLUMNS))]
+    return [matching_shard, *map(array_literal, columns)]
+
+
 class WriteFailed(Exception):
     """The batch did not commit, or its outcome is unknown."""
 
 
 class DirectWrites:
-    """write_batch(WriteBatchRequest) as one transaction on one connection, kept open."""
+    """write_batch(ShardWrite or WriteBatchRequest) as one transaction on one connection, kept open."""
 
     def __init__(self, url: str, matching_shard: int, timeout_s: float = 3.0, connect_timeout_s: float = 2.0):
         self._url = libpq_url(url)
@@ -167,14 +182,11 @@ class DirectWrites:
         return self._conn
 
     async def write_batch(self, request) -> None:
-        columns = [*_filled(journal_columns(request.journal), len(JOURNAL_COLUMNS)),
-                   *_filled(order_columns(request.new_orders), len(ORDER_COLUMNS)),
-                   *_filled(update_columns(request.updated_orders), len(UPDATE_COLUMNS)),
-                   *_filled(trade_columns(request.trades), len(TRADE_COLUMNS))]
+        parameters = statement_parameters(self._shard, request)
         try:
             async with asyncio.timeout(self._timeout):
                 conn = await self._connection()
-                await conn.execute(WRITE_BATCH, [self._shard, *map(array_literal, columns)])
+                await conn.execute(WRITE_BATCH, parameters)
         except (psycopg.Error, OSError, TimeoutError) as error:
             # The connection's state is unknown (the commit's answer may be lost): a new
             # one for the next batch, after the shard's recovery.

@@ -52,7 +52,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from bourse.type.v1 import types_pb2
+from services.matching.shard_write import account_of, order_id_of, order_proto
 
 TRADES_KEPT = 100
 # Trades waiting for the next send, per symbol: every one goes to md:updates (the stream
@@ -157,27 +157,26 @@ class MarketData:
         # symbol -> how to read its committed book (each shard of the process has its own).
         self._books_of: dict[str, Callable] = {}
         self._trades: dict[str, list[str]] = defaultdict(list)
-        self._orders: dict[int, types_pb2.Order] = {}  # order_id -> update to publish
+        # order_id -> (its newest row, the fills it got since the last send): the update to publish
+        self._orders: dict[int, tuple[tuple, list]] = {}
         self._gaps: set[int] = set()  # accounts whose updates were dropped
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task | None = None
 
     def record(self, symbols, trades, books_of: Callable, orders=()) -> None:
         """A committed batch: symbols it touched, its trades (in order), the new state of
-        each order it changed, and `await books_of(symbols) -> {symbol: (bids, asks)}`
-        for committed books."""
+        each order it changed (rows, shard_write.py), and `await books_of(symbols) ->
+        {symbol: (bids, asks)}` for committed books."""
         if self._client is None:
             return
         for symbol in symbols:
             self._books_of[symbol] = books_of
         self._dirty.update(symbols)
         pending_orders = self._orders
-        for order in orders:  # the newest state, with the fills since the last send
-            update = types_pb2.Order()
-            update.CopyFrom(order)
-            if (earlier := pending_orders.get(order.order_id)) is not None:
-                update.fills.extend(earlier.fills)
-            pending_orders[order.order_id] = update
+        for row in orders:  # the newest state, with the fills since the last send
+            order_id = order_id_of(row)
+            earlier = pending_orders.get(order_id)
+            pending_orders[order_id] = (row, earlier[1] if earlier is not None else [])
         for trade in trades:
             pending = self._trades[trade.symbol]
             pending.append(trade_json(trade))
@@ -185,10 +184,9 @@ class MarketData:
                 del pending[: len(pending) - TRADES_PENDING_MAX]
             for order_id, maker in ((trade.maker_order_id, True), (trade.taker_order_id, False)):
                 if (update := pending_orders.get(order_id)) is not None:
-                    update.fills.add(trade_id=trade.trade_id, price=trade.price, quantity=trade.quantity,
-                                     maker=maker, time=trade.time)
+                    update[1].append((trade.trade_id, trade.price, trade.quantity, maker, trade.time))
         if len(pending_orders) > ORDER_UPDATES_PENDING_MAX:
-            self._gaps.update(order.account_id for order in pending_orders.values())
+            self._gaps.update(account_of(row) for row, _ in pending_orders.values())
             pending_orders.clear()
             self._log.warning("order updates dropped while Redis is away", accounts=len(self._gaps))
         if self._pending():
@@ -223,8 +221,11 @@ class MarketData:
         args.append(len(gaps))
         args += sorted(gaps)
         args.append(len(orders))
-        for order in orders.values():
-            args += (order.account_id, order.SerializeToString())
+        for row, fills in orders.values():
+            order = order_proto(row)
+            for trade_id, price, quantity, maker, time in fills:
+                order.fills.add(trade_id=trade_id, price=price, quantity=quantity, maker=maker, time=time)
+            args += (account_of(row), order.SerializeToString())
         return args
 
     async def _run(self) -> None:

@@ -40,6 +40,13 @@ class OrderState:
     reason: str = ""
     update_ns: int = 0
 
+    def row(self) -> tuple:
+        """The order as a row of the orders table (shard_write.py): models.py's
+        ORDER_COLUMNS, times in microseconds."""
+        return (self.order_id, self.account_id, self.client_order_id or None, self.symbol, self.side,
+                self.order_type, self.time_in_force, self.status, self.price, self.quantity, self.filled,
+                self.leaves, self.reason, self.create_ns // 1000, (self.update_ns or self.create_ns) // 1000)
+
     def to_proto(self, fills=()) -> types_pb2.Order:
         return types_pb2.Order(
             order_id=self.order_id, client_order_id=self.client_order_id, account_id=self.account_id,

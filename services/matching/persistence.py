@@ -1,7 +1,8 @@
 """What the shard needs from persistence, and the gRPC client that provides it.
 
 Anything with these coroutines will do (tests use an in-process store):
-  write_batch(WriteBatchRequest) -> None, raising on any failure (nothing committed)
+  write_batch(ShardWrite) -> None, raising on any failure (nothing committed); a
+    ShardWrite (shard_write.py) has the batch's rows, and its WriteBatchRequest form
   read_snapshot(shard) -> bytes | None: the newest complete snapshot
   read_journal(shard, after_sequence) -> async iterator of lists of JournalEntry
   save_snapshot(shard, sequence, data) -> None
@@ -16,12 +17,13 @@ from bourse.persistence.v1 import persistence_service_pb2 as persistence_pb2
 from bourse.persistence.v1 import persistence_service_pb2_grpc as persistence_grpc
 
 from services.common.batch_stream import BatchStream
+from services.matching.shard_write import ShardWrite
 
 SNAPSHOT_CHUNK = 2 * 1024 * 1024
 
 
 class Persistence(Protocol):
-    async def write_batch(self, request: persistence_pb2.WriteBatchRequest) -> None: ...
+    async def write_batch(self, batch: ShardWrite) -> None: ...
 
     async def read_snapshot(self, shard: int) -> bytes | None: ...
 
@@ -57,11 +59,11 @@ class GrpcPersistence:
             lambda batch_id, batch: persistence_pb2.WriteBatchStreamRequest(batch_id=batch_id, batch=batch),
             write_timeout_s, WriteFailed, "persistence")
 
-    async def write_batch(self, request: persistence_pb2.WriteBatchRequest) -> None:
+    async def write_batch(self, batch: ShardWrite) -> None:
         if self._direct is not None:
-            await self._direct.write_batch(request)
+            await self._direct.write_batch(batch)
         else:
-            await self._writes(request)
+            await self._writes(batch.request)
 
     async def close(self) -> None:
         await self._writes.close()

@@ -31,13 +31,13 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from bourse.matching.v1 import matching_service_pb2 as matching_pb2
-from bourse.persistence.v1 import persistence_service_pb2 as persistence_pb2
 from bourse.type.v1 import types_pb2
-from bourse_engine import CancelReason, Engine, EventKind, RejectReason, SelfTradePrevention
+from bourse_engine import CancelReason, Engine, Event, EventKind, RejectReason, SelfTradePrevention
 
 from services.matching import snapshot_codec
 from services.matching.client_ids import ClientOrderIds, request_hash
 from services.matching.live_orders import LiveOrders
+from services.matching.shard_write import ShardWrite
 from services.matching.order_state import (
     CANCELLED,
     FILLED,
@@ -74,15 +74,21 @@ class InvalidCommand(ValueError):
         self.field = field
 
 
-def _int(value) -> int:
-    return int(getattr(value, "value", value))
+# Fields of the engine's raw events (bourse_engine.RawEvent: Event's fields in order).
+KIND, ORDER_ID, REASON, STATUS, MAKER_ORDER_ID, MAKER_ACCOUNT, PRICE, QUANTITY, MAKER_REMAINING, REMAINING = (
+    Event._fields.index(name) for name in ("kind", "order_id", "reason", "status", "maker_order_id",
+                                          "maker_account", "price", "quantity", "maker_remaining", "remaining"))
+
+
+def _reject_reason(event) -> str:
+    return REJECT_REASONS.get(event[REASON], f"REJECTED_{event[REASON]}")
 
 
 
 @dataclass
 class BatchOutcome:
     results: list[matching_pb2.CommandResult]
-    write: persistence_pb2.WriteBatchRequest
+    write: ShardWrite
     symbols: set[str] = field(default_factory=set)
     trades: list[types_pb2.Trade] = field(default_factory=list)
 
@@ -144,9 +150,7 @@ class MatchingShard:
             now = self._replay_time(times_ns[index]) if replaying else self._now_ns()
             self.sequence += 1
             if not replaying:
-                journal.append(persistence_pb2.JournalEntry(
-                    sequence=self.sequence, command=command.SerializeToString(), time=timestamp(now)
-                ))
+                journal.append((self.sequence, command.SerializeToString(), now // 1000))
             kind = command.WhichOneof("command")
             if kind == "new_order":
                 results.append(self._submit(command.new_order, batch, now))
@@ -159,13 +163,8 @@ class MatchingShard:
                 self._finished(state)
         if replaying:
             return None
-        write = persistence_pb2.WriteBatchRequest(
-            new_orders=[s.to_proto() for s in batch.new.values()],
-            updated_orders=[s.to_proto() for s in batch.updated.values()],
-            trades=batch.trades,
-            matching_shard=self.shard_index,
-            journal=journal,
-        )
+        write = ShardWrite(self.shard_index, journal, [s.row() for s in batch.new.values()],
+                           [s.row() for s in batch.updated.values()], batch.trades)
         return BatchOutcome(results, write, batch.symbols, batch.trades)
 
     def _finished(self, state: OrderState) -> None:
@@ -217,12 +216,9 @@ class MatchingShard:
                                     client_order_id=cmd.client_order_id)
             return matching_pb2.CommandResult(order=named, error_reason=reason)
         # Enum values go in as ints: the engine rejects unknown ones (INVALID_SIDE...).
-        events = self.engine.submit(
-            order_id=cmd.order_id, account_id=cmd.account_id, symbol_id=self.symbols[cmd.symbol],
-            side=cmd.side, order_type=cmd.order_type, tif=cmd.time_in_force,
-            price=cmd.price, quantity=cmd.quantity, post_only=cmd.post_only,
-            stp=cmd.self_trade_prevention or CANCEL_INCOMING,
-        )
+        events = self.engine.submit_raw(
+            cmd.order_id, cmd.account_id, self.symbols[cmd.symbol], cmd.side, cmd.order_type, cmd.time_in_force,
+            cmd.price, cmd.quantity, cmd.post_only, cmd.self_trade_prevention or CANCEL_INCOMING)
         fills = self._apply(events, state, batch, now)
         if state.leaves > 0:
             self.live[state.order_id] = state
@@ -246,22 +242,23 @@ class MatchingShard:
         the order's fills."""
         fills = []
         for event in events:
-            kind = _int(event.kind)
+            kind = event[KIND]
             if kind == TRADE_EVENT:
                 fills.append(self._trade(event, state, batch, now))
                 continue
-            order = state if event.order_id in (0, state.order_id) else self.live.get(event.order_id)
+            order_id = event[ORDER_ID]
+            order = state if order_id in (0, state.order_id) else self.live.get(order_id)
             if order is None:
-                raise RuntimeError(f"engine event for order {event.order_id}, which is not resting here")
+                raise RuntimeError(f"engine event for order {order_id}, which is not resting here")
             if kind == REJECTED_EVENT:
-                order.reason = REJECT_REASONS.get(_int(event.reason), f"REJECTED_{_int(event.reason)}")
+                order.reason = _reject_reason(event)
             elif kind == MODIFIED_EVENT:
-                order.price, order.quantity = event.price, order.filled + event.quantity
-                order.leaves, order.update_ns = event.quantity, now
+                order.price, order.quantity = event[PRICE], order.filled + event[QUANTITY]
+                order.leaves, order.update_ns = event[QUANTITY], now
             elif kind == CANCELLED_EVENT:
-                order.reason = CANCEL_REASONS.get(_int(event.reason), f"CANCELLED_{_int(event.reason)}")
+                order.reason = CANCEL_REASONS.get(event[REASON], f"CANCELLED_{event[REASON]}")
             elif kind == DONE_EVENT:
-                order.status, order.leaves = _int(event.status), event.remaining
+                order.status, order.leaves = event[STATUS], event[REMAINING]
                 if order is not state:  # a resting order cancelled by self-trade prevention
                     order.update_ns = now
                     if order.leaves == 0:
@@ -270,36 +267,37 @@ class MatchingShard:
         return fills
 
     def _trade(self, event, taker: OrderState, batch: _Batch, now: int) -> types_pb2.Fill | None:
-        maker = self.live.get(event.maker_order_id)
+        maker_order_id, price, quantity = event[MAKER_ORDER_ID], event[PRICE], event[QUANTITY]
+        maker = self.live.get(maker_order_id)
         if maker is not None:
-            maker.filled += event.quantity
-            maker.leaves = event.maker_remaining
+            maker.filled += quantity
+            maker.leaves = event[MAKER_REMAINING]
             maker.status = FILLED if maker.leaves == 0 else PARTIALLY_FILLED
             # The trade's time, live and in a replay alike (the journal keeps each command's time).
             maker.update_ns = now
             if maker.leaves == 0:
                 del self.live[maker.order_id]
             batch.touch(maker)
-        taker.filled += event.quantity
+        taker.filled += quantity
         if batch.replaying:  # the trade is stored already: only the order states matter
             return None
         trade_id = self._ids.next()
         ts = timestamp(now)
         batch.trades.append(types_pb2.Trade(
-            trade_id=trade_id, symbol=taker.symbol, price=event.price, quantity=event.quantity,
-            maker_order_id=event.maker_order_id, taker_order_id=taker.order_id,
-            maker_account_id=event.maker_account, taker_account_id=taker.account_id,
+            trade_id=trade_id, symbol=taker.symbol, price=price, quantity=quantity,
+            maker_order_id=maker_order_id, taker_order_id=taker.order_id,
+            maker_account_id=event[MAKER_ACCOUNT], taker_account_id=taker.account_id,
             aggressor_side=taker.side, time=ts,
         ))
-        return types_pb2.Fill(trade_id=trade_id, price=event.price, quantity=event.quantity, maker=False, time=ts)
+        return types_pb2.Fill(trade_id=trade_id, price=price, quantity=quantity, maker=False, time=ts)
 
     def _cancel(self, cmd: matching_pb2.CancelOrder, batch: _Batch, now: int) -> matching_pb2.CommandResult:
-        events = self.engine.cancel(order_id=cmd.order_id, account_id=cmd.account_id, symbol_id=self.symbols[cmd.symbol])
+        events = self.engine.cancel_raw(cmd.order_id, cmd.account_id, self.symbols[cmd.symbol])
         for event in events:
-            if _int(event.kind) == REJECTED_EVENT:
+            if event[KIND] == REJECTED_EVENT:
                 if batch.replaying:
                     return None
-                reason = REJECT_REASONS.get(_int(event.reason), f"REJECTED_{_int(event.reason)}")
+                reason = _reject_reason(event)
                 if reason == "UNKNOWN_ORDER":
                     return self._not_working(cmd.order_id, cmd.account_id, cmd.symbol)
                 unknown = types_pb2.Order(order_id=cmd.order_id, account_id=cmd.account_id, symbol=cmd.symbol)
@@ -321,11 +319,10 @@ class MatchingShard:
         if cmd.quantity <= state.filled:
             return None if batch.replaying else matching_pb2.CommandResult(
                 order=state.to_proto(), error_reason="QUANTITY_NOT_ABOVE_FILLED")
-        events = self.engine.modify(order_id=cmd.order_id, account_id=cmd.account_id,
-                                    symbol_id=self.symbols[cmd.symbol], price=cmd.price,
-                                    quantity=cmd.quantity - state.filled)
-        if events and _int(events[0].kind) == REJECTED_EVENT:  # alone: the order is untouched
-            reason = REJECT_REASONS.get(_int(events[0].reason), f"REJECTED_{_int(events[0].reason)}")
+        events = self.engine.modify_raw(cmd.order_id, cmd.account_id, self.symbols[cmd.symbol], cmd.price,
+                                        cmd.quantity - state.filled)
+        if events and events[0][KIND] == REJECTED_EVENT:  # alone: the order is untouched
+            reason = _reject_reason(events[0])
             return None if batch.replaying else matching_pb2.CommandResult(order=state.to_proto(), error_reason=reason)
         fills = self._apply(events, state, batch, now)  # the modified order takes as a new order would
         if state.leaves == 0:

@@ -27,6 +27,7 @@ from bourse_engine import (
     Side,
     TimeInForce,
 )
+from bourse_engine.events import event_to_raw
 from bourse_engine.packed import raw_events
 from bourse_engine.reference import ReferenceEngine
 
@@ -121,6 +122,25 @@ def test_engine_matches_reference(stream, window):
     for sym in SYMBOLS:
         assert cpp.l3(symbol_id=sym) == ref.l3(symbol_id=sym)
         assert cpp.instrument(symbol_id=sym) == ref.instrument(symbol_id=sym)
+
+
+@settings(max_examples=max(EXAMPLES // 3, 20), deadline=None, database=None, derandomize=CI,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(commands, id_windows)
+def test_raw_calls_give_the_typed_events_as_raw_tuples(stream, window):
+    typed, raw = fresh(window)[0], fresh(window)[0]
+    order = {"submit": ("order_id", "account_id", "symbol_id", "side", "order_type", "tif", "price", "quantity",
+                        "post_only", "stp"),
+             "cancel": ("order_id", "account_id", "symbol_id"),
+             "modify": ("order_id", "account_id", "symbol_id", "price", "quantity")}
+    defaults = {"post_only": False, "stp": SelfTradePrevention.CANCEL_INCOMING}
+    for op, args in stream:
+        if op not in order:
+            continue
+        events = getattr(typed, op)(**args)
+        raws = getattr(raw, op + "_raw")(*(args.get(name, defaults.get(name)) for name in order[op]))
+        assert raws == [event_to_raw(event) for event in events], (op, args)
+    assert typed.event_hash() == raw.event_hash()
 
 
 def to_packed(stream) -> np.ndarray:

@@ -16,6 +16,7 @@ import structlog
 
 from infra.local.servers import Redis, running_redis
 from services.matching.market_data import MarketData, book_key, trades_key
+from services.matching.shard_write import order_row
 
 LOG = structlog.get_logger()
 
@@ -137,8 +138,8 @@ def test_each_changed_order_is_added_to_its_accounts_stream_with_the_fills_since
     from bourse.type.v1 import types_pb2
 
     def order(order_id, account, status, filled):
-        return types_pb2.Order(order_id=order_id, account_id=account, symbol="AAPL", status=status,
-                               filled_quantity=filled, quantity=5)
+        return order_row(types_pb2.Order(order_id=order_id, account_id=account, symbol="AAPL", status=status,
+                                         filled_quantity=filled, quantity=5))
 
     def proto_trade(trade_id, maker, taker, quantity):
         return types_pb2.Trade(trade_id=trade_id, symbol="AAPL", price=100, quantity=quantity,
@@ -200,8 +201,8 @@ def test_a_redis_stall_neither_doubles_a_trade_nor_loses_an_order_update():
     from services.matching import market_data as md
 
     def order(order_id, account):
-        return types_pb2.Order(order_id=order_id, account_id=account, symbol="AAPL",
-                               status=types_pb2.ORDER_STATUS_NEW, quantity=1)
+        return order_row(types_pb2.Order(order_id=order_id, account_id=account, symbol="AAPL",
+                                         status=types_pb2.ORDER_STATUS_NEW, quantity=1))
 
     server = Redis().start()  # a private one: this test stops it
     messages = []
@@ -266,7 +267,7 @@ def test_updates_dropped_past_the_bound_leave_a_visible_gap(redis_url, monkeypat
     monkeypatch.setattr(md, "ORDER_UPDATES_PENDING_MAX", 2)
 
     def order(order_id):
-        return types_pb2.Order(order_id=order_id, account_id=7, symbol="AAPL", quantity=1)
+        return order_row(types_pb2.Order(order_id=order_id, account_id=7, symbol="AAPL", quantity=1))
 
     async def go():
         async with publishing(redis_url, interval_s=1.0) as (market_data, reader):

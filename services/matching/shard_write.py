@@ -1,0 +1,103 @@
+"""What one batch must store, as rows: its journal entries, the orders it created or
+changed, and its trades.
+
+A batch goes to the database as columns (direct_writes.py), so the shard hands over
+rows as plain tuples and no order becomes a protobuf message on the way: measured with
+bench_batch, building each changed order's message only to read its fields back cost
+the matching process more than the statement itself. The WriteBatchRequest form, which
+the persistence service takes, is built only when asked for (`request`).
+
+An order row has models.py's ORDER_COLUMNS, in that order, with times in microseconds
+since the epoch and a missing client_order_id as None; the order-update streams
+(market_data.py) take the same rows.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+from bourse.persistence.v1 import persistence_service_pb2 as persistence_pb2
+from bourse.type.v1 import types_pb2
+
+from services.persistence.models import ORDER_COLUMNS, UPDATE_COLUMNS
+
+OrderRow = tuple
+_UPDATE_INDEXES = tuple(ORDER_COLUMNS.index(column) for column in UPDATE_COLUMNS)
+_ORDER_ID, _ACCOUNT_ID, _CLIENT_ORDER_ID, _CREATE, _UPDATE = (
+    ORDER_COLUMNS.index(c) for c in ("order_id", "account_id", "client_order_id", "create_time", "update_time"))
+
+
+def timestamp_us(us: int) -> dict:
+    return {"seconds": us // 1_000_000, "nanos": us % 1_000_000 * 1000}
+
+
+def order_proto(row: OrderRow) -> types_pb2.Order:
+    """The Order message of a row (no fills)."""
+    (order_id, account_id, client_order_id, symbol, side, order_type, time_in_force, status, price, quantity,
+     filled, leaves, reason, create_us, update_us) = row
+    return types_pb2.Order(
+        order_id=order_id, client_order_id=client_order_id or "", account_id=account_id, symbol=symbol, side=side,
+        order_type=order_type, time_in_force=time_in_force, price=price, quantity=quantity, filled_quantity=filled,
+        leaves_quantity=leaves, status=status, reason=reason, create_time=timestamp_us(create_us),
+        update_time=timestamp_us(update_us))
+
+
+def order_row(order: types_pb2.Order) -> OrderRow:
+    """The row of an Order message (its fills aside)."""
+    def us(ts) -> int:
+        return ts.seconds * 1_000_000 + ts.nanos // 1000
+
+    return (order.order_id, order.account_id, order.client_order_id or None, order.symbol, order.side,
+            order.order_type, order.time_in_force, order.status, order.price, order.quantity, order.filled_quantity,
+            order.leaves_quantity, order.reason, us(order.create_time), us(order.update_time))
+
+
+def account_of(row: OrderRow) -> int:
+    return row[_ACCOUNT_ID]
+
+
+def order_id_of(row: OrderRow) -> int:
+    return row[_ORDER_ID]
+
+
+class ShardWrite:
+    """One batch's rows. `journal`: (sequence, serialized Command, time in us) per command;
+    `new_orders`/`updated_orders`: order rows (an order a batch created is among the new
+    ones only, in its final state); `trades`: Trade messages."""
+
+    def __init__(self, matching_shard: int, journal: list[tuple], new_orders: list[OrderRow],
+                 updated_orders: list[OrderRow], trades: list[types_pb2.Trade]):
+        self.matching_shard = matching_shard
+        self.journal_rows = journal
+        self.new_rows = new_orders
+        self.updated_rows = updated_orders
+        self.trades = trades
+
+    def order_columns(self) -> tuple[list[list], list[list]]:
+        """(the new orders' ORDER_COLUMNS, the updated orders' UPDATE_COLUMNS), as columns."""
+        new = [list(column) for column in zip(*self.new_rows)]
+        updated = [[row[i] for row in self.updated_rows] for i in _UPDATE_INDEXES] if self.updated_rows else []
+        return new, updated
+
+    @cached_property
+    def request(self) -> persistence_pb2.WriteBatchRequest:
+        """The batch as the persistence service's WriteBatch takes it."""
+        return persistence_pb2.WriteBatchRequest(
+            new_orders=[order_proto(row) for row in self.new_rows],
+            updated_orders=[order_proto(row) for row in self.updated_rows],
+            trades=self.trades, matching_shard=self.matching_shard,
+            journal=[persistence_pb2.JournalEntry(sequence=sequence, command=command, time=timestamp_us(us))
+                     for sequence, command, us in self.journal_rows])
+
+    # The request's fields, for readers that take either form (tests, the in-process store).
+    @property
+    def new_orders(self):
+        return self.request.new_orders
+
+    @property
+    def updated_orders(self):
+        return self.request.updated_orders
+
+    @property
+    def journal(self):
+        return self.request.journal
