@@ -283,6 +283,11 @@ class Engine:
         bids, asks = self._raw.depth(_id("symbol_id", symbol_id, _U32), levels)
         return [Level(*b) for b in bids], [Level(*a) for a in asks]
 
+    def depth_raw(self, symbol_id: int, levels: int = 5) -> tuple[list[tuple], list[tuple]]:
+        """`depth` as (price, quantity, order_count) tuples: for publishers that only
+        serialize them, without a Level per level."""
+        return self._raw.depth(_id("symbol_id", symbol_id, _U32), min(max(int(levels), 0), _U32))
+
     def top(self, *, symbol_id: int) -> tuple[Optional[Level], Optional[Level]]:
         """(best bid, best ask), None for an empty side."""
         bids, asks = self.depth(symbol_id=symbol_id, levels=1)

@@ -384,9 +384,8 @@ class MatchingShard:
                 yield order.order_id
 
     def depth(self, symbol: str, levels: int = BOOK_LEVELS):
-        """(bids, asks) as lists of [price, quantity, order_count], best first."""
-        bids, asks = self.engine.depth(symbol_id=self.symbols[symbol], levels=levels)
-        return [list(level) for level in bids], [list(level) for level in asks]
+        """(bids, asks) as lists of (price, quantity, order_count), best first."""
+        return self.engine.depth_raw(self.symbols[symbol], levels)
 
 
 def _lap(started: float) -> float:

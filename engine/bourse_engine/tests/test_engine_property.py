@@ -141,6 +141,9 @@ def test_raw_calls_give_the_typed_events_as_raw_tuples(stream, window):
         raws = getattr(raw, op + "_raw")(*(args.get(name, defaults.get(name)) for name in order[op]))
         assert raws == [event_to_raw(event) for event in events], (op, args)
     assert typed.event_hash() == raw.event_hash()
+    for symbol_id in SYMBOLS:
+        bids, asks = typed.depth(symbol_id=symbol_id, levels=10)
+        assert raw.depth_raw(symbol_id, 10) == ([tuple(level) for level in bids], [tuple(level) for level in asks])
 
 
 def to_packed(stream) -> np.ndarray:

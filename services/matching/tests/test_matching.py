@@ -148,7 +148,7 @@ def test_crossing_orders_trade_at_the_makers_price(tmp_path):
             stored = await p.order(1)
             assert (stored.status, stored.filled_quantity, stored.leaves_quantity) == (t.ORDER_STATUS_PARTIALLY_FILLED, 4, 6)
             assert [(f.quantity, f.maker) for f in stored.fills] == [(4, True)]
-            assert c.shard.depth("AAPL") == ([], [[101, 6, 1]])
+            assert c.shard.depth("AAPL") == ([], [(101, 6, 1)])
     run(go())
 
 
@@ -159,7 +159,7 @@ def test_a_partial_fill_rests_the_remainder_and_a_later_order_takes_the_rest(tmp
             [r] = await c.execute([new(2, BUY, 100, 10, account=2)])
             assert (r.order.status, r.order.filled_quantity, r.order.leaves_quantity) == (
                 t.ORDER_STATUS_PARTIALLY_FILLED, 3, 7)
-            assert c.shard.depth("AAPL") == ([[100, 7, 1]], [])
+            assert c.shard.depth("AAPL") == ([(100, 7, 1)], [])
             assert (await p.order(1)).status == t.ORDER_STATUS_FILLED
             [r] = await c.execute([new(3, SELL, 99, 7, account=3)])
             assert [(f.price, f.quantity) for f in r.order.fills] == [(100, 7)]
@@ -275,7 +275,7 @@ def test_a_failed_commit_acks_nothing_and_the_books_come_back_from_the_store(tmp
             # Order 1 is whole again; 2 and 3 never happened.
             [r] = await c.execute([cancel(3, account=2)])
             assert r.error_reason == "UNKNOWN_ORDER"
-            assert c.shard.depth("AAPL") == ([], [[100, 5, 1]])
+            assert c.shard.depth("AAPL") == ([], [(100, 5, 1)])
             [r] = await c.execute([new(2, BUY, 100, 3, account=2)])  # the retry is not a duplicate
             assert r.order.status == t.ORDER_STATUS_FILLED
             assert await p.order(3) is None
@@ -295,7 +295,7 @@ def test_a_restarted_shard_continues_with_its_open_orders_in_time_priority(tmp_p
                 before = {s: c.shard.depth(s) for s in SYMBOLS}
             async with shard(tmp_path, store) as (c, p):
                 assert {s: c.shard.depth(s) for s in SYMBOLS} == before
-                assert before["AAPL"] == ([], [[101, 8, 2]])
+                assert before["AAPL"] == ([], [(101, 8, 2)])
                 [r] = await c.execute([new(6, BUY, 101, 4, account=5)])
                 assert [f.quantity for f in r.order.fills] == [3, 1]
                 write = p.writes[-1]
@@ -453,12 +453,12 @@ def test_a_retry_stays_a_retry_after_a_restore_and_in_replays(tmp_path):
                                                coid=f"c{original}")])
                 assert again.error_reason == "DUPLICATE_CLIENT_ORDER_ID" and not again.order.fills
                 assert again.order.order_id == original
-                assert c.shard.depth("AAPL") == ([], [[100, 7, 1]])
+                assert c.shard.depth("AAPL") == ([], [(100, 7, 1)])
                 assert await p.order(retry) is None  # nothing stored under the retry's id
                 live = (c.shard.sequence, c.shard.engine.event_hash())
             async with shard(tmp_path, store) as (c, p):  # restore + replay of the refused retry
                 assert (c.shard.sequence, c.shard.engine.event_hash()) == live
-                assert c.shard.depth("AAPL") == ([], [[100, 7, 1]])
+                assert c.shard.depth("AAPL") == ([], [(100, 7, 1)])
                 [third] = await c.execute([new(ids.next(), BUY, 100, 3, account=2, tif=t.TIME_IN_FORCE_IOC,
                                                coid=f"c{original}")])
                 assert (third.error_reason, third.order.order_id) == ("DUPLICATE_CLIENT_ORDER_ID", original)
@@ -479,8 +479,8 @@ def test_a_client_order_id_names_one_order_per_account_and_symbol(tmp_path):
             assert first.order.status == t.ORDER_STATUS_NEW and not first.error_reason
             assert (reused.error_reason, reused.order.order_id) == ("CLIENT_ORDER_ID_REUSED", 1)
             assert not other_account.error_reason and not other_symbol.error_reason
-            assert c.shard.depth("AAPL") == ([[100, 10, 2]], [])
-            assert c.shard.depth("AMD") == ([[100, 5, 1]], [])
+            assert c.shard.depth("AAPL") == ([(100, 10, 2)], [])
+            assert c.shard.depth("AMD") == ([(100, 5, 1)], [])
             assert [o.order_id for o in p.writes[-1].new_orders] == [1, 3, 4]
     run(go())
 
@@ -526,7 +526,7 @@ def test_a_smaller_quantity_at_the_same_price_keeps_time_priority(tmp_path):
             stored = await p.order(1)
             assert (stored.status, stored.quantity, stored.filled_quantity, stored.leaves_quantity) == (
                 t.ORDER_STATUS_FILLED, 3, 3, 0)
-            assert c.shard.depth("AAPL") == ([], [[101, 4, 1]])
+            assert c.shard.depth("AAPL") == ([], [(101, 4, 1)])
     run(go())
 
 
@@ -543,7 +543,7 @@ def test_a_larger_quantity_goes_to_the_back_of_the_queue(tmp_path):
             stored = await p.order(1)
             assert (stored.status, stored.quantity, stored.filled_quantity, stored.leaves_quantity) == (
                 t.ORDER_STATUS_PARTIALLY_FILLED, 8, 1, 7)
-            assert c.shard.depth("AAPL") == ([], [[101, 7, 1]])
+            assert c.shard.depth("AAPL") == ([], [(101, 7, 1)])
     run(go())
 
 
@@ -561,7 +561,7 @@ def test_a_new_price_that_crosses_trades_at_once_as_the_taker(tmp_path):
             [trade] = p.writes[-1].trades
             assert (trade.maker_order_id, trade.taker_order_id, trade.aggressor_side, trade.price) == (1, 2, SELL, 99)
             assert (await p.order(2)).price == 99 and (await p.order(1)).leaves_quantity == 1
-            assert c.shard.depth("AAPL") == ([[99, 1, 1]], [])
+            assert c.shard.depth("AAPL") == ([(99, 1, 1)], [])
     run(go())
 
 
@@ -577,7 +577,7 @@ def test_a_partly_filled_order_is_modified_by_its_total_quantity(tmp_path):
             # At or below what has filled: refused, the order untouched.
             [r] = await c.execute([modify(1, 101, 4)])
             assert r.error_reason == "QUANTITY_NOT_ABOVE_FILLED" and r.order.leaves_quantity == 2
-            assert c.shard.depth("AAPL") == ([], [[101, 2, 1]])
+            assert c.shard.depth("AAPL") == ([], [(101, 2, 1)])
     run(go())
 
 
@@ -595,7 +595,7 @@ def test_a_modify_that_cannot_apply_leaves_the_order_untouched(tmp_path):
             assert [r.error_reason for r in results] == ["UNKNOWN_ORDER", "UNKNOWN_ORDER", "INVALID_PRICE",
                                                          "QUANTITY_NOT_ABOVE_FILLED"]
             assert results[1].order.leaves_quantity == 0  # nothing of the other account's order shown
-            assert c.shard.depth("AAPL") == ([[100, 1, 1]], [[101, 5, 1]])
+            assert c.shard.depth("AAPL") == ([(100, 1, 1)], [(101, 5, 1)])
             assert not p.writes[writes].updated_orders and not p.writes[writes].trades
             await c.execute([new(3, BUY, 101, 5, account=3)])  # order 1 fills...
             [r] = await c.execute([modify(1, 101, 3)])
@@ -614,7 +614,7 @@ def test_post_only_rests_or_is_rejected_but_never_trades(tmp_path):
             assert (rests.order.status, rests.error_reason) == (t.ORDER_STATUS_NEW, "")
             assert (refused.order.status, refused.error_reason) == (t.ORDER_STATUS_REJECTED, "WOULD_TAKE_LIQUIDITY")
             assert not p.writes[-1].trades
-            assert c.shard.depth("AAPL") == ([[100, 5, 1]], [[101, 5, 1]])
+            assert c.shard.depth("AAPL") == ([(100, 5, 1)], [(101, 5, 1)])
     run(go())
 
 
@@ -650,7 +650,7 @@ def test_cancel_resting_trades_with_others_cancels_its_own_resting_order_and_res
             assert (resting.status, resting.reason, resting.leaves_quantity) == (
                 t.ORDER_STATUS_CANCELLED, "SELF_TRADE_PREVENTED", 0)
             assert 2 not in c.shard.live
-            assert c.shard.depth("AAPL") == ([[101, 3, 1]], [])
+            assert c.shard.depth("AAPL") == ([(101, 3, 1)], [])
     run(go())
 
 
@@ -674,7 +674,7 @@ def test_cancel_incoming_is_the_default_and_keeps_the_resting_order(tmp_path):
             await c.execute([new(1, SELL, 101, 3)])
             [r] = await c.execute([new(2, BUY, 101, 5)])
             assert (r.order.status, r.order.reason) == (t.ORDER_STATUS_CANCELLED, "SELF_TRADE_PREVENTED")
-            assert c.shard.depth("AAPL") == ([], [[101, 3, 1]])
+            assert c.shard.depth("AAPL") == ([], [(101, 3, 1)])
     run(go())
 
 
