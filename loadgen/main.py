@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import random
 import sys
 import time
@@ -49,6 +50,7 @@ from bourse.order.v1 import order_service_pb2, order_service_pb2_grpc
 from loadgen import durability, openloop, report, stream
 from loadgen.workload import ClientWorkload, Market, Mix, Modify, Submit
 from services.common.config import symbols_from_env
+from services.common.server import GC_THRESHOLDS
 
 # A cancel that loses the race against a fill: the right answer, not a failure.
 # A cancel or modify of an order that filled meanwhile: the right answer, not an error.
@@ -393,6 +395,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{len(args.symbol_list)} symbols, {len(args.keys)} API keys", flush=True)
     meter = report.CpuMeter(args.pids)
     own = report.self_cpu()
+    gc.set_threshold(*GC_THRESHOLDS)  # the services' setting: a collection per few hundred calls cost as much here
     elapsed = uvloop.run(run.execute())
     cpu = meter.stop()
     result = run.summary(elapsed, cpu, report.self_cpu() - own)
