@@ -6,7 +6,10 @@ replica that drains or dies with nothing lost or doubled."""
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -299,3 +302,20 @@ def test_a_request_that_does_not_parse_ends_the_stream_invalid_argument_after_th
             answered += [r.correlation_id for r in response.results]
     assert answered == [1]  # what came before is answered; the stream then ends, loudly
     assert (caught.value.code(), reason_of(caught.value)) == (grpc.StatusCode.INVALID_ARGUMENT, "MALFORMED_REQUEST")
+
+
+def test_the_load_generator_drives_order_entry_sessions(stack, tmp_path):
+    """`make demo MODE=stream`'s path: sessions each carrying a window of closed-loop
+    clients, every acked order durable, each command answered before its timeout."""
+    report = tmp_path / "loadgen.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "loadgen.main", "--target", stack.target, "--sessions", "2", "--window", str(WINDOW),
+         "--duration", "2", "--api-keys", "demo-key-alice,demo-key-bob", "--report", str(report), "--plot", "",
+         "--no-progress", *sum((["--db-url", u] for u in stack.db_urls(driver="postgresql")), [])],
+        env=stack.env(), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    result = json.loads(report.read_text())
+    assert result["orders_acked"] > 0 and result["durability"]["lost"] == 0
+    assert result["errors"]["total"] == 0, result["errors"]
+    assert result["stream_messages"]["sent"] > 0
+
