@@ -91,10 +91,11 @@ class ClientOrderIds:
     def __len__(self) -> int:
         return len(self.keys)
 
-    def owner(self, key: Key, now_ns: int | None = None, working=()) -> tuple[int, int] | None:
-        """(order_id, request_hash) of the order `key` names, or None: also None once
-        the key is past the window at `now_ns` and its order is not `working`."""
-        value = self.keys.get(key_digest(key))
+    def owner(self, digest: int, now_ns: int | None = None, working=()) -> tuple[int, int] | None:
+        """(order_id, request_hash) of the order the key of `digest` (key_digest) names,
+        or None: also None once the key is past the window at `now_ns` and its order is
+        not `working`."""
+        value = self.keys.get(digest)
         if value is None:
             return None
         order_id = value >> 64 & _LOW
@@ -102,10 +103,10 @@ class ClientOrderIds:
             return None
         return order_id, value & _LOW
 
-    def add(self, key: Key, order_id: int, fingerprint: int, now_ns: int, working) -> None:
-        """Binds `key` (for good, replacing a key past the window); forgets a few keys past
-        the window whose order is not `working` (a container of live order ids)."""
-        digest = key_digest(key)
+    def add(self, digest: int, order_id: int, fingerprint: int, now_ns: int, working) -> None:
+        """Binds the key of `digest` (for good, replacing a key past the window); forgets a
+        few keys past the window whose order is not `working` (a container of live order
+        ids). Keys go by their digest, which the caller computes once for both calls."""
         self.keys[digest] = _ms(now_ns) << 128 | order_id << 64 | fingerprint
         self._queue.append(digest)
         self.reclaim(now_ns, working, RECLAIM_PER_ADD)

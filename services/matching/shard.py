@@ -35,7 +35,7 @@ from bourse.type.v1 import types_pb2
 from bourse_engine import CancelReason, Engine, Event, EventKind, RejectReason, SelfTradePrevention
 
 from services.matching import snapshot_codec
-from services.matching.client_ids import ClientOrderIds, request_hash
+from services.matching.client_ids import ClientOrderIds, key_digest, request_hash
 from services.matching.live_orders import LiveOrders
 from services.matching.shard_write import ShardWrite
 from services.matching.order_state import (
@@ -205,9 +205,9 @@ class MatchingShard:
             cmd.time_in_force, cmd.price, cmd.quantity, create_ns=now, update_ns=now,
         )
         batch.symbols.add(cmd.symbol)
-        key = (cmd.account_id, cmd.symbol, cmd.client_order_id)
+        digest = key_digest((cmd.account_id, cmd.symbol, cmd.client_order_id)) if cmd.client_order_id else 0
         fingerprint = request_hash(cmd)
-        if cmd.client_order_id and (owner := self.client_ids.owner(key, now, self.live)) is not None:
+        if digest and (owner := self.client_ids.owner(digest, now, self.live)) is not None:
             if batch.replaying:
                 return None
             original, original_hash = owner
@@ -228,7 +228,7 @@ class MatchingShard:
         # where a market-dependent refusal (post-only) might now pass.
         if state.reason != "DUPLICATE_ORDER_ID":
             if cmd.client_order_id:
-                self.client_ids.add(key, cmd.order_id, fingerprint, now, self.live)
+                self.client_ids.add(digest, cmd.order_id, fingerprint, now, self.live)
             batch.new[state.order_id] = state
         if batch.replaying:
             return None

@@ -711,37 +711,37 @@ def test_a_retry_of_a_rejected_order_is_the_original_even_when_it_would_now_pass
 
 
 def test_keys_are_kept_while_their_order_works_or_is_within_the_window():
-    from services.matching.client_ids import KEY_WINDOW_MS, ClientOrderIds
+    from services.matching.client_ids import KEY_WINDOW_MS, ClientOrderIds, key_digest
 
     clock = [1_800_000_000.0]
     ids = SnowflakeIds(3, clock=lambda: clock[0])
     keys = ClientOrderIds()
     old_done, old_working = ids.next(), ids.next()
     bound_ns = int(clock[0] * 1e9)
-    keys.add((1, "AAPL", "done"), old_done, 11, bound_ns, working=())
-    keys.add((1, "AAPL", "working"), old_working, 12, bound_ns, working=())
-    assert keys.owner((1, "AAPL", "done"), bound_ns + 599 * 10**9, working=()) == (old_done, 11)
+    keys.add(key_digest((1, "AAPL", "done")), old_done, 11, bound_ns, working=())
+    keys.add(key_digest((1, "AAPL", "working")), old_working, 12, bound_ns, working=())
+    assert keys.owner(key_digest((1, "AAPL", "done")), bound_ns + 599 * 10**9, working=()) == (old_done, 11)
     clock[0] += KEY_WINDOW_MS / 1000 + 1
     now_ns = int(clock[0] * 1e9)
     # Past the window, a key no longer names its order unless the order works, at once
     # (whatever memory has been reclaimed yet).
-    assert keys.owner((1, "AAPL", "done"), now_ns, working={old_working}) is None
-    assert keys.owner((1, "AAPL", "working"), now_ns, working={old_working}) == (old_working, 12)
+    assert keys.owner(key_digest((1, "AAPL", "done")), now_ns, working={old_working}) is None
+    assert keys.owner(key_digest((1, "AAPL", "working")), now_ns, working={old_working}) == (old_working, 12)
     for i in range(3):  # each new key reclaims a few old ones
-        keys.add((2, "AAPL", f"k{i}"), ids.next(), 0, now_ns, working={old_working})
-    assert keys.owner((1, "AAPL", "done")) is None  # forgotten: its memory is back
-    assert keys.owner((1, "AAPL", "working")) == (old_working, 12)
+        keys.add(key_digest((2, "AAPL", f"k{i}")), ids.next(), 0, now_ns, working={old_working})
+    assert keys.owner(key_digest((1, "AAPL", "done"))) is None  # forgotten: its memory is back
+    assert keys.owner(key_digest((1, "AAPL", "working"))) == (old_working, 12)
     assert len(keys) == 4
     # A key past the window may name a new order.
-    keys.add((1, "AAPL", "again"), old_done, 11, now_ns, working=())
+    keys.add(key_digest((1, "AAPL", "again")), old_done, 11, now_ns, working=())
     renewed = ids.next()
-    keys.add((1, "AAPL", "again"), renewed, 13, now_ns, working=())
-    assert keys.owner((1, "AAPL", "again"), now_ns, working=()) == (renewed, 13)
+    keys.add(key_digest((1, "AAPL", "again")), renewed, 13, now_ns, working=())
+    assert keys.owner(key_digest((1, "AAPL", "again")), now_ns, working=()) == (renewed, 13)
     # With no new orders, an idle reclaim gives the expired keys' memory back.
     later_ns = now_ns + (KEY_WINDOW_MS + 1000) * 10**6
     keys.reclaim(later_ns, {old_working}, limit=100)
-    assert len(keys) == 1 and keys.owner((1, "AAPL", "working")) == (old_working, 12)
+    assert len(keys) == 1 and keys.owner(key_digest((1, "AAPL", "working"))) == (old_working, 12)
     assert ClientOrderIds.from_packed(keys.packed()).keys == keys.keys
     # A snapshot written before keys were packed still restores them.
     legacy = ClientOrderIds.from_rows([(1, "AAPL", "working", old_working, 12)])
-    assert legacy.owner((1, "AAPL", "working")) == (old_working, 12)
+    assert legacy.owner(key_digest((1, "AAPL", "working"))) == (old_working, 12)
