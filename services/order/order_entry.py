@@ -33,9 +33,10 @@ from services.order.orders import OrderDesk
 
 WORKING = frozenset((types_pb2.ORDER_STATUS_NEW, types_pb2.ORDER_STATUS_PARTIALLY_FILLED))
 _END = object()  # queued when nothing more will be answered
-# With fewer answers than this ready, a session waits a millisecond for more before it
-# writes: under an open-loop load, commands arrive a few at a time and their answers come
-# back per shard batch, and a message per handful cost more than the commands in it.
+# With fewer answers than this ready and more on their way, a session waits a millisecond
+# for them before it writes: under an open-loop load, commands arrive a few at a time and
+# their answers come back per shard batch, and a message per handful cost more than the
+# commands in it. A lone command's answer goes at once.
 LINGER_BELOW = 64
 LINGER_S = 0.001
 
@@ -243,8 +244,8 @@ class Session:
                 continue
             response = order_pb2.OrderEntryResponse()
             ended = first is _END
-            if not ended and self._out.qsize() < LINGER_BELOW:
-                await asyncio.sleep(LINGER_S)  # the answers of the other shards' batches, likely close behind
+            if not ended and self._held and self._out.qsize() < LINGER_BELOW:
+                await asyncio.sleep(LINGER_S)  # more answers are coming: the other shards' batches
             if not ended:
                 response.results.append(first)
             while not ended and not self._out.empty():
