@@ -14,7 +14,6 @@ retried: if it committed, the retry finds it; if not, the retry runs it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
 from contextvars import ContextVar
 
 import grpc
@@ -169,26 +168,25 @@ class OrderDesk:
     def _cancelled(self, request, account_id: int, result: matching_pb2.CommandResult):
         if not result.error_reason:
             return result.order, False
-        return _raise(self._not_working(request, account_id, result, "cancel",
-                                        lambda name: f"order {request.order_id} is already {name}"))
+        return self._not_working(request, account_id, result, "cancel",
+                                 lambda name: f"order {request.order_id} is already {name}")
 
-    async def _not_working(self, request, account_id: int, result, action: str, done_message) -> BourseError:
-        """Why the shard found no working order to `action`: unknown or another account's
-        (NOT_FOUND), done (FAILED_PRECONDITION, only its owner learns it), else ABORTED.
-        The shard says ORDER_DONE itself for the account's orders it saw finish lately;
-        otherwise the stored order tells."""
+    def _not_working(self, request, account_id: int, result, action: str, done_message):
+        """Raises why the shard found no working order to `action`: unknown or another
+        account's (NOT_FOUND), done (FAILED_PRECONDITION, only its owner learns it), else
+        ABORTED. The shard says ORDER_DONE itself for the account's orders it saw finish
+        lately, and that answer is raised at once (no task); otherwise only the stored
+        order tells, and a coroutine that raises after reading it is returned."""
         reason = result.error_reason
         if reason == "ORDER_DONE":
-            status = result.order.status
-        else:
-            stored = await self._find(request.order_id, account_id, request.symbol)
-            if stored is None or stored.symbol != request.symbol:
-                return not_found(request.order_id)
-            status = stored.status
-        if status in DONE:
-            name = types_pb2.OrderStatus.Name(status)
-            return BourseError(grpc.StatusCode.FAILED_PRECONDITION, "ORDER_DONE", done_message(name))
-        return BourseError(grpc.StatusCode.ABORTED, reason, f"{action} refused: {reason}")
+            raise _refusal(result.order.status, reason, action, done_message)
+        return self._stored_refusal(request, account_id, reason, action, done_message)
+
+    async def _stored_refusal(self, request, account_id: int, reason: str, action: str, done_message):
+        stored = await self._find(request.order_id, account_id, request.symbol)
+        if stored is None or stored.symbol != request.symbol:
+            raise not_found(request.order_id)
+        raise _refusal(stored.status, reason, action, done_message)
 
     async def modify(self, request, account_id: int) -> types_pb2.Order:
         return (await self._run("modify", request, account_id))[0]
@@ -198,8 +196,8 @@ class OrderDesk:
         if not reason:
             return result.order, False
         if reason in ("UNKNOWN_ORDER", "ORDER_DONE"):
-            return _raise(self._not_working(request, account_id, result, "modify",
-                                            lambda name: f"order {request.order_id} is {name}: nothing left to modify"))
+            return self._not_working(request, account_id, result, "modify",
+                                     lambda name: f"order {request.order_id} is {name}: nothing left to modify")
         if reason == "QUANTITY_NOT_ABOVE_FILLED":
             raise BourseError(grpc.StatusCode.FAILED_PRECONDITION, reason,
                               f"quantity: {request.quantity} is not above the {result.order.filled_quantity} "
@@ -236,5 +234,8 @@ class OrderDesk:
             raise unavailable("persistence", error) from error
 
 
-async def _raise(error: Awaitable[BourseError]):
-    raise await error
+def _refusal(status: int, reason: str, action: str, done_message) -> BourseError:
+    if status in DONE:
+        name = types_pb2.OrderStatus.Name(status)
+        return BourseError(grpc.StatusCode.FAILED_PRECONDITION, "ORDER_DONE", done_message(name))
+    return BourseError(grpc.StatusCode.ABORTED, reason, f"{action} refused: {reason}")
