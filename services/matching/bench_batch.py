@@ -103,7 +103,7 @@ async def run(symbols: list[str], wire: list[bytes]) -> tuple[dict[str, float], 
         direct_writes.statement_parameters(0, outcome.write)
         written = clock()
         market.record(outcome.symbols, outcome.trades, books_of,
-                      orders=[*outcome.write.new_rows, *outcome.write.updated_rows])
+                      orders=[*outcome.write.new_rows, *outcome.write.updated_rows], answered=outcome.answered)
         await market._take()
         published = clock()
         m.ExecuteStreamResponse(batch_id=request.batch_id, results=outcome.results).SerializeToString()

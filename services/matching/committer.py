@@ -156,7 +156,8 @@ class GroupCommitter:
         self.batches += 1
         self.committed_commands += len(commands)
         self._market_data.record(outcome.symbols, outcome.trades, self.committed_books,
-                                 orders=[*outcome.write.new_rows, *outcome.write.updated_rows])
+                                 orders=[*outcome.write.new_rows, *outcome.write.updated_rows],
+                                 answered=outcome.answered)
         start = 0
         for cmds, future in batch:
             if not future.done():

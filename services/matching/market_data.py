@@ -145,6 +145,17 @@ def book_json(bids, asks, now: str) -> str:
     return '{"bids": %s, "asks": %s, "time": "%s"}' % (_dumps(bids), _dumps(asks), now)
 
 
+def update_bytes(row, fills, answer=None) -> bytes:
+    """An order update as its stream entry carries it: the answer's Order message when the
+    batch gave one (it already carries exactly the fills recorded with it), else the
+    Order built from the order's row and the fills since the last send."""
+    if answer is None:
+        answer = order_proto(row)
+        for trade_id, price, quantity, maker, time in fills:
+            answer.fills.add(trade_id=trade_id, price=price, quantity=quantity, maker=maker, time=time)
+    return answer.SerializeToString()
+
+
 class MarketData:
     def __init__(self, client, log, clock=time.monotonic, interval_s: float = 0.0):
         """client: a redis.asyncio.Redis (or None to publish nothing); interval_s: least
@@ -161,26 +172,33 @@ class MarketData:
         # symbol -> how to read its committed book (each shard of the process has its own).
         self._books_of: dict[str, Callable] = {}
         self._trades: dict[str, list[str]] = defaultdict(list)
-        # order_id -> (its newest row, the fills it got since the last send): the update to publish
-        self._orders: dict[int, tuple[tuple, list]] = {}
+        # order_id -> (its newest row, the fills it got since the last send, or instead the
+        # Order message its answer carried, when that is still the whole update): to publish
+        self._orders: dict[int, tuple[tuple, list, object]] = {}
         self._gaps: set[int] = set()  # accounts whose updates were dropped
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task | None = None
 
-    def record(self, symbols, trades, books_of: Callable, orders=()) -> None:
+    def record(self, symbols, trades, books_of: Callable, orders=(), answered=None) -> None:
         """A committed batch: symbols it touched, its trades (in order), the new state of
         each order it changed (rows, shard_write.py), and `await books_of(symbols) ->
-        {symbol: (bids, asks)}` for committed books."""
+        {symbol: (bids, asks)}` for committed books. `answered`: order_id -> the Order
+        message (with its fills) the batch answered for an order it created and did not
+        touch again, sent as it is unless a later batch changes the order first."""
         if self._client is None:
             return
         for symbol in symbols:
             self._books_of[symbol] = books_of
         self._dirty.update(symbols)
         pending_orders = self._orders
+        answered = answered or {}
         for row in orders:  # the newest state, with the fills since the last send
             order_id = order_id_of(row)
             earlier = pending_orders.get(order_id)
-            pending_orders[order_id] = (row, earlier[1] if earlier is not None else [])
+            if earlier is None:
+                pending_orders[order_id] = (row, [], answered.get(order_id))
+            else:
+                pending_orders[order_id] = (row, earlier[1], None)
         for trade in trades:
             pending = self._trades[trade.symbol]
             pending.append(trade_json(trade))
@@ -190,7 +208,7 @@ class MarketData:
                 if (update := pending_orders.get(order_id)) is not None:
                     update[1].append((trade.trade_id, trade.price, trade.quantity, maker, trade.time))
         if len(pending_orders) > ORDER_UPDATES_PENDING_MAX:
-            self._gaps.update(account_of(row) for row, _ in pending_orders.values())
+            self._gaps.update(account_of(row) for row, _, _ in pending_orders.values())
             pending_orders.clear()
             self._log.warning("order updates dropped while Redis is away", accounts=len(self._gaps))
         if self._pending():
@@ -225,11 +243,8 @@ class MarketData:
         args.append(len(gaps))
         args += sorted(gaps)
         args.append(len(orders))
-        for row, fills in orders.values():
-            order = order_proto(row)
-            for trade_id, price, quantity, maker, time in fills:
-                order.fills.add(trade_id=trade_id, price=price, quantity=quantity, maker=maker, time=time)
-            args += (account_of(row), order.SerializeToString())
+        for row, fills, answer in orders.values():
+            args += (account_of(row), update_bytes(row, fills, answer))
         return args
 
     async def _run(self) -> None:

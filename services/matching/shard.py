@@ -91,6 +91,8 @@ class BatchOutcome:
     write: ShardWrite
     symbols: set[str] = field(default_factory=set)
     trades: list[types_pb2.Trade] = field(default_factory=list)
+    # order_id -> the Order its answer carries, for new orders nothing touched after it
+    answered: dict[int, types_pb2.Order] = field(default_factory=dict)
 
 
 class MatchingShard:
@@ -165,7 +167,7 @@ class MatchingShard:
             return None
         write = ShardWrite(self.shard_index, journal, [s.row() for s in batch.new.values()],
                            [s.row() for s in batch.updated.values()], batch.trades)
-        return BatchOutcome(results, write, batch.symbols, batch.trades)
+        return BatchOutcome(results, write, batch.symbols, batch.trades, batch.answered)
 
     def _finished(self, state: OrderState) -> None:
         self.done[state.order_id] = (state.account_id, state.symbol, state.status)
@@ -233,7 +235,10 @@ class MatchingShard:
         if batch.replaying:
             return None
         error = state.reason if state.status == REJECTED else ""
-        return matching_pb2.CommandResult(order=state.to_proto(fills), error_reason=error)
+        order = state.to_proto(fills)
+        if state.order_id in batch.new:
+            batch.answered[state.order_id] = order
+        return matching_pb2.CommandResult(order=order, error_reason=error)
 
     def _apply(self, events, state: OrderState, batch: _Batch, now: int) -> list:
         """Applies a submit's or modify's events to its order, `state`, and to resting
@@ -401,7 +406,12 @@ class _Batch:
         self.updated: dict[int, OrderState] = {}
         self.trades: list[types_pb2.Trade] = []
         self.symbols: set[str] = set()
+        # New orders' answers (their Order with its fills), while nothing later in the
+        # batch touched them: what the order-update stream sends for them, as it is.
+        self.answered: dict[int, types_pb2.Order] = {}
 
     def touch(self, state: OrderState) -> None:
         if state.order_id not in self.new:
             self.updated[state.order_id] = state
+        else:
+            self.answered.pop(state.order_id, None)

@@ -745,3 +745,43 @@ def test_keys_are_kept_while_their_order_works_or_is_within_the_window():
     # A snapshot written before keys were packed still restores them.
     legacy = ClientOrderIds.from_rows([(1, "AAPL", "working", old_working, 12)])
     assert legacy.owner(key_digest((1, "AAPL", "working"))) == (old_working, 12)
+
+
+def test_order_updates_sent_from_answers_are_the_bytes_built_from_rows():
+    """A new order nothing touched after its answer goes to the order-update stream as its
+    answer's Order message: that must be, byte for byte, the update built from its row and
+    the fills recorded with it (as orders touched later are sent)."""
+    from services.matching.market_data import update_bytes
+
+    class NoRedis:
+        def register_script(self, script):
+            return None
+
+    shard = MatchingShard(SYMBOLS, SnowflakeIds(602))
+    market = MarketData(NoRedis(), LOG)
+    batches = [
+        [new(1, t.SIDE_SELL, 100, 5), new(2, t.SIDE_SELL, 101, 5, account=2),
+         new(3, t.SIDE_BUY, 100, 3, account=3),                 # takes 3 of 1
+         new(4, t.SIDE_BUY, 99, 2), cancel(4),                  # touched again in its batch
+         new(5, t.SIDE_BUY, 98, 1, account=2)],                 # rests, untouched
+        [new(6, t.SIDE_BUY, 101, 4, account=3),                 # takes the rest of 1 and 2 of 2
+         modify(5, 97, 2, account=2), new(7, t.SIDE_SELL, 120, 1)],
+    ]
+    with_answer = set()
+
+    async def go():  # recording starts the sender task, which never runs here: nothing awaits
+        for commands in batches:
+            outcome = shard.execute(commands)
+            market.record(outcome.symbols, outcome.trades, None,
+                          orders=[*outcome.write.new_rows, *outcome.write.updated_rows], answered=outcome.answered)
+            for order_id, (row, fills, answer) in market._orders.items():
+                if answer is not None:
+                    with_answer.add(order_id)
+                    assert update_bytes(row, fills, answer) == update_bytes(row, fills), order_id
+        market._task.cancel()
+
+    asyncio.run(go())
+    # 1, 2 and 5 were touched by a later batch before any send: built from rows; 4 in its own.
+    assert set(market._orders) == {1, 2, 3, 4, 5, 6, 7}
+    assert {i for i, (_, _, answer) in market._orders.items() if answer is not None} == {3, 6, 7}
+    assert with_answer >= {3, 6, 7}
