@@ -96,32 +96,15 @@ def _us(ts) -> int:
     return ts.seconds * 1_000_000 + ts.nanos // 1000
 
 
-def order_columns(orders) -> list[list]:
-    rows = [(o.order_id, o.account_id, o.client_order_id or None, o.symbol, o.side, o.order_type, o.time_in_force,
-             o.status, o.price, o.quantity, o.filled_quantity, o.leaves_quantity, o.reason, _us(o.create_time),
-             _us(o.update_time)) for o in orders]
-    return [list(column) for column in zip(*rows)]
-
-
-def update_columns(orders) -> list[list]:
-    rows = [(o.order_id, o.price, o.quantity, o.filled_quantity, o.leaves_quantity, o.status, o.reason,
-             _us(o.update_time)) for o in orders]
-    return [list(column) for column in zip(*rows)]
-
-
 def trade_columns(trades) -> list[list]:
     rows = [(t.trade_id, t.symbol, t.price, t.quantity, t.maker_order_id, t.taker_order_id, t.maker_account_id,
              t.taker_account_id, t.aggressor_side, _us(t.time)) for t in trades]
     return [list(column) for column in zip(*rows)]
 
 
-def journal_columns(journal) -> list[list]:
-    return [[e.sequence for e in journal], [e.command for e in journal], [_us(e.time) for e in journal]]
-
-
 assert ORDER_COLUMNS == ("order_id", "account_id", "client_order_id", "symbol", "side", "order_type",
                          "time_in_force", "status", "price", "quantity", "filled_quantity", "leaves_quantity",
-                         "reason", "create_time", "update_time"), "order_columns() follows models.py"
+                         "reason", "create_time", "update_time"), "order rows (shard_write.py) follow models.py"
 assert TRADE_COLUMNS == ("trade_id", "symbol", "price", "quantity", "maker_order_id", "taker_order_id",
                          "maker_account_id", "taker_account_id", "aggressor_side", "time")
 assert UPDATE_COLUMNS == ("order_id", "price", "quantity", "filled_quantity", "leaves_quantity", "status",
@@ -143,12 +126,10 @@ def is_postgres(url: str) -> bool:
 
 def statement_parameters(matching_shard: int, batch: ShardWrite | persistence_pb2.WriteBatchRequest) -> list:
     """WRITE_BATCH's parameters for a batch: the shard, then each column."""
-    if isinstance(batch, ShardWrite):
-        journal = [list(column) for column in zip(*batch.journal_rows)]
-        new, updated = batch.order_columns()
-    else:
-        journal = journal_columns(batch.journal)
-        new, updated = order_columns(batch.new_orders), update_columns(batch.updated_orders)
+    if not isinstance(batch, ShardWrite):
+        batch = ShardWrite.from_request(batch)
+    journal = [list(column) for column in zip(*batch.journal_rows)]
+    new, updated = batch.order_columns()
     columns = [*_filled(journal, len(JOURNAL_COLUMNS)), *_filled(new, len(ORDER_COLUMNS)),
                *_filled(updated, len(UPDATE_COLUMNS)), *_filled(trade_columns(batch.trades), len(TRADE_COLUMNS))]
     return [matching_shard, *map(array_literal, columns)]

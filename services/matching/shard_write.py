@@ -42,14 +42,15 @@ def order_proto(row: OrderRow) -> types_pb2.Order:
         update_time=timestamp_us(update_us))
 
 
+def _us(ts) -> int:
+    return ts.seconds * 1_000_000 + ts.nanos // 1000
+
+
 def order_row(order: types_pb2.Order) -> OrderRow:
     """The row of an Order message (its fills aside)."""
-    def us(ts) -> int:
-        return ts.seconds * 1_000_000 + ts.nanos // 1000
-
     return (order.order_id, order.account_id, order.client_order_id or None, order.symbol, order.side,
             order.order_type, order.time_in_force, order.status, order.price, order.quantity, order.filled_quantity,
-            order.leaves_quantity, order.reason, us(order.create_time), us(order.update_time))
+            order.leaves_quantity, order.reason, _us(order.create_time), _us(order.update_time))
 
 
 def account_of(row: OrderRow) -> int:
@@ -72,6 +73,15 @@ class ShardWrite:
         self.new_rows = new_orders
         self.updated_rows = updated_orders
         self.trades = trades
+
+    @classmethod
+    def from_request(cls, request: persistence_pb2.WriteBatchRequest) -> ShardWrite:
+        """The rows of a batch given as its WriteBatchRequest (a caller that built the message)."""
+        write = cls(request.matching_shard, [(e.sequence, e.command, _us(e.time)) for e in request.journal],
+                    [order_row(o) for o in request.new_orders], [order_row(o) for o in request.updated_orders],
+                    list(request.trades))
+        write.request = request  # the cached form is the message itself
+        return write
 
     def order_columns(self) -> tuple[list[list], list[list]]:
         """(the new orders' ORDER_COLUMNS, the updated orders' UPDATE_COLUMNS), as columns."""
