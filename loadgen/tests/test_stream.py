@@ -9,8 +9,7 @@ import grpc
 import pytest
 from bourse.order.v1 import order_service_pb2 as pb
 
-from loadgen.stream import StreamSession
-from services.common.deadlines import REAP_EVERY_S
+from loadgen.stream import REAP_EVERY_S, StreamSession
 
 
 class _Call:
