@@ -76,6 +76,17 @@ class Batcher(Generic[Item, Result]):
             heapq.heappush(self._deadlines, (deadline, next(self._numbers), future))
         return await future
 
+    def enqueue_group(self, items: Sequence[Item], deadline: float | None = None) -> Group:
+        """Many items at once, without a future or a wait per item: a Group, whose
+        `future` is done once every item has its result or error (in `outcomes`, in
+        order), or fails with TimeoutError at `deadline`."""
+        group = Group(asyncio.get_running_loop().create_future(), len(items))
+        self._queue.extend((item, _Slot(group, index)) for index, item in enumerate(items))
+        self._wakeup.set()
+        if deadline is not None:
+            heapq.heappush(self._deadlines, (deadline, next(self._numbers), group.future))
+        return group
+
     async def _reap(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
@@ -126,3 +137,39 @@ def _fail(batch, error: BaseException) -> None:
     for _, future in batch:
         if not future.done():
             future.set_exception(error)
+
+
+class Group:
+    """The items of one enqueue_group: each one's result, or the exception it failed with."""
+
+    __slots__ = ("future", "outcomes", "_missing")
+
+    def __init__(self, future: asyncio.Future, size: int):
+        self.future = future
+        self.outcomes: list = [None] * size
+        self._missing = size
+
+    def _settle(self, index: int, outcome) -> None:
+        self.outcomes[index] = outcome
+        self._missing -= 1
+        if not self._missing and not self.future.done():
+            self.future.set_result(self.outcomes)
+
+
+class _Slot:
+    """One item of a Group, where the batcher keeps a caller's future."""
+
+    __slots__ = ("_group", "_index")
+
+    def __init__(self, group: Group, index: int):
+        self._group, self._index = group, index
+
+    def done(self) -> bool:  # a group past its deadline is not sent
+        return self._group.future.done()
+
+    def set_result(self, result) -> None:
+        self._group._settle(self._index, result)
+
+    def set_exception(self, error: BaseException) -> None:
+        self._group._settle(self._index, error)
+

@@ -1,11 +1,14 @@
 """Order entry sessions: the OrderEntry stream (order_service.proto), one per client
 session, each command answered as the unary call would answer it.
 
-A session reads commands and runs each on the desk at once (the desk batches them per
-matching shard with everyone else's), so a window of commands rides the same batches;
-answers go back as they are ready, coalesced into as few messages as are ready together,
-except that an answer waits for the earlier commands of its symbol, so that one
-symbol's answers keep the order of its commands.
+A session reads commands, checks each and prepares its matching command (OrderDesk.
+prepare), and sends what one request carried to each matching shard's batcher as one
+group (with everyone else's commands, in the same batches): no task or future per
+command, which cost more than the rest of a replica's work per command. Answers go back
+as their groups come back, coalesced into as few messages as are ready together, except
+that an answer waits for the earlier commands of its symbol, so that one symbol's
+answers keep the order of its commands. An answer that needs a read (a retried submit
+finds its original) is the only one with a task of its own.
 
 Bounds: at most `window` commands are in flight (beyond, each is answered
 TOO_MANY_IN_FLIGHT at once, in its symbol's order too); what the session holds is
@@ -25,14 +28,31 @@ from bourse.type.v1 import types_pb2
 
 from services.common.errors import BourseError, status_message
 from services.common.malformed import Undecodable, malformed
+from services.order.batcher import Batcher, Group
 from services.order.orders import OrderDesk
 
 WORKING = frozenset((types_pb2.ORDER_STATUS_NEW, types_pb2.ORDER_STATUS_PARTIALLY_FILLED))
 _END = object()  # queued when nothing more will be answered
+# With fewer answers than this ready and more on their way, a session waits a millisecond
+# for them before it writes: under an open-loop load, commands arrive a few at a time and
+# their answers come back per shard batch, and a message per handful cost more than the
+# commands in it. A lone command's answer goes at once.
+LINGER_BELOW = 64
+LINGER_S = 0.001
 
 
 def _error(command: order_pb2.OrderEntryCommand, error: BourseError) -> order_pb2.OrderEntryResult:
     return order_pb2.OrderEntryResult(correlation_id=command.correlation_id, error=status_message(error))
+
+
+class _Entry:
+    """A command's place in its symbol's queue, and its answer once it has one."""
+
+    __slots__ = ("command", "result")
+
+    def __init__(self, command: order_pb2.OrderEntryCommand):
+        self.command = command
+        self.result: order_pb2.OrderEntryResult | None = None
 
 
 class Session:
@@ -54,6 +74,9 @@ class Session:
         self.clean_close = False  # the client said `close`: its session ended on purpose
         self.refusal: BourseError | None = None  # how the stream must end, once answered
         self.working: dict[int, str] = {}  # order_id -> symbol, of orders this session placed
+        # Commands prepared and not yet sent, per shard batcher: sent together, as one group.
+        self._groups: dict[Batcher, list[tuple]] = {}
+        self._pending: set[asyncio.Future] = set()  # groups sent, and answers that wait for a read
 
     # -- reading -------------------------------------------------------------------------
 
@@ -72,15 +95,18 @@ class Session:
                     first = False
                 for command in request.commands:
                     while not self._has_room():
+                        self._send()  # what is prepared goes before the session waits
                         self._room.clear()
                         await self._room.wait()
                     if stopping.is_set():
                         return
                     self._dispatch(command)
+                self._send()
                 if request.close:
                     self.clean_close = True
                     return
         finally:
+            self._send()
             self._reading_done = True
             self._maybe_end()
 
@@ -88,58 +114,109 @@ class Session:
         return self._out.qsize() < self._window and self._held < 2 * self._window
 
     def _dispatch(self, command: order_pb2.OrderEntryCommand) -> None:
+        """Answers the command at once (refused) or prepares it to go with the others of
+        its shard read meanwhile (`_send`): one group per shard, not a task per command."""
         kind = command.WhichOneof("command")
         if kind is None:  # no symbol to keep an order with: answered at once
             self._answer(_error(command, BourseError(grpc.StatusCode.INVALID_ARGUMENT, "INVALID_COMMAND",
                                                      "command: one of submit, cancel or modify is required")))
             return
+        body = getattr(command, kind)
+        entry = _Entry(command)
         if self._in_flight >= self._window:
-            answer = asyncio.get_running_loop().create_future()
-            answer.set_result(_error(command, BourseError(
+            entry.result = _error(command, BourseError(
                 grpc.StatusCode.RESOURCE_EXHAUSTED, "TOO_MANY_IN_FLIGHT",
-                f"the session has {self._window} commands in flight: wait for their answers", retry_after_s=0.01)))
+                f"the session has {self._window} commands in flight: wait for their answers", retry_after_s=0.01))
         else:
-            self._in_flight += 1
-            answer = asyncio.ensure_future(self._run(kind, command))
-            answer.add_done_callback(self._ran)
-        symbol = getattr(command, kind).symbol
-        self._by_symbol.setdefault(symbol, deque()).append(answer)
-        self._held += 1
-        self._release(symbol)
-        if not answer.done():
-            answer.add_done_callback(lambda _answer, symbol=symbol: self._release(symbol))
-
-    def _ran(self, _task) -> None:
-        self._in_flight -= 1
-
-    async def _run(self, kind: str, command: order_pb2.OrderEntryCommand) -> order_pb2.OrderEntryResult:
-        try:
-            replayed = False
-            if kind == "submit":
-                order, replayed = await self._desk.submit(command.submit, self._account)
-            elif kind == "cancel":
-                order = await self._desk.cancel(command.cancel, self._account)
+            try:
+                batcher, matching_command, finish = self._desk.prepare(kind, body, self._account)
+            except BourseError as error:
+                entry.result = _error(command, error)
+            except Exception as error:  # noqa: BLE001  (one command's fault must not end the session)
+                self._log.exception("order_entry_command_failed", kind=kind)
+                entry.result = _error(command, BourseError(grpc.StatusCode.INTERNAL, "INTERNAL", f"{kind} failed: {error}"))
             else:
-                order = await self._desk.modify(command.modify, self._account)
-        except BourseError as error:
-            return _error(command, error)
-        except Exception as error:  # noqa: BLE001  (one command's fault must not end the session)
-            self._log.exception("order_entry_command_failed", kind=kind)
-            return _error(command, BourseError(grpc.StatusCode.INTERNAL, "INTERNAL", f"{kind} failed: {error}"))
-        if order.status in WORKING:
-            self.working[order.order_id] = order.symbol
+                self._in_flight += 1
+                self._groups.setdefault(batcher, []).append((entry, kind, body, matching_command, finish))
+        symbol = body.symbol
+        self._by_symbol.setdefault(symbol, deque()).append(entry)
+        self._held += 1
+        if entry.result is not None:
+            self._release(symbol)
+
+    def _send(self) -> None:
+        if not self._groups:
+            return
+        groups, self._groups = self._groups, {}
+        deadline = self._desk.deadline()
+        for batcher, members in groups.items():
+            group = batcher.enqueue_group([member[3] for member in members], deadline)
+            self._pending.add(group.future)
+            group.future.add_done_callback(lambda _future, group=group, members=members: self._ran(group, members))
+
+    def _ran(self, group: Group, members: list[tuple]) -> None:
+        """A group's answers; the symbols they unblock are released once, after all."""
+        self._pending.discard(group.future)
+        future = group.future
+        missing = None  # what an item without its own outcome answers (the deadline passed)
+        if future.cancelled():
+            missing = RuntimeError("the batch was abandoned")
+        elif future.exception() is not None:
+            missing = future.exception()
+        symbols = set()
+        for (entry, kind, body, _, finish), outcome in zip(members, group.outcomes):
+            symbols.add(body.symbol)
+            if outcome is None:
+                outcome = missing
+            if isinstance(outcome, BaseException):
+                self._settle(entry, kind, error=self._desk.failed(kind, outcome))
+                continue
+            try:
+                answer = finish(body, self._account, outcome)
+            except Exception as error:  # noqa: BLE001 - BourseError, or a fault (INTERNAL)
+                self._settle(entry, kind, error=error)
+                continue
+            if asyncio.iscoroutine(answer):  # it needs a read of the stored order: answered when read
+                task = asyncio.ensure_future(answer)
+                self._pending.add(task)
+                task.add_done_callback(lambda task, entry=entry, kind=kind: self._read_done(task, entry, kind))
+            else:
+                self._settle(entry, kind, answer)
+        for symbol in symbols:
+            self._release(symbol)
+
+    def _read_done(self, task: asyncio.Task, entry: _Entry, kind: str) -> None:
+        self._pending.discard(task)
+        if task.cancelled():
+            self._settle(entry, kind, error=RuntimeError("the read was abandoned"))
+        elif task.exception() is not None:
+            self._settle(entry, kind, error=task.exception())
         else:
-            self.working.pop(order.order_id, None)
-        return order_pb2.OrderEntryResult(correlation_id=command.correlation_id, order=order, replayed=replayed)
+            self._settle(entry, kind, task.result())
+        self._release(getattr(entry.command, kind).symbol)
+
+    def _settle(self, entry: _Entry, kind: str, answer=None, error: BaseException | None = None) -> None:
+        self._in_flight -= 1
+        if error is None:
+            order, replayed = answer
+            if order.status in WORKING:
+                self.working[order.order_id] = order.symbol
+            else:
+                self.working.pop(order.order_id, None)
+            entry.result = order_pb2.OrderEntryResult(correlation_id=entry.command.correlation_id, order=order,
+                                                      replayed=replayed)
+            return
+        if not isinstance(error, BourseError):
+            self._log.error("order_entry_command_failed", kind=kind, error=repr(error))
+            error = BourseError(grpc.StatusCode.INTERNAL, "INTERNAL", f"{kind} failed: {error}")
+        entry.result = _error(entry.command, error)
 
     def _release(self, symbol: str) -> None:
         """Answers the symbol's finished commands that no earlier one of it holds back."""
         queue = self._by_symbol.get(symbol)
-        while queue and queue[0].done():
-            answer = queue.popleft()
+        while queue and queue[0].result is not None:
             self._held -= 1
-            if not answer.cancelled():
-                self._answer(answer.result())
+            self._answer(queue.popleft().result)
         if queue is not None and not queue:
             del self._by_symbol[symbol]
         if self._has_room():
@@ -167,6 +244,8 @@ class Session:
                 continue
             response = order_pb2.OrderEntryResponse()
             ended = first is _END
+            if not ended and self._held and self._out.qsize() < LINGER_BELOW:
+                await asyncio.sleep(LINGER_S)  # more answers are coming: the other shards' batches
             if not ended:
                 response.results.append(first)
             while not ended and not self._out.empty():
@@ -187,8 +266,8 @@ class Session:
     async def cancel_working(self) -> int:
         """Cancels the orders this session placed that may still work, once its commands
         still running have finished (they may place more); how many it cancelled."""
-        running = [answer for queue in self._by_symbol.values() for answer in queue if not answer.done()]
-        await asyncio.gather(*running, return_exceptions=True)
+        while self._pending:
+            await asyncio.gather(*self._pending, return_exceptions=True)
         orders = list(self.working.items())
         self.working.clear()
         results = await asyncio.gather(

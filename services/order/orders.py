@@ -79,20 +79,57 @@ class OrderDesk:
             raise BourseError(grpc.StatusCode.INVALID_ARGUMENT, "INVALID_SYMBOL", f"symbol: no shard owns {symbol!r}")
         return self._shard_batchers[shard]
 
-    async def _execute(self, symbol: str, command: matching_pb2.Command) -> matching_pb2.CommandResult:
+    def prepare(self, kind: str, request, account_id: int):
+        """A submit, cancel or modify checked and made into its matching command:
+        (the shard's batcher, the command, finish), where `finish(request, account_id,
+        result)` turns the shard's result into (order, replayed), raises the BourseError
+        that answers it, or returns a coroutine of either when the answer needs a read
+        of the stored order. Raises BourseError for a request refused before it is sent."""
+        if kind == "submit":
+            command = matching_pb2.Command(
+                new_order=validation.new_order(request, account_id, self._ids.next(), self.symbols))
+            finish = self._submitted
+        elif kind == "cancel":
+            validation.order_id(request.order_id)
+            validation.check_symbol(request.symbol, self.symbols)
+            command = matching_pb2.Command(cancel_order=matching_pb2.CancelOrder(
+                order_id=request.order_id, account_id=account_id, symbol=request.symbol))
+            finish = self._cancelled
+        else:
+            command = matching_pb2.Command(modify_order=validation.modify_order(request, account_id, self.symbols))
+            finish = self._modified
+        return self._batcher(request.symbol), command, finish
+
+    def deadline(self) -> float:
+        """When a command sent now stops being waited for (event-loop time)."""
+        return asyncio.get_running_loop().time() + _budget(self._timeout)
+
+    @staticmethod
+    def failed(kind: str, error: BaseException) -> BaseException:
+        """What a command whose batch failed answers: UNAVAILABLE for the shard's and the
+        transport's failures (a submit's retry keeps its client_order_id), else the error."""
+        if isinstance(error, (grpc.RpcError, asyncio.TimeoutError, RuntimeError, ShardUnavailable)):
+            advice = "retry with the same client_order_id" if kind == "submit" else "retry"
+            return unavailable("matching shard", error, advice)
+        return error
+
+    async def _run(self, kind: str, request, account_id: int) -> tuple[types_pb2.Order, bool]:
+        batcher, command, finish = self.prepare(kind, request, account_id)
         try:
-            deadline = asyncio.get_running_loop().time() + _budget(self._timeout)
-            return await self._batcher(symbol).execute(command, deadline)
-        except BourseError:
-            raise
-        except (grpc.RpcError, asyncio.TimeoutError, RuntimeError, ShardUnavailable) as error:
-            advice = "retry with the same client_order_id" if command.HasField("new_order") else "retry"
-            raise unavailable("matching shard", error, advice) from error
+            result = await batcher.execute(command, self.deadline())
+        except Exception as error:  # noqa: BLE001 - mapped, or raised as it is
+            answer = self.failed(kind, error)
+            if answer is error:
+                raise
+            raise answer from error
+        outcome = finish(request, account_id, result)
+        return await outcome if asyncio.iscoroutine(outcome) else outcome
 
     async def submit(self, request, account_id: int) -> tuple[types_pb2.Order, bool]:
         """Returns (order, replayed)."""
-        new_order = validation.new_order(request, account_id, self._ids.next(), self.symbols)
-        result = await self._execute(request.symbol, matching_pb2.Command(new_order=new_order))
+        return await self._run("submit", request, account_id)
+
+    def _submitted(self, request, account_id: int, result: matching_pb2.CommandResult):
         reason = result.error_reason
         if reason == "CLIENT_ORDER_ID_REUSED":
             raise BourseError(
@@ -101,14 +138,17 @@ class OrderDesk:
                 f"({result.order.order_id}) on {request.symbol}; a retry must repeat the original request",
             )
         if reason in ("DUPLICATE_CLIENT_ORDER_ID", "DUPLICATE_ORDER_ID"):
-            # The original ran in this batch or an earlier one, and the shard answers
-            # once its batch committed: one read finds it.
-            stored = await self._find(result.order.order_id, account_id, request.symbol)
-            if stored is not None:
-                return stored, True
-            raise unavailable("matching shard", RuntimeError(f"original order {result.order.order_id} not found"),
-                              "retry with the same client_order_id")
+            return self._original(result.order.order_id, account_id, request.symbol)
         return result.order, False
+
+    async def _original(self, order_id: int, account_id: int, symbol: str) -> tuple[types_pb2.Order, bool]:
+        # The original ran in this batch or an earlier one, and the shard answers
+        # once its batch committed: one read finds it.
+        stored = await self._find(order_id, account_id, symbol)
+        if stored is not None:
+            return stored, True
+        raise unavailable("matching shard", RuntimeError(f"original order {order_id} not found"),
+                          "retry with the same client_order_id")
 
     async def _find(self, order_id: int, account_id: int, symbol: str = "") -> types_pb2.Order | None:
         try:
@@ -123,44 +163,41 @@ class OrderDesk:
             raise unavailable("persistence", error) from error
 
     async def cancel(self, request, account_id: int) -> types_pb2.Order:
-        validation.order_id(request.order_id)
-        validation.check_symbol(request.symbol, self.symbols)
-        command = matching_pb2.Command(
-            cancel_order=matching_pb2.CancelOrder(order_id=request.order_id, account_id=account_id, symbol=request.symbol)
-        )
-        result = await self._execute(request.symbol, command)
-        if not result.error_reason:
-            return result.order
-        raise await self._not_working(request, account_id, result, "cancel",
-                                      lambda name: f"order {request.order_id} is already {name}")
+        return (await self._run("cancel", request, account_id))[0]
 
-    async def _not_working(self, request, account_id: int, result, action: str, done_message) -> BourseError:
-        """Why the shard found no working order to `action`: unknown or another account's
-        (NOT_FOUND), done (FAILED_PRECONDITION, only its owner learns it), else ABORTED.
-        The shard says ORDER_DONE itself for the account's orders it saw finish lately;
-        otherwise the stored order tells."""
+    def _cancelled(self, request, account_id: int, result: matching_pb2.CommandResult):
+        if not result.error_reason:
+            return result.order, False
+        return self._not_working(request, account_id, result, "cancel",
+                                 lambda name: f"order {request.order_id} is already {name}")
+
+    def _not_working(self, request, account_id: int, result, action: str, done_message):
+        """Raises why the shard found no working order to `action`: unknown or another
+        account's (NOT_FOUND), done (FAILED_PRECONDITION, only its owner learns it), else
+        ABORTED. The shard says ORDER_DONE itself for the account's orders it saw finish
+        lately, and that answer is raised at once (no task); otherwise only the stored
+        order tells, and a coroutine that raises after reading it is returned."""
         reason = result.error_reason
         if reason == "ORDER_DONE":
-            status = result.order.status
-        else:
-            stored = await self._find(request.order_id, account_id, request.symbol)
-            if stored is None or stored.symbol != request.symbol:
-                return not_found(request.order_id)
-            status = stored.status
-        if status in DONE:
-            name = types_pb2.OrderStatus.Name(status)
-            return BourseError(grpc.StatusCode.FAILED_PRECONDITION, "ORDER_DONE", done_message(name))
-        return BourseError(grpc.StatusCode.ABORTED, reason, f"{action} refused: {reason}")
+            raise _refusal(result.order.status, reason, action, done_message)
+        return self._stored_refusal(request, account_id, reason, action, done_message)
+
+    async def _stored_refusal(self, request, account_id: int, reason: str, action: str, done_message):
+        stored = await self._find(request.order_id, account_id, request.symbol)
+        if stored is None or stored.symbol != request.symbol:
+            raise not_found(request.order_id)
+        raise _refusal(stored.status, reason, action, done_message)
 
     async def modify(self, request, account_id: int) -> types_pb2.Order:
-        command = matching_pb2.Command(modify_order=validation.modify_order(request, account_id, self.symbols))
-        result = await self._execute(request.symbol, command)
+        return (await self._run("modify", request, account_id))[0]
+
+    def _modified(self, request, account_id: int, result: matching_pb2.CommandResult):
         reason = result.error_reason
         if not reason:
-            return result.order
+            return result.order, False
         if reason in ("UNKNOWN_ORDER", "ORDER_DONE"):
-            raise await self._not_working(request, account_id, result, "modify",
-                                          lambda name: f"order {request.order_id} is {name}: nothing left to modify")
+            return self._not_working(request, account_id, result, "modify",
+                                     lambda name: f"order {request.order_id} is {name}: nothing left to modify")
         if reason == "QUANTITY_NOT_ABOVE_FILLED":
             raise BourseError(grpc.StatusCode.FAILED_PRECONDITION, reason,
                               f"quantity: {request.quantity} is not above the {result.order.filled_quantity} "
@@ -195,3 +232,10 @@ class OrderDesk:
             if error.code() == grpc.StatusCode.INVALID_ARGUMENT:
                 raise BourseError(error.code(), "INVALID_PAGE_TOKEN", f"page_token: {error.details()}") from error
             raise unavailable("persistence", error) from error
+
+
+def _refusal(status: int, reason: str, action: str, done_message) -> BourseError:
+    if status in DONE:
+        name = types_pb2.OrderStatus.Name(status)
+        return BourseError(grpc.StatusCode.FAILED_PRECONDITION, "ORDER_DONE", done_message(name))
+    return BourseError(grpc.StatusCode.ABORTED, reason, f"{action} refused: {reason}")

@@ -92,3 +92,56 @@ def test_a_caller_past_its_deadline_fails_in_time_whether_in_flight_or_queued():
             await batcher.stop()
 
     asyncio.run(go())
+
+
+def test_a_group_gets_each_items_outcome_in_order_across_batches():
+    """A group larger than a batch rides several; each item keeps its own outcome, so one
+    failed batch fails only its own items."""
+    calls = []
+
+    async def flaky(commands):
+        calls.append(len(commands))
+        await asyncio.sleep(0)
+        if len(calls) == 2:
+            raise RuntimeError("shard down")
+        return [m.CommandResult(order=t.Order(order_id=c.new_order.order_id)) for c in commands]
+
+    async def go():
+        batcher = Batcher(flaky, batch_max=4, max_in_flight=1)
+        batcher.start()
+        try:
+            group = batcher.enqueue_group([command(i) for i in range(10)])
+            outcomes = await group.future
+        finally:
+            await batcher.stop()
+        return outcomes
+
+    outcomes = asyncio.run(go())
+    assert calls == [4, 4, 2]
+    assert [o.order.order_id for o in outcomes[:4]] == [0, 1, 2, 3]
+    assert all(isinstance(o, RuntimeError) for o in outcomes[4:8])
+    assert [o.order.order_id for o in outcomes[8:]] == [8, 9]
+
+
+def test_a_group_past_its_deadline_fails_in_time_and_what_is_still_queued_is_not_sent():
+    async def go():
+        shard = SlowShard(delay=5.0)  # never answers in time
+        batcher = Batcher(shard, max_in_flight=1)
+        batcher.start()
+        loop = asyncio.get_running_loop()
+        try:
+            started = loop.time()
+            first = batcher.enqueue_group([command(1), command(2)], deadline=started + 0.2)
+            await asyncio.sleep(0.05)  # sent: its batch holds the only slot
+            second = batcher.enqueue_group([command(3)], deadline=started + 0.1)
+            with pytest.raises(TimeoutError):
+                await second.future
+            with pytest.raises(TimeoutError):
+                await first.future
+            assert 0.2 <= loop.time() - started < 0.35
+            assert first.outcomes == [None, None]  # no item had an answer by then
+            assert shard.batches == [2]  # the second group was never sent
+        finally:
+            await batcher.stop()
+
+    asyncio.run(go())
