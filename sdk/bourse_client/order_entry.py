@@ -64,9 +64,12 @@ def _refusal(status) -> OrderEntryError:
 class OrderEntrySession:
     def __init__(self, target: str, api_key: str, *, credentials: grpc.ChannelCredentials | None = None,
                  ca_file: str | None = None, cancel_on_disconnect: bool = False, max_batch: int = 500,
-                 window: int = 1000, reconnect_for_s: float = 30.0):
+                 window: int = 1000, reconnect_for_s: float = 30.0, command_timeout_s: float | None = 60.0):
         """window: commands this session has unanswered at most (the server's own bound,
-        BOURSE_ORDER_ENTRY_WINDOW, is 1,000 by default); more calls wait their turn."""
+        BOURSE_ORDER_ENTRY_WINDOW, is 1,000 by default); more calls wait their turn.
+        command_timeout_s: how long a call waits for its answer, reconnects included,
+        before it raises TimeoutError (None: no limit). A submit that timed out may
+        have executed: retry it with the same client_order_id to learn its outcome."""
         if ca_file is not None:
             with open(ca_file, "rb") as ca:
                 credentials = grpc.ssl_channel_credentials(ca.read())
@@ -76,12 +79,14 @@ class OrderEntrySession:
         self._max_batch = max_batch
         self._window = asyncio.Semaphore(window)
         self._reconnect_for_s = reconnect_for_s
+        self._command_timeout_s = command_timeout_s
         self._ids = itertools.count(1)
         self._unanswered: dict[int, tuple[OrderEntryCommand, asyncio.Future]] = {}
         self._outbox: list[OrderEntryCommand] = []
         self._wake = asyncio.Event()
         self._closing = False
         self.reconnects = 0
+        self._answered = False  # the current stream has answered something
         self._channel = None
         self._runner: asyncio.Task | None = None
 
@@ -123,16 +128,20 @@ class OrderEntrySession:
             order_id=order_id, symbol=symbol, price=price, quantity=quantity)))).order
 
     async def _send(self, command: OrderEntryCommand):
-        if self._closing:
-            raise RuntimeError("the session is closed")
         while True:
+            if self._closing or self._runner is None or self._runner.done():
+                raise RuntimeError("the session is closed")
             async with self._window:
                 command.correlation_id = next(self._ids)
                 future = asyncio.get_running_loop().create_future()
                 self._unanswered[command.correlation_id] = (command, future)
                 self._outbox.append(command)
                 self._wake.set()
-                result = await future
+                try:
+                    async with asyncio.timeout(self._command_timeout_s):
+                        result = await future
+                finally:  # answered, timed out or cancelled: not sent again on a reconnect
+                    self._unanswered.pop(command.correlation_id, None)
             if result.error is None:
                 return result
             refusal = _refusal(result.error)
@@ -147,16 +156,26 @@ class OrderEntrySession:
         while True:
             try:
                 await self._stream()
-                return  # closed cleanly
-            except grpc.aio.AioRpcError as error:
+                if self._closing and not self._unanswered:
+                    return  # closed cleanly
+                # The server ended the stream without an error, and the session goes on.
+                raise grpc.aio.AioRpcError(grpc.StatusCode.UNAVAILABLE, None, None,
+                                           details="the server ended the stream")
+            except (grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.InvalidStateError) as error:
                 # A stream-level INTERNAL is a reset stream (Envoy resets a client's stream
-                # whose replica died mid-flight): a transport failure like UNAVAILABLE.
-                retryable = error.code() in _RECONNECT
+                # whose replica died mid-flight): a transport failure like UNAVAILABLE. A
+                # write to a call that has just ended (UsageError, InvalidStateError) is one too.
+                code = error.code() if isinstance(error, grpc.aio.AioRpcError) else grpc.StatusCode.UNAVAILABLE
                 loop = asyncio.get_running_loop()
+                if self._answered:  # the stream worked for a while: a fresh reconnect_for_s
+                    give_up_at = None
                 give_up_at = give_up_at or loop.time() + self._reconnect_for_s
-                if not retryable or loop.time() > give_up_at or (self._closing and not self._unanswered):
-                    self._fail_all(error)
+                if code not in _RECONNECT or loop.time() > give_up_at or (self._closing and not self._unanswered):
+                    self._fail_all(code, str(error.details() if isinstance(error, grpc.aio.AioRpcError) else error))
                     return
+            except BaseException as error:
+                self._fail_all(grpc.StatusCode.INTERNAL, f"the session failed: {error!r}")
+                raise
             self.reconnects += 1
             # Every unanswered command goes again, in the order it was first sent.
             self._outbox = [command for command, _ in self._unanswered.values()]
@@ -165,6 +184,7 @@ class OrderEntrySession:
     async def _stream(self) -> None:
         call = self._channel.stream_stream(METHOD, request_serializer=bytes,
                                            response_deserializer=OrderEntryResponse.parse)(metadata=self._metadata)
+        self._answered = False
         await call.write(OrderEntryRequest(options=self._options))
         reader = asyncio.create_task(self._read(call))
         try:
@@ -191,6 +211,7 @@ class OrderEntrySession:
 
     async def _read(self, call) -> None:
         async for response in call:
+            self._answered = self._answered or bool(response.results)
             for result in response.results:
                 entry = self._unanswered.pop(result.correlation_id, None)
                 if entry is not None and not entry[1].done():
@@ -198,11 +219,11 @@ class OrderEntrySession:
             if self._closing and not self._unanswered:
                 self._wake.set()
         if self._unanswered:  # ended without answering everything: a server that stopped
-            raise grpc.aio.AioRpcError(grpc.StatusCode.UNAVAILABLE, call_initial_metadata=None,
-                                       call_trailing_metadata=None, details="stream ended with commands unanswered")
+            raise grpc.aio.AioRpcError(grpc.StatusCode.UNAVAILABLE, None, None,
+                                       details="stream ended with commands unanswered")
 
-    def _fail_all(self, error: grpc.aio.AioRpcError) -> None:
-        refused = OrderEntryError(error.code(), "SESSION_ENDED", error.details() or "the session ended")
+    def _fail_all(self, code: grpc.StatusCode, details: str) -> None:
+        refused = OrderEntryError(code, "SESSION_ENDED", details or "the session ended")
         for _, future in self._unanswered.values():
             if not future.done():
                 future.set_exception(refused)
