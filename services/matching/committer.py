@@ -221,7 +221,10 @@ class GroupCommitter:
                 sequence = self.shard.sequence
                 if sequence == self.snapshot_sequence and self._snapshot_bytes:
                     return sequence, self._snapshot_bytes
-                data = self.shard.snapshot()
+                taken = self.shard.take_snapshot()
+            for _ in taken.encoding():  # batches run between the steps
+                await asyncio.sleep(0)
+            data = taken.data
             await self._persistence.save_snapshot(self.shard.shard_index, sequence, data)
             self.snapshot_sequence = max(self.snapshot_sequence, sequence)
             self._snapshot_bytes = len(data)

@@ -35,7 +35,7 @@ from bourse.type.v1 import types_pb2
 from bourse_engine import CancelReason, Engine, Event, EventKind, RejectReason, SelfTradePrevention
 
 from services.matching import snapshot_codec
-from services.matching.client_ids import ClientOrderIds, key_digest, request_hash
+from services.matching.client_ids import ClientOrderIds, key_bytes, key_digest, pack_keys, request_hash
 from services.matching.live_orders import LiveOrders
 from services.matching.shard_write import ShardWrite
 from services.matching.order_state import (
@@ -348,11 +348,18 @@ class MatchingShard:
     def snapshot(self) -> bytes:
         """The books at `self.sequence`: engine state plus each resting order's description,
         packed (snapshot_codec.py)."""
-        packed = snapshot_codec.encode(self.engine.snapshot(), self.live)
-        return matching_pb2.ShardSnapshot(
-            shard_index=self.shard_index, sequence=self.sequence, engine=packed, symbol_ids=self.symbols,
-            client_order_id_keys=self.client_ids.packed(),
-        ).SerializeToString()
+        taken = self.take_snapshot()
+        for _ in taken.encoding():
+            pass
+        return taken.data
+
+    def take_snapshot(self) -> TakenSnapshot:
+        """The books at `self.sequence`, copied now and encoded later (TakenSnapshot): the
+        idempotency keys, most of a snapshot's bytes, are encoded after the shard moved on."""
+        return TakenSnapshot(matching_pb2.ShardSnapshot(
+            shard_index=self.shard_index, sequence=self.sequence, symbol_ids=self.symbols,
+            engine=snapshot_codec.encode(self.engine.snapshot(), self.live)),
+            list(self.client_ids.keys), list(self.client_ids.keys.values()))
 
     def restore(self, data: bytes) -> None:
         phases = self.restore_phases = {}
@@ -391,6 +398,31 @@ class MatchingShard:
     def depth(self, symbol: str, levels: int = BOOK_LEVELS):
         """(bids, asks) as lists of (price, quantity, order_count), best first."""
         return self.engine.depth_raw(self.symbols[symbol], levels)
+
+
+class TakenSnapshot:
+    """A shard's state at one sequence, copied (ints are immutable, so lists of the key
+    table's digests and values are a copy of it), and encoded by `encoding()` one chunk
+    of keys per step: a caller on an event loop lets batches run between the steps, where
+    encoding a few hundred thousand keys at once stalled them for a second."""
+
+    KEYS_PER_STEP = 32_768  # about 15 ms of the event loop per step
+
+    def __init__(self, message: matching_pb2.ShardSnapshot, digests: list[int], values: list[int]):
+        self._message, self._digests, self._values = message, digests, values
+        self.data = b""
+
+    def encoding(self):
+        digest_parts, value_parts = [], []
+        for start in range(0, len(self._digests), self.KEYS_PER_STEP):
+            end = start + self.KEYS_PER_STEP
+            digest_bytes, value_bytes = key_bytes(self._digests[start:end], self._values[start:end])
+            digest_parts.append(digest_bytes)
+            value_parts.append(value_bytes)
+            yield
+        self._message.client_order_id_keys = pack_keys(b"".join(digest_parts), b"".join(value_parts))
+        yield
+        self.data = self._message.SerializeToString()
 
 
 def _lap(started: float) -> float:

@@ -19,6 +19,7 @@ from infra.local.servers import free_port
 from services.common import logs
 from services.common.config import ShardMap
 from services.common.ids import SnowflakeIds
+from services.matching.client_ids import ClientOrderIds
 from services.matching.committer import GroupCommitter, Unavailable
 from services.matching.market_data import MarketData
 from services.matching.shard import InvalidCommand, MatchingShard
@@ -745,6 +746,39 @@ def test_keys_are_kept_while_their_order_works_or_is_within_the_window():
     # A snapshot written before keys were packed still restores them.
     legacy = ClientOrderIds.from_rows([(1, "AAPL", "working", old_working, 12)])
     assert legacy.owner(key_digest((1, "AAPL", "working"))) == (old_working, 12)
+
+
+def test_packed_keys_are_the_table_in_digest_order_ties_in_the_high_half_included():
+    import random
+
+    import numpy as np
+
+    from services.matching.client_ids import PACKED_KEY
+
+    rng = random.Random(5)
+    table = {rng.getrandbits(128): rng.getrandbits(41) << 128 | rng.getrandbits(63) << 64 | rng.getrandbits(63)
+             for _ in range(3000)}
+    high = rng.getrandbits(64) << 64
+    for low in (9, 2, 2**64 - 1, 0):  # four digests alike in their high half: ordered by the low one
+        table[high | low] = 1 << 128 | (low % 1000) << 64 | 7
+    packed = np.frombuffer(ClientOrderIds(dict(table)).packed(), PACKED_KEY)
+    expected = [(d & (2**64 - 1), d >> 64, v >> 64 & (2**64 - 1), v & (2**64 - 1), v >> 128)
+                for d, v in sorted(table.items())]
+    assert [tuple(int(x) for x in row) for row in packed.tolist()] == expected
+    assert ClientOrderIds.from_packed(packed.tobytes()).keys == table
+
+
+def test_a_snapshot_taken_then_encoded_while_the_shard_moves_on_is_the_books_when_taken():
+    shard_ = _busy_shard(605)
+    expected = shard_.snapshot()
+    taken = shard_.take_snapshot()
+    steps = taken.encoding()
+    next(steps)  # part encoded, then more commands change the books and bind more keys
+    shard_.execute([new(60, BUY, 104, 30, account=8), cancel(7, account=2), new(61, SELL, 99, 2, account=3)])
+    for _ in steps:
+        pass
+    assert taken.data == expected
+    assert shard_.snapshot() != expected
 
 
 def test_order_updates_sent_from_answers_are_the_bytes_built_from_rows():
