@@ -19,16 +19,12 @@ from sqlalchemy import (
     LargeBinary,
     SmallInteger,
     String,
-    text,
 )
 from sqlmodel import Field, SQLModel
 
 # A row as the store passes it around (no ORM objects on the hot path): column name -> value.
 Row = dict[str, Any]
 
-# Statuses in which an order still rests on a book (NEW, PARTIALLY_FILLED).
-OPEN_STATUSES = (1, 2)
-_OPEN = text("status IN (1, 2)")
 
 
 def _big(**kwargs) -> Column:
@@ -46,13 +42,9 @@ def _time() -> Column:
 class OrderRecord(SQLModel, table=True):
     __tablename__ = "orders"
     __table_args__ = (
-        # Lookups by client_order_id. Not unique: the key names one order per (account,
-        # symbol), and only within the matching shard's key window (client_ids.py).
-        Index("ix_orders_account_client", "account_id", "client_order_id"),
-        # ListOrders: an account's orders, newest (highest id) first.
+        # ListOrders: an account's orders, newest (highest id) first. The only index
+        # beside the key: each costs every batch's inserts and updates (revision 0006).
         Index("ix_orders_account_order", "account_id", "order_id"),
-        # ListOpenOrders: only working orders, so the index stays small.
-        Index("ix_orders_open", "symbol", "order_id", postgresql_where=_OPEN, sqlite_where=_OPEN),
     )
 
     order_id: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))

@@ -1,7 +1,7 @@
 """The read queries, run on a worker thread per call: orders with their fills, pages of
-orders, open orders, journal pages and a matching shard's recovery state.
+orders, journal pages and a matching shard's recovery state.
 
-Reads that a matching shard uses to recover (open orders, journal, shard state) first
+Reads that a matching shard uses to recover (journal, shard state) first
 wait for this store's writes still running on that database (see Shard.wait_for_writes).
 A journal read from a point that was pruned raises JournalPruned (see journal_page).
 """
@@ -39,11 +39,6 @@ def select_orders(shard: Shard, query) -> list[Row]:
 
 # Bounded, so that a hung database cannot hang readers forever.
 _WRITE_WAIT_S = 30.0
-
-
-def select_open_orders(shard: Shard, query) -> list[Row]:
-    shard.wait_for_writes(_WRITE_WAIT_S)
-    return select_orders(shard, query)
 
 
 _FILL_QUERY = (

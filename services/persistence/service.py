@@ -231,20 +231,6 @@ class PersistenceServicer(pb_grpc.PersistenceServiceServicer):
 
         return await self._run(context, call)
 
-    async def GetOrderByClientId(self, request: pb.GetOrderByClientIdRequest, context) -> pb.GetOrderResponse:
-        async def call():
-            if request.account_id <= 0:
-                raise _bad("account_id", "INVALID_ACCOUNT_ID", "must be positive")
-            if not request.client_order_id:
-                raise _bad("client_order_id", "INVALID_CLIENT_ORDER_ID", "required")
-            row = await self._store.get_order_by_client_id(request.account_id, request.client_order_id)
-            if row is None:
-                raise BourseError(grpc.StatusCode.NOT_FOUND, "ORDER_NOT_FOUND",
-                                  f"no order with client_order_id {request.client_order_id!r}")
-            return pb.GetOrderResponse(order=order_message(row))
-
-        return await self._run(context, call)
-
     async def ListOrders(self, request: pb.ListOrdersRequest, context) -> pb.ListOrdersResponse:
         async def call():
             if request.account_id <= 0:
@@ -252,13 +238,6 @@ class PersistenceServicer(pb_grpc.PersistenceServiceServicer):
             rows, token = await self._store.list_orders(
                 request.account_id, request.page_size, request.page_token, request.symbol)
             return pb.ListOrdersResponse(orders=[order_message(r) for r in rows], next_page_token=token)
-
-        return await self._run(context, call)
-
-    async def ListOpenOrders(self, request: pb.ListOpenOrdersRequest, context) -> pb.ListOpenOrdersResponse:
-        async def call():
-            rows = await self._store.list_open_orders(request.symbols)
-            return pb.ListOpenOrdersResponse(orders=[order_message(r) for r in rows])
 
         return await self._run(context, call)
 

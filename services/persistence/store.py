@@ -40,7 +40,7 @@ from services.persistence.errors import (
     check_shard,
     short,
 )
-from services.persistence.models import OPEN_STATUSES, ORDERS, Row
+from services.persistence.models import ORDERS, Row
 from services.persistence.shards import Shard, make_engine
 from services.persistence.snapshots import SNAPSHOTS_KEPT, SnapshotWriter
 from services.persistence.writes import WriteResult
@@ -213,11 +213,6 @@ class ShardedStore:
         found = await self._each(shards, reads.get_order, ORDERS.c.order_id == order_id)
         return _owned(found, account_id)
 
-    async def get_order_by_client_id(self, account_id: int, client_order_id: str) -> Row | None:
-        where = sa.and_(ORDERS.c.account_id == account_id, ORDERS.c.client_order_id == client_order_id)
-        found = await self._each(self._shards, reads.get_order, where)
-        return _owned(found, account_id)
-
     async def list_orders(
         self, account_id: int, page_size: int = 0, page_token: str = "", symbol: str = ""
     ) -> tuple[list[Row], str]:
@@ -244,31 +239,6 @@ class ShardedStore:
         token = encode_page_token(page[-1]["order_id"]) if len(merged) > page_size else ""
         return page, token
 
-    async def list_open_orders(self, symbols: Iterable[str] = ()) -> list[Row]:
-        """Orders still working (NEW, PARTIALLY_FILLED) on `symbols` (all when empty), oldest first.
-
-        A matching shard calls this to rebuild its books, typically right after a write
-        of its own timed out; so writes still running on a database finish (commit or
-        fail) before its open orders are read, or the books could miss their orders.
-        """
-        base = sa.select(*ORDERS.columns).where(ORDERS.c.status.in_(OPEN_STATUSES)).order_by(ORDERS.c.order_id)
-        symbols = sorted(set(symbols))
-        if not symbols:
-            calls = [(s, base) for s in self._shards]
-        else:
-            by_db: dict[int, list[str]] = {}
-            for symbol in symbols:
-                index = self.db_of(symbol)
-                if index is not None:
-                    by_db.setdefault(index, []).append(symbol)
-            calls = [(self._shards[i], base.where(ORDERS.c.symbol.in_(s))) for i, s in by_db.items()]
-        results = await asyncio.gather(*(self._call(s, reads.select_open_orders, q) for s, q in calls),
-                                       return_exceptions=True)
-        for r in results:
-            if isinstance(r, BaseException):
-                raise r
-        return list(heapq.merge(*results, key=lambda r: r["order_id"]))
-
     # -- journal, snapshots, shard state ---------------------------------------------
 
     async def read_journal(
@@ -280,7 +250,8 @@ class ShardedStore:
         Keyset pagination on the primary key: each page is one short indexed query, so
         no connection or transaction stays open while the caller consumes; the next page
         is fetched while the caller handles the current one. Writes of this store still
-        running on the home database finish first (as for list_open_orders).
+        running on the home database finish first: a shard that recovers after a write
+        of its own timed out must not miss that write's commands.
         """
         check_shard(matching_shard)
         if after_sequence < 0:

@@ -87,15 +87,13 @@ def test_a_retried_batch_changes_nothing(store):
     assert shard_count(store, 0) == 2 and shard_count(store, 0, "trades") == 1
 
 
-def test_a_client_order_id_may_name_several_orders_and_a_lookup_finds_the_newest(store):
+def test_a_client_order_id_may_name_several_orders(store):
     # The matching shard keeps keys unique per (account, symbol) within its window
     # (services/matching/client_ids.py); the table stores what it commits.
     run(store.write_batch([order(1, client="k")]))
     result = run(store.write_batch([order(2, client="k"), order(3, client="k", account=2)]))
     assert result.orders_inserted == 2
-    assert run(store.get_order_by_client_id(1, "k"))["order_id"] == 2
-    assert run(store.get_order_by_client_id(2, "k"))["order_id"] == 3
-    assert run(store.get_order_by_client_id(3, "k")) is None
+    assert [run(store.get_order(i))["client_order_id"] for i in (1, 2, 3)] == ["k", "k", "k"]
 
 
 def test_empty_client_order_ids_never_collide(store):
@@ -159,17 +157,6 @@ def test_page_token_round_trips():
     assert decode_page_token(encode_page_token(2**62 + 5)) == 2**62 + 5
 
 
-def test_open_orders_are_the_working_ones_oldest_first(store):
-    run(store.write_batch([order(5, "ZM"), order(3, "AAPL"), order(4, "MSFT", status=2, filled=3),
-                           order(1, "AAPL", status=3, filled=10), order(2, "GOOG", status=4)]))
-    assert [r["order_id"] for r in run(store.list_open_orders(["AAPL", "MSFT", "ZM"]))] == [3, 4, 5]
-    assert [r["order_id"] for r in run(store.list_open_orders(["MSFT"]))] == [4]
-    assert [r["order_id"] for r in run(store.list_open_orders([]))] == [3, 4, 5]
-    assert run(store.list_open_orders(["?"])) == []
-    run(store.write_batch(updated_orders=[order(3, status=4)]))
-    assert [r["order_id"] for r in run(store.list_open_orders(["AAPL"]))] == []
-
-
 def test_a_symbol_without_a_shard_is_refused_before_anything_is_written(store):
     with pytest.raises(InvalidArgument) as e:
         run(store.write_batch([order(1), order(2, "?")]))
@@ -204,7 +191,7 @@ def test_an_unreachable_database_raises_store_unavailable(tmp_path):
         s.close()
 
 
-def test_open_orders_wait_for_a_write_whose_caller_gave_up(store, monkeypatch):
+def test_the_journal_waits_for_a_write_whose_caller_gave_up(store, monkeypatch):
     import time
 
     from services.persistence import writes
@@ -218,11 +205,12 @@ def test_open_orders_wait_for_a_write_whose_caller_gave_up(store, monkeypatch):
     monkeypatch.setattr(writes, "_write_core", slow_write)
 
     async def go():
-        write = asyncio.create_task(store.write_batch([order(1)]))
+        write = asyncio.create_task(store.write_batch([order(1)], matching_shard=0,
+                                                      journal=[{"sequence": 1, "command": b"c", "time": T0}]))
         await asyncio.sleep(0.1)
         write.cancel()  # the caller's deadline expired; the transaction goes on
         with pytest.raises(asyncio.CancelledError):
             await write
-        return await store.list_open_orders(["AAPL"])
+        return [sequence for page in [p async for p in store.read_journal(0)] for sequence, _, _ in page]
 
-    assert [r["order_id"] for r in run(go())] == [1]
+    assert run(go()) == [1]
