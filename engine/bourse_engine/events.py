@@ -197,12 +197,25 @@ def event_to_raw(ev: Event) -> RawEvent:
 
 EVENT_HASH_SEED = 0xCBF29CE484222325
 _MASK = (1 << 64) - 1
-_PRIME = 0x100000001B3
+EVENT_HASH_WEIGHTS = (
+    0x162514BFDC076D73, 0xC82B4A212FDCCE5F, 0xB96F08A1B85CC939, 0xAC8CD4DE55C2FC8B,
+    0x4A6B90A6EEB7FF95, 0x2A90F3FAD65CBAAF, 0x8C4FAA62A8682B59, 0x1EE85282D9F35647,
+    0x6F6A36BDD8900C75, 0x9DCE50009F4FC00F, 0xC04FEE4DF5901E2F, 0xA4CA62C95583A44B,
+)
 
 
 def hash_event(h: int, raw: RawEvent) -> int:
-    """Python twin of bourse::engine::hash_event (see event.hpp)."""
-    for w in raw:
-        h = ((h ^ (w & _MASK)) * _PRIME) & _MASK
-        h ^= h >> 32
-    return h
+    """Python twin of bourse::engine::hash_event (see event.hpp): the weighted sum of
+    the event's 12 words (its five narrow fields packed into the first), xored into h,
+    through MurmurHash3's fmix64."""
+    (kind, order_id, symbol_id, reason, status, side, maker_order_id, taker_order_id, maker_account,
+     taker_account, price, quantity, maker_remaining, taker_remaining, filled, remaining) = raw
+    words = (kind | reason << 8 | status << 16 | side << 24 | symbol_id << 32, order_id, maker_order_id,
+             taker_order_id, maker_account, taker_account, price, quantity, maker_remaining, taker_remaining,
+             filled, remaining)
+    k = h ^ (sum(w * weight for w, weight in zip(words, EVENT_HASH_WEIGHTS)) & _MASK)
+    k ^= k >> 33
+    k = (k * 0xFF51AFD7ED558CCD) & _MASK
+    k ^= k >> 33
+    k = (k * 0xC4CEB9FE1A85EC53) & _MASK
+    return k ^ (k >> 33)

@@ -127,30 +127,4 @@ std::ostream& operator<<(std::ostream& os, const Event& e) {
   return os << "}";
 }
 
-std::uint64_t hash_event(std::uint64_t h, const Event& e) {
-  const std::uint64_t words[16] = {
-      static_cast<std::uint64_t>(e.kind),
-      e.order_id,
-      e.symbol_id,
-      e.reason,
-      static_cast<std::uint64_t>(e.status),
-      static_cast<std::uint64_t>(e.aggressor_side),
-      e.maker_order_id,
-      e.taker_order_id,
-      e.maker_account,
-      e.taker_account,
-      static_cast<std::uint64_t>(e.price),
-      static_cast<std::uint64_t>(e.quantity),
-      static_cast<std::uint64_t>(e.maker_remaining),
-      static_cast<std::uint64_t>(e.taker_remaining),
-      static_cast<std::uint64_t>(e.filled),
-      static_cast<std::uint64_t>(e.remaining),
-  };
-  for (std::uint64_t w : words) {
-    h = (h ^ w) * 0x100000001b3ULL;
-    h ^= h >> 32;
-  }
-  return h;
-}
-
 }  // namespace bourse::engine

@@ -89,7 +89,7 @@ TEST(EventHash, KnownValue) {
   // other implementation can check their hash against this definition.
   std::uint64_t h = hash_event(kEventHashSeed, Event::accepted(1, 3));
   h = hash_event(h, Event::trade(3, 1, 2, 7, 8, 100, 5, Side::BUY, 0, -1));
-  EXPECT_EQ(h, 0xa808b607b2331419ULL) << std::hex << h;
+  EXPECT_EQ(h, 0x2780c8ef89704270ULL) << std::hex << h;
 }
 
 TEST_F(EngineTest, PoolNodesAreReused) {

@@ -251,6 +251,17 @@ def test_same_script_same_hash_in_cpp_and_reference():
     assert Engine().event_hash() == ReferenceEngine().event_hash()
 
 
+def test_the_python_hash_twin_gives_the_value_the_cpp_test_pins():
+    """EventHash.KnownValue (queries_test.cc): ACCEPTED of order 1 on symbol 3, then a
+    TRADE of maker 1 and taker 2 (accounts 7 and 8) at 100 for 5, aggressor BUY, the
+    maker left with 0 and the taker's remaining -1; as raw tuples in Event order."""
+    from bourse_engine.events import EVENT_HASH_SEED, hash_event
+
+    accepted = (1, 1, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+    trade = (3, 2, 3, 0, 0, 1, 1, 2, 7, 8, 100, 5, 0, -1, 0, 0)
+    assert hash_event(hash_event(EVENT_HASH_SEED, accepted), trade) == 0x2780C8EF89704270
+
+
 def test_submit_batch_equals_sequential_submits():
     columns = dict(
         order_id=[1, 2, 3, 4], account_id=[7, 8, 7, 9], symbol_id=[SYM] * 4,

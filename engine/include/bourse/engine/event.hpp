@@ -70,17 +70,57 @@ inline bool operator!=(const Event& a, const Event& b) { return !(a == b); }
 std::ostream& operator<<(std::ostream& os, const Event& e);
 
 // Running hash over emitted events, so two runs (or the engine and a reference
-// model) can be compared with one number. Definition, per event, over these 16
-// fields as uint64 (signed values two's complement) in this order:
-//   kind, order_id, symbol_id, reason, status, aggressor_side, maker_order_id,
-//   taker_order_id, maker_account, taker_account, price, quantity,
-//   maker_remaining, taker_remaining, filled, remaining
-// (the order of the Python Event tuple; absent enums are 0)
-// each word w: h = (h ^ w) * 0x100000001b3; h ^= h >> 32   (mod 2^64),
-// starting from kEventHashSeed. (FNV-1a over words instead of bytes, plus a fold
-// so high input bits reach the low output bits.)
+// model) can be compared with one number. Definition, per event, over 12 words as
+// uint64 (signed values two's complement), the event's own layout:
+//   kind | reason << 8 | status << 16 | aggressor_side <<24 | symbol_id << 32,
+//   order_id, maker_order_id, taker_order_id, maker_account, taker_account, price,
+//   quantity, maker_remaining, taker_remaining, filled, remaining
+// s = sum of w[i] * kEventHashWeights[i], then h = fmix64(h ^ s)   (mod 2^64),
+// starting from kEventHashSeed; fmix64 is MurmurHash3's 64-bit finalizer. The
+// weighted sum does not depend on h, so the CPU computes it beside the engine's other
+// work and only the finalizer chains one event to the next: a chain of 16 dependent
+// multiplies per event (the earlier definition) was a fifth of the engine's time.
+// The weights are odd, so two events that differ in one word never hash alike.
 inline constexpr std::uint64_t kEventHashSeed = 0xcbf29ce484222325ULL;
-std::uint64_t hash_event(std::uint64_t h, const Event& e);
+inline constexpr std::uint64_t kEventHashWeights[12] = {
+    0x162514BFDC076D73ULL, 0xC82B4A212FDCCE5FULL, 0xB96F08A1B85CC939ULL, 0xAC8CD4DE55C2FC8BULL,
+    0x4A6B90A6EEB7FF95ULL, 0x2A90F3FAD65CBAAFULL, 0x8C4FAA62A8682B59ULL, 0x1EE85282D9F35647ULL,
+    0x6F6A36BDD8900C75ULL, 0x9DCE50009F4FC00FULL, 0xC04FEE4DF5901E2FULL, 0xA4CA62C95583A44BULL};
+
+inline std::uint64_t hash_event(std::uint64_t h, const Event& e) {
+  const std::uint64_t words[12] = {
+      static_cast<std::uint64_t>(e.kind) | static_cast<std::uint64_t>(e.reason) << 8 |
+          static_cast<std::uint64_t>(e.status) << 16 |
+          static_cast<std::uint64_t>(e.aggressor_side) << 24 |
+          static_cast<std::uint64_t>(e.symbol_id) << 32,
+      e.order_id,
+      e.maker_order_id,
+      e.taker_order_id,
+      e.maker_account,
+      e.taker_account,
+      static_cast<std::uint64_t>(e.price),
+      static_cast<std::uint64_t>(e.quantity),
+      static_cast<std::uint64_t>(e.maker_remaining),
+      static_cast<std::uint64_t>(e.taker_remaining),
+      static_cast<std::uint64_t>(e.filled),
+      static_cast<std::uint64_t>(e.remaining),
+  };
+  // Four sums, so that the additions are four short chains rather than one long one.
+  std::uint64_t sums[4] = {0, 0, 0, 0};
+  for (int i = 0; i < 12; i += 4) {
+    sums[0] += words[i] * kEventHashWeights[i];
+    sums[1] += words[i + 1] * kEventHashWeights[i + 1];
+    sums[2] += words[i + 2] * kEventHashWeights[i + 2];
+    sums[3] += words[i + 3] * kEventHashWeights[i + 3];
+  }
+  std::uint64_t k = h ^ ((sums[0] + sums[1]) + (sums[2] + sums[3]));
+  k ^= k >> 33;
+  k *= 0xff51afd7ed558ccdULL;
+  k ^= k >> 33;
+  k *= 0xc4ceb9fe1a85ec53ULL;
+  k ^= k >> 33;
+  return k;
+}
 
 // Where the engine reports events, synchronously and in order.
 class EventHandler {
