@@ -13,14 +13,14 @@ Engine::Engine(EventHandler& handler, std::size_t expected_orders, std::size_t i
       store_(expected_orders, id_window) {}
 
 OrderBook& Engine::book_for(SymbolId symbol) {
+  if (OrderBook* book = find_book(symbol)) return *book;
   std::unique_ptr<OrderBook>& slot = books_[symbol];
-  if (!slot) slot = std::make_unique<OrderBook>(symbol, store_);
+  slot = std::make_unique<OrderBook>(symbol, store_);
+  if (symbol < kDenseSymbols) {
+    if (symbol >= dense_books_.size()) dense_books_.resize(symbol + 1, nullptr);
+    dense_books_[symbol] = slot.get();
+  }
   return *slot;
-}
-
-const OrderBook* Engine::find_book(SymbolId symbol) const {
-  auto it = books_.find(symbol);
-  return it == books_.end() ? nullptr : it->second.get();
 }
 
 void Engine::reject(OrderId id, SymbolId symbol, RejectReason why) {
@@ -32,9 +32,8 @@ void Engine::submit(const NewOrder& cmd) {
   RejectReason why = validate_full(cmd);
   OrderBook* book = nullptr;
   if (why == RejectReason::NONE) {
-    auto it = books_.find(cmd.symbol_id);
-    if (it != books_.end()) {
-      book = it->second.get();
+    book = find_book(cmd.symbol_id);
+    if (book != nullptr) {
       why = check(book->instrument(), cmd.price, cmd.quantity, /*check_min=*/true);
     }
   }
@@ -139,7 +138,7 @@ void Engine::modify(const ModifyOrder& cmd) {
   OrderBook* book = nullptr;
   if (why == RejectReason::NONE) {
     const Order& o = store_.at(idx);
-    book = books_.find(cmd.symbol_id)->second.get();
+    book = find_book(cmd.symbol_id);
     // Price rules only bind a new price, so a pure reduce never fails on a
     // tick or band that changed after the order was placed.
     why = check(book->instrument(), cmd.price == o.price ? 0 : cmd.price, cmd.quantity,
@@ -309,6 +308,7 @@ void Engine::restore(std::string_view data) {
     restore_unchecked(data);
   } catch (...) {
     books_.clear();
+    dense_books_.clear();
     store_ = OrderStore(expected_orders_, id_window_);
     out_.hash = kEventHashSeed;
     throw;
@@ -317,6 +317,7 @@ void Engine::restore(std::string_view data) {
 
 void Engine::restore_unchecked(std::string_view data) {
   books_.clear();
+  dense_books_.clear();
   store_ = OrderStore(expected_orders_, id_window_);
   Reader r{data};
   if (data.size() < 4 || std::memcmp(data.data(), kMagic, 4) != 0) {

@@ -107,7 +107,12 @@ class Engine {
   };
 
   OrderBook& book_for(SymbolId symbol);
-  const OrderBook* find_book(SymbolId symbol) const;
+  // The book of `symbol`, or nullptr; every command looks its book up here.
+  OrderBook* find_book(SymbolId symbol) const {
+    if (symbol < kDenseSymbols) return symbol < dense_books_.size() ? dense_books_[symbol] : nullptr;
+    auto it = books_.find(symbol);
+    return it == books_.end() ? nullptr : it->second.get();
+  }
   // Matches an accepted limit/market taker and rests or finishes it.
   void execute(OrderBook& book, Taker& taker, const NewOrder& cmd);
   void reject(OrderId id, SymbolId symbol, RejectReason why);
@@ -117,7 +122,13 @@ class Engine {
   std::size_t expected_orders_;
   std::size_t id_window_;
   OrderStore store_;
-  std::unordered_map<SymbolId, std::unique_ptr<OrderBook>> books_;
+  std::unordered_map<SymbolId, std::unique_ptr<OrderBook>> books_;  // owns every book
+  // Books of the symbol ids below kDenseSymbols (the services number symbols densely
+  // from 1), indexed by id: one load per lookup, where the map's hashing and node
+  // chasing were a tenth of the engine's time with 10,000 books. Sized to the largest
+  // such id seen.
+  static constexpr SymbolId kDenseSymbols = 1u << 20;
+  std::vector<OrderBook*> dense_books_;
 };
 
 }  // namespace bourse::engine
