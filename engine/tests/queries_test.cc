@@ -101,5 +101,28 @@ TEST_F(EngineTest, PoolNodesAreReused) {
   EXPECT_EQ(bids(), Levels{});
 }
 
+// Symbol ids below 2^20 are found by index, the rest through the map: both kinds of
+// book trade, answer queries and survive a snapshot alike.
+TEST_F(EngineTest, BooksOfSmallAndLargeSymbolIdsWorkAlike) {
+  constexpr SymbolId kLarge = 5'000'000;
+  constexpr SymbolId kSmall = 3;
+  for (SymbolId sym : {kLarge, kSmall}) {
+    limit(1 + sym, 7, SELL, 100, 5, TimeInForce::GTC, sym);
+    EXPECT_EQ(limit(2 + sym, 8, BUY, 100, 2, TimeInForce::GTC, sym),
+              (Events{Acc(2 + sym, sym), Trd(1 + sym, 2 + sym, 7, 8, 100, 2, BUY, 3, 0, sym),
+                      Done(2 + sym, OrderStatus::FILLED, 2, 0, sym)}));
+    EXPECT_EQ(asks(sym), (Levels{{100, 3, 1}}));
+  }
+  EXPECT_EQ(asks(kSym), Levels{});  // a symbol never traded has no book
+  EventCollector other_sink;
+  Engine other(other_sink);
+  other.restore(eng.snapshot());
+  EXPECT_EQ(other.snapshot(), eng.snapshot());
+  for (SymbolId sym : {kLarge, kSmall}) {
+    other.cancel(CancelOrder{1 + sym, 7, sym});
+    EXPECT_EQ(other_sink.events.back(), Done(1 + sym, OrderStatus::CANCELLED, 2, 0, sym));
+  }
+}
+
 }  // namespace
 }  // namespace bourse::engine::testing
