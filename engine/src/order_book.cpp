@@ -13,14 +13,39 @@ Price Taker::any_price(Side side) {
 
 OrderBook::OrderBook(SymbolId symbol, OrderStore& store) : symbol_(symbol), store_(store) {}
 
+namespace {
+
+// std::lower_bound without a branch per step (the halving picks its half by a
+// conditional move), prefetching both candidates of the next step: a book's levels
+// are searched on every rest, modify and cancel, and std::lower_bound's mispredicted
+// branches made this a quarter of engine_bench.
+template <typename Level, typename Before>
+std::size_t lower_bound_index(const std::vector<Level>& v, Price price, Before before) {
+  std::size_t n = v.size();
+  if (n == 0) return 0;
+  // At or beyond the best level (the back), where most searches land: two reads of
+  // one or two cache lines, no search.
+  if (before(v[n - 1].price, price)) return n;
+  if (n == 1 || before(v[n - 2].price, price)) return n - 1;
+  const Level* base = v.data();
+  while (n > 1) {
+    const std::size_t half = n / 2;
+    // Both levels the next step may read: a book out of cache (10,000 symbols) would
+    // otherwise wait for each step's load in turn, which the branchy search speculated.
+    __builtin_prefetch(base + half / 2);
+    __builtin_prefetch(base + half + half / 2);
+    base = before(base[half].price, price) ? base + half : base;
+    n -= half;
+  }
+  return static_cast<std::size_t>(base - v.data()) + (before(base->price, price) ? 1 : 0);
+}
+
+}  // namespace
+
 std::size_t OrderBook::position(Side side, Price price) const {
   const std::vector<Level>& v = levels(side);
-  auto it = side == Side::BUY
-                ? std::lower_bound(v.begin(), v.end(), price,
-                                   [](const Level& l, Price p) { return l.price < p; })
-                : std::lower_bound(v.begin(), v.end(), price,
-                                   [](const Level& l, Price p) { return l.price > p; });
-  return static_cast<std::size_t>(it - v.begin());
+  return side == Side::BUY ? lower_bound_index(v, price, [](Price l, Price p) { return l < p; })
+                           : lower_bound_index(v, price, [](Price l, Price p) { return l > p; });
 }
 
 bool OrderBook::crosses_any(Side taker_side, Price limit) const {
