@@ -17,6 +17,12 @@ inline std::uint64_t mix(std::uint64_t x) {
   return x;
 }
 
+// An id's home slot: ids that differ only in their two low bits share one cache line
+// of four slots (placed by mix), so a run of consecutive ids (an order service's
+// Snowflake ids, minted in sequence) costs one cache miss per four inserts instead of
+// one each; a collision still spills at most a line's worth into the next.
+inline std::uint64_t home_of(std::uint64_t id) { return mix(id >> 2) << 2 | (id & 3); }
+
 std::size_t round_up_pow2(std::size_t n) {
   std::size_t p = 16;
   while (p < n) p <<= 1;
@@ -31,7 +37,7 @@ OrderIdMap::OrderIdMap(std::size_t expected) {
 }
 
 std::size_t OrderIdMap::slot_of(OrderId id) const {
-  std::size_t i = mix(id) & mask_;
+  std::size_t i = home_of(id) & mask_;
   while (slots_[i].value != kAbsent && slots_[i].key != id) i = (i + 1) & mask_;
   return i;
 }
@@ -53,7 +59,7 @@ void OrderIdMap::put(OrderId id, std::uint32_t value) {
   slots_[i].value = value;
 }
 
-void OrderIdMap::prefetch(OrderId id) const { __builtin_prefetch(&slots_[mix(id) & mask_]); }
+void OrderIdMap::prefetch(OrderId id) const { __builtin_prefetch(&slots_[home_of(id) & mask_]); }
 
 bool OrderIdMap::erase_if_value(OrderId id, std::uint32_t value, bool any) {
   std::size_t hole = slot_of(id);
@@ -62,7 +68,7 @@ bool OrderIdMap::erase_if_value(OrderId id, std::uint32_t value, bool any) {
   // Backward-shift deletion: an entry after the hole may move into it unless its
   // home slot lies cyclically in (hole, j], where a lookup still reaches it.
   for (std::size_t j = (hole + 1) & mask_; slots_[j].value != kAbsent; j = (j + 1) & mask_) {
-    const std::size_t home = mix(slots_[j].key) & mask_;
+    const std::size_t home = home_of(slots_[j].key) & mask_;
     const bool reachable = hole <= j ? (hole < home && home <= j) : (hole < home || home <= j);
     if (!reachable) {
       slots_[hole] = slots_[j];

@@ -4,6 +4,7 @@
 
 #include <random>
 #include <unordered_map>
+#include <vector>
 
 namespace bourse::engine {
 namespace {
@@ -62,6 +63,34 @@ TEST(OrderIdMap, EraseMatchesStdMapWithCollidingRuns) {
   EXPECT_EQ(m.size(), ref.size());
   m.erase(123456789);  // absent: nothing happens
   EXPECT_EQ(m.size(), ref.size());
+}
+
+TEST(OrderIdMap, RunsOfConsecutiveIdsWithRandomRetirementMatchStdMap) {
+  // As the engine uses it: ids minted in sequence (four to a cache line of slots), each
+  // erased at a random later time, so lines fill, drain and are probed past.
+  OrderIdMap m(64);
+  std::unordered_map<OrderId, std::uint32_t> ref;
+  std::vector<OrderId> live;
+  std::mt19937_64 rng(11);
+  OrderId next = (OrderId{1} << 40) + 3;  // not aligned to a line of four
+  for (int i = 0; i < 200000; ++i) {
+    const std::uint32_t v = static_cast<std::uint32_t>(i);
+    m.put(next, v);
+    ref[next] = v;
+    live.push_back(next++);
+    if (live.size() > 5000 || rng() % 2 == 0) {
+      const std::size_t at = rng() % live.size();
+      EXPECT_TRUE(m.erase_if_value(live[at], ref[live[at]]));
+      ref.erase(live[at]);
+      live[at] = live.back();
+      live.pop_back();
+    }
+  }
+  ASSERT_EQ(m.size(), ref.size());
+  for (OrderId q = (OrderId{1} << 40); q < next + 8; ++q) {
+    auto it = ref.find(q);
+    ASSERT_EQ(m.find(q), it == ref.end() ? OrderIdMap::kAbsent : it->second) << q;
+  }
 }
 
 }  // namespace
