@@ -20,7 +20,7 @@ inline std::uint64_t mix(std::uint64_t x) {
 // An id's home slot: ids that differ only in their two low bits share one cache line
 // of four slots (placed by mix), so a run of consecutive ids (an order service's
 // Snowflake ids, minted in sequence) costs one cache miss per four inserts instead of
-// one each; a collision still spills at most a line's worth into the next.
+// one each. Ids that find their line taken probe on into the next, as any collision does.
 inline std::uint64_t home_of(std::uint64_t id) { return mix(id >> 2) << 2 | (id & 3); }
 
 std::size_t round_up_pow2(std::size_t n) {

@@ -67,9 +67,9 @@ _LOW = (1 << 64) - 1
 
 def key_bytes(digests: list[int], values: list[int]) -> tuple[bytes, bytes]:
     """The bytes of the digests (lo, hi) and of their table values (request_hash,
-    order_id, bound_ms), 8 bytes each, little-endian, one C call
-    per int: a Python expression per key took about 5 us, which at a few hundred
-    thousand keys held the shard for seconds. Callers on an event loop take it in chunks."""
+    order_id, bound_ms), 8 bytes each, little-endian, one C call per int: a Python
+    expression per key took about 5 us, which at a few hundred thousand keys held the
+    shard for seconds. Callers on an event loop take it in chunks."""
     count = len(digests)
     return (b"".join(map(int.to_bytes, digests, repeat(16, count), repeat("little", count))),
             b"".join(map(int.to_bytes, values, repeat(24, count), repeat("little", count))))

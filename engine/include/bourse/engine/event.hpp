@@ -72,7 +72,7 @@ std::ostream& operator<<(std::ostream& os, const Event& e);
 // Running hash over emitted events, so two runs (or the engine and a reference
 // model) can be compared with one number. Definition, per event, over 12 words as
 // uint64 (signed values two's complement), the event's own layout:
-//   kind | reason << 8 | status << 16 | aggressor_side <<24 | symbol_id << 32,
+//   kind | reason << 8 | status << 16 | aggressor_side << 24 | symbol_id << 32,
 //   order_id, maker_order_id, taker_order_id, maker_account, taker_account, price,
 //   quantity, maker_remaining, taker_remaining, filled, remaining
 // s = sum of w[i] * kEventHashWeights[i], then h = fmix64(h ^ s)   (mod 2^64),
