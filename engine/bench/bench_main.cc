@@ -1,7 +1,8 @@
 // Single-thread throughput/latency benchmark of the matching engine.
 //
-//   bazel run -c opt //engine:engine_bench -- [ops] [runs]
-//       (default 2,000,000 ops per scenario, 5 runs; the median run is printed)
+//   bazel run -c opt //engine:engine_bench -- [ops] [runs] [scenario]
+//       (default 2,000,000 ops per scenario, 5 runs, every scenario; the median
+//       run is printed; a scenario name runs that one alone, e.g. under perf)
 //
 // Commands are generated up front (the generator runs its own engine to know
 // which orders rest), then replayed on a fresh engine, so the timed loop does
@@ -264,9 +265,11 @@ void memory() {
 int main(int argc, char** argv) {
   const std::size_t ops = argc > 1 ? std::strtoull(argv[1], nullptr, 10) : 2'000'000;
   const int runs = argc > 2 ? std::atoi(argv[2]) : 5;
-  report("mixed", mixed(ops, 1, 1000, 1), runs);
-  report("insert", insert_only(ops), runs);
-  report("multi", mixed(ops, 10'000, 1'000'000, 3), runs);
-  memory();
+  const std::string only = argc > 3 ? argv[3] : "";
+  const auto wanted = [&](const char* name) { return only.empty() || only == name; };
+  if (wanted("mixed")) report("mixed", mixed(ops, 1, 1000, 1), runs);
+  if (wanted("insert")) report("insert", insert_only(ops), runs);
+  if (wanted("multi")) report("multi", mixed(ops, 10'000, 1'000'000, 3), runs);
+  if (wanted("memory")) memory();
   return 0;
 }

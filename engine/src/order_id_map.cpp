@@ -80,7 +80,7 @@ bool OrderIdMap::erase_if_value(OrderId id, std::uint32_t value, bool any) {
 }
 
 void OrderIdMap::grow() {
-  std::vector<Slot> old;
+  std::vector<Slot, HugePageAllocator<Slot>> old;
   old.swap(slots_);
   slots_.assign(old.size() * 2, Slot{0, kAbsent});
   mask_ = slots_.size() - 1;

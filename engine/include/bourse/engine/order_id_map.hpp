@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "bourse/engine/huge_pages.hpp"
 #include "bourse/engine/types.hpp"
 
 namespace bourse::engine {
@@ -45,7 +46,7 @@ class OrderIdMap {
   std::size_t slot_of(OrderId id) const;
   void grow();
 
-  std::vector<Slot> slots_;
+  std::vector<Slot, HugePageAllocator<Slot>> slots_;
   std::size_t mask_ = 0;
   std::size_t size_ = 0;
 };

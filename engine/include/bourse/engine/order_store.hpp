@@ -81,7 +81,7 @@ class OrderStore {
   // Appends a done id to the ring; the done id it overwrites is forgotten.
   void remember(OrderId id);
 
-  std::vector<Order> nodes_;
+  std::vector<Order, HugePageAllocator<Order>> nodes_;
   OrderIndex free_head_ = kNoOrder;
   std::size_t live_ = 0;
   OrderIdMap ids_;
