@@ -55,6 +55,10 @@ from services.common.server import GC_THRESHOLDS
 # A cancel that loses the race against a fill: the right answer, not a failure.
 # A cancel or modify of an order that filled meanwhile: the right answer, not an error.
 EXPECTED = {("cancel", grpc.StatusCode.FAILED_PRECONDITION), ("modify", grpc.StatusCode.FAILED_PRECONDITION)}
+# Each kind of call: the unary method and its request.
+_UNARY = {"submit": ("SubmitOrder", order_service_pb2.SubmitOrderRequest),
+          "modify": ("ModifyOrder", order_service_pb2.ModifyOrderRequest),
+          "cancel": ("CancelOrder", order_service_pb2.CancelOrderRequest)}
 CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", 64 * 1024 * 1024),
     ("grpc.keepalive_time_ms", 20_000),
@@ -164,32 +168,27 @@ class Run:
             work = self.workloads[index] = ClientWorkload(index, self.run_id, self.market, rng)
         return work
 
-    async def call(self, index: int, stub, began: float) -> None:
-        """One call of client `index`; latency is counted from `began` (the planned start
-        in open loop). The call is drawn here, when it starts, so the client's resting
-        orders only hold acknowledged orders not already being cancelled."""
-        args = self.args
-        work = self.workload(index)
-        metadata = self.metadata(index)
-        call = work.next()
-        kind = "submit" if isinstance(call, Submit) else "modify" if isinstance(call, Modify) else "cancel"
-        try:
-            if kind == "modify":
-                response = await stub.ModifyOrder(order_service_pb2.ModifyOrderRequest(
-                    order_id=call.order_id, symbol=call.symbol, price=call.price, quantity=call.quantity,
-                ), metadata=metadata, timeout=args.call_timeout)
-            elif kind == "submit":
-                response = await stub.SubmitOrder(order_service_pb2.SubmitOrderRequest(
-                    client_order_id=call.client_order_id, symbol=call.symbol, side=call.side,
-                    order_type=call.order_type, time_in_force=call.time_in_force,
-                    price=call.price, quantity=call.quantity,
-                ), metadata=metadata, timeout=args.call_timeout)
-            else:
-                response = await stub.CancelOrder(order_service_pb2.CancelOrderRequest(
-                    order_id=call.order_id, symbol=call.symbol), metadata=metadata, timeout=args.call_timeout)
-        except (grpc.aio.AioRpcError, stream.CommandRefused) as error:
-            ended = self._completed()
-            code = error.code()
+    def draw(self, index: int) -> tuple[str, Submit | Cancel | Modify, dict]:
+        """Client `index`'s next call: its kind, the call, and its request's fields. A call
+        is drawn when it starts, so the client's resting orders only hold acknowledged
+        orders not already being cancelled."""
+        call = self.workload(index).next()
+        if isinstance(call, Submit):
+            return "submit", call, dict(
+                client_order_id=call.client_order_id, symbol=call.symbol, side=call.side,
+                order_type=call.order_type, time_in_force=call.time_in_force, price=call.price,
+                quantity=call.quantity)
+        if isinstance(call, Modify):
+            return "modify", call, dict(order_id=call.order_id, symbol=call.symbol, price=call.price,
+                                        quantity=call.quantity)
+        return "cancel", call, dict(order_id=call.order_id, symbol=call.symbol)
+
+    def settle(self, index: int, kind: str, call, began: float, ended: float, order=None, replayed: bool = False,
+               code: grpc.StatusCode | None = None) -> None:
+        """Counts one call's outcome: its `order`, or the status `code` it failed with."""
+        self.calls += 1
+        self.calls_by_deadline += ended <= self.deadline
+        if code is not None:
             if (kind, code) in EXPECTED:
                 self.expected[f"{kind}:{code.name}"] += 1
                 report.record(self.histograms[kind], (ended - began) * 1e6)
@@ -197,12 +196,11 @@ class Run:
                 self.errors[code.name] += 1
                 self.timeline.add(ended - self.start, ok=False)
             return
-        ended = self._completed()
         report.record(self.histograms[kind], (ended - began) * 1e6)
-        order = response.order
+        work = self.workload(index)
         if kind == "submit":
             self.orders_acked += 1
-            self.replayed += response.replayed
+            self.replayed += replayed
             self.statuses[order.status] += 1
             self.acked[order.order_id] = durability.Acked(order.status, order.filled_quantity)
             work.on_submitted(order.order_id, call.symbol, order.status, order.leaves_quantity)
@@ -216,11 +214,30 @@ class Run:
             if order.order_id in self.acked:
                 self.acked[order.order_id] = durability.Acked(order.status, order.filled_quantity)
 
-    def _completed(self) -> float:
-        ended = self.clock()
-        self.calls += 1
-        self.calls_by_deadline += ended <= self.deadline
-        return ended
+    async def call(self, index: int, stub, began: float) -> None:
+        """One call of client `index` on `stub` (the unary stub or a StreamSession); latency
+        is counted from `began` (the planned start in open loop)."""
+        kind, call, fields = self.draw(index)
+        method, request = _UNARY[kind]
+        try:
+            response = await getattr(stub, method)(request(**fields), metadata=self.metadata(index),
+                                                    timeout=self.args.call_timeout)
+        except (grpc.aio.AioRpcError, stream.CommandRefused) as error:
+            self.settle(index, kind, call, began, self.clock(), code=error.code())
+            return
+        self.settle(index, kind, call, began, self.clock(), response.order, response.replayed)
+
+    def stream_command(self, index: int) -> tuple:
+        """Client `index`'s next call as an OrderEntryCommand (ClosedLoop's draw)."""
+        kind, call, fields = self.draw(index)
+        return order_service_pb2.OrderEntryCommand(**{kind: fields}), (kind, call)
+
+    def stream_settle(self, index: int, drawn: tuple, began: float, ended: float, result, code) -> None:
+        kind, call = drawn
+        if result is None:
+            self.settle(index, kind, call, began, ended, code=code)
+        else:
+            self.settle(index, kind, call, began, ended, result.order, result.replayed)
 
     async def client(self, index: int, stub) -> None:
         """Closed loop: the next call leaves when the previous one has answered."""
@@ -240,13 +257,16 @@ class Run:
                            origin=self.start, stats=self.schedule,
                            on_lag=lambda lag: report.record(self.start_lag, lag * 1e6))
 
-    async def drive(self, stubs, progress: bool = True) -> float:
-        """Runs the load over ready stubs; returns the seconds until the last call answered."""
+    async def drive(self, stubs, progress: bool = True, closed_loops=()) -> float:
+        """Runs the load over ready stubs (or stream.ClosedLoops); returns the seconds until
+        the last call answered."""
         args = self.args
         self.start = self.clock()
         self.deadline = self.start + args.duration
         ticker = asyncio.create_task(self.progress(self.deadline)) if progress else None
-        if args.open_loop:
+        if closed_loops:
+            await asyncio.gather(*(loop.run(self.deadline) for loop in closed_loops))
+        elif args.open_loop:
             await self.open_loop(stubs)
         else:
             await asyncio.gather(*(self.client(i, stubs[i % len(stubs)]) for i in range(args.clients)))
@@ -303,13 +323,19 @@ class Run:
             stubs = [order_service_pb2_grpc.OrderServiceStub(c) for c in channels]
             if not args.sessions:
                 return await self.drive(stubs)
-            sessions = [stream.StreamSession(stubs[s % len(stubs)], self.metadata(s)) for s in range(args.sessions)]
+            if args.open_loop:  # client i sends on session i mod S
+                loops = []
+                sessions = [stream.StreamSession(stubs[s % len(stubs)], self.metadata(s))
+                            for s in range(args.sessions)]
+            else:  # client i is one of session i // window's clients
+                loops = [stream.ClosedLoop(stubs[s % len(stubs)], self.metadata(s),
+                                           list(range(s * args.window, (s + 1) * args.window)),
+                                           self.stream_command, self.stream_settle, self.clock, args.call_timeout)
+                         for s in range(args.sessions)]
+                sessions = [loop.session for loop in loops]
             await asyncio.gather(*(session.start() for session in sessions))
             try:
-                if args.open_loop:  # client i sends on session i mod S
-                    return await self.drive(sessions)
-                # Closed loop: client i is one of session i // window's clients.
-                return await self.drive([sessions[i // args.window] for i in range(args.clients)])
+                return await self.drive(sessions, closed_loops=loops)
             finally:
                 self.stream_messages = {"sent": sum(s.messages_sent for s in sessions),
                                         "received": sum(s.messages_received for s in sessions)}

@@ -5,7 +5,13 @@ session coalesces what is waiting into each message.
 A session looks like the unary stub to the rest of the load generator (SubmitOrder,
 CancelOrder, ModifyOrder), so the same order mix, latency histograms and lost check
 apply; a refused command raises CommandRefused, whose code() is the one the unary call
-would have raised.
+would have raised. That is how open loop drives it, a coroutine per call.
+
+Closed loop drives it with ClosedLoop instead: no coroutine, future or stub call per
+command, but a table of the commands in flight; each answer settles its command and
+hands its client's next command to the session at once. Same clients, same draws, same
+accounting: only the load generator's own CPU per order changes, and that CPU is taken
+from the stack it measures on a small machine.
 """
 
 from __future__ import annotations
@@ -43,8 +49,11 @@ class CommandRefused(Exception):
 class StreamSession:
     """One OrderEntry stream on `stub`'s channel, shared by several clients."""
 
-    def __init__(self, stub, metadata, max_batch: int = 1000):
+    def __init__(self, stub, metadata, max_batch: int = 1000, on_results=None):
+        """on_results: called with each response's results (ClosedLoop), where
+        otherwise each result settles the future of the call that sent it."""
         self._stub, self._metadata, self._max_batch = stub, metadata, max_batch
+        self._on_results = on_results
         self._ids = itertools.count(1)
         self._waiting: dict[int, asyncio.Future] = {}
         self._outbox: list[pb.OrderEntryCommand] = []
@@ -85,6 +94,9 @@ class StreamSession:
         try:
             async for response in self._call:
                 self.messages_received += 1
+                if self._on_results is not None:
+                    self._on_results(response.results)
+                    continue
                 for result in response.results:
                     future = self._waiting.pop(result.correlation_id, None)
                     if future is not None and not future.done():
@@ -107,10 +119,30 @@ class StreamSession:
                         grpc.StatusCode.DEADLINE_EXCEEDED, None, None, "no answer in time"))
 
     def _fail(self, error) -> None:
+        if self._on_results is not None:
+            self._on_results(None, error)
+            return
         for future in self._waiting.values():
             if not future.done():
                 future.set_exception(error)
         self._waiting.clear()
+
+    # ClosedLoop's side: commands in flight are its entries, not futures.
+    def post(self, items) -> None:
+        """Queues (command, entry) pairs for the next message; each command gets its
+        correlation id here, and the entry is kept until `pop` takes it back."""
+        for command, entry in items:
+            command.correlation_id = correlation_id = next(self._ids)
+            self._waiting[correlation_id] = entry
+            self._outbox.append(command)
+        self._wake.set()
+
+    def pop(self, correlation_id: int):
+        return self._waiting.pop(correlation_id, None)
+
+    def in_flight(self) -> dict:
+        """correlation id -> entry, oldest first."""
+        return self._waiting
 
     async def _send(self, command: pb.OrderEntryCommand, timeout: float | None):
         command.correlation_id = correlation_id = next(self._ids)
@@ -135,3 +167,78 @@ class StreamSession:
 
     async def ModifyOrder(self, request, metadata=None, timeout=None):  # noqa: N802
         return await self._send(pb.OrderEntryCommand(modify=request), timeout)
+
+
+class ClosedLoop:
+    """Closed-loop clients on one session, driven by its answers: each answer settles its
+    command and the client's next command is queued at once, so a response of n answers
+    is followed by a message of n commands (or of more, gathered for a millisecond).
+
+    draw(client) -> (OrderEntryCommand, call): the client's next command.
+    settle(client, call, began, ended, result, code): a command's outcome; `result` is
+    the OrderEntryResult, or None with `code` (a grpc.StatusCode) when it failed."""
+
+    def __init__(self, stub, metadata, clients: list[int], draw, settle, clock, timeout: float | None):
+        self.session = StreamSession(stub, metadata, on_results=self._answered)
+        self._clients, self._draw, self._settle = clients, draw, settle
+        self._clock, self._timeout = clock, timeout
+        self._deadline = 0.0
+        self._done = asyncio.Event()
+
+    async def run(self, deadline: float) -> None:
+        """Sends until `deadline` (a `clock` time), then waits for the last answers."""
+        self._deadline = deadline
+        self._send(self._clients)
+        reaper = asyncio.create_task(self._reap())
+        try:
+            await self._done.wait()
+        finally:
+            reaper.cancel()
+
+    def _send(self, clients) -> None:
+        now = self._clock()
+        if now < self._deadline:
+            draw = self._draw
+            self.session.post([(command, (client, call, now))
+                               for client in clients for command, call in (draw(client),)])
+        elif not self.session.in_flight():
+            self._done.set()
+
+    def _answered(self, results, error=None) -> None:
+        ended = self._clock()
+        if results is None:  # the stream ended: what was in flight failed with it
+            for client, call, began in self.session.in_flight().values():
+                self._settle(client, call, began, ended, None, error.code())
+            self.session.in_flight().clear()
+            self._done.set()
+            return
+        freed = []
+        for result in results:
+            entry = self.session.pop(result.correlation_id)
+            if entry is None:  # answered after its timeout: counted then
+                continue
+            client, call, began = entry
+            if result.HasField("error"):
+                self._settle(client, call, began, ended, None, _CODES.get(result.error.code, grpc.StatusCode.UNKNOWN))
+            else:
+                self._settle(client, call, began, ended, result, None)
+            freed.append(client)
+        self._send(freed)
+
+    async def _reap(self) -> None:
+        while self._timeout is not None:
+            await asyncio.sleep(REAP_EVERY_S)
+            now = self._clock()
+            in_flight = self.session.in_flight()
+            late = []
+            for correlation_id, (client, call, began) in in_flight.items():
+                if now - began < self._timeout:
+                    break  # oldest first: the rest are younger
+                late.append(correlation_id)
+            freed = []
+            for correlation_id in late:
+                client, call, began = in_flight.pop(correlation_id)
+                self._settle(client, call, began, now, None, grpc.StatusCode.DEADLINE_EXCEEDED)
+                freed.append(client)
+            if freed:
+                self._send(freed)

@@ -9,7 +9,7 @@ import grpc
 import pytest
 from bourse.order.v1 import order_service_pb2 as pb
 
-from loadgen.stream import REAP_EVERY_S, StreamSession
+from loadgen.stream import REAP_EVERY_S, ClosedLoop, StreamSession
 
 
 class _Call:
@@ -59,5 +59,77 @@ def test_answered_commands_return_their_order_and_unanswered_ones_time_out():
             assert not session._waiting  # nothing left behind for a late answer
         finally:
             await session.stop()
+
+    asyncio.run(go())
+
+
+class _Everything(_Call):
+    """A server that answers every command, except the correlation ids in `silent`;
+    records how many commands each message carried."""
+
+    def __init__(self, silent: set[int]):
+        super().__init__(answer=set())
+        self.silent = silent
+        self.sizes: list[int] = []
+
+    async def write(self, request: pb.OrderEntryRequest) -> None:
+        self.sizes.append(len(request.commands))
+        results = [pb.OrderEntryResult(correlation_id=c.correlation_id, order={"order_id": c.correlation_id})
+                   for c in request.commands if c.correlation_id not in self.silent]
+        if results:
+            self._responses.put_nowait(pb.OrderEntryResponse(results=results))
+
+
+def test_closed_loop_keeps_each_client_one_command_in_flight_and_times_out_the_silent_ones():
+    async def go():
+        stub = _Stub(answer=set())
+        stub.call = server = _Everything(silent={3})
+        loop = asyncio.get_running_loop()
+        drawn, settled = [], []
+
+        def draw(client):
+            drawn.append(client)
+            return pb.OrderEntryCommand(submit={"symbol": "AAPL"}), len(drawn)
+
+        def settle(client, call, began, ended, result, code):
+            assert ended >= began
+            settled.append((client, call, result.order.order_id if result is not None else code))
+
+        closed = ClosedLoop(stub, (), clients=[0, 1, 2], draw=draw, settle=settle, clock=loop.time, timeout=0.05)
+        await closed.session.start()
+        try:
+            await asyncio.wait_for(closed.run(loop.time() + 0.3), 5)
+        finally:
+            await closed.session.stop()
+        # Every drawn command settled exactly once, answered with its own order or timed out.
+        assert sorted(call for _, call, _ in settled) == list(range(1, len(drawn) + 1))
+        assert [outcome for client, call, outcome in settled if call == 3] == [grpc.StatusCode.DEADLINE_EXCEEDED]
+        assert all(outcome == call for _, call, outcome in settled if call != 3)
+        # The silent command's client was freed by the timeout and went on.
+        silent_client = drawn[2]
+        assert drawn.count(silent_client) > 1
+        assert len(drawn) > 30 and server.sizes[0] == 3
+        assert not closed.session.in_flight()
+
+    asyncio.run(go())
+
+
+def test_closed_loop_fails_what_is_in_flight_when_the_stream_ends():
+    async def go():
+        stub = _Stub(answer=set())
+        loop = asyncio.get_running_loop()
+        settled = []
+        closed = ClosedLoop(stub, (), clients=[0, 1], draw=lambda c: (pb.OrderEntryCommand(submit={}), c),
+                            settle=lambda client, call, began, ended, result, code: settled.append((client, code)),
+                            clock=loop.time, timeout=None)
+        await closed.session.start()
+        try:
+            runner = asyncio.create_task(closed.run(loop.time() + 10))
+            await asyncio.sleep(0.01)
+            closed.session._fail(grpc.aio.AioRpcError(grpc.StatusCode.UNAVAILABLE, None, None, "gone"))
+            await asyncio.wait_for(runner, 5)
+        finally:
+            await closed.session.stop()
+        assert sorted(settled) == [(0, grpc.StatusCode.UNAVAILABLE), (1, grpc.StatusCode.UNAVAILABLE)]
 
     asyncio.run(go())
