@@ -153,6 +153,16 @@ class Engine:
             _id("order_id", order_id, _U64), _id("account_id", account_id, _U64), _id("symbol_id", symbol_id, _U32),
             _code(side), _code(order_type), _code(tif), _clamp(price), _clamp(quantity), bool(post_only), _code(stp))
 
+    @property
+    def raw(self):
+        """The binding's own engine: submit, cancel and modify as submit_raw, cancel_raw
+        and modify_raw take them, with no Python frame in between, for a caller's hot loop
+        whose ids are checked already. Ids out of range (order and account ids outside
+        [0, 2^64), symbol ids outside [0, 2^32)) and prices or quantities outside int64
+        raise TypeError here, where the *_raw methods raise ValueError or clamp; enum codes
+        are taken as any int, out-of-range ones as invalid, alike."""
+        return self._raw
+
     def cancel_raw(self, order_id: int, account_id: int, symbol_id: int) -> list[RawEvent]:
         """`cancel`, with the events as raw tuples (see submit_raw)."""
         return self._raw.cancel(_id("order_id", order_id, _U64), _id("account_id", account_id, _U64),

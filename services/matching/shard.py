@@ -218,7 +218,9 @@ class MatchingShard:
                                     client_order_id=cmd.client_order_id)
             return matching_pb2.CommandResult(order=named, error_reason=reason)
         # Enum values go in as ints: the engine rejects unknown ones (INVALID_SIDE...).
-        events = self.engine.submit_raw(
+        # Straight to the binding (Engine.raw): validate() checked the ids, the symbol's id
+        # is ours, and the rest are the message's int64s and enum codes.
+        events = self.engine.raw.submit(
             cmd.order_id, cmd.account_id, self.symbols[cmd.symbol], cmd.side, cmd.order_type, cmd.time_in_force,
             cmd.price, cmd.quantity, cmd.post_only, cmd.self_trade_prevention or CANCEL_INCOMING)
         fills = self._apply(events, state, batch, now)
@@ -297,7 +299,7 @@ class MatchingShard:
         return types_pb2.Fill(trade_id=trade_id, price=price, quantity=quantity, maker=False, time=ts)
 
     def _cancel(self, cmd: matching_pb2.CancelOrder, batch: _Batch, now: int) -> matching_pb2.CommandResult:
-        events = self.engine.cancel_raw(cmd.order_id, cmd.account_id, self.symbols[cmd.symbol])
+        events = self.engine.raw.cancel(cmd.order_id, cmd.account_id, self.symbols[cmd.symbol])
         for event in events:
             if event[KIND] == REJECTED_EVENT:
                 if batch.replaying:
@@ -324,7 +326,7 @@ class MatchingShard:
         if cmd.quantity <= state.filled:
             return None if batch.replaying else matching_pb2.CommandResult(
                 order=state.to_proto(), error_reason="QUANTITY_NOT_ABOVE_FILLED")
-        events = self.engine.modify_raw(cmd.order_id, cmd.account_id, self.symbols[cmd.symbol], cmd.price,
+        events = self.engine.raw.modify(cmd.order_id, cmd.account_id, self.symbols[cmd.symbol], cmd.price,
                                         cmd.quantity - state.filled)
         if events and events[0][KIND] == REJECTED_EVENT:  # alone: the order is untouched
             reason = _reject_reason(events[0])

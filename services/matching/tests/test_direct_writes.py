@@ -9,12 +9,14 @@ from datetime import UTC, datetime
 
 import psycopg
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from bourse.matching.v1 import matching_service_pb2 as m
 from bourse.type.v1 import types_pb2 as t
 
 from infra.local.servers import postgres_from_env
 from services.common.config import ShardMap
-from services.matching.direct_writes import DirectWrites, WriteFailed
+from services.matching.direct_writes import DirectWrites, WriteFailed, _element, array_literal
 from services.matching.shard import MatchingShard
 from services.persistence.service import _time, order_row, trade_row
 from services.persistence.store import ShardedStore
@@ -115,3 +117,18 @@ def test_a_dead_database_fails_the_batch_fast():
         assert loop.time() - started < 3.5
 
     asyncio.run(go())
+
+
+_ELEMENTS = st.one_of(st.none(), st.integers(), st.binary(max_size=8), st.text(alphabet='ab",\\{} é', max_size=6))
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.one_of(st.lists(st.text(alphabet='ab",\\{} é', max_size=6)), st.lists(st.binary(max_size=8)),
+                 st.lists(st.integers()), st.lists(_ELEMENTS)))
+def test_whole_column_literals_equal_the_element_by_element_form(column):
+    # The fast paths (a column of plain texts, of bytes) write what _element writes.
+    if column and type(column[0]) is int and None not in column:
+        expected = "{" + ",".join(map(str, column)) + "}"
+    else:
+        expected = "{" + ",".join(map(_element, column)) + "}"
+    assert array_literal(column) == expected
