@@ -7,7 +7,8 @@ in process and without I/O, so that each stage's cost is measured without the no
 the whole stack: decode the request (as gRPC hands it over), run it through the shard
 (engine, order descriptions, idempotency keys), build the database statement's
 parameters (direct_writes.py, everything but the round trip), record and take the
-market data (market_data.py, everything but the Redis call), and encode the response.
+market data (market_data.py, everything but the Redis call: the client's packing of the
+send included), and encode the response.
 The order mix is the load generator's (80% limit GTC around a moving mid, 10% market
 IOC, 10% cancels of resting orders) on --symbols symbols of one shard.
 
@@ -23,6 +24,7 @@ import time
 from collections import deque
 
 from bourse.matching.v1 import matching_service_pb2 as m
+from redis.asyncio.connection import Connection
 from bourse.type.v1 import types_pb2 as t
 
 from services.common.ids import MATCHING_NODE_BASE, SnowflakeIds
@@ -85,6 +87,7 @@ async def run(symbols: list[str], wire: list[bytes]) -> tuple[dict[str, float], 
     """Seconds of CPU per stage over all batches, and the commands run."""
     shard = MatchingShard({symbol: i + 1 for i, symbol in enumerate(symbols)}, SnowflakeIds(MATCHING_NODE_BASE))
     market = MarketData(_NoRedis(), _NoLog())
+    redis_client = Connection()  # packs the send as redis-py would, never connects
 
     async def books_of(names):
         return {name: shard.depth(name) for name in names}
@@ -104,7 +107,7 @@ async def run(symbols: list[str], wire: list[bytes]) -> tuple[dict[str, float], 
         written = clock()
         market.record(outcome.symbols, outcome.trades, books_of,
                       orders=[*outcome.write.new_rows, *outcome.write.updated_rows], answered=outcome.answered)
-        await market._take()
+        redis_client.pack_command("EVALSHA", "0" * 40, 0, *await market._take())
         published = clock()
         m.ExecuteStreamResponse(batch_id=request.batch_id, results=outcome.results).SerializeToString()
         answered = clock()

@@ -96,10 +96,12 @@ class GroupCommitter:
                 future.set_exception(Unavailable("matching shard stopping", "SHARD_STOPPING"))
         self._queue.clear()
 
-    async def execute(self, commands) -> list:
-        """Results of `commands` once committed. Raises InvalidCommand or Unavailable."""
+    async def execute(self, commands, validated: bool = False) -> list:
+        """Results of `commands` once committed. Raises InvalidCommand or Unavailable.
+        `validated`: the caller ran shard.validate on them already."""
         commands = list(commands)
-        self.shard.validate(commands)
+        if not validated:
+            self.shard.validate(commands)
         future = asyncio.get_running_loop().create_future()
         self._queue.append((commands, future))
         self._wakeup.set()

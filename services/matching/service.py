@@ -46,7 +46,8 @@ class MatchingServicer(matching_grpc.MatchingServiceServicer):
                 return await parts[0][0].execute(parts[0][2])
             for committer, _, part in parts:  # refused as a whole before any shard runs its part
                 committer.shard.validate(part)
-            answers = await asyncio.gather(*(c.execute(part) for c, _, part in parts), return_exceptions=True)
+            answers = await asyncio.gather(*(c.execute(part, validated=True) for c, _, part in parts),
+                                           return_exceptions=True)
             for answer in answers:
                 if isinstance(answer, BaseException):
                     raise answer
