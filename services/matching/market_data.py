@@ -73,12 +73,12 @@ PUBLISH_TIMEOUT_S = 0.5
 BACKOFF_S = 1.0
 
 # ARGV: sender, send number, trades kept, updates kept, stream ttl, sent ttl; then the
-# symbols (count, then per symbol: symbol, book JSON or "", trade count, trades oldest
-# first); the accounts whose updates were lost (count, ids); the order updates (count,
+# symbols (count, then per symbol: symbol, book JSON or "", trade count, its trades
+# oldest first, one per line); the accounts whose updates were lost (count, ids); the order updates (count,
 # then, when there are any, three arguments: their account ids and their lengths, each
-# comma-separated, and the serialized Orders back to back). Three arguments rather than
-# two per update: the client packs every argument in Python, and at two per order that
-# was most of a send's cost. Keys are built here from the names above: bourse runs a
+# comma-separated, and the serialized Orders back to back). A few arguments rather than
+# some per update and trade: the client packs every argument in Python, and at two per
+# order that was most of a send's cost. Keys are built here from the names above: bourse runs a
 # single Redis, not a cluster.
 PUBLISH_SCRIPT = """
 local sent_key = 'md:sent:' .. ARGV[1]
@@ -88,10 +88,10 @@ local kept, updates_kept, stream_ttl, sent_ttl = tonumber(ARGV[3]), ARGV[4], ARG
 local i = 7
 local function take() i = i + 1; return ARGV[i - 1] end
 for _ = 1, tonumber(take()) do
-  local symbol, book, n = take(), take(), tonumber(take())
+  local symbol, book, n, joined = take(), take(), tonumber(take()), take()
   if book ~= '' then redis.call('SET', 'md:book:' .. symbol, book) end
-  local trades = {}
-  for j = 1, n do trades[j] = take() end
+  local trades, j = {}, 0
+  for trade in joined:gmatch('[^\\n]+') do j = j + 1; trades[j] = trade end
   if n > 0 then
     redis.call('LPUSH', 'md:trades:' .. symbol, unpack(trades, math.max(1, n - kept + 1), n))
     redis.call('LTRIM', 'md:trades:' .. symbol, 0, kept - 1)
@@ -248,7 +248,7 @@ class MarketData:
         args.append(len(symbols))
         for symbol in symbols:
             pending = trades.get(symbol, ())
-            args += (symbol, books.get(symbol, ""), len(pending), *pending)
+            args += (symbol, books.get(symbol, ""), len(pending), "\n".join(pending))
         args.append(len(gaps))
         args += sorted(gaps)
         args.append(len(orders))
