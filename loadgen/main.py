@@ -225,7 +225,8 @@ class Run:
         except (grpc.aio.AioRpcError, stream.CommandRefused) as error:
             self.settle(index, kind, call, began, self.clock(), code=error.code())
             return
-        self.settle(index, kind, call, began, self.clock(), response.order, response.replayed)
+        # Only a submit's answer says whether it replayed an earlier submit.
+        self.settle(index, kind, call, began, self.clock(), response.order, kind == "submit" and response.replayed)
 
     def stream_command(self, index: int) -> tuple:
         """Client `index`'s next call as an OrderEntryCommand (ClosedLoop's draw)."""

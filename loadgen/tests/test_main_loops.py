@@ -67,7 +67,7 @@ class FakeOrderService:
             raise grpc.aio.AioRpcError(grpc.StatusCode.FAILED_PRECONDITION, grpc.aio.Metadata(),
                                        grpc.aio.Metadata(), "filled")
         order = SimpleNamespace(order_id=request.order_id, status=CANCELLED, filled_quantity=0, leaves_quantity=0)
-        return SimpleNamespace(order=order, replayed=False)
+        return SimpleNamespace(order=order)  # as CancelOrderResponse: no `replayed`
 
 
 def drive(argv, service):
