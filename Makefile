@@ -6,7 +6,7 @@ CLIENTS ?= 40
 # instead of the original test's unary clients.
 MODE ?= unary
 SESSIONS ?= 4
-WINDOW ?= 250
+WINDOW ?= 1000
 BAZEL ?= bazel
 
 .PHONY: setup build test demo floor up shards snapshot image lock clean

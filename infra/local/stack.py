@@ -343,7 +343,8 @@ def main(argv=None) -> int:
     parser.add_argument("--clients", type=int, default=40)
     parser.add_argument("--sessions", type=int, default=0,
                         help="demo in stream mode: this many order-entry sessions (0: unary clients)")
-    parser.add_argument("--window", type=int, default=250, help="stream mode: commands in flight per session")
+    parser.add_argument("--window", type=int, default=1000,
+                        help="stream mode: commands in flight per session (the order service allows 1,000)")
     parser.add_argument("--rate", type=float, default=0, help="open loop: calls per second (0: closed loop)")
     parser.add_argument("--order-replicas", type=int, default=2)
     parser.add_argument("--shard-ranges", default=DEFAULT_SHARD_RANGES)
