@@ -24,8 +24,8 @@ import time
 from collections import deque
 
 from bourse.matching.v1 import matching_service_pb2 as m
-from redis.asyncio.connection import Connection
 from bourse.type.v1 import types_pb2 as t
+from redis.asyncio.connection import Connection
 
 from services.common.ids import MATCHING_NODE_BASE, SnowflakeIds
 from services.matching import direct_writes

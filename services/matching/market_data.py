@@ -74,12 +74,12 @@ BACKOFF_S = 1.0
 
 # ARGV: sender, send number, trades kept, updates kept, stream ttl, sent ttl; then the
 # symbols (count, then per symbol: symbol, book JSON or "", trade count, its trades
-# oldest first, one per line); the accounts whose updates were lost (count, ids); the order updates (count,
-# then, when there are any, three arguments: their account ids and their lengths, each
-# comma-separated, and the serialized Orders back to back). A few arguments rather than
-# some per update and trade: the client packs every argument in Python, and at two per
-# order that was most of a send's cost. Keys are built here from the names above: bourse runs a
-# single Redis, not a cluster.
+# oldest first, one per line); the accounts whose updates were lost (count, ids); the
+# order updates (count, then, when there are any, three arguments: their account ids
+# and their lengths, each comma-separated, and the serialized Orders back to back). A
+# few arguments rather than some per update and trade: the client packs every argument
+# in Python, and at two per order that was most of a send's cost. Keys are built here
+# from the names above: bourse runs a single Redis, not a cluster.
 PUBLISH_SCRIPT = """
 local sent_key = 'md:sent:' .. ARGV[1]
 local number = tonumber(ARGV[2])
