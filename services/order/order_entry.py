@@ -41,6 +41,15 @@ LINGER_BELOW = 64
 LINGER_S = 0.001
 
 
+def _add(results, result) -> None:
+    """Appends an answer (Session entry's `result`) to a response's results."""
+    if type(result) is tuple:
+        correlation_id, order, replayed = result
+        results.add(correlation_id=correlation_id, order=order, replayed=replayed)
+    else:
+        results.append(result)
+
+
 def _error(command: order_pb2.OrderEntryCommand, error: BourseError) -> order_pb2.OrderEntryResult:
     return order_pb2.OrderEntryResult(correlation_id=command.correlation_id, error=status_message(error))
 
@@ -52,7 +61,9 @@ class _Entry:
 
     def __init__(self, command: order_pb2.OrderEntryCommand):
         self.command = command
-        self.result: order_pb2.OrderEntryResult | None = None
+        # The answer: an OrderEntryResult (a refusal), or (correlation_id, Order, replayed),
+        # which becomes one in the response itself: the Order is copied once, not twice.
+        self.result: order_pb2.OrderEntryResult | tuple | None = None
 
 
 class Session:
@@ -203,8 +214,7 @@ class Session:
                 self.working[order.order_id] = order.symbol
             else:
                 self.working.pop(order.order_id, None)
-            entry.result = order_pb2.OrderEntryResult(correlation_id=entry.command.correlation_id, order=order,
-                                                      replayed=replayed)
+            entry.result = (entry.command.correlation_id, order, replayed)
             return
         if not isinstance(error, BourseError):
             self._log.error("order_entry_command_failed", kind=kind, error=repr(error))
@@ -225,7 +235,7 @@ class Session:
 
     # -- writing -------------------------------------------------------------------------
 
-    def _answer(self, result: order_pb2.OrderEntryResult) -> None:
+    def _answer(self, result: order_pb2.OrderEntryResult | tuple) -> None:
         self._out.put_nowait(result)
 
     def _maybe_end(self) -> None:
@@ -246,14 +256,15 @@ class Session:
             ended = first is _END
             if not ended and self._held and self._out.qsize() < LINGER_BELOW:
                 await asyncio.sleep(LINGER_S)  # more answers are coming: the other shards' batches
+            results = response.results
             if not ended:
-                response.results.append(first)
+                _add(results, first)
             while not ended and not self._out.empty():
                 result = self._out.get_nowait()
                 if result is _END:
                     ended = True
                 else:
-                    response.results.append(result)
+                    _add(results, result)
             if self._has_room():
                 self._room.set()
             if response.results:
