@@ -30,6 +30,7 @@ from redis.asyncio.connection import Connection
 from services.common.ids import MATCHING_NODE_BASE, SnowflakeIds
 from services.matching import direct_writes
 from services.matching.market_data import MarketData
+from services.matching.service import add_results
 from services.matching.shard import MatchingShard
 
 
@@ -109,7 +110,9 @@ async def run(symbols: list[str], wire: list[bytes]) -> tuple[dict[str, float], 
                       orders=[*outcome.write.new_rows, *outcome.write.updated_rows], answered=outcome.answered)
         redis_client.pack_command("EVALSHA", "0" * 40, 0, *await market._take())
         published = clock()
-        m.ExecuteStreamResponse(batch_id=request.batch_id, results=outcome.results).SerializeToString()
+        response = m.ExecuteStreamResponse(batch_id=request.batch_id)
+        add_results(response.results, outcome.results)
+        response.SerializeToString()
         answered = clock()
         for stage, (begin, end) in zip(stages, ((started, decoded), (decoded, executed), (executed, written),
                                                 (written, published), (published, answered))):

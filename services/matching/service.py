@@ -18,6 +18,13 @@ from services.matching.shard import InvalidCommand
 SERVICE_NAME = "bourse.matching.v1.MatchingService"
 
 
+def add_results(results, answers) -> None:
+    """The shard's answers (shard.Answer) as CommandResults of a response's `results`."""
+    add = results.add
+    for answer in answers:
+        add(order=answer.order, error_reason=answer.error_reason)
+
+
 class MatchingServicer(matching_grpc.MatchingServiceServicer):
     def __init__(self, committers: dict[int, GroupCommitter]):
         self._committers = committers
@@ -76,7 +83,9 @@ class MatchingServicer(matching_grpc.MatchingServiceServicer):
         outcome = await self._execute(request.commands)
         if isinstance(outcome, BourseError):
             await abort(context, outcome)
-        return matching_pb2.ExecuteBatchResponse(results=outcome)
+        response = matching_pb2.ExecuteBatchResponse()
+        add_results(response.results, outcome)
+        return response
 
     async def ExecuteStream(self, request_iterator, context):
         """Every request is handed to the committer as it arrives (so batches of one
@@ -89,7 +98,7 @@ class MatchingServicer(matching_grpc.MatchingServiceServicer):
             if isinstance(outcome, BourseError):
                 set_error(response, outcome)
             else:
-                response.results.extend(outcome)
+                add_results(response.results, outcome)
             answers.put_nowait(response)
 
         async def read():

@@ -29,6 +29,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from bourse.matching.v1 import matching_service_pb2 as matching_pb2
 from bourse.type.v1 import types_pb2
@@ -85,9 +86,19 @@ def _reject_reason(event) -> str:
 
 
 
+class Answer(NamedTuple):
+    """A command's result as the shard gives it: the order after the command (an Order
+    message) and why it was refused ("" if it was not). The gRPC CommandResult is built
+    from it in the response itself (service.py), so the Order is copied once on its way
+    out, not into a CommandResult first and then again into the response."""
+
+    order: types_pb2.Order
+    error_reason: str = ""
+
+
 @dataclass
 class BatchOutcome:
-    results: list[matching_pb2.CommandResult]
+    results: list[Answer]
     write: ShardWrite
     symbols: set[str] = field(default_factory=set)
     trades: list[types_pb2.Trade] = field(default_factory=list)
@@ -174,15 +185,15 @@ class MatchingShard:
         if len(self.done) > DONE_KEPT:
             self.done.popitem(last=False)
 
-    def _not_working(self, order_id: int, account_id: int, symbol: str) -> matching_pb2.CommandResult:
+    def _not_working(self, order_id: int, account_id: int, symbol: str) -> Answer:
         """The answer to a cancel or modify of an order not on the book: ORDER_DONE with
         its final status when the account's order finished lately, else UNKNOWN_ORDER."""
         done = self.done.get(order_id)
         if done is not None and done[:2] == (account_id, symbol):
-            return matching_pb2.CommandResult(order=types_pb2.Order(
+            return Answer(order=types_pb2.Order(
                 order_id=order_id, account_id=account_id, symbol=symbol, status=done[2]), error_reason="ORDER_DONE")
         unknown = types_pb2.Order(order_id=order_id, account_id=account_id, symbol=symbol)
-        return matching_pb2.CommandResult(order=unknown, error_reason="UNKNOWN_ORDER")
+        return Answer(order=unknown, error_reason="UNKNOWN_ORDER")
 
     def _replay_time(self, ns: int) -> int:
         self._last_ns = max(self._last_ns, ns)
@@ -201,7 +212,7 @@ class MatchingShard:
         if commands:
             self.execute(commands, times_ns=times)
 
-    def _submit(self, cmd: matching_pb2.NewOrder, batch: _Batch, now: int) -> matching_pb2.CommandResult:
+    def _submit(self, cmd: matching_pb2.NewOrder, batch: _Batch, now: int) -> Answer:
         state = OrderState(
             cmd.order_id, cmd.account_id, cmd.client_order_id, cmd.symbol, cmd.side, cmd.order_type,
             cmd.time_in_force, cmd.price, cmd.quantity, create_ns=now, update_ns=now,
@@ -216,7 +227,7 @@ class MatchingShard:
             reason = "DUPLICATE_CLIENT_ORDER_ID" if original_hash == fingerprint else "CLIENT_ORDER_ID_REUSED"
             named = types_pb2.Order(order_id=original, account_id=cmd.account_id, symbol=cmd.symbol,
                                     client_order_id=cmd.client_order_id)
-            return matching_pb2.CommandResult(order=named, error_reason=reason)
+            return Answer(order=named, error_reason=reason)
         # Enum values go in as ints: the engine rejects unknown ones (INVALID_SIDE...).
         # Straight to the binding (Engine.raw): validate() checked the ids, the symbol's id
         # is ours, and the rest are the message's int64s and enum codes.
@@ -240,7 +251,7 @@ class MatchingShard:
         order = state.to_proto(fills)
         if state.order_id in batch.new:
             batch.answered[state.order_id] = order
-        return matching_pb2.CommandResult(order=order, error_reason=error)
+        return Answer(order=order, error_reason=error)
 
     def _apply(self, events, state: OrderState, batch: _Batch, now: int) -> list:
         """Applies a submit's or modify's events to its order, `state`, and to resting
@@ -298,7 +309,7 @@ class MatchingShard:
         ))
         return types_pb2.Fill(trade_id=trade_id, price=price, quantity=quantity, maker=False, time=ts)
 
-    def _cancel(self, cmd: matching_pb2.CancelOrder, batch: _Batch, now: int) -> matching_pb2.CommandResult:
+    def _cancel(self, cmd: matching_pb2.CancelOrder, batch: _Batch, now: int) -> Answer:
         events = self.engine.raw.cancel(cmd.order_id, cmd.account_id, self.symbols[cmd.symbol])
         for event in events:
             if event[KIND] == REJECTED_EVENT:
@@ -308,15 +319,15 @@ class MatchingShard:
                 if reason == "UNKNOWN_ORDER":
                     return self._not_working(cmd.order_id, cmd.account_id, cmd.symbol)
                 unknown = types_pb2.Order(order_id=cmd.order_id, account_id=cmd.account_id, symbol=cmd.symbol)
-                return matching_pb2.CommandResult(order=unknown, error_reason=reason)
+                return Answer(order=unknown, error_reason=reason)
         state = self.live.pop(cmd.order_id)
         state.status, state.leaves, state.reason = CANCELLED, 0, CANCEL_REASONS[1]
         state.update_ns = now
         batch.symbols.add(cmd.symbol)
         batch.touch(state)
-        return None if batch.replaying else matching_pb2.CommandResult(order=state.to_proto())
+        return None if batch.replaying else Answer(order=state.to_proto())
 
-    def _modify(self, cmd: matching_pb2.ModifyOrder, batch: _Batch, now: int) -> matching_pb2.CommandResult:
+    def _modify(self, cmd: matching_pb2.ModifyOrder, batch: _Batch, now: int) -> Answer:
         """Cancel/replace of a resting order to a new price and total quantity; a
         refused modify leaves the order as it was."""
         state = self.live.get(cmd.order_id)
@@ -324,19 +335,19 @@ class MatchingShard:
             # Unknown, done, or another account's: nothing shown but to the order's owner.
             return None if batch.replaying else self._not_working(cmd.order_id, cmd.account_id, cmd.symbol)
         if cmd.quantity <= state.filled:
-            return None if batch.replaying else matching_pb2.CommandResult(
+            return None if batch.replaying else Answer(
                 order=state.to_proto(), error_reason="QUANTITY_NOT_ABOVE_FILLED")
         events = self.engine.raw.modify(cmd.order_id, cmd.account_id, self.symbols[cmd.symbol], cmd.price,
                                         cmd.quantity - state.filled)
         if events and events[0][KIND] == REJECTED_EVENT:  # alone: the order is untouched
             reason = _reject_reason(events[0])
-            return None if batch.replaying else matching_pb2.CommandResult(order=state.to_proto(), error_reason=reason)
+            return None if batch.replaying else Answer(order=state.to_proto(), error_reason=reason)
         fills = self._apply(events, state, batch, now)  # the modified order takes as a new order would
         if state.leaves == 0:
             self.live.pop(state.order_id, None)
         batch.symbols.add(cmd.symbol)
         batch.touch(state)
-        return None if batch.replaying else matching_pb2.CommandResult(order=state.to_proto(fills))
+        return None if batch.replaying else Answer(order=state.to_proto(fills))
 
     def reset(self) -> None:
         """Forget everything in memory; `restore` and/or `replay` must follow."""
