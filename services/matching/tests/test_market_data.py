@@ -16,7 +16,7 @@ import structlog
 
 from infra.local.servers import Redis, running_redis
 from services.matching.market_data import MarketData, book_key, trades_key
-from services.matching.shard_write import order_row
+from services.matching.shard_write import order_proto, order_row
 
 LOG = structlog.get_logger()
 
@@ -283,4 +283,31 @@ def test_updates_dropped_past_the_bound_leave_a_visible_gap(redis_url, monkeypat
             await wait_until(trimmed_then_added)
             [(_, fields)] = await reader.xrange("orders:7")
             assert types_pb2.Order.FromString(fields[b"order"]).order_id == 5
+    asyncio.run(go())
+
+
+@pytest.mark.timeout(60)
+def test_updates_and_trades_travel_packed_and_arrive_byte_for_byte(redis_url):
+    # A send carries its order updates back to back (with their lengths) and each
+    # symbol's trades one per line: bytes that look like the separators must not split.
+    from bourse.type.v1 import types_pb2
+
+    tricky = [types_pb2.Order(order_id=order_id, account_id=account, symbol="AAPL", client_order_id=coid,
+                              price=44, quantity=10, status=types_pb2.ORDER_STATUS_NEW)  # 44 is b","
+              for order_id, account, coid in ((21, 7, "a,b\nc"), (22, 8, ",,\n\n"), (23, 7, "plain"))]
+
+    async def go():
+        async with publishing(redis_url) as (market_data, reader):
+            market_data.record(["AAPL"], [trade(1), trade(2), trade(3)], empty_books,
+                               orders=[order_row(o) for o in tricky])
+
+            async def sent():
+                return await reader.xlen("orders:7") == 2 and await reader.xlen("orders:8") == 1
+            await wait_until(sent)
+            got = {account: [fields[b"order"] for _, fields in await reader.xrange(f"orders:{account}")]
+                   for account in (7, 8)}
+            as_sent = [order_proto(order_row(o)).SerializeToString() for o in tricky]  # the row's Order
+            assert got == {7: [as_sent[0], as_sent[2]], 8: [as_sent[1]]}
+            newest_first = [json.loads(t)["trade_id"] for t in await reader.lrange(trades_key("AAPL"), 0, -1)]
+            assert newest_first == [3, 2, 1]
     asyncio.run(go())
