@@ -26,7 +26,6 @@ from sqlmodel import Field, SQLModel
 Row = dict[str, Any]
 
 
-
 def _big(**kwargs) -> Column:
     return Column(BigInteger, nullable=False, **kwargs)
 
