@@ -50,7 +50,7 @@ void Engine::submit(const NewOrder& cmd) {
   }
 
   // From here on the id is taken, whatever happens to the order.
-  store_.mark_known(cmd.order_id);
+  const OrderIndex node = store_.accept(cmd.order_id);
   out_.on_event(Event::accepted(cmd.order_id, cmd.symbol_id));
   if (book == nullptr) book = &book_for(cmd.symbol_id);
 
@@ -69,26 +69,27 @@ void Engine::submit(const NewOrder& cmd) {
     out_.on_event(Event::cancelled(cmd.order_id, cmd.symbol_id, cmd.quantity,
                                    CancelReason::FOK_UNFILLABLE));
     out_.on_event(Event::done(cmd.order_id, cmd.symbol_id, OrderStatus::CANCELLED, 0, 0));
-    store_.finished(cmd.order_id);
+    store_.finish(node);
     return;
   }
-  execute(*book, taker, cmd);
+  execute(*book, taker, cmd, node);
 }
 
-void Engine::execute(OrderBook& book, Taker& taker, const NewOrder& cmd) {
+void Engine::execute(OrderBook& book, Taker& taker, const NewOrder& cmd, OrderIndex node) {
   book.match(taker, out_);
   const bool market = cmd.type == OrderType::MARKET;
   if (taker.remaining > 0 && !taker.stp_stopped && !market && cmd.tif == TimeInForce::GTC) {
-    Order node{cmd.order_id, cmd.account_id, cmd.price, taker.remaining, taker.filled,
-               kNoOrder,     kNoOrder,       cmd.symbol_id, cmd.side, cmd.stp, cmd.post_only};
-    book.rest(store_.add(node));
+    store_.place(node, Order{cmd.order_id, cmd.account_id, cmd.price, taker.remaining,
+                             taker.filled, kNoOrder, kNoOrder, cmd.symbol_id, cmd.side, cmd.stp,
+                             cmd.post_only});
+    book.rest(node);
     out_.on_event(Event::done(cmd.order_id, cmd.symbol_id,
                               taker.filled > 0 ? OrderStatus::PARTIALLY_FILLED : OrderStatus::NEW,
                               taker.filled, taker.remaining));
     return;
   }
   // From here the order ends without resting.
-  store_.finished(cmd.order_id);
+  store_.finish(node);
   if (taker.remaining == 0) {
     out_.on_event(
         Event::done(cmd.order_id, cmd.symbol_id, OrderStatus::FILLED, taker.filled, 0));
@@ -167,8 +168,8 @@ void Engine::modify(const ModifyOrder& cmd) {
                        TimeInForce::GTC, cmd.price, cmd.quantity, o.post_only, o.stp};
   Taker taker{o.order_id, o.account_id, o.side, cmd.price, cmd.quantity, o.filled, o.stp};
   book->remove(idx);
-  store_.release(idx);
-  execute(*book, taker, again);
+  store_.lift(idx);
+  execute(*book, taker, again, idx);
 }
 
 bool Engine::set_instrument(SymbolId symbol, const Instrument& inst) {

@@ -61,6 +61,12 @@ void OrderIdMap::put(OrderId id, std::uint32_t value) {
 
 void OrderIdMap::prefetch(OrderId id) const { __builtin_prefetch(&slots_[home_of(id) & mask_]); }
 
+void OrderIdMap::prefetch_erase(OrderId id) const {
+  const std::size_t home = home_of(id);
+  __builtin_prefetch(&slots_[home & mask_]);
+  __builtin_prefetch(&slots_[((home | 3) + 1) & mask_]);
+}
+
 bool OrderIdMap::erase_if_value(OrderId id, std::uint32_t value, bool any) {
   std::size_t hole = slot_of(id);
   if (slots_[hole].value == kAbsent || (!any && slots_[hole].value != value)) return false;

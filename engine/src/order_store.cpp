@@ -4,50 +4,47 @@
 
 namespace bourse::engine {
 
-OrderIndex OrderStore::add(const Order& order) {
+OrderIndex OrderStore::accept(OrderId id) {
   OrderIndex idx;
   if (free_head_ != kNoOrder) {
     idx = free_head_;
     free_head_ = nodes_[idx].next;
-    nodes_[idx] = order;
   } else {
-    // Indices must stay below the id map's reserved values.
-    if (nodes_.size() >= kRetired) throw std::length_error("order pool exhausted");
+    // Indices must stay below the id map's reserved value.
+    if (nodes_.size() >= OrderIdMap::kMaxValue) throw std::length_error("order pool exhausted");
     idx = static_cast<OrderIndex>(nodes_.size());
-    nodes_.push_back(order);
+    nodes_.emplace_back();
   }
-  ids_.put(order.order_id, idx);
-  ++live_;
+  nodes_[idx].order_id = id;
+  nodes_[idx].remaining = 0;
+  ids_.put(id, idx);
+  // Ids mostly arrive in sequence (an order service mints its Snowflake ids in
+  // order), four to a line of the index: fetch the next four's line now, so that
+  // their duplicate check, which has nothing to prefetch from, finds it in cache.
+  ids_.prefetch((id | 3) + 1);
   return idx;
 }
 
-void OrderStore::remember(OrderId id) {
+void OrderStore::remember(OrderIndex idx) {
   if (recent_.size() < id_window_) {
-    recent_.push_back(id);
+    recent_.push_back(idx);
     return;
   }
-  // An id that works again (a modify re-entered it) is kept: the window holds only
-  // ids that stayed done.
-  ids_.erase_if_value(recent_[recent_next_], kRetired);
-  recent_[recent_next_] = id;
+  const OrderIndex old = recent_[recent_next_];
+  Order& gone = nodes_[old];
+  ids_.erase_if_value(gone.order_id, old);
+  gone.next = free_head_;
+  free_head_ = old;
+  recent_[recent_next_] = idx;
   if (++recent_next_ == recent_.size()) recent_next_ = 0;
-  // The next done order evicts this one: its slot is a cache miss, fetched meanwhile.
-  ids_.prefetch(recent_[recent_next_]);
-}
-
-void OrderStore::retire(OrderIndex idx) {
-  remember(nodes_[idx].order_id);
-  release(idx);
-}
-
-void OrderStore::release(OrderIndex idx) {
-  Order& o = nodes_[idx];
-  ids_.put(o.order_id, kRetired);
-  o.remaining = 0;
-  o.prev = kNoOrder;
-  o.next = free_head_;
-  free_head_ = idx;
-  --live_;
+  // The nodes evicted next, and then their id slots, are cache misses: fetch them a
+  // few done orders ahead, the slot once its node (prefetched earlier) says the id.
+  const auto ahead = [this](std::size_t k) {
+    const std::size_t i = recent_next_ + k;
+    return recent_[i < recent_.size() ? i : i % recent_.size()];
+  };
+  __builtin_prefetch(&nodes_[ahead(16)]);
+  ids_.prefetch_erase(nodes_[ahead(8)].order_id);
 }
 
 }  // namespace bourse::engine

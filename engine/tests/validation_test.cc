@@ -154,6 +154,48 @@ TEST(IdWindow, AWorkingOrdersIdIsNeverForgotten) {
   EXPECT_FALSE(w.refused(10));
 }
 
+// A done order keeps its store node while its id is in the window: it must be
+// refused as a duplicate yet be found by nothing else, and once forgotten its node
+// serves the next order.
+TEST(IdWindow, DoneOrdersInTheWindowAreRefusedButNotFound) {
+  WindowedEngine w(3);
+  w.limit(1, SELL, 100, 5);                    // rests
+  w.limit(2, BUY, 100, 3);                     // 1 is partly filled
+  w.limit(4, BUY, 100, 2);                     // 1 is filled: done ids [2, 1, 4]
+  EXPECT_FALSE(w.eng.order(1).has_value());
+  w.sink.events.clear();
+  w.eng.cancel(CancelOrder{1, 8, kSym});
+  w.eng.modify(ModifyOrder{1, 8, kSym, 101, 5});
+  ASSERT_EQ(w.sink.events.size(), 2u);
+  for (const Event& e : w.sink.events) {
+    EXPECT_EQ(e.kind, EventKind::REJECTED);
+    EXPECT_EQ(e.reason, static_cast<std::uint8_t>(RejectReason::UNKNOWN_ORDER));
+  }
+  EXPECT_TRUE(w.refused(1));                   // done ids [1, 4, 1'] -- refusals add none
+
+  // A modify that re-enters and fills completely ends its order under the same id.
+  w.limit(20, SELL, 100, 5);                   // rests
+  w.limit(21, BUY, 90, 5);                     // rests
+  w.eng.modify(ModifyOrder{21, 8, kSym, 100, 5});  // trades with 20: done ids [4, 20, 21]
+  EXPECT_FALSE(w.eng.order(20).has_value());
+  EXPECT_FALSE(w.eng.order(21).has_value());
+  EXPECT_TRUE(w.refused(21));
+  EXPECT_EQ(w.eng.live_orders(), 0u);
+
+  // Three more done orders push 20 and 21 out: their ids are accepted again, and the
+  // nodes they leave hold new resting orders exactly.
+  for (OrderId id = 30; id < 33; ++id) w.limit(id, BUY, 10, 1, TimeInForce::IOC);
+  w.limit(20, BUY, 95, 7);
+  w.limit(21, SELL, 105, 9);
+  ASSERT_TRUE(w.eng.order(20).has_value());
+  EXPECT_EQ(w.eng.order(20)->remaining, 7);
+  EXPECT_EQ(w.eng.order(20)->price, 95);
+  EXPECT_EQ(w.eng.order(21)->remaining, 9);
+  EXPECT_EQ(w.eng.order(21)->side, SELL);
+  EXPECT_EQ(w.eng.live_orders(), 2u);
+  EXPECT_EQ(w.eng.known_ids(), 5u);            // 2 working + the window of 3
+}
+
 TEST(IdWindow, KnownIdsStayBoundedWhateverTheHistory) {
   WindowedEngine w(1000);
   for (OrderId id = 1; id < 200'000; id += 2) {

@@ -98,7 +98,9 @@ class Engine {
   class Emitter final : public EventHandler {
    public:
     explicit Emitter(EventHandler& h) : handler(h) {}
-    void on_event(const Event& e) override {
+    // Inlined where the engine emits (it calls this final class directly), so the
+    // hash reads the event's fields from registers, not back from memory.
+    [[gnu::always_inline]] void on_event(const Event& e) override {
       hash = hash_event(hash, e);
       handler.on_event(e);
     }
@@ -113,8 +115,9 @@ class Engine {
     auto it = books_.find(symbol);
     return it == books_.end() ? nullptr : it->second.get();
   }
-  // Matches an accepted limit/market taker and rests or finishes it.
-  void execute(OrderBook& book, Taker& taker, const NewOrder& cmd);
+  // Matches an accepted limit/market taker and rests or finishes it in `node`, the
+  // store's node for its id.
+  void execute(OrderBook& book, Taker& taker, const NewOrder& cmd, OrderIndex node);
   void reject(OrderId id, SymbolId symbol, RejectReason why);
   void restore_unchecked(std::string_view data);
 

@@ -31,8 +31,11 @@ class OrderIdMap {
   // Removes `id` if it maps to `value`; true if it did.
   bool erase_if_value(OrderId id, std::uint32_t value, bool any = false);
 
-  // Hints the cache that `id` will be looked up soon.
+  // Hints the cache that `id` will be looked up (or put) soon.
   void prefetch(OrderId id) const;
+  // Hints the cache that `id` will be erased soon: its line and the next, where the
+  // erase's backward shift ends (a full line of four consecutive ids runs into it).
+  void prefetch_erase(OrderId id) const;
 
   std::size_t size() const { return size_; }
   std::size_t capacity() const { return slots_.size(); }

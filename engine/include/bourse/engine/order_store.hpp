@@ -27,15 +27,19 @@ struct Order {
   bool post_only;
 };
 
-// Owns every resting order of every book plus the index of known order ids.
-// An id maps to its pool index while the order rests, and to kRetired once it
-// is accepted but not resting (done or never rested). Done ids are kept for a
-// bounded window, not forever, so memory follows the book, not the history: an
-// accepted id stays known while its order works and until `id_window` more
-// orders are done after it (a ring of the latest done ids).
+// Owns the node of every order the engine still knows by id, plus the index of
+// those ids. A node is taken when an order is accepted and stays with its id until
+// the id is forgotten: while the order rests (remaining > 0) and then, done
+// (remaining == 0), for a bounded window: an accepted id stays known while its
+// order works and until `id_window` more orders are done after it (a ring of the
+// latest done nodes). So memory follows the book plus the window, not the history.
+//
+// Why done orders keep their node: retiring one (a filled maker, a cancel) then
+// touches only the node the caller already has in cache, not the id index, whose
+// slot for an old id is a cache miss; the ring's oldest node, whose id leaves the
+// index, is known far ahead and is prefetched.
 class OrderStore {
  public:
-  static constexpr std::uint32_t kRetired = OrderIdMap::kMaxValue;
   static constexpr std::size_t kDefaultIdWindow = std::size_t{1} << 17;
 
   explicit OrderStore(std::size_t expected_orders = 1024,
@@ -48,27 +52,43 @@ class OrderStore {
 
   // Index of the live (resting) order with this id, or kNoOrder.
   OrderIndex find_live(OrderId id) const {
-    std::uint32_t v = ids_.find(id);
-    return (v == OrderIdMap::kAbsent || v == kRetired) ? kNoOrder : v;
+    const std::uint32_t v = ids_.find(id);
+    return (v == OrderIdMap::kAbsent || nodes_[v].remaining == 0) ? kNoOrder : v;
   }
 
-  // Records an accepted id that is not (yet) resting.
-  void mark_known(OrderId id) { ids_.put(id, kRetired); }
-
-  // An accepted order ended without resting (filled, killed, rejected remainder):
-  // its id joins the window of done ids.
-  void finished(OrderId id) { remember(id); }
-
-  // Copies `order` into the pool and indexes it by id; links are left unset.
+  // Takes a node for a newly accepted order (`id` must not be known) and indexes
+  // the id to it. The node is neither resting nor done until place() or finish().
   // Invalidates references to other nodes (the pool may grow).
-  OrderIndex add(const Order& order);
+  OrderIndex accept(OrderId id);
 
-  // The order is done: frees its node and marks its id retired (in the window).
-  void retire(OrderIndex idx);
+  // The accepted order rests: `order` (same id; links left unset) fills its node.
+  void place(OrderIndex idx, const Order& order) {
+    nodes_[idx] = order;
+    ++live_;
+  }
 
-  // Frees the node of an order that re-enters at once under its id (a modify's
-  // cancel-replace): it is not done, so its id does not join the window.
-  void release(OrderIndex idx);
+  // accept() and place() at once (a restored order).
+  OrderIndex add(const Order& order) {
+    const OrderIndex idx = accept(order.order_id);
+    place(idx, order);
+    return idx;
+  }
+
+  // An accepted order that is not resting is done: its node joins the window.
+  void finish(OrderIndex idx) {
+    nodes_[idx].remaining = 0;
+    remember(idx);
+  }
+
+  // A resting order is done (filled, cancelled); the caller has unlinked it.
+  void retire(OrderIndex idx) {
+    --live_;
+    finish(idx);
+  }
+
+  // A resting order leaves the book to re-enter at once under its id (a modify's
+  // cancel-replace): it keeps its node and is placed or finished again.
+  void lift(OrderIndex) { --live_; }
 
   Order& at(OrderIndex idx) { return nodes_[idx]; }
   const Order& at(OrderIndex idx) const { return nodes_[idx]; }
@@ -78,15 +98,16 @@ class OrderStore {
   std::size_t id_window() const { return id_window_; }
 
  private:
-  // Appends a done id to the ring; the done id it overwrites is forgotten.
-  void remember(OrderId id);
+  // Appends a done node to the ring; the node it overwrites is forgotten (its id
+  // leaves the index) and freed.
+  void remember(OrderIndex idx);
 
   std::vector<Order, HugePageAllocator<Order>> nodes_;
   OrderIndex free_head_ = kNoOrder;
   std::size_t live_ = 0;
   OrderIdMap ids_;
   std::size_t id_window_;
-  std::vector<OrderId> recent_;  // grows to id_window_, then a ring
+  std::vector<OrderIndex> recent_;  // grows to id_window_, then a ring
   std::size_t recent_next_ = 0;
 };
 
