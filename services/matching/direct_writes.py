@@ -106,13 +106,8 @@ def array_literal(column: list) -> str:
     return "{" + ",".join(map(_element, column)) + "}"
 
 
-def _us(ts) -> int:
-    return ts.seconds * 1_000_000 + ts.nanos // 1000
-
-
-def trade_columns(trades) -> list[list]:
-    rows = [(t.trade_id, t.symbol, t.price, t.quantity, t.maker_order_id, t.taker_order_id, t.maker_account_id,
-             t.taker_account_id, t.aggressor_side, _us(t.time)) for t in trades]
+def trade_columns(rows) -> list[list]:
+    """TradeRows (shard_write.py) as TRADE_COLUMNS."""
     return [list(column) for column in zip(*rows)]
 
 
@@ -145,7 +140,7 @@ def statement_parameters(matching_shard: int, batch: ShardWrite | persistence_pb
     journal = [list(column) for column in zip(*batch.journal_rows)]
     new, updated = batch.order_columns()
     columns = [*_filled(journal, len(JOURNAL_COLUMNS)), *_filled(new, len(ORDER_COLUMNS)),
-               *_filled(updated, len(UPDATE_COLUMNS)), *_filled(trade_columns(batch.trades), len(TRADE_COLUMNS))]
+               *_filled(updated, len(UPDATE_COLUMNS)), *_filled(trade_columns(batch.trade_rows), len(TRADE_COLUMNS))]
     return [matching_shard, *map(array_literal, columns)]
 
 

@@ -51,9 +51,9 @@ import secrets
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from services.matching.shard_write import account_of, order_id_of, order_proto
+from services.matching.shard_write import account_of, order_id_of, order_proto, timestamp_us
 
 _dumps = json.JSONEncoder().encode
 
@@ -135,8 +135,12 @@ def orders_stream(account_id: int) -> str:
     return f"orders:{account_id}"
 
 
-def _iso(ts) -> str:
-    return datetime.fromtimestamp(ts.seconds + ts.nanos / 1e9, UTC).isoformat()
+_EPOCH = datetime.fromtimestamp(0, UTC)
+
+
+def _iso(us: int) -> str:
+    """A time in microseconds since the epoch, as ISO 8601 (exactly: no float on the way)."""
+    return (_EPOCH + timedelta(microseconds=us)).isoformat()
 
 
 def trade_json(trade) -> str:
@@ -145,7 +149,7 @@ def trade_json(trade) -> str:
     return ('{"trade_id": %d, "price": %d, "quantity": %d, "aggressor_side": %d, "maker_order_id": %d, '
             '"taker_order_id": %d, "time": "%s"}') % (
         trade.trade_id, trade.price, trade.quantity, trade.aggressor_side, trade.maker_order_id,
-        trade.taker_order_id, _iso(trade.time))
+        trade.taker_order_id, _iso(trade.time_us))
 
 
 def book_json(bids, asks, now: str) -> str:
@@ -160,8 +164,9 @@ def update_bytes(row, fills, answer=None) -> bytes:
     Order built from the order's row and the fills since the last send."""
     if answer is None:
         answer = order_proto(row)
-        for trade_id, price, quantity, maker, time in fills:
-            answer.fills.add(trade_id=trade_id, price=price, quantity=quantity, maker=maker, time=time)
+        for trade_id, price, quantity, maker, time_us in fills:
+            answer.fills.add(trade_id=trade_id, price=price, quantity=quantity, maker=maker,
+                             time=timestamp_us(time_us))
     return answer.SerializeToString()
 
 
@@ -215,7 +220,7 @@ class MarketData:
                 del pending[: len(pending) - TRADES_PENDING_MAX]
             for order_id, maker in ((trade.maker_order_id, True), (trade.taker_order_id, False)):
                 if (update := pending_orders.get(order_id)) is not None:
-                    update[1].append((trade.trade_id, trade.price, trade.quantity, maker, trade.time))
+                    update[1].append((trade.trade_id, trade.price, trade.quantity, maker, trade.time_us))
         if len(pending_orders) > ORDER_UPDATES_PENDING_MAX:
             self._gaps.update(account_of(row) for row, _, _ in pending_orders.values())
             pending_orders.clear()

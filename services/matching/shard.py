@@ -38,7 +38,7 @@ from bourse_engine import CancelReason, Engine, Event, EventKind, RejectReason, 
 from services.matching import snapshot_codec
 from services.matching.client_ids import ClientOrderIds, key_bytes, key_digest, pack_keys, request_hash
 from services.matching.live_orders import LiveOrders
-from services.matching.shard_write import ShardWrite
+from services.matching.shard_write import ShardWrite, TradeRow
 from services.matching.order_state import (
     CANCELLED,
     FILLED,
@@ -101,7 +101,7 @@ class BatchOutcome:
     results: list[Answer]
     write: ShardWrite
     symbols: set[str] = field(default_factory=set)
-    trades: list[types_pb2.Trade] = field(default_factory=list)
+    trades: list[TradeRow] = field(default_factory=list)
     # order_id -> the Order its answer carries, for new orders nothing touched after it
     answered: dict[int, types_pb2.Order] = field(default_factory=dict)
 
@@ -300,14 +300,9 @@ class MatchingShard:
         if batch.replaying:  # the trade is stored already: only the order states matter
             return None
         trade_id = self._ids.next()
-        ts = timestamp(now)
-        batch.trades.append(types_pb2.Trade(
-            trade_id=trade_id, symbol=taker.symbol, price=price, quantity=quantity,
-            maker_order_id=maker_order_id, taker_order_id=taker.order_id,
-            maker_account_id=event[MAKER_ACCOUNT], taker_account_id=taker.account_id,
-            aggressor_side=taker.side, time=ts,
-        ))
-        return types_pb2.Fill(trade_id=trade_id, price=price, quantity=quantity, maker=False, time=ts)
+        batch.trades.append(TradeRow(trade_id, taker.symbol, price, quantity, maker_order_id, taker.order_id,
+                                     event[MAKER_ACCOUNT], taker.account_id, taker.side, now // 1000))
+        return types_pb2.Fill(trade_id=trade_id, price=price, quantity=quantity, maker=False, time=timestamp(now))
 
     def _cancel(self, cmd: matching_pb2.CancelOrder, batch: _Batch, now: int) -> Answer:
         events = self.engine.raw.cancel(cmd.order_id, cmd.account_id, self.symbols[cmd.symbol])
@@ -449,7 +444,7 @@ class _Batch:
         self.replaying = replaying  # a journal replay: no results, trades or ids to produce
         self.new: dict[int, OrderState] = {}
         self.updated: dict[int, OrderState] = {}
-        self.trades: list[types_pb2.Trade] = []
+        self.trades: list[TradeRow] = []
         self.symbols: set[str] = set()
         # New orders' answers (their Order with its fills), while nothing later in the
         # batch touched them: what the order-update stream sends for them, as it is.

@@ -8,7 +8,6 @@ import contextlib
 import json
 import os
 import signal
-from types import SimpleNamespace
 
 import pytest
 import redis.asyncio as redis
@@ -16,7 +15,7 @@ import structlog
 
 from infra.local.servers import Redis, running_redis
 from services.matching.market_data import MarketData, book_key, trades_key
-from services.matching.shard_write import order_proto, order_row
+from services.matching.shard_write import TradeRow, order_proto, order_row
 
 LOG = structlog.get_logger()
 
@@ -27,10 +26,10 @@ def redis_url():
         yield server.url
 
 
-def trade(trade_id: int) -> SimpleNamespace:
-    return SimpleNamespace(trade_id=trade_id, symbol="AAPL", price=100 + trade_id, quantity=1, aggressor_side=1,
-                           maker_order_id=trade_id, taker_order_id=1000 + trade_id,
-                           time=SimpleNamespace(seconds=1_700_000_000, nanos=0))
+def trade(trade_id: int) -> TradeRow:
+    return TradeRow(trade_id=trade_id, symbol="AAPL", price=100 + trade_id, quantity=1, maker_order_id=trade_id,
+                    taker_order_id=1000 + trade_id, maker_account_id=0, taker_account_id=0, aggressor_side=1,
+                    time_us=1_700_000_000_000_000)
 
 
 async def empty_books(symbols):
@@ -142,8 +141,8 @@ def test_each_changed_order_is_added_to_its_accounts_stream_with_the_fills_since
                                          filled_quantity=filled, quantity=5))
 
     def proto_trade(trade_id, maker, taker, quantity):
-        return types_pb2.Trade(trade_id=trade_id, symbol="AAPL", price=100, quantity=quantity,
-                               maker_order_id=maker, taker_order_id=taker, aggressor_side=1)
+        return TradeRow(trade_id=trade_id, symbol="AAPL", price=100, quantity=quantity, maker_order_id=maker,
+                        taker_order_id=taker, maker_account_id=0, taker_account_id=0, aggressor_side=1, time_us=0)
 
     async def go():
         async with publishing(redis_url, interval_s=1.0) as (market_data, reader):
