@@ -163,27 +163,30 @@ class PyEngine {
         throw nb::value_error(("execute_packed: bad op in command " + std::to_string(i)).c_str());
       }
     }
-    sink_.events.clear();
+    // As one Engine::execute batch, which fetches the next commands' orders and books
+    // while one runs.
+    std::vector<Engine::Command> batch(n);
     for (std::size_t i = 0; i < n; ++i) {
       PackedCommand c;
       std::memcpy(&c, cmds + i, sizeof c);  // the buffer need not be aligned
-      switch (c.op) {
-        case 1: {
-          NewOrder o = new_order(c.order_id, c.account_id, c.symbol_id, c.side, c.order_type,
-                                 c.tif, c.price, c.quantity);
-          o.post_only = c.post_only != 0;
-          o.stp = c.stp == 0 ? SelfTradePrevention::CANCEL_INCOMING
-                             : static_cast<SelfTradePrevention>(c.stp);
-          engine_.submit(o);
-          break;
-        }
-        case 2:
-          engine_.cancel(CancelOrder{c.order_id, c.account_id, c.symbol_id});
-          break;
-        default:
-          engine_.modify(ModifyOrder{c.order_id, c.account_id, c.symbol_id, c.price, c.quantity});
+      Engine::Command& command = batch[i];
+      command.op = static_cast<Engine::Command::Op>(c.op);
+      if (c.op == 1) {
+        command.order = new_order(c.order_id, c.account_id, c.symbol_id, c.side, c.order_type, c.tif,
+                                  c.price, c.quantity);
+        command.order.post_only = c.post_only != 0;
+        command.order.stp = c.stp == 0 ? SelfTradePrevention::CANCEL_INCOMING
+                                       : static_cast<SelfTradePrevention>(c.stp);
+      } else {
+        command.order.order_id = c.order_id;
+        command.order.account_id = c.account_id;
+        command.order.symbol_id = c.symbol_id;
+        command.order.price = c.price;
+        command.order.quantity = c.quantity;
       }
     }
+    sink_.events.clear();
+    engine_.execute(batch.data(), n);
     return nb::bytes(reinterpret_cast<const char*>(sink_.events.data()),
                      sink_.events.size() * sizeof(Event));
   }

@@ -63,6 +63,18 @@ class Engine {
   void cancel(const CancelOrder& cancel);
   void modify(const ModifyOrder& modify);
 
+  // One command of a batch. `op` says which of `order`'s fields count: all (SUBMIT);
+  // order_id, account_id, symbol_id (CANCEL); and price, quantity (MODIFY).
+  struct Command {
+    enum class Op : std::uint8_t { SUBMIT = 1, CANCEL = 2, MODIFY = 3 };
+    Op op;
+    NewOrder order;
+  };
+  // Runs the commands in order, exactly as one call each would (same events, same
+  // state), but fetches what the next few will touch while the current one runs:
+  // with books out of cache, a command alone waits on one miss after another.
+  void execute(const Command* commands, std::size_t count);
+
   // Sets a symbol's rules (creating its book); applies to later commands only.
   // Returns false (and changes nothing) if !valid(inst).
   bool set_instrument(SymbolId symbol, const Instrument& inst);

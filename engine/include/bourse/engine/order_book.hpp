@@ -87,6 +87,15 @@ class OrderBook {
   // Every order of one side in priority order (best level first, FIFO).
   void orders(Side side, std::vector<OrderEntry>& out) const;
 
+  // Cache hints for a command about to run on this book (Engine::execute over a batch),
+  // in two steps, the second reading only what the first fetched. prefetch_ends: the
+  // lines the level search starts from on `side` (its first level and its best two)
+  // and the best level of the other side, which the command may trade with.
+  // prefetch_from: the levels from where `price` should sit on `side` to the best, which
+  // the command searches and which an insert or erase there moves.
+  void prefetch_ends(Side side) const;
+  void prefetch_from(Side side, Price price) const;
+
   std::size_t level_count(Side side) const { return levels(side).size(); }
   bool empty() const { return bids_.empty() && asks_.empty(); }
 

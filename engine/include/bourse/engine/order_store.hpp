@@ -90,6 +90,14 @@ class OrderStore {
   // cancel-replace): it keeps its node and is placed or finished again.
   void lift(OrderIndex) { --live_; }
 
+  // Batch execution's cache hints: the id's slot in the index; then, once that is in
+  // cache, the index of the id's node (live or done), or kNoOrder if it is not known.
+  void prefetch_id(OrderId id) const { ids_.prefetch(id); }
+  OrderIndex index_of(OrderId id) const {
+    const std::uint32_t v = ids_.find(id);
+    return v == OrderIdMap::kAbsent ? kNoOrder : v;
+  }
+
   Order& at(OrderIndex idx) { return nodes_[idx]; }
   const Order& at(OrderIndex idx) const { return nodes_[idx]; }
 
