@@ -188,7 +188,9 @@ void Engine::execute(const Command* commands, std::size_t count) {
     OrderIndex node;  // a cancel's or modify's order, else kNoOrder
     bool levels;      // whether to fetch the book's levels
   };
-  std::array<Ahead, 8> ahead{};  // by command index modulo 8 (> kNodeAndBook)
+  std::array<Ahead, 8> ahead;  // by command index modulo 8 (> kNodeAndBook)
+  // The first kNodeAndBook commands' later steps find an entry no earlier step filled.
+  ahead.fill(Ahead{nullptr, kNoOrder, false});
   // The books whose levels were fetched lately (by address, direct-mapped, with the
   // command that did): a book used again within kHot commands is in cache still, and
   // fetching its levels again would only cost instructions (one busy book: 0.6x).
@@ -230,7 +232,11 @@ void Engine::execute(const Command* commands, std::size_t count) {
     if (i + kLevels < count) {
       const Command& c = commands[i + kLevels];
       const Ahead& a = ahead[(i + kLevels) % ahead.size()];
-      if (a.levels && (a.node != kNoOrder || c.op == Command::Op::SUBMIT)) {
+      // A submit that cannot rest (market, IOC, FOK) only trades: the other side's best,
+      // fetched with the ends, is all it reads.
+      const bool rests = c.op != Command::Op::SUBMIT ||
+                         (c.order.type == OrderType::LIMIT && c.order.tif == TimeInForce::GTC);
+      if (a.levels && rests && (a.node != kNoOrder || c.op == Command::Op::SUBMIT)) {
         // From the farther from the best of the order's old place and its new one.
         const Order* node = a.node != kNoOrder ? &store_.at(a.node) : nullptr;
         const Side side = node != nullptr ? node->side : c.order.side;

@@ -100,9 +100,9 @@ void OrderBook::prefetch_from(Side side, Price price) const {
   const std::vector<Level>& v = levels(side);
   if (v.size() < 3) return;
   const std::size_t guess = interpolate(v, price);
-  const char* line = reinterpret_cast<const char*>(v.data() + (guess > 4 ? guess - 4 : 0));
-  const char* end = reinterpret_cast<const char*>(v.data() + v.size());
-  for (; line < end; line += 64) __builtin_prefetch(line);
+  const char* from = reinterpret_cast<const char*>(v.data() + (guess > 4 ? guess - 4 : 0));
+  const std::size_t bytes = static_cast<std::size_t>(reinterpret_cast<const char*>(v.data() + v.size()) - from);
+  for (std::size_t at = 0; at < bytes; at += 64) __builtin_prefetch(from + at);
 }
 
 bool OrderBook::crosses_any(Side taker_side, Price limit) const {

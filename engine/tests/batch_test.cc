@@ -75,6 +75,22 @@ TEST(Batch, RunsExactlyAsOneCallPerCommand) {
   }
 }
 
+// The pipeline's first commands have steps no earlier step prepared: on an engine with
+// nothing in its pool yet (nothing reserved either) they must touch no node.
+TEST(Batch, AFreshEngineWithNothingReserved) {
+  EventCollector sink;
+  Engine eng(sink, 0);
+  std::vector<Command> cmds;
+  for (OrderId id = 1; id <= 12; ++id) {
+    cmds.push_back(Command{Command::Op::SUBMIT, NewOrder{id, id, kSym, id % 2 ? BUY : SELL, OrderType::LIMIT,
+                                                       TimeInForce::GTC, 100, 1}});
+  }
+  cmds.push_back(Command{Command::Op::CANCEL, NewOrder{99, 1, kSym}});
+  eng.execute(cmds.data(), cmds.size());
+  EXPECT_EQ(eng.live_orders(), 0u);  // six pairs traded away
+  EXPECT_EQ(sink.events.back(), Rej(99, RejectReason::UNKNOWN_ORDER));
+}
+
 // Depth as a model keeps it: price -> (total, count), per side.
 using Model = std::map<Price, std::pair<Quantity, std::uint32_t>>;
 
