@@ -41,20 +41,7 @@ using Command = Engine::Command;
 constexpr Command::Op SUBMIT = Command::Op::SUBMIT, CANCEL = Command::Op::CANCEL,
                       MODIFY = Command::Op::MODIFY;
 
-void apply(Engine& eng, const Command& c) {
-  switch (c.op) {
-    case SUBMIT:
-      eng.submit(c.order);
-      break;
-    case CANCEL:
-      eng.cancel(CancelOrder{c.order.order_id, c.order.account_id, c.order.symbol_id});
-      break;
-    case MODIFY:
-      eng.modify(ModifyOrder{c.order.order_id, c.order.account_id, c.order.symbol_id,
-                             c.order.price, c.order.quantity});
-      break;
-  }
-}
+void apply(Engine& eng, const Command& c) { eng.execute(c); }
 
 class CountingHandler final : public EventHandler {
  public:

@@ -173,6 +173,21 @@ void Engine::modify(const ModifyOrder& cmd) {
   execute(*book, taker, again, idx);
 }
 
+void Engine::execute(const Command& c) {
+  switch (c.op) {
+    case Command::Op::SUBMIT:
+      submit(c.order);
+      break;
+    case Command::Op::CANCEL:
+      cancel(CancelOrder{c.order.order_id, c.order.account_id, c.order.symbol_id});
+      break;
+    case Command::Op::MODIFY:
+      modify(ModifyOrder{c.order.order_id, c.order.account_id, c.order.symbol_id, c.order.price,
+                         c.order.quantity});
+      break;
+  }
+}
+
 void Engine::execute(const Command* commands, std::size_t count) {
   // A software pipeline over the batch: while command i runs, command i + kIdSlot gets
   // its id's index slot and its book's pointer fetched, command i + kNodeAndBook its
@@ -236,7 +251,7 @@ void Engine::execute(const Command* commands, std::size_t count) {
       // fetched with the ends, is all it reads.
       const bool rests = c.op != Command::Op::SUBMIT ||
                          (c.order.type == OrderType::LIMIT && c.order.tif == TimeInForce::GTC);
-      if (a.levels && rests && (a.node != kNoOrder || c.op == Command::Op::SUBMIT)) {
+      if (a.levels && rests) {
         // From the farther from the best of the order's old place and its new one.
         const Order* node = a.node != kNoOrder ? &store_.at(a.node) : nullptr;
         const Side side = node != nullptr ? node->side : c.order.side;
@@ -247,19 +262,7 @@ void Engine::execute(const Command* commands, std::size_t count) {
         a.book->prefetch_from(side, from);
       }
     }
-    const Command& c = commands[i];
-    switch (c.op) {
-      case Command::Op::SUBMIT:
-        submit(c.order);
-        break;
-      case Command::Op::CANCEL:
-        cancel(CancelOrder{c.order.order_id, c.order.account_id, c.order.symbol_id});
-        break;
-      case Command::Op::MODIFY:
-        modify(ModifyOrder{c.order.order_id, c.order.account_id, c.order.symbol_id, c.order.price,
-                           c.order.quantity});
-        break;
-    }
+    execute(commands[i]);
   }
 }
 

@@ -45,20 +45,7 @@ TEST(Batch, RunsExactlyAsOneCallPerCommand) {
     const std::vector<Command> cmds = stream(20'000, seed);
     EventCollector one_sink, batch_sink;
     Engine one(one_sink, 16, 500), batched(batch_sink, 16, 500);
-    for (const Command& c : cmds) {
-      switch (c.op) {
-        case Command::Op::SUBMIT:
-          one.submit(c.order);
-          break;
-        case Command::Op::CANCEL:
-          one.cancel(CancelOrder{c.order.order_id, c.order.account_id, c.order.symbol_id});
-          break;
-        case Command::Op::MODIFY:
-          one.modify(ModifyOrder{c.order.order_id, c.order.account_id, c.order.symbol_id,
-                                 c.order.price, c.order.quantity});
-          break;
-      }
-    }
+    for (const Command& c : cmds) one.execute(c);
     // Batches of every size from 1 up, so that the pipeline's start and end (no
     // commands ahead to fetch) are crossed often.
     std::size_t at = 0;

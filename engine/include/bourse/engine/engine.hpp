@@ -70,8 +70,10 @@ class Engine {
     Op op;
     NewOrder order;
   };
-  // Runs the commands in order, exactly as one call each would (same events, same
-  // state), but fetches what the next few will touch while the current one runs:
+  // One command: submit, cancel or modify, as its op says.
+  void execute(const Command& command);
+  // Runs the commands in order, exactly as execute(command) on each would (same events,
+  // same state), but fetches what the next few will touch while the current one runs:
   // with books out of cache, a command alone waits on one miss after another.
   void execute(const Command* commands, std::size_t count);
 

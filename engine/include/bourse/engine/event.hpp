@@ -61,6 +61,10 @@ struct Event {
                      AccountId maker_account, AccountId taker_account, Price price,
                      Quantity quantity, Side aggressor_side, Quantity maker_remaining,
                      Quantity taker_remaining);
+
+ private:
+  // What every kind sets: the kind, its order and its symbol; the rest stays zero.
+  static Event of(EventKind kind, OrderId id, SymbolId symbol);
 };
 
 static_assert(sizeof(Event) == 96, "Event layout is part of the packed API");
@@ -69,39 +73,34 @@ static_assert(sizeof(Event) == 96, "Event layout is part of the packed API");
 // computed: built out of line, the event came back through memory, and the hash's
 // first word, one load over several narrow stores, waited for them to commit
 // (store forwarding fails), a tenth of the insert benchmark.
-inline Event Event::accepted(OrderId id, SymbolId symbol) {
+inline Event Event::of(EventKind kind, OrderId id, SymbolId symbol) {
   Event e;
-  e.kind = EventKind::ACCEPTED;
+  e.kind = kind;
   e.order_id = id;
   e.symbol_id = symbol;
   return e;
 }
 
+inline Event Event::accepted(OrderId id, SymbolId symbol) {
+  return of(EventKind::ACCEPTED, id, symbol);
+}
+
 inline Event Event::rejected(OrderId id, SymbolId symbol, RejectReason why) {
-  Event e;
-  e.kind = EventKind::REJECTED;
-  e.order_id = id;
-  e.symbol_id = symbol;
+  Event e = of(EventKind::REJECTED, id, symbol);
   e.reason = static_cast<std::uint8_t>(why);
   return e;
 }
 
 inline Event Event::cancelled(OrderId id, SymbolId symbol, Quantity remaining, CancelReason why) {
-  Event e;
-  e.kind = EventKind::CANCELLED;
-  e.order_id = id;
-  e.symbol_id = symbol;
+  Event e = of(EventKind::CANCELLED, id, symbol);
   e.reason = static_cast<std::uint8_t>(why);
   e.remaining = remaining;
   return e;
 }
 
 inline Event Event::done(OrderId id, SymbolId symbol, OrderStatus status, Quantity filled,
-                  Quantity remaining) {
-  Event e;
-  e.kind = EventKind::DONE;
-  e.order_id = id;
-  e.symbol_id = symbol;
+                         Quantity remaining) {
+  Event e = of(EventKind::DONE, id, symbol);
   e.status = status;
   e.filled = filled;
   e.remaining = remaining;
@@ -109,23 +108,17 @@ inline Event Event::done(OrderId id, SymbolId symbol, OrderStatus status, Quanti
 }
 
 inline Event Event::modified(OrderId id, SymbolId symbol, Price price, Quantity quantity) {
-  Event e;
-  e.kind = EventKind::MODIFIED;
-  e.order_id = id;
-  e.symbol_id = symbol;
+  Event e = of(EventKind::MODIFIED, id, symbol);
   e.price = price;
   e.quantity = quantity;
   return e;
 }
 
 inline Event Event::trade(SymbolId symbol, OrderId maker_order_id, OrderId taker_order_id,
-                   AccountId maker_account, AccountId taker_account, Price price,
-                   Quantity quantity, Side aggressor_side, Quantity maker_remaining,
-                   Quantity taker_remaining) {
-  Event e;
-  e.kind = EventKind::TRADE;
-  e.symbol_id = symbol;
-  e.order_id = taker_order_id;
+                          AccountId maker_account, AccountId taker_account, Price price,
+                          Quantity quantity, Side aggressor_side, Quantity maker_remaining,
+                          Quantity taker_remaining) {
+  Event e = of(EventKind::TRADE, taker_order_id, symbol);
   e.maker_order_id = maker_order_id;
   e.taker_order_id = taker_order_id;
   e.maker_account = maker_account;
