@@ -1,7 +1,7 @@
 """Stages the build context of the bourse image: `bazel-bin/infra/k8s/stage DIR`, then
 `docker build -t bourse:dev DIR` (see README.md).
 
-The image needs files Bazel generates (protoc modules, the nanobind engine module) next
+The image needs files Bazel generates (protoc modules, the compiled modules) next
 to the sources; they live under bazel-bin, which a Docker build context cannot follow.
 This program, run from its Bazel runfiles (which hold exactly what the services need),
 copies them into one flat tree:
@@ -14,10 +14,11 @@ copies them into one flat tree:
     DIR/app/bourse/...      protoc-generated modules (bazel-bin/protos)
     DIR/app/bourse_engine/  typed engine wrapper (engine/bourse_engine)
     DIR/app/_bourse_engine.so   the nanobind module (bazel-bin/engine)
+    DIR/app/_order_wire.so      the matching process's Order writer (bazel-bin/services/matching/native)
 
 so that PYTHONPATH=/app in the image resolves every import as PYTHONPATH=.:bazel-bin/
-protos:engine:bazel-bin/engine does in the repo. The module is compiled on this
-machine: the image's Debian release must be this machine's (recorded in DIR/BUILD-INFO).
+protos:engine:bazel-bin/engine:bazel-bin/services/matching/native does in the repo. The
+modules are compiled on this machine: the image's Debian release must be this machine's (recorded in DIR/BUILD-INFO).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ TREES = {
     "protos/bourse": "app/bourse",
     "engine/bourse_engine": "app/bourse_engine",
     "engine/_bourse_engine.so": "app/_bourse_engine.so",
+    "services/matching/native/_order_wire.so": "app/_order_wire.so",
     "infra/k8s/Dockerfile": "Dockerfile",
 }
 LOCK = "requirements.lock"  # from the runfiles if //:requirements.lock is exported, else the workspace

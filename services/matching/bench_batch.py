@@ -110,7 +110,7 @@ async def run(symbols: list[str], wire: list[bytes]) -> tuple[dict[str, float], 
                       orders=[*outcome.write.new_rows, *outcome.write.updated_rows], answered=outcome.answered)
         redis_client.pack_command("EVALSHA", "0" * 40, 0, *await market._take())
         published = clock()
-        response = m.ExecuteStreamResponse(batch_id=request.batch_id)
+        response = m.EncodedExecuteStreamResponse(batch_id=request.batch_id)
         add_results(response.results, outcome.results)
         response.SerializeToString()
         answered = clock()

@@ -53,7 +53,9 @@ from collections import defaultdict
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from services.matching.shard_write import account_of, order_id_of, order_proto, timestamp_us
+from _order_wire import order_bytes
+
+from services.matching.shard_write import account_of, order_id_of
 
 _dumps = json.JSONEncoder().encode
 
@@ -158,16 +160,12 @@ def book_json(bids, asks, now: str) -> str:
     return '{"bids": %s, "asks": %s, "time": "%s"}' % (_dumps(bids), _dumps(asks), now)
 
 
-def update_bytes(row, fills, answer=None) -> bytes:
-    """An order update as its stream entry carries it: the answer's Order message when the
-    batch gave one (it already carries exactly the fills recorded with it), else the
-    Order built from the order's row and the fills since the last send."""
-    if answer is None:
-        answer = order_proto(row)
-        for trade_id, price, quantity, maker, time_us in fills:
-            answer.fills.add(trade_id=trade_id, price=price, quantity=quantity, maker=maker,
-                             time=timestamp_us(time_us))
-    return answer.SerializeToString()
+def update_bytes(row, fills, answer: bytes | None = None) -> bytes:
+    """An order update as its stream entry carries it (Order message bytes): the answer's
+    when the batch gave one (it already carries exactly the fills recorded with it), else
+    the order's row with the fills since the last send, each (trade_id, price, quantity,
+    maker, time_us)."""
+    return order_bytes(row, fills) if answer is None else answer
 
 
 class MarketData:
@@ -187,7 +185,7 @@ class MarketData:
         self._books_of: dict[str, Callable] = {}
         self._trades: dict[str, list[str]] = defaultdict(list)
         # order_id -> (its newest row, the fills it got since the last send, or instead the
-        # Order message its answer carried, when that is still the whole update): to publish
+        # Order bytes its answer carried, when that is still the whole update): to publish
         self._orders: dict[int, tuple[tuple, list, object]] = {}
         self._gaps: set[int] = set()  # accounts whose updates were dropped
         self._wakeup = asyncio.Event()
@@ -197,7 +195,7 @@ class MarketData:
         """A committed batch: symbols it touched, its trades (in order), the new state of
         each order it changed (rows, shard_write.py), and `await books_of(symbols) ->
         {symbol: (bids, asks)}` for committed books. `answered`: order_id -> the Order
-        message (with its fills) the batch answered for an order it created and did not
+        bytes (with its fills) the batch answered for an order it created and did not
         touch again, sent as it is unless a later batch changes the order first."""
         if self._client is None:
             return

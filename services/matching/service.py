@@ -19,10 +19,11 @@ SERVICE_NAME = "bourse.matching.v1.MatchingService"
 
 
 def add_results(results, answers) -> None:
-    """The shard's answers (shard.Answer) as CommandResults of a response's `results`."""
+    """The shard's answers (shard.Answer) as EncodedCommandResults of a response's
+    `results`: the Order bytes go in as they are."""
     add = results.add
-    for answer in answers:
-        add(order=answer.order, error_reason=answer.error_reason)
+    for encoded_order, error_reason in answers:
+        add(order=encoded_order, error_reason=error_reason)
 
 
 class MatchingServicer(matching_grpc.MatchingServiceServicer):
@@ -83,7 +84,7 @@ class MatchingServicer(matching_grpc.MatchingServiceServicer):
         outcome = await self._execute(request.commands)
         if isinstance(outcome, BourseError):
             await abort(context, outcome)
-        response = matching_pb2.ExecuteBatchResponse()
+        response = matching_pb2.EncodedExecuteBatchResponse()
         add_results(response.results, outcome)
         return response
 
@@ -94,7 +95,7 @@ class MatchingServicer(matching_grpc.MatchingServiceServicer):
 
         async def answer(request):
             outcome = await self._execute(request.commands)
-            response = matching_pb2.ExecuteStreamResponse(batch_id=request.batch_id)
+            response = matching_pb2.EncodedExecuteStreamResponse(batch_id=request.batch_id)
             if isinstance(outcome, BourseError):
                 set_error(response, outcome)
             else:
@@ -141,8 +142,29 @@ class MatchingServicer(matching_grpc.MatchingServiceServicer):
         return matching_pb2.TakeSnapshotResponse(sequence=sequence, bytes=size)
 
 
+def _serialize(response) -> bytes:
+    # Duck-typed: ExecuteBatch and ExecuteStream answer with their Encoded* forms.
+    return response.SerializeToString()
+
+
 def register(committers: dict[int, GroupCommitter]):
+    """The generated registration, except that every response is written by its own
+    SerializeToString: the Execute RPCs answer with Encoded* messages (the wire form of
+    their declared responses, see the proto), which the generated serializers, bound to
+    the declared types, are not meant to take."""
     def add(server: grpc.aio.Server) -> None:
-        matching_grpc.add_MatchingServiceServicer_to_server(MatchingServicer(committers), server)
+        servicer = MatchingServicer(committers)
+        handlers = {
+            "ExecuteBatch": grpc.unary_unary_rpc_method_handler(
+                servicer.ExecuteBatch, matching_pb2.ExecuteBatchRequest.FromString, _serialize),
+            "ExecuteStream": grpc.stream_stream_rpc_method_handler(
+                servicer.ExecuteStream, matching_pb2.ExecuteStreamRequest.FromString, _serialize),
+            "GetShardStatus": grpc.unary_unary_rpc_method_handler(
+                servicer.GetShardStatus, matching_pb2.GetShardStatusRequest.FromString, _serialize),
+            "TakeSnapshot": grpc.unary_unary_rpc_method_handler(
+                servicer.TakeSnapshot, matching_pb2.TakeSnapshotRequest.FromString, _serialize),
+        }
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
+        server.add_registered_method_handlers(SERVICE_NAME, handlers)
 
     return add

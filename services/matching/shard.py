@@ -46,7 +46,6 @@ from services.matching.order_state import (
     PARTIALLY_FILLED,
     REJECTED,
     OrderState,
-    timestamp,
 )
 
 BOOK_LEVELS = 50
@@ -87,13 +86,22 @@ def _reject_reason(event) -> str:
 
 
 class Answer(NamedTuple):
-    """A command's result as the shard gives it: the order after the command (an Order
-    message) and why it was refused ("" if it was not). The gRPC CommandResult is built
-    from it in the response itself (service.py), so the Order is copied once on its way
-    out, not into a CommandResult first and then again into the response."""
+    """A command's result as the shard gives it: the order after the command, as Order
+    message bytes, and why it was refused ("" if it was not). The bytes go into the
+    response as they are (service.py: a bytes field and a message field share one wire
+    form), and into the account's update stream (market_data.py)."""
 
-    order: types_pb2.Order
+    encoded_order: bytes
     error_reason: str = ""
+
+    @property
+    def order(self) -> types_pb2.Order:
+        """The order, decoded (for callers in process; the hot path never needs it)."""
+        return types_pb2.Order.FromString(self.encoded_order)
+
+
+def _answer(order: types_pb2.Order, error_reason: str) -> Answer:
+    return Answer(order.SerializeToString(), error_reason)
 
 
 @dataclass
@@ -102,8 +110,8 @@ class BatchOutcome:
     write: ShardWrite
     symbols: set[str] = field(default_factory=set)
     trades: list[TradeRow] = field(default_factory=list)
-    # order_id -> the Order its answer carries, for new orders nothing touched after it
-    answered: dict[int, types_pb2.Order] = field(default_factory=dict)
+    # order_id -> the Order bytes its answer carries, for new orders nothing touched after it
+    answered: dict[int, bytes] = field(default_factory=dict)
 
 
 class MatchingShard:
@@ -190,10 +198,9 @@ class MatchingShard:
         its final status when the account's order finished lately, else UNKNOWN_ORDER."""
         done = self.done.get(order_id)
         if done is not None and done[:2] == (account_id, symbol):
-            return Answer(order=types_pb2.Order(
-                order_id=order_id, account_id=account_id, symbol=symbol, status=done[2]), error_reason="ORDER_DONE")
-        unknown = types_pb2.Order(order_id=order_id, account_id=account_id, symbol=symbol)
-        return Answer(order=unknown, error_reason="UNKNOWN_ORDER")
+            return _answer(types_pb2.Order(order_id=order_id, account_id=account_id, symbol=symbol, status=done[2]),
+                           "ORDER_DONE")
+        return _answer(types_pb2.Order(order_id=order_id, account_id=account_id, symbol=symbol), "UNKNOWN_ORDER")
 
     def _replay_time(self, ns: int) -> int:
         self._last_ns = max(self._last_ns, ns)
@@ -227,7 +234,7 @@ class MatchingShard:
             reason = "DUPLICATE_CLIENT_ORDER_ID" if original_hash == fingerprint else "CLIENT_ORDER_ID_REUSED"
             named = types_pb2.Order(order_id=original, account_id=cmd.account_id, symbol=cmd.symbol,
                                     client_order_id=cmd.client_order_id)
-            return Answer(order=named, error_reason=reason)
+            return _answer(named, reason)
         # Enum values go in as ints: the engine rejects unknown ones (INVALID_SIDE...).
         # Straight to the binding (Engine.raw): validate() checked the ids, the symbol's id
         # is ours, and the rest are the message's int64s and enum codes.
@@ -248,10 +255,10 @@ class MatchingShard:
         if batch.replaying:
             return None
         error = state.reason if state.status == REJECTED else ""
-        order = state.to_proto(fills)
+        order = state.encoded(fills)
         if state.order_id in batch.new:
             batch.answered[state.order_id] = order
-        return Answer(order=order, error_reason=error)
+        return Answer(order, error)
 
     def _apply(self, events, state: OrderState, batch: _Batch, now: int) -> list:
         """Applies a submit's or modify's events to its order, `state`, and to resting
@@ -284,7 +291,8 @@ class MatchingShard:
                     batch.touch(order)
         return fills
 
-    def _trade(self, event, taker: OrderState, batch: _Batch, now: int) -> types_pb2.Fill | None:
+    def _trade(self, event, taker: OrderState, batch: _Batch, now: int) -> tuple | None:
+        """The taker's fill: (trade_id, price, quantity, maker, time_us), as OrderState.encoded takes it."""
         maker_order_id, price, quantity = event[MAKER_ORDER_ID], event[PRICE], event[QUANTITY]
         maker = self.live.get(maker_order_id)
         if maker is not None:
@@ -302,7 +310,7 @@ class MatchingShard:
         trade_id = self._ids.next()
         batch.trades.append(TradeRow(trade_id, taker.symbol, price, quantity, maker_order_id, taker.order_id,
                                      event[MAKER_ACCOUNT], taker.account_id, taker.side, now // 1000))
-        return types_pb2.Fill(trade_id=trade_id, price=price, quantity=quantity, maker=False, time=timestamp(now))
+        return trade_id, price, quantity, False, now // 1000
 
     def _cancel(self, cmd: matching_pb2.CancelOrder, batch: _Batch, now: int) -> Answer:
         events = self.engine.raw.cancel(cmd.order_id, cmd.account_id, self.symbols[cmd.symbol])
@@ -314,13 +322,13 @@ class MatchingShard:
                 if reason == "UNKNOWN_ORDER":
                     return self._not_working(cmd.order_id, cmd.account_id, cmd.symbol)
                 unknown = types_pb2.Order(order_id=cmd.order_id, account_id=cmd.account_id, symbol=cmd.symbol)
-                return Answer(order=unknown, error_reason=reason)
+                return _answer(unknown, reason)
         state = self.live.pop(cmd.order_id)
         state.status, state.leaves, state.reason = CANCELLED, 0, CANCEL_REASONS[1]
         state.update_ns = now
         batch.symbols.add(cmd.symbol)
         batch.touch(state)
-        return None if batch.replaying else Answer(order=state.to_proto())
+        return None if batch.replaying else Answer(state.encoded())
 
     def _modify(self, cmd: matching_pb2.ModifyOrder, batch: _Batch, now: int) -> Answer:
         """Cancel/replace of a resting order to a new price and total quantity; a
@@ -330,19 +338,18 @@ class MatchingShard:
             # Unknown, done, or another account's: nothing shown but to the order's owner.
             return None if batch.replaying else self._not_working(cmd.order_id, cmd.account_id, cmd.symbol)
         if cmd.quantity <= state.filled:
-            return None if batch.replaying else Answer(
-                order=state.to_proto(), error_reason="QUANTITY_NOT_ABOVE_FILLED")
+            return None if batch.replaying else Answer(state.encoded(), "QUANTITY_NOT_ABOVE_FILLED")
         events = self.engine.raw.modify(cmd.order_id, cmd.account_id, self.symbols[cmd.symbol], cmd.price,
                                         cmd.quantity - state.filled)
         if events and events[0][KIND] == REJECTED_EVENT:  # alone: the order is untouched
             reason = _reject_reason(events[0])
-            return None if batch.replaying else Answer(order=state.to_proto(), error_reason=reason)
+            return None if batch.replaying else Answer(state.encoded(), reason)
         fills = self._apply(events, state, batch, now)  # the modified order takes as a new order would
         if state.leaves == 0:
             self.live.pop(state.order_id, None)
         batch.symbols.add(cmd.symbol)
         batch.touch(state)
-        return None if batch.replaying else Answer(order=state.to_proto(fills))
+        return None if batch.replaying else Answer(state.encoded(fills))
 
     def reset(self) -> None:
         """Forget everything in memory; `restore` and/or `replay` must follow."""
@@ -446,9 +453,9 @@ class _Batch:
         self.updated: dict[int, OrderState] = {}
         self.trades: list[TradeRow] = []
         self.symbols: set[str] = set()
-        # New orders' answers (their Order with its fills), while nothing later in the
-        # batch touched them: what the order-update stream sends for them, as it is.
-        self.answered: dict[int, types_pb2.Order] = {}
+        # New orders' answers (their Order bytes with its fills), while nothing later in
+        # the batch touched them: what the order-update stream sends for them, as it is.
+        self.answered: dict[int, bytes] = {}
 
     def touch(self, state: OrderState) -> None:
         if state.order_id not in self.new:

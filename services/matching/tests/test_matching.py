@@ -7,6 +7,7 @@ database.
 
 import asyncio
 import contextlib
+from types import SimpleNamespace
 from datetime import UTC, datetime
 
 import pytest
@@ -22,6 +23,7 @@ from services.common.ids import SnowflakeIds
 from services.matching.client_ids import ClientOrderIds
 from services.matching.committer import GroupCommitter, Unavailable
 from services.matching.market_data import MarketData
+from services.matching.service import add_results, register
 from services.matching.shard import InvalidCommand, MatchingShard
 from services.matching.persistence import snapshot_chunks
 from services.persistence.service import _chunk_row, _time, journal_response, order_message, order_row, trade_row
@@ -408,7 +410,7 @@ def test_a_packed_snapshot_restores_the_same_books_and_descriptions_and_snapshot
 def test_a_snapshot_with_order_messages_still_restores():
     before = _busy_shard()
     legacy = m.ShardSnapshot(shard_index=0, sequence=before.sequence, engine=before.engine.snapshot(),
-                             orders=[state.to_proto() for state in before.live.values()],
+                             orders=[t.Order.FromString(state.encoded()) for state in before.live.values()],
                              symbol_ids=before.symbols).SerializeToString()
     after = MatchingShard(SYMBOLS, SnowflakeIds(605))
     after.restore(legacy)
@@ -420,7 +422,7 @@ def test_descriptions_that_disagree_with_the_books_are_refused():
     before = _busy_shard()
     legacy = m.ShardSnapshot.FromString(m.ShardSnapshot(
         shard_index=0, sequence=before.sequence, engine=before.engine.snapshot(),
-        orders=[state.to_proto() for state in before.live.values()], symbol_ids=before.symbols).SerializeToString())
+        orders=[t.Order.FromString(state.encoded()) for state in before.live.values()], symbol_ids=before.symbols).SerializeToString())
     for change in (lambda o: o.pop(), lambda o: setattr(o[0], "leaves_quantity", o[0].leaves_quantity + 1),
                    lambda o: setattr(o[1], "account_id", 77), lambda o: setattr(o[2], "symbol", "AMD")):
         snap = m.ShardSnapshot()
@@ -819,3 +821,37 @@ def test_order_updates_sent_from_answers_are_the_bytes_built_from_rows():
     assert set(market._orders) == {1, 2, 3, 4, 5, 6, 7}
     assert {i for i, (_, _, answer) in market._orders.items() if answer is not None} == {3, 6, 7}
     assert with_answer >= {3, 6, 7}
+
+
+def test_encoded_responses_read_as_the_declared_responses():
+    order = t.Order(order_id=7, account_id=1, symbol="AAPL", status=t.ORDER_STATUS_NEW, leaves_quantity=5,
+                    fills=[t.Fill(trade_id=3, price=100, quantity=2)])
+    encoded = m.EncodedExecuteStreamResponse(batch_id=9)
+    add_results(encoded.results, [(order.SerializeToString(), ""), (b"", "UNKNOWN_ORDER")])
+    read = m.ExecuteStreamResponse.FromString(encoded.SerializeToString())
+    assert read.batch_id == 9 and [(r.order, r.error_reason) for r in read.results] == [
+        (order, ""), (t.Order(), "UNKNOWN_ORDER")]
+    batch = m.EncodedExecuteBatchResponse()
+    add_results(batch.results, [(order.SerializeToString(), "ORDER_DONE")])
+    assert m.ExecuteBatchResponse.FromString(batch.SerializeToString()).results[0].order == order
+    # Field for field, the Encoded forms mirror the declared ones (numbers, names, kinds).
+    for declared, written in ((m.CommandResult, m.EncodedCommandResult),
+                              (m.ExecuteStreamResponse, m.EncodedExecuteStreamResponse),
+                              (m.ExecuteBatchResponse, m.EncodedExecuteBatchResponse)):
+        assert [(f.number, f.name, f.is_repeated) for f in declared.DESCRIPTOR.fields] == [
+            (f.number, f.name, f.is_repeated) for f in written.DESCRIPTOR.fields]
+
+
+def test_the_server_registers_every_method_of_the_service():
+    registered = {}
+
+    class Server:
+        def add_generic_rpc_handlers(self, handlers):
+            pass
+
+        def add_registered_method_handlers(self, service, handlers):
+            registered[service] = set(handlers)
+
+    register({0: SimpleNamespace(shard=SimpleNamespace(symbols={"AAPL": 1}))})(Server())
+    service = m.DESCRIPTOR.services_by_name["MatchingService"]
+    assert registered == {service.full_name: set(service.methods_by_name)}
