@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEBS=(bazel-bootstrap bazel-rules-java bazel-skylib libgtest-dev build-essential
+DEBS=(bazel-bootstrap bazel-rules-java bazel-skylib libgtest-dev libb2-dev build-essential
       postgresql redis-server util-linux openssl)
 missing=()
 for pkg in "${DEBS[@]}"; do

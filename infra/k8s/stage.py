@@ -14,7 +14,7 @@ copies them into one flat tree:
     DIR/app/bourse/...      protoc-generated modules (bazel-bin/protos)
     DIR/app/bourse_engine/  typed engine wrapper (engine/bourse_engine)
     DIR/app/_bourse_engine.so   the nanobind module (bazel-bin/engine)
-    DIR/app/_order_wire.so      the matching process's Order writer (bazel-bin/services/matching/native)
+    DIR/app/_matching_native.so the matching process's native helpers (bazel-bin/services/matching/native)
 
 so that PYTHONPATH=/app in the image resolves every import as PYTHONPATH=.:bazel-bin/
 protos:engine:bazel-bin/engine:bazel-bin/services/matching/native does in the repo. The
@@ -40,7 +40,7 @@ TREES = {
     "protos/bourse": "app/bourse",
     "engine/bourse_engine": "app/bourse_engine",
     "engine/_bourse_engine.so": "app/_bourse_engine.so",
-    "services/matching/native/_order_wire.so": "app/_order_wire.so",
+    "services/matching/native/_matching_native.so": "app/_matching_native.so",
     "infra/k8s/Dockerfile": "Dockerfile",
 }
 LOCK = "requirements.lock"  # from the runfiles if //:requirements.lock is exported, else the workspace

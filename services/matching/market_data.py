@@ -53,7 +53,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from _order_wire import order_bytes
+from _matching_native import order_bytes
 
 from services.matching.shard_write import account_of, order_id_of
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from _order_wire import order_bytes
+from _matching_native import order_bytes
 from bourse.type.v1 import types_pb2
 
 NEW = types_pb2.ORDER_STATUS_NEW

@@ -1,4 +1,4 @@
-// _order_wire: an order's state as the bytes of a bourse.type.v1.Order message.
+// order_bytes: an order's state as the bytes of a bourse.type.v1.Order message.
 //
 // The matching process answers every command with the order after it, and publishes
 // the same Order on the account's update stream. Built through the protobuf runtime
@@ -9,15 +9,12 @@
 // form). The encoding is proto3's: fields in number order, zero values left out, the
 // Timestamps always present (as the message the shard built set them). A test checks
 // it against the protobuf runtime, byte for byte.
-//
-// A plain CPython extension (METH_FASTCALL): one call per order, no per-call binding
-// layer.
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
-
 #include <cstdint>
 #include <string>
 
+#include "native.hpp"
+
+namespace bourse::matching_native {
 namespace {
 
 // The row's columns (services/matching/shard_write.py OrderRow, models.py ORDER_COLUMNS).
@@ -76,16 +73,6 @@ std::string timestamp_us(std::int64_t us) {
   return std::move(w.str());
 }
 
-// False with a Python error set when `item` is not an int that fits in int64.
-bool as_int64(PyObject* item, std::int64_t* out) {
-  if (!PyLong_Check(item)) {
-    PyErr_Format(PyExc_TypeError, "expected an int, got %.100s", Py_TYPE(item)->tp_name);
-    return false;
-  }
-  *out = PyLong_AsLongLong(item);
-  return !(*out == -1 && PyErr_Occurred());
-}
-
 // `item` is a str (or None where allowed: written as nothing).
 bool as_text(PyObject* item, const char** data, Py_ssize_t* size, bool none_ok) {
   if (none_ok && item == Py_None) {
@@ -123,7 +110,8 @@ bool write_fill(Writer& order, PyObject* fill) {
   return true;
 }
 
-// order_bytes(row, fills=()) -> bytes
+}  // namespace
+
 PyObject* order_bytes(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   if (nargs < 1 || nargs > 2) {
     PyErr_SetString(PyExc_TypeError, "order_bytes(row, fills=())");
@@ -178,16 +166,13 @@ PyObject* order_bytes(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   return PyBytes_FromStringAndSize(w.str().data(), static_cast<Py_ssize_t>(w.str().size()));
 }
 
-PyMethodDef methods[] = {
-    {"order_bytes", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(order_bytes)), METH_FASTCALL,
-     "order_bytes(row, fills=()) -> bytes: the Order message of an orders-table row (shard_write.OrderRow)\n"
-     "with its fills, each (trade_id, price, quantity, maker, time_us)."},
-    {nullptr, nullptr, 0, nullptr},
-};
+bool as_int64(PyObject* item, std::int64_t* out) {
+  if (!PyLong_Check(item)) {
+    PyErr_Format(PyExc_TypeError, "expected an int, got %.100s", Py_TYPE(item)->tp_name);
+    return false;
+  }
+  *out = PyLong_AsLongLong(item);
+  return !(*out == -1 && PyErr_Occurred());
+}
 
-PyModuleDef module = {PyModuleDef_HEAD_INIT, "_order_wire", "Order messages written from order rows.", -1,
-                      methods};
-
-}  // namespace
-
-PyMODINIT_FUNC PyInit__order_wire() { return PyModule_Create(&module); }
+}  // namespace bourse::matching_native

@@ -1,9 +1,9 @@
-"""_order_wire against the protobuf runtime: the same Order, byte for byte."""
+"""order_bytes against the protobuf runtime: the same Order, byte for byte."""
 
 from __future__ import annotations
 
 import pytest
-from _order_wire import order_bytes
+from _matching_native import order_bytes
 from bourse.type.v1 import types_pb2
 from hypothesis import given
 from hypothesis import strategies as st

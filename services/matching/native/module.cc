@@ -1,0 +1,31 @@
+// The _matching_native module's function table (native.hpp).
+#include "native.hpp"
+
+namespace {
+
+using bourse::matching_native::order_bytes;
+using bourse::matching_native::submit_keys;
+
+template <PyObject* (*F)(PyObject*, PyObject* const*, Py_ssize_t)>
+PyCFunction fastcall() {
+  return reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(F));
+}
+
+PyMethodDef methods[] = {
+    {"order_bytes", fastcall<order_bytes>(), METH_FASTCALL,
+     "order_bytes(row, fills=()) -> bytes: the Order message of an orders-table row (shard_write.OrderRow)\n"
+     "with its fills, each (trade_id, price, quantity, maker, time_us)."},
+    {"submit_keys", fastcall<submit_keys>(), METH_FASTCALL,
+     "submit_keys(account_id, symbol, client_order_id, side, order_type, time_in_force, price, quantity,\n"
+     "post_only, self_trade_prevention) -> (key_digest, request_hash), as client_ids.py defines them\n"
+     "(key_digest 0 without a client_order_id)."},
+    {nullptr, nullptr, 0, nullptr},
+};
+
+PyModuleDef module = {PyModuleDef_HEAD_INIT, "_matching_native",
+                      "The matching process's per-order work in C++: Order bytes, idempotency digests.", -1,
+                      methods};
+
+}  // namespace
+
+PyMODINIT_FUNC PyInit__matching_native() { return PyModule_Create(&module); }

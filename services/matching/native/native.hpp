@@ -1,0 +1,23 @@
+// _matching_native: the matching process's per-order work that Python does slowly
+// (module.cc lists the functions). Plain CPython (METH_FASTCALL): one call per order,
+// no binding layer in between.
+#pragma once
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <cstdint>
+
+namespace bourse::matching_native {
+
+// order_bytes(row, fills=()) -> bytes (order_wire.cc)
+PyObject* order_bytes(PyObject*, PyObject* const* args, Py_ssize_t nargs);
+// submit_keys(account_id, symbol, client_order_id, side, order_type, time_in_force,
+//             price, quantity, post_only, self_trade_prevention) -> (key_digest, request_hash)
+// (submit_keys.cc)
+PyObject* submit_keys(PyObject*, PyObject* const* args, Py_ssize_t nargs);
+
+// Shared by both: False with a Python error set unless `item` is an int in int64.
+bool as_int64(PyObject* item, std::int64_t* out);
+
+}  // namespace bourse::matching_native
