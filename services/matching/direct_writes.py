@@ -22,6 +22,7 @@ import contextlib
 
 import psycopg
 import sqlalchemy as sa
+from _matching_native import int_array_literal
 from bourse.persistence.v1 import persistence_service_pb2 as persistence_pb2
 
 from services.persistence.models import (
@@ -91,8 +92,8 @@ def array_literal(column: list) -> str:
         # Whole columns at C speed where every element is alike (_element's forms): a
         # Python call per element was most of the statement's cost.
         first = type(column[0])
-        if first is int:
-            return "{" + ",".join(map(str, column)) + "}"
+        if first is int and (literal := int_array_literal(column)) is not None:
+            return literal  # written natively: str() per int was most of the statement's cost
         try:
             if first is str:
                 text = '","'.join(column)

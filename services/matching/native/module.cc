@@ -3,6 +3,8 @@
 
 namespace {
 
+using bourse::matching_native::int_array_literal;
+using bourse::matching_native::iso_us;
 using bourse::matching_native::order_bytes;
 using bourse::matching_native::submit_keys;
 
@@ -19,11 +21,16 @@ PyMethodDef methods[] = {
      "submit_keys(account_id, symbol, client_order_id, side, order_type, time_in_force, price, quantity,\n"
      "post_only, self_trade_prevention) -> (key_digest, request_hash), as client_ids.py defines them\n"
      "(key_digest 0 without a client_order_id)."},
+    {"int_array_literal", fastcall<int_array_literal>(), METH_FASTCALL,
+     "int_array_literal(list) -> str | None: the list as a PostgreSQL array literal, or None unless every\n"
+     "item is an int within int64."},
+    {"iso_us", fastcall<iso_us>(), METH_FASTCALL,
+     "iso_us(microseconds) -> str: the time since the epoch as datetime.isoformat() writes it in UTC."},
     {nullptr, nullptr, 0, nullptr},
 };
 
 PyModuleDef module = {PyModuleDef_HEAD_INIT, "_matching_native",
-                      "The matching process's per-order work in C++: Order bytes, idempotency digests.", -1,
+                      "The matching process's per-order work in C++: Order bytes, digests, text forms.", -1,
                       methods};
 
 }  // namespace

@@ -17,7 +17,13 @@ PyObject* order_bytes(PyObject*, PyObject* const* args, Py_ssize_t nargs);
 // (submit_keys.cc)
 PyObject* submit_keys(PyObject*, PyObject* const* args, Py_ssize_t nargs);
 
-// Shared by both: False with a Python error set unless `item` is an int in int64.
+// int_array_literal(list) -> str | None: "{1,-2,3}", or None unless every item is an
+// int within int64 (text_forms.cc)
+PyObject* int_array_literal(PyObject*, PyObject* const* args, Py_ssize_t nargs);
+// iso_us(microseconds since the epoch) -> str: datetime's isoformat() in UTC (text_forms.cc)
+PyObject* iso_us(PyObject*, PyObject* const* args, Py_ssize_t nargs);
+
+// Shared: False with a Python error set unless `item` is an int in int64.
 bool as_int64(PyObject* item, std::int64_t* out);
 
 }  // namespace bourse::matching_native
