@@ -220,17 +220,7 @@ def _cluster(backends: list[tuple[str, int]]) -> dict:
         "name": CLUSTER,
         "type": "STATIC" if static else "STRICT_DNS",
         "connect_timeout": "1s",
-        # Least requests over every backend, not two drawn at random (Envoy's default,
-        # with replacement): an order-entry session is one long stream, placed once, and
-        # with two replicas the default put three or four of four sessions on one of them
-        # in most stack runs.
-        "load_balancing_policy": {"policies": [{"typed_extension_config": {
-            "name": "envoy.load_balancing_policies.least_request",
-            "typed_config": {
-                "@type": _type("envoy.extensions.load_balancing_policies.least_request.v3.LeastRequest"),
-                "selection_method": "FULL_SCAN",
-            },
-        }}]},
+        "lb_policy": "LEAST_REQUEST",
         # Without explicit HTTP/2 Envoy speaks HTTP/1.1 upstream and every gRPC call fails.
         "typed_extension_protocol_options": {
             "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {

@@ -43,8 +43,7 @@ def test_generated_config_is_valid(tmp_path, count):
                         *sum((["--backend", f"{h}:{p}"] for h, p in backends), []), "-o", str(path)]) == 0
     data = json.loads(path.read_text())
     cluster = data["static_resources"]["clusters"][0]
-    [policy] = cluster["load_balancing_policy"]["policies"]
-    assert policy["typed_extension_config"]["typed_config"]["selection_method"] == "FULL_SCAN"
+    assert cluster["lb_policy"] == "LEAST_REQUEST"
     assert len(cluster["load_assignment"]["endpoints"][0]["lb_endpoints"]) == count
     result = validate(path)
     assert result.returncode == 0, result.stdout + result.stderr
