@@ -84,6 +84,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="stream mode: order-entry sessions (0: unary calls, the original test)")
     p.add_argument("--window", type=int, default=100,
                    help="stream mode: closed-loop clients per session (its commands in flight)")
+    p.add_argument("--stream-tick-ms", type=float, default=2.0,
+                   help="stream open loop: the commands due within a tick go out together, one message per "
+                        "session (latency still counts from each command's planned time)")
     p.add_argument("--channels", type=int, default=0,
                    help="gRPC connections shared round robin by the clients (0: min(clients, 8))")
     p.add_argument("--api-keys", default="", help="k1,k2,...: client i uses key i mod n")
@@ -111,6 +114,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.open_loop = args.rate > 0
     if args.sessions < 0 or args.window < 1:
         p.error("--sessions must be >= 0 and --window >= 1")
+    if args.stream_tick_ms <= 0:
+        p.error("--stream-tick-ms must be > 0")
     if args.sessions and not args.open_loop:
         args.clients = args.sessions * args.window  # closed loop: W clients per session
     args.keys = [k.strip() for k in args.api_keys.split(",") if k.strip()]
@@ -229,7 +234,7 @@ class Run:
         self.settle(index, kind, call, began, self.clock(), response.order, kind == "submit" and response.replayed)
 
     def stream_command(self, index: int) -> tuple:
-        """Client `index`'s next call as an OrderEntryCommand (ClosedLoop's draw)."""
+        """Client `index`'s next call as an OrderEntryCommand (ClosedLoop's and OpenLoop's draw)."""
         kind, call, fields = self.draw(index)
         return order_service_pb2.OrderEntryCommand(**{kind: fields}), (kind, call)
 
@@ -245,10 +250,13 @@ class Run:
         while self.clock() < self.deadline:
             await self.call(index, stub, self.clock())
 
+    def arrivals(self):
+        args = self.args
+        return openloop.arrival_offsets(args.rate, args.duration, args.arrivals, random.Random(args.seed * 7_919 + 17))
+
     async def open_loop(self, stubs, sleep=asyncio.sleep) -> None:
         args = self.args
-        offsets = openloop.arrival_offsets(args.rate, args.duration, args.arrivals,
-                                           random.Random(args.seed * 7_919 + 17))
+        offsets = self.arrivals()
 
         def start(number: int, due: float):
             index = number % args.clients
@@ -258,15 +266,17 @@ class Run:
                            origin=self.start, stats=self.schedule,
                            on_lag=lambda lag: report.record(self.start_lag, lag * 1e6))
 
-    async def drive(self, stubs, progress: bool = True, closed_loops=()) -> float:
-        """Runs the load over ready stubs (or stream.ClosedLoops); returns the seconds until
-        the last call answered."""
+    async def drive(self, stubs, progress: bool = True, closed_loops=(), open_sessions=None) -> float:
+        """Runs the load over ready stubs (or stream.ClosedLoops, or a stream.OpenLoop);
+        returns the seconds until the last call answered."""
         args = self.args
         self.start = self.clock()
         self.deadline = self.start + args.duration
         ticker = asyncio.create_task(self.progress(self.deadline)) if progress else None
         if closed_loops:
             await asyncio.gather(*(loop.run(self.deadline) for loop in closed_loops))
+        elif open_sessions is not None:
+            await open_sessions.run(self.arrivals(), self.start)
         elif args.open_loop:
             await self.open_loop(stubs)
         else:
@@ -324,10 +334,14 @@ class Run:
             stubs = [order_service_pb2_grpc.OrderServiceStub(c) for c in channels]
             if not args.sessions:
                 return await self.drive(stubs)
+            open_sessions = None
             if args.open_loop:  # client i sends on session i mod S
                 loops = []
-                sessions = [stream.StreamSession(stubs[s % len(stubs)], self.metadata(s))
-                            for s in range(args.sessions)]
+                open_sessions = stream.OpenLoop(
+                    stubs, self.metadata, args.sessions, args.clients, self.stream_command, self.stream_settle,
+                    self.clock, args.call_timeout, args.max_in_flight, self.schedule,
+                    lambda lag: report.record(self.start_lag, lag * 1e6), args.stream_tick_ms / 1000)
+                sessions = open_sessions.sessions
             else:  # client i is one of session i // window's clients
                 loops = [stream.ClosedLoop(stubs[s % len(stubs)], self.metadata(s),
                                            list(range(s * args.window, (s + 1) * args.window)),
@@ -336,7 +350,7 @@ class Run:
                 sessions = [loop.session for loop in loops]
             await asyncio.gather(*(session.start() for session in sessions))
             try:
-                return await self.drive(sessions, closed_loops=loops)
+                return await self.drive(sessions, closed_loops=loops, open_sessions=open_sessions)
             finally:
                 self.stream_messages = {"sent": sum(s.messages_sent for s in sessions),
                                         "received": sum(s.messages_received for s in sessions)}

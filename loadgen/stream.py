@@ -5,11 +5,12 @@ session coalesces what is waiting into each message.
 A session looks like the unary stub to the rest of the load generator (SubmitOrder,
 CancelOrder, ModifyOrder), so the same order mix, latency histograms and lost check
 apply; a refused command raises CommandRefused, whose code() is the one the unary call
-would have raised. That is how open loop drives it, a coroutine per call.
+would have raised. That is how the unary paths' code drives it, a coroutine per call.
 
 Closed loop drives it with ClosedLoop instead: no coroutine, future or stub call per
 command, but a table of the commands in flight; each answer settles its command and
-hands its client's next command to the session at once. Same clients, same draws, same
+hands its client's next command to the session at once. Open loop drives it with
+OpenLoop: a tick starts the commands due, each session's in one message. Same clients, same draws, same
 accounting: only the load generator's own CPU per order changes, and that CPU is taken
 from the stack it measures on a small machine.
 """
@@ -49,10 +50,12 @@ class CommandRefused(Exception):
 class StreamSession:
     """One OrderEntry stream on `stub`'s channel, shared by several clients."""
 
-    def __init__(self, stub, metadata, max_batch: int = 1000, on_results=None):
-        """on_results: called with each response's results (ClosedLoop), where
-        otherwise each result settles the future of the call that sent it."""
+    def __init__(self, stub, metadata, max_batch: int = 1000, on_results=None, linger: float = LINGER_S):
+        """on_results: called with each response's results (ClosedLoop, OpenLoop), where
+        otherwise each result settles the future of the call that sent it. linger: how
+        long a busy session lets commands gather (0: OpenLoop posts them gathered)."""
         self._stub, self._metadata, self._max_batch = stub, metadata, max_batch
+        self._linger = linger
         self._on_results = on_results
         self._ids = itertools.count(1)
         self._waiting: dict[int, asyncio.Future] = {}
@@ -82,8 +85,8 @@ class StreamSession:
     async def _write(self) -> None:
         while True:
             await self._wake.wait()
-            if len(self._outbox) < LINGER_BELOW and len(self._waiting) > len(self._outbox):
-                await asyncio.sleep(LINGER_S)  # a busy session (answers outstanding): let more gather
+            if self._linger and len(self._outbox) < LINGER_BELOW and len(self._waiting) > len(self._outbox):
+                await asyncio.sleep(self._linger)  # a busy session (answers outstanding): let more gather
             self._wake.clear()
             while self._outbox:
                 batch, self._outbox = self._outbox[:self._max_batch], self._outbox[self._max_batch:]
@@ -242,3 +245,103 @@ class ClosedLoop:
                 freed.append(client)
             if freed:
                 self._send(freed)
+
+
+class OpenLoop:
+    """Open-loop arrivals over S sessions, without a coroutine, future or timer per
+    command (as ClosedLoop, but the arrival times drive it, not the answers).
+
+    Every `tick` seconds (sooner if the next arrival is further away: then at its time)
+    the commands due by now start, each session's in one post, so one message carries
+    every command of a session that fell due in the tick: what a session does with the
+    orders its clients hand it while its last message is on the wire. Latency counts
+    from the planned time, so the wait for the tick is measured too. Client i sends on
+    session i mod S; `openloop.Stats` counts as `openloop.run` does (in flight, dropped
+    past `max_in_flight`, start lag)."""
+
+    def __init__(self, stubs, metadata_of, sessions: int, clients: int, draw, settle, clock, timeout: float | None,
+                 max_in_flight: int, stats, on_lag, tick: float):
+        self.sessions = [StreamSession(stubs[s % len(stubs)], metadata_of(s), linger=0.0,
+                                       on_results=lambda results, error=None, s=s: self._answered(s, results, error))
+                         for s in range(sessions)]
+        self._clients, self._draw, self._settle, self._clock = clients, draw, settle, clock
+        self._timeout, self._max_in_flight, self._tick = timeout, max_in_flight, tick
+        self.stats, self._on_lag = stats, on_lag
+        self._drained = asyncio.Event()
+
+    async def run(self, offsets, origin: float) -> None:
+        """Starts the calls at origin + each offset, then waits for the last answers."""
+        reaper = asyncio.create_task(self._reap())
+        try:
+            number = 0
+            offsets = iter(offsets)
+            offset = next(offsets, None)
+            stats, sessions, count = self.stats, self.sessions, len(self.sessions)
+            while offset is not None:
+                await asyncio.sleep(max(self._tick, origin + offset - self._clock()))
+                now = self._clock()
+                posts: list[list] = [[] for _ in range(count)]
+                while offset is not None and origin + offset <= now:
+                    due = origin + offset
+                    offset = next(offsets, None)
+                    client = number % self._clients
+                    number += 1
+                    stats.scheduled += 1
+                    if stats.in_flight >= self._max_in_flight:
+                        stats.dropped += 1
+                        continue
+                    lag = now - due
+                    stats.max_lag = max(stats.max_lag, lag)
+                    self._on_lag(lag)
+                    stats.in_flight += 1
+                    stats.started += 1
+                    command, call = self._draw(client)
+                    posts[client % count].append((command, (client, call, due)))
+                stats.peak_in_flight = max(stats.peak_in_flight, stats.in_flight)
+                for session, items in zip(sessions, posts):
+                    if items:
+                        session.post(items)
+            if stats.in_flight:
+                await self._drained.wait()
+        finally:
+            reaper.cancel()
+
+    def _done(self, client, call, began, ended, result, code) -> None:
+        self.stats.in_flight -= 1
+        self._settle(client, call, began, ended, result, code)
+        if self.stats.in_flight == 0:
+            self._drained.set()
+
+    def _answered(self, index: int, results, error=None) -> None:
+        ended = self._clock()
+        session = self.sessions[index]
+        if results is None:  # the stream ended: what was in flight on it failed with it
+            in_flight = session.in_flight()
+            for client, call, began in list(in_flight.values()):
+                self._done(client, call, began, ended, None, error.code())
+            in_flight.clear()
+            return
+        for result in results:
+            entry = session.pop(result.correlation_id)
+            if entry is None:  # answered after its timeout: counted then
+                continue
+            client, call, began = entry
+            if result.HasField("error"):
+                self._done(client, call, began, ended, None, _CODES.get(result.error.code, grpc.StatusCode.UNKNOWN))
+            else:
+                self._done(client, call, began, ended, result, None)
+
+    async def _reap(self) -> None:
+        while self._timeout is not None:
+            await asyncio.sleep(REAP_EVERY_S)
+            now = self._clock()
+            for session in self.sessions:
+                in_flight = session.in_flight()
+                late = []
+                for correlation_id, (client, call, began) in in_flight.items():
+                    if now - began < self._timeout:
+                        break  # oldest first: the rest are younger
+                    late.append(correlation_id)
+                for correlation_id in late:
+                    client, call, began = in_flight.pop(correlation_id)
+                    self._done(client, call, began, now, None, grpc.StatusCode.DEADLINE_EXCEEDED)

@@ -9,7 +9,8 @@ import grpc
 import pytest
 from bourse.order.v1 import order_service_pb2 as pb
 
-from loadgen.stream import REAP_EVERY_S, ClosedLoop, StreamSession
+from loadgen.openloop import Stats
+from loadgen.stream import REAP_EVERY_S, ClosedLoop, OpenLoop, StreamSession
 
 
 class _Call:
@@ -131,5 +132,76 @@ def test_closed_loop_fails_what_is_in_flight_when_the_stream_ends():
         finally:
             await closed.session.stop()
         assert sorted(settled) == [(0, grpc.StatusCode.UNAVAILABLE), (1, grpc.StatusCode.UNAVAILABLE)]
+
+    asyncio.run(go())
+
+
+def _open_loop(servers, clients, draw, settle, clock, timeout, max_in_flight, tick, lags):
+    stubs = []
+    for server in servers:
+        stub = _Stub(answer=set())
+        stub.call = server
+        stubs.append(stub)
+    return OpenLoop(stubs, lambda s: (), len(servers), clients, draw, settle, clock, timeout, max_in_flight,
+                    Stats(), lags.append, tick)
+
+
+def test_open_loop_starts_each_tick_s_due_commands_in_one_message_per_session():
+    async def go():
+        servers = [_Everything(silent={4}), _Everything(silent=set())]
+        loop = asyncio.get_running_loop()
+        drawn, settled, lags = [], [], []
+
+        def draw(client):
+            drawn.append(client)
+            return pb.OrderEntryCommand(submit={"symbol": "AAPL"}), len(drawn)
+
+        def settle(client, call, began, ended, result, code):
+            assert ended >= began
+            settled.append((client, call, began, result.order.order_id if result is not None else code))
+
+        driver = _open_loop(servers, 4, draw, settle, loop.time, 0.05, 1000, 0.02, lags)
+        await asyncio.gather(*(s.start() for s in driver.sessions))
+        origin = loop.time()
+        offsets = [i * 0.001 for i in range(100)]  # 1,000 calls/s for 0.1 s
+        try:
+            await asyncio.wait_for(driver.run(offsets, origin), 5)
+        finally:
+            await asyncio.gather(*(s.stop() for s in driver.sessions))
+        # Every arrival started and settled exactly once, on client i mod 4, from its planned time.
+        assert drawn == [i % 4 for i in range(100)]
+        assert sorted(call for _, call, _, _ in settled) == list(range(1, 101))
+        assert sorted(began - origin for _, _, began, _ in settled) == pytest.approx(offsets)
+        # Session 0 (clients 0 and 2) has a silent server for its fourth command: timed out.
+        assert [o for _, _, _, o in settled if o == grpc.StatusCode.DEADLINE_EXCEEDED] == [
+            grpc.StatusCode.DEADLINE_EXCEEDED]
+        # A tick of 20 ms at 1,000 calls/s: a message carries a tick's commands of its
+        # session (10 of the 20), not one command each.
+        assert sum(servers[0].sizes) == sum(servers[1].sizes) == 50
+        assert max(servers[0].sizes) >= 8 and len(servers[0].sizes) <= 10
+        assert driver.stats.started == driver.stats.scheduled == 100 and driver.stats.in_flight == 0
+        assert len(lags) == 100 and max(lags) < 0.02 + 0.05
+
+    asyncio.run(go())
+
+
+def test_open_loop_drops_arrivals_past_the_cap_and_fails_what_the_stream_ends_with():
+    async def go():
+        server = _Call(answer=set())  # answers nothing
+        loop = asyncio.get_running_loop()
+        settled = []
+        driver = _open_loop([server], 2, lambda c: (pb.OrderEntryCommand(submit={}), c),
+                            lambda client, call, began, ended, result, code: settled.append(code),
+                            loop.time, None, 3, 0.005, [])
+        await driver.sessions[0].start()
+        try:
+            runner = asyncio.create_task(driver.run([0.0, 0.0, 0.0, 0.0, 0.0], loop.time()))
+            await asyncio.sleep(0.05)
+            assert (driver.stats.started, driver.stats.dropped) == (3, 2)
+            driver.sessions[0]._fail(grpc.aio.AioRpcError(grpc.StatusCode.UNAVAILABLE, None, None, "gone"))
+            await asyncio.wait_for(runner, 5)
+        finally:
+            await driver.sessions[0].stop()
+        assert settled == [grpc.StatusCode.UNAVAILABLE] * 3 and driver.stats.in_flight == 0
 
     asyncio.run(go())
