@@ -19,8 +19,9 @@ dropped. See loadgen/openloop.py.
 Stream mode (--sessions S): S order-entry sessions (OrderEntry streams, loadgen/stream.py),
 each with --window W closed-loop clients, so each session has up to W commands in
 flight; session s uses key s mod n. With --rate, open loop over the sessions: the calls
-are dealt to the clients and client i sends on session i mod S. Same order mix, report
-and lost check.
+are dealt to the clients and client i sends on session i mod S; every --stream-tick-ms
+the calls due go out, one message per session (latency still counts from each call's
+planned time). Same order mix, report and lost check.
 
     python -m loadgen.main --target 127.0.0.1:8080 --sessions 4 --window 250 --api-keys k1,k2
 
