@@ -86,17 +86,19 @@ class OrderDesk:
         that answers it, or returns a coroutine of either when the answer needs a read
         of the stored order. Raises BourseError for a request refused before it is sent."""
         if kind == "submit":
+            # Built in place from the fields: a message built first would be copied in.
             command = matching_pb2.Command(
-                new_order=validation.new_order(request, account_id, self._ids.next(), self.symbols))
+                new_order=validation.new_order_fields(request, account_id, self._ids.next(), self.symbols))
             finish = self._submitted
         elif kind == "cancel":
             validation.order_id(request.order_id)
             validation.check_symbol(request.symbol, self.symbols)
-            command = matching_pb2.Command(cancel_order=matching_pb2.CancelOrder(
-                order_id=request.order_id, account_id=account_id, symbol=request.symbol))
+            command = matching_pb2.Command(cancel_order={
+                "order_id": request.order_id, "account_id": account_id, "symbol": request.symbol})
             finish = self._cancelled
         else:
-            command = matching_pb2.Command(modify_order=validation.modify_order(request, account_id, self.symbols))
+            command = matching_pb2.Command(modify_order=validation.modify_order_fields(request, account_id,
+                                                                                       self.symbols))
             finish = self._modified
         return self._batcher(request.symbol), command, finish
 

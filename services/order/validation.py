@@ -39,6 +39,12 @@ def check_symbol(symbol: str, listed) -> str:
 
 def new_order(request, account_id: int, order_id: int, listed) -> matching_pb2.NewOrder:
     """Validates a SubmitOrderRequest and turns it into the matching command."""
+    return matching_pb2.NewOrder(**new_order_fields(request, account_id, order_id, listed))
+
+
+def new_order_fields(request, account_id: int, order_id: int, listed) -> dict:
+    """new_order's fields, for a Command to build its new_order from in place (a
+    NewOrder built first is copied into the Command: about 0.5 us a submit)."""
     coid = request.client_order_id
     if not coid:
         raise invalid("client_order_id", "is required")
@@ -65,23 +71,28 @@ def new_order(request, account_id: int, order_id: int, listed) -> matching_pb2.N
     if request.post_only and (order_type != types_pb2.ORDER_TYPE_LIMIT
                               or request.time_in_force != types_pb2.TIME_IN_FORCE_GTC):
         raise invalid("post_only", "only a limit GTC order can be post-only")
-    return matching_pb2.NewOrder(
-        order_id=order_id,
-        account_id=account_id,
-        client_order_id=coid,
-        symbol=request.symbol,
-        side=request.side,
-        order_type=order_type,
-        time_in_force=request.time_in_force,
-        price=request.price,
-        quantity=request.quantity,
-        post_only=request.post_only,
-        self_trade_prevention=request.self_trade_prevention,
-    )
+    return {
+        "order_id": order_id,
+        "account_id": account_id,
+        "client_order_id": coid,
+        "symbol": request.symbol,
+        "side": request.side,
+        "order_type": order_type,
+        "time_in_force": request.time_in_force,
+        "price": request.price,
+        "quantity": request.quantity,
+        "post_only": request.post_only,
+        "self_trade_prevention": request.self_trade_prevention,
+    }
 
 
 def modify_order(request, account_id: int, listed) -> matching_pb2.ModifyOrder:
     """Validates a ModifyOrderRequest and turns it into the matching command."""
+    return matching_pb2.ModifyOrder(**modify_order_fields(request, account_id, listed))
+
+
+def modify_order_fields(request, account_id: int, listed) -> dict:
+    """modify_order's fields (as new_order_fields is new_order's)."""
     order_id(request.order_id)
     check_symbol(request.symbol, listed)
     if not 0 < request.price <= MAX_PRICE:
@@ -90,8 +101,8 @@ def modify_order(request, account_id: int, listed) -> matching_pb2.ModifyOrder:
         raise invalid("quantity", f"must be 1-{MAX_QUANTITY} lots, got {request.quantity}")
     if request.price * request.quantity > MAX_NOTIONAL:
         raise invalid("quantity", "price x quantity overflows 64 bits")
-    return matching_pb2.ModifyOrder(order_id=request.order_id, account_id=account_id, symbol=request.symbol,
-                                    price=request.price, quantity=request.quantity)
+    return {"order_id": request.order_id, "account_id": account_id, "symbol": request.symbol,
+            "price": request.price, "quantity": request.quantity}
 
 
 def order_id(value: int) -> int:
