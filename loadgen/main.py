@@ -85,7 +85,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="stream mode: order-entry sessions (0: unary calls, the original test)")
     p.add_argument("--window", type=int, default=100,
                    help="stream mode: closed-loop clients per session (its commands in flight)")
-    p.add_argument("--stream-tick-ms", type=float, default=2.0,
+    p.add_argument("--stream-tick-ms", type=float, default=5.0,
                    help="stream open loop: the commands due within a tick go out together, one message per "
                         "session (latency still counts from each command's planned time)")
     p.add_argument("--channels", type=int, default=0,
