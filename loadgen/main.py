@@ -51,8 +51,12 @@ from bourse.order.v1 import order_service_pb2, order_service_pb2_grpc
 from loadgen import durability, openloop, report, stream
 from loadgen.workload import ClientWorkload, Market, Mix, Modify, Submit
 from services.common.config import symbols_from_env
-from services.common.server import GC_THRESHOLDS
 
+# The cyclic collector's thresholds here: at Python's defaults a collection ran every few
+# hundred calls and cost as much as the services' did. The services' young threshold is
+# lower (services/common/server.py, for their pauses); this process's was measured at
+# these values, which it keeps.
+GC_THRESHOLDS = (50_000, 20, 100)
 # A cancel that loses the race against a fill: the right answer, not a failure.
 # A cancel or modify of an order that filled meanwhile: the right answer, not an error.
 EXPECTED = {("cancel", grpc.StatusCode.FAILED_PRECONDITION), ("modify", grpc.StatusCode.FAILED_PRECONDITION)}
@@ -437,7 +441,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{len(args.symbol_list)} symbols, {len(args.keys)} API keys", flush=True)
     meter = report.CpuMeter(args.pids)
     own = report.self_cpu()
-    gc.set_threshold(*GC_THRESHOLDS)  # the services' setting: a collection per few hundred calls cost as much here
+    gc.set_threshold(*GC_THRESHOLDS)
     elapsed = uvloop.run(run.execute())
     cpu = meter.stop()
     result = run.summary(elapsed, cpu, report.self_cpu() - own)
