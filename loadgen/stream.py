@@ -38,6 +38,22 @@ LINGER_BELOW = 64
 LINGER_S = 0.001
 
 
+def _code(result) -> grpc.StatusCode | None:
+    """The status code a result failed with, or None for an answered command."""
+    return _CODES.get(result.error.code, grpc.StatusCode.UNKNOWN) if result.HasField("error") else None
+
+
+def _pop_late(in_flight: dict, now: float, timeout: float) -> list[tuple]:
+    """The entries (client, call, began) in flight for `timeout` or longer at `now`, taken
+    out. The table is oldest first, so the first younger entry ends the scan."""
+    late = []
+    for correlation_id, (_, _, began) in in_flight.items():
+        if now - began < timeout:
+            break
+        late.append(correlation_id)
+    return [in_flight.pop(correlation_id) for correlation_id in late]
+
+
 class CommandRefused(Exception):
     def __init__(self, status):
         super().__init__(status.message)
@@ -221,10 +237,8 @@ class ClosedLoop:
             if entry is None:  # answered after its timeout: counted then
                 continue
             client, call, began = entry
-            if result.HasField("error"):
-                self._settle(client, call, began, ended, None, _CODES.get(result.error.code, grpc.StatusCode.UNKNOWN))
-            else:
-                self._settle(client, call, began, ended, result, None)
+            code = _code(result)
+            self._settle(client, call, began, ended, None if code else result, code)
             freed.append(client)
         self._send(freed)
 
@@ -232,15 +246,8 @@ class ClosedLoop:
         while self._timeout is not None:
             await asyncio.sleep(REAP_EVERY_S)
             now = self._clock()
-            in_flight = self.session.in_flight()
-            late = []
-            for correlation_id, (client, call, began) in in_flight.items():
-                if now - began < self._timeout:
-                    break  # oldest first: the rest are younger
-                late.append(correlation_id)
             freed = []
-            for correlation_id in late:
-                client, call, began = in_flight.pop(correlation_id)
+            for client, call, began in _pop_late(self.session.in_flight(), now, self._timeout):
                 self._settle(client, call, began, now, None, grpc.StatusCode.DEADLINE_EXCEEDED)
                 freed.append(client)
             if freed:
@@ -326,22 +333,13 @@ class OpenLoop:
             if entry is None:  # answered after its timeout: counted then
                 continue
             client, call, began = entry
-            if result.HasField("error"):
-                self._done(client, call, began, ended, None, _CODES.get(result.error.code, grpc.StatusCode.UNKNOWN))
-            else:
-                self._done(client, call, began, ended, result, None)
+            code = _code(result)
+            self._done(client, call, began, ended, None if code else result, code)
 
     async def _reap(self) -> None:
         while self._timeout is not None:
             await asyncio.sleep(REAP_EVERY_S)
             now = self._clock()
             for session in self.sessions:
-                in_flight = session.in_flight()
-                late = []
-                for correlation_id, (client, call, began) in in_flight.items():
-                    if now - began < self._timeout:
-                        break  # oldest first: the rest are younger
-                    late.append(correlation_id)
-                for correlation_id in late:
-                    client, call, began = in_flight.pop(correlation_id)
+                for client, call, began in _pop_late(session.in_flight(), now, self._timeout):
                     self._done(client, call, began, now, None, grpc.StatusCode.DEADLINE_EXCEEDED)

@@ -137,19 +137,13 @@ def orders_stream(account_id: int) -> str:
     return f"orders:{account_id}"
 
 
-# A time in microseconds since the epoch as ISO 8601, as datetime.isoformat() writes it
-# in UTC (exactly: no float on the way), written natively: a datetime per trade was most
-# of a trade's cost here.
-_iso = iso_us
-
-
 def trade_json(trade) -> str:
     # What json.dumps writes for this dict, without its encoder (every value is an int or
     # an ISO time, which needs no escaping).
     return ('{"trade_id": %d, "price": %d, "quantity": %d, "aggressor_side": %d, "maker_order_id": %d, '
             '"taker_order_id": %d, "time": "%s"}') % (
         trade.trade_id, trade.price, trade.quantity, trade.aggressor_side, trade.maker_order_id,
-        trade.taker_order_id, _iso(trade.time_us))
+        trade.taker_order_id, iso_us(trade.time_us))  # exact (no float); natively: a datetime per trade cost most
 
 
 def book_json(bids, asks, now: str) -> str:
