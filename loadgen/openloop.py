@@ -54,6 +54,21 @@ class Stats:
     # How late a call started after its planned time (this process's own lag), seconds.
     max_lag: float = 0.0
 
+    def admit(self, max_in_flight: int, lag: Callable[[], float]) -> float | None:
+        """Counts a call whose planned time came: its start lag if it may start (it is then
+        in flight), None if it is dropped (max_in_flight calls are running). `lag` is
+        asked only of a call that starts."""
+        self.scheduled += 1
+        if self.in_flight >= max_in_flight:
+            self.dropped += 1
+            return None
+        late = lag()
+        self.max_lag = max(self.max_lag, late)
+        self.in_flight += 1
+        self.started += 1
+        self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        return late
+
 
 async def run(offsets: Iterator[float], start: Callable[[int, float], Awaitable[None]], *, max_in_flight: int,
               clock: Callable[[], float] = time.perf_counter,
@@ -85,17 +100,11 @@ async def run(offsets: Iterator[float], start: Callable[[int, float], Awaitable[
         # Always yield, even when late: overdue calls then go out as a burst without
         # starving the event loop of the answers that are arriving meanwhile.
         await sleep(max(0.0, due - clock()))
-        stats.scheduled += 1
-        if stats.in_flight >= max_in_flight:
-            stats.dropped += 1
+        lag = stats.admit(max_in_flight, lambda: max(0.0, clock() - due))
+        if lag is None:
             continue
-        lag = max(0.0, clock() - due)
-        stats.max_lag = max(stats.max_lag, lag)
         if on_lag is not None:
             on_lag(lag)
-        stats.in_flight += 1
-        stats.started += 1
-        stats.peak_in_flight = max(stats.peak_in_flight, stats.in_flight)
         task = asyncio.ensure_future(one(index, due))
         tasks.add(task)
         task.add_done_callback(tasks.discard)

@@ -10,8 +10,8 @@ would have raised. That is how the unary paths' code drives it, a coroutine per 
 Closed loop drives it with ClosedLoop instead: no coroutine, future or stub call per
 command, but a table of the commands in flight; each answer settles its command and
 hands its client's next command to the session at once. Open loop drives it with
-OpenLoop: a tick starts the commands due, each session's in one message. Same clients, same draws, same
-accounting: only the load generator's own CPU per order changes, and that CPU is taken
+OpenLoop: a tick starts the commands due, each session's in one message. Same clients,
+same draws, same accounting: only the load generator's own CPU per order changes, and that CPU is taken
 from the stack it measures on a small machine.
 """
 
@@ -263,8 +263,8 @@ class OpenLoop:
     every command of a session that fell due in the tick: what a session does with the
     orders its clients hand it while its last message is on the wire. Latency counts
     from the planned time, so the wait for the tick is measured too. Client i sends on
-    session i mod S; `openloop.Stats` counts as `openloop.run` does (in flight, dropped
-    past `max_in_flight`, start lag)."""
+    session i mod S; `openloop.Stats.admit` counts as for `openloop.run` (in flight,
+    dropped past `max_in_flight`, start lag)."""
 
     def __init__(self, stubs, metadata_of, sessions: int, clients: int, draw, settle, clock, timeout: float | None,
                  max_in_flight: int, stats, on_lag, tick: float):
@@ -293,18 +293,12 @@ class OpenLoop:
                     offset = next(offsets, None)
                     client = number % self._clients
                     number += 1
-                    stats.scheduled += 1
-                    if stats.in_flight >= self._max_in_flight:
-                        stats.dropped += 1
+                    lag = stats.admit(self._max_in_flight, lambda: now - due)
+                    if lag is None:
                         continue
-                    lag = now - due
-                    stats.max_lag = max(stats.max_lag, lag)
                     self._on_lag(lag)
-                    stats.in_flight += 1
-                    stats.started += 1
                     command, call = self._draw(client)
                     posts[client % count].append((command, (client, call, due)))
-                stats.peak_in_flight = max(stats.peak_in_flight, stats.in_flight)
                 for session, items in zip(sessions, posts):
                     if items:
                         session.post(items)

@@ -18,7 +18,8 @@ copies them into one flat tree:
 
 so that PYTHONPATH=/app in the image resolves every import as PYTHONPATH=.:bazel-bin/
 protos:engine:bazel-bin/engine:bazel-bin/services/matching/native does in the repo. The
-modules are compiled on this machine: the image's Debian release must be this machine's (recorded in DIR/BUILD-INFO).
+modules are compiled on this machine: the image's Debian release must be this machine's
+(recorded in DIR/BUILD-INFO).
 """
 
 from __future__ import annotations

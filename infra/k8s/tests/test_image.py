@@ -89,7 +89,8 @@ def test_dockerfile_agrees_with_the_manifests_and_the_context(context):
 def test_context_holds_sources_generated_code_and_engine(context):
     app = context / "app"
     for path in ["_bourse_engine.so", "_matching_native.so", "bourse/order/v1/order_service_pb2.py",
-                 "bourse/type/v1/types_pb2.py", "bourse_engine/__init__.py", "services/order/main.py", "services/persistence/alembic.ini",
+                 "bourse/type/v1/types_pb2.py", "bourse_engine/__init__.py", "services/order/main.py",
+                 "services/persistence/alembic.ini",
                  "services/persistence/migrations/env.py", "services/persistence/migrations/script.py.mako",
                  "infra/envoy/config.py", "infra/k8s/entrypoint.py"]:
         assert (app / path).is_file(), path
