@@ -130,11 +130,12 @@ class Floor(StartedWithin):
             self.postgres = None
 
 
-def load(target: str, pids: dict[str, int], db_urls: list[str], env: dict[str, str], args, report: Path) -> dict:
-    """Runs the load generator as compare_shards.run_once does; its JSON report."""
+def load(target: str, pids: dict[str, int], db_urls: list[str], env: dict[str, str], args, report: Path,
+         extra: tuple[str, ...] = ()) -> dict:
+    """Runs the load generator as compare_shards.run_once does (with `extra` flags); its JSON report."""
     command = [sys.executable, "-m", "loadgen.main", "--target", target, "--clients", str(args.clients),
                "--duration", str(args.duration), "--report", str(report), "--plot", "", "--no-progress",
-               "--api-keys", ",".join(DEMO_KEYS), "--seed", "7", "--rate", str(args.rate)]
+               "--api-keys", ",".join(DEMO_KEYS), "--seed", "7", "--rate", str(args.rate), *extra]
     for url in db_urls:
         command += ["--db-url", url]
     for name, pid in pids.items():

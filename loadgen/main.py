@@ -214,7 +214,7 @@ class Run:
             self.statuses[order.status] += 1
             self.acked[order.order_id] = durability.Acked(order.status, order.filled_quantity)
             work.on_submitted(order.order_id, call.symbol, order.status, order.leaves_quantity)
-            self.timeline.add(ended - self.start, ok=True)
+            self.timeline.add(ended - self.start, ok=True, latency_us=(ended - began) * 1e6)
         else:
             if kind == "cancel":
                 self.cancels_ok += 1

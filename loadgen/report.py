@@ -112,18 +112,24 @@ def self_cpu() -> float:
 
 @dataclass
 class Timeline:
-    """Per-second counts since the start of the run, for the orders/s plot."""
+    """Per-second counts since the start of the run, for the orders/s plot, and each
+    second's slowest acknowledged order (a tail made of a few stalls shows as spikes)."""
 
     acked: Counter = field(default_factory=Counter)
     errors: Counter = field(default_factory=Counter)
+    slowest_us: Counter = field(default_factory=Counter)
 
-    def add(self, second: float, ok: bool) -> None:
-        (self.acked if ok else self.errors)[int(second)] += 1
+    def add(self, second: float, ok: bool, latency_us: float = 0.0) -> None:
+        at = int(second)
+        (self.acked if ok else self.errors)[at] += 1
+        if latency_us > self.slowest_us[at]:
+            self.slowest_us[at] = latency_us
 
     def series(self, duration: float) -> dict[str, list[int]]:
         seconds = max([int(math.ceil(duration)), *self.acked, *self.errors], default=0)
         return {"acked": [self.acked.get(s, 0) for s in range(seconds)],
-                "errors": [self.errors.get(s, 0) for s in range(seconds)]}
+                "errors": [self.errors.get(s, 0) for s in range(seconds)],
+                "slowest_ms": [round(self.slowest_us.get(s, 0) / 1000, 1) for s in range(seconds)]}
 
 
 def cpu_summary(cpu: dict[str, float | None], orders: int) -> dict:

@@ -76,10 +76,10 @@ def test_cpu_meter_on_self():
 
 def test_timeline_series():
     t = report.Timeline()
-    for second in (0.1, 0.5, 1.2, 3.9):
-        t.add(second, ok=True)
+    for second, latency_us in ((0.1, 900), (0.5, 2500), (1.2, 700), (3.9, 40_000)):
+        t.add(second, ok=True, latency_us=latency_us)
     t.add(1.0, ok=False)
-    assert t.series(4.0) == {"acked": [2, 1, 0, 1], "errors": [0, 1, 0, 0]}
+    assert t.series(4.0) == {"acked": [2, 1, 0, 1], "errors": [0, 1, 0, 0], "slowest_ms": [2.5, 0.7, 0, 40.0]}
     assert t.series(5.5)["acked"] == [2, 1, 0, 1, 0, 0]
 
 
