@@ -6,7 +6,8 @@
     python -m loadgen.floor_servers relay-back --address 127.0.0.1:Q --db-urls URL0,URL1,URL2 --ranges A-G,H-O,P-Z
 
 echo: an OrderService that answers every submit, cancel and modify at once with a
-plausible order (NEW with the request's fields and a fresh id; a cancel CANCELLED).
+plausible order (NEW with the request's fields and a fresh id; a cancel CANCELLED), in
+unary calls and in order-entry sessions (OrderEntry) alike.
 relay-front: the same API, but every call becomes a matching Command that goes through
 the order service's own batching (Batcher over one long-lived ExecuteStream, as
 services/order/main.py wires it) to relay-back, a MatchingService that decodes each
@@ -90,6 +91,25 @@ class EchoOrders(order_grpc.OrderServiceServicer):
 
     async def ModifyOrder(self, request, context):
         return order_pb2.ModifyOrderResponse(order=modified(request, ACCOUNT))
+
+    async def OrderEntry(self, request_iterator, context):
+        """An order-entry session: each request's commands answered at once, in one
+        response (no authentication, flow control or heartbeats: the least a session does)."""
+        async for request in request_iterator:
+            if request.commands:
+                yield order_pb2.OrderEntryResponse(results=[self._result(c) for c in request.commands])
+            if request.close:
+                return
+
+    def _result(self, command: order_pb2.OrderEntryCommand) -> order_pb2.OrderEntryResult:
+        kind = command.WhichOneof("command")
+        if kind == "submit":
+            order = accepted(command.submit, self._ids.next(), ACCOUNT)
+        elif kind == "cancel":
+            order = cancelled(command.cancel, ACCOUNT)
+        else:
+            order = modified(command.modify, ACCOUNT)
+        return order_pb2.OrderEntryResult(correlation_id=command.correlation_id, order=order)
 
 
 class RelayOrders(order_grpc.OrderServiceServicer):

@@ -9,9 +9,13 @@ back, on a fresh stack each time (3 shards, 2 order replicas, Envoy: what `make 
 runs): first closed loop, S order-entry sessions with W commands in flight each (the
 maximum), then open loop at `--fraction` (default half) of the calls/s the closed loop
 just reached, the same sessions, the commands planned at fixed intervals and their
-latency counted from the planned time. Prints each round and the target (p99 under
-`--p99-ms`, default 50) per round; writes everything to --report. Exits non-zero only
-if an acknowledged order was lost or is inconsistent: a missed target is the news.
+latency counted from the planned time. With --floor, the same open loop then runs
+against the floor of that path: the echo servers of loadgen/floor_servers.py behind the
+same Envoy (two replicas answering each session's commands at once: nothing behind
+them), so the round shows how far above its floor the stack's latency is. Prints each
+round and the target (p99 under `--p99-ms`, default 50) per round; writes everything to
+--report. Exits non-zero only if an acknowledged order was lost or is inconsistent: a
+missed target is the news.
 
 --setting KEY=VALUE (repeatable) goes into every service's environment.
 """
@@ -27,7 +31,7 @@ from pathlib import Path
 
 from infra.local.stack import Stack
 from loadgen.compare_shards import per_process_us
-from loadgen.floor import STACK_RANGES, REPLICAS, load
+from loadgen.floor import STACK_RANGES, REPLICAS, Floor, load
 
 
 def run_once(args, rate: float, workdir: Path, name: str) -> dict:
@@ -39,6 +43,14 @@ def run_once(args, rate: float, workdir: Path, name: str) -> dict:
                     workdir / f"{name}.json", extra)
 
 
+def run_floor(args, rate: float, workdir: Path, name: str) -> dict:
+    """The same open loop against the echo floor behind the same Envoy (nothing stored)."""
+    run_args = argparse.Namespace(clients=args.sessions, duration=args.duration, rate=rate)
+    extra = ("--sessions", str(args.sessions), "--window", str(args.window))
+    with Floor("echo", args.settings, workdir / f"{name}-logs") as floor:
+        return load(floor.target, floor.pids(), [], floor.env(), run_args, workdir / f"{name}.json", extra)
+
+
 def describe(result: dict) -> dict:
     latency = result["latency"]["all"]
     us = per_process_us(result)
@@ -47,14 +59,16 @@ def describe(result: dict) -> dict:
             "cpu_us_per_order": round(sum(us.values()), 1),
             "loadgen_us_per_order": round(result["loadgen_cpu_s"] * 1e6 / max(result["orders_acked"], 1), 1),
             "cpu_seconds": result["cpu"]["seconds"],
-            "lost": result["durability"]["lost"], "inconsistent": result["durability"]["inconsistent"]}
+            # None: not checked (a floor stores nothing)
+            "lost": (result.get("durability") or {}).get("lost"),
+            "inconsistent": (result.get("durability") or {}).get("inconsistent")}
 
 
 def line(label: str, run: dict) -> str:
     return (f"{label:>10}: {run['orders_per_s']:8.0f} orders/s {run['calls_per_s']:8.0f} calls/s  "
             f"p50 {run['p50_ms']:6.1f}  p99 {run['p99_ms']:6.1f}  p99.9 {run['p99_9_ms']:6.1f} ms  "
             f"CPU {run['cpu_us_per_order']:5.1f} us/order (+ load generator {run['loadgen_us_per_order']:.1f})  "
-            f"lost {run['lost']}")
+            f"lost {'-' if run['lost'] is None else run['lost']}")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -65,6 +79,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--window", type=int, default=1000, help="closed loop: commands in flight per session")
     parser.add_argument("--fraction", type=float, default=0.5, help="open loop at this fraction of the maximum")
     parser.add_argument("--p99-ms", type=float, default=50.0, help="the target for the open loop's p99")
+    parser.add_argument("--floor", action="store_true",
+                        help="also run each round's open loop against the echo floor behind Envoy")
     parser.add_argument("--setting", action="append", default=[], metavar="KEY=VALUE",
                         help="an environment setting for every service (repeatable)")
     parser.add_argument("--report", default=os.path.join(os.environ.get("BUILD_WORKSPACE_DIRECTORY", "."),
@@ -94,7 +110,11 @@ def main(argv=None) -> int:
             print(line(f"open {rate}", opened), flush=True)
             print(f"{'':>10}  p99 {opened['p99_ms']:.1f} ms at {args.fraction:g} of the maximum: "
                   f"{'PASS' if met else 'MISS'} (target < {args.p99_ms:g} ms)", flush=True)
-            rounds.append({"closed": closed, "open_rate": rate, "open": opened, "met": met})
+            result = {"closed": closed, "open_rate": rate, "open": opened, "met": met}
+            if args.floor:
+                result["floor"] = describe(run_floor(args, rate, Path(tmp), f"floor-{index}"))
+                print(line("echo floor", result["floor"]), flush=True)
+            rounds.append(result)
     passed = sum(r["met"] for r in rounds)
     print(f"target p99 < {args.p99_ms:g} ms at {args.fraction:g} of the maximum: met in {passed} of {len(rounds)} rounds")
     Path(args.report).parent.mkdir(parents=True, exist_ok=True)

@@ -67,6 +67,26 @@ def test_echo_answers(spawn):
     exchange(spawn("echo", "--node", "3"))
 
 
+def test_echo_session_answers_each_request_in_one_response(spawn):
+    address = spawn("echo", "--node", "5")
+    requests = [
+        order_pb2.OrderEntryRequest(commands=[
+            order_pb2.OrderEntryCommand(correlation_id=1, submit=SUBMIT),
+            order_pb2.OrderEntryCommand(correlation_id=2, cancel=order_pb2.CancelOrderRequest(order_id=9, symbol="AAPL")),
+        ]),
+        order_pb2.OrderEntryRequest(commands=[order_pb2.OrderEntryCommand(
+            correlation_id=3, modify=order_pb2.ModifyOrderRequest(order_id=9, symbol="AAPL", price=5, quantity=2))],
+            close=True),
+    ]
+    with grpc.insecure_channel(address) as channel:
+        responses = list(order_grpc.OrderServiceStub(channel).OrderEntry(iter(requests), timeout=10))
+    assert [[r.correlation_id for r in response.results] for response in responses] == [[1, 2], [3]]
+    submitted, cancelled, modified = (result.order for response in responses for result in response.results)
+    assert (submitted.client_order_id, submitted.status, submitted.leaves_quantity) == ("floor-1", types_pb2.ORDER_STATUS_NEW, 7)
+    assert (cancelled.order_id, cancelled.status) == (9, types_pb2.ORDER_STATUS_CANCELLED)
+    assert (modified.order_id, modified.price, modified.quantity) == (9, 5, 2)
+
+
 def test_relay_answers_through_its_backend(spawn):
     backend = spawn("relay-back")
     exchange(spawn("relay-front", "--node", "4", "--backend", backend))
