@@ -16,6 +16,12 @@ import json
 import sys
 
 CLUSTER = "order_service"
+# The same replicas, for order-entry sessions: placed round robin, not by least
+# requests. A session is placed once, when it opens, and sessions opening together all
+# saw the replicas with no requests yet, so least-request placed them as chance fell
+# (4 sessions 3/1 or 4/0 on two replicas in half the runs); round robin spreads them.
+SESSION_CLUSTER = "order_service_sessions"
+SESSION_PATH = "/bourse.order.v1.OrderService/OrderEntry"
 HEALTH_SERVICE = "bourse.order.v1.OrderService"
 
 # Envoy retries, on another replica, only what another replica can serve: a connection
@@ -95,11 +101,11 @@ def _access_log(target: str | None) -> list[dict]:
     }]
 
 
-def _route() -> dict:
+def _route(cluster: str = CLUSTER, match: dict | None = None) -> dict:
     return {
-        "match": {"prefix": "/"},
+        "match": match or {"prefix": "/"},
         "route": {
-            "cluster": CLUSTER,
+            "cluster": cluster,
             # 0 disables the 15 s default, which would cut long-lived streams. The
             # client's deadline (grpc-timeout) goes on to the order service, which
             # budgets its work by it; Envoy does not enforce it, because a stream it
@@ -177,7 +183,8 @@ def _listener(listen_host: str, listen_port: int, access_log: str | None,
         "stream_idle_timeout": STREAM_IDLE_TIMEOUT,
         "route_config": {
             "name": "bourse",
-            "virtual_hosts": [{"name": "bourse", "domains": ["*"], "routes": [_route()]}],
+            "virtual_hosts": [{"name": "bourse", "domains": ["*"], "routes": [
+                _route(SESSION_CLUSTER, {"path": SESSION_PATH}), _route()]}],
         },
         "http_filters": [
             {"name": "envoy.filters.http.grpc_web",
@@ -214,13 +221,13 @@ def _listener(listen_host: str, listen_port: int, access_log: str | None,
     }
 
 
-def _cluster(backends: list[tuple[str, int]]) -> dict:
+def _cluster(backends: list[tuple[str, int]], name: str = CLUSTER, lb_policy: str = "LEAST_REQUEST") -> dict:
     static = all(_is_ip(host) for host, _ in backends)
     cluster = {
-        "name": CLUSTER,
+        "name": name,
         "type": "STATIC" if static else "STRICT_DNS",
         "connect_timeout": "1s",
-        "lb_policy": "LEAST_REQUEST",
+        "lb_policy": lb_policy,
         # Without explicit HTTP/2 Envoy speaks HTTP/1.1 upstream and every gRPC call fails.
         "typed_extension_protocol_options": {
             "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
@@ -229,7 +236,7 @@ def _cluster(backends: list[tuple[str, int]]) -> dict:
             },
         },
         "load_assignment": {
-            "cluster_name": CLUSTER,
+            "cluster_name": name,
             "endpoints": [{"lb_endpoints": [
                 {"endpoint": {"address": _address(host, port)}} for host, port in backends
             ]}],
@@ -297,7 +304,7 @@ def render(
         "admin": {"address": _address("127.0.0.1", admin_port)},
         "static_resources": {
             "listeners": [_listener(listen_host, listen_port, access_log, health_path, tls)],
-            "clusters": [_cluster(backends)],
+            "clusters": [_cluster(backends), _cluster(backends, SESSION_CLUSTER, "ROUND_ROBIN")],
         },
     }
 

@@ -42,9 +42,20 @@ def test_generated_config_is_valid(tmp_path, count):
     assert config.main(["--listen-port", "18080", "--admin-port", "19901", "--access-log", "-",
                         *sum((["--backend", f"{h}:{p}"] for h, p in backends), []), "-o", str(path)]) == 0
     data = json.loads(path.read_text())
-    cluster = data["static_resources"]["clusters"][0]
-    assert cluster["lb_policy"] == "LEAST_REQUEST"
-    assert len(cluster["load_assignment"]["endpoints"][0]["lb_endpoints"]) == count
+    calls, sessions = data["static_resources"]["clusters"]
+    # Calls by least requests; order-entry sessions, placed once each, round robin (a
+    # burst of sessions opening together all see idle replicas).
+    assert (calls["name"], calls["lb_policy"]) == (config.CLUSTER, "LEAST_REQUEST")
+    assert (sessions["name"], sessions["lb_policy"]) == (config.SESSION_CLUSTER, "ROUND_ROBIN")
+    for cluster in (calls, sessions):
+        assert len(cluster["load_assignment"]["endpoints"][0]["lb_endpoints"]) == count
+    [manager] = [f["typed_config"] for f in data["static_resources"]["listeners"][0]["filter_chains"][0]["filters"]
+                 if f["name"] == "envoy.filters.network.http_connection_manager"]
+    routes = manager["route_config"]["virtual_hosts"][0]["routes"]
+    assert [(r["match"], r["route"]["cluster"]) for r in routes] == [
+        ({"path": "/bourse.order.v1.OrderService/OrderEntry"}, config.SESSION_CLUSTER),
+        ({"prefix": "/"}, config.CLUSTER)]
+    assert routes[0]["route"]["retry_policy"] == routes[1]["route"]["retry_policy"]
     result = validate(path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "OK" in result.stdout + result.stderr
