@@ -22,11 +22,17 @@ import random
 import zlib
 from dataclasses import dataclass, field
 
-# Enum numbers of bourse.type.v1 (kept here so the mix stays free of generated code).
-BUY, SELL = 1, 2
-LIMIT, MARKET = 1, 2
-GTC, IOC = 1, 2
-NEW, PARTIALLY_FILLED, FILLED, CANCELLED, REJECTED = 1, 2, 3, 4, 5
+from bourse.type.v1 import types_pb2 as t
+
+from services.common.limits import MAX_CLIENT_ORDER_ID
+
+# Enum numbers of bourse.type.v1, from the generated code (the protos are their one source).
+BUY, SELL = t.SIDE_BUY, t.SIDE_SELL
+LIMIT, MARKET = t.ORDER_TYPE_LIMIT, t.ORDER_TYPE_MARKET
+GTC, IOC = t.TIME_IN_FORCE_GTC, t.TIME_IN_FORCE_IOC
+NEW, PARTIALLY_FILLED, FILLED, CANCELLED, REJECTED = (
+    t.ORDER_STATUS_NEW, t.ORDER_STATUS_PARTIALLY_FILLED, t.ORDER_STATUS_FILLED, t.ORDER_STATUS_CANCELLED,
+    t.ORDER_STATUS_REJECTED)
 OPEN = (NEW, PARTIALLY_FILLED)
 
 
@@ -175,8 +181,8 @@ def problems(call: Submit | Cancel | Modify, symbols) -> list[str]:
         if isinstance(call, Modify) and (call.price <= 0 or call.quantity <= 0):
             found.append("a modify needs price > 0 and quantity > 0")
         return found
-    if not 1 <= len(call.client_order_id) <= 64 or not call.client_order_id.isprintable():
-        found.append("client_order_id must be 1-64 printable characters")
+    if not 1 <= len(call.client_order_id) <= MAX_CLIENT_ORDER_ID or not call.client_order_id.isprintable():
+        found.append(f"client_order_id must be 1-{MAX_CLIENT_ORDER_ID} printable characters")
     if call.symbol not in symbols:
         found.append("unknown symbol")
     if call.side not in (BUY, SELL):

@@ -6,11 +6,9 @@ from bourse.matching.v1 import matching_service_pb2 as matching_pb2
 from bourse.type.v1 import types_pb2
 
 from services.common.errors import invalid
+from services.common.limits import MAX_CLIENT_ORDER_ID, MAX_NOTIONAL, MAX_PRICE, MAX_QUANTITY
 
-MAX_PRICE = 10**12  # ticks
-MAX_QUANTITY = 10**12  # lots
-MAX_NOTIONAL = 2**63 - 1
-MAX_CLIENT_ORDER_ID = 64
+__all__ = ["MAX_CLIENT_ORDER_ID", "MAX_NOTIONAL", "MAX_PRICE", "MAX_QUANTITY"]  # re-exported
 MAX_PAGE_SIZE = 1000
 
 

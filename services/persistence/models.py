@@ -22,6 +22,8 @@ from sqlalchemy import (
 )
 from sqlmodel import Field, SQLModel
 
+from services.common.limits import MAX_CLIENT_ORDER_ID
+
 # A row as the store passes it around (no ORM objects on the hot path): column name -> value.
 Row = dict[str, Any]
 
@@ -48,7 +50,7 @@ class OrderRecord(SQLModel, table=True):
 
     order_id: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
     account_id: int = Field(sa_column=_big())
-    client_order_id: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
+    client_order_id: str | None = Field(default=None, sa_column=Column(String(MAX_CLIENT_ORDER_ID), nullable=True))
     symbol: str = Field(sa_column=Column(String(12), nullable=False))
     side: int = Field(sa_column=_small())
     order_type: int = Field(sa_column=_small())
@@ -123,7 +125,7 @@ class ClientOrderIdRecord(SQLModel, table=True):
     __tablename__ = "client_order_ids"
 
     account_id: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
-    client_order_id: str = Field(sa_column=Column(String(64), primary_key=True))
+    client_order_id: str = Field(sa_column=Column(String(MAX_CLIENT_ORDER_ID), primary_key=True))
     order_id: int = Field(sa_column=_big())
     time: datetime = Field(sa_column=_time())
     # What the claiming request asked for (symbol, side, type, price...), hashed by the

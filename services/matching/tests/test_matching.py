@@ -237,6 +237,27 @@ def test_engine_rejects_are_results_not_errors(tmp_path):
     run(go())
 
 
+def test_orders_at_the_shared_limits_rest_and_one_past_them_is_refused(tmp_path):
+    """services/common/limits.py holds the engine's own bounds (the order service checks
+    against it): an order at them rests, one tick or lot past them is refused for that
+    field."""
+    import bourse_engine
+
+    from services.common import limits
+
+    assert (limits.MAX_PRICE, limits.MAX_QUANTITY) == (bourse_engine.MAX_PRICE, bourse_engine.MAX_QUANTITY)
+
+    async def go():
+        async with shard(tmp_path) as (c, _):
+            top, big, over_price, over_quantity = await c.execute([
+                new(1, SELL, limits.MAX_PRICE, 1), new(2, BUY, 1, limits.MAX_QUANTITY),
+                new(3, SELL, limits.MAX_PRICE + 1, 1), new(4, BUY, 1, limits.MAX_QUANTITY + 1)])
+            assert (top.order.status, top.order.price) == (t.ORDER_STATUS_NEW, limits.MAX_PRICE)
+            assert (big.order.status, big.order.leaves_quantity) == (t.ORDER_STATUS_NEW, limits.MAX_QUANTITY)
+            assert (over_price.order.reason, over_quantity.order.reason) == ("INVALID_PRICE", "INVALID_QUANTITY")
+    run(go())
+
+
 def test_a_symbol_of_another_shard_refuses_the_whole_call(tmp_path):
     async def go():
         async with shard(tmp_path) as (c, _):

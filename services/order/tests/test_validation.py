@@ -3,6 +3,7 @@ import pytest
 from bourse.order.v1 import order_service_pb2 as order_pb2
 from bourse.type.v1 import types_pb2 as t
 
+from services.common import limits
 from services.common.errors import BourseError
 from services.order import validation
 
@@ -31,6 +32,14 @@ def test_a_valid_limit_order_becomes_a_matching_command():
         42, 7, "AAPL", 100, 5)
 
 
+def test_an_order_at_the_shared_limits_is_valid():
+    # services/common/limits.py: the engine's bounds (a matching test holds them equal),
+    # so the order service refuses nothing the engine would take, and the reverse.
+    request = limit(price=limits.MAX_PRICE, quantity=1, client_order_id="x" * limits.MAX_CLIENT_ORDER_ID)
+    assert validation.new_order(request, 1, 2, LISTED).price == limits.MAX_PRICE
+    assert validation.new_order(limit(price=1, quantity=limits.MAX_QUANTITY), 1, 2, LISTED).quantity == limits.MAX_QUANTITY
+
+
 def test_a_market_order_without_price_is_valid():
     request = limit(order_type=t.ORDER_TYPE_MARKET, price=0, time_in_force=t.TIME_IN_FORCE_IOC)
     assert validation.new_order(request, 1, 2, LISTED).price == 0
@@ -55,7 +64,7 @@ def test_a_market_order_without_price_is_valid():
         ({"symbol": ""}, "symbol"),
         ({"symbol": "NOPE"}, "symbol"),
         ({"client_order_id": ""}, "client_order_id"),
-        ({"client_order_id": "x" * 65}, "client_order_id"),
+        ({"client_order_id": "x" * (limits.MAX_CLIENT_ORDER_ID + 1)}, "client_order_id"),
         ({"client_order_id": "tab\there"}, "client_order_id"),
         ({"post_only": True, "time_in_force": t.TIME_IN_FORCE_IOC}, "post_only"),
         ({"self_trade_prevention": 9}, "self_trade_prevention"),
