@@ -55,6 +55,7 @@ from datetime import UTC, datetime
 
 from _matching_native import iso_us, order_bytes
 
+from services.common import redis_keys
 from services.matching.shard_write import account_of, order_id_of
 
 _dumps = json.JSONEncoder().encode
@@ -81,9 +82,10 @@ BACKOFF_S = 1.0
 # and their lengths, each comma-separated, and the serialized Orders back to back). A
 # few arguments rather than some per update and trade: the client packs every argument
 # in Python, and at two per order that was most of a send's cost. Keys are built here
-# from the names above: bourse runs a single Redis, not a cluster.
+# from the prefixes of services/common/redis_keys.py: bourse runs a single Redis, not a
+# cluster.
 PUBLISH_SCRIPT = """
-local sent_key = 'md:sent:' .. ARGV[1]
+local sent_key = '{SENT}' .. ARGV[1]
 local number = tonumber(ARGV[2])
 if tonumber(redis.call('GET', sent_key) or '0') >= number then return 0 end
 local kept, updates_kept, stream_ttl, sent_ttl = tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6]
@@ -91,25 +93,25 @@ local i = 7
 local function take() i = i + 1; return ARGV[i - 1] end
 for _ = 1, tonumber(take()) do
   local symbol, book, n, joined = take(), take(), tonumber(take()), take()
-  if book ~= '' then redis.call('SET', 'md:book:' .. symbol, book) end
+  if book ~= '' then redis.call('SET', '{BOOK}' .. symbol, book) end
   local trades, j = {}, 0
   for trade in joined:gmatch('[^\\n]+') do j = j + 1; trades[j] = trade end
   if n > 0 then
-    redis.call('LPUSH', 'md:trades:' .. symbol, unpack(trades, math.max(1, n - kept + 1), n))
-    redis.call('LTRIM', 'md:trades:' .. symbol, 0, kept - 1)
+    redis.call('LPUSH', '{TRADES}' .. symbol, unpack(trades, math.max(1, n - kept + 1), n))
+    redis.call('LTRIM', '{TRADES}' .. symbol, 0, kept - 1)
   end
   if book == '' then book = 'null' end
-  redis.call('PUBLISH', 'md:updates:' .. symbol,
+  redis.call('PUBLISH', '{UPDATES}' .. symbol,
              '{"book": ' .. book .. ', "trades": [' .. table.concat(trades, ', ') .. ']}')
 end
-for _ = 1, tonumber(take()) do redis.call('XTRIM', 'orders:' .. take(), 'MAXLEN', 0) end
+for _ = 1, tonumber(take()) do redis.call('XTRIM', '{ORDERS}' .. take(), 'MAXLEN', 0) end
 local accounts = {}
 local updates = tonumber(take())
 if updates > 0 then
   local ids, lengths, orders = take():gmatch('[^,]+'), take():gmatch('[^,]+'), take()
   local at = 1
   for _ = 1, updates do
-    local stream, length = 'orders:' .. ids(), tonumber(lengths())
+    local stream, length = '{ORDERS}' .. ids(), tonumber(lengths())
     redis.call('XADD', stream, 'MAXLEN', '~', updates_kept, '*', 'order', orders:sub(at, at + length - 1))
     at = at + length
     accounts[stream] = true
@@ -118,23 +120,9 @@ end
 for stream in pairs(accounts) do redis.call('EXPIRE', stream, stream_ttl) end
 redis.call('SET', sent_key, number, 'EX', sent_ttl)
 return 1
-"""
-
-
-def book_key(symbol: str) -> str:
-    return f"md:book:{symbol}"
-
-
-def trades_key(symbol: str) -> str:
-    return f"md:trades:{symbol}"
-
-
-def updates_channel(symbol: str) -> str:
-    return f"md:updates:{symbol}"
-
-
-def orders_stream(account_id: int) -> str:
-    return f"orders:{account_id}"
+""".replace("{SENT}", redis_keys.SENT_PREFIX).replace("{BOOK}", redis_keys.BOOK_PREFIX).replace(
+    "{TRADES}", redis_keys.TRADES_PREFIX).replace("{UPDATES}", redis_keys.UPDATES_PREFIX).replace(
+    "{ORDERS}", redis_keys.ORDERS_PREFIX)
 
 
 def trade_json(trade) -> str:

@@ -19,6 +19,8 @@ from collections import defaultdict
 
 import grpc
 
+from services.common.redis_keys import UPDATES_PREFIX
+
 QUEUE_MAX = 1000
 SUBSCRIBE_TIMEOUT_S = 2.0
 PING_EVERY_S = 5.0
@@ -177,4 +179,4 @@ class Feed:
 
 def market_data_feed(client, log, **timing) -> Feed:
     """Updates {"book": {...} | None, "trades": [{...}, ...]} by symbol."""
-    return Feed(client, log, "md:updates:", json.loads, **timing)
+    return Feed(client, log, UPDATES_PREFIX, json.loads, **timing)

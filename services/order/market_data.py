@@ -21,6 +21,8 @@ import redis.asyncio as redis
 from bourse.marketdata.v1 import market_data_service_pb2 as md_pb2
 from bourse.type.v1 import types_pb2
 
+from services.common.redis_keys import book_key, trades_key
+
 
 # Connections for book reads per order-service process, and how long a read may wait for
 # one before it fails (UNAVAILABLE), which only a Redis that stopped answering makes it do.
@@ -60,9 +62,9 @@ def fill_trade(trade: types_pb2.Trade, symbol: str, t: dict) -> types_pb2.Trade:
 
 async def read_book(client: redis.Redis, symbol: str, depth: int, trades: int = 20) -> md_pb2.GetBookResponse:
     async with client.pipeline(transaction=False) as pipe:
-        pipe.get(f"md:book:{symbol}")
+        pipe.get(book_key(symbol))
         if trades:  # LRANGE 0 -1 would be all of them
-            pipe.lrange(f"md:trades:{symbol}", 0, trades - 1)
+            pipe.lrange(trades_key(symbol), 0, trades - 1)
         book_raw, *rest = await pipe.execute()
     trades_raw = rest[0] if rest else []
     response = md_pb2.GetBookResponse(symbol=symbol)

@@ -17,18 +17,16 @@ from collections.abc import AsyncIterator
 
 from bourse.type.v1 import types_pb2
 
+from services.common.redis_keys import ORDERS_EPOCH_KEY as EPOCH_KEY
+from services.common.redis_keys import orders_stream as stream_key
+
 TOKEN = re.compile(r"[0-9a-f]{16}:\d{1,20}-\d{1,20}")
-EPOCH_KEY = "orders:epoch"
 BATCH = 100
 START = "0-0"
 
 
 class ResumeGap(Exception):
     """Updates after the resume point are gone: the client catches up with ListOrders."""
-
-
-def stream_key(account_id: int) -> str:
-    return f"orders:{account_id}"
 
 
 def _id(token: str | bytes) -> tuple[int, int]:

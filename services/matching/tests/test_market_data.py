@@ -14,7 +14,8 @@ import redis.asyncio as redis
 import structlog
 
 from infra.local.servers import Redis, running_redis
-from services.matching.market_data import MarketData, book_key, trades_key
+from services.common.redis_keys import book_key, trades_key
+from services.matching.market_data import MarketData
 from services.matching.shard_write import TradeRow, order_proto, order_row
 
 LOG = structlog.get_logger()
