@@ -30,8 +30,7 @@ def new(order_id, side, price, qty, account=1, symbol="AAPL"):
 
 def start(module, env, log_path):
     log = open(log_path, "ab")  # noqa: SIM115 - handed to the child process
-    full_env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "BOURSE_DRAIN_MS": "0",
-                "BOURSE_DRAIN_SECONDS": "0", **env}
+    full_env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "BOURSE_DRAIN_MS": "0", **env}
     return subprocess.Popen([sys.executable, "-m", module], env=full_env, stdout=log, stderr=log)
 
 

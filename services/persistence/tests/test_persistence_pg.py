@@ -47,7 +47,7 @@ def running(pg, **env):
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "services.persistence.main"],
-        env=child_env(pg, BOURSE_PERSISTENCE_ADDR=f"127.0.0.1:{port}", BOURSE_DRAIN_SECONDS="0", **env),
+        env=child_env(pg, BOURSE_PERSISTENCE_ADDR=f"127.0.0.1:{port}", BOURSE_DRAIN_MS="0", **env),
     )
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
     try:
