@@ -11,22 +11,30 @@ DOMAIN = "bourse.exchange"
 
 
 class BourseError(Exception):
-    """A failure the caller should see: code, UPPER_SNAKE reason, human message."""
+    """A failure the caller should see: code, UPPER_SNAKE reason, human message; for an
+    invalid argument, the request field that was wrong ("" when the request as a whole
+    was: not a valid message)."""
 
-    def __init__(self, code: grpc.StatusCode, reason: str, message: str, retry_after_s: float | None = None):
+    def __init__(self, code: grpc.StatusCode, reason: str, message: str, retry_after_s: float | None = None,
+                 field: str | None = None):
         super().__init__(message)
         self.code = code
         self.reason = reason
         self.message = message
         self.retry_after_s = retry_after_s  # sent as a google.rpc.RetryInfo when set
+        self.field = field  # sent as a google.rpc.BadRequest when set
 
 
-def invalid(field: str, message: str) -> BourseError:
-    return BourseError(grpc.StatusCode.INVALID_ARGUMENT, "INVALID_" + field.upper(), f"{field}: {message}")
+def invalid(field: str, message: str, reason: str | None = None) -> BourseError:
+    """INVALID_ARGUMENT naming `field`: reason INVALID_<FIELD> unless given, the message
+    "field: message", and a BadRequest detail with the field's violation."""
+    return BourseError(grpc.StatusCode.INVALID_ARGUMENT, reason or "INVALID_" + field.upper(), f"{field}: {message}",
+                       field=field)
 
 
 def status_message(error: BourseError) -> status_pb2.Status:
-    """The error as a google.rpc.Status: code, message, ErrorInfo (and RetryInfo) details."""
+    """The error as a google.rpc.Status: code, message, ErrorInfo (and RetryInfo, and for
+    a field that was wrong BadRequest) details."""
     detail = any_pb2.Any()
     detail.Pack(error_details_pb2.ErrorInfo(reason=error.reason, domain=DOMAIN))
     details = [detail]
@@ -35,6 +43,10 @@ def status_message(error: BourseError) -> status_pb2.Status:
         retry.retry_delay.FromNanoseconds(int(error.retry_after_s * 1e9))
         details.append(any_pb2.Any())
         details[-1].Pack(retry)
+    if error.field is not None:
+        violation = error_details_pb2.BadRequest.FieldViolation(field=error.field, description=error.message)
+        details.append(any_pb2.Any())
+        details[-1].Pack(error_details_pb2.BadRequest(field_violations=[violation]))
     return status_pb2.Status(code=error.code.value[0], message=error.message, details=details)
 
 
@@ -61,6 +73,12 @@ def reason_of(error: grpc.RpcError) -> str | None:
     """The ErrorInfo reason of a received error, if it carries one."""
     info = _detail(error, error_details_pb2.ErrorInfo)
     return info.reason if info is not None else None
+
+
+def bad_fields_of(error: grpc.RpcError) -> list[str]:
+    """The fields a received INVALID_ARGUMENT's BadRequest names, if it carries one."""
+    bad = _detail(error, error_details_pb2.BadRequest)
+    return [violation.field for violation in bad.field_violations] if bad is not None else []
 
 
 def retry_after_of(error: grpc.RpcError) -> float | None:

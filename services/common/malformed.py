@@ -79,7 +79,7 @@ class _Tolerant:
 
 def malformed(method: str, request: Undecodable) -> BourseError:
     return BourseError(grpc.StatusCode.INVALID_ARGUMENT, "MALFORMED_REQUEST",
-                       f"request: not a valid message for {method} ({request.error})")
+                       f"request: not a valid message for {method} ({request.error})", field="")
 
 
 def tolerant(server: grpc.aio.Server, log) -> _Tolerant:

@@ -66,7 +66,7 @@ class MatchingServicer(matching_grpc.MatchingServiceServicer):
             return results
         except InvalidCommand as error:
             reason = "INVALID_" + error.field.rsplit(".", 1)[-1].split("[")[0].upper()
-            return BourseError(grpc.StatusCode.INVALID_ARGUMENT, reason, str(error))
+            return BourseError(grpc.StatusCode.INVALID_ARGUMENT, reason, str(error), field=error.field)
         except Unavailable as error:
             return BourseError(grpc.StatusCode.UNAVAILABLE, error.reason, str(error))
 

@@ -26,7 +26,7 @@ import grpc
 from bourse.order.v1 import order_service_pb2 as order_pb2
 from bourse.type.v1 import types_pb2
 
-from services.common.errors import BourseError, status_message
+from services.common.errors import BourseError, invalid, status_message
 from services.common.malformed import Undecodable, malformed
 from services.order.batcher import Batcher, Group
 from services.order.orders import OrderDesk
@@ -129,8 +129,7 @@ class Session:
         its shard read meanwhile (`_send`): one group per shard, not a task per command."""
         kind = command.WhichOneof("command")
         if kind is None:  # no symbol to keep an order with: answered at once
-            self._answer(_error(command, BourseError(grpc.StatusCode.INVALID_ARGUMENT, "INVALID_COMMAND",
-                                                     "command: one of submit, cancel or modify is required")))
+            self._answer(_error(command, invalid("command", "one of submit, cancel or modify is required")))
             return
         body = getattr(command, kind)
         entry = _Entry(command)

@@ -23,7 +23,7 @@ from bourse.persistence.v1 import persistence_service_pb2_grpc as persistence_gr
 from bourse.type.v1 import types_pb2
 
 from services.common.config import ShardMap
-from services.common.errors import BourseError
+from services.common.errors import BourseError, invalid
 from services.common.ids import SnowflakeIds
 from services.order import validation
 from services.order.batcher import Batcher
@@ -76,7 +76,7 @@ class OrderDesk:
     def _batcher(self, symbol: str) -> Batcher:
         shard = self._shards.shard_of(symbol)
         if shard is None:
-            raise BourseError(grpc.StatusCode.INVALID_ARGUMENT, "INVALID_SYMBOL", f"symbol: no shard owns {symbol!r}")
+            raise invalid("symbol", f"no shard owns {symbol!r}")
         return self._shard_batchers[shard]
 
     def prepare(self, kind: str, request, account_id: int):
@@ -209,8 +209,7 @@ class OrderDesk:
                               f"price: the order is post-only and {request.price} would trade on arrival")
         # The instrument's rules (tick, lot, band, limits): the request's values.
         field = "quantity" if "QUANTITY" in reason else "price"
-        raise BourseError(grpc.StatusCode.INVALID_ARGUMENT, reason, f"{field}: refused by the instrument's rules "
-                          f"({reason})")
+        raise invalid(field, f"refused by the instrument's rules ({reason})", reason)
 
     async def get(self, order_id: int, account_id: int) -> types_pb2.Order:
         validation.order_id(order_id)

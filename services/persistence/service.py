@@ -13,7 +13,7 @@ from bourse.persistence.v1 import persistence_service_pb2 as pb
 from bourse.persistence.v1 import persistence_service_pb2_grpc as pb_grpc
 from bourse.type.v1 import types_pb2
 from services.common.batch_stream import answer_in_order
-from services.common.errors import BourseError, abort
+from services.common.errors import BourseError, abort, invalid
 from services.persistence.api_keys import KeyExists
 from services.persistence.errors import JournalPruned
 from services.persistence.store import InvalidArgument, Row, SequenceTaken, ShardedStore, StoreUnavailable
@@ -43,7 +43,7 @@ def _timestamp(when: datetime) -> Timestamp:
 
 
 def _bad(field: str, reason: str, message: str) -> BourseError:
-    return BourseError(grpc.StatusCode.INVALID_ARGUMENT, reason, f"{field}: {message}")
+    return invalid(field, message, reason)
 
 
 def _reason(field: str) -> str:

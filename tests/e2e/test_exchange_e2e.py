@@ -25,7 +25,7 @@ from bourse.type.v1 import types_pb2 as t
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
 from infra.local.stack import Stack
-from services.common.errors import reason_of
+from services.common.errors import bad_fields_of, reason_of
 
 ALICE = [("authorization", "Bearer demo-key-alice")]
 BOB = [("authorization", "Bearer demo-key-bob")]
@@ -169,6 +169,7 @@ def test_bytes_that_are_not_the_methods_message_are_invalid_argument(channel, me
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, caught.value
     assert reason_of(caught.value) == "MALFORMED_REQUEST"
     assert caught.value.details().startswith("request: not a valid message for " + method)
+    assert bad_fields_of(caught.value) == [""]  # the request as a whole
 
 
 def test_an_oversized_request_is_refused_unparsed_before_authentication(orders):
@@ -197,6 +198,7 @@ def test_bad_input_is_refused_naming_the_field_and_stores_nothing(stack, orders,
         orders.SubmitOrder(request, metadata=ALICE)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert caught.value.details().startswith(field + ":")
+    assert bad_fields_of(caught.value) == [field]  # a google.rpc.BadRequest naming it
     if request.client_order_id:
         stored = [rows(stack, s, "SELECT 1 FROM orders WHERE client_order_id = %s", request.client_order_id)
                   for s in range(3)]

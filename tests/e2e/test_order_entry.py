@@ -66,6 +66,17 @@ def results_of(channel, requests, metadata=ALICE, want=None, timeout=20):
     return results
 
 
+def bad_fields(result) -> list[str]:
+    """The fields a result's error names in its google.rpc.BadRequest detail."""
+    from google.rpc import error_details_pb2
+
+    for detail in result.error.details:
+        bad = error_details_pb2.BadRequest()
+        if detail.Unpack(bad):
+            return [violation.field for violation in bad.field_violations]
+    return []
+
+
 def code_and_reason(result):
     from google.rpc import error_details_pb2
 
@@ -92,6 +103,7 @@ def test_every_command_is_answered_as_the_unary_call_would_and_one_symbols_answe
     assert results[1].order.status == t.ORDER_STATUS_NEW and results[1].order.client_order_id == sell
     assert code_and_reason(results[2]) == (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_PRICE")
     assert code_and_reason(results[3]) == (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_COMMAND")
+    assert (bad_fields(results[2]), bad_fields(results[3]), bad_fields(results[6])) == (["price"], ["command"], ["symbol"])
     assert results[4].order.status == t.ORDER_STATUS_NEW
     assert (results[5].order.status, results[5].order.reason) == (t.ORDER_STATUS_CANCELLED, "SELF_TRADE_PREVENTED")
     assert code_and_reason(results[6])[0] == grpc.StatusCode.INVALID_ARGUMENT

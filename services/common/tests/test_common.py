@@ -58,6 +58,21 @@ def test_errors_carry_code_message_and_reason():
     assert status.trailing_metadata[0][0] == "grpc-status-details-bin"
 
 
+def test_an_invalid_argument_names_its_field_in_a_bad_request():
+    from google.rpc import error_details_pb2
+
+    from services.common.errors import invalid, status_message
+
+    status = status_message(invalid("price", "must be 1-10 ticks, got 0"))
+    info, bad = error_details_pb2.ErrorInfo(), error_details_pb2.BadRequest()
+    assert status.details[0].Unpack(info) and status.details[1].Unpack(bad)
+    assert (status.code, info.reason, status.message) == (3, "INVALID_PRICE", "price: must be 1-10 ticks, got 0")
+    assert [(v.field, v.description) for v in bad.field_violations] == [("price", status.message)]
+    # Other refusals carry none.
+    unavailable = status_message(BourseError(grpc.StatusCode.UNAVAILABLE, "SHARD_DOWN", "later"))
+    assert not any(d.Is(error_details_pb2.BadRequest.DESCRIPTOR) for d in unavailable.details)
+
+
 def test_snowflake_age_is_measured_from_the_ids_own_time():
     minted = SnowflakeIds(node=3, clock=lambda: 1_800_000_000.0).next()
     assert SnowflakeIds.age_ms(minted, clock=lambda: 1_800_000_002.5) == 2500
