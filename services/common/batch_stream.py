@@ -10,8 +10,8 @@ sender: `await stream(payload) -> response`. Batches are written in order; one r
 task per stream hands answers to callers by batch_id. Anything that leaves a batch
 without its answer (the stream ends or errs, the reader dies, a write fails, no answer
 within timeout_s) breaks the stream: every batch still waiting on it fails with `error`
-(its outcome is unknown) and the next batch opens a new stream. An answer carrying a
-BatchError raises `error` too, and leaves the stream open.
+(its outcome is unknown) and the next batch opens a new stream. An answer carrying
+an error (a google.rpc.Status) raises `error` too, and leaves the stream open.
 
 Server: `answer_in_order(requests, handle, response_of)` answers each request when its
 handler finishes, handlers running one at a time in arrival order (a matching shard's
@@ -26,7 +26,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import grpc
 
-from services.common.errors import BourseError
+from services.common.errors import BourseError, status_message, status_reason
 
 
 class _Stream:
@@ -92,7 +92,7 @@ class BatchStream:
         if response is None:
             raise self._error(f"stream to {self._peer} broke: {stream.broken}")
         if response.HasField("error"):
-            raise self._error(f"{response.error.reason}: {response.error.message}")
+            raise self._error(f"{status_reason(response.error)}: {response.error.message}")
         return response
 
     def _open(self) -> _Stream:
@@ -147,9 +147,9 @@ def _why(error: BaseException) -> str:
 
 
 def set_error(response, error: BourseError):
-    """Fills a stream response's BatchError from what the unary call would have raised."""
-    response.error.code, response.error.reason = error.code.value[0], error.reason
-    response.error.message = error.message
+    """Fills a stream response's error (a google.rpc.Status) as the unary call would have
+    failed: code, message, ErrorInfo reason and the other details."""
+    response.error.CopyFrom(status_message(error))
     return response
 
 

@@ -69,6 +69,15 @@ def _detail(error: grpc.RpcError, message_type):
     return None
 
 
+def status_reason(status: status_pb2.Status) -> str:
+    """The ErrorInfo reason of a google.rpc.Status ("" if it carries none)."""
+    info = error_details_pb2.ErrorInfo()
+    for detail in status.details:
+        if detail.Unpack(info):
+            return info.reason
+    return ""
+
+
 def reason_of(error: grpc.RpcError) -> str | None:
     """The ErrorInfo reason of a received error, if it carries one."""
     info = _detail(error, error_details_pb2.ErrorInfo)

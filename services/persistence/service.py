@@ -14,6 +14,7 @@ from bourse.persistence.v1 import persistence_service_pb2_grpc as pb_grpc
 from bourse.type.v1 import types_pb2
 from services.common.batch_stream import answer_in_order
 from services.common.errors import BourseError, abort, invalid
+from services.common.limits import MAX_CLIENT_ORDER_ID
 from services.persistence.api_keys import KeyExists
 from services.persistence.errors import JournalPruned
 from services.persistence.store import InvalidArgument, Row, SequenceTaken, ShardedStore, StoreUnavailable
@@ -21,7 +22,8 @@ from services.persistence.store import InvalidArgument, Row, SequenceTaken, Shar
 SERVICE_NAME = "bourse.persistence.v1.PersistenceService"
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 # Column widths (models.py): longer strings are refused here rather than by the database.
-_MAX_SYMBOL, _MAX_CLIENT_ID, _MAX_REASON, _MAX_LABEL = 12, 64, 64, 200
+_MAX_SYMBOL, _MAX_REASON, _MAX_LABEL = 12, 64, 200
+_MAX_CLIENT_ID = MAX_CLIENT_ORDER_ID
 _MAX_KEYS_PAGE = 1000
 _SIDES = frozenset(t for t in types_pb2.Side.values() if t)
 _ORDER_TYPES = frozenset(t for t in types_pb2.OrderType.values() if t)

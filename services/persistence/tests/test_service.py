@@ -6,13 +6,14 @@ import contextlib
 import grpc
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
+from google.rpc import error_details_pb2
 
 from bourse.persistence.v1 import persistence_service_pb2 as pb
 from bourse.persistence.v1 import persistence_service_pb2_grpc as pb_grpc
 from bourse.type.v1 import types_pb2 as t
 from services.common import logs
 from services.common.config import ShardMap
-from services.common.errors import reason_of
+from services.common.errors import reason_of, status_reason
 from services.persistence.config import Settings
 from services.persistence.service import PersistenceServicer
 from services.persistence.store import ShardedStore
@@ -249,9 +250,13 @@ def test_write_batch_stream_commits_in_order_and_answers_a_refused_batch_without
             await call.write(pb.WriteBatchStreamRequest(batch_id=8, batch=bad))
             refused = await call.read()
             assert refused.batch_id == 8 and not refused.HasField("result")
-            assert (refused.error.code, refused.error.reason) == (grpc.StatusCode.INVALID_ARGUMENT.value[0],
-                                                                  "INVALID_SYMBOL")
+            # (a google.rpc.Status: code, message, ErrorInfo reason, BadRequest naming the field)
+            assert (refused.error.code, status_reason(refused.error)) == (grpc.StatusCode.INVALID_ARGUMENT.value[0],
+                                                                          "INVALID_SYMBOL")
             assert "new_orders[1].symbol" in refused.error.message
+            bad_request = error_details_pb2.BadRequest()
+            assert refused.error.details[1].Unpack(bad_request)
+            assert [v.field for v in bad_request.field_violations] == ["new_orders[1].symbol"]
             # ...and the stream goes on.
             filled = order(1, status=t.ORDER_STATUS_FILLED, filled=10)
             await call.write(pb.WriteBatchStreamRequest(batch_id=9, batch=pb.WriteBatchRequest(updated_orders=[filled])))
