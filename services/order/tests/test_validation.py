@@ -131,3 +131,38 @@ def test_self_trade_prevention_goes_to_the_shard_and_into_the_fingerprint_unless
     resting = validation.new_order(limit(self_trade_prevention=t.SELF_TRADE_PREVENTION_CANCEL_RESTING), 1, 2, LISTED)
     assert resting.self_trade_prevention == t.SELF_TRADE_PREVENTION_CANCEL_RESTING
     assert request_hash(incoming) == default != request_hash(resting)
+
+
+def required_fields(message) -> list[str]:
+    """The fields the proto annotates (google.api.field_behavior) REQUIRED."""
+    from google.api import field_behavior_pb2
+
+    return [f.name for f in message.DESCRIPTOR.fields
+            if field_behavior_pb2.REQUIRED in f.GetOptions().Extensions[field_behavior_pb2.field_behavior]]
+
+
+MODIFY = dict(order_id=5, symbol="AAPL", price=101, quantity=7)
+
+
+@pytest.mark.parametrize("message, field", [
+    *((order_pb2.SubmitOrderRequest, f) for f in required_fields(order_pb2.SubmitOrderRequest)),
+    *((order_pb2.ModifyOrderRequest, f) for f in required_fields(order_pb2.ModifyOrderRequest)),
+])
+def test_every_field_the_proto_marks_required_is_refused_when_missing_naming_it(message, field):
+    """The annotations and the validation agree: each REQUIRED field, left unset, is the
+    field the refusal names (in its message and its BadRequest)."""
+    request = limit() if message is order_pb2.SubmitOrderRequest else order_pb2.ModifyOrderRequest(**MODIFY)
+    request.ClearField(field)
+    with pytest.raises(BourseError) as caught:
+        if message is order_pb2.SubmitOrderRequest:
+            validation.new_order(request, account_id=1, order_id=9, listed=LISTED)
+        else:
+            validation.modify_order(request, account_id=1, listed=LISTED)
+    assert (caught.value.code, caught.value.field) == (grpc.StatusCode.INVALID_ARGUMENT, field)
+
+
+def test_the_annotations_name_what_a_submit_and_a_modify_need():
+    assert required_fields(order_pb2.SubmitOrderRequest) == [
+        "client_order_id", "symbol", "side", "order_type", "time_in_force", "quantity"]
+    assert required_fields(order_pb2.ModifyOrderRequest) == ["order_id", "symbol", "price", "quantity"]
+    assert required_fields(order_pb2.CancelOrderRequest) == ["order_id", "symbol"]
