@@ -119,20 +119,6 @@ class SnapshotHeadRecord(SQLModel, table=True):
     time: datetime = Field(sa_column=_time())
 
 
-class ClientOrderIdRecord(SQLModel, table=True):
-    """Idempotency keys, on database account_id % number of databases."""
-
-    __tablename__ = "client_order_ids"
-
-    account_id: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
-    client_order_id: str = Field(sa_column=Column(String(MAX_CLIENT_ORDER_ID), primary_key=True))
-    order_id: int = Field(sa_column=_big())
-    time: datetime = Field(sa_column=_time())
-    # What the claiming request asked for (symbol, side, type, price...), hashed by the
-    # order service: a retry must ask for the same order.
-    request_hash: int = Field(sa_column=Column(BigInteger, nullable=False, server_default="0"))
-
-
 class ApiKeyRecord(SQLModel, table=True):
     """API keys by their SHA-256 (services/common/api_keys.py), on database 0 only.
 
@@ -157,9 +143,8 @@ ORDER_COLUMNS = tuple(c.name for c in ORDERS.columns)
 JOURNAL = JournalRecord.__table__
 SNAPSHOTS = SnapshotChunkRecord.__table__
 SNAPSHOT_HEADS = SnapshotHeadRecord.__table__
-CLIENT_ORDER_IDS = ClientOrderIdRecord.__table__
 API_KEYS = ApiKeyRecord.__table__
-ALL_TABLES = (ORDERS, TRADES, JOURNAL, SNAPSHOTS, SNAPSHOT_HEADS, CLIENT_ORDER_IDS, API_KEYS)
+ALL_TABLES = (ORDERS, TRADES, JOURNAL, SNAPSHOTS, SNAPSHOT_HEADS, API_KEYS)
 TRADE_COLUMNS = tuple(c.name for c in TRADES.columns)
 
 

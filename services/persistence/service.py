@@ -243,22 +243,6 @@ class PersistenceServicer(pb_grpc.PersistenceServiceServicer):
 
         return await self._run(context, call)
 
-    async def _claim(self, request: pb.ClaimClientOrderIdsRequest) -> pb.ClaimClientOrderIdsResponse:
-        owners = await self._store.claim_client_order_ids(
-            [(c.account_id, c.client_order_id, c.order_id, c.request_hash) for c in request.claims])
-        return pb.ClaimClientOrderIdsResponse(owner_order_ids=[o for o, _ in owners],
-                                              owner_request_hashes=[h for _, h in owners])
-
-    async def ClaimClientOrderIds(self, request: pb.ClaimClientOrderIdsRequest,
-                                  context) -> pb.ClaimClientOrderIdsResponse:
-        return await self._run(context, lambda: self._claim(request))
-
-    async def ClaimClientOrderIdsStream(self, request_iterator, context):
-        async for response in answer_in_order(
-                request_iterator, lambda r: self._mapped(lambda: self._claim(r.claims)),
-                lambda batch_id: pb.ClaimClientOrderIdsStreamResponse(batch_id=batch_id), self.draining):
-            yield response
-
     async def ReadJournal(self, request: pb.ReadJournalRequest, context):
         try:
             async for page in self._store.read_journal(request.matching_shard, request.after_sequence,

@@ -12,7 +12,7 @@ from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
-from services.persistence.models import CLIENT_ORDER_IDS, JOURNAL, ORDERS, TRADES, UPDATABLE_COLUMNS
+from services.persistence.models import JOURNAL, ORDERS, TRADES, UPDATABLE_COLUMNS
 
 
 def make_engine(url: str, pool_size: int, connect_timeout: float) -> Engine:
@@ -67,7 +67,6 @@ class Shard:
         )
         # A retried batch brings the same entries again: they are skipped (see write_batch).
         self.insert_journal = insert(JOURNAL).on_conflict_do_nothing()
-        self.insert_claims = insert(CLIENT_ORDER_IDS).on_conflict_do_nothing()
 
     def write_started(self) -> int:
         with self._writes:

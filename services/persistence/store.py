@@ -67,7 +67,6 @@ DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
 DEFAULT_JOURNAL_PAGE = 1000
 MAX_JOURNAL_PAGE = 10_000
-_MAX_CLIENT_ID = 64
 
 
 def encode_page_token(last_order_id: int) -> str:
@@ -308,40 +307,6 @@ class ShardedStore:
                        "last": index + 1 == chunks}
         finally:
             pending.cancel()
-
-    # -- idempotency keys -------------------------------------------------------------
-
-    def db_of_account(self, account_id: int) -> int:
-        return account_id % len(self._shards)
-
-    async def claim_client_order_ids(
-        self, claims: Sequence[tuple[int, str, int] | tuple[int, str, int, int]]
-    ) -> list[tuple[int, int]]:
-        """Binds each (account_id, client_order_id) to the first (order_id, request_hash)
-        claiming it.
-
-        Returns, per claim in order, the owning (order_id, request_hash): the claimed one
-        when the key was new, else the stored owner; within one request the first claim
-        of a key wins. One transaction per database, all databases concurrently.
-        """
-        by_db: dict[int, dict[tuple[int, str], tuple[int, int]]] = {}
-        for i, (account_id, client_order_id, order_id, *rest) in enumerate(claims):
-            if account_id <= 0:
-                raise InvalidArgument(f"claims[{i}].account_id", "must be positive")
-            if not 0 < len(client_order_id) <= _MAX_CLIENT_ID:
-                raise InvalidArgument(f"claims[{i}].client_order_id", f"must be 1-{_MAX_CLIENT_ID} characters")
-            if order_id <= 0:
-                raise InvalidArgument(f"claims[{i}].order_id", "must be positive")
-            request_hash = rest[0] if rest else 0
-            by_db.setdefault(self.db_of_account(account_id), {}).setdefault(
-                (account_id, client_order_id), (order_id, request_hash))
-        if not by_db:
-            return []
-        now = datetime.now(timezone.utc)
-        owners: dict[tuple[int, str], tuple[int, int]] = {}
-        for found in await self._each_call([(self._shards[i], keys) for i, keys in by_db.items()], writes.claim, now):
-            owners.update(found)
-        return [owners[(a, c)] for a, c, *_ in claims]
 
     async def _each_call(self, calls: Iterable[tuple[Shard, Any]], fn: Callable, *args) -> list:
         results = await asyncio.gather(*(self._call(s, fn, arg, *args) for s, arg in calls), return_exceptions=True)

@@ -1,5 +1,5 @@
 """The write transactions, run on a worker thread per call: a batch's orders, trades and
-journal entries on one database (write_shard), and idempotency-key claims (claim).
+journal entries on one database (write_shard).
 
 On PostgreSQL each table gets one statement whose columns travel as arrays (INSERT ...
 SELECT FROM unnest); elsewhere SQLAlchemy Core multi-row statements on the same table
@@ -11,14 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from services.persistence.errors import SequenceTaken, StoreUnavailable
+from services.persistence.errors import SequenceTaken
 from services.persistence.models import (
-    CLIENT_ORDER_IDS,
     JOURNAL,
     JOURNAL_COLUMNS,
     ORDER_COLUMNS,
@@ -149,47 +147,3 @@ def _write_arrays(conn: Connection, new_orders, updated, trades) -> WriteResult:
     if trades:
         trades_inserted = conn.exec_driver_sql(_PG_INSERT_TRADES, _columns(trades, TRADE_COLUMNS)).rowcount
     return WriteResult(inserted, updated_count, trades_inserted)
-
-
-# Claims with one INSERT; usually every key is new and its RETURNING rows are the owners.
-# Keys that were there before (a retry, a reused id) are then read by a second
-# statement, which sees them: ON CONFLICT waited for any claim in flight to commit.
-_PG_CLAIM = (
-    "INSERT INTO client_order_ids (account_id, client_order_id, order_id, request_hash, time) "
-    "SELECT a, c, o, h, %s FROM unnest(%s::bigint[], %s::varchar[], %s::bigint[], %s::bigint[]) AS v(a, c, o, h) "
-    "ON CONFLICT DO NOTHING RETURNING account_id, client_order_id, order_id, request_hash"
-)
-_PG_OWNERS = (
-    "SELECT k.account_id, k.client_order_id, k.order_id, k.request_hash FROM client_order_ids AS k "
-    "JOIN unnest(%s::bigint[], %s::varchar[]) AS v(a, c) ON k.account_id = v.a AND k.client_order_id = v.c"
-)
-
-
-def claim(shard: Shard, keys: dict[tuple[int, str], tuple[int, int]],
-          now: datetime) -> dict[tuple[int, str], tuple[int, int]]:
-    # In key order: two transactions claiming common keys then lock them in the same
-    # order, so they wait for each other instead of deadlocking.
-    keys = dict(sorted(keys.items()))
-    accounts = [a for a, _ in keys]
-    client_ids = [c for _, c in keys]
-    with shard.engine.begin() as conn:
-        if shard.arrays:
-            order_ids = [o for o, _ in keys.values()]
-            hashes = [h for _, h in keys.values()]
-            rows = conn.exec_driver_sql(_PG_CLAIM, (now, accounts, client_ids, order_ids, hashes)).all()
-            if len(rows) < len(keys):
-                claimed = {(a, c) for a, c, _, _ in rows}
-                taken = [key for key in keys if key not in claimed]
-                rows += conn.exec_driver_sql(_PG_OWNERS, ([a for a, _ in taken], [c for _, c in taken])).all()
-        else:
-            conn.execute(shard.insert_claims, [
-                {"account_id": a, "client_order_id": c, "order_id": o, "request_hash": h, "time": now}
-                for (a, c), (o, h) in keys.items()])
-            key = sa.tuple_(CLIENT_ORDER_IDS.c.account_id, CLIENT_ORDER_IDS.c.client_order_id)
-            rows = conn.execute(sa.select(CLIENT_ORDER_IDS.c.account_id, CLIENT_ORDER_IDS.c.client_order_id,
-                                          CLIENT_ORDER_IDS.c.order_id, CLIENT_ORDER_IDS.c.request_hash)
-                                .where(key.in_(list(keys)))).all()
-    owners = {(a, c): (o, h) for a, c, o, h in rows}
-    if len(owners) != len(keys):
-        raise StoreUnavailable(f"database shard {shard.index}: claimed keys not found after commit")
-    return owners

@@ -1,4 +1,4 @@
-"""BatchStream against a real grpc.aio server (the persistence service's claim stream on
+"""BatchStream against a real grpc.aio server (the persistence service's write stream on
 SQLite): answers by batch_id, refused batches, a dead server, close."""
 
 import asyncio
@@ -9,6 +9,7 @@ import pytest
 
 from bourse.persistence.v1 import persistence_service_pb2 as pb
 from bourse.persistence.v1 import persistence_service_pb2_grpc as pb_grpc
+from bourse.type.v1 import types_pb2 as t
 from services.common import logs
 from services.common.batch_stream import BatchStream
 from services.common.config import ShardMap
@@ -25,7 +26,7 @@ class Failed(Exception):
 
 
 @contextlib.asynccontextmanager
-async def claim_stream(tmp_path, timeout_s=5.0, server_options=None, channel_options=None):
+async def write_stream(tmp_path, timeout_s=5.0, server_options=None, channel_options=None):
     store = ShardedStore([f"sqlite:///{tmp_path}/s.sqlite"], ShardMap.parse("A-Z"))
     store.create_schema()
     server = grpc.aio.server(options=server_options)
@@ -34,9 +35,9 @@ async def claim_stream(tmp_path, timeout_s=5.0, server_options=None, channel_opt
     await server.start()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=channel_options)
     stream = BatchStream(
-        pb_grpc.PersistenceServiceStub(channel).ClaimClientOrderIdsStream,
-        lambda batch_id, claims: pb.ClaimClientOrderIdsStreamRequest(
-            batch_id=batch_id, claims=pb.ClaimClientOrderIdsRequest(claims=claims)),
+        pb_grpc.PersistenceServiceStub(channel).WriteBatchStream,
+        lambda batch_id, orders: pb.WriteBatchStreamRequest(batch_id=batch_id,
+                                                            batch=pb.WriteBatchRequest(new_orders=orders)),
         timeout_s, Failed, "persistence")
     try:
         yield stream, server
@@ -47,26 +48,30 @@ async def claim_stream(tmp_path, timeout_s=5.0, server_options=None, channel_opt
         store.close()
 
 
-def claim(account, client_id, order_id):
-    return pb.ClientOrderIdClaim(account_id=account, client_order_id=client_id, order_id=order_id, request_hash=1)
+def orders(first_id, count=1, symbol="AAPL"):
+    """`count` new orders from id `first_id` on: a batch whose answer counts them."""
+    return [t.Order(order_id=first_id + i, account_id=1, symbol=symbol, side=t.SIDE_BUY,
+                    order_type=t.ORDER_TYPE_LIMIT, time_in_force=t.TIME_IN_FORCE_GTC, price=100, quantity=1,
+                    leaves_quantity=1, status=t.ORDER_STATUS_NEW) for i in range(count)]
 
 
 def test_concurrent_batches_get_their_own_answers(tmp_path):
     async def go():
-        async with claim_stream(tmp_path) as (stream, _):
-            answers = await asyncio.gather(*(stream([claim(1, f"c{i}", 1000 + i)]) for i in range(30)))
-            assert [list(a.result.owner_order_ids) for a in answers] == [[1000 + i] for i in range(30)]
+        async with write_stream(tmp_path) as (stream, _):
+            # Batch i carries i + 1 orders: each answer counts its own batch's.
+            answers = await asyncio.gather(*(stream(orders(1000 * (i + 1), i + 1)) for i in range(30)))
+            assert [a.result.orders_inserted for a in answers] == [i + 1 for i in range(30)]
 
     asyncio.run(go())
 
 
 def test_a_refused_batch_raises_and_the_next_one_uses_the_same_stream(tmp_path):
     async def go():
-        async with claim_stream(tmp_path) as (stream, _):
-            with pytest.raises(Failed, match="INVALID"):
-                await stream([claim(1, "", 5)])  # no client_order_id: refused by the store
+        async with write_stream(tmp_path) as (stream, _):
+            with pytest.raises(Failed, match="INVALID_SYMBOL"):
+                await stream(orders(5, symbol="??"))  # no shard owns it: refused by the service
             opened = stream._stream
-            assert list((await stream([claim(1, "ok", 6)])).result.owner_order_ids) == [6]
+            assert (await stream(orders(6))).result.orders_inserted == 1
             assert stream._stream is opened
 
     asyncio.run(go())
@@ -74,14 +79,14 @@ def test_a_refused_batch_raises_and_the_next_one_uses_the_same_stream(tmp_path):
 
 def test_a_server_gone_fails_the_batch_and_closed_refuses_more(tmp_path):
     async def go():
-        async with claim_stream(tmp_path, timeout_s=2.0) as (stream, server):
-            await stream([claim(1, "a", 1)])
+        async with write_stream(tmp_path, timeout_s=2.0) as (stream, server):
+            await stream(orders(1))
             await server.stop(None)
             with pytest.raises(Failed):
-                await stream([claim(1, "b", 2)])
+                await stream(orders(2))
             await stream.close()
             with pytest.raises(Failed, match="closed"):
-                await stream([claim(1, "c", 3)])
+                await stream(orders(3))
 
     asyncio.run(go())
 
@@ -94,11 +99,11 @@ def test_an_idle_stream_survives_the_clients_keepalive_pings(tmp_path):
     fast_pings.append(("grpc.keepalive_time_ms", 1000))
 
     async def go():
-        async with claim_stream(tmp_path, server_options=SERVER_OPTIONS, channel_options=fast_pings) as (stream, _):
-            await stream([claim(1, "a", 1)])
+        async with write_stream(tmp_path, server_options=SERVER_OPTIONS, channel_options=fast_pings) as (stream, _):
+            await stream(orders(1))
             opened = stream._stream
             await asyncio.sleep(8)
             assert stream._stream is opened, "the idle stream was closed"
-            assert list((await stream([claim(1, "b", 2)])).result.owner_order_ids) == [2]
+            assert (await stream(orders(2))).result.orders_inserted == 1
 
     asyncio.run(go())

@@ -198,9 +198,6 @@ def test_recovery_rpcs_over_grpc_on_postgres(service):
     assert [r.chunk for r in service.ReadSnapshot(pb.ReadSnapshotRequest(matching_shard=1), timeout=10)] == chunks
     state = service.GetShardState(pb.GetShardStateRequest(matching_shard=1), timeout=10)
     assert (state.last_sequence, state.snapshot_sequence) == (5, 5)
-    claims = [pb.ClientOrderIdClaim(account_id=a, client_order_id="x", order_id=a * 10) for a in (1, 2, 3, 1)]
-    reply = service.ClaimClientOrderIds(pb.ClaimClientOrderIdsRequest(claims=claims), timeout=10)
-    assert list(reply.owner_order_ids) == [10, 20, 30, 10]
     with pytest.raises(grpc.RpcError) as e:
         service.WriteBatch(pb.WriteBatchRequest(matching_shard=1, journal=[pb.JournalEntry(sequence=5, command=b"no")]),
                            timeout=10)
@@ -302,8 +299,6 @@ def test_a_stopped_database_answers_unavailable_quickly(service, pg):
         lambda: service.GetOrder(pb.GetOrderRequest(order_id=1), timeout=15),
         lambda: service.ListOrders(pb.ListOrdersRequest(account_id=1), timeout=15),
         lambda: service.GetShardState(pb.GetShardStateRequest(matching_shard=0), timeout=15),
-        lambda: service.ClaimClientOrderIds(pb.ClaimClientOrderIdsRequest(
-            claims=[pb.ClientOrderIdClaim(account_id=1, client_order_id="z", order_id=1)]), timeout=15),
         lambda: list(service.ReadJournal(pb.ReadJournalRequest(matching_shard=0), timeout=15)),
     ):
         started = time.monotonic()

@@ -61,7 +61,7 @@ def store(pg):
     finally:
         for shard in s._shards:
             with shard.engine.begin() as conn:
-                conn.exec_driver_sql("TRUNCATE orders, trades, journal, snapshots, snapshot_heads, client_order_ids")
+                conn.exec_driver_sql("TRUNCATE orders, trades, journal, snapshots, snapshot_heads")
         s.close()
 
 
@@ -143,19 +143,6 @@ def test_snapshots_of_megabytes_round_trip_and_two_are_kept(pg, store):
     assert run(store.shard_state(2))[1] == 300
 
 
-def test_claims_across_databases_and_concurrent(store):
-    claims = [(a, f"k{a % 4}", 1000 + i) for i, a in enumerate(range(1, 13))]
-    assert run(store.claim_client_order_ids(claims)) == [(o, 0) for _, _, o in claims]
-    again = [(a, k, o + 5000, 1) for a, k, o in claims] + [(1, "new", 7, 70), (1, "new", 8, 80)]
-    assert run(store.claim_client_order_ids(again)) == [(o, 0) for _, _, o in claims] + [(7, 70), (7, 70)]
-
-    async def race():
-        return await asyncio.gather(*(store.claim_client_order_ids([(99, "race", o)]) for o in range(1, 9)))
-
-    owners = {tuple(r) for r in run(race())}
-    assert len(owners) == 1  # every racer sees the one winner
-
-
 # -- journal pruning (PostgreSQL and SQLite) -------------------------------------------
 
 
@@ -180,7 +167,7 @@ def stores(request, tmp_path):
         if made:
             for shard in made[0]._shards:
                 with shard.engine.begin() as conn:
-                    for table in ("orders", "trades", "journal", "snapshots", "snapshot_heads", "client_order_ids"):
+                    for table in ("orders", "trades", "journal", "snapshots", "snapshot_heads"):
                         conn.exec_driver_sql(f"DELETE FROM {table}")
         for s in made:
             s.close()

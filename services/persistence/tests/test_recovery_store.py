@@ -209,31 +209,10 @@ def test_saving_a_complete_snapshot_again_changes_nothing(store):
     assert [c["data"] for c in read(store, 0)] == [b"a", b"b"]
 
 
-def test_claims_new_existing_and_duplicated_within_a_request(store):
-    owners = run(store.claim_client_order_ids([(1, "k1", 100, 11), (2, "k1", 200), (1, "k2", 101), (1, "k1", 999)]))
-    assert owners == [(100, 11), (200, 0), (101, 0), (100, 11)]
-    owners = run(store.claim_client_order_ids([(1, "k1", 300, 33), (4, "k1", 400), (2, "k1", 500)]))
-    assert owners == [(100, 11), (400, 0), (200, 0)]  # the stored fingerprint comes back
-    # account % 3 picks the database: accounts 1 and 4 on db 1, 2 on db 2.
-    assert [count(store, db, "client_order_ids") for db in range(3)] == [0, 3, 1]
-    assert run(store.claim_client_order_ids([])) == []
-
-
-@pytest.mark.parametrize("claim, field", [((0, "k", 1), "claims[0].account_id"), ((1, "", 1), "claims[0].client_order_id"),
-                                          ((1, "x" * 65, 1), "claims[0].client_order_id"),
-                                          ((1, "k", 0), "claims[0].order_id")])
-def test_bad_claims_are_refused_naming_the_field(store, claim, field):
-    with pytest.raises(InvalidArgument) as e:
-        run(store.claim_client_order_ids([claim]))
-    assert e.value.field == field
-    assert sum(count(store, db, "client_order_ids") for db in range(3)) == 0
-
-
 def test_an_unreachable_database_raises_store_unavailable_for_the_new_calls(tmp_path):
     s = ShardedStore([f"sqlite:///{tmp_path}/missing-dir/x.sqlite"], ShardMap.parse("A-Z"))
     try:
-        for call in (lambda: collect(s.read_journal(0)), lambda: s.shard_state(0),
-                     lambda: s.claim_client_order_ids([(1, "k", 1)]), lambda: collect(s.read_snapshot(0))):
+        for call in (lambda: collect(s.read_journal(0)), lambda: s.shard_state(0), lambda: collect(s.read_snapshot(0))):
             with pytest.raises(StoreUnavailable):
                 run(call())
     finally:

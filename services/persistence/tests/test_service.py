@@ -157,11 +157,6 @@ def test_recovery_rpcs_over_grpc(tmp_path):
             state = await stub.GetShardState(pb.GetShardStateRequest(matching_shard=1))
             assert state.snapshot_sequence == 7 and state.snapshot_time.seconds > 1_700_000_000
 
-            claims = [pb.ClientOrderIdClaim(account_id=a, client_order_id=k, order_id=o)
-                      for a, k, o in ((1, "a", 10), (2, "a", 20), (1, "a", 30))]
-            reply = await stub.ClaimClientOrderIds(pb.ClaimClientOrderIdsRequest(claims=claims))
-            assert list(reply.owner_order_ids) == [10, 20, 10]
-
     asyncio.run(go())
 
 
@@ -173,10 +168,9 @@ def test_recovery_rpcs_refuse_bad_input_naming_the_field(tmp_path):
                                              journal=[pb.JournalEntry(sequence=2), pb.JournalEntry(sequence=2)])
             e = await expect(stub.WriteBatch(bad_order), IA, "INVALID_SEQUENCE")
             assert "journal[1].sequence" in e.details()
-            e = await expect(stub.ClaimClientOrderIds(pb.ClaimClientOrderIdsRequest(claims=[
-                pb.ClientOrderIdClaim(account_id=1, client_order_id="k", order_id=1),
-                pb.ClientOrderIdClaim(account_id=1, client_order_id="", order_id=2)])), IA, "INVALID_CLIENT_ORDER_ID")
-            assert "claims[1].client_order_id" in e.details()
+            long_id = pb.WriteBatchRequest(new_orders=[order(3, client="x" * 65)])
+            e = await expect(stub.WriteBatch(long_id), IA, "INVALID_CLIENT_ORDER_ID")
+            assert "new_orders[0].client_order_id" in e.details()
 
             async def drain(call):
                 return [r async for r in call]
@@ -268,29 +262,6 @@ def test_write_batch_stream_commits_in_order_and_answers_a_refused_batch_without
             await expect(stub.GetOrder(pb.GetOrderRequest(order_id=2)), grpc.StatusCode.NOT_FOUND)
 
     asyncio.run(go())
-
-
-def test_claims_over_a_stream_bind_each_key_to_its_first_order(tmp_path):
-    async def go():
-        async with serving(tmp_path) as stub:
-            call = stub.ClaimClientOrderIdsStream()
-
-            async def claim(batch_id, *claims):
-                request = pb.ClaimClientOrderIdsRequest(claims=[
-                    pb.ClientOrderIdClaim(account_id=a, client_order_id=c, order_id=o, request_hash=h)
-                    for a, c, o, h in claims])
-                await call.write(pb.ClaimClientOrderIdsStreamRequest(batch_id=batch_id, claims=request))
-                answer = await call.read()
-                assert answer.batch_id == batch_id and not answer.HasField("error")
-                return list(zip(answer.result.owner_order_ids, answer.result.owner_request_hashes))
-
-            assert await claim(1, (1, "a", 100, 5), (2, "a", 101, 6)) == [(100, 5), (101, 6)]
-            # The same keys again (a retry on another replica): the first owners answer.
-            assert await claim(2, (2, "a", 200, 7), (1, "b", 201, 8)) == [(101, 6), (201, 8)]
-            await call.done_writing()
-
-    asyncio.run(go())
-
 
 
 def test_a_draining_server_answers_the_batch_in_hand_then_ends_the_stream(tmp_path):
