@@ -18,15 +18,17 @@ build: setup
 	$(BAZEL) build //...
 
 # Runs every test (C++, Python unit, integration with real PostgreSQL/Redis, end to end
-# through Envoy), the engine's C++ tests again under AddressSanitizer and UBSan, then
-# prints one line counted over all of them: `N passed, N failed`.
+# through Envoy), the engine's C++ tests again under AddressSanitizer and UBSan, buf lint
+# and buf breaking (against the previous commit) on the protos, then prints one line
+# counted over all of them: `N passed, N failed`.
 test: setup
 	@rm -rf reports/test-xml; set +e; \
+	.venv/bin/python tools/buf_check.py; buf=$$?; \
 	$(BAZEL) test --config=asan //engine:engine_test; asan=$$?; \
 	.venv/bin/python tools/test_summary.py save asan //engine:engine_test; \
 	$(BAZEL) test //... ; status=$$?; \
 	.venv/bin/python tools/test_summary.py; summary=$$?; \
-	if [ $$asan -ne 0 ] || [ $$status -ne 0 ] || [ $$summary -ne 0 ]; then exit 1; fi
+	if [ $$buf -ne 0 ] || [ $$asan -ne 0 ] || [ $$status -ne 0 ] || [ $$summary -ne 0 ]; then exit 1; fi
 
 # The main job: the whole stack under load (40 clients, 60 s by default), with a report.
 demo: build

@@ -26,3 +26,17 @@ if [ ! -e "$stamp" ]; then
   rm -f .venv/.lock-*
   touch "$stamp"
 fi
+
+# buf (proto lint and breaking-change checks, tools/buf_check.py) from npm, pinned.
+BUF_VERSION=1.75.0
+if ! .tools/buf/node_modules/.bin/buf --version 2>/dev/null | grep -qx "$BUF_VERSION"; then
+  if ! command -v npm >/dev/null; then
+    echo "setup: installing Debian packages: nodejs npm"
+    SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+  fi
+  echo "setup: installing buf $BUF_VERSION from npm"
+  rm -rf .tools/buf
+  npm install --silent --no-audit --no-fund --prefix .tools/buf "@bufbuild/buf@$BUF_VERSION" >/dev/null
+fi
