@@ -12,6 +12,7 @@ and picked at start; every data directory is private and removed at stop.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -69,6 +70,9 @@ class Stack(StartedWithin):
     # one process, which on a small machine spares a message per shard on the internal
     # hop; len(shards) runs one process per shard, as Kubernetes does (one pod each).
     matching_processes: int = 1
+    # Each service serves Prometheus metrics on a port of its own (BOURSE_METRICS_ADDR,
+    # services/common/metrics.py); `metrics_addresses()` lists them.
+    metrics: bool = False
 
     def __post_init__(self):
         self.processes: list[Process] = []
@@ -135,6 +139,8 @@ class Stack(StartedWithin):
         self._say(f"ready: Envoy on {self.target}")
 
     def _spawn(self, name: str, module: str, address: str, **env: str) -> Process:
+        if self.metrics:  # any free port, bound by the process itself: metrics_addresses() reads which
+            env["BOURSE_METRICS_ADDR"] = "127.0.0.1:0"
         process = Process(name, self._popen(name, module, env), address, module, env)
         self.processes.append(process)
         return process
@@ -143,6 +149,26 @@ class Stack(StartedWithin):
         with open(Path(self.log_dir) / f"{name}.log", "ab") as log:
             return subprocess.Popen([sys.executable, "-m", module], env=self.env(**env), stdout=log,
                                     stderr=subprocess.STDOUT, start_new_session=True)
+
+    def metrics_addresses(self) -> dict[str, str]:
+        """Each service's /metrics URL (empty unless the stack runs with metrics)."""
+        found = {}
+        for process in self.processes:
+            if "BOURSE_METRICS_ADDR" in process.env and (address := self._metrics_address(process.name)):
+                found[process.name] = f"http://{address}/metrics"
+        if found and getattr(self, "envoy_admin_port", None):  # Envoy's own, beside them
+            found["envoy"] = f"http://127.0.0.1:{self.envoy_admin_port}/stats/prometheus"
+        return found
+
+    def _metrics_address(self, name: str) -> str | None:
+        """The address a service's latest start logged for its /metrics (the "metrics" line)."""
+        address = None
+        with contextlib.suppress(OSError), open(Path(self.log_dir) / f"{name}.log", errors="replace") as log:
+            for line in log:
+                if '"event": "metrics"' in line:
+                    with contextlib.suppress(ValueError):
+                        address = json.loads(line).get("address", address)
+        return address
 
     def process(self, name: str) -> Process:
         return next(p for p in self.processes if p.name == name)
@@ -316,7 +342,8 @@ def _up(stack: Stack) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stopped.append(1))
     endpoints = {"envoy": stack.target, "ca_file": stack.ca_file, "api_keys": stack.api_keys, "logs": stack.log_dir,
                  "postgres": stack.db_urls(driver="postgresql"), "redis": stack.redis.url,
-                 "matching": stack.matching_addresses, "persistence": stack.persistence_address}
+                 "matching": stack.matching_addresses, "persistence": stack.persistence_address,
+                 "metrics": stack.metrics_addresses()}
     ENDPOINTS_FILE.parent.mkdir(exist_ok=True)
     ENDPOINTS_FILE.write_text(json.dumps(endpoints, indent=2))
     try:
@@ -353,6 +380,8 @@ def main(argv=None) -> int:
     parser.add_argument("--envoy-port", type=int, default=0, help="default: a free port (up) / any (demo)")
     parser.add_argument("--report-dir", default=os.path.join(os.environ.get("BUILD_WORKSPACE_DIRECTORY", "."), "reports"))
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--metrics", action="store_true",
+                        help="demo: each service serves /metrics (up always does, and prints where)")
     parser.add_argument("--plaintext", action="store_true",
                         help="up: clients reach Envoy without TLS (h2c); demo always runs so, as the original test")
     parser.add_argument("--tls-dir", default=str(ENDPOINTS_FILE.parent / "tls"),
@@ -362,6 +391,7 @@ def main(argv=None) -> int:
     stack = Stack(shard_ranges=args.shard_ranges, order_replicas=args.order_replicas, log_dir=log_dir,
                   matching_processes=args.matching_processes,
                   envoy_port=args.envoy_port or (8080 if args.mode == "up" and _port_free(8080) else 0), quiet=False,
+                  metrics=args.mode == "up" or args.metrics,
                   tls_dir=None if args.mode == "demo" or args.plaintext else os.path.abspath(args.tls_dir))
     with stack:
         if args.mode == "demo":

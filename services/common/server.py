@@ -18,6 +18,8 @@ import uvloop
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from services.common import metrics
+
 # Every service answers bigger batches than gRPC's 4 MB default.
 CHANNEL_OPTIONS = [
     ("grpc.max_send_message_length", 64 * 1024 * 1024),
@@ -86,7 +88,9 @@ async def serve(
         options["grpc.max_receive_message_length"] = max_request_bytes
     if max_metadata_bytes is not None:
         options["grpc.max_metadata_size"] = options["grpc.absolute_max_metadata_size"] = max_metadata_bytes
-    server = grpc.aio.server(options=list(options.items()))
+    # /metrics on its own port when BOURSE_METRICS_ADDR is set (services/common/metrics.py).
+    interceptors = [metrics.RpcMetrics()] if metrics.start(log) else []
+    server = grpc.aio.server(options=list(options.items()), interceptors=interceptors)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for service in services:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+from services.common import metrics
 from services.matching.shard import MatchingShard
 
 RECOVER_RETRY_S = 0.2
@@ -71,7 +72,9 @@ class GroupCommitter:
         self.snapshot_sequence = 0
         self.batches = 0  # committed WriteBatch calls, for tests and logs
         self.committed_commands = 0
+        self.durable_sequence = 0  # of the last command committed
         self.serving = False
+        self._observed = None  # (commands, group commit, database commit) histograms, when metrics are on
 
     @property
     def queued_commands(self) -> int:
@@ -79,6 +82,11 @@ class GroupCommitter:
 
     async def start(self, timeout_s: float = 60.0) -> None:
         """Recovers the books (retrying while persistence comes up), then starts the worker."""
+        if metrics.enabled():
+            label = str(self.shard.shard_index)
+            self._observed = (metrics.GROUP_COMMIT_COMMANDS.labels(label), metrics.GROUP_COMMIT_SECONDS.labels(label),
+                              metrics.PERSISTENCE_COMMIT_SECONDS.labels(label))
+            metrics.watch_shard(self.shard.shard_index, self._gauges)
         deadline = self._clock() + timeout_s
         while not await self._recover():
             if self._clock() >= deadline:
@@ -140,6 +148,7 @@ class GroupCommitter:
             _fail(batch, Unavailable("persistence unavailable: order books are being recovered"))
             return
         commands = [command for cmds, _ in batch for command in cmds]
+        started = time.perf_counter() if self._observed else 0.0
         try:
             outcome = self.shard.execute(commands)
         except Exception as error:  # noqa: BLE001 - an engine bug must not leave half-applied books
@@ -147,6 +156,7 @@ class GroupCommitter:
             self._needs_recovery = True
             _fail(batch, Unavailable(f"matching failed: {error!r}", "MATCHING_FAILED"))
             return
+        writing = time.perf_counter() if started else 0.0
         try:
             await self._persistence.write_batch(outcome.write)
         except Exception as error:  # noqa: BLE001 - whatever the cause, nothing is acked
@@ -157,6 +167,13 @@ class GroupCommitter:
             return
         self.batches += 1
         self.committed_commands += len(commands)
+        self.durable_sequence = self.shard.sequence
+        if started:
+            done = time.perf_counter()
+            sizes, group_commit, database_commit = self._observed
+            sizes.observe(len(commands))
+            group_commit.observe(done - started)
+            database_commit.observe(done - writing)
         self._market_data.record(outcome.symbols, outcome.trades, self.committed_books,
                                  orders=[*outcome.write.new_rows, *outcome.write.updated_rows],
                                  answered=outcome.answered)
@@ -165,6 +182,12 @@ class GroupCommitter:
             if not future.done():
                 future.set_result(outcome.results[start : start + len(cmds)])
             start += len(cmds)
+
+    def _gauges(self) -> dict[str, float]:
+        """The shard's gauges (metrics.watch_shard), read when /metrics is scraped."""
+        return {"sequence": self.shard.sequence, "durable_sequence": self.durable_sequence,
+                "snapshot_sequence": self.snapshot_sequence, "resting_orders": len(self.shard.live),
+                "queued_commands": self.queued_commands}
 
     async def _recover(self, throttle: bool = False) -> bool:
         """Newest snapshot, then the journal after it. False if persistence is not there."""
@@ -190,6 +213,7 @@ class GroupCommitter:
             self._log.warning("books not recovered", error=repr(error))
             return False
         self._needs_recovery = False
+        self.durable_sequence = self.shard.sequence  # recovered from what persistence holds
         self.serving = True
         await self._set_serving(True)
         self._log.info("books recovered", sequence=self.shard.sequence, snapshot=self.snapshot_sequence,

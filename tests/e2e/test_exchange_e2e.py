@@ -38,7 +38,7 @@ pytestmark = pytest.mark.timeout(120)
 def stack():
     # One matching process per shard, as Kubernetes runs them (the demo's one process for
     # all shards is what the fault tests run).
-    with Stack(order_replicas=2, matching_processes=3) as running:
+    with Stack(order_replicas=2, matching_processes=3, metrics=True) as running:
         yield running
 
 
@@ -101,6 +101,43 @@ def test_crossing_orders_of_two_accounts_trade_at_the_resting_price(stack, order
     with pytest.raises(grpc.RpcError) as again:
         orders.CancelOrder(pb.CancelOrderRequest(order_id=sell.order_id, symbol="AAPL"), metadata=ALICE)
     assert again.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+def scrape(url: str) -> dict[tuple[str, tuple], float]:
+    """A /metrics page as {(sample name, sorted labels): value}."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(url, timeout=10) as page:
+        text = page.read().decode()
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples}
+
+
+def test_every_process_serves_its_metrics_and_they_count_what_happened(stack, orders):
+    """services/common/metrics.py: calls by method and code on the order replicas, group
+    commits and the shards' sequences on the matching processes, Envoy's own beside them."""
+    before = {name: scrape(url) for name, url in stack.metrics_addresses().items()}
+    assert set(before) >= {"persistence", "matching-0", "matching-1", "matching-2", "order-0", "order-1", "envoy"}
+    orders.SubmitOrder(limit("AAPL", t.SIDE_BUY, 5, 1), metadata=ALICE)
+    with pytest.raises(grpc.RpcError):
+        orders.SubmitOrder(limit("AAPL", t.SIDE_BUY, 0, 1), metadata=ALICE)  # INVALID_ARGUMENT
+    after = {name: scrape(url) for name, url in stack.metrics_addresses().items()}
+
+    def calls(name, method, code):
+        key = ("bourse_rpc_duration_seconds_count", (("grpc_code", code), ("grpc_method", method),
+                                                      ("grpc_service", "bourse.order.v1.OrderService")))
+        return after[name].get(key, 0) - before[name].get(key, 0)
+
+    assert sum(calls(f"order-{i}", "SubmitOrder", "OK") for i in range(2)) == 1
+    assert sum(calls(f"order-{i}", "SubmitOrder", "INVALID_ARGUMENT") for i in range(2)) == 1
+    # AAPL is shard 0, served by matching-0: the order went through one more group commit.
+    commits = ("bourse_group_commit_commands_count", (("shard", "0"),))
+    assert after["matching-0"][commits] > before["matching-0"].get(commits, 0)
+    sequence = after["matching-0"][("bourse_shard_sequence", (("shard", "0"),))]
+    assert sequence >= 1 and after["matching-0"][("bourse_shard_durable_sequence", (("shard", "0"),))] == sequence
+    assert any(name.startswith("envoy_cluster_upstream_rq") for name, _ in after["envoy"])
 
 
 def test_top_of_book_is_published_to_redis_and_served(stack, channel, orders):

@@ -1,0 +1,138 @@
+"""Each process's Prometheus metrics (prometheus-client), on its own /metrics port.
+
+BOURSE_METRICS_ADDR (host:port, e.g. 127.0.0.1:9464; port 0: any free one, named by the
+process's "metrics" log line; unset or empty: no metrics) is where `start(log)` serves them. Names follow Prometheus conventions, in base units:
+
+  bourse_rpc_duration_seconds{grpc_service,grpc_method,grpc_code}  every served call (a
+      stream: from its start to its end); its _count is the calls by method and code
+  bourse_group_commit_commands{shard}          commands per group commit (matching)
+  bourse_group_commit_duration_seconds{shard}  a group commit, engine pass to commit
+  bourse_persistence_commit_duration_seconds{shard}  the batch's database commit alone
+  bourse_shard_sequence{shard}, bourse_shard_durable_sequence{shard},
+  bourse_shard_snapshot_sequence{shard}, bourse_shard_resting_orders{shard},
+  bourse_shard_queued_commands{shard}          read when scraped, not kept up on the hot path
+
+Recording is off (no interceptor, no observation) when the address is unset, so a
+process without it pays nothing.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import time
+from collections.abc import Callable
+
+import grpc
+from prometheus_client import Gauge, Histogram, start_http_server
+
+# Calls take from a fraction of a millisecond (a relay) to seconds (a stalled store).
+_SECONDS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_COMMANDS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
+
+RPC_SECONDS = Histogram("bourse_rpc_duration_seconds", "Served gRPC calls, from start to end, by method and code",
+                        ["grpc_service", "grpc_method", "grpc_code"], buckets=_SECONDS)
+GROUP_COMMIT_COMMANDS = Histogram("bourse_group_commit_commands", "Commands per group commit of a matching shard",
+                                  ["shard"], buckets=_COMMANDS)
+GROUP_COMMIT_SECONDS = Histogram("bourse_group_commit_duration_seconds",
+                                 "A matching shard's group commit, engine pass to committed", ["shard"],
+                                 buckets=_SECONDS)
+PERSISTENCE_COMMIT_SECONDS = Histogram("bourse_persistence_commit_duration_seconds",
+                                       "The database commit of a matching shard's batch", ["shard"],
+                                       buckets=_SECONDS)
+_SHARD_GAUGES = {
+    "sequence": Gauge("bourse_shard_sequence", "Sequence of the last command a shard applied", ["shard"]),
+    "durable_sequence": Gauge("bourse_shard_durable_sequence", "Sequence of the last command a shard committed",
+                              ["shard"]),
+    "snapshot_sequence": Gauge("bourse_shard_snapshot_sequence", "Sequence of a shard's newest stored snapshot",
+                               ["shard"]),
+    "resting_orders": Gauge("bourse_shard_resting_orders", "Orders resting in a shard's books", ["shard"]),
+    "queued_commands": Gauge("bourse_shard_queued_commands", "Commands waiting for a shard's batch in flight",
+                             ["shard"]),
+}
+
+_enabled = False
+
+
+def enabled() -> bool:
+    return _enabled
+
+
+def start(log) -> str | None:
+    """Serves /metrics at BOURSE_METRICS_ADDR, if set (port 0: any free port, which the
+    "metrics" log line names); the address, else None."""
+    global _enabled
+    address = os.environ.get("BOURSE_METRICS_ADDR", "")
+    if not address:
+        return None
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise SystemExit(f"BOURSE_METRICS_ADDR={address!r}: want host:port")
+    server, _ = start_http_server(int(port), addr=host)
+    _enabled = True
+    address = f"{host}:{server.server_port}"
+    log.info("metrics", address=address)
+    return address
+
+
+def watch_shard(shard: int, read: Callable[[], dict[str, float]]) -> None:
+    """The shard gauges, each read from `read()` when scraped."""
+    for name, gauge in _SHARD_GAUGES.items():
+        gauge.labels(str(shard)).set_function(lambda name=name: read()[name])
+
+
+class RpcMetrics(grpc.aio.ServerInterceptor):
+    """Times every call the server serves, by service, method and final code."""
+
+    async def intercept_service(self, continuation, details):
+        handler = await continuation(details)
+        if handler is None:
+            return None
+        _, service, method = details.method.split("/", 2)
+        return _timed(handler, service, method)
+
+
+_rpc_children: dict[tuple, object] = {}  # (service, method, code) -> its histogram: labels() is a lookup under a lock
+
+
+def _observe(service: str, method: str, context, started: float, failed: BaseException | None) -> None:
+    code = context.code()
+    if code is None:
+        code = grpc.StatusCode.OK if failed is None else grpc.StatusCode.UNKNOWN
+    elif isinstance(code, int):
+        code = next((c for c in grpc.StatusCode if c.value[0] == code), grpc.StatusCode.UNKNOWN)
+    key = (service, method, code)
+    child = _rpc_children.get(key)
+    if child is None:
+        child = _rpc_children[key] = RPC_SECONDS.labels(service, method, code.name)
+    child.observe(time.perf_counter() - started)
+
+
+def _timed(handler, service: str, method: str):
+    for kind in ("unary_unary", "unary_stream", "stream_unary", "stream_stream"):
+        inner = getattr(handler, kind)
+        if inner is None:
+            continue
+        if inspect.isasyncgenfunction(inner):
+            async def behavior(request, context, inner=inner):
+                started, failed = time.perf_counter(), None
+                try:
+                    async for response in inner(request, context):
+                        yield response
+                except BaseException as error:
+                    failed = error
+                    raise
+                finally:
+                    _observe(service, method, context, started, failed)
+        else:
+            async def behavior(request, context, inner=inner):
+                started, failed = time.perf_counter(), None
+                try:
+                    return await inner(request, context)
+                except BaseException as error:
+                    failed = error
+                    raise
+                finally:
+                    _observe(service, method, context, started, failed)
+        return handler._replace(**{kind: behavior})
+    return handler
