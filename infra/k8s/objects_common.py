@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 
-from infra.k8s.layout import CONFIG, SECRETS, Layout
+from infra.k8s.layout import CONFIG, METRICS_PORT, SECRETS, Layout
 
 APP_UID = 10001  # the image's non-root user (Dockerfile)
 PYTHON = "/opt/venv/bin/python"  # the image's venv (Dockerfile)
@@ -71,8 +71,10 @@ def app_container(layout: Layout, name: str, args: list[str], env: list[dict], r
 
 def service_container(layout: Layout, name: str, port: int, env: list[dict], resources: dict,
                       startup_failures: int, grpc_liveness: bool = True) -> dict:
-    """A Python service: listens on all interfaces, probed by grpc.health.v1."""
+    """A Python service: listens on all interfaces, probed by grpc.health.v1, and serves
+    its Prometheus metrics on METRICS_PORT (BOURSE_METRICS_ADDR in the ConfigMap)."""
     container = app_container(layout, name, [name], env, resources, port)
+    container["ports"].append({"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"})
     # Startup: until the first SERVING (database wait, book recovery). Readiness: a
     # draining or recovering service leaves its Service's endpoints within seconds.
     container["startupProbe"] = grpc_probe(port, 2, startup_failures)
@@ -90,6 +92,8 @@ def service_container(layout: Layout, name: str, port: int, env: list[dict], res
 
 def app_pod(layout: Layout, containers: list[dict], config_hash: str, component: str, grace: int,
             init: list[dict] | None = None, spread: bool = False) -> dict:
+    """A pod of bourse's image; one whose container serves metrics carries the
+    prometheus.io scrape annotations (as Prometheus's kubernetes-pods job reads them)."""
     spec = {
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
@@ -105,8 +109,11 @@ def app_pod(layout: Layout, containers: list[dict], config_hash: str, component:
             "labelSelector": {"matchLabels": labels(component)},
         }]
     # Env comes from ConfigMaps at start: a changed config rolls the pods.
-    return {"metadata": {"labels": labels(component), "annotations": {"bourse.dev/config-hash": config_hash}},
-            "spec": spec}
+    annotations = {"bourse.dev/config-hash": config_hash}
+    if any(p.get("name") == "metrics" for c in containers for p in c.get("ports", [])):
+        annotations.update({"prometheus.io/scrape": "true", "prometheus.io/port": str(METRICS_PORT),
+                            "prometheus.io/path": "/metrics"})
+    return {"metadata": {"labels": labels(component), "annotations": annotations}, "spec": spec}
 
 
 def k8s_service(layout: Layout, name: str, component: str, port: int, port_name: str = "grpc",

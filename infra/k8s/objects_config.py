@@ -6,7 +6,7 @@ values are placeholders to replace in an overlay.
 from __future__ import annotations
 
 from infra.k8s.entrypoint import PLACEHOLDER
-from infra.k8s.layout import CONFIG, PERSISTENCE_PORT, REDIS_PORT, SECRETS, Layout
+from infra.k8s.layout import CONFIG, METRICS_PORT, PERSISTENCE_PORT, REDIS_PORT, SECRETS, Layout
 from infra.k8s.objects_common import metadata
 
 
@@ -26,6 +26,7 @@ def settings(layout: Layout) -> list[dict]:
             "BOURSE_PERSISTENCE_ADDR": f"persistence:{PERSISTENCE_PORT}",
             "BOURSE_REDIS_URL": f"redis://redis:{REDIS_PORT}/0",
             "BOURSE_DRAIN_MS": str(layout.drain_ms),
+            "BOURSE_METRICS_ADDR": f"0.0.0.0:{METRICS_PORT}",
         },
     }
     secret = {

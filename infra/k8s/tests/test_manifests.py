@@ -308,3 +308,27 @@ def test_entrypoint_dry_run(capsys):
     assert shown["env"] == {"BOURSE_SHARD_INDEX": "1"}
     assert entrypoint.main(["--dry-run", "envoy", "-c", "/etc/envoy/envoy.json"], {}) == 0
     assert json.loads(capsys.readouterr().out)["argv"][0] == envoy_binary()
+
+
+def test_every_python_service_is_scraped_where_it_serves_its_metrics():
+    """The ConfigMap's BOURSE_METRICS_ADDR, each service container's `metrics` port and
+    its pod's prometheus.io annotations name the same port."""
+    objects = objects_of(render.Layout())
+    config = next(o for o in objects if o["kind"] == "ConfigMap" and "BOURSE_METRICS_ADDR" in o.get("data", {}))
+    port = int(config["data"]["BOURSE_METRICS_ADDR"].rpartition(":")[2])
+    scraped = {}
+    for workload in objects:
+        if workload["kind"] not in ("Deployment", "StatefulSet"):
+            continue
+        template = workload["spec"]["template"]
+        container = template["spec"]["containers"][0]
+        ports = {p["name"]: p["containerPort"] for p in container.get("ports", [])}
+        annotations = template["metadata"].get("annotations", {})
+        if "metrics" in ports:
+            assert ports["metrics"] == port
+            assert (annotations["prometheus.io/scrape"], annotations["prometheus.io/port"],
+                    annotations["prometheus.io/path"]) == ("true", str(port), "/metrics")
+            scraped[workload["metadata"]["name"]] = True
+        else:
+            assert "prometheus.io/scrape" not in annotations
+    assert set(scraped) >= {"order", "matching", "persistence"}
