@@ -11,6 +11,8 @@ process's "metrics" log line; unset or empty: no metrics) is where `start(log)` 
   bourse_shard_sequence{shard}, bourse_shard_durable_sequence{shard},
   bourse_shard_snapshot_sequence{shard}, bourse_shard_resting_orders{shard},
   bourse_shard_queued_commands{shard}          read when scraped, not kept up on the hot path
+  bourse_redis_errors_total{operation}         publish (matching), book_read, order_updates, feed
+  bourse_database_errors_total{shard}          a matching shard's failed commits
 
 Recording is off (no interceptor, no observation) when the address is unset, so a
 process without it pays nothing.
@@ -24,7 +26,7 @@ import time
 from collections.abc import Callable
 
 import grpc
-from prometheus_client import Gauge, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 # Calls take from a fraction of a millisecond (a relay) to seconds (a stalled store).
 _SECONDS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -40,6 +42,10 @@ GROUP_COMMIT_SECONDS = Histogram("bourse_group_commit_duration_seconds",
 PERSISTENCE_COMMIT_SECONDS = Histogram("bourse_persistence_commit_duration_seconds",
                                        "The database commit of a matching shard's batch", ["shard"],
                                        buckets=_SECONDS)
+REDIS_ERRORS = Counter("bourse_redis_errors_total", "Redis operations that failed, by what they were doing",
+                       ["operation"])
+DATABASE_ERRORS = Counter("bourse_database_errors_total", "A matching shard's batches whose commit failed",
+                          ["shard"])
 _SHARD_GAUGES = {
     "sequence": Gauge("bourse_shard_sequence", "Sequence of the last command a shard applied", ["shard"]),
     "durable_sequence": Gauge("bourse_shard_durable_sequence", "Sequence of the last command a shard committed",

@@ -160,6 +160,7 @@ class GroupCommitter:
         try:
             await self._persistence.write_batch(outcome.write)
         except Exception as error:  # noqa: BLE001 - whatever the cause, nothing is acked
+            metrics.DATABASE_ERRORS.labels(str(self.shard.shard_index)).inc()
             self._log.warning("batch not committed, recovering books", error=repr(error), commands=len(commands))
             self._needs_recovery = True
             _fail(batch, Unavailable(f"persistence unavailable: {error!r}"))

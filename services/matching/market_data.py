@@ -55,7 +55,7 @@ from datetime import UTC, datetime
 
 from _matching_native import iso_us, order_bytes
 
-from services.common import redis_keys
+from services.common import metrics, redis_keys
 from services.matching.shard_write import account_of, order_id_of
 
 _dumps = json.JSONEncoder().encode
@@ -264,6 +264,7 @@ class MarketData:
                 await self._script(args=args)
             return True
         except Exception as error:  # noqa: BLE001 - any Redis trouble: keep trading, publish later
+            metrics.REDIS_ERRORS.labels("publish").inc()
             self._log.warning("market data not published", error=repr(error), send=args[1])
             return False
 

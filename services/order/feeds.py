@@ -19,6 +19,7 @@ from collections import defaultdict
 
 import grpc
 
+from services.common import metrics
 from services.common.redis_keys import UPDATES_PREFIX
 
 QUEUE_MAX = 1000
@@ -120,6 +121,7 @@ class Feed:
         except asyncio.CancelledError:
             raise
         except Exception as failure:  # noqa: BLE001 - Redis went away: every stream ends, retried by clients
+            metrics.REDIS_ERRORS.labels("feed").inc()
             self._log.warning("feed lost", feed=self._prefix, error=repr(failure))
             error = FeedError(grpc.StatusCode.UNAVAILABLE, f"market data store unavailable: {failure!r}")
         finally:

@@ -13,6 +13,7 @@ from bourse.order.v1 import order_service_pb2 as order_pb2
 from bourse.order.v1 import order_service_pb2_grpc as order_grpc
 from bourse.type.v1 import types_pb2
 
+from services.common import metrics
 from services.common.errors import BourseError, abort, invalid
 from services.order.api_keys import Authenticator
 from services.order import validation
@@ -123,6 +124,7 @@ class OrderServicer(order_grpc.OrderServiceServicer):
                                              f"resume_after: {gap}; catch up with ListOrders, then subscribe "
                                              "without resume_after"))
         except redis.ConnectionError as error:
+            metrics.REDIS_ERRORS.labels("order_updates").inc()
             if self.draining.is_set():
                 await abort(context, _updates_unavailable("this server is stopping"))
             if "Too many connections" in str(error):
@@ -131,6 +133,7 @@ class OrderServicer(order_grpc.OrderServiceServicer):
                                                  "subscribe again later or elsewhere"))
             await abort(context, _updates_unavailable(f"order updates store unavailable ({error})"))
         except redis.RedisError as error:
+            metrics.REDIS_ERRORS.labels("order_updates").inc()
             await abort(context, _updates_unavailable(f"order updates store unavailable ({error})"))
         except BourseError as error:
             await abort(context, error)
@@ -178,6 +181,7 @@ class MarketDataServicer(md_grpc.MarketDataServiceServicer):
         try:
             return await self.books.read(symbol, depth, trades)
         except redis.RedisError as error:
+            metrics.REDIS_ERRORS.labels("book_read").inc()
             raise BourseError(
                 grpc.StatusCode.UNAVAILABLE, "MARKET_DATA_UNAVAILABLE", f"market data store unavailable: {error}"
             ) from error

@@ -26,6 +26,8 @@ def exported() -> dict[str, set[str]]:
         if metric._type == "histogram":
             for suffix in SUFFIXES:
                 series[metric._name + suffix] = labels | {"le"}
+        elif metric._type == "counter":  # its name is kept without the _total it is exposed with
+            series[metric._name + "_total"] = labels
         else:
             series[metric._name] = labels
     return series

@@ -198,7 +198,12 @@ def test_a_redis_stall_neither_doubles_a_trade_nor_loses_an_order_update():
     once, and every order update in its account's stream once, in order."""
     from bourse.type.v1 import types_pb2
 
+    from prometheus_client import REGISTRY
+
     from services.matching import market_data as md
+
+    def publish_errors() -> float:
+        return REGISTRY.get_sample_value("bourse_redis_errors_total", {"operation": "publish"}) or 0.0
 
     def order(order_id, account):
         return order_row(types_pb2.Order(order_id=order_id, account_id=account, symbol="AAPL",
@@ -224,6 +229,7 @@ def test_a_redis_stall_neither_doubles_a_trade_nor_loses_an_order_update():
         try:
             market_data.record(["AAPL"], [trade(1)], empty_books, orders=[order(11, 1)])
             await wait_until(lambda: reader.xlen("orders:1"))
+            failed_sends = publish_errors()
             os.kill(server.process.pid, signal.SIGSTOP)
             try:
                 market_data.record(["AAPL"], [trade(2)], empty_books, orders=[order(12, 2)])
@@ -232,6 +238,8 @@ def test_a_redis_stall_neither_doubles_a_trade_nor_loses_an_order_update():
                 await asyncio.sleep(2 * md.BACKOFF_S + md.PUBLISH_TIMEOUT_S)  # retried, timed out again
             finally:
                 os.kill(server.process.pid, signal.SIGCONT)
+            # The sends that timed out are counted (bourse_redis_errors_total{operation="publish"}).
+            assert publish_errors() >= failed_sends + 2
 
             async def all_there():
                 return await reader.llen(trades_key("AAPL")) >= 3 and await reader.xlen("orders:2") >= 2
