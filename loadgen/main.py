@@ -48,7 +48,7 @@ import grpc
 import uvloop
 
 from bourse.order.v1 import order_service_pb2, order_service_pb2_grpc
-from loadgen import durability, openloop, report, stream
+from loadgen import durability, openloop, report, stack_metrics, stream
 from loadgen.workload import ClientWorkload, Market, Mix, Modify, Submit
 from services.common.config import symbols_from_env
 
@@ -100,6 +100,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--symbols", default="", help="comma/space separated; default BOURSE_SYMBOLS or the built-in list")
     p.add_argument("--db-url", action="append", default=[], help="PostgreSQL shard URL for the lost check (repeat)")
     p.add_argument("--pid", action="append", default=[], type=_pid, help="name=pid of a stack process (repeat)")
+    p.add_argument("--metrics-url", action="append", default=[], type=_pid_like,
+                   help="name=URL of a stack process's /metrics, scraped every second (repeat)")
+    p.add_argument("--metrics-plot", default="reports/stack_metrics.png",
+                   help="PNG of the matching shards' group commits over the run (with --metrics-url); empty for none")
     p.add_argument("--report", default="reports/loadgen.json")
     p.add_argument("--plot", default="reports/latency.png", help="PNG to write; empty for none")
     p.add_argument("--modify-share", type=float, default=0.0,
@@ -129,6 +133,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.pids = dict(args.pid)
     args.channels = args.channels or min(args.sessions or args.clients, 8)
     return args
+
+
+def _pid_like(spec: str) -> tuple[str, str]:
+    name, sep, url = spec.partition("=")
+    if not sep or not name or not url.startswith("http"):
+        raise argparse.ArgumentTypeError(f"bad --metrics-url {spec!r}: want name=http://host:port/metrics")
+    return name, url
 
 
 def _pid(spec: str) -> tuple[str, int]:
@@ -442,9 +453,14 @@ def main(argv: list[str] | None = None) -> int:
     meter = report.CpuMeter(args.pids)
     own = report.self_cpu()
     gc.set_threshold(*GC_THRESHOLDS)
+    scraper = stack_metrics.Scraper(dict(args.metrics_url)).start() if args.metrics_url else None
     elapsed = uvloop.run(run.execute())
     cpu = meter.stop()
     result = run.summary(elapsed, cpu, report.self_cpu() - own)
+    if scraper is not None:
+        result["stack_metrics"] = stack_metrics.series(scraper.stop())
+        if args.metrics_plot and result["stack_metrics"]:
+            stack_metrics.plot(args.metrics_plot, result["stack_metrics"], f"{load}: the matching shards' group commits")
     result["durability"] = None
     if args.db_url:
         try:
@@ -460,7 +476,8 @@ def main(argv: list[str] | None = None) -> int:
                     f"{load}, {result['orders_per_s']:.0f} orders/s")
     for line in report.text_lines(result):
         print(line)
-    print(f"report: {args.report}  plot: {args.plot or '(none)'}")
+    print(f"report: {args.report}  plot: {args.plot or '(none)'}"
+          + (f"  stack metrics: {args.metrics_plot}" if scraper is not None and args.metrics_plot else ""))
     failed = []
     if result["durability"] and (result["durability"]["lost"] or result["durability"]["inconsistent"]):
         failed.append("acknowledged orders lost or inconsistent")

@@ -334,6 +334,10 @@ def _demo(stack: Stack, args) -> int:
         command += ["--sessions", str(args.sessions), "--window", str(args.window)]
     if args.rate:  # open loop at this many calls per second
         command += ["--rate", str(args.rate)]
+    for name, url in stack.metrics_addresses().items():
+        if name != "envoy":  # Envoy's are not bourse's metrics
+            command += ["--metrics-url", f"{name}={url}"]
+    command += ["--metrics-plot", str(report_dir / "stack_metrics.png")]
     return subprocess.run(command, env=stack.env()).returncode
 
 
@@ -380,8 +384,8 @@ def main(argv=None) -> int:
     parser.add_argument("--envoy-port", type=int, default=0, help="default: a free port (up) / any (demo)")
     parser.add_argument("--report-dir", default=os.path.join(os.environ.get("BUILD_WORKSPACE_DIRECTORY", "."), "reports"))
     parser.add_argument("--no-progress", action="store_true")
-    parser.add_argument("--metrics", action="store_true",
-                        help="demo: each service serves /metrics (up always does, and prints where)")
+    parser.add_argument("--no-metrics", action="store_true",
+                        help="demo: the services serve no /metrics (and the report has no plot of them)")
     parser.add_argument("--plaintext", action="store_true",
                         help="up: clients reach Envoy without TLS (h2c); demo always runs so, as the original test")
     parser.add_argument("--tls-dir", default=str(ENDPOINTS_FILE.parent / "tls"),
@@ -391,7 +395,7 @@ def main(argv=None) -> int:
     stack = Stack(shard_ranges=args.shard_ranges, order_replicas=args.order_replicas, log_dir=log_dir,
                   matching_processes=args.matching_processes,
                   envoy_port=args.envoy_port or (8080 if args.mode == "up" and _port_free(8080) else 0), quiet=False,
-                  metrics=args.mode == "up" or args.metrics,
+                  metrics=args.mode == "up" or not args.no_metrics,
                   tls_dir=None if args.mode == "demo" or args.plaintext else os.path.abspath(args.tls_dir))
     with stack:
         if args.mode == "demo":
