@@ -13,6 +13,9 @@ process's "metrics" log line; unset or empty: no metrics) is where `start(log)` 
   bourse_shard_queued_commands{shard}          read when scraped, not kept up on the hot path
   bourse_redis_errors_total{operation}         publish (matching), book_read, order_updates, feed
   bourse_database_errors_total{shard}          a matching shard's failed commits
+  bourse_subscribers{stream}                   market_data and order_updates streams open (order service)
+  bourse_subscribers_ended_total{stream,reason}  market data subscribers dropped too slow, order
+                                               update resumes refused for a gap (updates_trimmed)
 
 Recording is off (no interceptor, no observation) when the address is unset, so a
 process without it pays nothing.
@@ -46,6 +49,10 @@ REDIS_ERRORS = Counter("bourse_redis_errors_total", "Redis operations that faile
                        ["operation"])
 DATABASE_ERRORS = Counter("bourse_database_errors_total", "A matching shard's batches whose commit failed",
                           ["shard"])
+SUBSCRIBERS = Gauge("bourse_subscribers", "Streams subscribed to market data or to order updates", ["stream"])
+SUBSCRIBERS_ENDED = Counter("bourse_subscribers_ended_total",
+                            "Subscriptions the server ended: too slow (market data), updates gone (order updates)",
+                            ["stream", "reason"])
 _SHARD_GAUGES = {
     "sequence": Gauge("bourse_shard_sequence", "Sequence of the last command a shard applied", ["shard"]),
     "durable_sequence": Gauge("bourse_shard_durable_sequence", "Sequence of the last command a shard committed",

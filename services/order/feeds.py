@@ -44,6 +44,7 @@ class Subscription:
             self._queue.put_nowait(item)
         except asyncio.QueueFull:
             # Make room for the verdict: this stream is over.
+            metrics.SUBSCRIBERS_ENDED.labels("market_data", "too_slow").inc()
             self._queue.get_nowait()
             self._queue.put_nowait(FeedError(grpc.StatusCode.RESOURCE_EXHAUSTED,
                                              f"more than {QUEUE_MAX} updates behind: subscribe again"))
@@ -72,6 +73,9 @@ class Feed:
         self._starting = asyncio.Lock()
         self._failed_at = float("-inf")  # when starting the listener last failed
         self._closed = False
+        # Read when /metrics is scraped (one feed per process: the last one made is counted).
+        metrics.SUBSCRIBERS.labels("market_data").set_function(
+            lambda: sum(len(subscribers) for subscribers in self._subscriptions.values()))
 
     @contextlib.asynccontextmanager
     async def subscribe(self, key: str):

@@ -102,6 +102,8 @@ class OrderServicer(order_grpc.OrderServiceServicer):
                 "this server is stopping: open a new session and send again the commands not answered"))
 
     async def SubscribeOrders(self, request, context):
+        subscribed = metrics.SUBSCRIBERS.labels("order_updates")
+        subscribed.inc()
         try:
             account_id = self.auth.account_of(context)
             if request.symbol:
@@ -120,6 +122,7 @@ class OrderServicer(order_grpc.OrderServiceServicer):
                     yield order_pb2.SubscribeOrdersResponse(order=order if wanted else None, resume_token=token)
                     quiet_until = loop.time() + HEARTBEAT_S
         except ResumeGap as gap:
+            metrics.SUBSCRIBERS_ENDED.labels("order_updates", "updates_trimmed").inc()
             await abort(context, BourseError(grpc.StatusCode.OUT_OF_RANGE, "UPDATES_TRIMMED",
                                              f"resume_after: {gap}; catch up with ListOrders, then subscribe "
                                              "without resume_after"))
@@ -137,6 +140,8 @@ class OrderServicer(order_grpc.OrderServiceServicer):
             await abort(context, _updates_unavailable(f"order updates store unavailable ({error})"))
         except BourseError as error:
             await abort(context, error)
+        finally:
+            subscribed.dec()
 
     @rpc("orders")
     async def SubmitOrder(self, request, account_id):

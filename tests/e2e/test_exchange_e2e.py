@@ -115,6 +115,25 @@ def scrape(url: str) -> dict[tuple[str, tuple], float]:
             for family in text_string_to_metric_families(text) for sample in family.samples}
 
 
+def test_the_order_replicas_count_their_market_data_subscribers(stack, channel):
+    def subscribers():
+        return sum(scrape(url).get(("bourse_subscribers", (("stream", "market_data"),)), 0)
+                   for name, url in stack.metrics_addresses().items() if name.startswith("order-"))
+
+    before = subscribers()
+    stream = md_grpc.MarketDataServiceStub(channel).SubscribeMarketData(
+        md_pb2.SubscribeMarketDataRequest(symbol="MSFT", depth=5), metadata=ALICE, timeout=30)
+    next(stream)  # the book as it is now: the subscription is in place
+    try:
+        assert subscribers() == before + 1
+    finally:
+        stream.cancel()
+    deadline = time.monotonic() + 10
+    while subscribers() != before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert subscribers() == before
+
+
 def test_every_process_serves_its_metrics_and_they_count_what_happened(stack, orders):
     """services/common/metrics.py: calls by method and code on the order replicas, group
     commits and the shards' sequences on the matching processes, Envoy's own beside them."""
