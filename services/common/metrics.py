@@ -8,6 +8,8 @@ process's "metrics" log line; unset or empty: no metrics) is where `start(log)` 
   bourse_group_commit_commands{shard}          commands per group commit (matching)
   bourse_group_commit_duration_seconds{shard}  a group commit, engine pass to commit
   bourse_persistence_commit_duration_seconds{shard}  the batch's database commit alone
+  bourse_order_batch_commands{target}, bourse_order_batch_duration_seconds{target}  an order
+      replica's batches to each matching process (target: its address) and their round trips
   bourse_shard_sequence{shard}, bourse_shard_durable_sequence{shard},
   bourse_shard_snapshot_sequence{shard}, bourse_shard_resting_orders{shard},
   bourse_shard_queued_commands{shard}          read when scraped, not kept up on the hot path
@@ -45,6 +47,12 @@ GROUP_COMMIT_SECONDS = Histogram("bourse_group_commit_duration_seconds",
 PERSISTENCE_COMMIT_SECONDS = Histogram("bourse_persistence_commit_duration_seconds",
                                        "The database commit of a matching shard's batch", ["shard"],
                                        buckets=_SECONDS)
+ORDER_BATCH_COMMANDS = Histogram("bourse_order_batch_commands",
+                                 "Commands per batch an order replica sends a matching process", ["target"],
+                                 buckets=_COMMANDS)
+ORDER_BATCH_SECONDS = Histogram("bourse_order_batch_duration_seconds",
+                                "A batch's round trip from an order replica to its matching process, answered",
+                                ["target"], buckets=_SECONDS)
 REDIS_ERRORS = Counter("bourse_redis_errors_total", "Redis operations that failed, by what they were doing",
                        ["operation"])
 DATABASE_ERRORS = Counter("bourse_database_errors_total", "A matching shard's batches whose commit failed",
@@ -86,6 +94,22 @@ def start(log) -> str | None:
     address = f"{host}:{server.server_port}"
     log.info("metrics", address=address)
     return address
+
+
+def batch_observer(target: str) -> Callable[[int, float], None]:
+    """observe(commands, seconds) for an order replica's batches to `target`; does nothing
+    while metrics are off (batchers are made before the server, and so before start())."""
+    children = []
+
+    def observe(commands: int, seconds: float) -> None:
+        if not _enabled:
+            return
+        if not children:
+            children.extend((ORDER_BATCH_COMMANDS.labels(target), ORDER_BATCH_SECONDS.labels(target)))
+        children[0].observe(commands)
+        children[1].observe(seconds)
+
+    return observe
 
 
 def watch_shard(shard: int, read: Callable[[], dict[str, float]]) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
@@ -28,6 +29,7 @@ class Batcher(Generic[Item, Result]):
         batch_max: int = 1024,
         max_in_flight: int = 2,
         linger_s: float = 0.0,
+        observe: Callable[[int, float], None] | None = None,
     ):
         """`send` takes a batch of items and returns one result per item, in order.
 
@@ -38,6 +40,7 @@ class Batcher(Generic[Item, Result]):
         load is sent at once.
         """
         self._send = send
+        self._observe = observe  # observe(items, seconds) of each batch answered (metrics)
         self._batch_max = batch_max
         self._linger = linger_s
         self._last_size = 0  # items in the batch sent last
@@ -117,10 +120,13 @@ class Batcher(Generic[Item, Result]):
             flush.add_done_callback(self._flushes.discard)
 
     async def _flush(self, batch) -> None:
+        started = time.perf_counter()
         try:
             results = await self._send([item for item, _ in batch])
             if len(results) != len(batch):
                 raise RuntimeError(f"answered {len(results)} results for {len(batch)} items")
+            if self._observe is not None:
+                self._observe(len(batch), time.perf_counter() - started)
             for (_, future), result in zip(batch, results):
                 if not future.done():
                     future.set_result(result)

@@ -36,8 +36,8 @@ class Batching:
             call_timeout_s=env_int("BOURSE_CALL_TIMEOUT_MS", 5000) / 1000,
         )
 
-    def batcher(self, send) -> Batcher:
-        return Batcher(send, self.batch_max, max_in_flight=self.in_flight, linger_s=self.linger_s)
+    def batcher(self, send, observe=None) -> Batcher:
+        return Batcher(send, self.batch_max, max_in_flight=self.in_flight, linger_s=self.linger_s, observe=observe)
 
 
 @dataclass(frozen=True)

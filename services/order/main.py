@@ -9,7 +9,7 @@ from bourse.matching.v1 import matching_service_pb2_grpc as matching_grpc
 from bourse.order.v1 import order_service_pb2_grpc as order_grpc
 from bourse.persistence.v1 import persistence_service_pb2_grpc as persistence_grpc
 
-from services.common import logs
+from services.common import logs, metrics
 from services.common.ids import SnowflakeIds
 from services.common.malformed import tolerant
 from services.common.server import CHANNEL_OPTIONS, Lifecycle, Service, run, serve
@@ -45,7 +45,7 @@ async def main() -> None:
     channels = [grpc.aio.insecure_channel(a, options=CHANNEL_OPTIONS) for a in distinct]
     batching = settings.batching
     streams = [ShardStream(matching_grpc.MatchingServiceStub(ch), batching.call_timeout_s) for ch in channels]
-    batchers = [batching.batcher(stream) for stream in streams]
+    batchers = [batching.batcher(stream, metrics.batch_observer(address)) for stream, address in zip(streams, distinct)]
     shards = [batchers[distinct.index(address)] for address in settings.matching_addresses]
     persistence_channel = grpc.aio.insecure_channel(settings.persistence_address, options=CHANNEL_OPTIONS)
     persistence = persistence_grpc.PersistenceServiceStub(persistence_channel)

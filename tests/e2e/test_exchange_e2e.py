@@ -150,6 +150,10 @@ def test_every_process_serves_its_metrics_and_they_count_what_happened(stack, or
         return after[name].get(key, 0) - before[name].get(key, 0)
 
     assert sum(calls(f"order-{i}", "SubmitOrder", "OK") for i in range(2)) == 1
+    # The accepted order went in a batch to matching-0 (AAPL's shard) from one of the replicas.
+    target = stack.matching_addresses[0]
+    batches = ("bourse_order_batch_commands_count", (("target", target),))
+    assert sum(after[f"order-{i}"].get(batches, 0) - before[f"order-{i}"].get(batches, 0) for i in range(2)) >= 1
     assert sum(calls(f"order-{i}", "SubmitOrder", "INVALID_ARGUMENT") for i in range(2)) == 1
     # AAPL is shard 0, served by matching-0: the order went through one more group commit.
     commits = ("bourse_group_commit_commands_count", (("shard", "0"),))
