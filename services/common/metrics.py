@@ -13,6 +13,7 @@ process's "metrics" log line; unset or empty: no metrics) is where `start(log)` 
   bourse_shard_sequence{shard}, bourse_shard_durable_sequence{shard},
   bourse_shard_snapshot_sequence{shard}, bourse_shard_resting_orders{shard},
   bourse_shard_queued_commands{shard}          read when scraped, not kept up on the hot path
+  bourse_book_levels{symbol,side}, bourse_book_resting_orders{symbol}  each book, read when scraped
   bourse_redis_errors_total{operation}         publish (matching), book_read, order_updates, feed
   bourse_database_errors_total{shard}          a matching shard's failed commits
   bourse_subscribers{stream}                   market_data and order_updates streams open (order service)
@@ -94,6 +95,24 @@ def start(log) -> str | None:
     address = f"{host}:{server.server_port}"
     log.info("metrics", address=address)
     return address
+
+
+_BOOK_LEVELS = Gauge("bourse_book_levels", "Price levels of a symbol's book, by side", ["symbol", "side"])
+_BOOK_ORDERS = Gauge("bourse_book_resting_orders", "Orders resting in a symbol's book", ["symbol"])
+BOOK_DEPTH_READ = 100_000  # levels per side read to count them: every level of any real book
+
+
+def watch_books(symbols, depth: Callable[[str, int], tuple[list, list]]) -> None:
+    """Per symbol, its levels per side and resting orders, read from `depth(symbol,
+    levels)` ((bids, asks) of (price, quantity, orders)) when scraped: no cost per order."""
+    for symbol in symbols:
+        def read(symbol=symbol) -> tuple[list, list]:
+            return depth(symbol, BOOK_DEPTH_READ)
+
+        _BOOK_LEVELS.labels(symbol, "buy").set_function(lambda read=read: len(read()[0]))
+        _BOOK_LEVELS.labels(symbol, "sell").set_function(lambda read=read: len(read()[1]))
+        _BOOK_ORDERS.labels(symbol).set_function(
+            lambda read=read: sum(level[2] for side in read() for level in side))
 
 
 def batch_observer(target: str) -> Callable[[int, float], None]:

@@ -87,6 +87,7 @@ class GroupCommitter:
             self._observed = (metrics.GROUP_COMMIT_COMMANDS.labels(label), metrics.GROUP_COMMIT_SECONDS.labels(label),
                               metrics.PERSISTENCE_COMMIT_SECONDS.labels(label))
             metrics.watch_shard(self.shard.shard_index, self._gauges)
+            metrics.watch_books(sorted(self.shard.symbols), self.shard.depth)
         deadline = self._clock() + timeout_s
         while not await self._recover():
             if self._clock() >= deadline:

@@ -161,6 +161,9 @@ def test_every_process_serves_its_metrics_and_they_count_what_happened(stack, or
     sequence = after["matching-0"][("bourse_shard_sequence", (("shard", "0"),))]
     assert sequence >= 1 and after["matching-0"][("bourse_shard_durable_sequence", (("shard", "0"),))] == sequence
     assert any(name.startswith("envoy_cluster_upstream_rq") for name, _ in after["envoy"])
+    # The order rests at 5 in AAPL's book, read from the engine when scraped.
+    assert after["matching-0"][("bourse_book_levels", (("side", "buy"), ("symbol", "AAPL")))] >= 1
+    assert after["matching-0"][("bourse_book_resting_orders", (("symbol", "AAPL"),))] >= 1
 
 
 def test_top_of_book_is_published_to_redis_and_served(stack, channel, orders):
