@@ -1,7 +1,8 @@
 """Each process's Prometheus metrics (prometheus-client), on its own /metrics port.
 
 BOURSE_METRICS_ADDR (host:port, e.g. 127.0.0.1:9464; port 0: any free one, named by the
-process's "metrics" log line; unset or empty: no metrics) is where `start(log)` serves them. Names follow Prometheus conventions, in base units:
+process's "metrics" log line; unset or empty: no metrics) is where `start(log)` serves
+them. Names follow Prometheus conventions, in base units:
 
   bourse_rpc_duration_seconds{grpc_service,grpc_method,grpc_code}  every served call (a
       stream: from its start to its end); its _count is the calls by method and code
@@ -62,7 +63,10 @@ SUBSCRIBERS = Gauge("bourse_subscribers", "Streams subscribed to market data or 
 SUBSCRIBERS_ENDED = Counter("bourse_subscribers_ended_total",
                             "Subscriptions the server ended: too slow (market data), updates gone (order updates)",
                             ["stream", "reason"])
-_SHARD_GAUGES = {
+BOOK_LEVELS = Gauge("bourse_book_levels", "Price levels of a symbol's book, by side", ["symbol", "side"])
+BOOK_ORDERS = Gauge("bourse_book_resting_orders", "Orders resting in a symbol's book", ["symbol"])
+BOOK_DEPTH_READ = 100_000  # levels per side read to count them: every level of any real book
+SHARD_GAUGES = {
     "sequence": Gauge("bourse_shard_sequence", "Sequence of the last command a shard applied", ["shard"]),
     "durable_sequence": Gauge("bourse_shard_durable_sequence", "Sequence of the last command a shard committed",
                               ["shard"]),
@@ -97,11 +101,6 @@ def start(log) -> str | None:
     return address
 
 
-_BOOK_LEVELS = Gauge("bourse_book_levels", "Price levels of a symbol's book, by side", ["symbol", "side"])
-_BOOK_ORDERS = Gauge("bourse_book_resting_orders", "Orders resting in a symbol's book", ["symbol"])
-BOOK_DEPTH_READ = 100_000  # levels per side read to count them: every level of any real book
-
-
 def watch_books(symbols, depth: Callable[[str, int], tuple[list, list]]) -> None:
     """Per symbol, its levels per side and resting orders, read from `depth(symbol,
     levels)` ((bids, asks) of (price, quantity, orders)) when scraped: no cost per order."""
@@ -109,9 +108,9 @@ def watch_books(symbols, depth: Callable[[str, int], tuple[list, list]]) -> None
         def read(symbol=symbol) -> tuple[list, list]:
             return depth(symbol, BOOK_DEPTH_READ)
 
-        _BOOK_LEVELS.labels(symbol, "buy").set_function(lambda read=read: len(read()[0]))
-        _BOOK_LEVELS.labels(symbol, "sell").set_function(lambda read=read: len(read()[1]))
-        _BOOK_ORDERS.labels(symbol).set_function(
+        BOOK_LEVELS.labels(symbol, "buy").set_function(lambda read=read: len(read()[0]))
+        BOOK_LEVELS.labels(symbol, "sell").set_function(lambda read=read: len(read()[1]))
+        BOOK_ORDERS.labels(symbol).set_function(
             lambda read=read: sum(level[2] for side in read() for level in side))
 
 
@@ -133,7 +132,7 @@ def batch_observer(target: str) -> Callable[[int, float], None]:
 
 def watch_shard(shard: int, read: Callable[[], dict[str, float]]) -> None:
     """The shard gauges, each read from `read()` when scraped."""
-    for name, gauge in _SHARD_GAUGES.items():
+    for name, gauge in SHARD_GAUGES.items():
         gauge.labels(str(shard)).set_function(lambda name=name: read()[name])
 
 

@@ -19,7 +19,7 @@ SUFFIXES = ("_bucket", "_count", "_sum", "_created")
 def exported() -> dict[str, set[str]]:
     """Series name -> its labels, for every metric services/common/metrics.py defines."""
     defined = [v for v in vars(metrics).values() if isinstance(v, MetricWrapperBase)]
-    defined += list(metrics._SHARD_GAUGES.values()) + [metrics._BOOK_LEVELS, metrics._BOOK_ORDERS]
+    defined += list(metrics.SHARD_GAUGES.values())
     series: dict[str, set[str]] = {}
     for metric in defined:
         labels = set(metric._labelnames)  # prometheus_client keeps them here
