@@ -82,6 +82,13 @@ def run_once(ranges: str, settings: dict[str, str], args, workdir: Path, process
     return result
 
 
+def settings_of(parser: argparse.ArgumentParser, pairs: list[str]) -> dict[str, str]:
+    """--setting KEY=VALUE flags as a dict (the benchmarks' service settings)."""
+    if not all("=" in pair for pair in pairs):
+        parser.error("--setting takes KEY=VALUE")
+    return dict(pair.split("=", 1) for pair in pairs)
+
+
 def per_process_us(result: dict) -> dict[str, float]:
     """CPU us per order by kind of process (matching-0..2 summed as matching, etc.)."""
     orders = max(result["orders_acked"], 1)
@@ -110,9 +117,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     variants = LAYOUTS
     if args.setting:
-        if not all("=" in s for s in args.setting):
-            parser.error("--setting takes KEY=VALUE")
-        changed = dict(s.split("=", 1) for s in args.setting)
+        changed = settings_of(parser, args.setting)
         variants = {"as is": (args.ranges, {}), " ".join(args.setting): (args.ranges, changed)}
     if args.versus_processes:
         variants = {f"{args.matching_processes} process(es)": (args.ranges, {}),

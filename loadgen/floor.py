@@ -36,7 +36,7 @@ from pathlib import Path
 from infra.envoy.config import dumps, render
 from infra.local.servers import Postgres, StartedWithin, free_port, wait_serving
 from infra.local.stack import DEMO_KEYS, Stack, envoy_command
-from loadgen.compare_shards import per_process_us
+from loadgen.compare_shards import per_process_us, settings_of
 from services.common.config import DEFAULT_SYMBOLS
 
 VARIANTS = ("echo", "relay", "journal", "stack")
@@ -149,13 +149,15 @@ def load(target: str, pids: dict[str, int], db_urls: list[str], env: dict[str, s
     return json.loads(report.read_text())
 
 
-def run_once(variant: str, settings: dict[str, str], args, workdir: Path) -> dict:
+def run_once(variant: str, settings: dict[str, str], args, workdir: Path, extra: tuple[str, ...] = ()) -> dict:
+    """One load generator run (`extra`: more of its flags) against a fresh stack or floor."""
     report = workdir / f"{variant}-{len(list(workdir.glob('*.json')))}.json"
     if variant == "stack":
         with Stack(shard_ranges=STACK_RANGES, order_replicas=REPLICAS, service_env=settings) as stack:
-            return load(stack.target, stack.pids(), stack.db_urls(driver="postgresql"), stack.env(), args, report)
+            return load(stack.target, stack.pids(), stack.db_urls(driver="postgresql"), stack.env(), args, report,
+                        extra)
     with Floor(variant, settings, workdir / f"{report.stem}-logs") as floor:
-        return load(floor.target, floor.pids(), [], floor.env(), args, report)
+        return load(floor.target, floor.pids(), [], floor.env(), args, report, extra)
 
 
 def summarize(runs: list[dict]) -> dict:
@@ -236,9 +238,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     args.variant_list = [v.strip() for v in args.variants.split(",") if v.strip()]
     if not args.variant_list or set(args.variant_list) - set(VARIANTS):
         parser.error(f"--variants takes some of {','.join(VARIANTS)}")
-    if not all("=" in s for s in args.setting):
-        parser.error("--setting takes KEY=VALUE")
-    args.settings = dict(s.split("=", 1) for s in args.setting)
+    args.settings = settings_of(parser, args.setting)
     return args
 
 

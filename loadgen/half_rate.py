@@ -29,26 +29,16 @@ import sys
 import tempfile
 from pathlib import Path
 
-from infra.local.stack import Stack
-from loadgen.compare_shards import per_process_us
-from loadgen.floor import STACK_RANGES, REPLICAS, Floor, load
+from loadgen.compare_shards import per_process_us, settings_of
+from loadgen.floor import run_once
 
 
-def run_once(args, rate: float, workdir: Path, name: str) -> dict:
-    """One load generator run on a fresh stack: closed loop if `rate` is 0, else open loop."""
+def run(variant: str, args, rate: float, workdir: Path) -> dict:
+    """One load generator run on a fresh stack ("stack") or echo floor ("echo"), the
+    order-entry sessions in closed loop if `rate` is 0, else in open loop at `rate`."""
     run_args = argparse.Namespace(clients=args.sessions, duration=args.duration, rate=rate)
-    extra = ("--sessions", str(args.sessions), "--window", str(args.window))
-    with Stack(shard_ranges=STACK_RANGES, order_replicas=REPLICAS, service_env=args.settings) as stack:
-        return load(stack.target, stack.pids(), stack.db_urls(driver="postgresql"), stack.env(), run_args,
-                    workdir / f"{name}.json", extra)
-
-
-def run_floor(args, rate: float, workdir: Path, name: str) -> dict:
-    """The same open loop against the echo floor behind the same Envoy (nothing stored)."""
-    run_args = argparse.Namespace(clients=args.sessions, duration=args.duration, rate=rate)
-    extra = ("--sessions", str(args.sessions), "--window", str(args.window))
-    with Floor("echo", args.settings, workdir / f"{name}-logs") as floor:
-        return load(floor.target, floor.pids(), [], floor.env(), run_args, workdir / f"{name}.json", extra)
+    return run_once(variant, args.settings, run_args, workdir,
+                    ("--sessions", str(args.sessions), "--window", str(args.window)))
 
 
 def describe(result: dict) -> dict:
@@ -90,9 +80,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error("--duration, --rounds, --sessions and --window must be positive")
     if not 0 < args.fraction <= 1:
         parser.error("--fraction must be within (0, 1]")
-    if not all("=" in s for s in args.setting):
-        parser.error("--setting takes KEY=VALUE")
-    args.settings = dict(s.split("=", 1) for s in args.setting)
+    args.settings = settings_of(parser, args.setting)
     return args
 
 
@@ -101,18 +89,18 @@ def main(argv=None) -> int:
     rounds = []
     with tempfile.TemporaryDirectory() as tmp:
         for index in range(args.rounds):
-            closed = describe(run_once(args, 0, Path(tmp), f"closed-{index}"))
+            closed = describe(run("stack", args, 0, Path(tmp)))
             print(f"round {index + 1}", flush=True)
             print(line("closed", closed), flush=True)
             rate = round(closed["calls_per_s"] * args.fraction)
-            opened = describe(run_once(args, rate, Path(tmp), f"open-{index}"))
+            opened = describe(run("stack", args, rate, Path(tmp)))
             met = opened["p99_ms"] < args.p99_ms
             print(line(f"open {rate}", opened), flush=True)
             print(f"{'':>10}  p99 {opened['p99_ms']:.1f} ms at {args.fraction:g} of the maximum: "
                   f"{'PASS' if met else 'MISS'} (target < {args.p99_ms:g} ms)", flush=True)
             result = {"closed": closed, "open_rate": rate, "open": opened, "met": met}
             if args.floor:
-                result["floor"] = describe(run_floor(args, rate, Path(tmp), f"floor-{index}"))
+                result["floor"] = describe(run("echo", args, rate, Path(tmp)))
                 print(line("echo floor", result["floor"]), flush=True)
             rounds.append(result)
     passed = sum(r["met"] for r in rounds)
