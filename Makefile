@@ -66,7 +66,7 @@ image: build
 	docker build -t $(IMAGE) build/image
 
 lock:
-	.venv/bin/pip freeze --exclude-editable | sed 's/ @ .*//' | \
+	.venv/bin/pip freeze --all --exclude pip --exclude-editable | sed 's/ @ .*//' | \
 	  (echo "# Pinned by 'make lock' from requirements.in; install with pip install -r requirements.lock"; cat) \
 	  > requirements.lock
 

@@ -27,6 +27,21 @@ if [ ! -e "$stamp" ]; then
   touch "$stamp"
 fi
 
+# The SDK's dependencies (sdk/pyproject.toml) and its build backend as wheels, pinned by
+# the lock: the test that installs the SDK into a fresh virtualenv does so offline from
+# here (sdk/tests/test_install.py).
+wheels=".tools/wheelhouse"
+wheels_stamp="$wheels/.stamp-$(cat requirements.lock sdk/pyproject.toml | sha256sum | cut -c1-16)"
+if [ ! -e "$wheels_stamp" ]; then
+  echo "setup: downloading the SDK's dependencies into $wheels"
+  rm -rf "$wheels"
+  .venv/bin/python -c 'import tomllib; print("\n".join(tomllib.load(open("sdk/pyproject.toml", "rb"))["project"]["dependencies"]))' \
+    > .tools/sdk-requirements.txt
+  .venv/bin/pip download -q --disable-pip-version-check -d "$wheels" -c requirements.lock \
+    -r .tools/sdk-requirements.txt setuptools 2>&1 | grep -v "^WARNING: Location" || true
+  touch "$wheels_stamp"
+fi
+
 # buf (proto lint and breaking-change checks, tools/buf_check.py) from npm, pinned.
 BUF_VERSION=1.75.0
 if ! .tools/buf/node_modules/.bin/buf --version 2>/dev/null | grep -qx "$BUF_VERSION"; then

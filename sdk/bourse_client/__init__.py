@@ -1,64 +1,42 @@
-"""Python SDK of bourse: typed dataclasses (betterproto2) over a grpcio channel.
+"""bourse's Python SDK: blocking and asyncio clients of the exchange's gRPC API.
 
-    from bourse_client import connect
-    from bourse_sdk.bourse.order.v1 import SubmitOrderRequest
-    from bourse_sdk.bourse.type.v1 import OrderType, Side, TimeInForce
+    from bourse_client import Client, Side
 
-    with connect("127.0.0.1:8080", api_key="demo-key-alice") as client:
-        order = client.orders.submit_order(SubmitOrderRequest(
-            client_order_id="my-1", symbol="AAPL", side=Side.BUY,
-            order_type=OrderType.LIMIT, time_in_force=TimeInForce.GTC, price=100, quantity=5,
-        )).order
+    with Client("127.0.0.1:8080", api_key="demo-key-alice") as client:
+        order = client.submit_order("AAPL", Side.BUY, quantity=5, price=100)
+
+Prices are integer ticks and quantities integer lots. Refusals raise the exceptions of
+`bourse_client.errors`, one class per reason. Calls that are safe to repeat are sent
+again while the exchange is unavailable (`bourse_client.retry`). The messages are typed
+dataclasses (betterproto2) in `bourse_sdk`; the common ones are re-exported here. The
+guide, with examples, is the package's README.
 """
 
-from __future__ import annotations
+from bourse_sdk.bourse.marketdata.v1 import GetBookResponse, SubscribeMarketDataResponse
+from bourse_sdk.bourse.order.v1 import SubmitOrderRequest, SubscribeOrdersResponse
+from bourse_sdk.bourse.type.v1 import (
+    Fill,
+    Order,
+    OrderStatus,
+    OrderType,
+    PriceLevel,
+    SelfTradePrevention,
+    Side,
+    TimeInForce,
+    Trade,
+)
 
-from dataclasses import dataclass
+from . import errors
+from .aio import AsyncClient
+from .api import new_client_order_id, submit_request
+from .client import Client
+from .order_entry import OrderEntrySession
+from .retry import RetryPolicy
 
-import grpc
-from bourse_sdk.bourse.marketdata.v1 import MarketDataServiceStub
-from bourse_sdk.bourse.order.v1 import OrderServiceStub
+__version__ = "0.1.0"
 
-
-class _BearerAuth(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):
-    """Adds `authorization: Bearer <key>` to every call, the streaming ones included."""
-
-    def __init__(self, api_key: str):
-        self._header = ("authorization", f"Bearer {api_key}")
-
-    def _with_key(self, details):
-        return details._replace(metadata=list(details.metadata or []) + [self._header])
-
-    def intercept_unary_unary(self, continuation, details, request):
-        return continuation(self._with_key(details), request)
-
-    def intercept_unary_stream(self, continuation, details, request):
-        return continuation(self._with_key(details), request)
-
-
-@dataclass
-class Client:
-    channel: grpc.Channel
-    orders: OrderServiceStub
-    market_data: MarketDataServiceStub
-
-    def close(self) -> None:
-        self.channel.close()
-
-    def __enter__(self) -> Client:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-
-def connect(target: str, api_key: str, credentials: grpc.ChannelCredentials | None = None,
-            ca_file: str | None = None) -> Client:
-    """A client for the exchange at `target` (Envoy), authenticated by `api_key`; over
-    TLS trusting the PEM CA `ca_file` (or with `credentials`), else in plaintext."""
-    if ca_file is not None:
-        with open(ca_file, "rb") as ca:
-            credentials = grpc.ssl_channel_credentials(ca.read())
-    raw = grpc.secure_channel(target, credentials) if credentials else grpc.insecure_channel(target)
-    channel = grpc.intercept_channel(raw, _BearerAuth(api_key))
-    return Client(channel=raw, orders=OrderServiceStub(channel), market_data=MarketDataServiceStub(channel))
+__all__ = [
+    "AsyncClient", "Client", "Fill", "GetBookResponse", "Order", "OrderEntrySession", "OrderStatus", "OrderType",
+    "PriceLevel", "RetryPolicy", "SelfTradePrevention", "Side", "SubmitOrderRequest", "SubscribeMarketDataResponse",
+    "SubscribeOrdersResponse", "TimeInForce", "Trade", "errors", "new_client_order_id", "submit_request",
+]

@@ -1,18 +1,18 @@
 """An order-entry session (asyncio): many orders over one OrderEntry stream.
 
-    from bourse_client.order_entry import OrderEntrySession
-
-    async with OrderEntrySession("127.0.0.1:8080", api_key="demo-key-alice") as session:
-        order = await session.submit(SubmitOrderRequest(client_order_id="a-1", symbol="AAPL", ...))
-        await session.cancel(order.order_id, "AAPL")
+    async with AsyncClient("127.0.0.1:8080", api_key="demo-key-alice") as client:
+        async with client.order_entry() as session:
+            order = await session.submit_order("AAPL", Side.BUY, quantity=5, price=100)
+            await session.cancel(order.order_id, "AAPL")
 
 Calls made while the stream is busy are coalesced: whatever is waiting when a message
 can leave goes in it. When the stream ends UNAVAILABLE (the replica drains or dies) the
 session opens a new one through Envoy and sends again every command not yet answered:
 a submit is idempotent by its client_order_id, so it is neither lost nor doubled. (A
 cancel or modify sent again after it took effect answers as a repeat would: the
-cancel FAILED_PRECONDITION, the modify the same order.) A refused command raises
-OrderEntryError with the code and reason the unary call would have raised.
+cancel OrderDone, the modify the same order.) A refused command raises the exception
+the unary call would have raised (errors.py); a command still unanswered when the
+session gives up raises SessionEnded.
 """
 
 from __future__ import annotations
@@ -31,41 +31,25 @@ from bourse_sdk.bourse.order.v1 import (
     SubmitOrderRequest,
 )
 from bourse_sdk.bourse.type.v1 import Order
-from google.rpc import error_details_pb2
+from google.rpc import status_pb2
+
+from .api import submit_request
+from .errors import SessionEnded, TooManyInFlight, from_status
 
 METHOD = "/bourse.order.v1.OrderService/OrderEntry"
 _RECONNECT = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL, grpc.StatusCode.CANCELLED)
-_ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"
-_RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
-
-
-class OrderEntryError(Exception):
-    """A command the exchange refused: its canonical code, ErrorInfo reason and message."""
-
-    def __init__(self, code: grpc.StatusCode, reason: str, message: str, retry_after_s: float | None = None):
-        super().__init__(f"{code.name} {reason}: {message}")
-        self.code, self.reason, self.message, self.retry_after_s = code, reason, message, retry_after_s
-
-
-def _code(number: int) -> grpc.StatusCode:
-    return next((c for c in grpc.StatusCode if c.value[0] == number), grpc.StatusCode.UNKNOWN)
-
-
-def _refusal(status) -> OrderEntryError:
-    reason, retry = "", None
-    for detail in status.details:
-        if detail.type_url == _ERROR_INFO:
-            reason = error_details_pb2.ErrorInfo.FromString(detail.value).reason
-        elif detail.type_url == _RETRY_INFO:
-            retry = error_details_pb2.RetryInfo.FromString(detail.value).retry_delay.ToNanoseconds() / 1e9
-    return OrderEntryError(_code(status.code), reason, status.message, retry)
 
 
 class OrderEntrySession:
-    def __init__(self, target: str, api_key: str, *, credentials: grpc.ChannelCredentials | None = None,
-                 ca_file: str | None = None, cancel_on_disconnect: bool = False, max_batch: int = 500,
+    def __init__(self, target: str | None = None, api_key: str | None = None, *,
+                 credentials: grpc.ChannelCredentials | None = None, ca_file: str | None = None,
+                 channel: grpc.aio.Channel | None = None, metadata: tuple = (),
+                 cancel_on_disconnect: bool = False, max_batch: int = 500,
                  window: int = 1000, reconnect_for_s: float = 30.0, command_timeout_s: float | None = 60.0):
-        """window: commands this session has unanswered at most (the server's own bound,
+        """A session with the exchange at `target` authenticated by `api_key` (over TLS
+        with `ca_file` or `credentials`) on a channel of its own; or, as
+        AsyncClient.order_entry() makes it, on the client's `channel` with its `metadata`.
+        window: commands this session has unanswered at most (the server's own bound,
         BOURSE_ORDER_ENTRY_WINDOW, is 1,000 by default); more calls wait their turn.
         command_timeout_s: how long a call waits for its answer, reconnects included,
         before it raises TimeoutError (None: no limit). A submit that timed out may
@@ -74,7 +58,8 @@ class OrderEntrySession:
             with open(ca_file, "rb") as ca:
                 credentials = grpc.ssl_channel_credentials(ca.read())
         self._target, self._credentials = target, credentials
-        self._metadata = (("authorization", f"Bearer {api_key}"),)
+        self._metadata = metadata if channel is not None else (("authorization", f"Bearer {api_key}"),)
+        self._own_channel = channel is None
         self._options = OrderEntryOptions(cancel_on_disconnect=cancel_on_disconnect)
         self._max_batch = max_batch
         self._window = asyncio.Semaphore(window)
@@ -87,12 +72,13 @@ class OrderEntrySession:
         self._closing = False
         self.reconnects = 0
         self._answered = False  # the current stream has answered something
-        self._channel = None
+        self._channel = channel
         self._runner: asyncio.Task | None = None
 
     async def __aenter__(self) -> OrderEntrySession:
-        self._channel = (grpc.aio.secure_channel(self._target, self._credentials) if self._credentials
-                         else grpc.aio.insecure_channel(self._target))
+        if self._own_channel:
+            self._channel = (grpc.aio.secure_channel(self._target, self._credentials) if self._credentials
+                             else grpc.aio.insecure_channel(self._target))
         self._runner = asyncio.create_task(self._run())
         return self
 
@@ -106,13 +92,18 @@ class OrderEntrySession:
         self._wake.set()
         if self._runner is not None:
             await asyncio.gather(self._runner, return_exceptions=True)
-        if self._channel is not None:
+        if self._own_channel and self._channel is not None:
             await self._channel.close()
 
     # -- commands ------------------------------------------------------------------------
 
     async def submit(self, request: SubmitOrderRequest) -> Order:
         return (await self._send(OrderEntryCommand(submit=request))).order
+
+    async def submit_order(self, symbol: str, side, quantity: int, price: int = 0, **options) -> Order:
+        """Client.submit_order over the session: the same defaults (a limit order GTC
+        under a fresh client_order_id) and keyword options."""
+        return await self.submit(submit_request(symbol, side, quantity, price, **options))
 
     async def submit_replayed(self, request: SubmitOrderRequest) -> tuple[Order, bool]:
         """The order and whether the exchange answered it as a retry of an earlier submit."""
@@ -144,8 +135,8 @@ class OrderEntrySession:
                     self._unanswered.pop(command.correlation_id, None)
             if result.error is None:
                 return result
-            refusal = _refusal(result.error)
-            if refusal.reason != "TOO_MANY_IN_FLIGHT":  # the server's window is smaller: wait, again
+            refusal = from_status(status_pb2.Status.FromString(bytes(result.error)))
+            if not isinstance(refusal, TooManyInFlight):  # the server's window is smaller: wait, again
                 raise refusal
             await asyncio.sleep(refusal.retry_after_s or 0.01)
 
@@ -223,7 +214,7 @@ class OrderEntrySession:
                                        details="stream ended with commands unanswered")
 
     def _fail_all(self, code: grpc.StatusCode, details: str) -> None:
-        refused = OrderEntryError(code, "SESSION_ENDED", details or "the session ended")
+        refused = SessionEnded(details or "the session ended", code=code, reason="SESSION_ENDED")
         for _, future in self._unanswered.values():
             if not future.done():
                 future.set_exception(refused)

@@ -490,23 +490,29 @@ def test_an_account_streams_its_own_order_updates_and_resumes_after_a_disconnect
 
 
 def test_the_python_sdk_submits_modifies_and_streams_through_envoy(stack):
-    from bourse_client import connect
-    from bourse_sdk.bourse.order.v1 import ModifyOrderRequest, SubmitOrderRequest, SubscribeOrdersRequest
-    from bourse_sdk.bourse.type.v1 import OrderStatus, OrderType, Side, TimeInForce
+    from bourse_client import Client, OrderStatus, Side
+    from bourse_client.errors import ClientOrderIdReused, InvalidArgument, OrderDone
 
-    with connect(stack.target, api_key="demo-key-alice") as client:
-        updates = client.orders.subscribe_orders(SubscribeOrdersRequest(symbol="NFLX"))
+    with Client(stack.target, api_key="demo-key-alice") as client:
+        updates = client.subscribe_orders(symbol="NFLX")
         assert next(updates).order is None  # subscribed (streams carry the API key too)
-        order = client.orders.submit_order(SubmitOrderRequest(
-            client_order_id=coid(), symbol="NFLX", side=Side.BUY, order_type=OrderType.LIMIT,
-            time_in_force=TimeInForce.GTC, price=2001, quantity=3)).order
+        order = client.submit_order("NFLX", Side.BUY, quantity=3, price=2001, client_order_id=coid())
         assert order.status == OrderStatus.NEW
-        modified = client.orders.modify_order(ModifyOrderRequest(order_id=order.order_id, symbol="NFLX",
-                                                                 price=2000, quantity=5)).order
+        modified = client.modify_order(order.order_id, "NFLX", price=2000, quantity=5)
         assert (modified.price, modified.quantity) == (2000, 5)
         seen = next(u.order for u in updates if u.order is not None and u.order.price == 2000)
         assert (seen.order_id, seen.leaves_quantity) == (order.order_id, 5)
+        assert updates.resume_token  # where a new subscription would go on from
         updates.close()
+        # The exchange's refusals arrive as the SDK's typed exceptions.
+        with pytest.raises(InvalidArgument) as refused:
+            client.submit_order("NFLX", Side.BUY, quantity=1, price=-1)
+        assert (refused.value.field, refused.value.reason) == ("price", "INVALID_PRICE")
+        with pytest.raises(ClientOrderIdReused):
+            client.submit_order("NFLX", Side.SELL, quantity=1, price=2500, client_order_id=order.client_order_id)
+        client.cancel_order(order.order_id, "NFLX")
+        with pytest.raises(OrderDone):
+            client.cancel_order(order.order_id, "NFLX")
 
 
 def test_streams_that_reach_the_clients_deadline_end_deadline_exceeded(stack, channel):

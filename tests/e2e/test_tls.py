@@ -35,14 +35,10 @@ def submit(stub) -> t.Order:
 
 
 def test_the_sdk_trades_over_tls_trusting_the_local_ca(stack):
-    from bourse_client import connect
-    from bourse_sdk.bourse.order.v1 import SubmitOrderRequest
-    from bourse_sdk.bourse.type.v1 import OrderStatus, OrderType, Side, TimeInForce
+    from bourse_client import Client, OrderStatus, Side
 
-    with connect(stack.target, api_key="demo-key-alice", ca_file=stack.ca_file) as client:
-        order = client.orders.submit_order(SubmitOrderRequest(
-            client_order_id=f"tls-sdk-{time.time_ns()}", symbol="AAPL", side=Side.BUY, order_type=OrderType.LIMIT,
-            time_in_force=TimeInForce.GTC, price=11, quantity=2)).order
+    with Client(stack.target, api_key="demo-key-alice", ca_file=stack.ca_file) as client:
+        order = client.submit_order("AAPL", Side.BUY, quantity=2, price=11)
     assert order.status == OrderStatus.NEW
 
 

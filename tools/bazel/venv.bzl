@@ -72,7 +72,11 @@ def _venv_repository_impl(ctx):
     ctx.symlink(nanobind_dir, "nanobind")
     ctx.symlink(include_dir, "python_include")
     ctx.file("BUILD", _VENV_BUILD.format(python = python))
-    ctx.file("defs.bzl", "VENV_PYTHON = %r\nVENV_BIN = %r\n" % (python, root + "/" + ctx.attr.venv + "/bin"))
+    ctx.file("defs.bzl", "VENV_PYTHON = %r\nVENV_BIN = %r\nWHEELHOUSE = %r\n" % (
+        python,
+        root + "/" + ctx.attr.venv + "/bin",
+        root + "/.tools/wheelhouse",  # the SDK's dependencies as wheels (tools/setup.sh)
+    ))
 
 venv_repository = repository_rule(
     implementation = _venv_repository_impl,

@@ -42,30 +42,26 @@ def py_grpc_library(name, srcs, deps = [], visibility = None):
         visibility = visibility,
     )
 
-def betterproto2_library(name, srcs, package, outs, proto_root, visibility = None):
-    """betterproto2 dataclasses for srcs, generated below the Python package `package`.
+def betterproto2_sources(name, srcs, package, outs, proto_root, out_dir, visibility = None):
+    """betterproto2 dataclasses for srcs, generated as `out_dir/package/...`.
 
     betterproto2 writes relative imports, so its whole tree (bourse/..., google/...,
     message_pool.py) lives under one top-level package and never collides with the
-    protoc-generated `bourse` package used by the services.
+    protoc-generated `bourse` package used by the services. The SDK ships a committed
+    copy of this tree (so `pip install` needs no protoc); a test holds it equal.
     """
     native.genrule(
-        name = name + "_gen",
+        name = name,
         srcs = srcs,
-        outs = [package + "/" + o for o in outs],
+        outs = [out_dir + "/" + package + "/" + o for o in outs],
         cmd = " ".join([
             "PATH=%s:$$PATH" % VENV_BIN,  # the plugin formats its output with ruff
             VENV_PYTHON,
             "-m grpc_tools.protoc",
             "-I" + proto_root,
             _GOOGLEAPIS,
-            "--python_betterproto2_out=$(RULEDIR)/" + package,
+            "--python_betterproto2_out=$(RULEDIR)/%s/%s" % (out_dir, package),
             "$(SRCS)",
         ]),
-    )
-    native.py_library(
-        name = name,
-        srcs = [package + "/" + o for o in outs if o.endswith(".py")],
-        imports = ["."],
         visibility = visibility,
     )
