@@ -43,12 +43,12 @@ from bourse.persistence.v1 import persistence_service_pb2 as persistence_pb2
 from bourse.type.v1 import types_pb2
 
 from services.common import logs
-from services.common.config import env_int
 from services.common.config import ShardMap, symbols_from_env
 from services.common.ids import SnowflakeIds
 from services.matching.direct_writes import DirectWrites
 from services.matching.order_state import timestamp
 from services.common.server import CHANNEL_OPTIONS, Lifecycle, Service, run, serve
+from services.common.settings import Downstream
 from services.order.batcher import Batcher
 from services.order.config import Batching
 from services.order.downstream import ShardStream
@@ -236,7 +236,7 @@ def _relay_back(args) -> tuple[list[Service], Lifecycle | None]:
         shard_map = ShardMap.parse(args.ranges)
         owner = {symbol: shard_map.shard_of(symbol) for symbol in symbols_from_env()}
         writes = [DirectWrites(url, shard) for shard, url in enumerate(urls)]
-        linger_s = env_int("BOURSE_BATCH_LINGER_US", 3000) / 1e6
+        linger_s = Downstream.load().batch_linger_us / 1e6  # as matching reads it
         backend = RelayBackend([Journal(w, shard, linger_s) for shard, w in enumerate(writes)], owner.__getitem__)
 
         async def closing():
@@ -275,7 +275,7 @@ MODES = {"echo": _echo, "relay-front": _relay_front, "relay-back": _relay_back}
 async def _serve(args) -> None:
     log = logs.configure(f"floor-{args.mode}").bind(node=args.node)
     services, lifecycle = MODES[args.mode](args)
-    await serve(services, args.address, log, drain_seconds=env_int("BOURSE_DRAIN_MS", 2000) / 1000,
+    await serve(services, args.address, log, drain_seconds=Downstream.load().drain_ms / 1000,
                 lifecycle=lifecycle)
 
 

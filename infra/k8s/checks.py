@@ -20,11 +20,10 @@ from infra.k8s.checks_envoy import check_envoy
 from infra.k8s.checks_services import check_services
 from infra.k8s.checks_wiring import check_migration, check_probes, check_references
 from infra.k8s.cluster_model import Manifests
-from infra.k8s.service_code import config_modules as _config_modules
-from infra.k8s.service_code import env_reads
+from infra.k8s.service_code import service_variables
 
-# The tests read these two as checks.X (that the variable reads the checks rely on are found).
-__all__ = ["_config_modules", "env_reads", "problems"]
+# The tests read this as checks.service_variables (that the variables the checks rely on are found).
+__all__ = ["problems", "service_variables"]
 
 
 def problems(objects: list[dict]) -> list[str]:

@@ -23,11 +23,10 @@ from infra.k8s.cluster_model import (
 )
 from infra.k8s.service_code import (
     DRAIN_MARGIN_S,
-    config_modules,
-    env_reads,
     listed_symbols,
     read_anywhere,
     service_settings,
+    service_variables,
     shard_map_of,
 )
 
@@ -46,7 +45,7 @@ def check_services(m: Manifests) -> list[str]:
                 continue
             where = f"pod {pod_name} container {container['name']} ({service})"
             env = pod_env(m, container, pod_name, problems)
-            reads = env_reads(config_modules(service))
+            reads = service_variables(service)
             for variable, has_default in sorted(reads.items()):
                 if not has_default and not env.get(variable):
                     problems.append(f"{where}: {variable} is read without a default but not set")

@@ -1,6 +1,6 @@
 """The services' own code, run on a pod's environment: their settings (Settings.from_env
-exactly as the image's entrypoint would call it), the BOURSE_* variables their config
-modules read, and the facts of their code the manifests must fit.
+exactly as the image's entrypoint would call it), the BOURSE_* variables their settings
+classes read, and the facts of their code the manifests must fit.
 """
 
 from __future__ import annotations
@@ -40,23 +40,30 @@ def service_settings(service: str, env: dict[str, str]):
         return Settings.from_env()
 
 
-def config_modules(service: str) -> list[Path]:
-    import services.common.config as common
-
+def service_variables(service: str) -> dict[str, bool]:
+    """The BOURSE_* variables the service's settings class reads -> whether it has a default."""
     if service == "order":
-        import services.order.config as own
+        from services.order.config import OrderEnv as env_class
     elif service == "matching":
-        import services.matching.config as own
+        from services.matching.config import MatchingEnv as env_class
     else:
-        import services.persistence.config as own
-    return [Path(common.__file__), Path(own.__file__)]
+        from services.persistence.config import PersistenceEnv as env_class
+    return env_class.variables()
 
 
-READERS = {"env", "env_int", "_env_bool", "get", "getenv"}
+def settings_variables() -> set[str]:
+    """Every BOURSE_* variable some service's settings class reads."""
+    from services.common.settings import every_settings_class
+
+    return {variable for cls in every_settings_class() for variable in cls.variables()}
+
+
+# Direct reads outside the settings classes (os.environ.get("BOURSE_X", default), ...).
+READERS = {"get", "getenv"}
 
 
 def env_reads(paths: list[Path]) -> dict[str, bool]:
-    """BOURSE_* variables the modules read -> whether the code gives a default."""
+    """BOURSE_* variables the modules read directly -> whether the code gives a default."""
     reads: dict[str, bool] = {}
     for path in paths:
         for node in ast.walk(ast.parse(path.read_text())):
@@ -72,7 +79,7 @@ def env_reads(paths: list[Path]) -> dict[str, bool]:
 
 
 def read_anywhere(variable: str) -> bool:
-    return variable in _service_sources()
+    return variable in settings_variables() or variable in _service_sources()
 
 
 @functools.cache

@@ -1,37 +1,19 @@
-"""Settings shared by every service: instruments, the shard map, API keys.
+"""What every service derives from the shared settings: the instruments and the shard map.
 
-All come from environment variables so one launcher (or one Kubernetes ConfigMap)
-configures the whole suite the same way.
+The settings come from environment variables (services/common/settings.py) so one
+launcher (or one Kubernetes ConfigMap) configures the whole suite the same way.
 """
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 
+from services.common.settings import DEFAULT_SHARD_RANGES, DEFAULT_SYMBOLS, Shared
+
+__all__ = ["DEFAULT_SHARD_RANGES", "DEFAULT_SYMBOLS", "ShardMap", "addresses", "symbol_ids", "symbols_from_env"]
+
 SYMBOL_PATTERN = re.compile(r"[A-Z][A-Z0-9.]{0,11}")
-
-DEFAULT_SYMBOLS = (
-    "AAPL AMD AMZN BA CSCO DIS GOOG HD IBM INTC JNJ JPM KO MA META MSFT NFLX NVDA "
-    "ORCL PEP PFE QCOM SBUX T TSLA UNH V WMT XOM ZM"
-)
-# Symbol ranges by first letter, as the original system planned: A-G, H-O, P-Z.
-DEFAULT_SHARD_RANGES = "A-G,H-O,P-Z"
-
-
-def env(name: str, default: str) -> str:
-    return os.environ.get(name, default)
-
-
-def env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise SystemExit(f"{name} must be an integer, got {raw!r}") from None
 
 
 @dataclass(frozen=True)
@@ -53,7 +35,7 @@ class ShardMap:
 
     @classmethod
     def from_env(cls) -> ShardMap:
-        return cls.parse(env("BOURSE_SHARD_RANGES", DEFAULT_SHARD_RANGES))
+        return cls.parse(Shared.load().shard_ranges)
 
     def __len__(self) -> int:
         return len(self.ranges)
@@ -76,7 +58,7 @@ class ShardMap:
 
 def symbols_from_env() -> tuple[str, ...]:
     """The listed instruments (BOURSE_SYMBOLS, space or comma separated)."""
-    raw = env("BOURSE_SYMBOLS", DEFAULT_SYMBOLS).replace(",", " ").split()
+    raw = Shared.load().symbols.replace(",", " ").split()
     for symbol in raw:
         if not SYMBOL_PATTERN.fullmatch(symbol):
             raise SystemExit(f"BOURSE_SYMBOLS: bad symbol {symbol!r}")

@@ -28,12 +28,13 @@ process without it pays nothing.
 from __future__ import annotations
 
 import inspect
-import os
 import time
 from collections.abc import Callable
 
 import grpc
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+from services.common.settings import Shared
 
 # Calls take from a fraction of a millisecond (a relay) to seconds (a stalled store).
 _SECONDS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -88,7 +89,7 @@ def start(log) -> str | None:
     """Serves /metrics at BOURSE_METRICS_ADDR, if set (port 0: any free port, which the
     "metrics" log line names); the address, else None."""
     global _enabled
-    address = os.environ.get("BOURSE_METRICS_ADDR", "")
+    address = Shared.load().metrics_addr
     if not address:
         return None
     host, _, port = address.rpartition(":")

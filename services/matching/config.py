@@ -4,8 +4,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from services.common.config import ShardMap, addresses, env, env_int, symbols_from_env
+from pydantic import Field
+
+from services.common.config import ShardMap, addresses, symbols_from_env
+from services.common.settings import Downstream
 from services.matching.direct_writes import is_postgres
+
+
+class MatchingEnv(Downstream):
+    """A matching process's variables (BOURSE_*), beyond the shared ones."""
+
+    matching_addr: str = "127.0.0.1:50060"
+    shard_index: str = "0"  # the shards this process serves: `2`, or `0,1,2`
+    db_urls: str = ""  # each shard's home database: the shard commits there itself when PostgreSQL
+    direct_writes: bool = True
+    write_timeout_ms: int = Field(3000, gt=0)
+    snapshot_every: int = Field(100_000, gt=0)
+    market_data_interval_ms: int = Field(20, ge=0)
 
 
 @dataclass(frozen=True)
@@ -32,25 +47,25 @@ class MatchingSettings:
 
     @classmethod
     def from_env(cls) -> MatchingSettings:
-        shard_map = ShardMap.from_env()
-        indexes = _shard_indexes(env("BOURSE_SHARD_INDEX", "0"), len(shard_map))
+        env = MatchingEnv.load()
+        shard_map = ShardMap.parse(env.shard_ranges)
+        indexes = _shard_indexes(env.shard_index, len(shard_map))
         listed = symbols_from_env()
         hosted = {index: shard_map.book_ids_of(index, listed) for index in indexes}
-        index = indexes[0]
         return cls(
-            shard_index=index,
-            address=env("BOURSE_MATCHING_ADDR", "127.0.0.1:50060"),
-            persistence_address=env("BOURSE_PERSISTENCE_ADDR", "127.0.0.1:50070"),
-            redis_url=env("BOURSE_REDIS_URL", "redis://127.0.0.1:6379/0"),
+            shard_index=indexes[0],
+            address=env.matching_addr,
+            persistence_address=env.persistence_addr,
+            redis_url=env.redis_url,
             symbols={symbol: book for books in hosted.values() for symbol, book in books.items()},
-            write_timeout_s=env_int("BOURSE_WRITE_TIMEOUT_MS", 3000) / 1000,
-            startup_timeout_s=env_int("BOURSE_STARTUP_TIMEOUT_MS", 60000) / 1000,
-            drain_seconds=env_int("BOURSE_DRAIN_MS", 2000) / 1000,
-            snapshot_every=env_int("BOURSE_SNAPSHOT_EVERY", 100_000),
-            batch_linger_s=env_int("BOURSE_BATCH_LINGER_US", 3000) / 1e6,
-            market_data_interval_s=env_int("BOURSE_MARKET_DATA_INTERVAL_MS", 20) / 1000,
+            write_timeout_s=env.write_timeout_ms / 1000,
+            startup_timeout_s=env.startup_timeout_ms / 1000,
+            drain_seconds=env.drain_ms / 1000,
+            snapshot_every=env.snapshot_every,
+            batch_linger_s=env.batch_linger_us / 1e6,
+            market_data_interval_s=env.market_data_interval_ms / 1000,
             hosted=hosted,
-            direct_db_urls={i: _home_db(i) for i in indexes},
+            direct_db_urls={i: _home_db(env, i) for i in indexes},
         )
 
 
@@ -69,9 +84,9 @@ def _shard_indexes(raw: str, shards: int) -> tuple[int, ...]:
     return indexes
 
 
-def _home_db(shard_index: int) -> str | None:
-    urls = addresses(env("BOURSE_DB_URLS", ""))
-    if not urls or env("BOURSE_DIRECT_WRITES", "1") == "0":
+def _home_db(env: MatchingEnv, shard_index: int) -> str | None:
+    urls = addresses(env.db_urls)
+    if not urls or not env.direct_writes:
         return None
     url = urls[shard_index % len(urls)]  # where persistence keeps this shard's journal (store.home_of)
     return url if is_postgres(url) else None

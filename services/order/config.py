@@ -5,15 +5,31 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from services.common.config import (
-    ShardMap,
-    addresses,
-    env,
-    env_int,
-    symbols_from_env,
-)
+from pydantic import Field
+
+from services.common.config import ShardMap, addresses, symbols_from_env
+from services.common.settings import Downstream
 from services.order.batcher import Batcher
 from services.order.limits import ORDERS_PER_KEY, RATE_PER_KEY, READS_PER_KEY
+
+
+class OrderEnv(Downstream):
+    """An order-service replica's variables (BOURSE_*), beyond the shared ones."""
+
+    order_addr: str = "127.0.0.1:50051"
+    node_id: int = Field(0, ge=0, le=511, description="unique per order-service replica")
+    matching_addrs: str = "127.0.0.1:50060"  # one per shard, comma separated
+    api_key_refresh_ms: int = Field(1000, gt=0)
+    batch_max: int = Field(1024, gt=0)
+    batches_in_flight: int = Field(1, gt=0)
+    call_timeout_ms: int = Field(5000, gt=0)
+    max_order_subscriptions: int = Field(1000, ge=0)
+    max_orders_in_flight_per_key: int = Field(ORDERS_PER_KEY, gt=0)
+    max_reads_in_flight_per_key: int = Field(READS_PER_KEY, gt=0)
+    rate_per_key: int = Field(int(RATE_PER_KEY), gt=0)
+    order_entry_window: int = Field(1000, gt=0)
+    order_entry_sessions_per_key: int = Field(16, gt=0)
+    order_entry_heartbeat_ms: int = Field(15_000, gt=0)
 
 
 @dataclass(frozen=True)
@@ -28,12 +44,13 @@ class Batching:
     call_timeout_s: float
 
     @classmethod
-    def from_env(cls) -> Batching:
+    def from_env(cls, env: OrderEnv | None = None) -> Batching:
+        env = env or OrderEnv.load()
         return cls(
-            batch_max=env_int("BOURSE_BATCH_MAX", 1024),
-            linger_s=env_int("BOURSE_BATCH_LINGER_US", 3000) / 1e6,
-            in_flight=max(1, env_int("BOURSE_BATCHES_IN_FLIGHT", 1)),
-            call_timeout_s=env_int("BOURSE_CALL_TIMEOUT_MS", 5000) / 1000,
+            batch_max=env.batch_max,
+            linger_s=env.batch_linger_us / 1e6,
+            in_flight=env.batches_in_flight,
+            call_timeout_s=env.call_timeout_ms / 1000,
         )
 
     def batcher(self, send, observe=None) -> Batcher:
@@ -70,31 +87,30 @@ class OrderSettings:
         if "BOURSE_API_KEYS" in os.environ:
             raise SystemExit("BOURSE_API_KEYS is no longer read: API keys are data in PostgreSQL. Create them "
                              "with `python -m infra.admin keys create --account N` and unset BOURSE_API_KEYS")
+        env = OrderEnv.load()
         settings = cls(
-            address=env("BOURSE_ORDER_ADDR", "127.0.0.1:50051"),
-            node_id=env_int("BOURSE_NODE_ID", 0),
-            matching_addresses=addresses(env("BOURSE_MATCHING_ADDRS", "127.0.0.1:50060")),
-            persistence_address=env("BOURSE_PERSISTENCE_ADDR", "127.0.0.1:50070"),
-            redis_url=env("BOURSE_REDIS_URL", "redis://127.0.0.1:6379/0"),
-            api_key_refresh_s=env_int("BOURSE_API_KEY_REFRESH_MS", 1000) / 1000,
-            startup_timeout_s=env_int("BOURSE_STARTUP_TIMEOUT_MS", 60000) / 1000,
+            address=env.order_addr,
+            node_id=env.node_id,
+            matching_addresses=addresses(env.matching_addrs),
+            persistence_address=env.persistence_addr,
+            redis_url=env.redis_url,
+            api_key_refresh_s=env.api_key_refresh_ms / 1000,
+            startup_timeout_s=env.startup_timeout_ms / 1000,
             symbols=symbols_from_env(),
-            shard_map=ShardMap.from_env(),
-            batching=Batching.from_env(),
-            max_order_subscriptions=env_int("BOURSE_MAX_ORDER_SUBSCRIPTIONS", 1000),
-            max_orders_in_flight_per_key=env_int("BOURSE_MAX_ORDERS_IN_FLIGHT_PER_KEY", ORDERS_PER_KEY),
-            max_reads_in_flight_per_key=env_int("BOURSE_MAX_READS_IN_FLIGHT_PER_KEY", READS_PER_KEY),
-            rate_per_key=float(env_int("BOURSE_RATE_PER_KEY", int(RATE_PER_KEY))),
-            drain_seconds=env_int("BOURSE_DRAIN_MS", 2000) / 1000,
-            order_entry_window=env_int("BOURSE_ORDER_ENTRY_WINDOW", 1000),
-            order_entry_sessions_per_key=env_int("BOURSE_ORDER_ENTRY_SESSIONS_PER_KEY", 16),
-            order_entry_heartbeat_s=env_int("BOURSE_ORDER_ENTRY_HEARTBEAT_MS", 15000) / 1000,
+            shard_map=ShardMap.parse(env.shard_ranges),
+            batching=Batching.from_env(env),
+            max_order_subscriptions=env.max_order_subscriptions,
+            max_orders_in_flight_per_key=env.max_orders_in_flight_per_key,
+            max_reads_in_flight_per_key=env.max_reads_in_flight_per_key,
+            rate_per_key=float(env.rate_per_key),
+            drain_seconds=env.drain_ms / 1000,
+            order_entry_window=env.order_entry_window,
+            order_entry_sessions_per_key=env.order_entry_sessions_per_key,
+            order_entry_heartbeat_s=env.order_entry_heartbeat_ms / 1000,
         )
         if len(settings.matching_addresses) != len(settings.shard_map):
             raise SystemExit(
                 f"BOURSE_MATCHING_ADDRS has {len(settings.matching_addresses)} addresses "
                 f"but BOURSE_SHARD_RANGES has {len(settings.shard_map)} shards"
             )
-        if not 0 <= settings.node_id < 512:
-            raise SystemExit("BOURSE_NODE_ID must be 0-511 (unique per order-service replica)")
         return settings

@@ -232,11 +232,11 @@ def test_checks_catch_a_broken_manifest(name):
 
 def test_every_env_var_without_default_is_known():
     """The reads the check relies on are found in the services' code (else it checks nothing)."""
-    reads = checks.env_reads(checks._config_modules("persistence"))
+    reads = checks.service_variables("persistence")
     assert reads["BOURSE_DB_URLS"] is False  # required: the code has no default
     assert reads["BOURSE_PERSISTENCE_ADDR"] is True
     assert {"BOURSE_MATCHING_ADDRS", "BOURSE_NODE_ID", "BOURSE_SHARD_RANGES"} <= set(
-        checks.env_reads(checks._config_modules("order")))
+        checks.service_variables("order"))
 
 
 @pytest.mark.parametrize("shard_ranges", ["A-G,P-Z", "A-G,H-O,N-Z,", "Z-A"])
