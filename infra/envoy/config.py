@@ -221,6 +221,33 @@ def _listener(listen_host: str, listen_port: int, access_log: str | None,
     }
 
 
+ADMIN_CLUSTER = "envoy_admin"
+
+
+def _stats_listener(host: str, port: int) -> dict:
+    """Envoy's Prometheus stats, and nothing else of its admin, at http://host:port/metrics:
+    the admin itself (which can fail health checks and quit) stays on loopback."""
+    manager = {
+        "@type": _type("envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"),
+        "stat_prefix": "stats",
+        "codec_type": "AUTO",
+        "route_config": {"name": "stats", "virtual_hosts": [{"name": "stats", "domains": ["*"], "routes": [{
+            "match": {"path": "/metrics"},
+            "route": {"cluster": ADMIN_CLUSTER, "prefix_rewrite": "/stats/prometheus"},
+        }]}]},
+        "http_filters": [{"name": "envoy.filters.http.router",
+                          "typed_config": {"@type": _type("envoy.extensions.filters.http.router.v3.Router")}}],
+    }
+    return {"name": "stats", "address": _address(host, port), "filter_chains": [{"filters": [
+        {"name": "envoy.filters.network.http_connection_manager", "typed_config": manager}]}]}
+
+
+def _admin_cluster(admin_port: int) -> dict:
+    return {"name": ADMIN_CLUSTER, "type": "STATIC", "connect_timeout": "1s",
+            "load_assignment": {"cluster_name": ADMIN_CLUSTER, "endpoints": [{"lb_endpoints": [
+                {"endpoint": {"address": _address("127.0.0.1", admin_port)}}]}]}}
+
+
 def _cluster(backends: list[tuple[str, int]], name: str = CLUSTER, lb_policy: str = "LEAST_REQUEST") -> dict:
     static = all(_is_ip(host) for host, _ in backends)
     cluster = {
@@ -282,8 +309,11 @@ def render(
     listen_host: str = "0.0.0.0",
     health_path: str | None = None,
     tls: tuple[str, str] | None = None,
+    stats_port: int | None = None,
 ) -> dict:
     """The complete bootstrap. access_log: None (off), "-" (stdout) or a file path.
+    stats_port: Envoy's Prometheus stats also at http://<listen_host>:<stats_port>/metrics
+    (for scrapers that cannot reach the loopback admin, as in Kubernetes).
     tls: (certificate chain file, private key file): clients connect with TLS (HTTP/2
     by ALPN), else in plaintext (h2c).
 
@@ -299,13 +329,15 @@ def render(
             raise ValueError(f"bad backend {host}:{port}")
     if health_path is not None and not health_path.startswith("/"):
         raise ValueError(f"health_path must start with '/', got {health_path!r}")
+    listeners = [_listener(listen_host, listen_port, access_log, health_path, tls)]
+    clusters = [_cluster(backends), _cluster(backends, SESSION_CLUSTER, "ROUND_ROBIN")]
+    if stats_port is not None:
+        listeners.append(_stats_listener(listen_host, stats_port))
+        clusters.append(_admin_cluster(admin_port))
     return {
         "node": {"id": "bourse-edge", "cluster": "bourse"},
         "admin": {"address": _address("127.0.0.1", admin_port)},
-        "static_resources": {
-            "listeners": [_listener(listen_host, listen_port, access_log, health_path, tls)],
-            "clusters": [_cluster(backends), _cluster(backends, SESSION_CLUSTER, "ROUND_ROBIN")],
-        },
+        "static_resources": {"listeners": listeners, "clusters": clusters},
     }
 
 

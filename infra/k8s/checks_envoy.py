@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from infra.envoy.config import http_filters
+from infra.envoy.config import ADMIN_CLUSTER, http_filters
 from infra.k8s.cluster_model import Manifests, container_ports, resolve, service_of
 from infra.k8s.service_code import DRAIN_MARGIN_S
 
@@ -45,6 +45,11 @@ def check_envoy(m: Manifests) -> list[str]:
                 for endpoint in group["lb_endpoints"]:
                     socket = endpoint["endpoint"]["address"]["socket_address"]
                     address = f"{socket['address']}:{socket['port_value']}"
+                    if cluster["name"] == ADMIN_CLUSTER:  # the stats listener reaches its own admin
+                        admin = bootstrap["admin"]["address"]["socket_address"]
+                        if address != f"{admin['address']}:{admin['port_value']}":
+                            problems.append(f"Envoy cluster {ADMIN_CLUSTER} reaches {address}, not Envoy's own admin")
+                        continue
                     pods = resolve(m, address, problems, f"Envoy cluster {cluster['name']} backend")
                     if pods and not all(service_of(p[2]["containers"][0]) == "order" for p in pods):
                         problems.append(f"Envoy backend {address} reaches pods other than the order service")

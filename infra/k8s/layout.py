@@ -21,7 +21,7 @@ from services.common.config import (
 ORDER_PORT = 50051
 MATCHING_PORT = 50060
 PERSISTENCE_PORT = 50070
-METRICS_PORT = 9464  # every Python service's /metrics (BOURSE_METRICS_ADDR)
+METRICS_PORT = 9464  # every Python service's /metrics (BOURSE_METRICS_ADDR), and Envoy's stats
 ENVOY_PORT = 8080
 ENVOY_ADMIN_PORT = 9901
 POSTGRES_PORT = 5432

@@ -13,6 +13,7 @@ from infra.k8s.layout import (
     ENVOY_ADMIN_PORT,
     ENVOY_PORT,
     MATCHING_PORT,
+    METRICS_PORT,
     ORDER_PORT,
     Layout,
 )
@@ -107,9 +108,11 @@ def order(layout: Layout, config_hash: str) -> list[dict]:
 
 
 def envoy_bootstrap(layout: Layout) -> dict:
+    # Its stats at :METRICS_PORT/metrics, as the services' (the pod's scrape annotations).
     return envoy_config.render(ENVOY_PORT, ENVOY_ADMIN_PORT, [("order", ORDER_PORT)],
                                health_path=ENVOY_HEALTH_PATH,
-                               tls=(f"{ENVOY_TLS_DIR}/tls.crt", f"{ENVOY_TLS_DIR}/tls.key"))
+                               tls=(f"{ENVOY_TLS_DIR}/tls.crt", f"{ENVOY_TLS_DIR}/tls.key"),
+                               stats_port=METRICS_PORT)
 
 
 def envoy(layout: Layout) -> list[dict]:
@@ -121,6 +124,7 @@ def envoy(layout: Layout) -> list[dict]:
     container = app_container(layout, "envoy", args, [], requests_and_limits("250m", "128Mi", "2", "512Mi"), ENVOY_PORT)
     container.pop("envFrom")
     container.pop("env")
+    container["ports"].append({"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"})
     container["volumeMounts"] = [TMP_MOUNT, {"name": "config", "mountPath": str(Path(ENVOY_CONFIG_PATH).parent),
                                              "readOnly": True},
                                  {"name": "tls", "mountPath": ENVOY_TLS_DIR, "readOnly": True}]

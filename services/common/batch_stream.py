@@ -26,6 +26,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import grpc
 
+from services.common import tracing
 from services.common.errors import BourseError, status_message, status_reason
 
 
@@ -62,6 +63,8 @@ class BatchStream:
         batch_id = next(self._ids)
         future = asyncio.get_running_loop().create_future()
         request = self._request_of(batch_id, payload)
+        if tracing.enabled:  # the receiver's spans for this batch continue the current one
+            tracing.inject(request.trace_context)
         stream = None
         try:
             # The deadline covers the write too: a peer that stops reading blocks it.

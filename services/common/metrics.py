@@ -14,6 +14,10 @@ them. Names follow Prometheus conventions, in base units:
   bourse_shard_sequence{shard}, bourse_shard_durable_sequence{shard},
   bourse_shard_snapshot_sequence{shard}, bourse_shard_resting_orders{shard},
   bourse_shard_queued_commands{shard}          read when scraped, not kept up on the hot path
+  bourse_journal_sequence{shard}, bourse_snapshot_age_seconds{shard},
+  bourse_replay_lag_commands{shard}            what the store holds for each matching shard
+      (persistence, every JOURNAL_WATCH_S): the journal's last sequence, how old the newest
+      snapshot is, and the commands a restart would replay after it
   bourse_book_levels{symbol,side}, bourse_book_resting_orders{symbol}  each book, read when scraped
   bourse_redis_errors_total{operation}         publish (matching), book_read, order_updates, feed
   bourse_database_errors_total{shard}          a matching shard's failed commits
@@ -27,6 +31,7 @@ process without it pays nothing.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import time
 from collections.abc import Callable
@@ -67,6 +72,12 @@ SUBSCRIBERS_ENDED = Counter("bourse_subscribers_ended_total",
 BOOK_LEVELS = Gauge("bourse_book_levels", "Price levels of a symbol's book, by side", ["symbol", "side"])
 BOOK_ORDERS = Gauge("bourse_book_resting_orders", "Orders resting in a symbol's book", ["symbol"])
 BOOK_DEPTH_READ = 100_000  # levels per side read to count them: every level of any real book
+JOURNAL_WATCH_S = 5.0
+JOURNAL_SEQUENCE = Gauge("bourse_journal_sequence", "Last sequence in a matching shard's stored journal", ["shard"])
+SNAPSHOT_AGE = Gauge("bourse_snapshot_age_seconds", "Age of a matching shard's newest stored snapshot "
+                     "(since the shard's start when it has none)", ["shard"])
+REPLAY_LAG = Gauge("bourse_replay_lag_commands", "Journal commands after a matching shard's newest snapshot: "
+                   "what its restart would replay", ["shard"])
 SHARD_GAUGES = {
     "sequence": Gauge("bourse_shard_sequence", "Sequence of the last command a shard applied", ["shard"]),
     "durable_sequence": Gauge("bourse_shard_durable_sequence", "Sequence of the last command a shard committed",
@@ -135,6 +146,24 @@ def watch_shard(shard: int, read: Callable[[], dict[str, float]]) -> None:
     """The shard gauges, each read from `read()` when scraped."""
     for name, gauge in SHARD_GAUGES.items():
         gauge.labels(str(shard)).set_function(lambda name=name: read()[name])
+
+
+async def watch_journals(shard_state, shards: int, log, every_s: float = JOURNAL_WATCH_S) -> None:
+    """Keeps the journal gauges of matching shards 0..shards-1 up to date, from
+    `await shard_state(shard)` -> (last sequence, snapshot sequence, snapshot time or None)."""
+    started = time.time()
+    while True:
+        for shard in range(shards):
+            try:
+                last, snapshot, when = await shard_state(shard)
+            except Exception as error:  # noqa: BLE001 - a store down now is read again next round
+                log.warning("journal gauges not read", shard=shard, error=repr(error))
+                continue
+            label = str(shard)
+            JOURNAL_SEQUENCE.labels(label).set(last)
+            REPLAY_LAG.labels(label).set(last - snapshot)
+            SNAPSHOT_AGE.labels(label).set(time.time() - (when.timestamp() if when is not None else started))
+        await asyncio.sleep(every_s)
 
 
 class RpcMetrics(grpc.aio.ServerInterceptor):

@@ -18,7 +18,7 @@ import uvloop
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from services.common import metrics
+from services.common import metrics, tracing
 
 # Every service answers bigger batches than gRPC's 4 MB default.
 CHANNEL_OPTIONS = [
@@ -90,6 +90,8 @@ async def serve(
         options["grpc.max_metadata_size"] = options["grpc.absolute_max_metadata_size"] = max_metadata_bytes
     # /metrics on its own port when BOURSE_METRICS_ADDR is set (services/common/metrics.py).
     interceptors = [metrics.RpcMetrics()] if metrics.start(log) else []
+    if tracing.enabled:  # the process's main turned it on (tracing.configure)
+        interceptors.append(tracing.ServerSpans())
     server = grpc.aio.server(options=list(options.items()), interceptors=interceptors)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

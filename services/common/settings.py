@@ -60,6 +60,7 @@ class Shared(BourseSettings):
     persistence_addr: str = "127.0.0.1:50070"
     drain_ms: int = Field(2000, ge=0)
     metrics_addr: str = ""  # unset: no /metrics (services/common/metrics.py)
+    otlp_endpoint: str = ""  # unset: no tracing (services/common/tracing.py)
 
 
 class Downstream(Shared):

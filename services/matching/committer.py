@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from services.common import metrics
+from services.common import metrics, tracing
 from services.matching.shard import MatchingShard
 
 RECOVER_RETRY_S = 0.2
@@ -75,6 +75,7 @@ class GroupCommitter:
         self.durable_sequence = 0  # of the last command committed
         self.serving = False
         self._observed = None  # (commands, group commit, database commit) histograms, when metrics are on
+        self._spans: dict[asyncio.Future, object] = {}  # a call's future -> its span, when tracing
 
     @property
     def queued_commands(self) -> int:
@@ -113,6 +114,8 @@ class GroupCommitter:
             self.shard.validate(commands)
         future = asyncio.get_running_loop().create_future()
         self._queue.append((commands, future))
+        if tracing.enabled:
+            self._spans[future] = tracing.current_span()
         self._wakeup.set()
         return await future
 
@@ -130,13 +133,23 @@ class GroupCommitter:
                 await asyncio.sleep(self._linger)
             self._wakeup.clear()
             batch, self._queue = self._queue, []
+            if self._spans:
+                for _, future in batch:
+                    if future.done():
+                        self._spans.pop(future, None)
             batch = [(commands, future) for commands, future in batch if not future.done()]
             self._last_calls = len(batch)
             if not batch:
                 continue
             try:
                 async with self._books:
-                    await self._commit(batch)
+                    if tracing.enabled:
+                        spans = [self._spans.pop(future, None) for _, future in batch]
+                        with tracing.batch_span("matching.group_commit", spans, **{
+                                "bourse.shard": self.shard.shard_index, "bourse.calls": len(batch)}):
+                            await self._commit(batch)
+                    else:
+                        await self._commit(batch)
             except Exception as error:  # noqa: BLE001 - the worker must outlive any one batch
                 self._log.exception("batch failed")
                 self._needs_recovery = True
@@ -151,7 +164,12 @@ class GroupCommitter:
         commands = [command for cmds, _ in batch for command in cmds]
         started = time.perf_counter() if self._observed else 0.0
         try:
-            outcome = self.shard.execute(commands)
+            if tracing.enabled:
+                with tracing.tracer.start_as_current_span("matching.engine", attributes={
+                        "bourse.commands": len(commands)}):
+                    outcome = self.shard.execute(commands)
+            else:
+                outcome = self.shard.execute(commands)
         except Exception as error:  # noqa: BLE001 - an engine bug must not leave half-applied books
             self._log.exception("batch failed in the engine", commands=len(commands))
             self._needs_recovery = True
@@ -159,7 +177,11 @@ class GroupCommitter:
             return
         writing = time.perf_counter() if started else 0.0
         try:
-            await self._persistence.write_batch(outcome.write)
+            if tracing.enabled:
+                with tracing.tracer.start_as_current_span("persistence.commit"):
+                    await self._persistence.write_batch(outcome.write)
+            else:
+                await self._persistence.write_batch(outcome.write)
         except Exception as error:  # noqa: BLE001 - whatever the cause, nothing is acked
             metrics.DATABASE_ERRORS.labels(str(self.shard.shard_index)).inc()
             self._log.warning("batch not committed, recovering books", error=repr(error), commands=len(commands))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import grpc
 import redis.asyncio as redis
 
-from services.common import logs
+from services.common import logs, tracing
 from services.common.ids import MATCHING_NODE_BASE, SnowflakeIds
 from services.common.server import CHANNEL_OPTIONS, Lifecycle, Service, run, serve
 from services.matching import service
@@ -25,6 +25,8 @@ from services.matching.shard import MatchingShard
 async def main() -> None:
     settings = MatchingSettings.from_env()
     log = logs.configure("matching").bind(shards=list(settings.hosted))
+    if (spans_to := tracing.configure("matching")) is not None:  # BOURSE_OTLP_ENDPOINT
+        log.info("tracing", exporting_to=spans_to)
     channel = grpc.aio.insecure_channel(settings.persistence_address, options=CHANNEL_OPTIONS)
     # No socket timeout (redis-py 8 defaults to 5 s): it arms one per reply read (several per pipeline);
     # market_data.py bounds each whole send instead.

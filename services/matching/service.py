@@ -10,6 +10,7 @@ import grpc
 from bourse.matching.v1 import matching_service_pb2 as matching_pb2
 from bourse.matching.v1 import matching_service_pb2_grpc as matching_grpc
 
+from services.common import tracing
 from services.common.batch_stream import set_error
 from services.common.errors import BourseError, abort
 from services.matching.committer import GroupCommitter, Unavailable
@@ -94,7 +95,12 @@ class MatchingServicer(matching_grpc.MatchingServiceServicer):
         answers: asyncio.Queue = asyncio.Queue()
 
         async def answer(request):
-            outcome = await self._execute(request.commands)
+            if tracing.enabled:
+                with tracing.continued("matching.batch", request.trace_context,
+                                       **{"bourse.commands": len(request.commands)}):
+                    outcome = await self._execute(request.commands)
+            else:
+                outcome = await self._execute(request.commands)
             response = matching_pb2.EncodedExecuteStreamResponse(batch_id=request.batch_id)
             if isinstance(outcome, BourseError):
                 set_error(response, outcome)

@@ -15,6 +15,8 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
+from services.common import tracing
+
 # How often callers past their deadline are failed: a deadline is kept to within this.
 REAP_EVERY_S = 0.02
 
@@ -55,6 +57,7 @@ class Batcher(Generic[Item, Result]):
         self._deadlines: list[tuple[float, int, asyncio.Future]] = []
         self._numbers = itertools.count()
         self._reaper: asyncio.Task | None = None
+        self._spans: dict = {}  # caller's future (or group slot) -> its call's span, when tracing
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run())
@@ -74,6 +77,8 @@ class Batcher(Generic[Item, Result]):
         (within REAP_EVERY_S), whether the item is still queued or in a batch in flight."""
         future = asyncio.get_running_loop().create_future()
         self._queue.append((item, future))
+        if tracing.enabled:
+            self._spans[future] = tracing.current_span()
         self._wakeup.set()
         if deadline is not None:
             heapq.heappush(self._deadlines, (deadline, next(self._numbers), future))
@@ -84,7 +89,10 @@ class Batcher(Generic[Item, Result]):
         `future` is done once every item has its result or error (in `outcomes`, in
         order), or fails with TimeoutError at `deadline`."""
         group = Group(asyncio.get_running_loop().create_future(), len(items))
-        self._queue.extend((item, _Slot(group, index)) for index, item in enumerate(items))
+        slots = [(item, _Slot(group, index)) for index, item in enumerate(items)]
+        self._queue.extend(slots)
+        if tracing.enabled and slots:  # one span for the group: its first item carries it
+            self._spans[slots[0][1]] = tracing.current_span()
         self._wakeup.set()
         if deadline is not None:
             heapq.heappush(self._deadlines, (deadline, next(self._numbers), group.future))
@@ -110,6 +118,10 @@ class Batcher(Generic[Item, Result]):
             if not self._queue:
                 self._wakeup.clear()
             # Callers that gave up (deadline, cancel) are not sent.
+            if self._spans:
+                for _, future in batch:
+                    if future.done():
+                        self._spans.pop(future, None)
             batch = [(item, future) for item, future in batch if not future.done()]
             self._last_size = len(batch)
             if not batch:
@@ -122,7 +134,12 @@ class Batcher(Generic[Item, Result]):
     async def _flush(self, batch) -> None:
         started = time.perf_counter()
         try:
-            results = await self._send([item for item, _ in batch])
+            if tracing.enabled:
+                spans = [self._spans.pop(future, None) for _, future in batch]
+                with tracing.batch_span("order.batch", spans, **{"bourse.commands": len(batch)}):
+                    results = await self._send([item for item, _ in batch])
+            else:
+                results = await self._send([item for item, _ in batch])
             if len(results) != len(batch):
                 raise RuntimeError(f"answered {len(results)} results for {len(batch)} items")
             if self._observe is not None:

@@ -9,7 +9,7 @@ from bourse.matching.v1 import matching_service_pb2_grpc as matching_grpc
 from bourse.order.v1 import order_service_pb2_grpc as order_grpc
 from bourse.persistence.v1 import persistence_service_pb2_grpc as persistence_grpc
 
-from services.common import logs, metrics
+from services.common import logs, metrics, tracing
 from services.common.ids import SnowflakeIds
 from services.common.malformed import tolerant
 from services.common.server import CHANNEL_OPTIONS, Lifecycle, Service, run, serve
@@ -39,6 +39,8 @@ MAX_METADATA_BYTES = 256 * 1024 + 1024
 async def main() -> None:
     settings = OrderSettings.from_env()
     log = logs.configure("order").bind(node=settings.node_id)
+    if (spans_to := tracing.configure("order")) is not None:  # BOURSE_OTLP_ENDPOINT
+        log.info("tracing", exporting_to=spans_to)
     # One channel, stream and batcher per matching process: shards served by one process
     # (the same address) share them, so a batch is one message whatever shards it spans.
     distinct = list(dict.fromkeys(settings.matching_addresses))

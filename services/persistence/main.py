@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from services.common import logs
+from services.common import logs, metrics, tracing
 from services.common.server import Lifecycle, Service, run, serve
 from services.persistence.config import Settings
 from services.persistence.service import SERVICE_NAME, PersistenceServicer, register
@@ -20,8 +20,12 @@ from services.persistence.store import ShardedStore, StoreUnavailable
 async def main() -> None:
     settings = Settings.from_env()
     log = logs.configure("persistence")
+    if (spans_to := tracing.configure("persistence")) is not None:  # BOURSE_OTLP_ENDPOINT
+        log.info("tracing", exporting_to=spans_to)
     store = ShardedStore(settings.db_urls, settings.shard_map, pool_size=settings.pool_size,
                          journal_prune=settings.journal_prune)
+
+    watcher: list[asyncio.Task] = []
 
     async def ready() -> None:
         # Databases may start after us (local stack, Kubernetes): wait, then create the
@@ -31,6 +35,9 @@ async def main() -> None:
             try:
                 await asyncio.to_thread(store.create_schema)
                 log.info("schema_ready", databases=len(settings.db_urls))
+                if metrics.enabled():
+                    watcher.append(asyncio.create_task(
+                        metrics.watch_journals(store.shard_state, len(settings.shard_map), log)))
                 return
             except StoreUnavailable as e:
                 if time.monotonic() > deadline:
@@ -39,6 +46,8 @@ async def main() -> None:
                 await asyncio.sleep(1.0)
 
     async def closing() -> None:
+        for task in watcher:
+            task.cancel()
         await asyncio.to_thread(store.close)
 
     servicer = PersistenceServicer(store, log)

@@ -12,6 +12,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from bourse.persistence.v1 import persistence_service_pb2 as pb
 from bourse.persistence.v1 import persistence_service_pb2_grpc as pb_grpc
 from bourse.type.v1 import types_pb2
+from services.common import tracing
 from services.common.batch_stream import answer_in_order
 from services.common.errors import BourseError, abort, invalid
 from services.common.limits import MAX_CLIENT_ORDER_ID
@@ -218,9 +219,15 @@ class PersistenceServicer(pb_grpc.PersistenceServiceServicer):
 
     async def WriteBatchStream(self, request_iterator, context):
         async for response in answer_in_order(
-                request_iterator, lambda r: self._mapped(lambda: self._write_batch(r.batch)),
+                request_iterator, lambda r: self._mapped(lambda: self._traced_write(r)),
                 lambda batch_id: pb.WriteBatchStreamResponse(batch_id=batch_id), self.draining):
             yield response
+
+    async def _traced_write(self, request: pb.WriteBatchStreamRequest):
+        if not tracing.enabled:
+            return await self._write_batch(request.batch)
+        with tracing.continued("persistence.write_batch", request.trace_context):
+            return await self._write_batch(request.batch)
 
     async def GetOrder(self, request: pb.GetOrderRequest, context) -> pb.GetOrderResponse:
         async def call():

@@ -164,6 +164,18 @@ def test_every_process_serves_its_metrics_and_they_count_what_happened(stack, or
     # The order rests at 5 in AAPL's book, read from the engine when scraped.
     assert after["matching-0"][("bourse_book_levels", (("side", "buy"), ("symbol", "AAPL")))] >= 1
     assert after["matching-0"][("bourse_book_resting_orders", (("symbol", "AAPL"),))] >= 1
+    # Persistence reads what the store holds per shard (every few seconds): the journal
+    # reaches the shard's durable sequence, and a restart would replay what is past the
+    # newest snapshot.
+    shard0 = (("shard", "0"),)
+    deadline = time.monotonic() + 15
+    while (held := scrape(stack.metrics_addresses()["persistence"])).get(("bourse_journal_sequence", shard0),
+                                                                         0) < sequence:
+        assert time.monotonic() < deadline, "the journal gauge did not reach the shard's sequence"
+        time.sleep(0.5)
+    snapshot = after["matching-0"][("bourse_shard_snapshot_sequence", shard0)]
+    assert held[("bourse_replay_lag_commands", shard0)] == held[("bourse_journal_sequence", shard0)] - snapshot
+    assert held[("bourse_snapshot_age_seconds", shard0)] >= 0
 
 
 def test_top_of_book_is_published_to_redis_and_served(stack, channel, orders):

@@ -100,6 +100,30 @@ def test_health_path_answers_and_drains(tmp_path):
         proxy.wait(timeout=10)
 
 
+def test_the_stats_listener_serves_prometheus_stats_and_nothing_else_of_the_admin(tmp_path):
+    listen, admin, stats = free_port(), free_port(), free_port()
+    path = tmp_path / "envoy.json"
+    path.write_text(config.dumps(config.render(listen, admin, [("127.0.0.1", 1)], listen_host="127.0.0.1",
+                                               stats_port=stats)))
+    with open(tmp_path / "envoy.err", "w") as err:
+        proxy = subprocess.Popen([envoy_binary(), "-c", str(path), "--disable-hot-restart", "--concurrency", "1",
+                                  "-l", "warn"], stdout=subprocess.DEVNULL, stderr=err)
+    try:
+        deadline = time.monotonic() + 20
+        while _http_status(f"http://127.0.0.1:{stats}/metrics") != 200:
+            assert time.monotonic() < deadline, (tmp_path / "envoy.err").read_text()
+            time.sleep(0.1)
+        with urllib.request.urlopen(f"http://127.0.0.1:{stats}/metrics", timeout=2) as response:
+            text = response.read().decode()
+        assert "# TYPE envoy_server_live gauge" in text and "envoy_cluster_upstream_rq_total" in text
+        for admin_only in ("/stats", "/stats/prometheus", "/quitquitquit", "/healthcheck/fail", "/config_dump"):
+            assert _http_status(f"http://127.0.0.1:{stats}{admin_only}") == 404, admin_only
+        assert proxy.poll() is None
+    finally:
+        proxy.terminate()
+        proxy.wait(timeout=10)
+
+
 def _filters(bootstrap: dict) -> list[dict]:
     return config.http_filters(bootstrap)
 

@@ -312,7 +312,7 @@ def test_entrypoint_dry_run(capsys):
 
 def test_every_python_service_is_scraped_where_it_serves_its_metrics():
     """The ConfigMap's BOURSE_METRICS_ADDR, each service container's `metrics` port and
-    its pod's prometheus.io annotations name the same port."""
+    its pod's prometheus.io annotations name the same port; Envoy's stats listener too."""
     objects = objects_of(render.Layout())
     config = next(o for o in objects if o["kind"] == "ConfigMap" and "BOURSE_METRICS_ADDR" in o.get("data", {}))
     port = int(config["data"]["BOURSE_METRICS_ADDR"].rpartition(":")[2])
@@ -331,4 +331,4 @@ def test_every_python_service_is_scraped_where_it_serves_its_metrics():
             scraped[workload["metadata"]["name"]] = True
         else:
             assert "prometheus.io/scrape" not in annotations
-    assert set(scraped) >= {"order", "matching", "persistence"}
+    assert set(scraped) >= {"order", "matching", "persistence", "envoy"}
