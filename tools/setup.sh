@@ -34,7 +34,7 @@ wheels=".tools/wheelhouse"
 wheels_stamp="$wheels/.stamp-$(cat requirements.lock sdk/pyproject.toml | sha256sum | cut -c1-16)"
 if [ ! -e "$wheels_stamp" ]; then
   echo "setup: downloading the SDK's dependencies into $wheels"
-  rm -rf "$wheels"
+  rm -rf "$wheels" && mkdir -p "$wheels"
   .venv/bin/python -c 'import tomllib; print("\n".join(tomllib.load(open("sdk/pyproject.toml", "rb"))["project"]["dependencies"]))' \
     > .tools/sdk-requirements.txt
   .venv/bin/pip download -q --disable-pip-version-check -d "$wheels" -c requirements.lock \
