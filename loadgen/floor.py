@@ -18,7 +18,10 @@ per kind of process, lost orders (stack only: the floors store nothing), the rat
 and issue 8's targets for the stack against the relay; writes everything to --report.
 
 --setting KEY=VALUE (repeatable) goes into every server's environment (the stack's
-services and the floor servers alike), to A/B a setting across two runs.
+services and the floor servers alike). --ab-setting KEY=VALUE (repeatable) adds the
+variant `stack+ab`: the stack with those settings too, run beside the plain stack in
+every round, with the ratio of each round's pair (metrics on vs off:
+--variants stack --ab-setting BOURSE_METRICS_ADDR=127.0.0.1:0).
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from loadgen.compare_shards import per_process_us, settings_of
 from services.common.config import DEFAULT_SYMBOLS
 
 VARIANTS = ("echo", "relay", "journal", "stack")
+AB = "stack+ab"  # the stack with --ab-setting
 STACK_RANGES = "A-G,H-O,P-Z"
 REPLICAS = 2
 
@@ -152,7 +156,7 @@ def load(target: str, pids: dict[str, int], db_urls: list[str], env: dict[str, s
 def run_once(variant: str, settings: dict[str, str], args, workdir: Path, extra: tuple[str, ...] = ()) -> dict:
     """One load generator run (`extra`: more of its flags) against a fresh stack or floor."""
     report = workdir / f"{variant}-{len(list(workdir.glob('*.json')))}.json"
-    if variant == "stack":
+    if variant in ("stack", AB):
         with Stack(shard_ranges=STACK_RANGES, order_replicas=REPLICAS, service_env=settings) as stack:
             return load(stack.target, stack.pids(), stack.db_urls(driver="postgresql"), stack.env(), args, report,
                         extra)
@@ -183,7 +187,8 @@ def summarize(runs: list[dict]) -> dict:
 
 
 def ratios(summary: dict[str, dict]) -> dict[str, dict[str, float]]:
-    pairs = [("stack", "echo"), ("stack", "relay"), ("stack", "journal"), ("journal", "relay"), ("relay", "echo")]
+    pairs = [(AB, "stack"), ("stack", "echo"), ("stack", "relay"), ("stack", "journal"), ("journal", "relay"),
+             ("relay", "echo")]
     return {f"{a}/{b}": {"orders_per_s": summary[a]["orders_per_s"] / summary[b]["orders_per_s"],
                          "cpu_per_order": summary[a]["cpu_us_per_order_total"] / summary[b]["cpu_us_per_order_total"]}
             for a, b in pairs if a in summary and b in summary}
@@ -232,6 +237,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--variants", default=",".join(VARIANTS), help="which to run, comma separated")
     parser.add_argument("--setting", action="append", default=[], metavar="KEY=VALUE",
                         help="an environment setting for every server (repeatable)")
+    parser.add_argument("--ab-setting", action="append", default=[], metavar="KEY=VALUE",
+                        help="run the stack with these settings too, beside the plain stack (repeatable)")
     parser.add_argument("--report", default=os.path.join(os.environ.get("BUILD_WORKSPACE_DIRECTORY", "."),
                                                          "reports", "floor.json"))
     args = parser.parse_args(argv)
@@ -239,7 +246,35 @@ def parse_args(argv=None) -> argparse.Namespace:
     if not args.variant_list or set(args.variant_list) - set(VARIANTS):
         parser.error(f"--variants takes some of {','.join(VARIANTS)}")
     args.settings = settings_of(parser, args.setting)
+    args.ab_settings = settings_of(parser, args.ab_setting)
+    if args.ab_settings:
+        if "stack" not in args.variant_list:
+            parser.error("--ab-setting compares against the stack: --variants must include stack")
+        args.variant_list.append(AB)
     return args
+
+
+SERVICES, CONTROLS = ("order", "matching", "persistence"), ("envoy", "postgres", "redis")
+
+
+def paired(results: dict[str, list[dict]]) -> dict | None:
+    """stack+ab against the stack of the same round: each round's ratios (CPU per order of
+    all servers; of the Python services, which read the settings; of the controls, Envoy,
+    PostgreSQL and Redis, which do not, so their ratio is the machine's drift between the
+    two runs; and the services' over the controls'), and their medians."""
+    if AB not in results:
+        return None
+
+    def cpu(run: dict, kinds) -> float:
+        return sum(us for kind, us in per_process_us(run).items() if kind in kinds)
+
+    rounds = []
+    for ab, plain in zip(results[AB], results["stack"]):
+        services, controls = cpu(ab, SERVICES) / cpu(plain, SERVICES), cpu(ab, CONTROLS) / cpu(plain, CONTROLS)
+        rounds.append({"orders_per_s": ab["orders_per_s"] / plain["orders_per_s"],
+                       "cpu_per_order": ab["cpu"]["us_per_order"] / plain["cpu"]["us_per_order"],
+                       "services": services, "controls": controls, "services_over_controls": services / controls})
+    return {"rounds": rounds, **{key: statistics.median(r[key] for r in rounds) for key in rounds[0]}}
 
 
 def main(argv=None) -> int:
@@ -249,7 +284,8 @@ def main(argv=None) -> int:
         for round_index in range(args.rounds):
             order = args.variant_list[::-1] if round_index % 2 else args.variant_list
             for variant in order:
-                result = run_once(variant, args.settings, args, Path(tmp))
+                settings = {**args.settings, **args.ab_settings} if variant == AB else args.settings
+                result = run_once(variant, settings, args, Path(tmp))
                 results[variant].append(result)
                 lost = result["durability"]["lost"] if result.get("durability") else "-"
                 print(f"round {round_index + 1} {variant}: {result['orders_per_s']:.0f} orders/s, "
@@ -257,8 +293,13 @@ def main(argv=None) -> int:
     summary = {name: summarize(runs) for name, runs in results.items()}
     ratio, goals = ratios(summary), targets(summary)
     print_table(summary, ratio, goals)
+    pairs = paired(results)
+    if pairs:
+        print(f"{AB}/stack, paired by round (medians): orders/s {pairs['orders_per_s']:.3f}x, CPU/order of all "
+              f"servers {pairs['cpu_per_order']:.3f}x, of the services {pairs['services']:.3f}x, of the controls "
+              f"{pairs['controls']:.3f}x, services over controls {pairs['services_over_controls']:.3f}x")
     Path(args.report).parent.mkdir(parents=True, exist_ok=True)
-    report = {"args": vars(args), "summary": summary, "ratios": ratio,
+    report = {"args": vars(args), "summary": summary, "ratios": ratio, "paired": pairs,
               "targets": goals, "runs": results}
     Path(args.report).write_text(json.dumps(report, indent=2))
     print(f"report: {args.report}")

@@ -119,3 +119,24 @@ def test_journal_floor_commits_each_command_in_its_shards_database_before_answer
     kinds = [[matching_pb2.Command.FromString(row[2]).WhichOneof("command") for row in rows] for rows in journals]
     assert kinds == [["new_order", "new_order", "modify_order", "cancel_order"], ["new_order"], []]
     assert [[(row[0], row[1]) for row in rows] for rows in journals[:2]] == [[(0, 1), (0, 2), (0, 3), (0, 4)], [(1, 1)]]
+
+
+def test_an_ab_setting_runs_the_stack_with_it_beside_the_plain_stack_and_pairs_their_rounds():
+    from loadgen import floor as bench
+
+    args = bench.parse_args(["--variants", "stack", "--ab-setting", "BOURSE_METRICS_ADDR=127.0.0.1:0"])
+    assert args.variant_list == ["stack", bench.AB] and args.ab_settings == {"BOURSE_METRICS_ADDR": "127.0.0.1:0"}
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--variants", "echo", "--ab-setting", "X=1"])
+
+    def run(orders_per_s, us_per_order, order_s, envoy_s):  # CPU seconds over 1,000 orders
+        return {"orders_per_s": orders_per_s, "orders_acked": 1000, "cpu": {
+            "us_per_order": us_per_order, "seconds": {"order-0": order_s, "envoy": envoy_s}}}
+
+    pairs = bench.paired({"stack": [run(100, 1000, 0.5, 0.2), run(50, 2000, 1.0, 0.4), run(80, 1000, 0.5, 0.2)],
+                          bench.AB: [run(110, 1010, 0.55, 0.2), run(40, 2100, 1.1, 0.44), run(80, 1020, 0.5, 0.25)]})
+    assert [round(r["cpu_per_order"], 3) for r in pairs["rounds"]] == [1.01, 1.05, 1.02]
+    assert round(pairs["cpu_per_order"], 3) == 1.02 and round(pairs["orders_per_s"], 3) == 1.0
+    # The services' CPU over the controls' (the machine's drift between the two runs).
+    assert [round(r["services_over_controls"], 3) for r in pairs["rounds"]] == [1.1, 1.0, 0.8]
+    assert round(pairs["services_over_controls"], 3) == 1.0

@@ -3,8 +3,8 @@
     bazel run -c opt //services/common:bench_metrics -- --calls 3000 --rounds 5
 
 One process serves the health service twice on grpc.aio (the services' own server
-options), one server with the RPC interceptor of services/common/metrics.py and one
-without, and a client alternates rounds of unary Check calls against each (one call in
+options), one server whose methods are timed as serve() times them when metrics are on
+(metrics.TimedRegistration) and one without, and a client alternates rounds of unary Check calls against each (one call in
 flight: the interceptor's cost is all on the call's path). Prints the CPU of the
 process per call, client and server together, for each, and their ratio.
 """
@@ -23,10 +23,10 @@ from services.common import metrics
 from services.common.server import SERVER_OPTIONS
 
 
-async def _server(interceptors) -> tuple[grpc.aio.Server, int]:
-    server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=interceptors)
+async def _server(timed: bool) -> tuple[grpc.aio.Server, int]:
+    server = grpc.aio.server(options=SERVER_OPTIONS)
     servicer = health.aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, metrics.TimedRegistration(server) if timed else server)
     await servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
@@ -43,8 +43,8 @@ async def _round(stub, calls: int) -> float:
 
 
 async def main(calls: int, rounds: int) -> None:
-    plain, plain_port = await _server([])
-    timed, timed_port = await _server([metrics.RpcMetrics()])
+    plain, plain_port = await _server(False)
+    timed, timed_port = await _server(True)
     channels = {name: grpc.aio.insecure_channel(f"127.0.0.1:{port}")
                 for name, port in (("without", plain_port), ("with", timed_port))}
     stubs = {name: health_pb2_grpc.HealthStub(channel) for name, channel in channels.items()}

@@ -89,14 +89,15 @@ async def serve(
     if max_metadata_bytes is not None:
         options["grpc.max_metadata_size"] = options["grpc.absolute_max_metadata_size"] = max_metadata_bytes
     # /metrics on its own port when BOURSE_METRICS_ADDR is set (services/common/metrics.py).
-    interceptors = [metrics.RpcMetrics()] if metrics.start(log) else []
-    if tracing.enabled:  # the process's main turned it on (tracing.configure)
-        interceptors.append(tracing.ServerSpans())
+    timed = metrics.start(log) is not None
+    # Tracing, once the process's main turned it on (tracing.configure).
+    interceptors = [tracing.ServerSpans()] if tracing.enabled else []
     server = grpc.aio.server(options=list(options.items()), interceptors=interceptors)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    registrar = metrics.TimedRegistration(server) if timed else server  # /metrics times each method
     for service in services:
-        service.register(server)
+        service.register(registrar)
     names = [s.name for s in services]
     reflection.enable_server_reflection(names + [health.SERVICE_NAME, reflection.SERVICE_NAME], server)
     port = server.add_insecure_port(address)
