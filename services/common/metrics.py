@@ -25,7 +25,7 @@ them. Names follow Prometheus conventions, in base units:
   bourse_subscribers_ended_total{stream,reason}  market data subscribers dropped too slow, order
                                                update resumes refused for a gap (updates_trimmed)
 
-Recording is off (no interceptor, no observation) when the address is unset, so a
+Recording is off (no timed handlers, no observation) when the address is unset, so a
 process without it pays nothing.
 """
 
