@@ -160,7 +160,9 @@ def test_open_loop_starts_each_tick_s_due_commands_in_one_message_per_session():
             assert ended >= began
             settled.append((client, call, began, result.order.order_id if result is not None else code))
 
-        driver = _open_loop(servers, 4, draw, settle, loop.time, 0.05, 1000, 0.02, lags)
+        # A deadline of 0.5 s: the silent command times out, and the others are answered
+        # well within it even on a loaded machine (50 ms timed out 21 of them once).
+        driver = _open_loop(servers, 4, draw, settle, loop.time, 0.5, 1000, 0.02, lags)
         await asyncio.gather(*(s.start() for s in driver.sessions))
         origin = loop.time()
         offsets = [i * 0.001 for i in range(100)]  # 1,000 calls/s for 0.1 s
@@ -180,7 +182,7 @@ def test_open_loop_starts_each_tick_s_due_commands_in_one_message_per_session():
         assert sum(servers[0].sizes) == sum(servers[1].sizes) == 50
         assert max(servers[0].sizes) >= 8 and len(servers[0].sizes) <= 10
         assert driver.stats.started == driver.stats.scheduled == 100 and driver.stats.in_flight == 0
-        assert len(lags) == 100 and max(lags) < 0.02 + 0.05
+        assert len(lags) == 100 and max(lags) < 0.02 + 0.2  # a tick, and a stall of the machine
 
     asyncio.run(go())
 
