@@ -8,7 +8,7 @@
 echo: an OrderService that answers every submit, cancel and modify at once with a
 plausible order (NEW with the request's fields and a fresh id; a cancel CANCELLED), in
 unary calls and in order-entry sessions (OrderEntry) alike.
-relay-front: the same API, but every call becomes a matching Command that goes through
+relay-front: the same API (order-entry sessions included), but every call becomes a matching Command that goes through
 the order service's own batching (Batcher over one long-lived ExecuteStream, as
 services/order/main.py wires it) to relay-back, a MatchingService that decodes each
 command and answers it with an order built from it: one batched hop, no engine, no
@@ -124,21 +124,64 @@ class RelayOrders(order_grpc.OrderServiceServicer):
         async with asyncio.timeout(self._timeout):
             return (await self._batcher.execute(command)).order
 
+    def _command(self, kind: str, request) -> matching_pb2.Command:
+        """The matching Command of a submit, cancel or modify, as the order service makes it."""
+        if kind == "submit":
+            return matching_pb2.Command(new_order=matching_pb2.NewOrder(
+                order_id=self._ids.next(), account_id=ACCOUNT, client_order_id=request.client_order_id,
+                symbol=request.symbol, side=request.side, order_type=request.order_type,
+                time_in_force=request.time_in_force, price=request.price, quantity=request.quantity))
+        if kind == "cancel":
+            return matching_pb2.Command(cancel_order=matching_pb2.CancelOrder(
+                order_id=request.order_id, account_id=ACCOUNT, symbol=request.symbol))
+        return matching_pb2.Command(modify_order=matching_pb2.ModifyOrder(
+            order_id=request.order_id, account_id=ACCOUNT, symbol=request.symbol, price=request.price,
+            quantity=request.quantity))
+
     async def SubmitOrder(self, request, context):
-        new_order = matching_pb2.NewOrder(
-            order_id=self._ids.next(), account_id=ACCOUNT, client_order_id=request.client_order_id,
-            symbol=request.symbol, side=request.side, order_type=request.order_type,
-            time_in_force=request.time_in_force, price=request.price, quantity=request.quantity)
-        return order_pb2.SubmitOrderResponse(order=await self._relay(matching_pb2.Command(new_order=new_order)))
+        return order_pb2.SubmitOrderResponse(order=await self._relay(self._command("submit", request)))
 
     async def CancelOrder(self, request, context):
-        cancel = matching_pb2.CancelOrder(order_id=request.order_id, account_id=ACCOUNT, symbol=request.symbol)
-        return order_pb2.CancelOrderResponse(order=await self._relay(matching_pb2.Command(cancel_order=cancel)))
+        return order_pb2.CancelOrderResponse(order=await self._relay(self._command("cancel", request)))
 
     async def ModifyOrder(self, request, context):
-        modify = matching_pb2.ModifyOrder(order_id=request.order_id, account_id=ACCOUNT, symbol=request.symbol,
-                                          price=request.price, quantity=request.quantity)
-        return order_pb2.ModifyOrderResponse(order=await self._relay(matching_pb2.Command(modify_order=modify)))
+        return order_pb2.ModifyOrderResponse(order=await self._relay(self._command("modify", request)))
+
+    async def OrderEntry(self, request_iterator, context):
+        """A session as the order service runs one, least: each request's commands join
+        the batcher as one group (enqueue_group), and are answered in one response once
+        their batches are back; requests run side by side, answered as they finish."""
+        answers: asyncio.Queue = asyncio.Queue()
+
+        async def run(request) -> None:
+            commands = [self._command(c.WhichOneof("command"), getattr(c, c.WhichOneof("command")))
+                        for c in request.commands]
+            group = self._batcher.enqueue_group(commands, asyncio.get_running_loop().time() + self._timeout)
+            outcomes = await group.future
+            answers.put_nowait(order_pb2.OrderEntryResponse(results=[
+                order_pb2.OrderEntryResult(correlation_id=c.correlation_id, order=o.order)
+                for c, o in zip(request.commands, outcomes)]))
+
+        async def read() -> None:
+            running = set()
+            try:
+                async for request in request_iterator:
+                    if request.commands:
+                        task = asyncio.create_task(run(request))
+                        running.add(task)
+                        task.add_done_callback(running.discard)
+                    if request.close:
+                        break
+                await asyncio.gather(*running)
+            finally:
+                answers.put_nowait(None)
+
+        reader = asyncio.create_task(read())
+        try:
+            while (response := await answers.get()) is not None:
+                yield response
+        finally:
+            reader.cancel()
 
 
 def answer(command: matching_pb2.Command) -> matching_pb2.CommandResult:

@@ -12,7 +12,10 @@ just reached, the same sessions, the commands planned at fixed intervals and the
 latency counted from the planned time. With --floor, the same open loop then runs
 against the floor of that path: the echo servers of loadgen/floor_servers.py behind the
 same Envoy (two replicas answering each session's commands at once: nothing behind
-them), so the round shows how far above its floor the stack's latency is. Prints each
+them), so the round shows how far above its floor the stack's latency is. --floor
+journal (repeatable; also relay) runs the journal floor instead or as well: the order
+service's batching to one backend that group-commits each command's journal row in its
+shard's PostgreSQL database before answering, the least a durable ack costs. Prints each
 round and the target (p99 under `--p99-ms`, default 50) per round; writes everything to
 --report. Exits non-zero only if an acknowledged order was lost or is inconsistent: a
 missed target is the news.
@@ -69,8 +72,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--window", type=int, default=1000, help="closed loop: commands in flight per session")
     parser.add_argument("--fraction", type=float, default=0.5, help="open loop at this fraction of the maximum")
     parser.add_argument("--p99-ms", type=float, default=50.0, help="the target for the open loop's p99")
-    parser.add_argument("--floor", action="store_true",
-                        help="also run each round's open loop against the echo floor behind Envoy")
+    parser.add_argument("--floor", action="append", nargs="?", const="echo", default=[],
+                        choices=["echo", "relay", "journal"], metavar="FLOOR",
+                        help="also run each round's open loop against this floor behind Envoy (echo when "
+                             "not named; repeatable): echo, relay or journal (loadgen/floor.py)")
     parser.add_argument("--setting", action="append", default=[], metavar="KEY=VALUE",
                         help="an environment setting for every service (repeatable)")
     parser.add_argument("--report", default=os.path.join(os.environ.get("BUILD_WORKSPACE_DIRECTORY", "."),
@@ -99,9 +104,9 @@ def main(argv=None) -> int:
             print(f"{'':>10}  p99 {opened['p99_ms']:.1f} ms at {args.fraction:g} of the maximum: "
                   f"{'PASS' if met else 'MISS'} (target < {args.p99_ms:g} ms)", flush=True)
             result = {"closed": closed, "open_rate": rate, "open": opened, "met": met}
-            if args.floor:
-                result["floor"] = describe(run("echo", args, rate, Path(tmp)))
-                print(line("echo floor", result["floor"]), flush=True)
+            for floor in args.floor:
+                result[f"{floor}_floor"] = describe(run(floor, args, rate, Path(tmp)))
+                print(line(f"{floor} floor", result[f"{floor}_floor"]), flush=True)
             rounds.append(result)
     passed = sum(r["met"] for r in rounds)
     print(f"target p99 < {args.p99_ms:g} ms at {args.fraction:g} of the maximum: met in {passed} of {len(rounds)} rounds")

@@ -67,8 +67,12 @@ def test_echo_answers(spawn):
     exchange(spawn("echo", "--node", "3"))
 
 
-def test_echo_session_answers_each_request_in_one_response(spawn):
-    address = spawn("echo", "--node", "5")
+@pytest.mark.parametrize("mode", ["echo", "relay"])
+def test_a_session_answers_each_request_in_one_response(spawn, mode):
+    if mode == "echo":
+        address = spawn("echo", "--node", "5")
+    else:  # through the batcher to the backend, as the order service's sessions go
+        address = spawn("relay-front", "--node", "5", "--backend", spawn("relay-back"))
     requests = [
         order_pb2.OrderEntryRequest(commands=[
             order_pb2.OrderEntryCommand(correlation_id=1, submit=SUBMIT),
@@ -80,6 +84,7 @@ def test_echo_session_answers_each_request_in_one_response(spawn):
     ]
     with grpc.insecure_channel(address) as channel:
         responses = list(order_grpc.OrderServiceStub(channel).OrderEntry(iter(requests), timeout=10))
+    responses.sort(key=lambda response: response.results[0].correlation_id)  # the relay answers as they finish
     assert [[r.correlation_id for r in response.results] for response in responses] == [[1, 2], [3]]
     submitted, cancelled, modified = (result.order for response in responses for result in response.results)
     assert (submitted.client_order_id, submitted.status, submitted.leaves_quantity) == ("floor-1", types_pb2.ORDER_STATUS_NEW, 7)
@@ -140,3 +145,13 @@ def test_an_ab_setting_runs_the_stack_with_it_beside_the_plain_stack_and_pairs_t
     # The services' CPU over the controls' (the machine's drift between the two runs).
     assert [round(r["services_over_controls"], 3) for r in pairs["rounds"]] == [1.1, 1.0, 0.8]
     assert round(pairs["services_over_controls"], 3) == 1.0
+
+
+def test_half_rate_runs_the_floors_it_is_asked_for():
+    from loadgen import half_rate
+
+    assert half_rate.parse_args([]).floor == []
+    assert half_rate.parse_args(["--floor"]).floor == ["echo"]
+    assert half_rate.parse_args(["--floor", "journal", "--floor"]).floor == ["journal", "echo"]
+    with pytest.raises(SystemExit):
+        half_rate.parse_args(["--floor", "stack"])
