@@ -8,43 +8,25 @@ from __future__ import annotations
 
 import time
 import uuid
-from concurrent import futures
 
 import grpc
 import pytest
 from bourse.order.v1 import order_service_pb2 as pb
 from bourse.order.v1 import order_service_pb2_grpc as order_grpc
 from bourse.type.v1 import types_pb2 as t
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
+from infra.local.otlp_receiver import Receiver
 from infra.local.stack import Stack
 
 pytestmark = pytest.mark.timeout(300)
 CALLER_SPAN = "00f067aa0ba902b7"
 
 
-class Collector(trace_service_pb2_grpc.TraceServiceServicer):
-    """An OTLP trace receiver: keeps every span with its service's name."""
-
-    def __init__(self):
-        self.spans: list[tuple[str, object]] = []
-
-    def Export(self, request, context):
-        for resource_spans in request.resource_spans:
-            service = next(a.value.string_value for a in resource_spans.resource.attributes if a.key == "service.name")
-            for scope in resource_spans.scope_spans:
-                self.spans += [(service, span) for span in scope.spans]
-        return trace_service_pb2.ExportTraceServiceResponse()
-
-
 @pytest.fixture(scope="module")
 def collector():
-    server = grpc.server(futures.ThreadPoolExecutor(4))
-    received = Collector()
-    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(received, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    yield received, f"http://127.0.0.1:{port}"
+    received = Receiver()
+    server, endpoint = received.serve()
+    yield received, endpoint
     server.stop(None)
 
 
