@@ -43,6 +43,7 @@ from bourse.persistence.v1 import persistence_service_pb2 as persistence_pb2
 from bourse.type.v1 import types_pb2
 
 from services.common import logs
+from services.common.batch_stream import answer_as_done
 from services.common.config import ShardMap, symbols_from_env
 from services.common.ids import SnowflakeIds
 from services.matching.direct_writes import DirectWrites
@@ -151,37 +152,20 @@ class RelayOrders(order_grpc.OrderServiceServicer):
         """A session as the order service runs one, least: each request's commands join
         the batcher as one group (enqueue_group), and are answered in one response once
         their batches are back; requests run side by side, answered as they finish."""
-        answers: asyncio.Queue = asyncio.Queue()
 
-        async def run(request) -> None:
+        async def run(request):
+            if not request.commands:
+                return None
             commands = [self._command(c.WhichOneof("command"), getattr(c, c.WhichOneof("command")))
                         for c in request.commands]
             group = self._batcher.enqueue_group(commands, asyncio.get_running_loop().time() + self._timeout)
             outcomes = await group.future
-            answers.put_nowait(order_pb2.OrderEntryResponse(results=[
+            return order_pb2.OrderEntryResponse(results=[
                 order_pb2.OrderEntryResult(correlation_id=c.correlation_id, order=o.order)
-                for c, o in zip(request.commands, outcomes)]))
+                for c, o in zip(request.commands, outcomes)])
 
-        async def read() -> None:
-            running = set()
-            try:
-                async for request in request_iterator:
-                    if request.commands:
-                        task = asyncio.create_task(run(request))
-                        running.add(task)
-                        task.add_done_callback(running.discard)
-                    if request.close:
-                        break
-                await asyncio.gather(*running)
-            finally:
-                answers.put_nowait(None)
-
-        reader = asyncio.create_task(read())
-        try:
-            while (response := await answers.get()) is not None:
-                yield response
-        finally:
-            reader.cancel()
+        async for response in answer_as_done(request_iterator, run, last=lambda request: request.close):
+            yield response
 
 
 def answer(command: matching_pb2.Command) -> matching_pb2.CommandResult:

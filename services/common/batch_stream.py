@@ -173,3 +173,37 @@ async def answer_in_order(requests: AsyncIterator, handle: Callable[[object], Aw
         yield response
         if draining is not None and draining.is_set():
             return
+
+
+async def answer_as_done(requests: AsyncIterator, handle: Callable[[object], Awaitable[object | None]],
+                         last: Callable[[object], bool] = lambda request: False) -> AsyncIterator:
+    """Yields `await handle(request)` for each request as it finishes: requests run side
+    by side, so one that waits (for its commit) holds none behind it; a None answers
+    nothing. Ends once the requests end, or after one for which `last(request)` holds,
+    and every one taken is answered."""
+    answers: asyncio.Queue = asyncio.Queue()
+
+    async def run(request) -> None:
+        response = await handle(request)
+        if response is not None:
+            answers.put_nowait(response)
+
+    async def read() -> None:
+        running = set()
+        try:
+            async for request in requests:
+                task = asyncio.create_task(run(request))
+                running.add(task)
+                task.add_done_callback(running.discard)
+                if last(request):
+                    break
+            await asyncio.gather(*running)
+        finally:
+            answers.put_nowait(None)
+
+    reader = asyncio.create_task(read())
+    try:
+        while (response := await answers.get()) is not None:
+            yield response
+    finally:
+        reader.cancel()

@@ -15,15 +15,15 @@ links the orders it carries):
                                         writes) or, through the persistence service:
   persistence       persistence.write_batch   (context in WriteBatchStreamRequest.trace_context)
 
-Off, each place that would trace checks `enabled` and does nothing more: no span, no
-context carried. On, spans leave in batches (BatchSpanProcessor; OTEL_BSP_* tune it)
+Off, a span is nothing (`span`, `continued` and the batches' spans return a shared
+nullcontext) and no context is carried. On, spans leave in batches (BatchSpanProcessor; OTEL_BSP_* tune it)
 and a process flushes what it holds when it exits.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import grpc
 from opentelemetry import context as otel_context
@@ -36,6 +36,7 @@ from services.common.settings import Shared
 
 enabled = False
 tracer: trace.Tracer = trace.NoOpTracer()
+_NOTHING = nullcontext()  # what a span is while tracing is off
 
 
 def configure(service: str, exporter: SpanExporter | None = None) -> str | None:
@@ -64,6 +65,40 @@ def current_span() -> trace.Span | None:
     return trace.get_current_span() if enabled else None
 
 
+def span(name: str, **attributes):
+    """A span, the child of the current one, around a step (nothing while tracing is off)."""
+    return tracer.start_as_current_span(name, attributes=attributes) if enabled else _NOTHING
+
+
+class Waiting:
+    """The spans of calls waiting to go in a batch, by the future (or group slot) each
+    waits on: kept only while tracing is on, and taken by the batch that carries them.
+    A batch is a list of (item, future) pairs, as the batcher and the committer keep."""
+
+    __slots__ = ("_spans",)
+
+    def __init__(self):
+        self._spans: dict = {}
+
+    def add(self, future) -> None:
+        if enabled:
+            self._spans[future] = trace.get_current_span()
+
+    def forget_done(self, batch) -> None:
+        """Drops the spans of the calls that gave up (deadline, cancel) before their batch left."""
+        if self._spans:
+            for _, future in batch:
+                if future.done():
+                    self._spans.pop(future, None)
+
+    def batch_span(self, name: str, batch, **attributes):
+        """The span of the batch that carries `batch`'s calls (see batch_span), taking
+        their spans; nothing while tracing is off."""
+        if not enabled:
+            return _NOTHING
+        return batch_span(name, [self._spans.pop(future, None) for _, future in batch], **attributes)
+
+
 @contextmanager
 def batch_span(name: str, members: Iterable[trace.Span | None], **attributes):
     """A span for work done for many calls at once: the child of the first call's span,
@@ -84,12 +119,13 @@ def inject(carrier) -> None:
     propagate.inject(carrier)
 
 
-@contextmanager
 def continued(name: str, carrier, **attributes):
-    """A span continuing the trace whose context a received message carries."""
-    with tracer.start_as_current_span(name, context=propagate.extract(dict(carrier)), kind=trace.SpanKind.SERVER,
-                                      attributes=attributes) as span:
-        yield span
+    """A span continuing the trace whose context a received message carries (nothing
+    while tracing is off)."""
+    if not enabled:
+        return _NOTHING
+    return tracer.start_as_current_span(name, context=propagate.extract(dict(carrier)), kind=trace.SpanKind.SERVER,
+                                        attributes=attributes)
 
 
 class ServerSpans(grpc.aio.ServerInterceptor):

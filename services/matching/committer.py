@@ -75,7 +75,7 @@ class GroupCommitter:
         self.durable_sequence = 0  # of the last command committed
         self.serving = False
         self._observed = None  # (commands, group commit, database commit) histograms, when metrics are on
-        self._spans: dict[asyncio.Future, object] = {}  # a call's future -> its span, when tracing
+        self._waiting = tracing.Waiting()  # the calls' spans, for their group commit's span
 
     @property
     def queued_commands(self) -> int:
@@ -114,8 +114,7 @@ class GroupCommitter:
             self.shard.validate(commands)
         future = asyncio.get_running_loop().create_future()
         self._queue.append((commands, future))
-        if tracing.enabled:
-            self._spans[future] = tracing.current_span()
+        self._waiting.add(future)
         self._wakeup.set()
         return await future
 
@@ -133,22 +132,15 @@ class GroupCommitter:
                 await asyncio.sleep(self._linger)
             self._wakeup.clear()
             batch, self._queue = self._queue, []
-            if self._spans:
-                for _, future in batch:
-                    if future.done():
-                        self._spans.pop(future, None)
+            self._waiting.forget_done(batch)
             batch = [(commands, future) for commands, future in batch if not future.done()]
             self._last_calls = len(batch)
             if not batch:
                 continue
             try:
                 async with self._books:
-                    if tracing.enabled:
-                        spans = [self._spans.pop(future, None) for _, future in batch]
-                        with tracing.batch_span("matching.group_commit", spans, **{
-                                "bourse.shard": self.shard.shard_index, "bourse.calls": len(batch)}):
-                            await self._commit(batch)
-                    else:
+                    with self._waiting.batch_span("matching.group_commit", batch, **{
+                            "bourse.shard": self.shard.shard_index, "bourse.calls": len(batch)}):
                         await self._commit(batch)
             except Exception as error:  # noqa: BLE001 - the worker must outlive any one batch
                 self._log.exception("batch failed")
@@ -164,11 +156,7 @@ class GroupCommitter:
         commands = [command for cmds, _ in batch for command in cmds]
         started = time.perf_counter() if self._observed else 0.0
         try:
-            if tracing.enabled:
-                with tracing.tracer.start_as_current_span("matching.engine", attributes={
-                        "bourse.commands": len(commands)}):
-                    outcome = self.shard.execute(commands)
-            else:
+            with tracing.span("matching.engine", **{"bourse.commands": len(commands)}):
                 outcome = self.shard.execute(commands)
         except Exception as error:  # noqa: BLE001 - an engine bug must not leave half-applied books
             self._log.exception("batch failed in the engine", commands=len(commands))
@@ -177,10 +165,7 @@ class GroupCommitter:
             return
         writing = time.perf_counter() if started else 0.0
         try:
-            if tracing.enabled:
-                with tracing.tracer.start_as_current_span("persistence.commit"):
-                    await self._persistence.write_batch(outcome.write)
-            else:
+            with tracing.span("persistence.commit"):
                 await self._persistence.write_batch(outcome.write)
         except Exception as error:  # noqa: BLE001 - whatever the cause, nothing is acked
             metrics.DATABASE_ERRORS.labels(str(self.shard.shard_index)).inc()

@@ -11,7 +11,7 @@ from bourse.matching.v1 import matching_service_pb2 as matching_pb2
 from bourse.matching.v1 import matching_service_pb2_grpc as matching_grpc
 
 from services.common import tracing
-from services.common.batch_stream import set_error
+from services.common.batch_stream import answer_as_done, set_error
 from services.common.errors import BourseError, abort
 from services.matching.committer import GroupCommitter, Unavailable
 from services.matching.shard import InvalidCommand
@@ -92,39 +92,20 @@ class MatchingServicer(matching_grpc.MatchingServiceServicer):
     async def ExecuteStream(self, request_iterator, context):
         """Every request is handed to the committer as it arrives (so batches of one
         stream queue in order and share commits); answers go out as batches commit."""
-        answers: asyncio.Queue = asyncio.Queue()
 
         async def answer(request):
-            if tracing.enabled:
-                with tracing.continued("matching.batch", request.trace_context,
-                                       **{"bourse.commands": len(request.commands)}):
-                    outcome = await self._execute(request.commands)
-            else:
+            with tracing.continued("matching.batch", request.trace_context,
+                                   **{"bourse.commands": len(request.commands)}):
                 outcome = await self._execute(request.commands)
             response = matching_pb2.EncodedExecuteStreamResponse(batch_id=request.batch_id)
             if isinstance(outcome, BourseError):
                 set_error(response, outcome)
             else:
                 add_results(response.results, outcome)
-            answers.put_nowait(response)
+            return response
 
-        async def read():
-            pending = set()
-            try:
-                async for request in request_iterator:
-                    task = asyncio.create_task(answer(request))
-                    pending.add(task)
-                    task.add_done_callback(pending.discard)
-                await asyncio.gather(*pending)
-            finally:
-                answers.put_nowait(None)
-
-        reader = asyncio.create_task(read())
-        try:
-            while (response := await answers.get()) is not None:
-                yield response
-        finally:
-            reader.cancel()
+        async for response in answer_as_done(request_iterator, answer):
+            yield response
 
     async def GetShardStatus(self, request, context):
         committer = await self._committer(request, context)

@@ -57,7 +57,7 @@ class Batcher(Generic[Item, Result]):
         self._deadlines: list[tuple[float, int, asyncio.Future]] = []
         self._numbers = itertools.count()
         self._reaper: asyncio.Task | None = None
-        self._spans: dict = {}  # caller's future (or group slot) -> its call's span, when tracing
+        self._waiting = tracing.Waiting()  # the callers' spans, for their batch's span
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run())
@@ -77,8 +77,7 @@ class Batcher(Generic[Item, Result]):
         (within REAP_EVERY_S), whether the item is still queued or in a batch in flight."""
         future = asyncio.get_running_loop().create_future()
         self._queue.append((item, future))
-        if tracing.enabled:
-            self._spans[future] = tracing.current_span()
+        self._waiting.add(future)
         self._wakeup.set()
         if deadline is not None:
             heapq.heappush(self._deadlines, (deadline, next(self._numbers), future))
@@ -91,8 +90,8 @@ class Batcher(Generic[Item, Result]):
         group = Group(asyncio.get_running_loop().create_future(), len(items))
         slots = [(item, _Slot(group, index)) for index, item in enumerate(items)]
         self._queue.extend(slots)
-        if tracing.enabled and slots:  # one span for the group: its first item carries it
-            self._spans[slots[0][1]] = tracing.current_span()
+        if slots:  # one span for the group: its first item carries it
+            self._waiting.add(slots[0][1])
         self._wakeup.set()
         if deadline is not None:
             heapq.heappush(self._deadlines, (deadline, next(self._numbers), group.future))
@@ -118,10 +117,7 @@ class Batcher(Generic[Item, Result]):
             if not self._queue:
                 self._wakeup.clear()
             # Callers that gave up (deadline, cancel) are not sent.
-            if self._spans:
-                for _, future in batch:
-                    if future.done():
-                        self._spans.pop(future, None)
+            self._waiting.forget_done(batch)
             batch = [(item, future) for item, future in batch if not future.done()]
             self._last_size = len(batch)
             if not batch:
@@ -134,11 +130,7 @@ class Batcher(Generic[Item, Result]):
     async def _flush(self, batch) -> None:
         started = time.perf_counter()
         try:
-            if tracing.enabled:
-                spans = [self._spans.pop(future, None) for _, future in batch]
-                with tracing.batch_span("order.batch", spans, **{"bourse.commands": len(batch)}):
-                    results = await self._send([item for item, _ in batch])
-            else:
+            with self._waiting.batch_span("order.batch", batch, **{"bourse.commands": len(batch)}):
                 results = await self._send([item for item, _ in batch])
             if len(results) != len(batch):
                 raise RuntimeError(f"answered {len(results)} results for {len(batch)} items")

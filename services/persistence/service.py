@@ -224,8 +224,6 @@ class PersistenceServicer(pb_grpc.PersistenceServiceServicer):
             yield response
 
     async def _traced_write(self, request: pb.WriteBatchStreamRequest):
-        if not tracing.enabled:
-            return await self._write_batch(request.batch)
         with tracing.continued("persistence.write_batch", request.trace_context):
             return await self._write_batch(request.batch)
 
