@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import importlib
 from contextlib import contextmanager
 from pathlib import Path
 from unittest import mock
@@ -24,31 +25,29 @@ def environment(env: dict[str, str]):
         yield
 
 
+# Each service's config module, its settings (from_env) and its settings class (BOURSE_*).
+_CONFIG = {
+    "order": ("services.order.config", "OrderSettings", "OrderEnv"),
+    "matching": ("services.matching.config", "MatchingSettings", "MatchingEnv"),
+    "persistence": ("services.persistence.config", "Settings", "PersistenceEnv"),
+}
+
+
+def _config(service: str, which: int):
+    """The service's settings (which=1) or settings class (which=2); persistence's for any other."""
+    entry = _CONFIG.get(service, _CONFIG["persistence"])
+    return getattr(importlib.import_module(entry[0]), entry[which])
+
+
 def service_settings(service: str, env: dict[str, str]):
     """The service's settings, computed by its own code from `env`."""
     with environment(entrypoint.service_env(service, env)):
-        if service == "order":
-            from services.order.config import OrderSettings
-
-            return OrderSettings.from_env()
-        if service == "matching":
-            from services.matching.config import MatchingSettings
-
-            return MatchingSettings.from_env()
-        from services.persistence.config import Settings
-
-        return Settings.from_env()
+        return _config(service, 1).from_env()
 
 
 def service_variables(service: str) -> dict[str, bool]:
     """The BOURSE_* variables the service's settings class reads -> whether it has a default."""
-    if service == "order":
-        from services.order.config import OrderEnv as env_class
-    elif service == "matching":
-        from services.matching.config import MatchingEnv as env_class
-    else:
-        from services.persistence.config import PersistenceEnv as env_class
-    return env_class.variables()
+    return _config(service, 2).variables()
 
 
 def settings_variables() -> set[str]:
