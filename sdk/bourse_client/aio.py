@@ -102,12 +102,7 @@ class _AsyncStream(ResumableStream):
                     self._resumption.received()
                     return message
                 error = BourseError("the stream ended", code=grpc.StatusCode.UNAVAILABLE)
-            self._call = None
-            wait = self._resumption.wait_before_reopening(error)
-            if wait is None:
-                raise error
-            await asyncio.sleep(wait)
-            self.reopened += 1
+            await asyncio.sleep(self._broke(error))
         raise StopAsyncIteration
 
     async def __aenter__(self):

@@ -109,6 +109,16 @@ class ResumableStream:
     def _request(self):
         raise NotImplementedError
 
+    def _broke(self, error: BourseError) -> float:
+        """The stream broke with `error`: seconds to wait before it is opened again, or
+        `error` raised when the resumption gives up."""
+        self._call = None
+        wait = self._resumption.wait_before_reopening(error)
+        if wait is None:
+            raise error
+        self.reopened += 1
+        return wait
+
     def close(self) -> None:
         self._closed = True
         if self._call is not None:
@@ -134,12 +144,7 @@ class _Stream(ResumableStream):
             else:
                 self._resumption.received()
                 return message
-            self._call = None
-            wait = self._resumption.wait_before_reopening(error)
-            if wait is None:
-                raise error
-            time.sleep(wait)
-            self.reopened += 1
+            time.sleep(self._broke(error))
         raise StopIteration
 
     def __enter__(self):
