@@ -7,7 +7,8 @@ launcher (or one Kubernetes ConfigMap) configures the whole suite the same way.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+import string
+from dataclasses import dataclass, field
 
 from services.common.settings import DEFAULT_SHARD_RANGES, DEFAULT_SYMBOLS, Shared
 
@@ -21,6 +22,18 @@ class ShardMap:
     """Maps a symbol to a shard index by the first letter of the symbol."""
 
     ranges: tuple[tuple[str, str], ...]
+    # First letter -> shard, looked up once per command on the order service's path (the
+    # scan over the ranges was 5% of an order replica's profile under the stream load).
+    _by_letter: dict[str, int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        by_letter = {}
+        for letter in string.ascii_uppercase:
+            for index, (low, high) in enumerate(self.ranges):
+                if low <= letter <= high:
+                    by_letter[letter] = index
+                    break
+        object.__setattr__(self, "_by_letter", by_letter)
 
     @classmethod
     def parse(cls, spec: str) -> ShardMap:
@@ -41,11 +54,7 @@ class ShardMap:
         return len(self.ranges)
 
     def shard_of(self, symbol: str) -> int | None:
-        first = symbol[:1]
-        for index, (low, high) in enumerate(self.ranges):
-            if low <= first <= high:
-                return index
-        return None
+        return self._by_letter.get(symbol[:1])
 
     def symbols_of(self, shard: int, symbols) -> list[str]:
         return [s for s in symbols if self.shard_of(s) == shard]

@@ -1,4 +1,5 @@
 import hashlib
+import string
 
 import grpc
 import pytest
@@ -76,3 +77,12 @@ def test_an_invalid_argument_names_its_field_in_a_bad_request():
 def test_snowflake_age_is_measured_from_the_ids_own_time():
     minted = SnowflakeIds(node=3, clock=lambda: 1_800_000_000.0).next()
     assert SnowflakeIds.age_ms(minted, clock=lambda: 1_800_000_002.5) == 2500
+
+
+@pytest.mark.parametrize("spec", ["A-G,H-O,P-Z", "A-C", "A,B-D,Z", "A-M,K-Z"])
+def test_shard_of_is_the_first_range_holding_the_first_letter(spec):
+    shards = ShardMap.parse(spec)
+    for symbol in [*string.ascii_uppercase, "AAPL", "KO", "ZM", "", "aapl", "1A", "[", "@"]:
+        first = symbol[:1]
+        expected = next((i for i, (low, high) in enumerate(shards.ranges) if low <= first <= high), None)
+        assert shards.shard_of(symbol) == expected, symbol
