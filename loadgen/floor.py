@@ -21,7 +21,9 @@ and issue 8's targets for the stack against the relay; writes everything to --re
 services and the floor servers alike). --ab-setting KEY=VALUE (repeatable) adds the
 variant `stack+ab`: the stack with those settings too, run beside the plain stack in
 every round, with the ratio of each round's pair (metrics on vs off:
---variants stack --ab-setting BOURSE_METRICS_ADDR=127.0.0.1:0).
+--variants stack --ab-setting BOURSE_METRICS_ADDR=127.0.0.1:0). --sessions S --window W
+loads each variant through S order-entry sessions of W commands in flight instead of
+unary clients (the stream floors: --sessions 4 --window 1000 --variants echo,journal,stack).
 """
 
 from __future__ import annotations
@@ -234,6 +236,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--clients", type=int, default=40)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--rate", type=float, default=0, help="open loop at this many calls/s (0: closed loop)")
+    parser.add_argument("--sessions", type=int, default=0,
+                        help="order-entry sessions instead of unary clients (0: --clients unary clients)")
+    parser.add_argument("--window", type=int, default=1000, help="with --sessions: commands in flight per session")
     parser.add_argument("--variants", default=",".join(VARIANTS), help="which to run, comma separated")
     parser.add_argument("--setting", action="append", default=[], metavar="KEY=VALUE",
                         help="an environment setting for every server (repeatable)")
@@ -283,9 +288,10 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for round_index in range(args.rounds):
             order = args.variant_list[::-1] if round_index % 2 else args.variant_list
+            stream = ("--sessions", str(args.sessions), "--window", str(args.window)) if args.sessions else ()
             for variant in order:
                 settings = {**args.settings, **args.ab_settings} if variant == AB else args.settings
-                result = run_once(variant, settings, args, Path(tmp))
+                result = run_once(variant, settings, args, Path(tmp), stream)
                 results[variant].append(result)
                 lost = result["durability"]["lost"] if result.get("durability") else "-"
                 print(f"round {round_index + 1} {variant}: {result['orders_per_s']:.0f} orders/s, "

@@ -20,7 +20,10 @@ round and the target (p99 under `--p99-ms`, default 50) per round; writes everyt
 --report. Exits non-zero only if an acknowledged order was lost or is inconsistent: a
 missed target is the news.
 
---setting KEY=VALUE (repeatable) goes into every service's environment.
+--setting KEY=VALUE (repeatable) goes into every service's environment. --ab-setting
+KEY=VALUE (repeatable) measures the stack with those settings beside the stack without
+them in every round (each at half its own maximum), so a setting's effect on the target
+is read from pairs run minutes apart, not from runs an hour apart.
 """
 
 from __future__ import annotations
@@ -36,11 +39,11 @@ from loadgen.compare_shards import per_process_us, settings_of
 from loadgen.floor import run_once
 
 
-def run(variant: str, args, rate: float, workdir: Path) -> dict:
+def run(variant: str, args, rate: float, workdir: Path, settings: dict | None = None) -> dict:
     """One load generator run on a fresh stack ("stack") or echo floor ("echo"), the
     order-entry sessions in closed loop if `rate` is 0, else in open loop at `rate`."""
     run_args = argparse.Namespace(clients=args.sessions, duration=args.duration, rate=rate)
-    return run_once(variant, args.settings, run_args, workdir,
+    return run_once(variant, args.settings if settings is None else settings, run_args, workdir,
                     ("--sessions", str(args.sessions), "--window", str(args.window)))
 
 
@@ -78,6 +81,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "not named; repeatable): echo, relay or journal (loadgen/floor.py)")
     parser.add_argument("--setting", action="append", default=[], metavar="KEY=VALUE",
                         help="an environment setting for every service (repeatable)")
+    parser.add_argument("--ab-setting", action="append", default=[], metavar="KEY=VALUE",
+                        help="also measure the stack with this setting in every round (repeatable)")
     parser.add_argument("--report", default=os.path.join(os.environ.get("BUILD_WORKSPACE_DIRECTORY", "."),
                                                          "reports", "half_rate.json"))
     args = parser.parse_args(argv)
@@ -86,7 +91,21 @@ def parse_args(argv=None) -> argparse.Namespace:
     if not 0 < args.fraction <= 1:
         parser.error("--fraction must be within (0, 1]")
     args.settings = settings_of(parser, args.setting)
+    args.ab_settings = settings_of(parser, args.ab_setting)
     return args
+
+
+def half_rate_round(args, workdir: Path, settings: dict, label: str) -> dict:
+    """The closed loop's maximum, then the open loop at its fraction, on fresh stacks."""
+    closed = describe(run("stack", args, 0, workdir, settings))
+    print(line(f"{label}closed", closed), flush=True)
+    rate = round(closed["calls_per_s"] * args.fraction)
+    opened = describe(run("stack", args, rate, workdir, settings))
+    met = opened["p99_ms"] < args.p99_ms
+    print(line(f"{label}open {rate}", opened), flush=True)
+    print(f"{'':>10}  p99 {opened['p99_ms']:.1f} ms at {args.fraction:g} of the maximum: "
+          f"{'PASS' if met else 'MISS'} (target < {args.p99_ms:g} ms)", flush=True)
+    return {"closed": closed, "open_rate": rate, "open": opened, "met": met}
 
 
 def main(argv=None) -> int:
@@ -94,26 +113,34 @@ def main(argv=None) -> int:
     rounds = []
     with tempfile.TemporaryDirectory() as tmp:
         for index in range(args.rounds):
-            closed = describe(run("stack", args, 0, Path(tmp)))
             print(f"round {index + 1}", flush=True)
-            print(line("closed", closed), flush=True)
-            rate = round(closed["calls_per_s"] * args.fraction)
-            opened = describe(run("stack", args, rate, Path(tmp)))
-            met = opened["p99_ms"] < args.p99_ms
-            print(line(f"open {rate}", opened), flush=True)
-            print(f"{'':>10}  p99 {opened['p99_ms']:.1f} ms at {args.fraction:g} of the maximum: "
-                  f"{'PASS' if met else 'MISS'} (target < {args.p99_ms:g} ms)", flush=True)
-            result = {"closed": closed, "open_rate": rate, "open": opened, "met": met}
+            variants = [("", args.settings)]
+            if args.ab_settings:  # which goes first alternates, so neither always runs in the later minutes
+                variants.insert(index % 2, ("ab ", {**args.settings, **args.ab_settings}))
+            result = {}
+            for label, settings in variants:
+                measured = half_rate_round(args, Path(tmp), settings, label)
+                if label:
+                    result["ab"] = measured
+                else:
+                    result.update(measured)
             for floor in args.floor:
-                result[f"{floor}_floor"] = describe(run(floor, args, rate, Path(tmp)))
+                result[f"{floor}_floor"] = describe(run(floor, args, result["open_rate"], Path(tmp)))
                 print(line(f"{floor} floor", result[f"{floor}_floor"]), flush=True)
             rounds.append(result)
     passed = sum(r["met"] for r in rounds)
     print(f"target p99 < {args.p99_ms:g} ms at {args.fraction:g} of the maximum: met in {passed} of {len(rounds)} rounds")
+    if args.ab_settings:
+        print(f"with {args.ab_settings}: met in {sum(r['ab']['met'] for r in rounds)} of {len(rounds)} rounds; "
+              "ab over plain, per round: max " + ", ".join(
+                  f"{r['ab']['closed']['orders_per_s'] / r['closed']['orders_per_s']:.2f}x" for r in rounds)
+              + "; p99 at half " + ", ".join(f"{r['ab']['open']['p99_ms'] / r['open']['p99_ms']:.2f}x" for r in rounds))
     Path(args.report).parent.mkdir(parents=True, exist_ok=True)
     Path(args.report).write_text(json.dumps({"args": vars(args), "rounds": rounds}, indent=2))
     print(f"report: {args.report}")
-    return 1 if any(r[k]["lost"] or r[k]["inconsistent"] for r in rounds for k in ("closed", "open")) else 0
+    runs = [r[k] for r in rounds for k in ("closed", "open")] + [r["ab"][k] for r in rounds if "ab" in r
+                                                                 for k in ("closed", "open")]
+    return 1 if any(run["lost"] or run["inconsistent"] for run in runs) else 0
 
 
 if __name__ == "__main__":
