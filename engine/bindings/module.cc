@@ -5,11 +5,13 @@
 // end, so there is no Python callback per event. The GIL is held throughout,
 // which is also what serialises access to the (single-threaded) engine.
 #include <nanobind/nanobind.h>
+#include <nanobind/stl/optional.h>
 #include <nanobind/stl/vector.h>
 
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -208,6 +210,23 @@ class PyEngine {
     }
   }
 
+  void set_trading_status(std::uint32_t symbol_id, std::int64_t status) {
+    if (!engine_.set_trading_status(symbol_id, code<TradingStatus>(status))) {
+      throw nb::value_error("set_trading_status: status must be 1 (TRADING) or 2 (HALTED)");
+    }
+  }
+
+  int trading_status(std::uint32_t symbol_id) const {
+    return static_cast<int>(engine_.trading_status(symbol_id));
+  }
+
+  // None: the account's orders on every symbol.
+  nb::list cancel_all(std::uint64_t account_id, std::optional<std::uint32_t> symbol_id) {
+    sink_.events.clear();
+    engine_.cancel_all(account_id, symbol_id);
+    return event_list(sink_.events);
+  }
+
   nb::tuple instrument(std::uint32_t symbol_id) const {
     const Instrument i = engine_.instrument(symbol_id);
     return nb::make_tuple(i.tick_size, i.lot_size, i.min_quantity, i.max_quantity,
@@ -320,6 +339,11 @@ NB_MODULE(_bourse_engine, m) {
       .def("set_reference_price", &PyEngine::set_reference_price, nb::arg("symbol_id"),
            nb::arg("price"))
       .def("instrument", &PyEngine::instrument, nb::arg("symbol_id"))
+      .def("set_trading_status", &PyEngine::set_trading_status, nb::arg("symbol_id"),
+           nb::arg("status"))
+      .def("trading_status", &PyEngine::trading_status, nb::arg("symbol_id"))
+      .def("cancel_all", &PyEngine::cancel_all, nb::arg("account_id"),
+           nb::arg("symbol_id").none() = nb::none())
       .def("l3", &PyEngine::l3, nb::arg("symbol_id"))
       .def("snapshot", &PyEngine::snapshot)
       .def("restore", &PyEngine::restore, nb::arg("data"))

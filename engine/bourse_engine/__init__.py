@@ -39,6 +39,7 @@ from .events import (
     RejectReason,
     Side,
     TimeInForce,
+    TradingStatus,
     event_from_raw,
     hash_event,
 )
@@ -55,6 +56,7 @@ __all__ = [
     "OrderStatus",
     "RejectReason",
     "CancelReason",
+    "TradingStatus",
     "Level",
     "OrderInfo",
     "L3Order",
@@ -232,14 +234,37 @@ class Engine:
     def instrument(self, *, symbol_id: int) -> Instrument:
         return Instrument(*self._raw.instrument(_id("symbol_id", symbol_id, _U32)))
 
+    def set_trading_status(self, *, symbol_id: int, status: TradingStatus | int) -> None:
+        """Halts or resumes a symbol (creating its book). While HALTED, submits and
+        modifies on it are rejected INSTRUMENT_HALTED; cancels work; resting orders
+        stay, and nothing trades at resume by itself. Emits no event.
+        Raises ValueError for a status that is not a TradingStatus."""
+        self._raw.set_trading_status(_id("symbol_id", symbol_id, _U32), _code(status))
+
+    def trading_status(self, *, symbol_id: int) -> TradingStatus:
+        """TRADING for a symbol never seen."""
+        return TradingStatus(self._raw.trading_status(_id("symbol_id", symbol_id, _U32)))
+
+    def cancel_all(self, *, account_id: int, symbol_id: int | None = None) -> list[Event]:
+        """Mass cancel: every resting order of the account (on symbol_id only, if
+        given), in ascending order_id, each CANCELLED(MASS_CANCEL, remaining) +
+        DONE(CANCELLED, filled). No events if it has none. Works while halted.
+        O(resting orders of the book, or of every book without symbol_id)."""
+        return _events(self.cancel_all_raw(account_id, symbol_id))
+
+    def cancel_all_raw(self, account_id: int, symbol_id: int | None = None) -> list[RawEvent]:
+        """`cancel_all`, with the events as raw tuples (see submit_raw)."""
+        return self._raw.cancel_all(_id("account_id", account_id, _U64),
+                                    None if symbol_id is None else _id("symbol_id", symbol_id, _U32))
+
     def l3(self, *, symbol_id: int) -> tuple[list[L3Order], list[L3Order]]:
         """(bids, asks): every resting order, best price first, FIFO within a price."""
         bids, asks = self._raw.l3(_id("symbol_id", symbol_id, _U32))
         return [L3Order(*b) for b in bids], [L3Order(*a) for a in asks]
 
     def snapshot(self) -> bytes:
-        """The whole state (books with priority, instrument rules, event hash) as
-        bytes. Ids of done orders are not included (see restore)."""
+        """The whole state (books with priority, instrument rules, trading status,
+        event hash) as bytes. Ids of done orders are not included (see restore)."""
         return self._raw.snapshot()
 
     @classmethod

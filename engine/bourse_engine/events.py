@@ -1,8 +1,8 @@
 """Enums, the Event record and the event hash, shared by the C++-backed Engine
 and the pure-Python ReferenceEngine.
 
-Integer values of Side, OrderType, TimeInForce and OrderStatus equal the
-bourse.type.v1 protobuf enums; ``.name`` of a RejectReason/CancelReason is the
+Integer values of Side, OrderType, TimeInForce, OrderStatus and TradingStatus equal
+the bourse.type.v1 protobuf enums; ``.name`` of a RejectReason/CancelReason is the
 UPPER_SNAKE string for ``Order.reason``.
 """
 
@@ -72,6 +72,7 @@ class RejectReason(IntEnum):
     PRICE_OUTSIDE_BAND = 14
     INVALID_SELF_TRADE_PREVENTION = 15
     INVALID_POST_ONLY = 16
+    INSTRUMENT_HALTED = 17
 
 
 class CancelReason(IntEnum):
@@ -80,6 +81,15 @@ class CancelReason(IntEnum):
     MARKET_REMAINDER = 3
     FOK_UNFILLABLE = 4
     SELF_TRADE_PREVENTED = 5
+    MASS_CANCEL = 6
+
+
+class TradingStatus(IntEnum):
+    """A symbol's status. HALTED: submits and modifies are rejected INSTRUMENT_HALTED;
+    cancels (and cancel_all) still work; resting orders stay."""
+
+    TRADING = 1
+    HALTED = 2
 
 
 # Same limits as engine/include/bourse/engine/types.hpp.

@@ -34,6 +34,7 @@ from .events import (
     RejectReason,
     Side,
     TimeInForce,
+    TradingStatus,
     event_from_raw,
     event_to_raw,
     hash_event,
@@ -133,6 +134,7 @@ class ReferenceEngine:
         self._seq = itertools.count()
         self._hash = EVENT_HASH_SEED
         self._instruments: dict[int, Instrument] = {}
+        self._status: dict[int, TradingStatus] = {}  # absent: TRADING
 
     # -- helpers -----------------------------------------------------------
 
@@ -159,6 +161,9 @@ class ReferenceEngine:
 
     def _rules(self, symbol_id: int) -> Instrument:
         return self._instruments.get(symbol_id, Instrument())
+
+    def _halted(self, symbol_id: int) -> bool:
+        return self._status.get(symbol_id) == TradingStatus.HALTED
 
     @staticmethod
     def _crosses(side: int, limit: Optional[int], resting_price: int) -> bool:
@@ -231,6 +236,8 @@ class ReferenceEngine:
         out: list[tuple] = []
 
         reason = _validate_full(side, order_type, tif, price, quantity, post_only, stp)
+        if reason is None and self._halted(sym):
+            reason = RejectReason.INSTRUMENT_HALTED
         if reason is None:
             reason = _check_rules(self._rules(sym), price, quantity, check_min=True)
         if reason is None and oid in self._known:
@@ -277,6 +284,8 @@ class ReferenceEngine:
         reason = None
         if o is None or o.account_id != account_id or o.symbol_id != symbol_id:
             reason = RejectReason.UNKNOWN_ORDER
+        elif self._halted(symbol_id):  # after the lookup: a halt must not reveal live ids
+            reason = RejectReason.INSTRUMENT_HALTED
         elif not 0 < quantity <= MAX_QUANTITY:
             reason = RejectReason.INVALID_QUANTITY
         elif not 0 < price <= MAX_PRICE:
@@ -319,6 +328,28 @@ class ReferenceEngine:
 
     def instrument(self, *, symbol_id) -> Instrument:
         return self._rules(symbol_id)
+
+    def set_trading_status(self, *, symbol_id, status) -> None:
+        if status not in (TradingStatus.TRADING, TradingStatus.HALTED):
+            raise ValueError(f"invalid trading status {status!r}")
+        self._status[symbol_id] = TradingStatus(status)
+
+    def trading_status(self, *, symbol_id) -> TradingStatus:
+        return self._status.get(symbol_id, TradingStatus.TRADING)
+
+    def cancel_all(self, *, account_id, symbol_id=None) -> list[Event]:
+        mine = sorted((o for o in self._live.values() if o.account_id == account_id
+                       and (symbol_id is None or o.symbol_id == symbol_id)),
+                      key=lambda o: o.order_id)
+        out = []
+        for o in mine:
+            del self._live[o.order_id]
+            self._finished(o.order_id)
+            out.append(_raw(EventKind.CANCELLED, o.order_id, o.symbol_id,
+                            reason=CancelReason.MASS_CANCEL, remaining=o.remaining))
+            out.append(_raw(EventKind.DONE, o.order_id, o.symbol_id,
+                            status=OrderStatus.CANCELLED, filled=o.filled))
+        return self._emit(out)
 
     def cancel(self, *, order_id, account_id, symbol_id) -> list[Event]:
         o = self._live.get(order_id)
@@ -371,12 +402,12 @@ class ReferenceEngine:
     def snapshot(self) -> bytes:
         """Not the C++ format: just this object's state, with the same rule that
         only live ids survive a snapshot."""
-        return pickle.dumps((self._live, self._hash, self._instruments))
+        return pickle.dumps((self._live, self._hash, self._instruments, self._status))
 
     @classmethod
     def restore(cls, data: bytes, id_window: int = DEFAULT_ID_WINDOW) -> "ReferenceEngine":
         eng = cls(id_window)
-        live, eng._hash, eng._instruments = pickle.loads(data)
+        live, eng._hash, eng._instruments, eng._status = pickle.loads(data)
         # Re-number seqs in priority order: only their relative order matters.
         eng._live = {}
         for o in sorted(live.values(), key=lambda o: o.seq):

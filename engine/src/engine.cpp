@@ -34,8 +34,12 @@ void Engine::submit(const NewOrder& cmd) {
   OrderBook* book = nullptr;
   if (why == RejectReason::NONE) {
     book = find_book(cmd.symbol_id);
+    // A halted symbol has a book (set_trading_status made it). The halt wins over the
+    // checks that depend on the symbol's state, so while halted every well-formed
+    // submit gets the same answer.
     if (book != nullptr) {
-      why = check(book->instrument(), cmd.price, cmd.quantity, /*check_min=*/true);
+      why = book->halted() ? RejectReason::INSTRUMENT_HALTED
+                           : check(book->instrument(), cmd.price, cmd.quantity, /*check_min=*/true);
     }
   }
   if (why == RejectReason::NONE && store_.known(cmd.order_id)) {
@@ -137,17 +141,29 @@ void Engine::modify(const ModifyOrder& cmd) {
   } else if (cmd.price > kMaxNotional / cmd.quantity) {
     why = RejectReason::NOTIONAL_OVERFLOW;
   }
+  // The order lookup answers first, so that a halted symbol cannot tell anyone which
+  // ids are live; then the halt, which takes precedence over every check of the command
+  // itself. It is tested after them only so that the valid path stays as it was (the
+  // book loaded where it always was) but for the one branch; a malformed modify on a
+  // halted symbol is corrected to INSTRUMENT_HALTED below, off that path. A live
+  // order's symbol has a book.
   OrderBook* book = nullptr;
   if (why == RejectReason::NONE) {
     const Order& o = store_.at(idx);
     book = find_book(cmd.symbol_id);
-    // Price rules only bind a new price, so a pure reduce never fails on a
-    // tick or band that changed after the order was placed.
-    why = check(book->instrument(), cmd.price == o.price ? 0 : cmd.price, cmd.quantity,
-                /*check_min=*/false);
-    if (why == RejectReason::NONE && o.post_only && book->crosses_any(o.side, cmd.price)) {
-      why = RejectReason::WOULD_TAKE_LIQUIDITY;
+    if (book->halted()) {
+      why = RejectReason::INSTRUMENT_HALTED;
+    } else {
+      // Price rules only bind a new price, so a pure reduce never fails on a
+      // tick or band that changed after the order was placed.
+      why = check(book->instrument(), cmd.price == o.price ? 0 : cmd.price, cmd.quantity,
+                  /*check_min=*/false);
+      if (why == RejectReason::NONE && o.post_only && book->crosses_any(o.side, cmd.price)) {
+        why = RejectReason::WOULD_TAKE_LIQUIDITY;
+      }
     }
+  } else if (why != RejectReason::UNKNOWN_ORDER && find_book(cmd.symbol_id)->halted()) {
+    why = RejectReason::INSTRUMENT_HALTED;
   }
   if (why != RejectReason::NONE) {
     out_.on_event(Event::rejected(cmd.order_id, cmd.symbol_id, why));
@@ -283,6 +299,47 @@ Instrument Engine::instrument(SymbolId symbol) const {
   return book == nullptr ? Instrument{} : book->instrument();
 }
 
+bool Engine::set_trading_status(SymbolId symbol, TradingStatus status) {
+  if (!valid(status)) return false;
+  book_for(symbol).set_trading_status(status);
+  return true;
+}
+
+TradingStatus Engine::trading_status(SymbolId symbol) const {
+  const OrderBook* book = find_book(symbol);
+  return book == nullptr ? TradingStatus::TRADING : book->trading_status();
+}
+
+std::size_t Engine::cancel_all(AccountId account, std::optional<SymbolId> symbol) {
+  // No index by account: it would cost every accepted and retired order, for a rare
+  // command. So: collect the account's resting orders by walking the book(s), then
+  // cancel them in id order (the order a caller can predict and a replay reproduces,
+  // whatever the books' layout).
+  std::vector<OrderIndex> found;
+  if (symbol) {
+    if (const OrderBook* book = find_book(*symbol)) book->orders_of(account, found);
+  } else {
+    for (const auto& kv : books_) kv.second->orders_of(account, found);
+  }
+  std::sort(found.begin(), found.end(), [this](OrderIndex a, OrderIndex b) {
+    return store_.at(a).order_id < store_.at(b).order_id;
+  });
+  // Retiring a node frees, at most, the oldest *done* node of the id window, never a
+  // resting one, so the indices collected stay valid throughout.
+  for (const OrderIndex idx : found) {
+    const Order& o = store_.at(idx);
+    const OrderId id = o.order_id;
+    const SymbolId sym = o.symbol_id;
+    const Quantity remaining = o.remaining;
+    const Quantity filled = o.filled;
+    find_book(sym)->remove(idx);
+    store_.retire(idx);
+    out_.on_event(Event::cancelled(id, sym, remaining, CancelReason::MASS_CANCEL));
+    out_.on_event(Event::done(id, sym, OrderStatus::CANCELLED, filled, 0));
+  }
+  return found.size();
+}
+
 std::optional<OrderView> Engine::order(OrderId id) const {
   const OrderIndex idx = store_.find_live(id);
   if (idx == kNoOrder) return std::nullopt;
@@ -326,16 +383,20 @@ void Engine::l3(SymbolId symbol, std::vector<OrderEntry>& bids,
 // ---- snapshot ---------------------------------------------------------------
 //
 // Little-endian, fixed-width:
-//   "BRSE" u32 version=1, u64 event_hash, u32 book_count,
+//   "BRSE" u32 version=2, u64 event_hash, u32 book_count,
 //   per book (ascending symbol): u32 symbol, 6 x i64 instrument
-//     (tick, lot, min, max, band_percent, reference), then per side (BUY, SELL):
+//     (tick, lot, min, max, band_percent, reference), u8 trading status (1 TRADING,
+//     2 HALTED), then per side (BUY, SELL):
 //     u32 order_count, orders in priority order:
 //     u64 id, u64 account, i64 price, i64 remaining, i64 filled, u8 stp, u8 post_only
+// Version 1 is the same without the status byte; restore() still reads it (every book
+// TRADING: there were no halts then), so snapshots taken before halts existed load.
 
 namespace {
 
 constexpr char kMagic[4] = {'B', 'R', 'S', 'E'};
-constexpr std::uint32_t kSnapshotVersion = 1;
+constexpr std::uint32_t kSnapshotVersion = 2;
+constexpr std::uint32_t kSnapshotVersionWithoutStatus = 1;
 
 template <class T>
 void put(std::string& out, T v) {
@@ -366,7 +427,7 @@ std::string Engine::snapshot() const {
   std::sort(symbols.begin(), symbols.end());
 
   std::string out;
-  out.reserve(32 + symbols.size() * 64 + store_.live() * 42);
+  out.reserve(32 + symbols.size() * 65 + store_.live() * 42);
   out.append(kMagic, 4);
   put<std::uint32_t>(out, kSnapshotVersion);
   put<std::uint64_t>(out, out_.hash);
@@ -380,6 +441,7 @@ std::string Engine::snapshot() const {
                            i.band_percent, i.reference_price}) {
       put<std::int64_t>(out, v);
     }
+    put<std::uint8_t>(out, static_cast<std::uint8_t>(book.trading_status()));
     for (Side side : {Side::BUY, Side::SELL}) {
       side_orders.clear();
       book.orders(side, side_orders);
@@ -419,7 +481,8 @@ void Engine::restore_unchecked(std::string_view data) {
     throw std::invalid_argument("snapshot: bad magic");
   }
   r.pos = 4;
-  if (r.get<std::uint32_t>() != kSnapshotVersion) {
+  const std::uint32_t version = r.get<std::uint32_t>();
+  if (version != kSnapshotVersion && version != kSnapshotVersionWithoutStatus) {
     throw std::invalid_argument("snapshot: unsupported version");
   }
   out_.hash = r.get<std::uint64_t>();
@@ -435,8 +498,14 @@ void Engine::restore_unchecked(std::string_view data) {
     i.band_percent = r.get<std::int64_t>();
     i.reference_price = r.get<std::int64_t>();
     if (!valid(i)) throw std::invalid_argument("snapshot: invalid instrument");
+    TradingStatus status = TradingStatus::TRADING;
+    if (version != kSnapshotVersionWithoutStatus) {
+      status = static_cast<TradingStatus>(r.get<std::uint8_t>());
+      if (!valid(status)) throw std::invalid_argument("snapshot: invalid trading status");
+    }
     OrderBook& book = book_for(sym);
     book.instrument() = i;
+    book.set_trading_status(status);
     for (Side side : {Side::BUY, Side::SELL}) {
       const std::uint32_t n = r.get<std::uint32_t>();
       Price last = 0;

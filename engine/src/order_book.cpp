@@ -210,4 +210,14 @@ void OrderBook::orders(Side side, std::vector<OrderEntry>& out) const {
   }
 }
 
+void OrderBook::orders_of(AccountId account, std::vector<OrderIndex>& out) const {
+  for (const std::vector<Level>* side : {&bids_, &asks_}) {
+    for (const Level& level : *side) {
+      for (OrderIndex i = level.head; i != kNoOrder; i = store_.at(i).next) {
+        if (store_.at(i).account_id == account) out.push_back(i);
+      }
+    }
+  }
+}
+
 }  // namespace bourse::engine

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <optional>
 #include <tuple>
 #include <vector>
 
@@ -74,6 +75,14 @@ class EngineTest : public ::testing::Test {
     eng.cancel(CancelOrder{id, acct, sym});
     return sink.events;
   }
+  // Events of a mass cancel; how many it cancelled goes to `mass_cancelled`.
+  Events cancel_all(AccountId acct, std::optional<SymbolId> sym = std::nullopt) {
+    sink.events.clear();
+    mass_cancelled = eng.cancel_all(acct, sym);
+    return sink.events;
+  }
+  bool halt(SymbolId sym = kSym) { return eng.set_trading_status(sym, TradingStatus::HALTED); }
+  bool resume(SymbolId sym = kSym) { return eng.set_trading_status(sym, TradingStatus::TRADING); }
   Levels side(Side s, SymbolId sym = kSym, std::size_t n = 100) const {
     std::vector<LevelView> bids, asks;
     eng.depth(sym, n, bids, asks);
@@ -88,6 +97,7 @@ class EngineTest : public ::testing::Test {
 
   EventCollector sink;
   Engine eng{sink};
+  std::size_t mass_cancelled = 0;
 };
 
 }  // namespace bourse::engine::testing

@@ -15,6 +15,7 @@ from bourse_engine import (
     RejectReason,
     Side,
     TimeInForce,
+    TradingStatus,
 )
 from bourse_engine.reference import ReferenceEngine
 
@@ -311,3 +312,105 @@ def test_the_wrappers_limits_are_the_engines():
 
     for name in ("MAX_PRICE", "MAX_QUANTITY", "EVENT_HASH_SEED", "MAX_BAND_PERCENT", "DEFAULT_ID_WINDOW"):
         assert getattr(events, name) == getattr(_bourse_engine, name), name
+
+
+# ---- trading status (halt / resume) and mass cancel ----------------------------------
+
+HALTED, TRADING = TradingStatus.HALTED, TradingStatus.TRADING
+
+
+def test_halted_submit_is_rejected_and_the_book_stays(eng):
+    limit(eng, 1, 7, SELL, 100, 5)
+    assert eng.set_trading_status(symbol_id=SYM, status=HALTED) is None
+    assert eng.trading_status(symbol_id=SYM) is HALTED
+    assert limit(eng, 2, 8, BUY, 100, 5) == [
+        rej(2, RejectReason.INSTRUMENT_HALTED), done(2, OrderStatus.REJECTED)]
+    assert market(eng, 3, 8, BUY, 5) == [
+        rej(3, RejectReason.INSTRUMENT_HALTED), done(3, OrderStatus.REJECTED)]
+    # A malformed order keeps its own reason.
+    assert limit(eng, 4, 8, BUY, 100, 0) == [
+        rej(4, RejectReason.INVALID_QUANTITY), done(4, OrderStatus.REJECTED)]
+    assert book(eng) == ([], [Level(100, 5, 1)])
+
+
+def test_halted_modify_is_rejected_cancel_works_resume_trades(eng):
+    limit(eng, 1, 7, SELL, 100, 5)
+    limit(eng, 2, 8, SELL, 100, 5)
+    eng.set_trading_status(symbol_id=SYM, status=HALTED)
+    assert eng.modify(order_id=1, account_id=7, symbol_id=SYM, price=100, quantity=1) == [
+        rej(1, RejectReason.INSTRUMENT_HALTED)]
+    # Someone else's order: the lookup answers first.
+    assert eng.modify(order_id=1, account_id=9, symbol_id=SYM, price=100, quantity=1) == [
+        rej(1, RejectReason.UNKNOWN_ORDER)]
+    assert eng.cancel(order_id=2, account_id=8, symbol_id=SYM) == [
+        cxl(2, 5, CancelReason.USER), done(2, OrderStatus.CANCELLED)]
+    # The halted submit did not take id 3; after resume it trades with order 1, untouched.
+    assert limit(eng, 3, 9, BUY, 100, 2) == [
+        rej(3, RejectReason.INSTRUMENT_HALTED), done(3, OrderStatus.REJECTED)]
+    eng.set_trading_status(symbol_id=SYM, status=TRADING)
+    assert book(eng) == ([], [Level(100, 5, 1)])
+    assert limit(eng, 3, 9, BUY, 100, 2) == [
+        acc(3), trade(1, 3, 7, 9, 100, 2, BUY, 3, 0), done(3, OrderStatus.FILLED, 2)]
+
+
+def test_halting_one_symbol_leaves_others_trading(eng):
+    eng.set_trading_status(symbol_id=1, status=HALTED)
+    assert limit(eng, 1, 7, BUY, 100, 5, sym=2) == [acc(1, 2), done(1, OrderStatus.NEW, 0, 5, 2)]
+    assert eng.trading_status(symbol_id=2) is TRADING
+    assert eng.trading_status(symbol_id=99) is TRADING  # never seen
+
+
+@pytest.mark.parametrize("status", [0, 3, 255, 2**70, -1])
+def test_invalid_trading_status_raises(eng, status):
+    with pytest.raises(ValueError):
+        eng.set_trading_status(symbol_id=SYM, status=status)
+    assert eng.trading_status(symbol_id=SYM) is TRADING
+
+
+def test_trading_status_survives_snapshot(eng):
+    limit(eng, 1, 7, SELL, 100, 5)
+    eng.set_trading_status(symbol_id=SYM, status=HALTED)
+    other = type(eng).restore(eng.snapshot())
+    assert other.trading_status(symbol_id=SYM) is HALTED
+    assert limit(other, 2, 8, BUY, 100, 5) == [
+        rej(2, RejectReason.INSTRUMENT_HALTED), done(2, OrderStatus.REJECTED)]
+
+
+def test_cancel_all_in_ascending_id_on_every_symbol(eng):
+    limit(eng, 5, 7, BUY, 100, 1)
+    limit(eng, 2, 7, SELL, 200, 3, sym=4)
+    limit(eng, 4, 8, BUY, 100, 6)
+    limit(eng, 3, 7, SELL, 105, 4)
+    limit(eng, 6, 9, SELL, 105, 1)
+    limit(eng, 7, 8, BUY, 105, 1)  # fills 1 of order 3, first at 105
+    assert eng.cancel_all(account_id=7) == [
+        cxl(2, 3, CancelReason.MASS_CANCEL, 4), done(2, OrderStatus.CANCELLED, sym=4),
+        cxl(3, 3, CancelReason.MASS_CANCEL), done(3, OrderStatus.CANCELLED, 1),
+        cxl(5, 1, CancelReason.MASS_CANCEL), done(5, OrderStatus.CANCELLED),
+    ]
+    assert book(eng) == ([Level(100, 6, 1)], [Level(105, 1, 1)])
+    assert eng.cancel_all(account_id=7) == []
+    assert eng.cancel(order_id=3, account_id=7, symbol_id=SYM) == [rej(3, RejectReason.UNKNOWN_ORDER)]
+
+
+def test_cancel_all_with_a_symbol_and_while_halted(eng):
+    limit(eng, 1, 7, BUY, 100, 1)
+    limit(eng, 2, 7, BUY, 100, 1, sym=4)
+    eng.set_trading_status(symbol_id=SYM, status=HALTED)
+    assert eng.cancel_all(account_id=7, symbol_id=SYM) == [
+        cxl(1, 1, CancelReason.MASS_CANCEL), done(1, OrderStatus.CANCELLED)]
+    assert book(eng, 4) == ([Level(100, 1, 1)], [])
+    assert eng.cancel_all(account_id=7, symbol_id=99) == []
+
+
+def test_cancel_all_raw_gives_the_events_as_raw_tuples():
+    from bourse_engine.events import event_to_raw
+
+    typed, raw = Engine(), Engine()
+    for e in (typed, raw):
+        limit(e, 1, 7, BUY, 100, 1)
+        limit(e, 2, 7, SELL, 101, 1, sym=4)
+    events = typed.cancel_all(account_id=7)
+    assert raw.cancel_all_raw(7) == [event_to_raw(e) for e in events]
+    assert raw.cancel_all_raw(7, SYM) == []
+    assert typed.event_hash() == raw.event_hash()

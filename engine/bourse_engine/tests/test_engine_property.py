@@ -1,7 +1,8 @@
 """The C++ engine must agree with the pure-Python reference on every event, the
 book and the event hash, for random streams of orders, cancels and modifies
 (all order types, several accounts, every STP mode, post-only, instrument
-rules, reference price moves, snapshot/restore and the packed batch API).
+rules, reference price moves, halts and resumes, mass cancels, snapshot/restore
+and the packed batch API).
 
 Examples: BOURSE_PROPERTY_EXAMPLES (default 300, a few seconds). With CI set,
 hypothesis is derandomized so CI runs are reproducible."""
@@ -26,6 +27,7 @@ from bourse_engine import (
     SelfTradePrevention,
     Side,
     TimeInForce,
+    TradingStatus,
 )
 from bourse_engine.events import event_to_raw
 from bourse_engine.packed import raw_events
@@ -67,6 +69,23 @@ modifies = st.fixed_dictionaries(dict(
     symbol_id=st.sampled_from(SYMBOLS), price=prices, quantity=quantities))
 references = st.fixed_dictionaries(dict(
     symbol_id=st.sampled_from(SYMBOLS), price=st.sampled_from([0, 96, 100, 104])))
+# Halts, resumes and now and then an invalid status (both engines raise ValueError).
+statuses = st.fixed_dictionaries(dict(
+    symbol_id=st.sampled_from(SYMBOLS),
+    status=st.sampled_from([TradingStatus.HALTED, TradingStatus.TRADING, TradingStatus.TRADING, 0, 3])))
+# Mass cancels on every symbol (None), on one, or on one never seen (9).
+mass_cancels = st.fixed_dictionaries(dict(
+    account_id=st.sampled_from(ACCOUNTS), symbol_id=st.sampled_from([None, *SYMBOLS, 9])))
+
+
+@st.composite
+def controls(draw):
+    """A status change or a mass cancel: one branch of the stream, so that together
+    they are as frequent as one kind of order command, not twice as."""
+    if draw(st.booleans()):
+        return "set_trading_status", draw(statuses)
+    return "cancel_all", draw(mass_cancels)
+
 
 commands = st.lists(
     st.one_of(
@@ -75,6 +94,7 @@ commands = st.lists(
         st.tuples(st.just("cancel"), cancels),
         st.tuples(st.just("modify"), modifies),
         st.tuples(st.just("set_reference_price"), references),
+        controls(),
         st.tuples(st.just("restore"), st.just({})),
     ),
     max_size=80,
@@ -87,6 +107,8 @@ id_windows = st.sampled_from([DEFAULT_ID_WINDOW, 1, 2, 5, 17])
 def assert_same_state(cpp, ref):
     for sym in SYMBOLS:
         assert cpp.depth(symbol_id=sym, levels=1000) == ref.depth(symbol_id=sym, levels=1000)
+    for sym in (*SYMBOLS, 9):
+        assert cpp.trading_status(symbol_id=sym) == ref.trading_status(symbol_id=sym)
     for oid in range(MAX_ID + 1):
         assert cpp.order(oid) == ref.order(oid)
     assert cpp.live_orders() == ref.live_orders()
@@ -101,12 +123,20 @@ def fresh(window=DEFAULT_ID_WINDOW):
     return cpp, ref
 
 
+def outcome(engine, op, args):
+    """What a call returns, or ValueError if it raises that (an invalid status)."""
+    try:
+        return getattr(engine, op)(**args)
+    except ValueError:
+        return ValueError
+
+
 def run(cpp, ref, op, args, window=DEFAULT_ID_WINDOW):
     """One command on both; returns the (possibly replaced) engines."""
     if op == "restore":
         # Both drop the ids of done orders, so the streams stay comparable.
         return Engine.restore(cpp.snapshot(), window), ReferenceEngine.restore(ref.snapshot(), window)
-    assert getattr(cpp, op)(**args) == getattr(ref, op)(**args), (op, args)
+    assert outcome(cpp, op, args) == outcome(ref, op, args), (op, args)
     return cpp, ref
 
 
@@ -132,9 +162,14 @@ def test_raw_calls_give_the_typed_events_as_raw_tuples(stream, window):
     order = {"submit": ("order_id", "account_id", "symbol_id", "side", "order_type", "tif", "price", "quantity",
                         "post_only", "stp"),
              "cancel": ("order_id", "account_id", "symbol_id"),
-             "modify": ("order_id", "account_id", "symbol_id", "price", "quantity")}
+             "modify": ("order_id", "account_id", "symbol_id", "price", "quantity"),
+             "cancel_all": ("account_id", "symbol_id")}
     defaults = {"post_only": False, "stp": SelfTradePrevention.CANCEL_INCOMING}
     for op, args in stream:
+        if op == "set_trading_status":  # on both, so that the raw calls meet halts too
+            outcome(typed, op, args)
+            outcome(raw, op, args)
+            continue
         if op not in order:
             continue
         events = getattr(typed, op)(**args)
@@ -144,6 +179,52 @@ def test_raw_calls_give_the_typed_events_as_raw_tuples(stream, window):
     for symbol_id in SYMBOLS:
         bids, asks = typed.depth(symbol_id=symbol_id, levels=10)
         assert raw.depth_raw(symbol_id, 10) == ([tuple(level) for level in bids], [tuple(level) for level in asks])
+
+
+# Well-formed orders only (the stream above is mostly junk and short): longer streams
+# in which halts and mass cancels meet books with orders of every account in them.
+# Ids from a narrower range, so that cancels and modifies often find a live order.
+plain_ids = st.integers(0, 20)
+plain_orders = st.fixed_dictionaries(dict(
+    order_id=plain_ids, account_id=st.sampled_from(ACCOUNTS),
+    symbol_id=st.sampled_from(SYMBOLS), side=st.sampled_from([Side.BUY, Side.SELL]),
+    order_type=st.sampled_from([OrderType.LIMIT] * 5 + [OrderType.MARKET]),
+    tif=st.sampled_from([TimeInForce.GTC] * 4 + [TimeInForce.IOC, TimeInForce.FOK]),
+    price=st.sampled_from([96, 98, 100, 102, 104]), quantity=st.sampled_from([2, 4, 6, 8]),
+    post_only=st.sampled_from([False] * 5 + [True]),
+    stp=st.sampled_from(list(SelfTradePrevention)))).map(
+        lambda o: {**o, "price": 0 if o["order_type"] == OrderType.MARKET else o["price"],
+                   "post_only": o["post_only"] and o["order_type"] == OrderType.LIMIT
+                   and o["tif"] == TimeInForce.GTC})
+plain_cancels = st.fixed_dictionaries(dict(
+    order_id=plain_ids, account_id=st.sampled_from(ACCOUNTS), symbol_id=st.sampled_from(SYMBOLS)))
+plain_modifies = st.fixed_dictionaries(dict(
+    order_id=plain_ids, account_id=st.sampled_from(ACCOUNTS),
+    symbol_id=st.sampled_from(SYMBOLS), price=st.sampled_from([96, 98, 100, 102, 104]),
+    quantity=st.sampled_from([2, 4, 6, 8])))
+control_streams = st.lists(
+    st.one_of(
+        st.tuples(st.just("submit"), plain_orders),
+        st.tuples(st.just("submit"), plain_orders),
+        st.tuples(st.just("cancel"), plain_cancels),
+        st.tuples(st.just("modify"), plain_modifies),
+        controls(),
+        st.tuples(st.just("restore"), st.just({})),
+    ),
+    min_size=20, max_size=120,
+)
+
+
+@settings(max_examples=max(EXAMPLES // 3, 20), deadline=None, database=None, derandomize=CI,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(control_streams, id_windows)
+def test_halts_and_mass_cancels_match_reference(stream, window):
+    cpp, ref = fresh(window)
+    for op, args in stream:
+        cpp, ref = run(cpp, ref, op, args, window)
+    assert_same_state(cpp, ref)
+    for sym in SYMBOLS:
+        assert cpp.l3(symbol_id=sym) == ref.l3(symbol_id=sym)
 
 
 def to_packed(stream) -> np.ndarray:
@@ -166,9 +247,24 @@ def to_packed(stream) -> np.ndarray:
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(commands, id_windows)
 def test_packed_batch_matches_reference(stream, window):
+    """The order commands go in packed batches; each other command (a halt, a mass
+    cancel, a reference price, a restore) ends the batch before it and runs alone."""
     cpp, ref = fresh(window)
-    cmds = to_packed(stream)
-    assert raw_events(cpp.execute_packed(cmds)) == raw_events(ref.execute_packed(cmds))
+    batch = []
+
+    def flush():
+        cmds = to_packed(batch)
+        batch.clear()
+        if len(cmds):
+            assert raw_events(cpp.execute_packed(cmds)) == raw_events(ref.execute_packed(cmds))
+
+    for op, args in stream:
+        if op in ("submit", "cancel", "modify"):
+            batch.append((op, args))
+            continue
+        flush()
+        cpp, ref = run(cpp, ref, op, args, window)
+    flush()
     assert_same_state(cpp, ref)
 
 
@@ -177,6 +273,14 @@ def random_stream(rng: random.Random, n: int):
     next_id = 0
     live = []
     for _ in range(n):
+        if rng.random() < 0.02:  # now and then a halt, a resume or a mass cancel
+            sym = rng.choice(SYMBOLS)
+            if rng.random() < 0.7:  # a symbol is halted a third of the time or so
+                status = TradingStatus.HALTED if rng.random() < 0.3 else TradingStatus.TRADING
+                yield "set_trading_status", dict(symbol_id=sym, status=status)
+            else:
+                yield "cancel_all", dict(account_id=rng.choice(ACCOUNTS), symbol_id=rng.choice([None, sym]))
+            continue
         r = rng.random()
         if r < 0.15 and live:
             oid, acct, sym = live[rng.randrange(len(live))]
@@ -213,6 +317,7 @@ def test_long_random_streams_match_reference():
                 cpp, ref = run(cpp, ref, "restore", {}, window)
         for sym in SYMBOLS:
             assert cpp.depth(symbol_id=sym, levels=1000) == ref.depth(symbol_id=sym, levels=1000)
+            assert cpp.trading_status(symbol_id=sym) == ref.trading_status(symbol_id=sym)
         assert cpp.live_orders() == ref.live_orders()
         assert cpp.known_ids() == ref.known_ids()
         assert cpp.event_hash() == ref.event_hash()

@@ -41,13 +41,18 @@ struct TopOfBook {
 // cancel: CANCELLED(USER) + DONE(CANCELLED), or REJECTED(UNKNOWN_ORDER) alone.
 // modify: MODIFIED, [TRADE...], [CANCELLED(SELF_TRADE_PREVENTED)], DONE -- or
 //         REJECTED(reason) alone (the order is left exactly as it was).
+// cancel_all: per cancelled order, ascending order_id, CANCELLED(MASS_CANCEL) +
+//         DONE(CANCELLED); nothing if the account has no resting order there.
+// On a HALTED symbol, submit and modify are rejected INSTRUMENT_HALTED (a submit after
+// validate_full, a modify after the UNKNOWN_ORDER lookup); cancels work.
 // With self-trade prevention CANCEL_RESTING/BOTH, a submit or modify may also
 // emit CANCELLED(SELF_TRADE_PREVENTED) + DONE(CANCELLED) for a *resting* order
 // (its own order_id) before the incoming order's final DONE, which is always
 // the last event of the command.
 //
-// A symbol's book is created by the first accepted order for it; queries on a
-// symbol never seen return empty results.
+// A symbol's book is created by the first accepted order for it or by
+// set_instrument / set_reference_price / set_trading_status; queries on a symbol
+// never seen return empty results (and trading_status TRADING).
 class Engine {
  public:
   // `expected_orders` pre-sizes the order pool and id index, avoiding rehash
@@ -84,15 +89,34 @@ class Engine {
   bool set_reference_price(SymbolId symbol, Price price);
   Instrument instrument(SymbolId symbol) const;
 
+  // Halts or resumes a symbol (creating its book, as set_instrument does). While it is
+  // HALTED, submits and modifies on it are rejected INSTRUMENT_HALTED; cancels and
+  // cancel_all still work; resting orders are not touched, and nothing trades when it
+  // resumes until a command crosses. Emits no event. Returns false (and changes
+  // nothing) if `status` is not an enumerator.
+  bool set_trading_status(SymbolId symbol, TradingStatus status);
+  // TRADING for a symbol never seen (no book is created).
+  TradingStatus trading_status(SymbolId symbol) const;
+
+  // Mass cancel: cancels every resting order of `account` (on `symbol` only, if
+  // given), in ascending order_id, each exactly like a user cancel but for its reason:
+  // CANCELLED(MASS_CANCEL, remaining) + DONE(CANCELLED, filled, 0), with the order's
+  // own symbol_id. Returns how many it cancelled (0: no event at all). Works while
+  // halted. Cost: a walk over the resting orders of the book (or of every book, with
+  // no symbol), O(resting orders), plus sorting and removing the account's ones; no
+  // index by account is kept, because it would cost every submit and cancel.
+  std::size_t cancel_all(AccountId account, std::optional<SymbolId> symbol);
+
   // Every resting order of one symbol, per side in priority order.
   void l3(SymbolId symbol, std::vector<OrderEntry>& bids, std::vector<OrderEntry>& asks) const;
 
-  // The whole state as bytes: books (with priority), instrument rules, event
-  // hash. Ids of done orders are not included: after restore() only live ids
-  // are known (so a done id could be accepted again), as after the id window.
+  // The whole state as bytes: books (with priority), instrument rules, trading
+  // status, event hash. Ids of done orders are not included: after restore() only
+  // live ids are known (so a done id could be accepted again), as after the id window.
   std::string snapshot() const;
-  // Replaces the state with a snapshot's. Throws std::invalid_argument on
-  // malformed data (the engine is then empty, as if just constructed).
+  // Replaces the state with a snapshot's (format version 2, or version 1, whose books
+  // all restore TRADING). Throws std::invalid_argument on malformed data (the engine
+  // is then empty, as if just constructed).
   void restore(std::string_view data);
 
   std::uint64_t event_hash() const { return out_.hash; }

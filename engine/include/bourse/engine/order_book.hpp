@@ -56,6 +56,10 @@ class OrderBook {
   SymbolId symbol() const { return symbol_; }
   Instrument& instrument() { return instrument_; }
   const Instrument& instrument() const { return instrument_; }
+  TradingStatus trading_status() const { return status_; }
+  void set_trading_status(TradingStatus status) { status_ = status; }
+  // Submits and modifies test this on the book they load anyway: one predictable branch.
+  bool halted() const { return status_ == TradingStatus::HALTED; }
 
   // Would a taker on `taker_side` with this limit trade with anything now?
   bool crosses_any(Side taker_side, Price limit) const;
@@ -86,6 +90,10 @@ class OrderBook {
 
   // Every order of one side in priority order (best level first, FIFO).
   void orders(Side side, std::vector<OrderEntry>& out) const;
+
+  // Appends the pool indices of `account`'s resting orders (both sides, in no
+  // particular order) to `out`: a walk over every resting order of the book.
+  void orders_of(AccountId account, std::vector<OrderIndex>& out) const;
 
   // Cache hints for a command about to run on this book (Engine::execute over a batch),
   // in two steps, the second reading only what the first fetched. prefetch_ends: the
@@ -122,9 +130,12 @@ class OrderBook {
 
   void unlink(Level& level, OrderIndex idx);
 
+  // The status sits in the padding between the symbol and the instrument: the book
+  // stays 112 bytes, and the status shares a line with the rules a submit reads next.
   SymbolId symbol_;
-  OrderStore& store_;
+  TradingStatus status_ = TradingStatus::TRADING;
   Instrument instrument_;
+  OrderStore& store_;
   std::vector<Level> bids_;  // ascending price: best (highest) at back
   std::vector<Level> asks_;  // descending price: best (lowest) at back
 };

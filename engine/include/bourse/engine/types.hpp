@@ -42,6 +42,7 @@ enum class RejectReason : std::uint8_t {
   PRICE_OUTSIDE_BAND = 14,              // limit price too far from the reference price
   INVALID_SELF_TRADE_PREVENTION = 15,   // stp mode not one of the enumerators
   INVALID_POST_ONLY = 16,               // post-only on a market, IOC or FOK order
+  INSTRUMENT_HALTED = 17,               // the symbol is halted (submit and modify)
 };
 
 enum class CancelReason : std::uint8_t {
@@ -51,7 +52,19 @@ enum class CancelReason : std::uint8_t {
   MARKET_REMAINDER = 3,
   FOK_UNFILLABLE = 4,
   SELF_TRADE_PREVENTED = 5,  // the order would have traded with its own account
+  MASS_CANCEL = 6,           // cancelled by Engine::cancel_all
 };
+
+// Whether a symbol accepts new orders and modifies (values match the protobuf enum;
+// 0 = unspecified is not a status). Cancels work in both.
+enum class TradingStatus : std::uint8_t {
+  TRADING = 1,
+  HALTED = 2,  // submits and modifies are rejected INSTRUMENT_HALTED; resting orders stay
+};
+
+inline bool valid(TradingStatus s) {
+  return s == TradingStatus::TRADING || s == TradingStatus::HALTED;
+}
 
 // What happens when an incoming order would trade with a resting order of the
 // same account. The incoming order's mode decides.
