@@ -9,7 +9,7 @@ SESSIONS ?= 4
 WINDOW ?= 1000
 BAZEL ?= bazel
 
-.PHONY: setup build test demo floor up shards snapshot image lock clean
+.PHONY: setup build test demo floor up shards snapshot halt resume image lock clean
 
 setup:
 	@tools/setup.sh
@@ -52,6 +52,10 @@ shards: build
 
 snapshot: build
 	bazel-bin/infra/admin/admin snapshot
+
+# Halt or resume trading in one instrument: make halt SYMBOL=AAPL, make resume SYMBOL=AAPL.
+halt resume: build
+	bazel-bin/infra/admin/admin $@ $(SYMBOL)
 
 # API keys of the stack `make up` runs: make keys ARGS="create --account 5 --label desk",
 # ARGS=list, ARGS="revoke KEY_ID".

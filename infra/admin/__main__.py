@@ -3,10 +3,14 @@
     python -m infra.admin shards              each matching shard: sequence, durable
                                               sequence, snapshot, lag, queue, serving
     python -m infra.admin snapshot [--shard N]  take a snapshot now (all shards by default)
+    python -m infra.admin halt SYMBOL         halt trading in an instrument (journaled by its
+                                              shard: new orders and modifies are refused)
+    python -m infra.admin resume SYMBOL       let it trade again
     python -m infra.admin keys create|list|revoke  API keys (infra/admin/keys.py)
 
 Addresses come from --matching/--persistence, else BOURSE_MATCHING_ADDRS and
-BOURSE_PERSISTENCE_ADDR, else the file the local stack writes (`.stack/endpoints.json`).
+BOURSE_PERSISTENCE_ADDR, else the file the local stack writes (`.stack/endpoints.json`);
+the shard of a symbol from --shard-ranges, else BOURSE_SHARD_RANGES, else that file.
 """
 
 from __future__ import annotations
@@ -22,11 +26,12 @@ from bourse.matching.v1 import matching_service_pb2 as matching_pb2
 from bourse.matching.v1 import matching_service_pb2_grpc as matching_grpc
 from bourse.persistence.v1 import persistence_service_pb2 as persistence_pb2
 from bourse.persistence.v1 import persistence_service_pb2_grpc as persistence_grpc
+from bourse.type.v1 import types_pb2
 from rich.console import Console
 from rich.table import Table
 
 from infra.admin import keys
-from services.common.config import addresses
+from services.common.config import DEFAULT_SHARD_RANGES, ShardMap, addresses
 
 ENDPOINTS_FILE = Path(".stack/endpoints.json")
 
@@ -42,11 +47,11 @@ def persistence_of(args) -> str:
     return persistence
 
 
-def endpoints(args) -> tuple[list[str], str]:
+def endpoints(args, persistence: bool = True) -> tuple[list[str], str]:
     matching = args.matching or os.environ.get("BOURSE_MATCHING_ADDRS") or ",".join(_saved().get("matching", []))
     if not matching:
         raise SystemExit("no addresses: pass --matching and --persistence, or run `make up` first")
-    return addresses(matching), persistence_of(args)
+    return addresses(matching), persistence_of(args) if persistence else ""
 
 
 def shard_rows(matching: list[str], persistence: str) -> list[dict]:
@@ -102,17 +107,44 @@ def take_snapshots(matching: list[str], only: int | None) -> int:
     return 1 if failed else 0
 
 
+def set_trading_status(matching: list[str], shard_map: ShardMap, symbol: str, status: int) -> int:
+    shard = shard_map.shard_of(symbol)
+    if shard is None or shard >= len(matching):
+        print(f"{symbol}: no shard owns it (shard ranges {shard_map.ranges})", file=sys.stderr)
+        return 1
+    request = matching_pb2.SetTradingStatusRequest(
+        command=matching_pb2.SetTradingStatus(symbol=symbol, status=status))
+    try:
+        with grpc.insecure_channel(matching[shard]) as channel:
+            done = matching_grpc.MatchingServiceStub(channel).SetTradingStatus(request, timeout=10)
+    except grpc.RpcError as error:
+        print(f"{symbol}: not set: {error.code().name} {error.details()}", file=sys.stderr)
+        return 1
+    print(f"{done.symbol}: {types_pb2.TradingStatus.Name(done.status)}")
+    return 0
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["keys"]:
         return keys.main(argv[1:], persistence_of)
     parser = argparse.ArgumentParser(prog="python -m infra.admin", description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=["shards", "snapshot", "keys"])
+    parser.add_argument("command", choices=["shards", "snapshot", "keys", "halt", "resume"])
+    parser.add_argument("symbol", nargs="?", default="", help="halt, resume: the instrument")
+    parser.add_argument("--shard-ranges", default="", help="halt, resume: as BOURSE_SHARD_RANGES")
     parser.add_argument("--shard", type=int, default=None)
     parser.add_argument("--matching", default="", help="host:port of each shard, comma separated, in order")
     parser.add_argument("--persistence", default="")
     parser.add_argument("--json", action="store_true", help="shards: print JSON instead of a table")
     args = parser.parse_args(argv)
+    if args.command in ("halt", "resume"):
+        if not args.symbol:
+            parser.error(f"{args.command} takes a SYMBOL")
+        matching = endpoints(args, persistence=False)[0]
+        shard_map = ShardMap.parse(args.shard_ranges or os.environ.get("BOURSE_SHARD_RANGES")
+                                   or _saved().get("shard_ranges") or DEFAULT_SHARD_RANGES)
+        status = types_pb2.TRADING_STATUS_HALTED if args.command == "halt" else types_pb2.TRADING_STATUS_TRADING
+        return set_trading_status(matching, shard_map, args.symbol, status)
     matching, persistence = endpoints(args)
     if args.command == "snapshot":
         return take_snapshots(matching, args.shard)

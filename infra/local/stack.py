@@ -347,12 +347,12 @@ def _up(stack: Stack) -> int:
     endpoints = {"envoy": stack.target, "ca_file": stack.ca_file, "api_keys": stack.api_keys, "logs": stack.log_dir,
                  "postgres": stack.db_urls(driver="postgresql"), "redis": stack.redis.url,
                  "matching": stack.matching_addresses, "persistence": stack.persistence_address,
-                 "metrics": stack.metrics_addresses()}
+                 "metrics": stack.metrics_addresses(), "shard_ranges": stack.shard_ranges}
     ENDPOINTS_FILE.parent.mkdir(exist_ok=True)
     ENDPOINTS_FILE.write_text(json.dumps(endpoints, indent=2))
     try:
         print(json.dumps(endpoints, indent=2))
-        print("operations: make shards, make snapshot (see README)")
+        print("operations: make shards, make snapshot, make halt SYMBOL=..., make resume SYMBOL=... (see README)")
         security = f"-cacert {stack.ca_file}" if stack.ca_file else "-plaintext"
         print(f"try: grpcurl {security} -H 'authorization: Bearer demo-key-alice' {stack.target} list")
         print("Ctrl-C stops the stack; anything else that stops is restarted", flush=True)

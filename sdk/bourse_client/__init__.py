@@ -24,6 +24,7 @@ from bourse_sdk.bourse.type.v1 import (
     Side,
     TimeInForce,
     Trade,
+    TradingStatus,
 )
 
 from . import errors
@@ -37,6 +38,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AsyncClient", "Client", "Fill", "GetBookResponse", "Order", "OrderEntrySession", "OrderStatus", "OrderType",
-    "PriceLevel", "RetryPolicy", "SelfTradePrevention", "Side", "SubmitOrderRequest", "SubscribeMarketDataResponse",
-    "SubscribeOrdersResponse", "TimeInForce", "Trade", "errors", "new_client_order_id", "submit_request",
+    "PriceLevel", "RetryPolicy", "SelfTradePrevention", "Side", "SubmitOrderRequest",
+    "SubscribeMarketDataResponse", "SubscribeOrdersResponse", "TimeInForce", "Trade", "TradingStatus", "errors",
+    "new_client_order_id", "submit_request",
 ]

@@ -21,6 +21,8 @@ from bourse_sdk.bourse.order.v1 import (
     GetOrderResponse,
     ListOrdersRequest,
     ListOrdersResponse,
+    MassCancelOrdersRequest,
+    MassCancelOrdersResponse,
     ModifyOrderRequest,
     ModifyOrderResponse,
     SubmitOrderRequest,
@@ -44,6 +46,8 @@ class Rpc:
 SUBMIT = Rpc(ORDERS + "SubmitOrder", SubmitOrderResponse, True)
 CANCEL = Rpc(ORDERS + "CancelOrder", CancelOrderResponse, True)
 MODIFY = Rpc(ORDERS + "ModifyOrder", ModifyOrderResponse, False)
+# Repeatable: a repeat cancels what works then (so also orders placed in between).
+MASS_CANCEL = Rpc(ORDERS + "MassCancelOrders", MassCancelOrdersResponse, True)
 GET_ORDER = Rpc(ORDERS + "GetOrder", GetOrderResponse, True)
 LIST_ORDERS = Rpc(ORDERS + "ListOrders", ListOrdersResponse, True)
 GET_BOOK = Rpc(MARKET_DATA + "GetBook", GetBookResponse, True)
@@ -72,6 +76,10 @@ def submit_request(symbol: str, side: Side, quantity: int, price: int = 0, *,
 
 def _order(response) -> Order:
     return response.order
+
+
+def _cancelled_count(response: MassCancelOrdersResponse) -> int:
+    return response.cancelled_count
 
 
 def channel_credentials(credentials: grpc.ChannelCredentials | None, ca_file: str | None):
@@ -129,6 +137,11 @@ class Api:
         Raises OrderDone when it had already filled or been cancelled, OrderNotFound when
         the account has no such order on `symbol`."""
         return self._call(CANCEL, CancelOrderRequest(order_id=order_id, symbol=symbol), timeout, _order)
+
+    def mass_cancel_orders(self, symbol: str = "", timeout: float | None = None) -> int:
+        """Cancels every working order of the account on `symbol`, or on every instrument
+        when it is empty; returns how many it cancelled."""
+        return self._call(MASS_CANCEL, MassCancelOrdersRequest(symbol=symbol), timeout, _cancelled_count)
 
     def modify_order(self, order_id: int, symbol: str, price: int, quantity: int,
                      timeout: float | None = None) -> Order:

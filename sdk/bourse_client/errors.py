@@ -95,6 +95,11 @@ class WouldTakeLiquidity(FailedPrecondition):
     """A post-only order's new price would trade on arrival."""
 
 
+class InstrumentHalted(FailedPrecondition):
+    """The instrument is halted: new orders and modifies are refused until it trades again
+    (nothing was created: the same submit may be sent again then); cancels work."""
+
+
 class Aborted(BourseError):
     code = grpc.StatusCode.ABORTED
 
@@ -167,6 +172,7 @@ BY_REASON: dict[str, type[BourseError]] = {
     "ORDER_DONE": OrderDone,
     "QUANTITY_NOT_ABOVE_FILLED": QuantityNotAboveFilled,
     "WOULD_TAKE_LIQUIDITY": WouldTakeLiquidity,
+    "INSTRUMENT_HALTED": InstrumentHalted,
     "UPDATES_TRIMMED": UpdatesTrimmed,
     "RATE_LIMITED": RateLimited,
     "TOO_MANY_IN_FLIGHT": TooManyInFlight,

@@ -91,7 +91,7 @@ async def run(symbols: list[str], wire: list[bytes]) -> tuple[dict[str, float], 
     redis_client = Connection()  # packs the send as redis-py would, never connects
 
     async def books_of(names):
-        return {name: shard.depth(name) for name in names}
+        return {name: (*shard.depth(name), shard.trading_status(name)) for name in names}
 
     stages = dict.fromkeys(("decode", "execute", "statement", "market data", "response"), 0.0)
     commands = 0

@@ -232,12 +232,14 @@ class GroupCommitter:
         self._market_data.record(sorted(self.shard.symbols), [], self.committed_books)
         return True
 
-    async def committed_books(self, symbols) -> dict[str, tuple[list, list]]:
-        """Depth of each symbol's book between batches (never with a batch in flight)."""
+    async def committed_books(self, symbols) -> dict[str, tuple[list, list, int]]:
+        """(bids, asks, trading status) of each symbol's book between batches (never with
+        a batch in flight)."""
         async with self._books:
             if self._needs_recovery:
                 return {}  # published again once recovered
-            return {symbol: self.shard.depth(symbol) for symbol in symbols}
+            shard = self.shard
+            return {symbol: (*shard.depth(symbol), shard.trading_status(symbol)) for symbol in symbols}
 
     @property
     def _snapshotting(self) -> bool:

@@ -4,7 +4,8 @@ Keys, per symbol (SYMBOL as listed, e.g. AAPL):
   md:book:{SYMBOL}    string, JSON object, replaced after every batch touching SYMBOL:
                         {"bids": [[price, quantity, order_count], ...],   best (highest) first
                          "asks": [[price, quantity, order_count], ...],   best (lowest) first
-                         "time": "2026-01-02T03:04:05.123456+00:00"}      ISO 8601, UTC
+                         "time": "2026-01-02T03:04:05.123456+00:00",      ISO 8601, UTC
+                         "trading_status": 1}     bourse.type.v1.TradingStatus: 1 TRADING, 2 HALTED
                       up to BOOK_LEVELS (50) levels per side; prices in ticks, quantities in lots.
   md:trades:{SYMBOL}  list, newest first, capped at 100 entries (LPUSH + LTRIM 0 99); each entry
                         {"trade_id": int, "price": int, "quantity": int,
@@ -134,10 +135,11 @@ def trade_json(trade) -> str:
         trade.taker_order_id, iso_us(trade.time_us))  # exact (no float); natively: a datetime per trade cost most
 
 
-def book_json(bids, asks, now: str) -> str:
+def book_json(bids, asks, now: str, trading_status: int = 1) -> str:
     # Levels are sequences of ints (the engine's tuples): the C encoder writes them as
     # arrays, about four times faster than Python formatting the lists they used to be.
-    return '{"bids": %s, "asks": %s, "time": "%s"}' % (_dumps(bids), _dumps(asks), now)
+    return '{"bids": %s, "asks": %s, "time": "%s", "trading_status": %d}' % (
+        _dumps(bids), _dumps(asks), now, trading_status)
 
 
 def update_bytes(row, fills, answer: bytes | None = None) -> bytes:
@@ -223,8 +225,8 @@ class MarketData:
             by_reader.setdefault(self._books_of[symbol], []).append(symbol)
         books = {}
         for books_of, symbols in by_reader.items():
-            books.update((symbol, book_json(bids, asks, now))
-                         for symbol, (bids, asks) in (await books_of(symbols)).items())
+            books.update((symbol, book_json(bids, asks, now, status))
+                         for symbol, (bids, asks, status) in (await books_of(symbols)).items())
         self._sends += 1
         args = [self._sender, self._sends, TRADES_KEPT, ORDER_UPDATES_KEPT, ORDER_UPDATES_TTL_S, SENT_TTL_S]
         symbols = sorted(books.keys() | trades.keys())

@@ -23,8 +23,11 @@ def add_results(results, answers) -> None:
     """The shard's answers (shard.Answer) as EncodedCommandResults of a response's
     `results`: the Order bytes go in as they are."""
     add = results.add
-    for encoded_order, error_reason in answers:
-        add(order=encoded_order, error_reason=error_reason)
+    for encoded_order, error_reason, cancelled_count in answers:
+        if cancelled_count:
+            add(order=encoded_order, error_reason=error_reason, cancelled_count=cancelled_count)
+        else:
+            add(order=encoded_order, error_reason=error_reason)
 
 
 class MatchingServicer(matching_grpc.MatchingServiceServicer):
@@ -117,6 +120,14 @@ class MatchingServicer(matching_grpc.MatchingServiceServicer):
             committed_batches=committer.batches, committed_commands=committer.committed_commands,
         )
 
+    async def SetTradingStatus(self, request, context):
+        """Journaled through the symbol's group committer, in line with its orders."""
+        command = request.command
+        outcome = await self._execute([matching_pb2.Command(set_trading_status=command)])
+        if isinstance(outcome, BourseError):
+            await abort(context, outcome)
+        return matching_pb2.SetTradingStatusResponse(symbol=command.symbol, status=command.status)
+
     async def TakeSnapshot(self, request, context):
         committer = await self._committer(request, context)
         try:
@@ -150,6 +161,8 @@ def register(committers: dict[int, GroupCommitter]):
                 servicer.GetShardStatus, matching_pb2.GetShardStatusRequest.FromString, _serialize),
             "TakeSnapshot": grpc.unary_unary_rpc_method_handler(
                 servicer.TakeSnapshot, matching_pb2.TakeSnapshotRequest.FromString, _serialize),
+            "SetTradingStatus": grpc.unary_unary_rpc_method_handler(
+                servicer.SetTradingStatus, matching_pb2.SetTradingStatusRequest.FromString, _serialize),
         }
         server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
         server.add_registered_method_handlers(SERVICE_NAME, handlers)

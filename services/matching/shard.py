@@ -34,7 +34,7 @@ from typing import NamedTuple
 from _matching_native import submit_keys
 from bourse.matching.v1 import matching_service_pb2 as matching_pb2
 from bourse.type.v1 import types_pb2
-from bourse_engine import CancelReason, Engine, Event, EventKind, RejectReason, SelfTradePrevention
+from bourse_engine import CancelReason, Engine, Event, EventKind, RejectReason, SelfTradePrevention, TradingStatus
 
 from services.matching import snapshot_codec
 from services.matching.client_ids import ClientOrderIds, key_bytes, pack_keys
@@ -61,6 +61,9 @@ CANCEL_REASONS = {int(reason): reason.name for reason in CancelReason}
 
 # Compared as ints: the binding's enums need not be IntEnums.
 CANCEL_INCOMING = int(SelfTradePrevention.CANCEL_INCOMING)
+TRADING, HALTED = int(TradingStatus.TRADING), int(TradingStatus.HALTED)
+assert (TRADING, HALTED) == (types_pb2.TRADING_STATUS_TRADING, types_pb2.TRADING_STATUS_HALTED)
+MASS_CANCEL_REASON = CancelReason.MASS_CANCEL.name
 TRADE_EVENT, REJECTED_EVENT, CANCELLED_EVENT, DONE_EVENT, MODIFIED_EVENT = (
     int(getattr(k, "value", k))
     for k in (EventKind.TRADE, EventKind.REJECTED, EventKind.CANCELLED, EventKind.DONE, EventKind.MODIFIED)
@@ -90,10 +93,12 @@ class Answer(NamedTuple):
     """A command's result as the shard gives it: the order after the command, as Order
     message bytes, and why it was refused ("" if it was not). The bytes go into the
     response as they are (service.py: a bytes field and a message field share one wire
-    form), and into the account's update stream (market_data.py)."""
+    form), and into the account's update stream (market_data.py). A mass cancel answers
+    with no order and how many it cancelled."""
 
     encoded_order: bytes
     error_reason: str = ""
+    cancelled_count: int = 0
 
     @property
     def order(self) -> types_pb2.Order:
@@ -131,6 +136,11 @@ class MatchingShard:
         # Finished order id -> (account, symbol, status), oldest first.
         self.done: OrderedDict[int, tuple[int, str, int]] = OrderedDict()
         self.restore_phases: dict[str, float] = {}  # seconds per step of the last restore
+        # Symbols an operator halted: their submits and modifies are refused before the
+        # engine (which holds the same status, in its snapshot), so that a refused submit
+        # binds no client_order_id and stores no order: the same request may be sent again
+        # once the symbol trades.
+        self.halted: set[str] = set()
 
     def _now_ns(self) -> int:
         # Strictly increasing at microsecond steps (what the database keeps): each
@@ -152,11 +162,15 @@ class MatchingShard:
         for index, command in enumerate(commands):
             kind = command.WhichOneof("command")
             if kind is None:
-                raise InvalidCommand(f"commands[{index}]", "neither new_order nor cancel_order")
+                raise InvalidCommand(f"commands[{index}]", "no command set")
             body = getattr(command, kind)
             if body.symbol not in self.symbols:
                 raise InvalidCommand(f"commands[{index}].{kind}.symbol", f"{body.symbol!r} is not owned by this shard")
-            if body.order_id <= 0:
+            if kind == "set_trading_status":
+                if body.status not in (TRADING, HALTED):
+                    raise InvalidCommand(f"commands[{index}].{kind}.status", "must be TRADING or HALTED")
+                continue
+            if kind != "mass_cancel" and body.order_id <= 0:
                 raise InvalidCommand(f"commands[{index}].{kind}.order_id", "must be positive")
             if body.account_id <= 0:
                 raise InvalidCommand(f"commands[{index}].{kind}.account_id", "must be positive")
@@ -178,8 +192,12 @@ class MatchingShard:
                 results.append(self._submit(command.new_order, batch, now))
             elif kind == "cancel_order":
                 results.append(self._cancel(command.cancel_order, batch, now))
-            else:
+            elif kind == "modify_order":
                 results.append(self._modify(command.modify_order, batch, now))
+            elif kind == "mass_cancel":
+                results.append(self._mass_cancel(command.mass_cancel, batch, now))
+            else:
+                results.append(self._set_trading_status(command.set_trading_status, batch))
         for state in (*batch.new.values(), *batch.updated.values()):
             if state.status in FINISHED:
                 self._finished(state)
@@ -240,6 +258,10 @@ class MatchingShard:
             named = types_pb2.Order(order_id=original, account_id=account_id, symbol=symbol,
                                     client_order_id=client_order_id)
             return _answer(named, reason)
+        if symbol in self.halted:  # nothing stored, no key bound (see self.halted)
+            return None if batch.replaying else _answer(types_pb2.Order(
+                order_id=order_id, account_id=account_id, symbol=symbol, client_order_id=client_order_id,
+                status=REJECTED, reason="INSTRUMENT_HALTED"), "INSTRUMENT_HALTED")
         # Enum values go in as ints: the engine rejects unknown ones (INVALID_SIDE...).
         # Straight to the binding (Engine.raw): validate() checked the ids, the symbol's id
         # is ours, and the rest are the message's int64s and enum codes.
@@ -341,6 +363,8 @@ class MatchingShard:
         if state is None or state.account_id != cmd.account_id or state.symbol != cmd.symbol:
             # Unknown, done, or another account's: nothing shown but to the order's owner.
             return None if batch.replaying else self._not_working(cmd.order_id, cmd.account_id, cmd.symbol)
+        if cmd.symbol in self.halted:
+            return None if batch.replaying else Answer(state.encoded(), "INSTRUMENT_HALTED")
         if cmd.quantity <= state.filled:
             return None if batch.replaying else Answer(state.encoded(), "QUANTITY_NOT_ABOVE_FILLED")
         events = self.engine.raw.modify(cmd.order_id, cmd.account_id, self.symbols[cmd.symbol], cmd.price,
@@ -355,6 +379,33 @@ class MatchingShard:
         batch.touch(state)
         return None if batch.replaying else Answer(state.encoded(fills))
 
+    def _mass_cancel(self, cmd: matching_pb2.MassCancel, batch: _Batch, now: int) -> Answer:
+        """Cancels the account's working orders on the symbol (the engine's order: ascending id)."""
+        events = self.engine.cancel_all_raw(cmd.account_id, self.symbols[cmd.symbol])
+        count = 0
+        for event in events:
+            if event[KIND] != DONE_EVENT:
+                continue
+            state = self.live.pop(event[ORDER_ID])
+            state.status, state.leaves, state.reason, state.update_ns = CANCELLED, 0, MASS_CANCEL_REASON, now
+            batch.touch(state)
+            count += 1
+        if count:
+            batch.symbols.add(cmd.symbol)
+        return None if batch.replaying else Answer(b"", "", count)
+
+    def _set_trading_status(self, cmd: matching_pb2.SetTradingStatus, batch: _Batch) -> Answer:
+        self.engine.set_trading_status(symbol_id=self.symbols[cmd.symbol], status=cmd.status)
+        if cmd.status == HALTED:
+            self.halted.add(cmd.symbol)
+        else:
+            self.halted.discard(cmd.symbol)
+        batch.symbols.add(cmd.symbol)  # market data publishes the book with its status
+        return None if batch.replaying else Answer(b"", "")
+
+    def trading_status(self, symbol: str) -> int:
+        return HALTED if symbol in self.halted else TRADING
+
     def reset(self) -> None:
         """Forget everything in memory; `restore` and/or `replay` must follow."""
         self.engine = self._engine_factory()
@@ -362,6 +413,7 @@ class MatchingShard:
         self.sequence = 0
         self.client_ids = ClientOrderIds()
         self.done = OrderedDict()
+        self.halted = set()
         self._last_ns = 0
 
     def snapshot(self) -> bytes:
@@ -401,6 +453,8 @@ class MatchingShard:
         kept = {symbol: book for symbol, book in snap.symbol_ids.items() if symbol in self.symbols}
         fresh = iter(range(max(snap.symbol_ids.values(), default=0) + 1, 2**32))
         self.symbols = {symbol: kept.get(symbol) or next(fresh) for symbol in self.symbols}
+        self.halted = {symbol for symbol, symbol_id in self.symbols.items()
+                       if self.engine.trading_status(symbol_id=symbol_id) == HALTED}
         rows, texts, _ = live.pack()
         snapshot_codec.check(engine, rows, texts, dict(snap.symbol_ids), self.symbols, self._resting_ids)
         self.live = live

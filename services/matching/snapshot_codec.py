@@ -30,7 +30,9 @@ _HEADER = struct.Struct("<4sIQQQQ")
 # Engine.snapshot() v1 (engine/README.md "Snapshot format"): header, per book a symbol and
 # six instrument numbers, then per side a count and the orders in priority order.
 _ENGINE_HEADER = struct.Struct("<4sIQI")
-_ENGINE_BOOK = struct.Struct("<I48x")
+# Per book: the symbol, then what this does not read: six i64 instrument rules, and from
+# version 2 on the u8 trading status.
+_ENGINE_BOOKS = {1: struct.Struct("<I48x"), 2: struct.Struct("<I49x")}
 _ENGINE_ORDER = np.dtype([("order_id", "<u8"), ("account_id", "<u8"), ("price", "<i8"), ("remaining", "<i8"),
                           ("filled", "<i8"), ("stp", "u1"), ("post_only", "u1")])
 
@@ -74,14 +76,15 @@ def _unpack(data: bytes) -> tuple[bytes, LiveOrders]:
 
 def _engine_orders(data: bytes):
     """(symbol_ids, sides, orders as _ENGINE_ORDER) of every resting order in an engine
-    snapshot, or None if it is not the v1 layout this reads."""
+    snapshot, or None if it is not a layout this reads (versions 1 and 2)."""
     magic, version, _hash, books = _ENGINE_HEADER.unpack_from(data, 0)
-    if magic != b"BRSE" or version != 1:
+    book_header = _ENGINE_BOOKS.get(version)
+    if magic != b"BRSE" or book_header is None:
         return None
     pos, symbols, sides, parts = _ENGINE_HEADER.size, [], [], []
     for _ in range(books):
-        (symbol,) = _ENGINE_BOOK.unpack_from(data, pos)
-        pos += _ENGINE_BOOK.size
+        (symbol,) = book_header.unpack_from(data, pos)
+        pos += book_header.size
         for side in (1, 2):
             (count,) = struct.unpack_from("<I", data, pos)
             parts.append(np.frombuffer(data, dtype=_ENGINE_ORDER, count=count, offset=pos + 4))

@@ -2,7 +2,8 @@
 turns its JSON into messages, for GetBook and SubscribeMarketData).
 
 Keys (written by services/matching/market_data.py):
-  md:book:{SYMBOL}    JSON {"bids": [[price, qty, count], ...], "asks": [...], "time": iso}
+  md:book:{SYMBOL}    JSON {"bids": [[price, qty, count], ...], "asks": [...], "time": iso,
+                            "trading_status": 1 TRADING or 2 HALTED}
   md:trades:{SYMBOL}  list of JSON trades, newest first
 
 Reads go through one bounded pool (book_client): a burst (thousands of market-data
@@ -45,10 +46,12 @@ def _time(iso: str | None, target) -> None:
 
 
 def fill_book(target, book: dict, depth: int) -> None:
-    """Sets bids, asks and update_time of a GetBookResponse or BookSnapshot from md:book JSON."""
+    """Sets bids, asks, update_time and trading_status of a GetBookResponse or BookSnapshot
+    from md:book JSON (a book published before statuses were: TRADING)."""
     target.bids.extend(_levels(book.get("bids", []), depth))
     target.asks.extend(_levels(book.get("asks", []), depth))
     _time(book.get("time"), target.update_time)
+    target.trading_status = book.get("trading_status", types_pb2.TRADING_STATUS_TRADING)
 
 
 def fill_trade(trade: types_pb2.Trade, symbol: str, t: dict) -> types_pb2.Trade:
@@ -67,7 +70,7 @@ async def read_book(client: redis.Redis, symbol: str, depth: int, trades: int = 
             pipe.lrange(trades_key(symbol), 0, trades - 1)
         book_raw, *rest = await pipe.execute()
     trades_raw = rest[0] if rest else []
-    response = md_pb2.GetBookResponse(symbol=symbol)
+    response = md_pb2.GetBookResponse(symbol=symbol, trading_status=types_pb2.TRADING_STATUS_TRADING)
     if book_raw:
         fill_book(response, json.loads(book_raw), depth)
     for raw in trades_raw:

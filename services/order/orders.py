@@ -56,6 +56,12 @@ def not_found(order_id: int) -> BourseError:
     return BourseError(grpc.StatusCode.NOT_FOUND, "ORDER_NOT_FOUND", f"order {order_id} not found")
 
 
+def halted(symbol: str) -> BourseError:
+    return BourseError(grpc.StatusCode.FAILED_PRECONDITION, "INSTRUMENT_HALTED",
+                       f"symbol: {symbol} is halted: new orders and modifies are refused until it trades "
+                       "again (cancels work)")
+
+
 class OrderDesk:
     def __init__(
         self,
@@ -141,6 +147,8 @@ class OrderDesk:
             )
         if reason in ("DUPLICATE_CLIENT_ORDER_ID", "DUPLICATE_ORDER_ID"):
             return self._original(result.order.order_id, account_id, request.symbol)
+        if reason == "INSTRUMENT_HALTED":  # nothing was created: the same request may come again
+            raise halted(request.symbol)
         return result.order, False
 
     async def _original(self, order_id: int, account_id: int, symbol: str) -> tuple[types_pb2.Order, bool]:
@@ -204,12 +212,46 @@ class OrderDesk:
             raise BourseError(grpc.StatusCode.FAILED_PRECONDITION, reason,
                               f"quantity: {request.quantity} is not above the {result.order.filled_quantity} "
                               "already filled; cancel the order instead")
+        if reason == "INSTRUMENT_HALTED":
+            raise halted(request.symbol)
         if reason == "WOULD_TAKE_LIQUIDITY":
             raise BourseError(grpc.StatusCode.FAILED_PRECONDITION, reason,
                               f"price: the order is post-only and {request.price} would trade on arrival")
         # The instrument's rules (tick, lot, band, limits): the request's values.
         field = "quantity" if "QUANTITY" in reason else "price"
         raise invalid(field, f"refused by the instrument's rules ({reason})", reason)
+
+    async def mass_cancel(self, symbol: str, account_id: int) -> int:
+        """Cancels the account's working orders on `symbol`, or on every listed symbol when
+        it is empty: a command per symbol, each shard's sent as one group, the shards at
+        once. How many it cancelled; UNAVAILABLE if a shard did not answer (the others'
+        cancels stand, and a repeat cancels what still works)."""
+        if symbol:
+            validation.check_symbol(symbol, self.symbols)
+        by_shard: dict[Batcher, list] = {}
+        for name in [symbol] if symbol else sorted(self.symbols):
+            by_shard.setdefault(self._batcher(name), []).append(
+                matching_pb2.Command(mass_cancel={"account_id": account_id, "symbol": name}))
+        deadline = self.deadline()
+        groups = [batcher.enqueue_group(commands, deadline) for batcher, commands in by_shard.items()]
+        await asyncio.gather(*(group.future for group in groups), return_exceptions=True)
+        cancelled, failure = 0, None
+        for group in groups:
+            future = group.future
+            missing = RuntimeError("the batch was abandoned") if future.cancelled() else future.exception()
+            for outcome in group.outcomes:
+                outcome = missing if outcome is None else outcome
+                if isinstance(outcome, BaseException) or outcome is None:
+                    failure = failure or outcome or RuntimeError("no answer")
+                else:
+                    cancelled += outcome.cancelled_count
+        if failure is not None:
+            error = self.failed("mass_cancel", failure)
+            if error is failure:
+                raise error
+            raise unavailable("matching shard", failure,
+                              f"{cancelled} orders were cancelled on the shards that answered; repeat the call")
+        return cancelled
 
     async def get(self, order_id: int, account_id: int) -> types_pb2.Order:
         validation.order_id(order_id)

@@ -153,6 +153,11 @@ class OrderServicer(order_grpc.OrderServiceServicer):
         return order_pb2.CancelOrderResponse(order=await self.desk.cancel(request, account_id))
 
     @rpc("orders")
+    async def MassCancelOrders(self, request, account_id):
+        return order_pb2.MassCancelOrdersResponse(cancelled_count=await self.desk.mass_cancel(request.symbol,
+                                                                                             account_id))
+
+    @rpc("orders")
     async def ModifyOrder(self, request, account_id):
         return order_pb2.ModifyOrderResponse(order=await self.desk.modify(request, account_id))
 

@@ -32,6 +32,8 @@ class Acks:
     # order already done or unknown is an answer, not abandoned).
     abandoned: dict[str, int] = field(default_factory=dict)
     retried: int = 0
+    mass_cancels: int = 0  # MassCancelOrders answered
+    mass_cancelled: int = 0  # orders they said they cancelled
 
 
 TRANSIENT = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED)
@@ -77,6 +79,18 @@ async def client(target: str, index: int, acks: Acks, stop: asyncio.Event, retry
                                      lambda: stub.CancelOrder(request, metadata=metadata, timeout=3))
                 if isinstance(answer, pb.CancelOrderResponse):
                     acks.cancels[order_id] = answer.order
+                continue
+            if roll > 0.98:
+                # All of the key's working orders on a symbol (other clients of the key
+                # included: their later cancels and modifies find them done).
+                symbol = rng.choice(SYMBOLS)
+                request = pb.MassCancelOrdersRequest(symbol=symbol)
+                answer = await _call(acks, deadline, "MassCancelOrders",
+                                     lambda: stub.MassCancelOrders(request, metadata=metadata, timeout=3))
+                if isinstance(answer, pb.MassCancelOrdersResponse):
+                    acks.mass_cancels += 1
+                    acks.mass_cancelled += answer.cancelled_count
+                    resting = [r for r in resting if r[1] != symbol]
                 continue
             if resting and roll < 0.25:
                 # A new price (it may cross and trade) and more lots: always above what filled.

@@ -176,11 +176,13 @@ async def _load_with_faults(stack, acks: Acks, progress: dict):
 def test_nothing_acknowledged_is_lost_through_crashes_of_every_part(stack):
     acks, progress = Acks(), {}
     asyncio.run(_load_with_faults(stack, acks, progress))
-    print(f"acked {len(acks.orders)} orders, {len(acks.modifies)} modified, {len(acks.cancels)} cancels; "
+    print(f"acked {len(acks.orders)} orders, {len(acks.modifies)} modified, {len(acks.cancels)} cancels, "
+          f"{acks.mass_cancels} mass cancels ({acks.mass_cancelled} orders); "
           f"retried {acks.retried}; "
           f"errors {acks.errors}; abandoned {acks.abandoned}; acked orders before kill / at restart / "
           f"3 s later: {progress}")
     assert len(acks.orders) > 100, f"too little load got through: {acks.errors}"
+    assert acks.mass_cancels, "no mass cancel was acknowledged"
 
     # The load only met the errors a crash explains, retried each until answered, and got
     # going again within seconds of every restart.

@@ -34,7 +34,7 @@ def trade(trade_id: int) -> TradeRow:
 
 
 async def empty_books(symbols):
-    return {s: ([], []) for s in symbols}
+    return {s: ([], [], 1) for s in symbols}
 
 
 @contextlib.asynccontextmanager
@@ -70,7 +70,7 @@ def test_sends_are_conflated_to_the_interval_and_no_trade_is_dropped(redis_url):
         book = {"bid": 0}
 
         async def books_of(symbols):
-            return {s: ([[book["bid"], 1, 1]], []) for s in symbols}
+            return {s: ([[book["bid"], 1, 1]], [], 1) for s in symbols}
 
         market_data = MarketData(client, LOG, interval_s=1.0)
         try:
@@ -118,7 +118,7 @@ def test_close_sends_what_was_recorded_during_the_interval(redis_url):
         await reader.flushdb()
 
         async def books_of(symbols):
-            return {s: ([[7, 1, 1]], []) for s in symbols}
+            return {s: ([[7, 1, 1]], [], 1) for s in symbols}
 
         market_data = MarketData(client, LOG, interval_s=5.0)
         try:

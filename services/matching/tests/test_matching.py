@@ -848,12 +848,12 @@ def test_encoded_responses_read_as_the_declared_responses():
     order = t.Order(order_id=7, account_id=1, symbol="AAPL", status=t.ORDER_STATUS_NEW, leaves_quantity=5,
                     fills=[t.Fill(trade_id=3, price=100, quantity=2)])
     encoded = m.EncodedExecuteStreamResponse(batch_id=9)
-    add_results(encoded.results, [(order.SerializeToString(), ""), (b"", "UNKNOWN_ORDER")])
+    add_results(encoded.results, [(order.SerializeToString(), "", 0), (b"", "UNKNOWN_ORDER", 0), (b"", "", 4)])
     read = m.ExecuteStreamResponse.FromString(encoded.SerializeToString())
-    assert read.batch_id == 9 and [(r.order, r.error_reason) for r in read.results] == [
-        (order, ""), (t.Order(), "UNKNOWN_ORDER")]
+    assert read.batch_id == 9 and [(r.order, r.error_reason, r.cancelled_count) for r in read.results] == [
+        (order, "", 0), (t.Order(), "UNKNOWN_ORDER", 0), (t.Order(), "", 4)]
     batch = m.EncodedExecuteBatchResponse()
-    add_results(batch.results, [(order.SerializeToString(), "ORDER_DONE")])
+    add_results(batch.results, [(order.SerializeToString(), "ORDER_DONE", 0)])
     assert m.ExecuteBatchResponse.FromString(batch.SerializeToString()).results[0].order == order
     # Field for field, the Encoded forms mirror the declared ones (numbers, names, kinds).
     for declared, written in ((m.CommandResult, m.EncodedCommandResult),

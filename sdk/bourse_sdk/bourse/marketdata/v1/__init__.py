@@ -55,6 +55,13 @@ class BookSnapshot(betterproto2.Message):
     When the matching shard published this state of the book (UTC).
     """
 
+    trading_status: "__type__v1__.TradingStatus" = betterproto2.field(
+        4, betterproto2.TYPE_ENUM, default_factory=lambda: __type__v1__.TradingStatus(0)
+    )
+    """
+    Whether the instrument trades or is halted.
+    """
+
 
 default_message_pool.register_message(
     "bourse.marketdata.v1", "BookSnapshot", BookSnapshot
@@ -124,6 +131,13 @@ class GetBookResponse(betterproto2.Message):
     """
     When the matching shard published this state of the book (UTC); unset if no book
     has been published yet.
+    """
+
+    trading_status: "__type__v1__.TradingStatus" = betterproto2.field(
+        6, betterproto2.TYPE_ENUM, default_factory=lambda: __type__v1__.TradingStatus(0)
+    )
+    """
+    Whether the instrument trades or is halted (TRADING until a book is published).
     """
 
 

@@ -10,6 +10,8 @@ __all__ = (
     "GetOrderResponse",
     "ListOrdersRequest",
     "ListOrdersResponse",
+    "MassCancelOrdersRequest",
+    "MassCancelOrdersResponse",
     "ModifyOrderRequest",
     "ModifyOrderResponse",
     "OrderEntryCommand",
@@ -161,6 +163,40 @@ class ListOrdersResponse(betterproto2.Message):
 
 default_message_pool.register_message(
     "bourse.order.v1", "ListOrdersResponse", ListOrdersResponse
+)
+
+
+@dataclass(eq=False, repr=False)
+class MassCancelOrdersRequest(betterproto2.Message):
+    """
+    Which of the caller's orders to cancel.
+    """
+
+    symbol: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Only this instrument's orders, e.g. "AAPL"; empty: every instrument's.
+    """
+
+
+default_message_pool.register_message(
+    "bourse.order.v1", "MassCancelOrdersRequest", MassCancelOrdersRequest
+)
+
+
+@dataclass(eq=False, repr=False)
+class MassCancelOrdersResponse(betterproto2.Message):
+    """
+    What a mass cancel did.
+    """
+
+    cancelled_count: "int" = betterproto2.field(1, betterproto2.TYPE_INT64)
+    """
+    How many working orders it cancelled.
+    """
+
+
+default_message_pool.register_message(
+    "bourse.order.v1", "MassCancelOrdersResponse", MassCancelOrdersResponse
 )
 
 
@@ -534,7 +570,9 @@ class OrderServiceStub:
         UNAUTHENTICATED, UNAVAILABLE (a shard or the database is down: the order may or may
         not have been accepted; safe to retry with the same client_order_id),
         ALREADY_EXISTS (reason CLIENT_ORDER_ID_REUSED: the client_order_id names a
-        different order of the account on this symbol).
+        different order of the account on this symbol), FAILED_PRECONDITION (reason
+        INSTRUMENT_HALTED: the instrument is halted; nothing is created, so the same
+        client_order_id may be sent again once it trades).
         """
 
         return self._channel.unary_unary(
@@ -556,6 +594,25 @@ class OrderServiceStub:
             CancelOrderResponse.FromString,
         )(message)
 
+    def mass_cancel_orders(
+        self, message: "MassCancelOrdersRequest"
+    ) -> "MassCancelOrdersResponse":
+        """
+        Cancels every working order of the caller's account: on one instrument, or on every
+        instrument (every shard) when no symbol is given. Each order ends CANCELLED with
+        reason MASS_CANCEL, in ascending order_id per instrument, and its update is streamed
+        as for any cancel. Returns how many it cancelled, once committed. Safe to repeat: a
+        repeat cancels what is working then (orders placed since included).
+        Errors: INVALID_ARGUMENT (unknown symbol), UNAUTHENTICATED, UNAVAILABLE (a shard did
+        not answer: the instruments of the shards that did are cancelled; repeat the call).
+        """
+
+        return self._channel.unary_unary(
+            "/bourse.order.v1.OrderService/MassCancelOrders",
+            MassCancelOrdersRequest.SerializeToString,
+            MassCancelOrdersResponse.FromString,
+        )(message)
+
     def modify_order(self, message: "ModifyOrderRequest") -> "ModifyOrderResponse":
         """
         Changes a working limit order's price and/or total quantity (cancel/replace, atomic).
@@ -570,7 +627,8 @@ class OrderServiceStub:
         (CANCELLED, reason SELF_TRADE_PREVENTED), which the answer shows.
         Errors: NOT_FOUND (unknown or foreign order), FAILED_PRECONDITION (already done; the
         new quantity is not above what has filled: cancel instead; a post-only order whose
-        new price would trade: WOULD_TAKE_LIQUIDITY), INVALID_ARGUMENT (a field out of range,
+        new price would trade: WOULD_TAKE_LIQUIDITY; the instrument is halted:
+        INSTRUMENT_HALTED), INVALID_ARGUMENT (a field out of range,
         or the instrument's rules: tick, lot, band), UNAUTHENTICATED, UNAVAILABLE.
         """
 

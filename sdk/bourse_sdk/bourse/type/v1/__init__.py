@@ -13,6 +13,7 @@ __all__ = (
     "Side",
     "TimeInForce",
     "Trade",
+    "TradingStatus",
 )
 
 import datetime
@@ -244,6 +245,44 @@ class TimeInForce(betterproto2.Enum):
             "TIME_IN_FORCE_GTC": 1,
             "TIME_IN_FORCE_IOC": 2,
             "TIME_IN_FORCE_FOK": 3,
+        }
+
+
+class TradingStatus(betterproto2.Enum):
+    """
+    Whether an instrument trades (set by an operator's command, journaled by its shard).
+    """
+
+    UNSPECIFIED = 0
+    """
+    Not set; refused where a status is required.
+    """
+
+    TRADING = 1
+    """
+    Orders are matched as usual.
+    """
+
+    HALTED = 2
+    """
+    Halted: new orders and modifies are refused (FAILED_PRECONDITION, reason
+    INSTRUMENT_HALTED); cancels still work; the book stays as it is.
+    """
+
+    @classmethod
+    def betterproto_value_to_renamed_proto_names(cls) -> dict[int, str]:
+        return {
+            0: "TRADING_STATUS_UNSPECIFIED",
+            1: "TRADING_STATUS_TRADING",
+            2: "TRADING_STATUS_HALTED",
+        }
+
+    @classmethod
+    def betterproto_renamed_proto_names_to_value(cls) -> dict[str, int]:
+        return {
+            "TRADING_STATUS_UNSPECIFIED": 0,
+            "TRADING_STATUS_TRADING": 1,
+            "TRADING_STATUS_HALTED": 2,
         }
 
 

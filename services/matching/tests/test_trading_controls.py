@@ -1,0 +1,189 @@
+"""Worked examples of a shard's trading controls: halts (an operator's command) and mass
+cancels. Each is a journaled command, so a restart, a snapshot or a replay reaches the
+same books; the helpers are test_matching.py's (the engine, the group commit and the
+in-process store)."""
+
+import asyncio
+
+import pytest
+from bourse.matching.v1 import matching_service_pb2 as m
+from bourse.type.v1 import types_pb2 as t
+
+from services.common.ids import SnowflakeIds
+from services.matching.shard import InvalidCommand, MatchingShard
+from services.matching.tests.test_matching import (
+    BUY,
+    SELL,
+    SYMBOLS,
+    StorePersistence,
+    cancel,
+    make_store,
+    modify,
+    new,
+    run,
+    shard,
+)
+
+pytestmark = pytest.mark.timeout(60)
+HALTED, TRADING = t.TRADING_STATUS_HALTED, t.TRADING_STATUS_TRADING
+
+
+def status(symbol, value):
+    return m.Command(set_trading_status=m.SetTradingStatus(symbol=symbol, status=value))
+
+
+def mass_cancel(account, symbol="AAPL"):
+    return m.Command(mass_cancel=m.MassCancel(account_id=account, symbol=symbol))
+
+
+def test_a_halted_symbol_refuses_new_orders_and_modifies_but_cancels_work(tmp_path):
+    """Book: AAPL ask 1 (101 x 5, account 1), bid 2 (99 x 5, account 2). Halt AAPL: a
+    crossing buy is refused INSTRUMENT_HALTED and creates nothing; modifying order 1 is
+    refused and leaves it as it was; cancelling order 2 works; GOOG still trades. Resume:
+    the refused buy, sent again with the same client_order_id, trades."""
+    async def go():
+        async with shard(tmp_path) as (c, p):
+            await c.execute([new(1, SELL, 101, 5, account=1), new(2, BUY, 99, 5, account=2)])
+            [halt] = await c.execute([status("AAPL", HALTED)])
+            assert halt.error_reason == "" and c.shard.trading_status("AAPL") == HALTED
+            assert c.shard.trading_status("GOOG") == TRADING
+
+            [refused] = await c.execute([new(3, BUY, 101, 2, account=3, coid="buy-3")])
+            assert refused.error_reason == "INSTRUMENT_HALTED"
+            assert (refused.order.status, refused.order.reason) == (t.ORDER_STATUS_REJECTED, "INSTRUMENT_HALTED")
+            write = p.writes[-1]
+            assert (list(write.new_orders), list(write.trades), len(write.journal)) == ([], [], 1)
+            assert await p.order(3) is None
+
+            [unmoved] = await c.execute([modify(1, 100, 5)])
+            assert unmoved.error_reason == "INSTRUMENT_HALTED"
+            assert (unmoved.order.price, unmoved.order.leaves_quantity) == (101, 5)
+
+            [cancelled] = await c.execute([cancel(2, account=2)])
+            assert (cancelled.error_reason, cancelled.order.status) == ("", t.ORDER_STATUS_CANCELLED)
+            assert c.shard.depth("AAPL") == ([], [(101, 5, 1)])
+
+            [elsewhere] = await c.execute([new(4, SELL, 50, 1, symbol="GOOG")])
+            assert elsewhere.order.status == t.ORDER_STATUS_NEW
+
+            await c.execute([status("AAPL", TRADING)])
+            [again] = await c.execute([new(5, BUY, 101, 2, account=3, coid="buy-3")])
+            assert (again.error_reason, again.order.status, again.order.order_id) == ("", t.ORDER_STATUS_FILLED, 5)
+            assert c.shard.depth("AAPL") == ([], [(101, 3, 1)])
+    run(go())
+
+
+def test_a_retry_of_an_order_placed_before_the_halt_is_still_answered_with_the_original(tmp_path):
+    """Order 1 rests (client_order_id o-1); AAPL is halted; the same submit again is a
+    retry, answered DUPLICATE_CLIENT_ORDER_ID with order 1, not a refusal."""
+    async def go():
+        async with shard(tmp_path) as (c, _):
+            await c.execute([new(1, SELL, 101, 5, coid="o-1")])
+            await c.execute([status("AAPL", HALTED)])
+            [retry] = await c.execute([new(2, SELL, 101, 5, coid="o-1")])
+            assert (retry.error_reason, retry.order.order_id) == ("DUPLICATE_CLIENT_ORDER_ID", 1)
+    run(go())
+
+
+def test_a_halt_is_journaled_and_holds_after_a_restart_a_snapshot_and_a_replay(tmp_path):
+    async def go():
+        store = make_store(tmp_path)
+        try:
+            async with shard(tmp_path, store, snapshot_every=3) as (c, _):
+                await c.execute([new(1, SELL, 101, 5), status("AAPL", HALTED), new(2, SELL, 50, 1, symbol="GOOG")])
+                await c.execute([new(3, BUY, 99, 1, account=2)])  # refused, and past the snapshot threshold
+                await asyncio.sleep(0.1)  # the background snapshot lands
+                assert c.snapshot_sequence >= 3
+                state = (c.shard.sequence, c.shard.engine.event_hash(), sorted(c.shard.live))
+            async with shard(tmp_path, store) as (c, _):  # restored from the snapshot
+                assert (c.shard.sequence, c.shard.engine.event_hash(), sorted(c.shard.live)) == state
+                assert c.shard.halted == {"AAPL"}
+                [refused] = await c.execute([new(4, BUY, 101, 1, account=2)])
+                assert refused.error_reason == "INSTRUMENT_HALTED"
+            fresh = MatchingShard(SYMBOLS, SnowflakeIds(610))
+            async for page in StorePersistence(store).read_journal(0, 0):
+                fresh.replay(page)
+            assert fresh.halted == {"AAPL"} and fresh.sequence == state[0] + 1
+            assert fresh.engine.event_hash() == c.shard.engine.event_hash()
+        finally:
+            store.close()
+    run(go())
+
+
+def test_mass_cancel_cancels_the_accounts_working_orders_on_the_symbol_in_id_order(tmp_path):
+    """Book (AAPL): asks 1 (101 x 5, account 1), 2 (101 x 5, account 2), 3 (102 x 5,
+    account 1); bid 5 (99 x 5, account 1); GOOG: ask 7 (50 x 5, account 1). A buy of 2 at
+    101 fills 2 of order 1. A mass cancel of account 1 on AAPL cancels 1, 3 and 5 (order 1
+    with its 2 filled), reason MASS_CANCEL, and leaves order 2 and GOOG's order 7."""
+    async def go():
+        async with shard(tmp_path) as (c, p):
+            await c.execute([new(1, SELL, 101, 5), new(2, SELL, 101, 5, account=2), new(3, SELL, 102, 5),
+                             new(5, BUY, 99, 5), new(7, SELL, 50, 5, symbol="GOOG")])
+            await c.execute([new(8, BUY, 101, 2, account=3)])
+            [answer] = await c.execute([mass_cancel(1)])
+            assert (answer.error_reason, answer.cancelled_count) == ("", 3)
+            updated = {o.order_id: o for o in p.writes[-1].updated_orders}
+            assert sorted(updated) == [1, 3, 5]
+            assert {(o.status, o.reason, o.leaves_quantity) for o in updated.values()} == {
+                (t.ORDER_STATUS_CANCELLED, "MASS_CANCEL", 0)}
+            assert updated[1].filled_quantity == 2
+            assert c.shard.depth("AAPL") == ([], [(101, 5, 1)])
+            assert c.shard.depth("GOOG") == ([], [(50, 5, 1)])
+            [done] = await c.execute([cancel(3)])
+            assert done.error_reason == "ORDER_DONE"
+            [none] = await c.execute([mass_cancel(1)])
+            assert none.cancelled_count == 0
+            [taker] = await c.execute([new(9, BUY, 101, 5, account=3)])  # order 2 kept its place
+            assert [(f.quantity, f.price) for f in taker.order.fills] == [(5, 101)]
+    run(go())
+
+
+def test_a_mass_cancel_in_a_batch_sees_the_commands_before_it(tmp_path):
+    """One batch: order 1 rests, the mass cancel cancels it, order 2 rests after it."""
+    async def go():
+        async with shard(tmp_path) as (c, p):
+            first, cancelled, second = await c.execute([new(1, SELL, 101, 5), mass_cancel(1), new(2, SELL, 102, 5)])
+            assert (first.order.status, cancelled.cancelled_count, second.order.status) == (
+                t.ORDER_STATUS_NEW, 1, t.ORDER_STATUS_NEW)
+            [stored] = [o for o in p.writes[-1].new_orders if o.order_id == 1]
+            assert (stored.status, stored.reason) == (t.ORDER_STATUS_CANCELLED, "MASS_CANCEL")
+            assert c.shard.depth("AAPL") == ([], [(102, 5, 1)])
+    run(go())
+
+
+def test_a_mass_cancel_is_replayed_to_the_same_books(tmp_path):
+    async def go():
+        store = make_store(tmp_path)
+        try:
+            async with shard(tmp_path, store) as (c, _):
+                await c.execute([new(1, SELL, 101, 5), new(2, BUY, 99, 5, account=2), new(3, SELL, 103, 5)])
+                await c.execute([mass_cancel(1), new(4, SELL, 104, 5)])
+                state = (c.shard.engine.event_hash(), sorted(c.shard.live))
+            fresh = MatchingShard(SYMBOLS, SnowflakeIds(611))
+            async for page in StorePersistence(store).read_journal(0, 0):
+                fresh.replay(page)
+            assert (fresh.engine.event_hash(), sorted(fresh.live)) == state == (state[0], [2, 4])
+        finally:
+            store.close()
+    run(go())
+
+
+@pytest.mark.parametrize("command, field", [
+    (status("AAPL", t.TRADING_STATUS_UNSPECIFIED), "commands[0].set_trading_status.status"),
+    (status("MSFT", HALTED), "commands[0].set_trading_status.symbol"),
+    (mass_cancel(0), "commands[0].mass_cancel.account_id"),
+    (mass_cancel(1, symbol=""), "commands[0].mass_cancel.symbol"),
+])
+def test_a_malformed_control_command_is_refused_naming_the_field(command, field):
+    with pytest.raises(InvalidCommand) as refused:
+        MatchingShard(SYMBOLS, SnowflakeIds(612)).validate([command])
+    assert refused.value.field == field
+
+
+def test_the_published_book_carries_the_trading_status(tmp_path):
+    async def go():
+        async with shard(tmp_path) as (c, _):
+            await c.execute([new(1, SELL, 101, 5), status("AAPL", HALTED)])
+            books = await c.committed_books(["AAPL", "GOOG"])
+            assert books == {"AAPL": ([], [(101, 5, 1)], HALTED), "GOOG": ([], [], TRADING)}
+    run(go())
