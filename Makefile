@@ -9,7 +9,7 @@ SESSIONS ?= 4
 WINDOW ?= 1000
 BAZEL ?= bazel
 
-.PHONY: setup build test demo floor up shards snapshot halt resume image lock clean
+.PHONY: setup build test demo floor up shards snapshot halt resume risk image lock clean
 
 setup:
 	@tools/setup.sh
@@ -56,6 +56,11 @@ snapshot: build
 # Halt or resume trading in one instrument: make halt SYMBOL=AAPL, make resume SYMBOL=AAPL.
 halt resume: build
 	bazel-bin/infra/admin/admin $@ $(SYMBOL)
+
+# An account's pre-trade limits on every shard, e.g.
+# make risk ARGS="5 --max-order-quantity 1000 --max-notional 100000000 --max-open-orders 200 --price-collar-bps 500"
+risk: build
+	bazel-bin/infra/admin/admin risk $(ARGS)
 
 # API keys of the stack `make up` runs: make keys ARGS="create --account 5 --label desk",
 # ARGS=list, ARGS="revoke KEY_ID".

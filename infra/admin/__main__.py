@@ -6,6 +6,9 @@
     python -m infra.admin halt SYMBOL         halt trading in an instrument (journaled by its
                                               shard: new orders and modifies are refused)
     python -m infra.admin resume SYMBOL       let it trade again
+    python -m infra.admin risk ACCOUNT [--max-order-quantity N] [--max-notional N]
+        [--max-open-orders N] [--price-collar-bps N]   an account's pre-trade limits, on
+                                              every shard (0 or absent: no limit)
     python -m infra.admin keys create|list|revoke  API keys (infra/admin/keys.py)
 
 Addresses come from --matching/--persistence, else BOURSE_MATCHING_ADDRS and
@@ -124,19 +127,43 @@ def set_trading_status(matching: list[str], shard_map: ShardMap, symbol: str, st
     return 0
 
 
+def set_risk_limits(matching: list[str], limits: matching_pb2.RiskLimits) -> int:
+    """The limits on every shard (each journals them); 1 if a shard did not take them."""
+    failed = 0
+    for index, address in enumerate(matching):
+        request = matching_pb2.SetRiskLimitsRequest(shard_index=index, limits=limits)
+        try:
+            with grpc.insecure_channel(address) as channel:
+                matching_grpc.MatchingServiceStub(channel).SetRiskLimits(request, timeout=10)
+            print(f"shard {index}: account {limits.account_id} limits set")
+        except grpc.RpcError as error:
+            failed += 1
+            print(f"shard {index}: not set: {error.code().name} {error.details()}", file=sys.stderr)
+    return 1 if failed else 0
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["keys"]:
         return keys.main(argv[1:], persistence_of)
     parser = argparse.ArgumentParser(prog="python -m infra.admin", description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=["shards", "snapshot", "keys", "halt", "resume"])
-    parser.add_argument("symbol", nargs="?", default="", help="halt, resume: the instrument")
+    parser.add_argument("command", choices=["shards", "snapshot", "keys", "halt", "resume", "risk"])
+    parser.add_argument("symbol", nargs="?", default="", help="halt, resume: the instrument; risk: the account")
+    for limit in ("max-order-quantity", "max-notional", "max-open-orders", "price-collar-bps"):
+        parser.add_argument(f"--{limit}", type=int, default=0, help="risk: this limit (0: none)")
     parser.add_argument("--shard-ranges", default="", help="halt, resume: as BOURSE_SHARD_RANGES")
     parser.add_argument("--shard", type=int, default=None)
     parser.add_argument("--matching", default="", help="host:port of each shard, comma separated, in order")
     parser.add_argument("--persistence", default="")
     parser.add_argument("--json", action="store_true", help="shards: print JSON instead of a table")
     args = parser.parse_args(argv)
+    if args.command == "risk":
+        if not args.symbol.isdigit() or int(args.symbol) <= 0:
+            parser.error("risk takes an ACCOUNT id (a positive integer)")
+        limits = matching_pb2.RiskLimits(
+            account_id=int(args.symbol), max_order_quantity=args.max_order_quantity, max_notional=args.max_notional,
+            max_open_orders=args.max_open_orders, price_collar_bps=args.price_collar_bps)
+        return set_risk_limits(endpoints(args, persistence=False)[0], limits)
     if args.command in ("halt", "resume"):
         if not args.symbol:
             parser.error(f"{args.command} takes a SYMBOL")

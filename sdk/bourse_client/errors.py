@@ -100,6 +100,27 @@ class InstrumentHalted(FailedPrecondition):
     (nothing was created: the same submit may be sent again then); cancels work."""
 
 
+class RiskLimitExceeded(FailedPrecondition):
+    """Refused by the account's pre-trade limits (an operator sets them); nothing was
+    created. The subclass says which limit."""
+
+
+class OrderQuantityAboveLimit(RiskLimitExceeded):
+    """The order's quantity is above the account's maximum order quantity."""
+
+
+class NotionalAboveLimit(RiskLimitExceeded):
+    """Price times quantity is above the account's maximum notional."""
+
+
+class PriceOutsideCollar(RiskLimitExceeded):
+    """The limit price is too far from the instrument's last trade (fat-finger protection)."""
+
+
+class TooManyOpenOrders(RiskLimitExceeded):
+    """The account has its most working orders allowed (on the instrument's shard)."""
+
+
 class Aborted(BourseError):
     code = grpc.StatusCode.ABORTED
 
@@ -173,6 +194,10 @@ BY_REASON: dict[str, type[BourseError]] = {
     "QUANTITY_NOT_ABOVE_FILLED": QuantityNotAboveFilled,
     "WOULD_TAKE_LIQUIDITY": WouldTakeLiquidity,
     "INSTRUMENT_HALTED": InstrumentHalted,
+    "ORDER_QUANTITY_ABOVE_LIMIT": OrderQuantityAboveLimit,
+    "NOTIONAL_ABOVE_LIMIT": NotionalAboveLimit,
+    "PRICE_OUTSIDE_COLLAR": PriceOutsideCollar,
+    "TOO_MANY_OPEN_ORDERS": TooManyOpenOrders,
     "UPDATES_TRIMMED": UpdatesTrimmed,
     "RATE_LIMITED": RateLimited,
     "TOO_MANY_IN_FLIGHT": TooManyInFlight,

@@ -53,6 +53,9 @@ def test_the_matching_shards_refusals_that_reach_clients_have_their_class():
     assert errors.BY_REASON["CLIENT_ORDER_ID_REUSED"].code == grpc.StatusCode.ALREADY_EXISTS
     for reason in ("QUANTITY_NOT_ABOVE_FILLED", "WOULD_TAKE_LIQUIDITY"):
         assert errors.BY_REASON[reason].code == grpc.StatusCode.FAILED_PRECONDITION
+    from services.order.orders import RISK_REFUSALS
+    for reason in RISK_REFUSALS:  # BourseError(grpc.StatusCode.FAILED_PRECONDITION, reason, ...)
+        assert errors.BY_REASON[reason].code == grpc.StatusCode.FAILED_PRECONDITION, reason
     source = (Path(services.order.__file__).parent / "orders.py").read_text()
     assert all(f'"{reason}"' in source for reason in ("CLIENT_ORDER_ID_REUSED", "QUANTITY_NOT_ABOVE_FILLED",
                                                       "WOULD_TAKE_LIQUIDITY"))

@@ -31,7 +31,7 @@ class LiveOrders(MutableMapping):
     binary search); a row becomes an OrderState in `_states` when first touched, and
     is marked taken in the packed part."""
 
-    __slots__ = ("_blob", "_ids", "_packed", "_rows", "_states", "_taken", "_texts")
+    __slots__ = ("_blob", "_ids", "_open", "_packed", "_rows", "_states", "_taken", "_texts")
 
     def __init__(self, states: dict[int, OrderState] | None = None, rows=None, texts=(), blob=b""):
         self._states = states if states is not None else {}
@@ -41,6 +41,24 @@ class LiveOrders(MutableMapping):
         self._packed = len(self._rows)
         self._texts = list(texts)
         self._blob = blob
+        # Resting orders per account, kept only for the accounts `track` names (those with
+        # an open-orders limit): every other order costs one empty-dict test.
+        self._open: dict[int, int] = {}
+
+    def track(self, account_id: int) -> None:
+        """Counts the account's resting orders from now on (open_orders)."""
+        if account_id in self._open:
+            return
+        packed = self._rows["account_id"][~self._taken] if self._packed else ()
+        self._open[account_id] = (sum(1 for state in self._states.values() if state.account_id == account_id)
+                                  + int(np.count_nonzero(packed == account_id)))
+
+    def untrack(self, account_id: int) -> None:
+        self._open.pop(account_id, None)
+
+    def open_orders(self, account_id: int) -> int:
+        """The account's resting orders; only for a tracked account."""
+        return self._open[account_id]
 
     def _index(self, order_id) -> int:
         if not self._packed:
@@ -78,11 +96,13 @@ class LiveOrders(MutableMapping):
         state = self._states.pop(order_id, None)
         if state is None:
             i = self._index(order_id)
-            if i >= 0:
-                return self._take(i)
-            if default:
-                return default[0]
-            raise KeyError(order_id)
+            if i < 0:
+                if default:
+                    return default[0]
+                raise KeyError(order_id)
+            state = self._take(i)
+        if self._open and state.account_id in self._open:
+            self._open[state.account_id] -= 1
         return state
 
     def __delitem__(self, order_id) -> None:
@@ -91,6 +111,8 @@ class LiveOrders(MutableMapping):
     def __setitem__(self, order_id, state: OrderState) -> None:
         # Only for an order that just came to rest: the engine refuses an id that is live.
         self._states[order_id] = state
+        if self._open and state.account_id in self._open:
+            self._open[state.account_id] += 1
 
     def __contains__(self, order_id) -> bool:
         return order_id in self._states or self._index(order_id) >= 0

@@ -43,17 +43,18 @@ class MatchingServicer(matching_grpc.MatchingServiceServicer):
         parts: dict[int, tuple[GroupCommitter, list[int], list]] = {}
         for position, command in enumerate(commands):
             kind = command.WhichOneof("command")
-            committer = self._by_symbol.get(getattr(command, kind).symbol) if kind else None
+            # A command without a symbol (set_risk_limits) names no shard: SetRiskLimits does.
+            committer = self._by_symbol.get(getattr(getattr(command, kind), "symbol", "")) if kind else None
             committer = committer or self._first  # it refuses the batch, naming the field
             part = parts.setdefault(id(committer), (committer, [], []))
             part[1].append(position)
             part[2].append(command)
         return list(parts.values())
 
-    async def _execute(self, commands):
-        """Results, or the BourseError the whole batch fails with."""
+    async def _execute(self, commands, committer: GroupCommitter | None = None):
+        """Results, or the BourseError the whole batch fails with; all on `committer` when given."""
         try:
-            parts = self._parts(commands)
+            parts = [(committer, [], commands)] if committer else self._parts(commands)
             if len(parts) == 1:
                 return await parts[0][0].execute(parts[0][2])
             for committer, _, part in parts:  # refused as a whole before any shard runs its part
@@ -120,6 +121,17 @@ class MatchingServicer(matching_grpc.MatchingServiceServicer):
             committed_batches=committer.batches, committed_commands=committer.committed_commands,
         )
 
+    async def SetRiskLimits(self, request, context):
+        """Journaled through the named shard's group committer, in line with its orders."""
+        if not request.HasField("shard_index"):  # never "the first": limits bind per shard
+            await abort(context, BourseError(grpc.StatusCode.INVALID_ARGUMENT, "INVALID_SHARD_INDEX",
+                                             "shard_index: required", field="shard_index"))
+        committer = await self._committer(request, context)
+        outcome = await self._execute([matching_pb2.Command(set_risk_limits=request.limits)], committer)
+        if isinstance(outcome, BourseError):
+            await abort(context, outcome)
+        return matching_pb2.SetRiskLimitsResponse(limits=request.limits)
+
     async def SetTradingStatus(self, request, context):
         """Journaled through the symbol's group committer, in line with its orders."""
         command = request.command
@@ -161,6 +173,8 @@ def register(committers: dict[int, GroupCommitter]):
                 servicer.GetShardStatus, matching_pb2.GetShardStatusRequest.FromString, _serialize),
             "TakeSnapshot": grpc.unary_unary_rpc_method_handler(
                 servicer.TakeSnapshot, matching_pb2.TakeSnapshotRequest.FromString, _serialize),
+            "SetRiskLimits": grpc.unary_unary_rpc_method_handler(
+                servicer.SetRiskLimits, matching_pb2.SetRiskLimitsRequest.FromString, _serialize),
             "SetTradingStatus": grpc.unary_unary_rpc_method_handler(
                 servicer.SetTradingStatus, matching_pb2.SetTradingStatusRequest.FromString, _serialize),
         }

@@ -64,6 +64,17 @@ CANCEL_INCOMING = int(SelfTradePrevention.CANCEL_INCOMING)
 TRADING, HALTED = int(TradingStatus.TRADING), int(TradingStatus.HALTED)
 assert (TRADING, HALTED) == (types_pb2.TRADING_STATUS_TRADING, types_pb2.TRADING_STATUS_HALTED)
 MASS_CANCEL_REASON = CancelReason.MASS_CANCEL.name
+LIMIT, GTC = types_pb2.ORDER_TYPE_LIMIT, types_pb2.TIME_IN_FORCE_GTC
+RISK_FIELDS = ("max_order_quantity", "max_notional", "max_open_orders", "price_collar_bps")
+
+
+class Limits(NamedTuple):
+    """An account's pre-trade limits (RiskLimits in the proto; 0: none)."""
+
+    max_order_quantity: int
+    max_notional: int
+    max_open_orders: int
+    price_collar_bps: int
 TRADE_EVENT, REJECTED_EVENT, CANCELLED_EVENT, DONE_EVENT, MODIFIED_EVENT = (
     int(getattr(k, "value", k))
     for k in (EventKind.TRADE, EventKind.REJECTED, EventKind.CANCELLED, EventKind.DONE, EventKind.MODIFIED)
@@ -141,6 +152,11 @@ class MatchingShard:
         # binds no client_order_id and stores no order: the same request may be sent again
         # once the symbol trades.
         self.halted: set[str] = set()
+        # Pre-trade limits by account (set_risk_limits), and each symbol's last trade
+        # price, the collar's reference: both journaled or derived from the journal, and
+        # in the snapshot.
+        self.risk: dict[int, Limits] = {}
+        self.last_prices: dict[str, int] = {}
 
     def _now_ns(self) -> int:
         # Strictly increasing at microsecond steps (what the database keeps): each
@@ -164,6 +180,13 @@ class MatchingShard:
             if kind is None:
                 raise InvalidCommand(f"commands[{index}]", "no command set")
             body = getattr(command, kind)
+            if kind == "set_risk_limits":
+                if body.account_id <= 0:
+                    raise InvalidCommand(f"commands[{index}].{kind}.account_id", "must be positive")
+                for name in RISK_FIELDS:
+                    if getattr(body, name) < 0:
+                        raise InvalidCommand(f"commands[{index}].{kind}.{name}", "must be 0 (no limit) or more")
+                continue
             if body.symbol not in self.symbols:
                 raise InvalidCommand(f"commands[{index}].{kind}.symbol", f"{body.symbol!r} is not owned by this shard")
             if kind == "set_trading_status":
@@ -196,6 +219,8 @@ class MatchingShard:
                 results.append(self._modify(command.modify_order, batch, now))
             elif kind == "mass_cancel":
                 results.append(self._mass_cancel(command.mass_cancel, batch, now))
+            elif kind == "set_risk_limits":
+                results.append(self._set_risk_limits(command.set_risk_limits, batch))
             else:
                 results.append(self._set_trading_status(command.set_trading_status, batch))
         for state in (*batch.new.values(), *batch.updated.values()):
@@ -258,10 +283,13 @@ class MatchingShard:
             named = types_pb2.Order(order_id=original, account_id=account_id, symbol=symbol,
                                     client_order_id=client_order_id)
             return _answer(named, reason)
-        if symbol in self.halted:  # nothing stored, no key bound (see self.halted)
+        # Refused before the engine: nothing stored, no key bound (see self.halted). With no
+        # halt and no limits anywhere, as mostly, this costs one test of two empty containers.
+        if (self.halted or self.risk) and (refusal := self._refusal(
+                account_id, symbol, order_type, price, quantity, opens=order_type == LIMIT and time_in_force == GTC)):
             return None if batch.replaying else _answer(types_pb2.Order(
                 order_id=order_id, account_id=account_id, symbol=symbol, client_order_id=client_order_id,
-                status=REJECTED, reason="INSTRUMENT_HALTED"), "INSTRUMENT_HALTED")
+                status=REJECTED, reason=refusal), refusal)
         # Enum values go in as ints: the engine rejects unknown ones (INVALID_SIDE...).
         # Straight to the binding (Engine.raw): validate() checked the ids, the symbol's id
         # is ours, and the rest are the message's int64s and enum codes.
@@ -331,6 +359,7 @@ class MatchingShard:
                 del self.live[maker.order_id]
             batch.touch(maker)
         taker.filled += quantity
+        self.last_prices[taker.symbol] = price
         if batch.replaying:  # the trade is stored already: only the order states matter
             return None
         trade_id = self._ids.next()
@@ -363,8 +392,9 @@ class MatchingShard:
         if state is None or state.account_id != cmd.account_id or state.symbol != cmd.symbol:
             # Unknown, done, or another account's: nothing shown but to the order's owner.
             return None if batch.replaying else self._not_working(cmd.order_id, cmd.account_id, cmd.symbol)
-        if cmd.symbol in self.halted:
-            return None if batch.replaying else Answer(state.encoded(), "INSTRUMENT_HALTED")
+        if (self.halted or self.risk) and (refusal := self._refusal(
+                cmd.account_id, cmd.symbol, LIMIT, cmd.price, cmd.quantity, opens=False)):
+            return None if batch.replaying else Answer(state.encoded(), refusal)
         if cmd.quantity <= state.filled:
             return None if batch.replaying else Answer(state.encoded(), "QUANTITY_NOT_ABOVE_FILLED")
         events = self.engine.raw.modify(cmd.order_id, cmd.account_id, self.symbols[cmd.symbol], cmd.price,
@@ -403,6 +433,44 @@ class MatchingShard:
         batch.symbols.add(cmd.symbol)  # market data publishes the book with its status
         return None if batch.replaying else Answer(b"", "")
 
+    def _refusal(self, account_id: int, symbol: str, order_type: int, price: int, quantity: int,
+                 opens: bool) -> str:
+        """Why an order (or a modify to `price`, `quantity`) may not reach the book, or "":
+        the symbol is halted; else the account's limits: quantity, notional, collar, then
+        working orders (`opens`: the order may rest), the first that fails."""
+        if symbol in self.halted:
+            return "INSTRUMENT_HALTED"
+        limits = self.risk.get(account_id)
+        if limits is None:
+            return ""
+        max_quantity, max_notional, max_open, collar_bps = limits
+        if max_quantity and quantity > max_quantity:
+            return "ORDER_QUANTITY_ABOVE_LIMIT"
+        last = self.last_prices.get(symbol)
+        reference = price if order_type == LIMIT else last  # a market order: at the last trade
+        if max_notional and reference and reference * quantity > max_notional:
+            return "NOTIONAL_ABOVE_LIMIT"
+        if collar_bps and last and order_type == LIMIT and abs(price - last) * 10_000 > last * collar_bps:
+            return "PRICE_OUTSIDE_COLLAR"
+        if max_open and opens and self.live.open_orders(account_id) >= max_open:
+            return "TOO_MANY_OPEN_ORDERS"
+        return ""
+
+    def _set_risk_limits(self, cmd: matching_pb2.RiskLimits, batch: _Batch) -> Answer:
+        limits = Limits(*(getattr(cmd, name) for name in RISK_FIELDS))
+        self._apply_limits(cmd.account_id, limits)
+        return None if batch.replaying else Answer(b"", "")
+
+    def _apply_limits(self, account_id: int, limits: Limits) -> None:
+        if any(limits):
+            self.risk[account_id] = limits
+        else:
+            self.risk.pop(account_id, None)
+        if limits.max_open_orders:
+            self.live.track(account_id)
+        else:
+            self.live.untrack(account_id)
+
     def trading_status(self, symbol: str) -> int:
         return HALTED if symbol in self.halted else TRADING
 
@@ -414,6 +482,8 @@ class MatchingShard:
         self.client_ids = ClientOrderIds()
         self.done = OrderedDict()
         self.halted = set()
+        self.risk = {}
+        self.last_prices = {}
         self._last_ns = 0
 
     def snapshot(self) -> bytes:
@@ -429,7 +499,10 @@ class MatchingShard:
         idempotency keys, most of a snapshot's bytes, are encoded after the shard moved on."""
         return TakenSnapshot(matching_pb2.ShardSnapshot(
             shard_index=self.shard_index, sequence=self.sequence, symbol_ids=self.symbols,
-            engine=snapshot_codec.encode(self.engine.snapshot(), self.live)),
+            engine=snapshot_codec.encode(self.engine.snapshot(), self.live),
+            risk_limits=[matching_pb2.RiskLimits(account_id=account_id, **limits._asdict())
+                         for account_id, limits in sorted(self.risk.items())],
+            last_trade_prices=self.last_prices),
             list(self.client_ids.keys), list(self.client_ids.keys.values()))
 
     def restore(self, data: bytes) -> None:
@@ -458,6 +531,9 @@ class MatchingShard:
         rows, texts, _ = live.pack()
         snapshot_codec.check(engine, rows, texts, dict(snap.symbol_ids), self.symbols, self._resting_ids)
         self.live = live
+        self.last_prices = dict(snap.last_trade_prices)
+        for limits in snap.risk_limits:
+            self._apply_limits(limits.account_id, Limits(*(getattr(limits, name) for name in RISK_FIELDS)))
         if len(rows):
             self._last_ns = max(self._last_ns, int(rows["create_ns"].max()))
         phases["check descriptions vs books"] = _lap(started)

@@ -56,6 +56,23 @@ def not_found(order_id: int) -> BourseError:
     return BourseError(grpc.StatusCode.NOT_FOUND, "ORDER_NOT_FOUND", f"order {order_id} not found")
 
 
+# The shard's refusals by the account's pre-trade limits (set by an operator, per shard):
+# reason -> the message, from the request's price and quantity.
+RISK_REFUSALS = {
+    "ORDER_QUANTITY_ABOVE_LIMIT": "quantity: {quantity} is above the account's maximum order quantity",
+    "NOTIONAL_ABOVE_LIMIT": "price x quantity is above the account's maximum notional",
+    "PRICE_OUTSIDE_COLLAR": "price: {price} is outside the account's price collar around the last trade",
+    "TOO_MANY_OPEN_ORDERS": "the account has its most working orders allowed on this instrument's shard: "
+                            "cancel some first",
+}
+
+
+def risk_refusal(reason: str, request) -> BourseError:
+    """Nothing was created: the same submit may be sent again once the limits allow it."""
+    return BourseError(grpc.StatusCode.FAILED_PRECONDITION, reason,
+                       RISK_REFUSALS[reason].format(price=request.price, quantity=request.quantity))
+
+
 def halted(symbol: str) -> BourseError:
     return BourseError(grpc.StatusCode.FAILED_PRECONDITION, "INSTRUMENT_HALTED",
                        f"symbol: {symbol} is halted: new orders and modifies are refused until it trades "
@@ -149,6 +166,8 @@ class OrderDesk:
             return self._original(result.order.order_id, account_id, request.symbol)
         if reason == "INSTRUMENT_HALTED":  # nothing was created: the same request may come again
             raise halted(request.symbol)
+        if reason in RISK_REFUSALS:
+            raise risk_refusal(reason, request)
         return result.order, False
 
     async def _original(self, order_id: int, account_id: int, symbol: str) -> tuple[types_pb2.Order, bool]:
@@ -214,6 +233,8 @@ class OrderDesk:
                               "already filled; cancel the order instead")
         if reason == "INSTRUMENT_HALTED":
             raise halted(request.symbol)
+        if reason in RISK_REFUSALS:
+            raise risk_refusal(reason, request)
         if reason == "WOULD_TAKE_LIQUIDITY":
             raise BourseError(grpc.StatusCode.FAILED_PRECONDITION, reason,
                               f"price: the order is post-only and {request.price} would trade on arrival")

@@ -1,4 +1,4 @@
-"""Halts and mass cancels through the whole exchange: the operator's command (infra.admin)
+"""Halts, mass cancels and pre-trade limits through the whole exchange: the operator's command (infra.admin)
 to the matching shard, the client's calls through Envoy (raw gRPC and the SDK), the
 market data and the stored orders."""
 
@@ -149,3 +149,25 @@ def test_the_sdk_mass_cancels_and_raises_instrument_halted(stack):
             assert client.get_book("TSLA").trading_status == TradingStatus.HALTED
         finally:
             assert operator(stack, "resume", "TSLA") == 0
+
+
+def test_an_accounts_pre_trade_limits_set_by_the_operator_bind_on_every_shard(stack, orders):
+    from bourse_client import Client, Side
+    from bourse_client.errors import OrderQuantityAboveLimit, RiskLimitExceeded, TooManyOpenOrders
+
+    assert admin(["risk", "4", "--max-order-quantity", "10", "--max-open-orders", "1",
+                  "--matching", ",".join(stack.matching_addresses)]) == 0
+    try:
+        with Client(stack.target, api_key="demo-key-dave") as dave:
+            for symbol in ("AMZN", "INTC", "PFE"):  # one of each shard
+                with pytest.raises(OrderQuantityAboveLimit) as refused:
+                    dave.submit_order(symbol, Side.SELL, quantity=11, price=700)
+                assert isinstance(refused.value, RiskLimitExceeded) and refused.value.code.name == "FAILED_PRECONDITION"
+                assert dave.submit_order(symbol, Side.SELL, quantity=10, price=700).leaves_quantity == 10
+                with pytest.raises(TooManyOpenOrders):
+                    dave.submit_order(symbol, Side.SELL, quantity=1, price=701)
+    finally:
+        assert admin(["risk", "4", "--matching", ",".join(stack.matching_addresses)]) == 0  # lifted
+    with Client(stack.target, api_key="demo-key-dave") as dave:
+        assert dave.submit_order("AMZN", Side.SELL, quantity=11, price=702).leaves_quantity == 11
+        assert dave.mass_cancel_orders() == 4

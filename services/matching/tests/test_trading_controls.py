@@ -187,3 +187,133 @@ def test_the_published_book_carries_the_trading_status(tmp_path):
             books = await c.committed_books(["AAPL", "GOOG"])
             assert books == {"AAPL": ([], [(101, 5, 1)], HALTED), "GOOG": ([], [], TRADING)}
     run(go())
+
+
+def limits(account, **values):
+    return m.Command(set_risk_limits=m.RiskLimits(account_id=account, **values))
+
+
+def market(order_id, side, qty, account=1, symbol="AAPL"):
+    return new(order_id, side, 0, qty, account=account, symbol=symbol, order_type=t.ORDER_TYPE_MARKET,
+               tif=t.TIME_IN_FORCE_IOC)
+
+
+def test_an_order_above_the_accounts_maximum_quantity_is_refused_and_creates_nothing(tmp_path):
+    """Account 1 may send at most 10 lots an order: 11 is refused (nothing stored, its
+    client_order_id free), 10 rests; account 2 has no limits. Lifted, 11 goes."""
+    async def go():
+        async with shard(tmp_path) as (c, p):
+            await c.execute([limits(1, max_order_quantity=10)])
+            [refused] = await c.execute([new(1, SELL, 101, 11, coid="big")])
+            assert (refused.error_reason, refused.order.status) == (
+                "ORDER_QUANTITY_ABOVE_LIMIT", t.ORDER_STATUS_REJECTED)
+            assert list(p.writes[-1].new_orders) == [] and await p.order(1) is None
+            [fits] = await c.execute([new(2, SELL, 101, 10)])
+            [other] = await c.execute([new(3, SELL, 101, 50, account=2)])
+            assert (fits.error_reason, other.error_reason) == ("", "")
+            await c.execute([limits(1)])  # every limit 0: lifted
+            [again] = await c.execute([new(4, SELL, 101, 11, coid="big")])
+            assert (again.error_reason, again.order.status) == ("", t.ORDER_STATUS_NEW)
+    run(go())
+
+
+def test_notional_is_the_limit_price_times_quantity_and_for_a_market_order_the_last_trade(tmp_path):
+    """Account 1: at most 1,000 ticks x lots. 10 at 101 (1,010) is refused, 9 at 101 goes.
+    A market buy before any trade is not checked; after a trade at 100, a market buy of
+    11 (1,100) is refused and 10 goes."""
+    async def go():
+        async with shard(tmp_path) as (c, _):
+            await c.execute([limits(1, max_notional=1000)])
+            [refused, fits] = await c.execute([new(1, BUY, 101, 10), new(2, BUY, 101, 9)])
+            assert (refused.error_reason, fits.error_reason) == ("NOTIONAL_ABOVE_LIMIT", "")
+            [unpriced] = await c.execute([market(3, SELL, 1, symbol="GOOG")])
+            assert unpriced.error_reason == ""  # GOOG never traded: nothing to price it at
+            await c.execute([new(4, SELL, 100, 50, account=2), new(5, BUY, 100, 1, account=3)])  # AAPL trades at 100
+            [over, under] = await c.execute([market(6, BUY, 11), market(7, BUY, 10)])
+            assert (over.error_reason, under.error_reason, under.order.filled_quantity) == (
+                "NOTIONAL_ABOVE_LIMIT", "", 10)
+    run(go())
+
+
+def test_the_price_collar_is_measured_in_basis_points_of_the_last_trade(tmp_path):
+    """Collar 500 bps (5%) for account 1. Before AAPL trades any price goes. After a trade
+    at 100: 106 and 94 are refused, 105 and 95 (exactly 5% away) go; market orders are not
+    collared."""
+    async def go():
+        async with shard(tmp_path) as (c, _):
+            await c.execute([limits(1, price_collar_bps=500)])
+            [early] = await c.execute([new(1, SELL, 200, 1)])
+            assert early.error_reason == ""
+            await c.execute([new(2, SELL, 100, 5, account=2), new(3, BUY, 100, 1, account=3)])
+            answers = await c.execute([new(4, SELL, 106, 1), new(5, BUY, 94, 1), new(6, SELL, 105, 1),
+                                       new(7, BUY, 95, 1), market(8, BUY, 1)])
+            assert [a.error_reason for a in answers] == [
+                "PRICE_OUTSIDE_COLLAR", "PRICE_OUTSIDE_COLLAR", "", "", ""]
+    run(go())
+
+
+def test_open_orders_count_what_rests_now_and_free_up_as_orders_finish(tmp_path):
+    """Account 1 rests orders 1 and 2, then gets a limit of 2 working orders: a third GTC
+    order is refused, an IOC is not (it never rests). Cancelling 1 frees a place (3 rests);
+    a fill of 2 by account 2 frees another (4 rests)."""
+    async def go():
+        async with shard(tmp_path) as (c, _):
+            await c.execute([new(1, SELL, 101, 5), new(2, SELL, 102, 5)])
+            await c.execute([limits(1, max_open_orders=2)])
+            [full, ioc] = await c.execute([new(3, SELL, 103, 5), new(9, BUY, 90, 1, tif=t.TIME_IN_FORCE_IOC)])
+            assert (full.error_reason, ioc.error_reason) == ("TOO_MANY_OPEN_ORDERS", "")
+            await c.execute([cancel(1)])
+            [rests] = await c.execute([new(3, SELL, 103, 5)])
+            assert rests.order.status == t.ORDER_STATUS_NEW
+            [refused, _, rests] = await c.execute([new(4, SELL, 104, 5), new(10, BUY, 102, 5, account=2),
+                                                   new(4, SELL, 104, 5)])
+            assert (refused.error_reason, rests.error_reason) == ("TOO_MANY_OPEN_ORDERS", "")
+            assert c.shard.live.open_orders(1) == 2
+    run(go())
+
+
+def test_a_modify_is_held_to_the_limits_and_a_refused_one_leaves_the_order(tmp_path):
+    async def go():
+        async with shard(tmp_path) as (c, _):
+            await c.execute([new(1, SELL, 101, 5), limits(1, max_order_quantity=10, max_open_orders=1)])
+            [refused] = await c.execute([modify(1, 101, 12)])
+            assert (refused.error_reason, refused.order.quantity, refused.order.leaves_quantity) == (
+                "ORDER_QUANTITY_ABOVE_LIMIT", 5, 5)
+            [moved] = await c.execute([modify(1, 102, 10)])  # at its open-orders limit, a modify still goes
+            assert (moved.error_reason, moved.order.price, moved.order.quantity) == ("", 102, 10)
+    run(go())
+
+
+def test_limits_and_last_trade_prices_hold_after_a_restart_a_snapshot_and_a_replay(tmp_path):
+    async def go():
+        store = make_store(tmp_path)
+        try:
+            async with shard(tmp_path, store, snapshot_every=3) as (c, _):
+                await c.execute([limits(1, max_open_orders=1, price_collar_bps=100), new(1, SELL, 100, 5, account=2),
+                                 new(2, BUY, 100, 1, account=3), new(3, SELL, 100, 1)])
+                await asyncio.sleep(0.1)  # the background snapshot lands
+                assert c.snapshot_sequence >= 3
+                state = (c.shard.risk, c.shard.last_prices, c.shard.engine.event_hash())
+            async with shard(tmp_path, store) as (c, _):  # restored from the snapshot
+                assert (c.shard.risk, c.shard.last_prices, c.shard.engine.event_hash()) == state
+                [full, far] = await c.execute([new(4, SELL, 100, 1), new(5, BUY, 98, 1, tif=t.TIME_IN_FORCE_IOC)])
+                assert (full.error_reason, far.error_reason) == ("TOO_MANY_OPEN_ORDERS", "PRICE_OUTSIDE_COLLAR")
+            fresh = MatchingShard(SYMBOLS, SnowflakeIds(613))
+            async for page in StorePersistence(store).read_journal(0, 0):
+                fresh.replay(page)
+            assert (fresh.risk, fresh.last_prices, fresh.live.open_orders(1)) == (state[0], state[1], 1)
+            assert fresh.engine.event_hash() == c.shard.engine.event_hash()
+        finally:
+            store.close()
+    run(go())
+
+
+@pytest.mark.parametrize("command, field", [
+    (limits(0, max_order_quantity=1), "commands[0].set_risk_limits.account_id"),
+    (limits(1, max_notional=-1), "commands[0].set_risk_limits.max_notional"),
+    (limits(1, price_collar_bps=-5), "commands[0].set_risk_limits.price_collar_bps"),
+])
+def test_malformed_limits_are_refused_naming_the_field(command, field):
+    with pytest.raises(InvalidCommand) as refused:
+        MatchingShard(SYMBOLS, SnowflakeIds(614)).validate([command])
+    assert refused.value.field == field
