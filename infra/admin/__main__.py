@@ -8,7 +8,8 @@
     python -m infra.admin resume SYMBOL       let it trade again
     python -m infra.admin risk ACCOUNT [--max-order-quantity N] [--max-notional N]
         [--max-open-orders N] [--price-collar-bps N]   an account's pre-trade limits, on
-                                              every shard (0 or absent: no limit)
+                                              every shard: all four are set (0 or absent:
+                                              no limit), so name every limit it keeps
     python -m infra.admin keys create|list|revoke  API keys (infra/admin/keys.py)
 
 Addresses come from --matching/--persistence, else BOURSE_MATCHING_ADDRS and

@@ -21,6 +21,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+from bourse.matching.v1 import matching_service_pb2 as matching_pb2
+
 from services.common import metrics, tracing
 from services.matching.shard import MatchingShard
 
@@ -39,6 +41,9 @@ class Unavailable(Exception):
 
 # A shard with no command for this long forgets the idempotency keys past their window.
 IDLE_RECLAIM_S = 5.0
+# How often the shard looks for GTD and DAY orders due when none is due sooner (an order
+# placed meanwhile may be due sooner than the one it knew of).
+EXPIRY_POLL_S = 0.25
 
 
 async def _no_health(serving: bool) -> None:
@@ -67,6 +72,7 @@ class GroupCommitter:
         self._linger = linger_s
         self._last_calls = 0  # calls in the last batch: one alone means light load, no linger
         self._snapshot_task: asyncio.Task | None = None
+        self._expiry_task: asyncio.Task | None = None
         self._snapshot_lock = asyncio.Lock()
         self._snapshot_bytes = 0  # size of the snapshot at snapshot_sequence, if this process took it
         self.snapshot_sequence = 0
@@ -95,9 +101,27 @@ class GroupCommitter:
                 raise RuntimeError("could not recover the books from persistence")
             await asyncio.sleep(0.5)
         self._task = asyncio.create_task(self._run(), name="group-commit")
+        self._expiry_task = asyncio.create_task(self._expire_due(), name="expiries")
+
+    async def _expire_due(self) -> None:
+        """Issues ExpireOrders, in line with the other commands (so journaled and replayed
+        alike), whenever a resting GTD or DAY order's time has come."""
+        while True:
+            due = self.shard.next_expiry_us()
+            wait_s = EXPIRY_POLL_S if due is None else (due - time.time_ns() // 1000) / 1e6
+            await asyncio.sleep(min(max(wait_s, 0.0), EXPIRY_POLL_S))
+            now_us = time.time_ns() // 1000
+            due = self.shard.next_expiry_us()
+            if due is None or due > now_us or self._needs_recovery:
+                continue
+            try:
+                await self.execute([matching_pb2.Command(expire_orders={"up_to_time_us": now_us})])
+            except Unavailable as error:  # tried again at the next poll
+                self._log.warning("expiry not committed", error=str(error))
+                await asyncio.sleep(EXPIRY_POLL_S)
 
     async def stop(self) -> None:
-        for task in (self._task, self._snapshot_task):
+        for task in (self._task, self._snapshot_task, self._expiry_task):
             if task:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)

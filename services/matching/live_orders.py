@@ -110,9 +110,9 @@ class LiveOrders(MutableMapping):
 
     def __setitem__(self, order_id, state: OrderState) -> None:
         # Only for an order that just came to rest: the engine refuses an id that is live.
-        self._states[order_id] = state
-        if self._open and state.account_id in self._open:
+        if self._open and state.account_id in self._open and order_id not in self._states:
             self._open[state.account_id] += 1
+        self._states[order_id] = state
 
     def __contains__(self, order_id) -> bool:
         return order_id in self._states or self._index(order_id) >= 0

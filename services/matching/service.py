@@ -17,6 +17,8 @@ from services.matching.committer import GroupCommitter, Unavailable
 from services.matching.shard import InvalidCommand
 
 SERVICE_NAME = "bourse.matching.v1.MatchingService"
+# Commands that go to the shard owning their symbol.
+_BY_SYMBOL = frozenset(("new_order", "cancel_order", "modify_order", "set_trading_status"))
 
 
 def add_results(results, answers) -> None:
@@ -43,13 +45,24 @@ class MatchingServicer(matching_grpc.MatchingServiceServicer):
         parts: dict[int, tuple[GroupCommitter, list[int], list]] = {}
         for position, command in enumerate(commands):
             kind = command.WhichOneof("command")
-            # A command without a symbol (set_risk_limits) names no shard: SetRiskLimits does.
-            committer = self._by_symbol.get(getattr(getattr(command, kind), "symbol", "")) if kind else None
+            if kind in _BY_SYMBOL:
+                committer = self._by_symbol.get(getattr(command, kind).symbol)
+            else:
+                committer = self._shard_of(position, kind, command)
             committer = committer or self._first  # it refuses the batch, naming the field
             part = parts.setdefault(id(committer), (committer, [], []))
             part[1].append(position)
             part[2].append(command)
         return list(parts.values())
+
+    def _shard_of(self, position: int, kind: str | None, command) -> GroupCommitter | None:
+        """The shard of a command not routed by its symbol alone."""
+        if kind == "mass_cancel":  # of one symbol, or of every symbol of the shard it names
+            body = command.mass_cancel
+            return self._by_symbol.get(body.symbol) if body.symbol else self._committers.get(body.matching_shard)
+        if kind in ("set_risk_limits", "expire_orders"):  # their own calls' (and timers'), never a batch's
+            raise InvalidCommand(f"commands[{position}]", f"{kind} is not taken in a batch")
+        return None
 
     async def _execute(self, commands, committer: GroupCommitter | None = None):
         """Results, or the BourseError the whole batch fails with; all on `committer` when given."""

@@ -26,6 +26,7 @@ packed until a command touches them (live_orders.py).
 
 from __future__ import annotations
 
+import heapq
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -65,6 +66,10 @@ TRADING, HALTED = int(TradingStatus.TRADING), int(TradingStatus.HALTED)
 assert (TRADING, HALTED) == (types_pb2.TRADING_STATUS_TRADING, types_pb2.TRADING_STATUS_HALTED)
 MASS_CANCEL_REASON = CancelReason.MASS_CANCEL.name
 LIMIT, GTC = types_pb2.ORDER_TYPE_LIMIT, types_pb2.TIME_IN_FORCE_GTC
+# GTD and DAY orders rest as GTC in the engine; the shard expires them (ExpireOrders).
+EXPIRING = frozenset((types_pb2.TIME_IN_FORCE_GTD, types_pb2.TIME_IN_FORCE_DAY))
+RESTING = EXPIRING | {GTC}  # a limit order with one of these may rest: it counts as working
+EXPIRED_REASON = "EXPIRED"
 RISK_FIELDS = ("max_order_quantity", "max_notional", "max_open_orders", "price_collar_bps")
 
 
@@ -157,6 +162,9 @@ class MatchingShard:
         # in the snapshot.
         self.risk: dict[int, Limits] = {}
         self.last_prices: dict[str, int] = {}
+        # (expire time in us, order_id) of GTD and DAY orders that came to rest, soonest
+        # first; an order done before its time stays until then and is skipped.
+        self.expiries: list[tuple[int, int]] = []
 
     def _now_ns(self) -> int:
         # Strictly increasing at microsecond steps (what the database keeps): each
@@ -180,6 +188,8 @@ class MatchingShard:
             if kind is None:
                 raise InvalidCommand(f"commands[{index}]", "no command set")
             body = getattr(command, kind)
+            if kind == "expire_orders":
+                continue
             if kind == "set_risk_limits":
                 if body.account_id <= 0:
                     raise InvalidCommand(f"commands[{index}].{kind}.account_id", "must be positive")
@@ -187,12 +197,17 @@ class MatchingShard:
                     if getattr(body, name) < 0:
                         raise InvalidCommand(f"commands[{index}].{kind}.{name}", "must be 0 (no limit) or more")
                 continue
-            if body.symbol not in self.symbols:
+            if kind == "mass_cancel" and not body.symbol:  # every symbol of the shard it names
+                if body.matching_shard != self.shard_index:
+                    raise InvalidCommand(f"commands[{index}].{kind}.matching_shard", "names another shard")
+            elif body.symbol not in self.symbols:
                 raise InvalidCommand(f"commands[{index}].{kind}.symbol", f"{body.symbol!r} is not owned by this shard")
             if kind == "set_trading_status":
                 if body.status not in (TRADING, HALTED):
                     raise InvalidCommand(f"commands[{index}].{kind}.status", "must be TRADING or HALTED")
                 continue
+            if kind == "new_order" and body.time_in_force in EXPIRING and body.expire_time_us <= 0:
+                raise InvalidCommand(f"commands[{index}].{kind}.expire_time_us", "a GTD or DAY order needs one")
             if kind != "mass_cancel" and body.order_id <= 0:
                 raise InvalidCommand(f"commands[{index}].{kind}.order_id", "must be positive")
             if body.account_id <= 0:
@@ -221,8 +236,12 @@ class MatchingShard:
                 results.append(self._mass_cancel(command.mass_cancel, batch, now))
             elif kind == "set_risk_limits":
                 results.append(self._set_risk_limits(command.set_risk_limits, batch))
-            else:
+            elif kind == "expire_orders":
+                results.append(self._expire(command.expire_orders, batch, now))
+            elif kind == "set_trading_status":
                 results.append(self._set_trading_status(command.set_trading_status, batch))
+            else:  # a journal written by a newer release: replaying it without this command would diverge
+                raise RuntimeError(f"unknown command {kind!r} at sequence {self.sequence}")
         for state in (*batch.new.values(), *batch.updated.values()):
             if state.status in FINISHED:
                 self._finished(state)
@@ -286,18 +305,22 @@ class MatchingShard:
         # Refused before the engine: nothing stored, no key bound (see self.halted). With no
         # halt and no limits anywhere, as mostly, this costs one test of two empty containers.
         if (self.halted or self.risk) and (refusal := self._refusal(
-                account_id, symbol, order_type, price, quantity, opens=order_type == LIMIT and time_in_force == GTC)):
+                account_id, symbol, side, order_type, price, quantity,
+                opens=order_type == LIMIT and time_in_force in RESTING)):
             return None if batch.replaying else _answer(types_pb2.Order(
                 order_id=order_id, account_id=account_id, symbol=symbol, client_order_id=client_order_id,
                 status=REJECTED, reason=refusal), refusal)
         # Enum values go in as ints: the engine rejects unknown ones (INVALID_SIDE...).
         # Straight to the binding (Engine.raw): validate() checked the ids, the symbol's id
         # is ours, and the rest are the message's int64s and enum codes.
-        events = self.engine.raw.submit(order_id, account_id, self.symbols[symbol], side, order_type, time_in_force,
-                                        price, quantity, post_only, stp or CANCEL_INCOMING)
+        events = self.engine.raw.submit(order_id, account_id, self.symbols[symbol], side, order_type,
+                                        GTC if time_in_force in EXPIRING else time_in_force, price, quantity, post_only,
+                                        stp or CANCEL_INCOMING)
         fills = self._apply(events, state, batch, now)
         if state.leaves > 0:
             self.live[state.order_id] = state
+            if time_in_force in EXPIRING:
+                heapq.heappush(self.expiries, (cmd.expire_time_us, order_id))
         # A duplicate id is an engine refusal of an id it ran before (never minted twice):
         # the order it names is stored already. Any other outcome is this key's,
         # rejections included: a retry finds the REJECTED original rather than running
@@ -392,8 +415,11 @@ class MatchingShard:
         if state is None or state.account_id != cmd.account_id or state.symbol != cmd.symbol:
             # Unknown, done, or another account's: nothing shown but to the order's owner.
             return None if batch.replaying else self._not_working(cmd.order_id, cmd.account_id, cmd.symbol)
+        # As the engine's instrument rules: a new price is collared, a larger order is held to
+        # the size limits, and a pure reduce at the same price is never refused by a limit.
         if (self.halted or self.risk) and (refusal := self._refusal(
-                cmd.account_id, cmd.symbol, LIMIT, cmd.price, cmd.quantity, opens=False)):
+                cmd.account_id, cmd.symbol, state.side, LIMIT, cmd.price, cmd.quantity, opens=False,
+                collar=cmd.price != state.price, size=cmd.price != state.price or cmd.quantity > state.quantity)):
             return None if batch.replaying else Answer(state.encoded(), refusal)
         if cmd.quantity <= state.filled:
             return None if batch.replaying else Answer(state.encoded(), "QUANTITY_NOT_ABOVE_FILLED")
@@ -410,8 +436,9 @@ class MatchingShard:
         return None if batch.replaying else Answer(state.encoded(fills))
 
     def _mass_cancel(self, cmd: matching_pb2.MassCancel, batch: _Batch, now: int) -> Answer:
-        """Cancels the account's working orders on the symbol (the engine's order: ascending id)."""
-        events = self.engine.cancel_all_raw(cmd.account_id, self.symbols[cmd.symbol])
+        """Cancels the account's working orders on the symbol, or on all of the shard's (the
+        engine's order: ascending id). One walk of the book(s) however many symbols."""
+        events = self.engine.cancel_all_raw(cmd.account_id, self.symbols[cmd.symbol] if cmd.symbol else None)
         count = 0
         for event in events:
             if event[KIND] != DONE_EVENT:
@@ -419,9 +446,8 @@ class MatchingShard:
             state = self.live.pop(event[ORDER_ID])
             state.status, state.leaves, state.reason, state.update_ns = CANCELLED, 0, MASS_CANCEL_REASON, now
             batch.touch(state)
+            batch.symbols.add(state.symbol)
             count += 1
-        if count:
-            batch.symbols.add(cmd.symbol)
         return None if batch.replaying else Answer(b"", "", count)
 
     def _set_trading_status(self, cmd: matching_pb2.SetTradingStatus, batch: _Batch) -> Answer:
@@ -433,28 +459,72 @@ class MatchingShard:
         batch.symbols.add(cmd.symbol)  # market data publishes the book with its status
         return None if batch.replaying else Answer(b"", "")
 
-    def _refusal(self, account_id: int, symbol: str, order_type: int, price: int, quantity: int,
-                 opens: bool) -> str:
+    def _refusal(self, account_id: int, symbol: str, side: int, order_type: int, price: int, quantity: int,
+                 opens: bool, collar: bool = True, size: bool = True) -> str:
         """Why an order (or a modify to `price`, `quantity`) may not reach the book, or "":
-        the symbol is halted; else the account's limits: quantity, notional, collar, then
-        working orders (`opens`: the order may rest), the first that fails."""
+        the symbol is halted; else the account's limits: quantity and notional (`size`),
+        the collar (`collar`), then working orders (`opens`: the order may rest), the first
+        that fails. A limit order is valued at its price; a market order at what it would
+        take from the book now (so the collar bounds the worst price it would reach)."""
         if symbol in self.halted:
             return "INSTRUMENT_HALTED"
         limits = self.risk.get(account_id)
         if limits is None:
             return ""
         max_quantity, max_notional, max_open, collar_bps = limits
-        if max_quantity and quantity > max_quantity:
+        if size and max_quantity and quantity > max_quantity:
             return "ORDER_QUANTITY_ABOVE_LIMIT"
         last = self.last_prices.get(symbol)
-        reference = price if order_type == LIMIT else last  # a market order: at the last trade
-        if max_notional and reference and reference * quantity > max_notional:
+        if order_type == LIMIT:
+            notional, worst = price * quantity, price
+        elif (size and max_notional) or (collar and collar_bps and last):
+            notional, worst = self._sweep(symbol, side, quantity)
+        else:
+            notional = worst = 0
+        if size and max_notional and notional > max_notional:
             return "NOTIONAL_ABOVE_LIMIT"
-        if collar_bps and last and order_type == LIMIT and abs(price - last) * 10_000 > last * collar_bps:
+        if collar and collar_bps and last and worst and abs(worst - last) * 10_000 > last * collar_bps:
             return "PRICE_OUTSIDE_COLLAR"
         if max_open and opens and self.live.open_orders(account_id) >= max_open:
             return "TOO_MANY_OPEN_ORDERS"
         return ""
+
+    def _expire(self, cmd: matching_pb2.ExpireOrders, batch: _Batch, now: int) -> Answer:
+        """Cancels the resting GTD and DAY orders due by cmd.up_to_time_us, soonest first."""
+        count = 0
+        while self.expiries and self.expiries[0][0] <= cmd.up_to_time_us:
+            _, order_id = heapq.heappop(self.expiries)
+            state = self.live.get(order_id)
+            if state is None:  # done before its time
+                continue
+            self.engine.raw.cancel(order_id, state.account_id, self.symbols[state.symbol])
+            self.live.pop(order_id)
+            state.status, state.leaves, state.reason, state.update_ns = CANCELLED, 0, EXPIRED_REASON, now
+            batch.touch(state)
+            batch.symbols.add(state.symbol)
+            count += 1
+        return None if batch.replaying else Answer(b"", "", count)
+
+    def next_expiry_us(self) -> int | None:
+        """When the soonest resting GTD or DAY order expires (None: none rests). Drops the
+        entries of orders done meanwhile, which no expiry would touch."""
+        while self.expiries and self.expiries[0][1] not in self.live:
+            heapq.heappop(self.expiries)
+        return self.expiries[0][0] if self.expiries else None
+
+    def _sweep(self, symbol: str, side: int, quantity: int) -> tuple[int, int]:
+        """(ticks x lots, worst price) of what a market order of `quantity` would take from
+        the other side of the book now (its own account's orders included: at most what
+        it fills). Only for accounts with limits: it reads every level it needs."""
+        bids, asks = self.engine.depth_raw(self.symbols[symbol], 1 << 20)
+        notional = worst = 0
+        for level_price, level_quantity, _ in (asks if side == types_pb2.SIDE_BUY else bids):
+            taken = min(quantity, level_quantity)
+            notional += taken * level_price
+            worst, quantity = level_price, quantity - taken
+            if not quantity:
+                break
+        return notional, worst
 
     def _set_risk_limits(self, cmd: matching_pb2.RiskLimits, batch: _Batch) -> Answer:
         limits = Limits(*(getattr(cmd, name) for name in RISK_FIELDS))
@@ -484,6 +554,7 @@ class MatchingShard:
         self.halted = set()
         self.risk = {}
         self.last_prices = {}
+        self.expiries = []
         self._last_ns = 0
 
     def snapshot(self) -> bytes:
@@ -497,12 +568,15 @@ class MatchingShard:
     def take_snapshot(self) -> TakenSnapshot:
         """The books at `self.sequence`, copied now and encoded later (TakenSnapshot): the
         idempotency keys, most of a snapshot's bytes, are encoded after the shard moved on."""
+        live_expiries = sorted(entry for entry in self.expiries if entry[1] in self.live)
         return TakenSnapshot(matching_pb2.ShardSnapshot(
             shard_index=self.shard_index, sequence=self.sequence, symbol_ids=self.symbols,
             engine=snapshot_codec.encode(self.engine.snapshot(), self.live),
             risk_limits=[matching_pb2.RiskLimits(account_id=account_id, **limits._asdict())
                          for account_id, limits in sorted(self.risk.items())],
-            last_trade_prices=self.last_prices),
+            last_trade_prices=self.last_prices,
+            expiring_order_ids=[order_id for _, order_id in live_expiries],
+            expire_times_us=[expire_us for expire_us, _ in live_expiries]),
             list(self.client_ids.keys), list(self.client_ids.keys.values()))
 
     def restore(self, data: bytes) -> None:
@@ -532,6 +606,7 @@ class MatchingShard:
         snapshot_codec.check(engine, rows, texts, dict(snap.symbol_ids), self.symbols, self._resting_ids)
         self.live = live
         self.last_prices = dict(snap.last_trade_prices)
+        self.expiries = sorted(zip(snap.expire_times_us, snap.expiring_order_ids))  # sorted: a heap
         for limits in snap.risk_limits:
             self._apply_limits(limits.account_id, Limits(*(getattr(limits, name) for name in RISK_FIELDS)))
         if len(rows):
@@ -571,7 +646,9 @@ class TakenSnapshot:
             yield
         self._message.client_order_id_keys = pack_keys(b"".join(digest_parts), b"".join(value_parts))
         yield
-        self.data = self._message.SerializeToString()
+        # Deterministic: the maps (symbol ids, last prices) in key order, so one state makes
+        # one snapshot, whatever order its dicts were filled in.
+        self.data = self._message.SerializeToString(deterministic=True)
 
 
 def _lap(started: float) -> float:

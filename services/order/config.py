@@ -30,6 +30,8 @@ class OrderEnv(Downstream):
     order_entry_window: int = Field(1000, gt=0)
     order_entry_sessions_per_key: int = Field(16, gt=0)
     order_entry_heartbeat_ms: int = Field(15_000, gt=0)
+    trading_day_end: str = Field("00:00", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$",
+                                 description="HH:MM, UTC: when DAY orders expire")
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,7 @@ class OrderSettings:
     order_entry_window: int
     order_entry_sessions_per_key: int
     order_entry_heartbeat_s: float
+    trading_day_end_s: int  # seconds after midnight UTC
 
     @classmethod
     def from_env(cls) -> OrderSettings:
@@ -107,6 +110,7 @@ class OrderSettings:
             order_entry_window=env.order_entry_window,
             order_entry_sessions_per_key=env.order_entry_sessions_per_key,
             order_entry_heartbeat_s=env.order_entry_heartbeat_ms / 1000,
+            trading_day_end_s=int(env.trading_day_end[:2]) * 3600 + int(env.trading_day_end[3:]) * 60,
         )
         if len(settings.matching_addresses) != len(settings.shard_map):
             raise SystemExit(

@@ -70,6 +70,7 @@ async def main() -> None:
         persistence=persistence,
         ids=SnowflakeIds(settings.node_id),
         call_timeout_s=batching.call_timeout_s,
+        trading_day_end_s=settings.trading_day_end_s,
     )
 
     async def ready():

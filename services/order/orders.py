@@ -88,6 +88,7 @@ class OrderDesk:
         persistence: persistence_grpc.PersistenceServiceStub,
         ids: SnowflakeIds,
         call_timeout_s: float,
+        trading_day_end_s: int = 0,
     ):
         self.symbols = frozenset(symbols)
         self._shards = shard_map
@@ -95,6 +96,7 @@ class OrderDesk:
         self._persistence = persistence
         self._ids = ids
         self._timeout = call_timeout_s
+        self._day_end_s = trading_day_end_s  # when DAY orders expire, after midnight UTC
 
     def _batcher(self, symbol: str) -> Batcher:
         shard = self._shards.shard_of(symbol)
@@ -111,7 +113,8 @@ class OrderDesk:
         if kind == "submit":
             # Built in place from the fields: a message built first would be copied in.
             command = matching_pb2.Command(
-                new_order=validation.new_order_fields(request, account_id, self._ids.next(), self.symbols))
+                new_order=validation.new_order_fields(request, account_id, self._ids.next(), self.symbols,
+                                                      self._day_end_s))
             finish = self._submitted
         elif kind == "cancel":
             validation.order_id(request.order_id)
@@ -243,18 +246,19 @@ class OrderDesk:
         raise invalid(field, f"refused by the instrument's rules ({reason})", reason)
 
     async def mass_cancel(self, symbol: str, account_id: int) -> int:
-        """Cancels the account's working orders on `symbol`, or on every listed symbol when
-        it is empty: a command per symbol, each shard's sent as one group, the shards at
-        once. How many it cancelled; UNAVAILABLE if a shard did not answer (the others'
-        cancels stand, and a repeat cancels what still works)."""
+        """Cancels the account's working orders on `symbol`, or on every symbol when it is
+        empty: one command for that symbol's shard, or one for each shard, at once. How
+        many it cancelled; UNAVAILABLE if a shard did not answer (the others' cancels
+        stand, and a repeat cancels what still works)."""
         if symbol:
             validation.check_symbol(symbol, self.symbols)
-        by_shard: dict[Batcher, list] = {}
-        for name in [symbol] if symbol else sorted(self.symbols):
-            by_shard.setdefault(self._batcher(name), []).append(
-                matching_pb2.Command(mass_cancel={"account_id": account_id, "symbol": name}))
+            sends = [(self._batcher(symbol), {"account_id": account_id, "symbol": symbol})]
+        else:
+            sends = [(batcher, {"account_id": account_id, "matching_shard": index})
+                     for index, batcher in enumerate(self._shard_batchers)]
         deadline = self.deadline()
-        groups = [batcher.enqueue_group(commands, deadline) for batcher, commands in by_shard.items()]
+        groups = [batcher.enqueue_group([matching_pb2.Command(mass_cancel=fields)], deadline)
+                  for batcher, fields in sends]
         await asyncio.gather(*(group.future for group in groups), return_exceptions=True)
         cancelled, failure = 0, None
         for group in groups:
@@ -271,7 +275,8 @@ class OrderDesk:
             if error is failure:
                 raise error
             raise unavailable("matching shard", failure,
-                              f"{cancelled} orders were cancelled on the shards that answered; repeat the call")
+                              f"at least {cancelled} orders were cancelled on the shards that answered; "
+                              "repeat the call")
         return cancelled
 
     async def get(self, order_id: int, account_id: int) -> types_pb2.Order:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from bourse.matching.v1 import matching_service_pb2 as matching_pb2
 from bourse.type.v1 import types_pb2
 
@@ -10,6 +12,11 @@ from services.common.limits import MAX_CLIENT_ORDER_ID, MAX_NOTIONAL, MAX_PRICE,
 
 __all__ = ["MAX_CLIENT_ORDER_ID", "MAX_NOTIONAL", "MAX_PRICE", "MAX_QUANTITY"]  # re-exported
 MAX_PAGE_SIZE = 1000
+# Orders that may rest: a market order may not ask for these, and post-only needs one.
+RESTING = frozenset((types_pb2.TIME_IN_FORCE_GTC, types_pb2.TIME_IN_FORCE_GTD, types_pb2.TIME_IN_FORCE_DAY))
+GTD, DAY = types_pb2.TIME_IN_FORCE_GTD, types_pb2.TIME_IN_FORCE_DAY
+DAY_US = 86_400 * 1_000_000
+MAX_GTD_US = 366 * DAY_US  # how far ahead a GTD order may expire
 
 
 # Each enum's valid numbers (its UNSPECIFIED zero aside): EnumTypeWrapper.values() builds a
@@ -40,9 +47,37 @@ def new_order(request, account_id: int, order_id: int, listed) -> matching_pb2.N
     return matching_pb2.NewOrder(**new_order_fields(request, account_id, order_id, listed))
 
 
-def new_order_fields(request, account_id: int, order_id: int, listed) -> dict:
+def next_day_end_us(now_us: int, day_end_s: int) -> int:
+    """The first end of a trading day after now: `day_end_s` seconds after midnight UTC."""
+    end = now_us - now_us % DAY_US + day_end_s * 1_000_000
+    return end if end > now_us else end + DAY_US
+
+
+def expire_time_us(request, time_in_force: int, day_end_s: int, now_us: int | None = None) -> int:
+    """When the order expires (microseconds since the epoch; 0: never)."""
+    now_us = time.time_ns() // 1000 if now_us is None else now_us
+    given = request.HasField("expire_time")
+    if time_in_force == GTD:
+        if not given:
+            raise invalid("expire_time", "is required for a GTD order")
+        stamp = request.expire_time
+        if not 0 <= stamp.nanos < 1_000_000_000:
+            raise invalid("expire_time", f"nanos must be 0-999999999, got {stamp.nanos}")
+        expires = stamp.seconds * 1_000_000 + stamp.nanos // 1000
+        if expires <= now_us:
+            raise invalid("expire_time", "must be in the future")
+        if expires > now_us + MAX_GTD_US:
+            raise invalid("expire_time", "must be within a year")
+        return expires
+    if given:
+        raise invalid("expire_time", "only a GTD order has one")
+    return next_day_end_us(now_us, day_end_s) if time_in_force == DAY else 0
+
+
+def new_order_fields(request, account_id: int, order_id: int, listed, day_end_s: int = 0) -> dict:
     """new_order's fields, for a Command to build its new_order from in place (a
-    NewOrder built first is copied into the Command: about 0.5 us a submit)."""
+    NewOrder built first is copied into the Command: about 0.5 us a submit).
+    `day_end_s`: when a DAY order expires, in seconds after midnight UTC."""
     coid = request.client_order_id
     if not coid:
         raise invalid("client_order_id", "is required")
@@ -51,13 +86,13 @@ def new_order_fields(request, account_id: int, order_id: int, listed) -> dict:
     check_symbol(request.symbol, listed)
     _enum("side", types_pb2.Side, request.side)
     order_type = _enum("order_type", types_pb2.OrderType, request.order_type)
-    _enum("time_in_force", types_pb2.TimeInForce, request.time_in_force)
+    time_in_force = _enum("time_in_force", types_pb2.TimeInForce, request.time_in_force)
     if not 0 < request.quantity <= MAX_QUANTITY:
         raise invalid("quantity", f"must be 1-{MAX_QUANTITY} lots, got {request.quantity}")
     if order_type == types_pb2.ORDER_TYPE_MARKET:
         if request.price != 0:
             raise invalid("price", "must be 0 (unset) for a market order")
-        if request.time_in_force == types_pb2.TIME_IN_FORCE_GTC:
+        if time_in_force in RESTING:
             raise invalid("time_in_force", "a market order cannot rest: use IOC or FOK")
     else:
         if not 0 < request.price <= MAX_PRICE:
@@ -66,10 +101,9 @@ def new_order_fields(request, account_id: int, order_id: int, listed) -> dict:
             raise invalid("quantity", "price x quantity overflows 64 bits")
     if request.self_trade_prevention:
         _enum("self_trade_prevention", types_pb2.SelfTradePrevention, request.self_trade_prevention)
-    if request.post_only and (order_type != types_pb2.ORDER_TYPE_LIMIT
-                              or request.time_in_force != types_pb2.TIME_IN_FORCE_GTC):
-        raise invalid("post_only", "only a limit GTC order can be post-only")
-    return {
+    if request.post_only and (order_type != types_pb2.ORDER_TYPE_LIMIT or time_in_force not in RESTING):
+        raise invalid("post_only", "only a limit GTC, GTD or DAY order can be post-only")
+    fields = {
         "order_id": order_id,
         "account_id": account_id,
         "client_order_id": coid,
@@ -82,6 +116,9 @@ def new_order_fields(request, account_id: int, order_id: int, listed) -> dict:
         "post_only": request.post_only,
         "self_trade_prevention": request.self_trade_prevention,
     }
+    if time_in_force in (GTD, DAY) or request.HasField("expire_time"):
+        fields["expire_time_us"] = expire_time_us(request, time_in_force, day_end_s)
+    return fields
 
 
 def modify_order(request, account_id: int, listed) -> matching_pb2.ModifyOrder:

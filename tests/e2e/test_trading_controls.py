@@ -171,3 +171,43 @@ def test_an_accounts_pre_trade_limits_set_by_the_operator_bind_on_every_shard(st
     with Client(stack.target, api_key="demo-key-dave") as dave:
         assert dave.submit_order("AMZN", Side.SELL, quantity=11, price=702).leaves_quantity == 11
         assert dave.mass_cancel_orders() == 4
+
+
+def test_a_gtd_order_expires_by_itself_and_a_day_order_rests(stack, orders):
+    from google.protobuf.timestamp_pb2 import Timestamp
+
+    soon = Timestamp()
+    soon.FromNanoseconds(time.time_ns() + 1_500_000_000)
+    gtd = limit("UNH", t.SIDE_BUY, 40, 2)
+    gtd.time_in_force = t.TIME_IN_FORCE_GTD
+    gtd.expire_time.CopyFrom(soon)
+    placed = orders.SubmitOrder(gtd, metadata=BOB).order
+    assert (placed.status, placed.time_in_force) == (t.ORDER_STATUS_NEW, t.TIME_IN_FORCE_GTD)
+    day = limit("UNH", t.SIDE_BUY, 39, 2)
+    day.time_in_force = t.TIME_IN_FORCE_DAY
+    resting = orders.SubmitOrder(day, metadata=BOB).order
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        seen = orders.GetOrder(pb.GetOrderRequest(order_id=placed.order_id), metadata=BOB).order
+        if seen.status != t.ORDER_STATUS_NEW:
+            break
+        time.sleep(0.1)
+    assert (seen.status, seen.reason, seen.leaves_quantity) == (t.ORDER_STATUS_CANCELLED, "EXPIRED", 0)
+    assert orders.GetOrder(pb.GetOrderRequest(order_id=resting.order_id), metadata=BOB).order.status == (
+        t.ORDER_STATUS_NEW)
+    late = limit("UNH", t.SIDE_BUY, 40, 2)
+    late.time_in_force, late.expire_time.seconds = t.TIME_IN_FORCE_GTD, 1
+    with pytest.raises(grpc.RpcError) as refused:
+        orders.SubmitOrder(late, metadata=BOB)
+    assert (refused.value.code(), reason_of(refused.value)) == (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_EXPIRE_TIME")
+
+
+def test_the_sdk_places_a_gtd_order(stack):
+    from datetime import UTC, datetime, timedelta
+
+    from bourse_client import Client, OrderStatus, Side, TimeInForce
+
+    with Client(stack.target, api_key="demo-key-carol") as client:
+        order = client.submit_order("V", Side.SELL, quantity=1, price=900, time_in_force=TimeInForce.GTD,
+                                    expire_time=datetime.now(UTC) + timedelta(minutes=5))
+        assert (order.status, order.time_in_force) == (OrderStatus.NEW, TimeInForce.GTD)

@@ -166,3 +166,56 @@ def test_the_annotations_name_what_a_submit_and_a_modify_need():
         "client_order_id", "symbol", "side", "order_type", "time_in_force", "quantity"]
     assert required_fields(order_pb2.ModifyOrderRequest) == ["order_id", "symbol", "price", "quantity"]
     assert required_fields(order_pb2.CancelOrderRequest) == ["order_id", "symbol"]
+
+
+NOW_US = 1_800_000_000 * 1_000_000 + 123  # 2027-01-15T08:00:00.000123Z
+DAY_US = 86_400 * 1_000_000
+
+
+def at(us: int):
+    from google.protobuf.timestamp_pb2 import Timestamp
+    return Timestamp(seconds=us // 1_000_000, nanos=us % 1_000_000 * 1000)
+
+
+def expiry(request, day_end_s=0):
+    return validation.expire_time_us(request, request.time_in_force, day_end_s, now_us=NOW_US)
+
+
+def test_a_gtd_order_carries_its_expire_time_in_microseconds():
+    request = limit(time_in_force=t.TIME_IN_FORCE_GTD, expire_time=at(NOW_US + 5_000_001))
+    assert expiry(request) == NOW_US + 5_000_001
+    assert validation.new_order(request, 1, 2, LISTED).expire_time_us > 0  # against the real clock: still ahead
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(time_in_force=t.TIME_IN_FORCE_GTD), "is required for a GTD order"),
+    (dict(time_in_force=t.TIME_IN_FORCE_GTD, expire_time=at(NOW_US)), "must be in the future"),
+    (dict(time_in_force=t.TIME_IN_FORCE_GTD, expire_time=at(NOW_US + 367 * DAY_US)), "within a year"),
+    (dict(expire_time=at(NOW_US + DAY_US)), "only a GTD order has one"),
+    (dict(time_in_force=t.TIME_IN_FORCE_DAY, expire_time=at(NOW_US + DAY_US)), "only a GTD order has one"),
+])
+def test_a_wrong_expire_time_is_refused_naming_it(overrides, message):
+    with pytest.raises(BourseError) as caught:
+        expiry(limit(**overrides))
+    assert (caught.value.code, caught.value.field) == (grpc.StatusCode.INVALID_ARGUMENT, "expire_time")
+    assert message in caught.value.message
+
+
+def test_a_day_order_expires_at_the_next_end_of_the_trading_day():
+    day = limit(time_in_force=t.TIME_IN_FORCE_DAY)
+    midnight = NOW_US - NOW_US % DAY_US
+    assert expiry(day) == midnight + DAY_US  # 00:00 UTC: tomorrow's midnight
+    assert expiry(day, day_end_s=21 * 3600) == midnight + 21 * 3600 * 1_000_000  # 21:00 today
+    assert expiry(day, day_end_s=8 * 3600) == midnight + DAY_US + 8 * 3600 * 1_000_000  # 08:00 passed: tomorrow
+
+
+@pytest.mark.parametrize("tif", [t.TIME_IN_FORCE_GTC, t.TIME_IN_FORCE_GTD, t.TIME_IN_FORCE_DAY])
+def test_a_market_order_cannot_ask_to_rest(tif):
+    error = refused(limit(order_type=t.ORDER_TYPE_MARKET, price=0, time_in_force=tif))
+    assert error.field == "time_in_force"
+
+
+def test_post_only_goes_with_any_resting_time_in_force():
+    request = limit(time_in_force=t.TIME_IN_FORCE_DAY, post_only=True)
+    assert validation.new_order(request, 1, 2, LISTED).post_only
+    assert refused(limit(time_in_force=t.TIME_IN_FORCE_IOC, post_only=True)).field == "post_only"

@@ -26,6 +26,7 @@ __all__ = (
     "SubscribeOrdersResponse",
 )
 
+import datetime
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -437,7 +438,8 @@ class SubmitOrderRequest(betterproto2.Message):
         5, betterproto2.TYPE_ENUM, default_factory=lambda: __type__v1__.TimeInForce(0)
     )
     """
-    Required; GTC, IOC or FOK (a market order cannot be GTC: it never rests).
+    Required; GTC, IOC, FOK, GTD (with expire_time) or DAY (a market order cannot be GTC,
+    GTD or DAY: it never rests).
     """
 
     price: "int" = betterproto2.field(6, betterproto2.TYPE_INT64)
@@ -452,7 +454,7 @@ class SubmitOrderRequest(betterproto2.Message):
 
     post_only: "bool" = betterproto2.field(8, betterproto2.TYPE_BOOL)
     """
-    Limit GTC only: the order must add liquidity. One that would trade on arrival is
+    Limit GTC, GTD or DAY only: the order must add liquidity. One that would trade on arrival is
     REJECTED (reason WOULD_TAKE_LIQUIDITY) instead, having traded nothing.
     """
 
@@ -464,6 +466,18 @@ class SubmitOrderRequest(betterproto2.Message):
     """
     Against a resting order of the same account; unset means CANCEL_INCOMING. A resting
     order cancelled this way ends CANCELLED with reason SELF_TRADE_PREVENTED.
+    """
+
+    expire_time: "datetime.datetime | None" = betterproto2.field(
+        10,
+        betterproto2.TYPE_MESSAGE,
+        unwrap=lambda: ___google__protobuf__.Timestamp,
+        optional=True,
+    )
+    """
+    GTD only, and required for it: when the order stops working (in the future, within a
+    year; microseconds count). The shard expires it in the journal's order, so a replay
+    expires the same orders at the same point.
     """
 
 
@@ -571,8 +585,10 @@ class OrderServiceStub:
         not have been accepted; safe to retry with the same client_order_id),
         ALREADY_EXISTS (reason CLIENT_ORDER_ID_REUSED: the client_order_id names a
         different order of the account on this symbol), FAILED_PRECONDITION (reason
-        INSTRUMENT_HALTED: the instrument is halted; nothing is created, so the same
-        client_order_id may be sent again once it trades).
+        INSTRUMENT_HALTED: the instrument is halted; ORDER_QUANTITY_ABOVE_LIMIT,
+        NOTIONAL_ABOVE_LIMIT, PRICE_OUTSIDE_COLLAR, TOO_MANY_OPEN_ORDERS: the account's
+        pre-trade limits; nothing is created, so the same client_order_id may be sent again
+        once the order is allowed).
         """
 
         return self._channel.unary_unary(
@@ -628,7 +644,9 @@ class OrderServiceStub:
         Errors: NOT_FOUND (unknown or foreign order), FAILED_PRECONDITION (already done; the
         new quantity is not above what has filled: cancel instead; a post-only order whose
         new price would trade: WOULD_TAKE_LIQUIDITY; the instrument is halted:
-        INSTRUMENT_HALTED), INVALID_ARGUMENT (a field out of range,
+        INSTRUMENT_HALTED; the account's pre-trade limits: ORDER_QUANTITY_ABOVE_LIMIT,
+        NOTIONAL_ABOVE_LIMIT, PRICE_OUTSIDE_COLLAR, which a reduce at the same price never
+        meets), INVALID_ARGUMENT (a field out of range,
         or the instrument's rules: tick, lot, band), UNAUTHENTICATED, UNAVAILABLE.
         """
 
@@ -725,5 +743,6 @@ class OrderServiceStub:
         )(iter(messages))
 
 
+from ....google import protobuf as ___google__protobuf__
 from ....google import rpc as ___google__rpc__
 from ...type import v1 as __type__v1__

@@ -229,6 +229,18 @@ class TimeInForce(betterproto2.Enum):
     Fill or kill: fill entirely now, or not at all.
     """
 
+    GTD = 4
+    """
+    Good till date: rests as GTC until its expire_time, then ends CANCELLED with reason
+    EXPIRED.
+    """
+
+    DAY = 5
+    """
+    Good for the trading day: a GTD whose expire_time is the day's end (the order
+    service's BOURSE_TRADING_DAY_END, UTC).
+    """
+
     @classmethod
     def betterproto_value_to_renamed_proto_names(cls) -> dict[int, str]:
         return {
@@ -236,6 +248,8 @@ class TimeInForce(betterproto2.Enum):
             1: "TIME_IN_FORCE_GTC",
             2: "TIME_IN_FORCE_IOC",
             3: "TIME_IN_FORCE_FOK",
+            4: "TIME_IN_FORCE_GTD",
+            5: "TIME_IN_FORCE_DAY",
         }
 
     @classmethod
@@ -245,6 +259,8 @@ class TimeInForce(betterproto2.Enum):
             "TIME_IN_FORCE_GTC": 1,
             "TIME_IN_FORCE_IOC": 2,
             "TIME_IN_FORCE_FOK": 3,
+            "TIME_IN_FORCE_GTD": 4,
+            "TIME_IN_FORCE_DAY": 5,
         }
 
 
