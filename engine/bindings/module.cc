@@ -74,8 +74,9 @@ nb::list event_list(const std::vector<Event>& events) {
   return nb::borrow<nb::list>(out);
 }
 
-// One command of execute_packed: 48 bytes, little-endian, no implicit padding.
-// Mirrors COMMAND_DTYPE in bourse_engine/packed.py.
+// One command of execute_packed: 56 bytes, little-endian, no implicit padding.
+// Mirrors COMMAND_DTYPE in bourse_engine/packed.py. The first 48 bytes are the layout
+// from before icebergs (COMMAND_DTYPE_V1), which execute_packed still takes.
 struct PackedCommand {
   std::uint8_t op;  // 1 submit, 2 cancel, 3 modify
   std::uint8_t side;
@@ -90,8 +91,11 @@ struct PackedCommand {
   std::uint64_t account_id;
   std::int64_t price;
   std::int64_t quantity;
+  std::int64_t display_quantity;  // submit: 0, or an iceberg's display quantity
 };
-static_assert(sizeof(PackedCommand) == 48, "COMMAND_DTYPE layout");
+static_assert(sizeof(PackedCommand) == 56, "COMMAND_DTYPE layout");
+constexpr std::size_t kPackedCommandV1 = 48;  // without display_quantity
+static_assert(offsetof(PackedCommand, display_quantity) == kPackedCommandV1, "COMMAND_DTYPE_V1 layout");
 static_assert(offsetof(PackedCommand, symbol_id) == 8 && offsetof(PackedCommand, order_id) == 16,
               "COMMAND_DTYPE layout");
 static_assert(offsetof(Event, symbol_id) == 4 && offsetof(Event, order_id) == 8 &&
@@ -109,6 +113,8 @@ class Buffer {
   Buffer& operator=(const Buffer&) = delete;
   const char* data() const { return static_cast<const char*>(view_.buf); }
   std::size_t size() const { return static_cast<std::size_t>(view_.len); }
+  // Bytes per item: a numpy array's itemsize, 1 for bytes.
+  std::size_t itemsize() const { return static_cast<std::size_t>(view_.itemsize); }
 
  private:
   Py_buffer view_;
@@ -117,7 +123,8 @@ class Buffer {
 nb::list order_list(const std::vector<OrderEntry>& orders) {
   nb::list out;
   for (const OrderEntry& o : orders) {
-    out.append(nb::make_tuple(o.order_id, o.account_id, o.price, o.remaining));
+    // What the book shows (an iceberg's slice), then an iceberg's display quantity.
+    out.append(nb::make_tuple(o.order_id, o.account_id, o.price, o.remaining, o.display_quantity));
   }
   return out;
 }
@@ -134,11 +141,13 @@ class PyEngine {
 
   nb::list submit(std::uint64_t order_id, std::uint64_t account_id, std::uint32_t symbol_id,
                   std::int64_t side, std::int64_t order_type, std::int64_t tif,
-                  std::int64_t price, std::int64_t quantity, bool post_only, std::int64_t stp) {
+                  std::int64_t price, std::int64_t quantity, bool post_only, std::int64_t stp,
+                  std::int64_t display_quantity) {
     sink_.events.clear();
     NewOrder o = new_order(order_id, account_id, symbol_id, side, order_type, tif, price, quantity);
     o.post_only = post_only;
     o.stp = code<SelfTradePrevention>(stp);
+    o.display_quantity = display_quantity;
     engine_.submit(o);
     return event_list(sink_.events);
   }
@@ -151,17 +160,20 @@ class PyEngine {
   }
 
   // Runs every command in order; returns the events as raw bytes (n * 96, the
-  // Event struct = EVENT_DTYPE) -- no Python object per event.
+  // Event struct = EVENT_DTYPE) -- no Python object per event. Records are 56 bytes
+  // (COMMAND_DTYPE), or 48 (COMMAND_DTYPE_V1, no display quantity) when the buffer says
+  // its items are 48 bytes (a numpy array of that dtype).
   nb::bytes execute_packed(nb::handle commands) {
     Buffer buf(commands);
-    if (buf.size() % sizeof(PackedCommand) != 0) {
-      throw nb::value_error("execute_packed: buffer size is not a multiple of 48");
+    const std::size_t record = buf.itemsize() == kPackedCommandV1 ? kPackedCommandV1 : sizeof(PackedCommand);
+    if (buf.size() % record != 0) {
+      throw nb::value_error(("execute_packed: buffer size is not a multiple of " + std::to_string(record)).c_str());
     }
-    const std::size_t n = buf.size() / sizeof(PackedCommand);
-    const auto* cmds = reinterpret_cast<const PackedCommand*>(buf.data());
+    const std::size_t n = buf.size() / record;
     // Refuse the whole batch up front rather than stopping half way.
     for (std::size_t i = 0; i < n; ++i) {
-      if (cmds[i].op < 1 || cmds[i].op > 3) {
+      const auto op = static_cast<std::uint8_t>(buf.data()[i * record]);
+      if (op < 1 || op > 3) {
         throw nb::value_error(("execute_packed: bad op in command " + std::to_string(i)).c_str());
       }
     }
@@ -169,8 +181,8 @@ class PyEngine {
     // while one runs.
     std::vector<Engine::Command> batch(n);
     for (std::size_t i = 0; i < n; ++i) {
-      PackedCommand c;
-      std::memcpy(&c, cmds + i, sizeof c);  // the buffer need not be aligned
+      PackedCommand c{};  // a 48-byte record leaves display_quantity 0
+      std::memcpy(&c, buf.data() + i * record, record);  // the buffer need not be aligned
       Engine::Command& command = batch[i];
       command.op = static_cast<Engine::Command::Op>(c.op);
       if (c.op == 1) {
@@ -179,6 +191,7 @@ class PyEngine {
         command.order.post_only = c.post_only != 0;
         command.order.stp = c.stp == 0 ? SelfTradePrevention::CANCEL_INCOMING
                                        : static_cast<SelfTradePrevention>(c.stp);
+        command.order.display_quantity = c.display_quantity;
       } else {
         command.order.order_id = c.order_id;
         command.order.account_id = c.account_id;
@@ -267,17 +280,20 @@ class PyEngine {
                         const std::vector<std::int64_t>& order_type,
                         const std::vector<std::int64_t>& tif,
                         const std::vector<std::int64_t>& price,
-                        const std::vector<std::int64_t>& quantity) {
+                        const std::vector<std::int64_t>& quantity,
+                        const std::optional<std::vector<std::int64_t>>& display_quantity) {
     const std::size_t n = order_id.size();
     if (account_id.size() != n || symbol_id.size() != n || side.size() != n ||
         order_type.size() != n || tif.size() != n || price.size() != n ||
-        quantity.size() != n) {
+        quantity.size() != n || (display_quantity && display_quantity->size() != n)) {
       throw nb::value_error("submit_batch: all columns must have the same length");
     }
     sink_.events.clear();
     for (std::size_t i = 0; i < n; ++i) {
-      engine_.submit(new_order(order_id[i], account_id[i], symbol_id[i], side[i],
-                               order_type[i], tif[i], price[i], quantity[i]));
+      NewOrder o = new_order(order_id[i], account_id[i], symbol_id[i], side[i], order_type[i], tif[i],
+                             price[i], quantity[i]);
+      if (display_quantity) o.display_quantity = (*display_quantity)[i];
+      engine_.submit(o);
     }
     return event_list(sink_.events);
   }
@@ -292,7 +308,7 @@ class PyEngine {
     std::optional<OrderView> o = engine_.order(order_id);
     if (!o) return nb::none();
     return nb::make_tuple(o->symbol_id, static_cast<int>(o->side), o->price, o->remaining,
-                          o->filled, o->account_id);
+                          o->filled, o->account_id, o->visible, o->display_quantity);
   }
 
   std::uint64_t event_hash() const { return engine_.event_hash(); }
@@ -329,7 +345,7 @@ NB_MODULE(_bourse_engine, m) {
       .def("submit", &PyEngine::submit, nb::arg("order_id"), nb::arg("account_id"),
            nb::arg("symbol_id"), nb::arg("side"), nb::arg("order_type"), nb::arg("tif"),
            nb::arg("price"), nb::arg("quantity"), nb::arg("post_only") = false,
-           nb::arg("stp") = 1)
+           nb::arg("stp") = 1, nb::arg("display_quantity") = 0)
       .def("modify", &PyEngine::modify, nb::arg("order_id"), nb::arg("account_id"),
            nb::arg("symbol_id"), nb::arg("price"), nb::arg("quantity"))
       .def("execute_packed", &PyEngine::execute_packed, nb::arg("commands"))
@@ -352,7 +368,8 @@ NB_MODULE(_bourse_engine, m) {
            nb::arg("symbol_id"))
       .def("submit_batch", &PyEngine::submit_batch, nb::arg("order_id"),
            nb::arg("account_id"), nb::arg("symbol_id"), nb::arg("side"),
-           nb::arg("order_type"), nb::arg("tif"), nb::arg("price"), nb::arg("quantity"))
+           nb::arg("order_type"), nb::arg("tif"), nb::arg("price"), nb::arg("quantity"),
+           nb::arg("display_quantity").none() = nb::none())
       .def("depth", &PyEngine::depth, nb::arg("symbol_id"), nb::arg("levels"))
       .def("order", &PyEngine::order, nb::arg("order_id"))
       .def("event_hash", &PyEngine::event_hash)

@@ -43,7 +43,7 @@ from .events import (
     event_from_raw,
     hash_event,
 )
-from .packed import COMMAND_DTYPE, EVENT_DTYPE, OP_CANCEL, OP_MODIFY, OP_SUBMIT
+from .packed import COMMAND_DTYPE, COMMAND_DTYPE_V1, EVENT_DTYPE, OP_CANCEL, OP_MODIFY, OP_SUBMIT
 
 __all__ = [
     "DEFAULT_ID_WINDOW",
@@ -63,6 +63,7 @@ __all__ = [
     "Instrument",
     "SelfTradePrevention",
     "COMMAND_DTYPE",
+    "COMMAND_DTYPE_V1",
     "EVENT_DTYPE",
     "OP_SUBMIT",
     "OP_CANCEL",
@@ -126,12 +127,19 @@ class Engine:
         quantity: int,
         post_only: bool = False,
         stp: SelfTradePrevention | int = SelfTradePrevention.CANCEL_INCOMING,
+        display_quantity: int = 0,
     ) -> list[Event]:
         """Events: REJECTED, DONE(REJECTED) -- or ACCEPTED, TRADE*, [CANCELLED], DONE.
 
         With stp CANCEL_RESTING/CANCEL_BOTH, CANCELLED(SELF_TRADE_PREVENTED) +
         DONE(CANCELLED) of *resting* orders (their own order_id) may appear among
-        the TRADEs; the last event is always this order's DONE."""
+        the TRADEs; the last event is always this order's DONE.
+
+        display_quantity > 0 makes a LIMIT GTC order an iceberg (0 < display_quantity <
+        quantity, a multiple of the lot size; else INVALID_DISPLAY_QUANTITY): it trades
+        on arrival with all of its quantity, then the book shows a slice of at most
+        display_quantity; each slice filled is followed by the next one at the back of
+        its price level (engine/README.md, "Icebergs")."""
         return _events(
             self._raw.submit(
                 _id("order_id", order_id, _U64),
@@ -144,16 +152,18 @@ class Engine:
                 _clamp(quantity),
                 bool(post_only),
                 _code(stp),
+                _clamp(display_quantity),
             )
         )
 
     def submit_raw(self, order_id: int, account_id: int, symbol_id: int, side: int, order_type: int, tif: int,
-                   price: int, quantity: int, post_only: bool, stp: int) -> list[RawEvent]:
+                   price: int, quantity: int, post_only: bool, stp: int, display_quantity: int = 0) -> list[RawEvent]:
         """`submit`, with the events as raw tuples (Event's fields in order, enums as
         their ints, 0 for none): for a caller's hot loop, which then builds no Event."""
         return self._raw.submit(
             _id("order_id", order_id, _U64), _id("account_id", account_id, _U64), _id("symbol_id", symbol_id, _U32),
-            _code(side), _code(order_type), _code(tif), _clamp(price), _clamp(quantity), bool(post_only), _code(stp))
+            _code(side), _code(order_type), _code(tif), _clamp(price), _clamp(quantity), bool(post_only), _code(stp),
+            _clamp(display_quantity))
 
     @property
     def raw(self):
@@ -180,8 +190,9 @@ class Engine:
     ) -> list[Event]:
         """Changes a resting order's price and/or open quantity (`quantity` is the
         new leaves). Same price and quantity <= leaves: reduced in place, keeps
-        its priority. Otherwise cancel-replace (atomic): it goes to the back of
-        the queue at `price` and may trade at once.
+        its priority (an iceberg loses hidden quantity first, then shown). Otherwise
+        cancel-replace (atomic): it goes to the back of the queue at `price` and may
+        trade at once (an iceberg keeps its display quantity).
 
         Events: MODIFIED, TRADE*, [CANCELLED(SELF_TRADE_PREVENTED)], DONE -- or
         REJECTED(reason) alone, the order untouched (UNKNOWN_ORDER for a missing,
@@ -198,10 +209,11 @@ class Engine:
 
     def execute_packed(self, commands: Union[np.ndarray, bytes, bytearray, memoryview]) -> np.ndarray:
         """Runs a batch of commands in one call; returns the events as a numpy
-        array of EVENT_DTYPE. `commands` is an array of COMMAND_DTYPE or a buffer
-        of such records (see bourse_engine.packed for both layouts)."""
+        array of EVENT_DTYPE. `commands` is an array of COMMAND_DTYPE (or of the older
+        COMMAND_DTYPE_V1, without display quantities) or a buffer of COMMAND_DTYPE
+        records (see bourse_engine.packed for the layouts)."""
         if isinstance(commands, np.ndarray):
-            if commands.dtype != COMMAND_DTYPE:
+            if commands.dtype != COMMAND_DTYPE and commands.dtype != COMMAND_DTYPE_V1:
                 raise ValueError(f"commands must have dtype COMMAND_DTYPE, got {commands.dtype}")
             commands = np.ascontiguousarray(commands)
         return np.frombuffer(self._raw.execute_packed(commands), dtype=EVENT_DTYPE)
@@ -258,7 +270,8 @@ class Engine:
                                     None if symbol_id is None else _id("symbol_id", symbol_id, _U32))
 
     def l3(self, *, symbol_id: int) -> tuple[list[L3Order], list[L3Order]]:
-        """(bids, asks): every resting order, best price first, FIFO within a price."""
+        """(bids, asks): every resting order, best price first, FIFO within a price,
+        as the book shows it (an iceberg: its current slice, and its display_quantity)."""
         bids, asks = self._raw.l3(_id("symbol_id", symbol_id, _U32))
         return [L3Order(*b) for b in bids], [L3Order(*a) for a in asks]
 
@@ -301,14 +314,16 @@ class Engine:
         tif: Sequence[int],
         price: Sequence[int],
         quantity: Sequence[int],
+        display_quantity: Optional[Sequence[int]] = None,
     ) -> list[Event]:
         """Submits the i-th element of every column in order; equivalent to
         calling submit() for each, concatenating the events (each order's events
         end with its DONE). Columns are lists or numpy integer arrays of equal
-        length; unlike submit(), values must already fit their C++ types."""
+        length; unlike submit(), values must already fit their C++ types.
+        display_quantity: None (all 0) or a column of display quantities."""
         return _events(
             self._raw.submit_batch(
-                order_id, account_id, symbol_id, side, order_type, tif, price, quantity
+                order_id, account_id, symbol_id, side, order_type, tif, price, quantity, display_quantity
             )
         )
 
@@ -329,7 +344,8 @@ class Engine:
         return (bids[0] if bids else None, asks[0] if asks else None)
 
     def order(self, order_id: int) -> Optional[OrderInfo]:
-        """The live (resting) order, or None once it is done or if never seen."""
+        """The live (resting) order, or None once it is done or if never seen;
+        `remaining` is its leaves, an iceberg's hidden quantity included."""
         if not 0 <= int(order_id) <= _U64:
             return None
         found = self._raw.order(int(order_id))

@@ -73,6 +73,7 @@ class RejectReason(IntEnum):
     INVALID_SELF_TRADE_PREVENTION = 15
     INVALID_POST_ONLY = 16
     INSTRUMENT_HALTED = 17
+    INVALID_DISPLAY_QUANTITY = 18  # iceberg display not in [1, quantity - 1], off the lot, or not LIMIT GTC
 
 
 class CancelReason(IntEnum):
@@ -112,6 +113,9 @@ class Event(NamedTuple):
     CANCELLED reason: CancelReason, remaining (quantity cancelled)
     DONE      status, filled (cumulative), remaining (leaves; > 0 only if resting)
     MODIFIED  price (new), quantity (new open quantity)
+
+    An iceberg maker's maker_remaining is its whole leaves (shown + hidden), like every
+    remaining here; a refresh of its slice emits no event of its own.
     """
 
     kind: EventKind
@@ -139,10 +143,21 @@ class Level(NamedTuple):
 
 
 class L3Order(NamedTuple):
+    """One resting order as the book shows it: `remaining` is its shown quantity (all of
+    an ordinary order's leaves, an iceberg's current slice only; `quantity` is the same
+    number), `display_quantity` an iceberg's slice size (0: an ordinary order). An
+    iceberg's hidden quantity is not here: `Engine.order(id).remaining` is its leaves."""
+
     order_id: int
     account_id: int
     price: int
     remaining: int
+    display_quantity: int = 0
+
+    @property
+    def quantity(self) -> int:
+        """The shown quantity (== remaining)."""
+        return self.remaining
 
 
 class Instrument(NamedTuple):
@@ -157,6 +172,8 @@ class Instrument(NamedTuple):
 
 
 class OrderInfo(NamedTuple):
+    """A live order; `remaining` is its leaves (an iceberg's hidden quantity included)."""
+
     symbol_id: int
     side: Side
     price: int

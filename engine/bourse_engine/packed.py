@@ -1,11 +1,13 @@
 """The packed batch API's record layouts (numpy structured dtypes).
 
 ``Engine.execute_packed(commands)`` takes a C-contiguous array of COMMAND_DTYPE
-(or any bytes-like buffer of 48-byte records) and returns a read-only numpy
+(or any bytes-like buffer of 56-byte records) and returns a read-only numpy
 array of EVENT_DTYPE: one C++ call for the whole batch, no Python object per
 command or event. Both layouts are little-endian with explicit padding fields.
+An array of COMMAND_DTYPE_V1 (the 48-byte layout from before icebergs: the same
+fields but display_quantity) is still taken, its orders ordinary.
 
-COMMAND_DTYPE (48 bytes)
+COMMAND_DTYPE (56 bytes)
     op          u1  OP_SUBMIT=1, OP_CANCEL=2, OP_MODIFY=3 (anything else: ValueError,
                     nothing executed)
     side        u1  Side (submit)
@@ -20,6 +22,8 @@ COMMAND_DTYPE (48 bytes)
     account_id  u8
     price       i8  submit: limit price (0 for market); modify: new price
     quantity    i8  submit: quantity; modify: new open quantity
+    display_quantity i8  submit: 0, or an iceberg's display quantity (LIMIT GTC,
+                    0 < display_quantity < quantity); ignored by cancel and modify
 
 EVENT_DTYPE (96 bytes; the C++ Event struct, field meanings as in Event)
     kind u1, reason u1, status u1, aggressor_side u1, symbol_id u4, order_id u8,
@@ -37,12 +41,14 @@ import numpy as np
 
 OP_SUBMIT, OP_CANCEL, OP_MODIFY = 1, 2, 3
 
-COMMAND_DTYPE = np.dtype([
+COMMAND_DTYPE_V1 = np.dtype([
     ("op", "u1"), ("side", "u1"), ("order_type", "u1"), ("tif", "u1"),
     ("stp", "u1"), ("post_only", "u1"), ("reserved0", "<u2"),
     ("symbol_id", "<u4"), ("reserved1", "<u4"),
     ("order_id", "<u8"), ("account_id", "<u8"), ("price", "<i8"), ("quantity", "<i8"),
 ])
+# The same fields at the same offsets, and the display quantity appended.
+COMMAND_DTYPE = np.dtype(COMMAND_DTYPE_V1.descr + [("display_quantity", "<i8")])
 
 EVENT_DTYPE = np.dtype([
     ("kind", "u1"), ("reason", "u1"), ("status", "u1"), ("aggressor_side", "u1"),
@@ -53,7 +59,7 @@ EVENT_DTYPE = np.dtype([
     ("taker_remaining", "<i8"), ("filled", "<i8"), ("remaining", "<i8"),
 ])
 
-assert COMMAND_DTYPE.itemsize == 48 and EVENT_DTYPE.itemsize == 96
+assert COMMAND_DTYPE_V1.itemsize == 48 and COMMAND_DTYPE.itemsize == 56 and EVENT_DTYPE.itemsize == 96
 
 # Column order of EVENT_DTYPE as the Event NamedTuple orders its fields.
 _EVENT_TUPLE_ORDER = (
@@ -64,7 +70,7 @@ _EVENT_TUPLE_ORDER = (
 
 
 def commands(n: int) -> np.ndarray:
-    """A zeroed command array of length n (stp 0 = default, reserved fields 0)."""
+    """A zeroed command array of length n (stp 0 = default, reserved fields 0, display 0)."""
     return np.zeros(n, dtype=COMMAND_DTYPE)
 
 

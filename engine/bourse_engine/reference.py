@@ -54,9 +54,11 @@ class _Resting:
     price: int
     remaining: int
     filled: int
-    seq: int  # arrival order: the time in price-time priority
+    seq: int  # arrival order (or an iceberg's last refresh): the time in price-time priority
     stp: int = SelfTradePrevention.CANCEL_INCOMING
     post_only: bool = False
+    display: int = 0  # an iceberg's slice size; 0: an ordinary order
+    visible: int = 0  # what the book shows (== remaining for an ordinary order)
 
 
 def _raw(kind, order_id, symbol_id, reason=0, status=0, aggressor_side=0,
@@ -87,7 +89,7 @@ def _validate(side, order_type, tif, price, quantity, post_only=False,
     return None
 
 
-def _validate_full(side, order_type, tif, price, quantity, post_only, stp):
+def _validate_full(side, order_type, tif, price, quantity, post_only, stp, display=0):
     why = _validate(side, order_type, tif, price, quantity)
     if why is not None:
         return why
@@ -95,6 +97,9 @@ def _validate_full(side, order_type, tif, price, quantity, post_only, stp):
         return RejectReason.INVALID_SELF_TRADE_PREVENTION
     if post_only and (order_type != OrderType.LIMIT or tif != TimeInForce.GTC):
         return RejectReason.INVALID_POST_ONLY
+    if display != 0 and not (0 < display < quantity and order_type == OrderType.LIMIT
+                             and tif == TimeInForce.GTC):
+        return RejectReason.INVALID_DISPLAY_QUANTITY
     return None
 
 
@@ -127,6 +132,7 @@ class ReferenceEngine:
 
     def __init__(self, id_window: int = DEFAULT_ID_WINDOW) -> None:
         self._live: dict[int, _Resting] = {}
+        self.refreshes = 0  # iceberg slices refreshed so far (tests count them)
         # Ids refused as duplicates: the working orders' and the last id_window done ones.
         self._known: set[int] = set()
         self._done_ids: deque[int] = deque()
@@ -175,14 +181,19 @@ class ReferenceEngine:
         opposite = Side.SELL if side == Side.BUY else Side.BUY
         return any(self._crosses(side, price, o.price) for o in self._queue(sym, opposite))
 
-    def _take(self, out, *, oid, account_id, sym, side, limit, quantity, filled, stp, is_market,
-              tif, post_only):
-        """Matches an accepted order against the book, then rests or finishes it."""
+    def _match(self, live, *, oid, account_id, sym, side, limit, remaining, stp):
+        """Matches a taker against the resting orders in `live` (this engine's own, or a
+        copy of them for a dry run), always the head of the priority order next.
+        Returns (remaining, stopped, raw events, ids of the makers that finished)."""
         opposite = Side.SELL if side == Side.BUY else Side.BUY
-        remaining = quantity
+        out, finished = [], []
         stopped = False
-        for maker in self._queue(sym, opposite):
-            if remaining == 0 or not self._crosses(side, limit, maker.price):
+        while remaining > 0:
+            queue = [o for o in live.values() if o.symbol_id == sym and o.side == opposite]
+            if not queue:
+                break
+            maker = min(queue, key=lambda o: (o.price if opposite == Side.SELL else -o.price, o.seq))
+            if not self._crosses(side, limit, maker.price):
                 break
             if maker.account_id == account_id:  # no trade between an account and itself
                 if stp in (SelfTradePrevention.CANCEL_RESTING, SelfTradePrevention.CANCEL_BOTH):
@@ -191,25 +202,42 @@ class ReferenceEngine:
                                     remaining=maker.remaining))
                     out.append(_raw(EventKind.DONE, maker.order_id, sym,
                                     status=OrderStatus.CANCELLED, filled=maker.filled))
-                    del self._live[maker.order_id]
-                    self._finished(maker.order_id)
+                    del live[maker.order_id]
+                    finished.append(maker.order_id)
                 if stp in (SelfTradePrevention.CANCEL_INCOMING, SelfTradePrevention.CANCEL_BOTH):
                     stopped = True
                     break
                 continue
-            q = min(remaining, maker.remaining)
+            q = min(remaining, maker.visible)  # only what the book shows trades
+            maker.visible -= q
             maker.remaining -= q
             maker.filled += q
             remaining -= q
-            filled += q
             out.append(_raw(EventKind.TRADE, oid, sym, aggressor_side=side,
                             maker_order_id=maker.order_id, taker_order_id=oid,
                             maker_account=maker.account_id, taker_account=account_id,
                             price=maker.price, quantity=q,
                             maker_remaining=maker.remaining, taker_remaining=remaining))
             if maker.remaining == 0:
-                del self._live[maker.order_id]
-                self._finished(maker.order_id)
+                del live[maker.order_id]
+                finished.append(maker.order_id)
+            elif maker.visible == 0:  # an iceberg: next slice, at the back of its level
+                maker.visible = min(maker.display, maker.remaining)
+                maker.seq = next(self._seq)
+                if live is self._live:
+                    self.refreshes += 1
+        return remaining, stopped, out, finished
+
+    def _take(self, out, *, oid, account_id, sym, side, limit, quantity, filled, stp, is_market,
+              tif, post_only, display=0):
+        """Matches an accepted order against the book, then rests or finishes it."""
+        remaining, stopped, events, finished = self._match(
+            self._live, oid=oid, account_id=account_id, sym=sym, side=side, limit=limit,
+            remaining=quantity, stp=stp)
+        out += events
+        for maker_id in finished:
+            self._finished(maker_id)
+        filled += quantity - remaining
 
         if remaining == 0:
             self._finished(oid)
@@ -222,8 +250,9 @@ class ReferenceEngine:
             out.append(_raw(EventKind.DONE, oid, sym, status=OrderStatus.CANCELLED,
                             filled=filled))
         else:
+            visible = min(display, remaining) if display else remaining
             self._live[oid] = _Resting(oid, account_id, sym, side, limit, remaining, filled,
-                                       next(self._seq), stp, post_only)
+                                       next(self._seq), stp, post_only, display, visible)
             status = OrderStatus.PARTIALLY_FILLED if filled else OrderStatus.NEW
             out.append(_raw(EventKind.DONE, oid, sym, status=status, filled=filled,
                             remaining=remaining))
@@ -231,15 +260,18 @@ class ReferenceEngine:
     # -- commands ----------------------------------------------------------
 
     def submit(self, *, order_id, account_id, symbol_id, side, order_type, tif, price,
-               quantity, post_only=False, stp=SelfTradePrevention.CANCEL_INCOMING) -> list[Event]:
-        oid, sym = order_id, symbol_id
+               quantity, post_only=False, stp=SelfTradePrevention.CANCEL_INCOMING,
+               display_quantity=0) -> list[Event]:
+        oid, sym, display = order_id, symbol_id, display_quantity
         out: list[tuple] = []
 
-        reason = _validate_full(side, order_type, tif, price, quantity, post_only, stp)
+        reason = _validate_full(side, order_type, tif, price, quantity, post_only, stp, display)
         if reason is None and self._halted(sym):
             reason = RejectReason.INSTRUMENT_HALTED
         if reason is None:
             reason = _check_rules(self._rules(sym), price, quantity, check_min=True)
+        if reason is None and display % self._rules(sym).lot_size != 0:
+            reason = RejectReason.INVALID_DISPLAY_QUANTITY  # a slice must be on the lot too
         if reason is None and oid in self._known:
             reason = RejectReason.DUPLICATE_ORDER_ID
         if reason is None and post_only and self._would_trade(sym, side, price):
@@ -254,20 +286,14 @@ class ReferenceEngine:
 
         is_market = order_type == OrderType.MARKET
         limit = None if is_market else price
-        opposite = Side.SELL if side == Side.BUY else Side.BUY
 
         if tif == TimeInForce.FOK:
-            # What matching would actually fill, self-trade prevention included.
-            available = 0
-            for o in self._queue(sym, opposite):
-                if not self._crosses(side, limit, o.price):
-                    break
-                if o.account_id == account_id:
-                    if stp == SelfTradePrevention.CANCEL_RESTING:
-                        continue
-                    break
-                available += o.remaining
-            if available < quantity:
+            # What matching would actually fill (self-trade prevention and iceberg
+            # refreshes included): match on a copy of the book and see.
+            dry = {o.order_id: replace(o) for o in self._live.values() if o.symbol_id == sym}
+            left, _, _, _ = self._match(dry, oid=oid, account_id=account_id, sym=sym, side=side,
+                                        limit=limit, remaining=quantity, stp=stp)
+            if left > 0:
                 out.append(_raw(EventKind.CANCELLED, oid, sym,
                                 reason=CancelReason.FOK_UNFILLABLE, remaining=quantity))
                 out.append(_raw(EventKind.DONE, oid, sym, status=OrderStatus.CANCELLED))
@@ -276,7 +302,7 @@ class ReferenceEngine:
 
         self._take(out, oid=oid, account_id=account_id, sym=sym, side=side, limit=limit,
                    quantity=quantity, filled=0, stp=stp, is_market=is_market, tif=tif,
-                   post_only=post_only)
+                   post_only=post_only, display=display)
         return self._emit(out)
 
     def modify(self, *, order_id, account_id, symbol_id, price, quantity) -> list[Event]:
@@ -302,7 +328,11 @@ class ReferenceEngine:
 
         out = [_raw(EventKind.MODIFIED, order_id, symbol_id, price=price, quantity=quantity)]
         if price == o.price and quantity <= o.remaining:
-            o.remaining = quantity  # in place: keeps its seq, hence its priority
+            # In place: keeps its seq, hence its priority. Hidden quantity goes first,
+            # then shown: the slice never grows in place.
+            hidden = o.remaining - o.visible
+            o.visible -= max(0, (o.remaining - quantity) - hidden)
+            o.remaining = quantity
             status = OrderStatus.PARTIALLY_FILLED if o.filled else OrderStatus.NEW
             out.append(_raw(EventKind.DONE, order_id, symbol_id, status=status, filled=o.filled,
                             remaining=quantity))
@@ -310,7 +340,7 @@ class ReferenceEngine:
         del self._live[order_id]
         self._take(out, oid=order_id, account_id=account_id, sym=symbol_id, side=o.side,
                    limit=price, quantity=quantity, filled=o.filled, stp=o.stp, is_market=False,
-                   tif=TimeInForce.GTC, post_only=o.post_only)
+                   tif=TimeInForce.GTC, post_only=o.post_only, display=o.display)
         return self._emit(out)
 
     def set_instrument(self, *, symbol_id, tick_size=1, lot_size=1, min_quantity=1,
@@ -366,12 +396,15 @@ class ReferenceEngine:
         ])
 
     def submit_batch(self, *, order_id, account_id, symbol_id, side, order_type, tif, price,
-                     quantity) -> list[Event]:
+                     quantity, display_quantity=None) -> list[Event]:
         events: list[Event] = []
-        for row in zip(order_id, account_id, symbol_id, side, order_type, tif, price, quantity):
+        if display_quantity is None:
+            display_quantity = [0] * len(order_id)
+        for row in zip(order_id, account_id, symbol_id, side, order_type, tif, price, quantity,
+                       display_quantity):
             events += self.submit(**dict(zip(
                 ("order_id", "account_id", "symbol_id", "side", "order_type", "tif", "price",
-                 "quantity"), (int(v) for v in row))))
+                 "quantity", "display_quantity"), (int(v) for v in row))))
         return events
 
     # -- queries -----------------------------------------------------------
@@ -382,9 +415,9 @@ class ReferenceEngine:
             for o in self._queue(symbol_id, side):
                 if out and out[-1].price == o.price:
                     last = out[-1]
-                    out[-1] = Level(last.price, last.quantity + o.remaining, last.order_count + 1)
+                    out[-1] = Level(last.price, last.quantity + o.visible, last.order_count + 1)
                 else:
-                    out.append(Level(o.price, o.remaining, 1))
+                    out.append(Level(o.price, o.visible, 1))
             return out[:max(levels, 0)]
 
         return side_levels(Side.BUY), side_levels(Side.SELL)
@@ -395,19 +428,19 @@ class ReferenceEngine:
 
     def l3(self, *, symbol_id: int) -> tuple[list[L3Order], list[L3Order]]:
         def side_orders(side):
-            return [L3Order(o.order_id, o.account_id, o.price, o.remaining)
+            return [L3Order(o.order_id, o.account_id, o.price, o.visible, o.display)
                     for o in self._queue(symbol_id, side)]
         return side_orders(Side.BUY), side_orders(Side.SELL)
 
     def snapshot(self) -> bytes:
         """Not the C++ format: just this object's state, with the same rule that
         only live ids survive a snapshot."""
-        return pickle.dumps((self._live, self._hash, self._instruments, self._status))
+        return pickle.dumps((self._live, self._hash, self._instruments, self._status, self.refreshes))
 
     @classmethod
     def restore(cls, data: bytes, id_window: int = DEFAULT_ID_WINDOW) -> "ReferenceEngine":
         eng = cls(id_window)
-        live, eng._hash, eng._instruments, eng._status = pickle.loads(data)
+        live, eng._hash, eng._instruments, eng._status, eng.refreshes = pickle.loads(data)
         # Re-number seqs in priority order: only their relative order matters.
         eng._live = {}
         for o in sorted(live.values(), key=lambda o: o.seq):
@@ -422,11 +455,14 @@ class ReferenceEngine:
         from .packed import EVENT_DTYPE, OP_CANCEL, OP_MODIFY, OP_SUBMIT
         raws = []
         for c in commands.tolist():
-            op, side, otype, tif, stp, post_only, _, sym, _, oid, acct, price, qty = c
+            # COMMAND_DTYPE, or COMMAND_DTYPE_V1 without the display quantity.
+            op, side, otype, tif, stp, post_only, _, sym, _, oid, acct, price, qty = c[:13]
+            display = c[13] if len(c) > 13 else 0
             if op == OP_SUBMIT:
                 evs = self.submit(order_id=oid, account_id=acct, symbol_id=sym, side=side,
                                   order_type=otype, tif=tif, price=price, quantity=qty,
-                                  post_only=bool(post_only), stp=stp or 1)
+                                  post_only=bool(post_only), stp=stp or 1,
+                                  display_quantity=display)
             elif op == OP_CANCEL:
                 evs = self.cancel(order_id=oid, account_id=acct, symbol_id=sym)
             elif op == OP_MODIFY:

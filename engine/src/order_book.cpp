@@ -117,14 +117,26 @@ Quantity OrderBook::fillable(const Taker& taker, Quantity wanted) const {
     if (!crosses(taker.side, taker.limit, it->price)) break;
     // Order by order, not level totals: an order of the taker's own account
     // either stops the match (CANCEL_INCOMING/BOTH) or is skipped (CANCEL_RESTING).
-    for (OrderIndex i = it->head; i != kNoOrder && needed > 0; i = store_.at(i).next) {
+    //
+    // Icebergs: match() fills every order ahead of the taker's own one by its shown
+    // slice only (a refreshed slice goes to the back, behind that own order), and,
+    // with no own order in the way, the whole level including hidden quantity (slices
+    // refresh until the level is empty or the taker filled). So two counts: what is
+    // still needed after the shown quantity so far (`after_shown`), and after all of
+    // it (`needed`); an own order that stops the match answers with the first.
+    Quantity after_shown = needed;
+    for (OrderIndex i = it->head; i != kNoOrder && after_shown > 0; i = store_.at(i).next) {
       const Order& o = store_.at(i);
       if (o.account_id == taker.account_id) {
         if (taker.stp == SelfTradePrevention::CANCEL_RESTING) continue;
-        return wanted - needed;
+        return wanted - after_shown;
       }
+      const Quantity shown = o.visible();
+      after_shown -= shown < after_shown ? shown : after_shown;
       needed -= o.remaining < needed ? o.remaining : needed;
     }
+    // The level was walked to its end (no own order stopped it), or the shown
+    // quantity alone fills the taker (then so does all of it: needed <= after_shown).
   }
   return wanted - needed;
 }
@@ -138,6 +150,12 @@ void OrderBook::rest(OrderIndex idx) {
              Level{o.price, kNoOrder, kNoOrder, 0, 0});
   }
   Level& level = v[pos];
+  append(level, idx);
+  level.total += o.visible();
+}
+
+void OrderBook::append(Level& level, OrderIndex idx) {
+  Order& o = store_.at(idx);
   o.prev = level.tail;
   o.next = kNoOrder;
   if (level.tail != kNoOrder) {
@@ -147,7 +165,20 @@ void OrderBook::rest(OrderIndex idx) {
   }
   level.tail = idx;
   ++level.count;
-  level.total += o.remaining;
+}
+
+void OrderBook::refresh(Level& level, OrderIndex idx) {
+  Order& o = store_.at(idx);
+  const Quantity display = store_.display(idx);
+  const Quantity slice = display < o.hidden ? display : o.hidden;
+  o.hidden -= slice;
+  level.total += slice;
+  // To the back of the level: the refresh is its new time priority. Alone (or last)
+  // at its level, it stays where it is, which is the back already.
+  if (o.next != kNoOrder) {
+    unlink(level, idx);
+    append(level, idx);
+  }
 }
 
 void OrderBook::remove(OrderIndex idx) {
@@ -156,7 +187,7 @@ void OrderBook::remove(OrderIndex idx) {
   std::size_t pos = position(o.side, o.price);
   assert(pos < v.size() && v[pos].price == o.price);
   Level& level = v[pos];
-  level.total -= o.remaining;
+  level.total -= o.visible();
   unlink(level, idx);
   if (level.head == kNoOrder) v.erase(v.begin() + static_cast<std::ptrdiff_t>(pos));
 }
@@ -166,7 +197,11 @@ void OrderBook::reduce(OrderIndex idx, Quantity new_remaining) {
   std::vector<Level>& v = levels(o.side);
   const std::size_t pos = position(o.side, o.price);
   assert(pos < v.size() && v[pos].price == o.price && new_remaining <= o.remaining);
-  v[pos].total -= o.remaining - new_remaining;
+  // Hidden quantity goes first; the shown slice shrinks only by what is left of the cut.
+  const Quantity cut = o.remaining - new_remaining;
+  const Quantity from_hidden = cut < o.hidden ? cut : o.hidden;
+  o.hidden -= from_hidden;
+  v[pos].total -= cut - from_hidden;
   o.remaining = new_remaining;
 }
 
@@ -204,8 +239,8 @@ void OrderBook::orders(Side side, std::vector<OrderEntry>& out) const {
   for (auto it = v.rbegin(); it != v.rend(); ++it) {
     for (OrderIndex i = it->head; i != kNoOrder; i = store_.at(i).next) {
       const Order& o = store_.at(i);
-      out.push_back(OrderEntry{o.order_id, o.account_id, o.price, o.remaining, o.filled, o.stp,
-                               o.post_only});
+      out.push_back(OrderEntry{o.order_id, o.account_id, o.price, o.visible(), o.filled, o.stp,
+                               o.post_only, o.hidden, store_.display(i)});
     }
   }
 }

@@ -30,6 +30,12 @@ RejectReason validate_flags(const NewOrder& o) {
   if (o.post_only && (o.type != OrderType::LIMIT || o.tif != TimeInForce::GTC)) {
     return RejectReason::INVALID_POST_ONLY;
   }
+  // One predictable branch for an ordinary order (display 0).
+  if (o.display_quantity != 0 &&
+      (o.display_quantity < 0 || o.display_quantity >= o.quantity || o.type != OrderType::LIMIT ||
+       o.tif != TimeInForce::GTC)) {
+    return RejectReason::INVALID_DISPLAY_QUANTITY;
+  }
   return RejectReason::NONE;
 }
 

@@ -245,14 +245,14 @@ void put(std::string& out, T v) {
 // (4) and instrument (48): its status byte.
 constexpr std::size_t kFirstStatusByte = 72;
 
-TEST_F(HaltTest, SnapshotVersion2CarriesTheStatus) {
+TEST_F(HaltTest, SnapshotCarriesTheStatus) {
   two_sided();
   limit(3, 7, SELL, 200, 1, TimeInForce::GTC, 2);
   halt(1);
   const std::string snap = eng.snapshot();
   std::uint32_t version;
   std::memcpy(&version, snap.data() + 4, 4);
-  EXPECT_EQ(version, 2u);
+  EXPECT_EQ(version, 3u);  // 2 brought the status byte, 3 icebergs (iceberg_test.cc)
   EXPECT_EQ(snap[kFirstStatusByte], 2);  // symbol 1: HALTED
 
   EventCollector sink2;
@@ -295,11 +295,12 @@ TEST_F(HaltTest, Version1SnapshotRestoresEveryBookTrading) {
   EXPECT_EQ(eng.event_hash(), 0x1234u);
   EXPECT_EQ(bids(1), (Levels{{100, 5, 1}}));
   EXPECT_EQ(bids(7), (Levels{{100, 5, 1}}));
-  // Written back as version 2: one status byte more per book.
-  const std::string v2 = eng.snapshot();
-  EXPECT_EQ(v2.size(), v1.size() + 2);
-  EXPECT_EQ(v2[4], 2);
-  EXPECT_EQ(v2[kFirstStatusByte], 1);
+  // Written back as version 3: one status byte more per book, and per order its display
+  // quantity and shown quantity (two i64).
+  const std::string v3 = eng.snapshot();
+  EXPECT_EQ(v3.size(), v1.size() + 2 + 2 * 16);
+  EXPECT_EQ(v3[4], 3);
+  EXPECT_EQ(v3[kFirstStatusByte], 1);
   EXPECT_EQ(limit(11, 8, SELL, 100, 5, TimeInForce::GTC, 1),
             (Events{Acc(11, 1), Trd(10, 11, 7, 8, 100, 5, SELL, 0, 0, 1), Done(11, S::FILLED, 5, 0, 1)}));
 }
@@ -322,9 +323,9 @@ TEST_F(HaltTest, RestoreRefusesAnInvalidStatus) {
     EXPECT_EQ(other.live_orders(), 0u);  // empty, as if just constructed
     EXPECT_EQ(other.symbol_count(), 0u);
   }
-  std::string v3 = good;
-  v3[4] = 3;
-  EXPECT_THROW(other.restore(v3), std::invalid_argument);
+  std::string v4 = good;
+  v4[4] = 4;
+  EXPECT_THROW(other.restore(v4), std::invalid_argument);
   other.restore(good);
   EXPECT_EQ(other.trading_status(kSym), TS::HALTED);
 }

@@ -65,16 +65,18 @@ def submit_request(symbol: str, side: Side, quantity: int, price: int = 0, *,
                    order_type: OrderType = OrderType.LIMIT, time_in_force: TimeInForce | None = None,
                    client_order_id: str | None = None, post_only: bool = False,
                    self_trade_prevention: SelfTradePrevention = SelfTradePrevention.UNSPECIFIED,
-                   expire_time: datetime | None = None) -> SubmitOrderRequest:
+                   expire_time: datetime | None = None, display_quantity: int = 0) -> SubmitOrderRequest:
     """A SubmitOrderRequest: a limit order good till cancelled unless told otherwise (a
     market order is IOC unless told FOK), under a fresh client_order_id unless given one.
-    `expire_time` (timezone-aware) goes with time_in_force GTD, and only with it."""
+    `expire_time` (timezone-aware) goes with time_in_force GTD, and only with it;
+    `display_quantity` makes a resting limit order an iceberg showing that many lots."""
     if time_in_force is None:
         time_in_force = TimeInForce.IOC if order_type == OrderType.MARKET else TimeInForce.GTC
     return SubmitOrderRequest(
         client_order_id=client_order_id or new_client_order_id(), symbol=symbol, side=side,
         order_type=order_type, time_in_force=time_in_force, price=price, quantity=quantity,
-        post_only=post_only, self_trade_prevention=self_trade_prevention, expire_time=expire_time)
+        post_only=post_only, self_trade_prevention=self_trade_prevention, expire_time=expire_time,
+        display_quantity=display_quantity)
 
 
 def _order(response) -> Order:
@@ -115,21 +117,22 @@ class Api:
                      order_type: OrderType = OrderType.LIMIT, time_in_force: TimeInForce | None = None,
                      client_order_id: str | None = None, post_only: bool = False,
                      self_trade_prevention: SelfTradePrevention = SelfTradePrevention.UNSPECIFIED,
-                     expire_time: datetime | None = None, timeout: float | None = None) -> Order:
+                     expire_time: datetime | None = None, display_quantity: int = 0,
+                     timeout: float | None = None) -> Order:
         """Submits an order and returns it once matched and committed (status NEW,
         PARTIALLY_FILLED, FILLED, or CANCELLED with a reason such as an IOC's remainder).
 
         A limit order is GTC unless `time_in_force` says otherwise; a market order
         (`order_type=OrderType.MARKET`, no price) is IOC. A GTD order needs `expire_time`;
-        a DAY order expires at the exchange's end of the trading day. The client_order_id is a fresh
-        one unless given: give your own to be able to ask again after a crash. When the
-        exchange is unavailable the SDK sends the same request again, same
-        client_order_id, so the order is placed once (`submit` also says whether the
-        answer was a repeat's)."""
+        a DAY order expires at the exchange's end of the trading day; `display_quantity`
+        makes it an iceberg. The client_order_id is a fresh one unless given: give your
+        own to be able to ask again after a crash. When the exchange is unavailable the
+        SDK sends the same request again, same client_order_id, so the order is placed
+        once (`submit` also says whether the answer was a repeat's)."""
         request = submit_request(
             symbol, side, quantity, price, order_type=order_type, time_in_force=time_in_force,
             client_order_id=client_order_id, post_only=post_only, self_trade_prevention=self_trade_prevention,
-            expire_time=expire_time)
+            expire_time=expire_time, display_quantity=display_quantity)
         return self._call(SUBMIT, request, timeout, _order)
 
     def submit(self, request: SubmitOrderRequest, timeout: float | None = None) -> SubmitOrderResponse:

@@ -287,7 +287,7 @@ class MatchingShard:
         order_id, account_id, symbol, client_order_id = cmd.order_id, cmd.account_id, cmd.symbol, cmd.client_order_id
         side, order_type, time_in_force, price, quantity = (
             cmd.side, cmd.order_type, cmd.time_in_force, cmd.price, cmd.quantity)
-        post_only, stp = cmd.post_only, cmd.self_trade_prevention
+        post_only, stp, display = cmd.post_only, cmd.self_trade_prevention, cmd.display_quantity
         state = OrderState(order_id, account_id, client_order_id, symbol, side, order_type, time_in_force, price,
                            quantity, create_ns=now, update_ns=now)
         batch.symbols.add(symbol)
@@ -315,7 +315,7 @@ class MatchingShard:
         # is ours, and the rest are the message's int64s and enum codes.
         events = self.engine.raw.submit(order_id, account_id, self.symbols[symbol], side, order_type,
                                         GTC if time_in_force in EXPIRING else time_in_force, price, quantity, post_only,
-                                        stp or CANCEL_INCOMING)
+                                        stp or CANCEL_INCOMING, display)
         fills = self._apply(events, state, batch, now)
         if state.leaves > 0:
             self.live[state.order_id] = state

@@ -32,9 +32,12 @@ _HEADER = struct.Struct("<4sIQQQQ")
 _ENGINE_HEADER = struct.Struct("<4sIQI")
 # Per book: the symbol, then what this does not read: six i64 instrument rules, and from
 # version 2 on the u8 trading status.
-_ENGINE_BOOKS = {1: struct.Struct("<I48x"), 2: struct.Struct("<I49x")}
+_ENGINE_BOOKS = {1: struct.Struct("<I48x"), 2: struct.Struct("<I49x"), 3: struct.Struct("<I49x")}
 _ENGINE_ORDER = np.dtype([("order_id", "<u8"), ("account_id", "<u8"), ("price", "<i8"), ("remaining", "<i8"),
                           ("filled", "<i8"), ("stp", "u1"), ("post_only", "u1")])
+# Version 3 appends each order's iceberg fields (display quantity, visible slice).
+_ENGINE_ORDERS = {1: _ENGINE_ORDER, 2: _ENGINE_ORDER, 3: np.dtype(
+    _ENGINE_ORDER.descr + [("display_quantity", "<i8"), ("visible", "<i8")])}
 
 def encode(engine: bytes, live: LiveOrders) -> bytes:
     """The packed form (module docstring) of an engine snapshot and the resting orders' descriptions."""
@@ -76,21 +79,22 @@ def _unpack(data: bytes) -> tuple[bytes, LiveOrders]:
 
 def _engine_orders(data: bytes):
     """(symbol_ids, sides, orders as _ENGINE_ORDER) of every resting order in an engine
-    snapshot, or None if it is not a layout this reads (versions 1 and 2)."""
+    snapshot, or None if it is not a layout this reads (versions 1 to 3)."""
     magic, version, _hash, books = _ENGINE_HEADER.unpack_from(data, 0)
-    book_header = _ENGINE_BOOKS.get(version)
+    book_header, order_dtype = _ENGINE_BOOKS.get(version), _ENGINE_ORDERS.get(version)
     if magic != b"BRSE" or book_header is None:
         return None
+    names = _ENGINE_ORDER.names
     pos, symbols, sides, parts = _ENGINE_HEADER.size, [], [], []
     for _ in range(books):
         (symbol,) = book_header.unpack_from(data, pos)
         pos += book_header.size
         for side in (1, 2):
             (count,) = struct.unpack_from("<I", data, pos)
-            parts.append(np.frombuffer(data, dtype=_ENGINE_ORDER, count=count, offset=pos + 4))
+            parts.append(np.frombuffer(data, dtype=order_dtype, count=count, offset=pos + 4)[list(names)])
             symbols.append(np.full(count, symbol, dtype=np.int64))
             sides.append(np.full(count, side, dtype=np.int64))
-            pos += 4 + count * _ENGINE_ORDER.itemsize
+            pos += 4 + count * order_dtype.itemsize
     if pos != len(data):
         return None
     if not parts:

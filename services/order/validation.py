@@ -103,6 +103,14 @@ def new_order_fields(request, account_id: int, order_id: int, listed, day_end_s:
         _enum("self_trade_prevention", types_pb2.SelfTradePrevention, request.self_trade_prevention)
     if request.post_only and (order_type != types_pb2.ORDER_TYPE_LIMIT or time_in_force not in RESTING):
         raise invalid("post_only", "only a limit GTC, GTD or DAY order can be post-only")
+    display = request.display_quantity
+    if display:
+        if order_type != types_pb2.ORDER_TYPE_LIMIT or time_in_force not in RESTING:
+            raise invalid("display_quantity", "only a limit GTC, GTD or DAY order can be an iceberg")
+        if not 0 < display < request.quantity:
+            raise invalid("display_quantity", f"must be 1 to quantity - 1 ({request.quantity - 1}), got {display}")
+        if display * 1000 < request.quantity:  # each shown slice trades as its own event
+            raise invalid("display_quantity", "must be at least a thousandth of quantity")
     fields = {
         "order_id": order_id,
         "account_id": account_id,
@@ -115,6 +123,7 @@ def new_order_fields(request, account_id: int, order_id: int, listed, day_end_s:
         "quantity": request.quantity,
         "post_only": request.post_only,
         "self_trade_prevention": request.self_trade_prevention,
+        "display_quantity": display,
     }
     if time_in_force in (GTD, DAY) or request.HasField("expire_time"):
         fields["expire_time_us"] = expire_time_us(request, time_in_force, day_end_s)

@@ -211,3 +211,20 @@ def test_the_sdk_places_a_gtd_order(stack):
         order = client.submit_order("V", Side.SELL, quantity=1, price=900, time_in_force=TimeInForce.GTD,
                                     expire_time=datetime.now(UTC) + timedelta(minutes=5))
         assert (order.status, order.time_in_force) == (OrderStatus.NEW, TimeInForce.GTD)
+
+
+def test_an_iceberg_shows_only_its_slice_in_the_book(stack, channel):
+    from bourse_client import Client, Side
+    from bourse_client.errors import InvalidArgument
+
+    with Client(stack.target, api_key="demo-key-carol") as client:
+        order = client.submit_order("XOM", Side.SELL, quantity=50, price=777, display_quantity=5)
+        assert order.leaves_quantity == 50
+        deadline = time.monotonic() + 10
+        while not client.get_book("XOM").asks and time.monotonic() < deadline:
+            time.sleep(0.05)
+        [level] = [a for a in client.get_book("XOM").asks if a.price == 777]
+        assert (level.quantity, level.order_count) == (5, 1)
+        with pytest.raises(InvalidArgument) as refused:
+            client.submit_order("XOM", Side.SELL, quantity=5, price=777, display_quantity=5)
+        assert refused.value.field == "display_quantity"

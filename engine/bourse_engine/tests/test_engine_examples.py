@@ -8,6 +8,7 @@ from bourse_engine import (
     Engine,
     Event,
     EventKind,
+    L3Order,
     Level,
     OrderInfo,
     OrderStatus,
@@ -414,3 +415,146 @@ def test_cancel_all_raw_gives_the_events_as_raw_tuples():
     assert raw.cancel_all_raw(7) == [event_to_raw(e) for e in events]
     assert raw.cancel_all_raw(7, SYM) == []
     assert typed.event_hash() == raw.event_hash()
+
+
+# ---- icebergs (display_quantity) -------------------------------------------------------
+
+def iceberg(eng, oid, acct, side, price, qty, display, tif=GTC, sym=SYM):
+    return eng.submit(order_id=oid, account_id=acct, symbol_id=sym, side=side,
+                      order_type=OrderType.LIMIT, tif=tif, price=price, quantity=qty,
+                      display_quantity=display)
+
+
+def shown(eng, side, sym=SYM):
+    """(order_id, shown quantity, display quantity) in priority order."""
+    bids, asks = eng.l3(symbol_id=sym)
+    return [(o.order_id, o.remaining, o.display_quantity) for o in (bids if side == BUY else asks)]
+
+
+@pytest.mark.parametrize("qty, display, tif, order_type", [
+    (10, 10, GTC, OrderType.LIMIT), (10, 11, GTC, OrderType.LIMIT), (10, -1, GTC, OrderType.LIMIT),
+    (10, 2, IOC, OrderType.LIMIT), (10, 2, FOK, OrderType.LIMIT), (10, 2, IOC, OrderType.MARKET)])
+def test_iceberg_display_must_be_below_the_quantity_on_a_resting_limit(eng, qty, display, tif, order_type):
+    assert eng.submit(order_id=1, account_id=7, symbol_id=SYM, side=SELL, order_type=order_type, tif=tif,
+                      price=0 if order_type == OrderType.MARKET else 100, quantity=qty,
+                      display_quantity=display) == [
+        rej(1, RejectReason.INVALID_DISPLAY_QUANTITY), done(1, OrderStatus.REJECTED)]
+    assert RejectReason.INVALID_DISPLAY_QUANTITY == 18
+
+
+def test_iceberg_display_must_be_on_the_lot(eng):
+    eng.set_instrument(symbol_id=SYM, lot_size=5)
+    assert iceberg(eng, 1, 7, SELL, 100, 20, 3) == [
+        rej(1, RejectReason.INVALID_DISPLAY_QUANTITY), done(1, OrderStatus.REJECTED)]
+    assert iceberg(eng, 1, 7, SELL, 100, 20, 5) == [acc(1), done(1, OrderStatus.NEW, 0, 20)]
+    assert book(eng) == ([], [Level(100, 5, 1)])
+
+
+def test_iceberg_shows_a_slice_and_refreshes_at_the_back(eng):
+    assert iceberg(eng, 1, 7, SELL, 100, 10, 4) == [acc(1), done(1, OrderStatus.NEW, 0, 10)]
+    limit(eng, 2, 8, SELL, 100, 3)
+    assert book(eng) == ([], [Level(100, 7, 2)])
+    assert eng.top(symbol_id=SYM) == (None, Level(100, 7, 2))
+    assert shown(eng, SELL) == [(1, 4, 4), (2, 3, 0)]
+    assert eng.order(1) == OrderInfo(SYM, SELL, 100, 10)  # leaves: hidden included
+    # The slice is filled exactly: the next one shows behind order 2.
+    assert limit(eng, 3, 9, BUY, 100, 4) == [
+        acc(3), trade(1, 3, 7, 9, 100, 4, BUY, 6, 0), done(3, OrderStatus.FILLED, 4)]
+    assert shown(eng, SELL) == [(2, 3, 0), (1, 4, 4)]
+    assert eng.order(1) == OrderInfo(SYM, SELL, 100, 6)
+
+
+def test_iceberg_a_large_taker_sweeps_the_level(eng):
+    iceberg(eng, 1, 7, SELL, 100, 10, 4)
+    limit(eng, 2, 8, SELL, 100, 3)
+    limit(eng, 5, 8, SELL, 101, 5)
+    assert limit(eng, 3, 9, BUY, 101, 16) == [
+        acc(3),
+        trade(1, 3, 7, 9, 100, 4, BUY, 6, 12),  # slice; refreshed behind order 2
+        trade(2, 3, 8, 9, 100, 3, BUY, 0, 9),
+        trade(1, 3, 7, 9, 100, 4, BUY, 2, 5),   # refreshed slice; 2 left, all shown
+        trade(1, 3, 7, 9, 100, 2, BUY, 0, 3),   # the last, smaller slice
+        trade(5, 3, 8, 9, 101, 3, BUY, 2, 0),
+        done(3, OrderStatus.FILLED, 16),
+    ]
+    assert book(eng) == ([], [Level(101, 2, 1)])
+
+
+def test_iceberg_fok_counts_hidden_quantity_and_stp_stops_where_matching_would(eng):
+    iceberg(eng, 1, 7, SELL, 100, 10, 2)
+    limit(eng, 2, 9, SELL, 100, 3)  # account 9's own, behind the first slice
+    assert limit(eng, 3, 8, BUY, 100, 14, tif=FOK) == [
+        acc(3), cxl(3, 14, CancelReason.FOK_UNFILLABLE), done(3, OrderStatus.CANCELLED)]
+    # Account 9: the first slice (2), then its own order 2 stops it (refreshed slice behind).
+    assert limit(eng, 4, 9, BUY, 100, 3, tif=FOK) == [
+        acc(4), cxl(4, 3, CancelReason.FOK_UNFILLABLE), done(4, OrderStatus.CANCELLED)]
+    assert limit(eng, 5, 8, BUY, 100, 13, tif=FOK) == [
+        acc(5), trade(1, 5, 7, 8, 100, 2, BUY, 8, 11), trade(2, 5, 9, 8, 100, 3, BUY, 0, 8),
+        trade(1, 5, 7, 8, 100, 2, BUY, 6, 6), trade(1, 5, 7, 8, 100, 2, BUY, 4, 4),
+        trade(1, 5, 7, 8, 100, 2, BUY, 2, 2), trade(1, 5, 7, 8, 100, 2, BUY, 0, 0),
+        done(5, OrderStatus.FILLED, 13)]
+    assert book(eng) == ([], [])
+
+
+def test_iceberg_cancel_modify_and_mass_cancel(eng):
+    iceberg(eng, 1, 7, SELL, 100, 10, 4)
+    limit(eng, 2, 8, SELL, 100, 3)
+    # Reduce in place: hidden first, priority kept.
+    assert eng.modify(order_id=1, account_id=7, symbol_id=SYM, price=100, quantity=5) == [
+        Event(EventKind.MODIFIED, 1, SYM, price=100, quantity=5), done(1, OrderStatus.NEW, 0, 5)]
+    assert shown(eng, SELL) == [(1, 4, 4), (2, 3, 0)]
+    # A new price: cancel-replace, display kept, behind order 2... at 101, its own level.
+    assert eng.modify(order_id=1, account_id=7, symbol_id=SYM, price=101, quantity=9) == [
+        Event(EventKind.MODIFIED, 1, SYM, price=101, quantity=9), done(1, OrderStatus.NEW, 0, 9)]
+    assert shown(eng, SELL) == [(2, 3, 0), (1, 4, 4)]
+    assert book(eng) == ([], [Level(100, 3, 1), Level(101, 4, 1)])
+    assert eng.cancel(order_id=1, account_id=7, symbol_id=SYM) == [
+        cxl(1, 9, CancelReason.USER), done(1, OrderStatus.CANCELLED)]
+    iceberg(eng, 3, 8, SELL, 100, 6, 2)
+    assert eng.cancel_all(account_id=8) == [
+        cxl(2, 3, CancelReason.MASS_CANCEL), done(2, OrderStatus.CANCELLED),
+        cxl(3, 6, CancelReason.MASS_CANCEL), done(3, OrderStatus.CANCELLED)]
+    assert book(eng) == ([], [])
+
+
+def test_iceberg_survives_snapshot_mid_refresh(eng):
+    iceberg(eng, 1, 7, SELL, 100, 10, 4)
+    limit(eng, 2, 8, SELL, 100, 3)
+    limit(eng, 3, 9, BUY, 100, 5)  # the slice, then 1 of order 2
+    assert shown(eng, SELL) == [(2, 2, 0), (1, 4, 4)]
+    other = type(eng).restore(eng.snapshot())
+    assert shown(other, SELL) == [(2, 2, 0), (1, 4, 4)]
+    assert limit(other, 4, 9, BUY, 100, 8) == limit(eng, 4, 9, BUY, 100, 8) == [
+        acc(4), trade(2, 4, 8, 9, 100, 2, BUY, 0, 6), trade(1, 4, 7, 9, 100, 4, BUY, 2, 2),
+        trade(1, 4, 7, 9, 100, 2, BUY, 0, 0), done(4, OrderStatus.FILLED, 8)]
+    assert other.event_hash() == eng.event_hash()
+
+
+def test_iceberg_through_the_raw_and_batch_calls():
+    from bourse_engine import COMMAND_DTYPE, OP_SUBMIT
+    from bourse_engine.events import event_to_raw
+    from bourse_engine.packed import raw_events
+
+    expected = Engine()
+    typed = iceberg(expected, 1, 7, SELL, 100, 10, 4) + limit(expected, 2, 8, BUY, 100, 6)
+    # The binding's submit takes display_quantity as an 11th positional argument (10 still work).
+    raw = Engine()
+    events = raw.raw.submit(1, 7, SYM, int(SELL), 1, 1, 100, 10, False, 1, 4)
+    events += raw.raw.submit(2, 8, SYM, int(BUY), 1, 1, 100, 6, False, 1)
+    assert events == [event_to_raw(e) for e in typed]
+    assert Engine().submit_raw(1, 7, SYM, SELL, 1, 1, 100, 10, False, 1, 4) == events[:2]
+    batch = Engine()
+    assert batch.submit_batch(order_id=[1, 2], account_id=[7, 8], symbol_id=[SYM, SYM], side=[SELL, BUY],
+                              order_type=[1, 1], tif=[1, 1], price=[100, 100], quantity=[10, 6],
+                              display_quantity=[4, 0]) == typed
+    assert ReferenceEngine().submit_batch(
+        order_id=[1, 2], account_id=[7, 8], symbol_id=[SYM, SYM], side=[SELL, BUY], order_type=[1, 1],
+        tif=[1, 1], price=[100, 100], quantity=[10, 6], display_quantity=[4, 0]) == typed
+    np = pytest.importorskip("numpy")
+    cmds = np.zeros(2, dtype=COMMAND_DTYPE)
+    cmds[0] = (OP_SUBMIT, SELL, 1, 1, 0, 0, 0, SYM, 0, 1, 7, 100, 10, 4)
+    cmds[1] = (OP_SUBMIT, BUY, 1, 1, 0, 0, 0, SYM, 0, 2, 8, 100, 6, 0)
+    assert raw_events(Engine().execute_packed(cmds)) == events
+    assert raw_events(ReferenceEngine().execute_packed(cmds)) == events
+    assert expected.l3(symbol_id=SYM) == ([], [L3Order(1, 7, 100, 2, 4)])
+    assert expected.l3(symbol_id=SYM)[1][0].quantity == 2

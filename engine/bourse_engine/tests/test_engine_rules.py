@@ -8,6 +8,7 @@ import pytest
 
 from bourse_engine import (
     COMMAND_DTYPE,
+    COMMAND_DTYPE_V1,
     MAX_PRICE,
     OP_CANCEL,
     OP_MODIFY,
@@ -432,7 +433,7 @@ def test_execute_packed_matches_object_api():
         (OP_SUBMIT, BUY, 2, 2, 2, 0, 4, 7, 0, 10),
     ]
     for i, (op, side, ot, tif, stp, po, oid, acct, px, qty) in enumerate(rows):
-        cmds[i] = (op, side, ot, tif, stp, po, 0, SYM, 0, oid, acct, px, qty)
+        cmds[i] = (op, side, ot, tif, stp, po, 0, SYM, 0, oid, acct, px, qty, 0)
     packed = Engine()
     out = packed.execute_packed(cmds)
     objs = Engine()
@@ -448,12 +449,18 @@ def test_execute_packed_matches_object_api():
     # bytes in work too, and the reference agrees.
     assert raw_events(Engine().execute_packed(cmds.tobytes())) == raw_events(out)
     assert raw_events(ReferenceEngine().execute_packed(cmds)) == raw_events(out)
+    # The 48-byte layout from before icebergs (no display quantity) still runs alike.
+    legacy = np.zeros(len(cmds), dtype=COMMAND_DTYPE_V1)
+    for name in COMMAND_DTYPE_V1.names:
+        legacy[name] = cmds[name]
+    assert raw_events(Engine().execute_packed(legacy)) == raw_events(out)
+    assert raw_events(ReferenceEngine().execute_packed(legacy)) == raw_events(out)
 
 
 def test_execute_packed_refuses_bad_input_before_running_anything():
     eng = Engine()
     cmds = np.zeros(2, dtype=COMMAND_DTYPE)
-    cmds[0] = (OP_SUBMIT, BUY, 1, 1, 0, 0, 0, SYM, 0, 1, 7, 100, 1)
+    cmds[0] = (OP_SUBMIT, BUY, 1, 1, 0, 0, 0, SYM, 0, 1, 7, 100, 1, 0)
     cmds[1]["op"] = 9
     with pytest.raises(ValueError):
         eng.execute_packed(cmds)

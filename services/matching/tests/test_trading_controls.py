@@ -489,3 +489,51 @@ def test_a_journal_entry_this_release_does_not_know_stops_the_replay():
     unknown = b"\x7a\x00"  # field 15 of Command, empty: a command kind from a later release
     with pytest.raises(RuntimeError, match="unknown command"):
         shard_.replay([pp.JournalEntry(sequence=1, command=unknown)])
+
+
+def iceberg(order_id, side, price, qty, display, account=1, symbol="AAPL"):
+    command = new(order_id, side, price, qty, account=account, symbol=symbol)
+    command.new_order.display_quantity = display
+    return command
+
+
+def test_an_iceberg_shows_a_slice_and_refreshes_it_at_the_back_of_the_queue(tmp_path):
+    """Asks at 100: iceberg 1 (10 lots, showing 3), then plain order 2 (2 lots). The book
+    shows 5 lots in 2 orders. A buy of 4 takes 1's slice (3) and 1 of order 2; 1's next
+    slice (3) now queues behind 2. A buy of 2 takes 2's last lot and 1 of 1's slice. The
+    iceberg's leaves count its hidden lots throughout (10, 7, 6)."""
+    async def go():
+        async with shard(tmp_path) as (c, p):
+            [rest, _] = await c.execute([iceberg(1, SELL, 100, 10, 3), new(2, SELL, 100, 2, account=2)])
+            assert rest.order.leaves_quantity == 10
+            assert c.shard.depth("AAPL") == ([], [(100, 5, 2)])
+            [take] = await c.execute([new(3, BUY, 100, 4, account=3)])
+            assert [(f.quantity, f.price) for f in take.order.fills] == [(3, 100), (1, 100)]
+            assert [(tr.maker_order_id, tr.quantity) for tr in p.writes[-1].trades] == [(1, 3), (2, 1)]
+            assert c.shard.live[1].leaves == 7 and c.shard.depth("AAPL") == ([], [(100, 4, 2)])
+            await c.execute([new(4, BUY, 100, 2, account=3)])
+            assert [(tr.maker_order_id, tr.quantity) for tr in p.writes[-1].trades] == [(2, 1), (1, 1)]
+            assert c.shard.live[1].leaves == 6 and 2 not in c.shard.live
+            assert c.shard.depth("AAPL") == ([], [(100, 2, 1)])
+    run(go())
+
+
+def test_an_iceberg_holds_after_a_restart_from_a_snapshot_and_in_a_replay(tmp_path):
+    async def go():
+        store = make_store(tmp_path)
+        try:
+            async with shard(tmp_path, store, snapshot_every=2) as (c, _):
+                await c.execute([iceberg(1, SELL, 100, 10, 3), new(2, BUY, 100, 4, account=2)])
+                await asyncio.sleep(0.1)  # the background snapshot lands
+                assert c.snapshot_sequence >= 2
+                state = (c.shard.depth("AAPL"), c.shard.engine.event_hash(), c.shard.live[1].leaves)
+            async with shard(tmp_path, store) as (c, _):
+                assert (c.shard.depth("AAPL"), c.shard.engine.event_hash(), c.shard.live[1].leaves) == state
+                assert state[0] == ([], [(100, 2, 1)])
+            fresh = MatchingShard(SYMBOLS, SnowflakeIds(618))
+            async for page in StorePersistence(store).read_journal(0, 0):
+                fresh.replay(page)
+            assert (fresh.depth("AAPL"), fresh.engine.event_hash()) == state[:2]
+        finally:
+            store.close()
+    run(go())

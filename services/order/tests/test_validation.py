@@ -219,3 +219,25 @@ def test_post_only_goes_with_any_resting_time_in_force():
     request = limit(time_in_force=t.TIME_IN_FORCE_DAY, post_only=True)
     assert validation.new_order(request, 1, 2, LISTED).post_only
     assert refused(limit(time_in_force=t.TIME_IN_FORCE_IOC, post_only=True)).field == "post_only"
+
+
+@pytest.mark.parametrize("overrides", [
+    dict(display_quantity=-1),
+    dict(display_quantity=5),  # all of it: not an iceberg
+    dict(display_quantity=6),
+    dict(display_quantity=2, time_in_force=t.TIME_IN_FORCE_IOC),
+    dict(display_quantity=2, order_type=t.ORDER_TYPE_MARKET, price=0, time_in_force=t.TIME_IN_FORCE_IOC),
+])
+def test_a_display_quantity_goes_only_with_a_resting_limit_order_and_below_its_quantity(overrides):
+    error = refused(limit(**overrides))
+    assert error.field == "display_quantity"
+
+
+def test_an_iceberg_shows_at_least_a_thousandth_of_its_quantity():
+    assert refused(limit(quantity=100_000, display_quantity=99)).field == "display_quantity"
+    assert validation.new_order(limit(quantity=100_000, display_quantity=100), 1, 2, LISTED).display_quantity == 100
+
+
+def test_an_iceberg_carries_its_display_quantity():
+    command = validation.new_order(limit(display_quantity=2, time_in_force=t.TIME_IN_FORCE_DAY), 1, 2, LISTED)
+    assert (command.display_quantity, command.quantity) == (2, 5)

@@ -20,9 +20,11 @@ struct OrderView {
   SymbolId symbol_id;
   Side side;
   Price price;
-  Quantity remaining;
+  Quantity remaining;  // open quantity (leaves), an iceberg's hidden part included
   Quantity filled;
   AccountId account_id;
+  Quantity visible;           // what the book shows of it (remaining, but for an iceberg)
+  Quantity display_quantity;  // an iceberg's; 0 for an ordinary order
 };
 
 struct TopOfBook {
@@ -49,6 +51,9 @@ struct TopOfBook {
 // emit CANCELLED(SELF_TRADE_PREVENTED) + DONE(CANCELLED) for a *resting* order
 // (its own order_id) before the incoming order's final DONE, which is always
 // the last event of the command.
+//
+// Icebergs (NewOrder::display_quantity > 0) show one slice at a time; a filled slice
+// is refreshed at the back of its level, with no event of its own (engine/README.md).
 //
 // A symbol's book is created by the first accepted order for it or by
 // set_instrument / set_reference_price / set_trading_status; queries on a symbol
@@ -114,9 +119,10 @@ class Engine {
   // status, event hash. Ids of done orders are not included: after restore() only
   // live ids are known (so a done id could be accepted again), as after the id window.
   std::string snapshot() const;
-  // Replaces the state with a snapshot's (format version 2, or version 1, whose books
-  // all restore TRADING). Throws std::invalid_argument on malformed data (the engine
-  // is then empty, as if just constructed).
+  // Replaces the state with a snapshot's (format version 3; or version 2, whose orders
+  // are all ordinary; or version 1, also with every book TRADING). Throws
+  // std::invalid_argument on malformed data (the engine is then empty, as if just
+  // constructed).
   void restore(std::string_view data);
 
   std::uint64_t event_hash() const { return out_.hash; }

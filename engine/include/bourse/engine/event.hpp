@@ -30,6 +30,8 @@ enum class EventKind : std::uint8_t {
 //   CANCELLED  reason (CancelReason), remaining (quantity cancelled)
 //   DONE       status, filled (cumulative), remaining (leaves: > 0 only if resting)
 //   MODIFIED   price (new), quantity (new open quantity)
+// Every remaining is the order's leaves: an iceberg's hidden quantity is included
+// (maker_remaining too). A refresh of an iceberg's slice emits no event.
 //
 // The layout is fixed (96 bytes, no padding) because the packed batch API hands
 // these bytes to Python as a numpy structured array (EVENT_DTYPE).

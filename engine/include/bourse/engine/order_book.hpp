@@ -12,19 +12,22 @@ namespace bourse::engine {
 
 struct LevelView {
   Price price;
-  Quantity quantity;  // sum of remaining quantity (saturates at INT64_MAX)
+  Quantity quantity;  // sum of the shown quantity (icebergs: their slice; saturates at INT64_MAX)
   std::uint32_t order_count;
 };
 
-// One resting order in a level-3 (order by order) view.
+// One resting order in a level-3 (order by order) view: what the book shows, and what
+// it does not (an iceberg's hidden quantity and display quantity) beside it.
 struct OrderEntry {
   OrderId order_id;
   AccountId account_id;
   Price price;
-  Quantity remaining;
+  Quantity remaining;  // shown: the whole open quantity, an iceberg's current slice
   Quantity filled;
   SelfTradePrevention stp;
   bool post_only;
+  Quantity hidden = 0;            // iceberg: open quantity not shown (remaining + hidden = leaves)
+  Quantity display_quantity = 0;  // iceberg: size of a fresh slice; 0 for an ordinary order
 };
 
 // The incoming (aggressing) side of a match.
@@ -65,14 +68,18 @@ class OrderBook {
   bool crosses_any(Side taker_side, Price limit) const;
 
   // How much of `wanted` the taker would get filled right now (never more than
-  // `wanted`), with self-trade prevention applied as match() would apply it.
+  // `wanted`), with self-trade prevention applied as match() would apply it and
+  // icebergs' hidden quantity counted as match() would reach it through refreshes.
   // Used for the FOK all-or-nothing check, before anything changes.
   Quantity fillable(const Taker& taker, Quantity wanted) const;
 
   // Trades the taker against the opposite side in price-time order while it
-  // crosses, emitting one TRADE per fill; filled makers are retired. Resting
-  // orders of the taker's account are handled per taker.stp (maker cancels are
-  // emitted here; a stopped taker has stp_stopped set).
+  // crosses, emitting one TRADE per fill; filled makers are retired. An iceberg
+  // trades its shown slice; a filled slice with hidden quantity behind it is
+  // refreshed (next slice shown, order moved to the back of its level) and the
+  // taker goes on through the level. Resting orders of the taker's account are
+  // handled per taker.stp (maker cancels are emitted here; a stopped taker has
+  // stp_stopped set).
   template <class Out>
   void match(Taker& taker, Out& out);
 
@@ -82,7 +89,8 @@ class OrderBook {
   // Unlinks a resting order from its level (the caller retires it).
   void remove(OrderIndex idx);
 
-  // Lowers a resting order's open quantity in place (keeps its place).
+  // Lowers a resting order's open quantity in place (keeps its place). An iceberg
+  // loses hidden quantity first, then shown quantity: its slice never grows.
   void reduce(OrderIndex idx, Quantity new_remaining);
 
   // Up to `max_levels` levels of one side, best first, appended to `out`.
@@ -129,6 +137,11 @@ class OrderBook {
   std::size_t position(Side side, Price price) const;
 
   void unlink(Level& level, OrderIndex idx);
+  // Links a node at the tail of the level (count + 1; the total is the caller's).
+  void append(Level& level, OrderIndex idx);
+  // An iceberg's slice is filled and it has hidden quantity: show the next slice and
+  // move it to the back of its level (it loses its time priority). Off the hot path.
+  [[gnu::noinline]] void refresh(Level& level, OrderIndex idx);
 
   // The status sits in the padding between the symbol and the instrument: the book
   // stays 112 bytes, and the status shares a line with the rules a submit reads next.
@@ -163,7 +176,7 @@ void OrderBook::match(Taker& taker, Out& out) {
                                         CancelReason::SELF_TRADE_PREVENTED));
           out.on_event(Event::done(maker.order_id, symbol_, OrderStatus::CANCELLED,
                                    maker.filled, 0));
-          level.total -= maker.remaining;
+          level.total -= maker.visible();
           unlink(level, maker_idx);
           store_.retire(maker_idx);
         }
@@ -173,18 +186,25 @@ void OrderBook::match(Taker& taker, Out& out) {
         }
         continue;
       }
-      const Quantity q = taker.remaining < maker.remaining ? taker.remaining : maker.remaining;
+      // Only the shown quantity trades (an ordinary order's hidden is 0: all of it).
+      const Quantity shown = maker.visible();
+      const Quantity q = taker.remaining < shown ? taker.remaining : shown;
       maker.remaining -= q;
       maker.filled += q;
       taker.remaining -= q;
       taker.filled += q;
       level.total -= q;
+      // maker_remaining is the maker's whole open quantity, hidden included.
       out.on_event(Event::trade(symbol_, maker.order_id, taker.order_id, maker.account_id,
                                 taker.account_id, level.price, q, taker.side,
                                 maker.remaining, taker.remaining));
-      if (maker.remaining == 0) {
-        unlink(level, maker_idx);
-        store_.retire(maker_idx);
+      if (maker.remaining == maker.hidden) {  // nothing shown is left
+        if (__builtin_expect(maker.hidden == 0, 1)) {
+          unlink(level, maker_idx);
+          store_.retire(maker_idx);
+        } else {
+          refresh(level, maker_idx);
+        }
       }
     }
     if (level.head == kNoOrder) opp.pop_back();

@@ -13,19 +13,32 @@ inline constexpr OrderIndex kNoOrder = 0xFFFFFFFFu;
 
 // A resting order. Nodes live in one pool and are linked by index (not pointer)
 // into their price level's FIFO, so the pool can grow without fix-ups.
+//
+// An iceberg shows only a slice of its open quantity: `remaining` is all of it,
+// `hidden` the part not shown, so the book shows remaining - hidden (its level's
+// total counts that). An ordinary order has hidden == 0 and is shown whole. The
+// iceberg's display quantity (the size of a fresh slice) is kept beside the pool
+// (OrderStore::display), read only when a slice is refreshed, the order re-enters
+// (modify) or is listed: the node stays 64 bytes, one cache line.
 struct Order {
   OrderId order_id;
   AccountId account_id;
   Price price;
-  Quantity remaining;
+  Quantity remaining;  // open quantity (leaves): shown + hidden
   Quantity filled;
+  Quantity hidden;     // iceberg reserve not shown in the book; 0 for an ordinary order
   OrderIndex prev;  // towards the head (older) of the level's FIFO
   OrderIndex next;  // towards the tail (newer); also links the free list
   SymbolId symbol_id;
   Side side;
   SelfTradePrevention stp;  // used again when a modify re-enters the order
   bool post_only;
+  bool iceberg;  // has a display quantity (OrderStore::display), even once hidden is 0
+
+  // What the book shows of this order (> 0 while it rests).
+  Quantity visible() const { return remaining - hidden; }
 };
+static_assert(sizeof(Order) == 64, "one node, one cache line");
 
 // Owns the node of every order the engine still knows by id, plus the index of
 // those ids. A node is taken when an order is accepted and stays with its id until
@@ -61,18 +74,37 @@ class OrderStore {
   // Invalidates references to other nodes (the pool may grow).
   OrderIndex accept(OrderId id);
 
-  // The accepted order rests: `order` (same id; links left unset) fills its node.
+  // The accepted order rests: `order` (same id; links left unset; an ordinary order,
+  // iceberg false) fills its node.
   void place(OrderIndex idx, const Order& order) {
     nodes_[idx] = order;
     ++live_;
   }
 
-  // accept() and place() at once (a restored order).
-  OrderIndex add(const Order& order) {
+  // place() for an iceberg with this display quantity (> 0): of `order.remaining`, it
+  // shows min(display, remaining) and hides the rest.
+  void place_iceberg(OrderIndex idx, const Order& order, Quantity display) {
+    place(idx, order);
+    Order& o = nodes_[idx];
+    o.hidden = o.remaining > display ? o.remaining - display : 0;
+    o.iceberg = true;
+    set_display(idx, display);
+  }
+
+  // accept() and place() at once (a restored order, with its hidden quantity set, and
+  // its display quantity: 0 for an ordinary order).
+  OrderIndex add(const Order& order, Quantity display) {
     const OrderIndex idx = accept(order.order_id);
     place(idx, order);
+    if (display != 0) {
+      nodes_[idx].iceberg = true;
+      set_display(idx, display);
+    }
     return idx;
   }
+
+  // An iceberg's display quantity, 0 for an ordinary order.
+  Quantity display(OrderIndex idx) const { return nodes_[idx].iceberg ? displays_[idx] : 0; }
 
   // An accepted order that is not resting is done: its node joins the window.
   void finish(OrderIndex idx) {
@@ -110,7 +142,15 @@ class OrderStore {
   // leaves the index) and freed.
   void remember(OrderIndex idx);
 
+  void set_display(OrderIndex idx, Quantity display) {
+    if (idx >= displays_.size()) displays_.resize(nodes_.size(), 0);
+    displays_[idx] = display;
+  }
+
   std::vector<Order, HugePageAllocator<Order>> nodes_;
+  // Display quantities by node, valid where the node's `iceberg` is set. Grown only
+  // when an iceberg rests on a node beyond it, so books without icebergs pay nothing.
+  std::vector<Quantity> displays_;
   OrderIndex free_head_ = kNoOrder;
   std::size_t live_ = 0;
   OrderIdMap ids_;

@@ -43,6 +43,8 @@ enum class RejectReason : std::uint8_t {
   INVALID_SELF_TRADE_PREVENTION = 15,   // stp mode not one of the enumerators
   INVALID_POST_ONLY = 16,               // post-only on a market, IOC or FOK order
   INSTRUMENT_HALTED = 17,               // the symbol is halted (submit and modify)
+  INVALID_DISPLAY_QUANTITY = 18,        // iceberg display quantity not in [1, quantity - 1], not on
+                                        // the lot, or on an order that cannot rest (market, IOC, FOK)
 };
 
 enum class CancelReason : std::uint8_t {
@@ -93,6 +95,11 @@ struct NewOrder {
   Quantity quantity = 0;
   bool post_only = false;  // LIMIT GTC only: rejected if it would trade on arrival
   SelfTradePrevention stp = SelfTradePrevention::CANCEL_INCOMING;
+  // 0: an ordinary order. Else an iceberg (LIMIT GTC only, 0 < display_quantity <
+  // quantity, a multiple of the lot size): it trades on arrival with its whole quantity,
+  // and what rests shows one slice of at most display_quantity; when a slice is filled
+  // the next one is shown at the back of its price level (see engine/README.md).
+  Quantity display_quantity = 0;
 };
 
 struct CancelOrder {
@@ -136,7 +143,9 @@ RejectReason check(const Instrument& inst, Price price, Quantity quantity, bool 
 // (the duplicate-id check happens afterwards, in the engine).
 // Checks, in order: side, type, tif, quantity, price, notional.
 RejectReason validate(const NewOrder& order);
-// validate(), then the stp mode and the post-only combination.
+// validate(), then the stp mode, the post-only combination and the display quantity
+// (INVALID_DISPLAY_QUANTITY: a non-zero display_quantity that is negative, not below
+// quantity, or on a MARKET, IOC or FOK order). Its lot rule is the engine's (instrument).
 RejectReason validate_full(const NewOrder& order);
 
 }  // namespace bourse::engine

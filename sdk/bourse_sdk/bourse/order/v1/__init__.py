@@ -480,6 +480,14 @@ class SubmitOrderRequest(betterproto2.Message):
     expires the same orders at the same point.
     """
 
+    display_quantity: "int" = betterproto2.field(11, betterproto2.TYPE_INT64)
+    """
+    An iceberg: a limit order that may rest (GTC, GTD, DAY) showing only this many lots
+    at a time (0 < display_quantity < quantity; 0: shows all). When the shown slice has
+    filled, the next one (the same size, or what is left) goes to the back of its price
+    level's queue; the book and market data show only the slice.
+    """
+
 
 default_message_pool.register_message(
     "bourse.order.v1", "SubmitOrderRequest", SubmitOrderRequest
