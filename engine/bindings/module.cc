@@ -74,9 +74,10 @@ nb::list event_list(const std::vector<Event>& events) {
   return nb::borrow<nb::list>(out);
 }
 
-// One command of execute_packed: 56 bytes, little-endian, no implicit padding.
-// Mirrors COMMAND_DTYPE in bourse_engine/packed.py. The first 48 bytes are the layout
-// from before icebergs (COMMAND_DTYPE_V1), which execute_packed still takes.
+// One command of execute_packed: 64 bytes, little-endian, no implicit padding.
+// Mirrors COMMAND_DTYPE in bourse_engine/packed.py. The first 56 bytes are the layout
+// from before stops (COMMAND_DTYPE_V2), the first 48 the one from before icebergs
+// (COMMAND_DTYPE_V1); execute_packed still takes both.
 struct PackedCommand {
   std::uint8_t op;  // 1 submit, 2 cancel, 3 modify
   std::uint8_t side;
@@ -92,10 +93,13 @@ struct PackedCommand {
   std::int64_t price;
   std::int64_t quantity;
   std::int64_t display_quantity;  // submit: 0, or an iceberg's display quantity
+  std::int64_t stop_price;        // submit: 0, or a stop's; modify: a waiting stop's new one (0: kept)
 };
-static_assert(sizeof(PackedCommand) == 56, "COMMAND_DTYPE layout");
-constexpr std::size_t kPackedCommandV1 = 48;  // without display_quantity
+static_assert(sizeof(PackedCommand) == 64, "COMMAND_DTYPE layout");
+constexpr std::size_t kPackedCommandV1 = 48;  // without display_quantity and stop_price
+constexpr std::size_t kPackedCommandV2 = 56;  // without stop_price
 static_assert(offsetof(PackedCommand, display_quantity) == kPackedCommandV1, "COMMAND_DTYPE_V1 layout");
+static_assert(offsetof(PackedCommand, stop_price) == kPackedCommandV2, "COMMAND_DTYPE_V2 layout");
 static_assert(offsetof(PackedCommand, symbol_id) == 8 && offsetof(PackedCommand, order_id) == 16,
               "COMMAND_DTYPE layout");
 static_assert(offsetof(Event, symbol_id) == 4 && offsetof(Event, order_id) == 8 &&
@@ -129,6 +133,16 @@ nb::list order_list(const std::vector<OrderEntry>& orders) {
   return out;
 }
 
+// A waiting stop as StopOrder's fields (bourse_engine.events).
+nb::list stop_list(const std::vector<StopOrder>& stops) {
+  nb::list out;
+  for (const StopOrder& s : stops) {
+    out.append(nb::make_tuple(s.order_id, s.account_id, static_cast<int>(s.side), static_cast<int>(s.type),
+                              static_cast<int>(s.tif), s.stop_price, s.price, s.quantity, s.display_quantity));
+  }
+  return out;
+}
+
 nb::list level_list(const std::vector<LevelView>& levels) {
   nb::list out;
   for (const LevelView& l : levels) out.append(nb::make_tuple(l.price, l.quantity, l.order_count));
@@ -142,30 +156,34 @@ class PyEngine {
   nb::list submit(std::uint64_t order_id, std::uint64_t account_id, std::uint32_t symbol_id,
                   std::int64_t side, std::int64_t order_type, std::int64_t tif,
                   std::int64_t price, std::int64_t quantity, bool post_only, std::int64_t stp,
-                  std::int64_t display_quantity) {
+                  std::int64_t display_quantity, std::int64_t stop_price) {
     sink_.events.clear();
     NewOrder o = new_order(order_id, account_id, symbol_id, side, order_type, tif, price, quantity);
     o.post_only = post_only;
     o.stp = code<SelfTradePrevention>(stp);
     o.display_quantity = display_quantity;
+    o.stop_price = stop_price;
     engine_.submit(o);
     return event_list(sink_.events);
   }
 
   nb::list modify(std::uint64_t order_id, std::uint64_t account_id, std::uint32_t symbol_id,
-                  std::int64_t price, std::int64_t quantity) {
+                  std::int64_t price, std::int64_t quantity, std::int64_t stop_price) {
     sink_.events.clear();
-    engine_.modify(ModifyOrder{order_id, account_id, symbol_id, price, quantity});
+    engine_.modify(ModifyOrder{order_id, account_id, symbol_id, price, quantity, stop_price});
     return event_list(sink_.events);
   }
 
   // Runs every command in order; returns the events as raw bytes (n * 96, the
-  // Event struct = EVENT_DTYPE) -- no Python object per event. Records are 56 bytes
-  // (COMMAND_DTYPE), or 48 (COMMAND_DTYPE_V1, no display quantity) when the buffer says
-  // its items are 48 bytes (a numpy array of that dtype).
+  // Event struct = EVENT_DTYPE) -- no Python object per event. Records are 64 bytes
+  // (COMMAND_DTYPE), or 56 (COMMAND_DTYPE_V2, no stop price) or 48 (COMMAND_DTYPE_V1,
+  // neither display quantity) when the buffer says its items are that size (a numpy
+  // array of that dtype).
   nb::bytes execute_packed(nb::handle commands) {
     Buffer buf(commands);
-    const std::size_t record = buf.itemsize() == kPackedCommandV1 ? kPackedCommandV1 : sizeof(PackedCommand);
+    const std::size_t record = buf.itemsize() == kPackedCommandV1   ? kPackedCommandV1
+                               : buf.itemsize() == kPackedCommandV2 ? kPackedCommandV2
+                                                                    : sizeof(PackedCommand);
     if (buf.size() % record != 0) {
       throw nb::value_error(("execute_packed: buffer size is not a multiple of " + std::to_string(record)).c_str());
     }
@@ -181,7 +199,7 @@ class PyEngine {
     // while one runs.
     std::vector<Engine::Command> batch(n);
     for (std::size_t i = 0; i < n; ++i) {
-      PackedCommand c{};  // a 48-byte record leaves display_quantity 0
+      PackedCommand c{};  // a shorter record leaves the fields it lacks 0
       std::memcpy(&c, buf.data() + i * record, record);  // the buffer need not be aligned
       Engine::Command& command = batch[i];
       command.op = static_cast<Engine::Command::Op>(c.op);
@@ -192,12 +210,14 @@ class PyEngine {
         command.order.stp = c.stp == 0 ? SelfTradePrevention::CANCEL_INCOMING
                                        : static_cast<SelfTradePrevention>(c.stp);
         command.order.display_quantity = c.display_quantity;
+        command.order.stop_price = c.stop_price;
       } else {
         command.order.order_id = c.order_id;
         command.order.account_id = c.account_id;
         command.order.symbol_id = c.symbol_id;
         command.order.price = c.price;
         command.order.quantity = c.quantity;
+        command.order.stop_price = c.stop_price;
       }
     }
     sink_.events.clear();
@@ -251,6 +271,14 @@ class PyEngine {
     engine_.l3(symbol_id, bids, asks);
     return nb::make_tuple(order_list(bids), order_list(asks));
   }
+
+  nb::tuple stops(std::uint32_t symbol_id) const {
+    std::vector<StopOrder> buys, sells;
+    engine_.stops(symbol_id, buys, sells);
+    return nb::make_tuple(stop_list(buys), stop_list(sells));
+  }
+
+  std::int64_t last_trade_price(std::uint32_t symbol_id) const { return engine_.last_trade_price(symbol_id); }
 
   nb::bytes snapshot() const {
     const std::string s = engine_.snapshot();
@@ -345,9 +373,11 @@ NB_MODULE(_bourse_engine, m) {
       .def("submit", &PyEngine::submit, nb::arg("order_id"), nb::arg("account_id"),
            nb::arg("symbol_id"), nb::arg("side"), nb::arg("order_type"), nb::arg("tif"),
            nb::arg("price"), nb::arg("quantity"), nb::arg("post_only") = false,
-           nb::arg("stp") = 1, nb::arg("display_quantity") = 0)
+           nb::arg("stp") = 1, nb::arg("display_quantity") = 0, nb::arg("stop_price") = 0)
       .def("modify", &PyEngine::modify, nb::arg("order_id"), nb::arg("account_id"),
-           nb::arg("symbol_id"), nb::arg("price"), nb::arg("quantity"))
+           nb::arg("symbol_id"), nb::arg("price"), nb::arg("quantity"), nb::arg("stop_price") = 0)
+      .def("stops", &PyEngine::stops, nb::arg("symbol_id"))
+      .def("last_trade_price", &PyEngine::last_trade_price, nb::arg("symbol_id"))
       .def("execute_packed", &PyEngine::execute_packed, nb::arg("commands"))
       .def("set_instrument", &PyEngine::set_instrument, nb::arg("symbol_id"),
            nb::arg("tick_size"), nb::arg("lot_size"), nb::arg("min_quantity"),

@@ -47,6 +47,10 @@ void Engine::submit(const NewOrder& cmd) {
       }
     }
   }
+  if (__builtin_expect(cmd.stop_price != 0, 0)) {
+    submit_stop(cmd, book, why);
+    return;
+  }
   if (why == RejectReason::NONE && store_.known(cmd.order_id)) {
     why = RejectReason::DUPLICATE_ORDER_ID;
   }
@@ -76,17 +80,124 @@ void Engine::submit(const NewOrder& cmd) {
   // All-or-nothing is decided before any fill (and before any self-trade
   // cancel), so a killed FOK leaves no trace in the book.
   if (cmd.tif == TimeInForce::FOK && book->fillable(taker, cmd.quantity) < cmd.quantity) {
-    out_.on_event(Event::cancelled(cmd.order_id, cmd.symbol_id, cmd.quantity,
-                                   CancelReason::FOK_UNFILLABLE));
-    out_.on_event(Event::done(cmd.order_id, cmd.symbol_id, OrderStatus::CANCELLED, 0, 0));
-    store_.finish(node);
+    kill_unfillable(cmd, node);
     return;
   }
   execute(*book, taker, cmd, node);
+  if (__builtin_expect(taker.last_price != 0, 0) && book->has_stops()) run_stops(*book, taker);
+}
+
+void Engine::kill_unfillable(const NewOrder& cmd, OrderIndex node) {
+  out_.on_event(Event::cancelled(cmd.order_id, cmd.symbol_id, cmd.quantity,
+                                 CancelReason::FOK_UNFILLABLE));
+  out_.on_event(Event::done(cmd.order_id, cmd.symbol_id, OrderStatus::CANCELLED, 0, 0));
+  store_.finish(node);
+}
+
+void Engine::submit_stop(const NewOrder& cmd, OrderBook* book, RejectReason why) {
+  if (why == RejectReason::NONE && book != nullptr) {
+    const Price tick = book->instrument().tick_size;
+    if (tick != 1 && cmd.stop_price % tick != 0) why = RejectReason::PRICE_NOT_ON_TICK;
+  }
+  if (why == RejectReason::NONE && store_.known(cmd.order_id)) why = RejectReason::DUPLICATE_ORDER_ID;
+  // A stop whose trigger the market has passed already would enter at once: refused, so
+  // that a stop is always an order for a price move still to come.
+  if (why == RejectReason::NONE && book != nullptr && book->stop_reached(cmd.side, cmd.stop_price)) {
+    why = RejectReason::STOP_WOULD_TRIGGER;
+  }
+  if (why != RejectReason::NONE) {
+    reject(cmd.order_id, cmd.symbol_id, why);
+    return;
+  }
+  const OrderIndex node = store_.accept(cmd.order_id);
+  out_.on_event(Event::accepted(cmd.order_id, cmd.symbol_id));
+  if (book == nullptr) book = &book_for(cmd.symbol_id);
+  book->stops().add(StopOrder{cmd.order_id, cmd.account_id, cmd.stop_price, cmd.price, cmd.quantity,
+                              cmd.display_quantity, node, cmd.side, cmd.type, cmd.tif, cmd.stp});
+  out_.on_event(Event::done(cmd.order_id, cmd.symbol_id, OrderStatus::NEW, 0, cmd.quantity));
+}
+
+void Engine::run_stops(OrderBook& book, const Taker& taker) {
+  StopBook& stops = book.stops();
+  stops.trigger(taker.side, taker.first_price, taker.last_price, triggered_);
+  while (!triggered_.empty()) {
+    const StopOrder s = triggered_.front();
+    triggered_.pop_front();
+    out_.on_event(Event::triggered(s.order_id, book.symbol(), s.stop_price, s.quantity));
+    // It enters as the order it describes, with the trigger as its time.
+    const NewOrder cmd{s.order_id, s.account_id, book.symbol(), s.side,  s.type,
+                       s.tif,      s.price,      s.quantity,    false,   s.stp,
+                       s.display_quantity};
+    Taker t{s.order_id, s.account_id, s.side,
+            s.type == OrderType::MARKET ? Taker::any_price(s.side) : s.price, s.quantity, 0, s.stp};
+    if (s.tif == TimeInForce::FOK && book.fillable(t, s.quantity) < s.quantity) {
+      kill_unfillable(cmd, s.node);
+      continue;
+    }
+    execute(book, t, cmd, s.node);
+    if (t.last_price != 0 && !stops.empty()) stops.trigger(t.side, t.first_price, t.last_price, triggered_);
+  }
+}
+
+bool Engine::cancel_stop(const CancelOrder& cmd) {
+  OrderBook* book = find_book(cmd.symbol_id);
+  StopBook* stops = book != nullptr ? book->stop_book() : nullptr;
+  const StopOrder* s = stops != nullptr ? stops->find(cmd.order_id) : nullptr;
+  if (s == nullptr || s->account_id != cmd.account_id) return false;
+  const StopOrder gone = stops->take(cmd.order_id);
+  store_.finish(gone.node);
+  out_.on_event(Event::cancelled(gone.order_id, cmd.symbol_id, gone.quantity, CancelReason::USER));
+  out_.on_event(Event::done(gone.order_id, cmd.symbol_id, OrderStatus::CANCELLED, 0, 0));
+  return true;
+}
+
+bool Engine::modify_stop(const ModifyOrder& cmd) {
+  OrderBook* book = find_book(cmd.symbol_id);
+  StopBook* stops = book != nullptr ? book->stop_book() : nullptr;
+  StopOrder* s = stops != nullptr ? stops->find(cmd.order_id) : nullptr;
+  if (s == nullptr || s->account_id != cmd.account_id) return false;
+  const bool limit = s->type == OrderType::LIMIT;
+  const Price stop = cmd.stop_price != 0 ? cmd.stop_price : s->stop_price;
+  RejectReason why = RejectReason::NONE;
+  if (book->halted()) {
+    why = RejectReason::INSTRUMENT_HALTED;
+  } else if (cmd.quantity <= 0 || cmd.quantity > kMaxQuantity) {
+    why = RejectReason::INVALID_QUANTITY;
+  } else if (limit ? cmd.price <= 0 || cmd.price > kMaxPrice : cmd.price != 0) {
+    why = RejectReason::INVALID_PRICE;
+  } else if (cmd.stop_price < 0 || cmd.stop_price > kMaxPrice) {
+    why = RejectReason::INVALID_STOP_PRICE;
+  } else if (limit && cmd.price > kMaxNotional / cmd.quantity) {
+    why = RejectReason::NOTIONAL_OVERFLOW;
+  } else {
+    const Instrument& inst = book->instrument();
+    why = check(inst, cmd.price != s->price ? cmd.price : 0, cmd.quantity, /*check_min=*/false);
+    if (why == RejectReason::NONE && stop != s->stop_price && inst.tick_size != 1 && stop % inst.tick_size != 0) {
+      why = RejectReason::PRICE_NOT_ON_TICK;
+    }
+    if (why == RejectReason::NONE && book->stop_reached(s->side, stop)) why = RejectReason::STOP_WOULD_TRIGGER;
+  }
+  if (why != RejectReason::NONE) {
+    out_.on_event(Event::rejected(cmd.order_id, cmd.symbol_id, why));
+    return true;
+  }
+  out_.on_event(Event::modified(cmd.order_id, cmd.symbol_id, cmd.price, cmd.quantity));
+  if (stop == s->stop_price && cmd.price == s->price && cmd.quantity <= s->quantity) {
+    s->quantity = cmd.quantity;  // keeps its place among the stops
+  } else {
+    StopOrder moved = stops->take(cmd.order_id);
+    moved.stop_price = stop;
+    moved.price = cmd.price;
+    moved.quantity = cmd.quantity;
+    stops->add(moved);  // behind the stops at its stop price
+  }
+  out_.on_event(Event::done(cmd.order_id, cmd.symbol_id, OrderStatus::NEW, 0, cmd.quantity));
+  return true;
 }
 
 void Engine::execute(OrderBook& book, Taker& taker, const NewOrder& cmd, OrderIndex node) {
   book.match(taker, out_);
+  if (taker.last_price != 0) book.set_last_trade_price(taker.last_price);
   const bool market = cmd.type == OrderType::MARKET;
   if (taker.remaining > 0 && !taker.stp_stopped && !market && cmd.tif == TimeInForce::GTC) {
     // Built where it is stored (a copy through the stack showed in the mixed benchmark).
@@ -129,6 +240,7 @@ void Engine::cancel(const CancelOrder& cmd) {
   // a missing one so that cancels cannot probe for foreign orders.
   if (idx == kNoOrder || store_.at(idx).account_id != cmd.account_id ||
       store_.at(idx).symbol_id != cmd.symbol_id) {
+    if (idx == kNoOrder && cancel_stop(cmd)) return;
     out_.on_event(Event::rejected(cmd.order_id, cmd.symbol_id, RejectReason::UNKNOWN_ORDER));
     return;
   }
@@ -144,10 +256,13 @@ void Engine::cancel(const CancelOrder& cmd) {
 
 void Engine::modify(const ModifyOrder& cmd) {
   const OrderIndex idx = store_.find_live(cmd.order_id);
+  if (idx == kNoOrder && modify_stop(cmd)) return;
   RejectReason why = RejectReason::NONE;
   if (idx == kNoOrder || store_.at(idx).account_id != cmd.account_id ||
       store_.at(idx).symbol_id != cmd.symbol_id) {
     why = RejectReason::UNKNOWN_ORDER;
+  } else if (cmd.stop_price != 0) {
+    why = RejectReason::INVALID_STOP_PRICE;  // a resting order is no (longer a) stop
   } else if (cmd.quantity <= 0 || cmd.quantity > kMaxQuantity) {
     why = RejectReason::INVALID_QUANTITY;
   } else if (cmd.price <= 0 || cmd.price > kMaxPrice) {
@@ -203,6 +318,7 @@ void Engine::modify(const ModifyOrder& cmd) {
   book->remove(idx);
   store_.lift(idx);
   execute(*book, taker, again, idx);
+  if (taker.last_price != 0 && book->has_stops()) run_stops(*book, taker);
 }
 
 void Engine::execute(const Command& c) {
@@ -215,7 +331,7 @@ void Engine::execute(const Command& c) {
       break;
     case Command::Op::MODIFY:
       modify(ModifyOrder{c.order.order_id, c.order.account_id, c.order.symbol_id, c.order.price,
-                         c.order.quantity});
+                         c.order.quantity, c.order.stop_price});
       break;
   }
 }
@@ -328,32 +444,64 @@ TradingStatus Engine::trading_status(SymbolId symbol) const {
 
 std::size_t Engine::cancel_all(AccountId account, std::optional<SymbolId> symbol) {
   // No index by account: it would cost every accepted and retired order, for a rare
-  // command. So: collect the account's resting orders by walking the book(s), then
-  // cancel them in id order (the order a caller can predict and a replay reproduces,
-  // whatever the books' layout).
-  std::vector<OrderIndex> found;
+  // command. So: collect the account's resting orders and waiting stops by walking the
+  // book(s), then cancel them in id order (the order a caller can predict and a replay
+  // reproduces, whatever the books' layout).
+  std::vector<OrderIndex> resting;
+  std::vector<StopOrder> stops;
+  struct Found {
+    OrderId id;
+    SymbolId symbol;
+    OrderIndex node;
+    bool stop;
+  };
+  std::vector<Found> found;
+  const auto collect = [&](const OrderBook& book) {
+    resting.clear();
+    stops.clear();
+    book.orders_of(account, resting);
+    if (const StopBook* s = book.stop_book()) s->of_account(account, stops);
+    for (const OrderIndex idx : resting) found.push_back({store_.at(idx).order_id, book.symbol(), idx, false});
+    for (const StopOrder& s : stops) found.push_back({s.order_id, book.symbol(), s.node, true});
+  };
   if (symbol) {
-    if (const OrderBook* book = find_book(*symbol)) book->orders_of(account, found);
+    if (const OrderBook* book = find_book(*symbol)) collect(*book);
   } else {
-    for (const auto& kv : books_) kv.second->orders_of(account, found);
+    for (const auto& kv : books_) collect(*kv.second);
   }
-  std::sort(found.begin(), found.end(), [this](OrderIndex a, OrderIndex b) {
-    return store_.at(a).order_id < store_.at(b).order_id;
-  });
+  std::sort(found.begin(), found.end(), [](const Found& a, const Found& b) { return a.id < b.id; });
   // Retiring a node frees, at most, the oldest *done* node of the id window, never a
-  // resting one, so the indices collected stay valid throughout.
-  for (const OrderIndex idx : found) {
-    const Order& o = store_.at(idx);
-    const OrderId id = o.order_id;
-    const SymbolId sym = o.symbol_id;
-    const Quantity remaining = o.remaining;
-    const Quantity filled = o.filled;
-    find_book(sym)->remove(idx);
-    store_.retire(idx);
-    out_.on_event(Event::cancelled(id, sym, remaining, CancelReason::MASS_CANCEL));
-    out_.on_event(Event::done(id, sym, OrderStatus::CANCELLED, filled, 0));
+  // resting one or a waiting stop's, so the indices collected stay valid throughout.
+  for (const Found& f : found) {
+    OrderBook& book = *find_book(f.symbol);
+    Quantity remaining, filled = 0;
+    if (f.stop) {
+      remaining = book.stops().take(f.id).quantity;
+      store_.finish(f.node);
+    } else {
+      remaining = store_.at(f.node).remaining;
+      filled = store_.at(f.node).filled;
+      book.remove(f.node);
+      store_.retire(f.node);
+    }
+    out_.on_event(Event::cancelled(f.id, f.symbol, remaining, CancelReason::MASS_CANCEL));
+    out_.on_event(Event::done(f.id, f.symbol, OrderStatus::CANCELLED, filled, 0));
   }
   return found.size();
+}
+
+void Engine::stops(SymbolId symbol, std::vector<StopOrder>& buys, std::vector<StopOrder>& sells) const {
+  buys.clear();
+  sells.clear();
+  const OrderBook* book = find_book(symbol);
+  if (book == nullptr || book->stop_book() == nullptr) return;
+  book->stop_book()->list(Side::BUY, buys);
+  book->stop_book()->list(Side::SELL, sells);
+}
+
+Price Engine::last_trade_price(SymbolId symbol) const {
+  const OrderBook* book = find_book(symbol);
+  return book == nullptr ? 0 : book->last_trade_price();
 }
 
 std::optional<OrderView> Engine::order(OrderId id) const {
@@ -400,22 +548,28 @@ void Engine::l3(SymbolId symbol, std::vector<OrderEntry>& bids,
 // ---- snapshot ---------------------------------------------------------------
 //
 // Little-endian, fixed-width:
-//   "BRSE" u32 version=3, u64 event_hash, u32 book_count,
+//   "BRSE" u32 version=4, u64 event_hash, u32 book_count,
 //   per book (ascending symbol): u32 symbol, 6 x i64 instrument
 //     (tick, lot, min, max, band_percent, reference), u8 trading status (1 TRADING,
-//     2 HALTED), then per side (BUY, SELL):
+//     2 HALTED), i64 last trade price (0: none), then per side (BUY, SELL):
 //     u32 order_count, orders in priority order (an iceberg where its last refresh put it):
 //     u64 id, u64 account, i64 price, i64 remaining, i64 filled, u8 stp, u8 post_only,
 //     i64 display_quantity (0: an ordinary order), i64 visible (what the book shows;
 //     hidden = remaining - visible)           -- 58 bytes per order
-// Version 2 is the same without the last two fields (42 bytes per order: every order
-// ordinary, shown whole); version 1 is version 2 without the status byte (every book
-// TRADING: there were no halts then). restore() reads all three; snapshot() writes 3.
+//   then per side (BUY, SELL): u32 stop_count, the waiting stops in entry order:
+//     u64 id, u64 account, i64 stop_price, i64 price, i64 quantity, i64 display_quantity,
+//     u8 type, u8 tif, u8 stp                 -- 51 bytes per stop
+// Version 3 is version 4 without the last trade price and the stops (there were none);
+// version 2 is version 3 without the last two fields of an order (42 bytes per order:
+// every order ordinary, shown whole); version 1 is version 2 without the status byte
+// (every book TRADING: there were no halts then). restore() reads all four;
+// snapshot() writes 4.
 
 namespace {
 
 constexpr char kMagic[4] = {'B', 'R', 'S', 'E'};
-constexpr std::uint32_t kSnapshotVersion = 3;
+constexpr std::uint32_t kSnapshotVersion = 4;
+constexpr std::uint32_t kSnapshotVersionWithoutStops = 3;
 constexpr std::uint32_t kSnapshotVersionWithoutIcebergs = 2;
 constexpr std::uint32_t kSnapshotVersionWithoutStatus = 1;
 
@@ -426,7 +580,9 @@ void put(std::string& out, T v) {
   out.append(buf, sizeof(T));
 }
 
-struct Reader {
+}  // namespace
+
+struct SnapshotReader {
   std::string_view data;
   std::size_t pos = 0;
   template <class T>
@@ -439,6 +595,8 @@ struct Reader {
   }
 };
 
+namespace {
+using Reader = SnapshotReader;
 }  // namespace
 
 std::string Engine::snapshot() const {
@@ -463,6 +621,7 @@ std::string Engine::snapshot() const {
       put<std::int64_t>(out, v);
     }
     put<std::uint8_t>(out, static_cast<std::uint8_t>(book.trading_status()));
+    put<std::int64_t>(out, book.last_trade_price());
     for (Side side : {Side::BUY, Side::SELL}) {
       side_orders.clear();
       book.orders(side, side_orders);
@@ -477,6 +636,23 @@ std::string Engine::snapshot() const {
         put<std::uint8_t>(out, o.post_only ? 1 : 0);
         put<std::int64_t>(out, o.display_quantity);
         put<std::int64_t>(out, o.remaining);  // the shown part
+      }
+    }
+    std::vector<StopOrder> side_stops;
+    for (Side side : {Side::BUY, Side::SELL}) {
+      side_stops.clear();
+      if (book.stop_book() != nullptr) book.stop_book()->list(side, side_stops);
+      put<std::uint32_t>(out, static_cast<std::uint32_t>(side_stops.size()));
+      for (const StopOrder& s : side_stops) {
+        put<std::uint64_t>(out, s.order_id);
+        put<std::uint64_t>(out, s.account_id);
+        put<std::int64_t>(out, s.stop_price);
+        put<std::int64_t>(out, s.price);
+        put<std::int64_t>(out, s.quantity);
+        put<std::int64_t>(out, s.display_quantity);
+        put<std::uint8_t>(out, static_cast<std::uint8_t>(s.type));
+        put<std::uint8_t>(out, static_cast<std::uint8_t>(s.tif));
+        put<std::uint8_t>(out, static_cast<std::uint8_t>(s.stp));
       }
     }
   }
@@ -495,6 +671,40 @@ void Engine::restore(std::string_view data) {
   }
 }
 
+void Engine::restore_stops(SnapshotReader& r, OrderBook& book) {
+  for (Side side : {Side::BUY, Side::SELL}) {
+    const std::uint32_t n = r.get<std::uint32_t>();
+    Price last = 0;
+    for (std::uint32_t k = 0; k < n; ++k) {
+      StopOrder s{};
+      s.order_id = r.get<std::uint64_t>();
+      s.account_id = r.get<std::uint64_t>();
+      s.stop_price = r.get<std::int64_t>();
+      s.price = r.get<std::int64_t>();
+      s.quantity = r.get<std::int64_t>();
+      s.display_quantity = r.get<std::int64_t>();
+      s.type = static_cast<OrderType>(r.get<std::uint8_t>());
+      s.tif = static_cast<TimeInForce>(r.get<std::uint8_t>());
+      s.stp = static_cast<SelfTradePrevention>(r.get<std::uint8_t>());
+      s.side = side;
+      // Whatever a waiting stop satisfies: a well-formed order with a stop price, in
+      // entry order, not yet reached by the last trade price, with an id of its own.
+      const NewOrder as_order{s.order_id, s.account_id, book.symbol(), side, s.type, s.tif, s.price,
+                              s.quantity, false, s.stp, 0, s.stop_price};
+      const bool in_order = k == 0 || (side == Side::BUY ? s.stop_price >= last : s.stop_price <= last);
+      if (validate_full(as_order) != RejectReason::NONE || s.stop_price <= 0 || !in_order ||
+          book.stop_reached(side, s.stop_price) || store_.known(s.order_id) || s.display_quantity < 0 ||
+          s.display_quantity > kMaxQuantity ||
+          (s.display_quantity != 0 && (s.type != OrderType::LIMIT || s.tif != TimeInForce::GTC))) {
+        throw std::invalid_argument("snapshot: invalid stop");
+      }
+      last = s.stop_price;
+      s.node = store_.accept(s.order_id);
+      book.stops().add(s);
+    }
+  }
+}
+
 void Engine::restore_unchecked(std::string_view data) {
   books_.clear();
   dense_books_.clear();
@@ -505,8 +715,8 @@ void Engine::restore_unchecked(std::string_view data) {
   }
   r.pos = 4;
   const std::uint32_t version = r.get<std::uint32_t>();
-  if (version != kSnapshotVersion && version != kSnapshotVersionWithoutIcebergs &&
-      version != kSnapshotVersionWithoutStatus) {
+  if (version != kSnapshotVersion && version != kSnapshotVersionWithoutStops &&
+      version != kSnapshotVersionWithoutIcebergs && version != kSnapshotVersionWithoutStatus) {
     throw std::invalid_argument("snapshot: unsupported version");
   }
   out_.hash = r.get<std::uint64_t>();
@@ -527,9 +737,15 @@ void Engine::restore_unchecked(std::string_view data) {
       status = static_cast<TradingStatus>(r.get<std::uint8_t>());
       if (!valid(status)) throw std::invalid_argument("snapshot: invalid trading status");
     }
+    Price last_trade = 0;
+    if (version == kSnapshotVersion) {
+      last_trade = r.get<std::int64_t>();
+      if (last_trade < 0 || last_trade > kMaxPrice) throw std::invalid_argument("snapshot: invalid last trade price");
+    }
     OrderBook& book = book_for(sym);
     book.instrument() = i;
     book.set_trading_status(status);
+    book.set_last_trade_price(last_trade);
     for (Side side : {Side::BUY, Side::SELL}) {
       const std::uint32_t n = r.get<std::uint32_t>();
       Price last = 0;
@@ -543,7 +759,7 @@ void Engine::restore_unchecked(std::string_view data) {
         const auto stp = r.get<std::uint8_t>();
         const auto post_only = r.get<std::uint8_t>();
         Quantity display = 0, visible = o.remaining;
-        if (version == kSnapshotVersion) {
+        if (version >= kSnapshotVersionWithoutStops) {
           display = r.get<std::int64_t>();
           visible = r.get<std::int64_t>();
         }
@@ -571,6 +787,7 @@ void Engine::restore_unchecked(std::string_view data) {
         book.rest(store_.add(o, display));
       }
     }
+    if (version == kSnapshotVersion) restore_stops(r, book);
   }
   if (r.pos != data.size()) throw std::invalid_argument("snapshot: trailing bytes");
 }

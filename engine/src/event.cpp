@@ -25,6 +25,7 @@ const char* kind_name(EventKind k) {
     case EventKind::CANCELLED: return "CANCELLED";
     case EventKind::DONE: return "DONE";
     case EventKind::MODIFIED: return "MODIFIED";
+    case EventKind::TRIGGERED: return "TRIGGERED";
   }
   return "?";
 }
@@ -46,6 +47,7 @@ std::ostream& operator<<(std::ostream& os, const Event& e) {
          << " taker_rem=" << e.taker_remaining;
       break;
     case EventKind::MODIFIED:
+    case EventKind::TRIGGERED:
       os << " px=" << e.price << " qty=" << e.quantity;
       break;
     case EventKind::DONE:

@@ -36,6 +36,11 @@ RejectReason validate_flags(const NewOrder& o) {
        o.tif != TimeInForce::GTC)) {
     return RejectReason::INVALID_DISPLAY_QUANTITY;
   }
+  if (o.stop_price != 0) {
+    if (o.stop_price < 0 || o.stop_price > kMaxPrice) return RejectReason::INVALID_STOP_PRICE;
+    // Post-only means "rest, never take": a stop enters exactly when the price runs at it.
+    if (o.post_only) return RejectReason::INVALID_POST_ONLY;
+  }
   return RejectReason::NONE;
 }
 

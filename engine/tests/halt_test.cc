@@ -252,7 +252,7 @@ TEST_F(HaltTest, SnapshotCarriesTheStatus) {
   const std::string snap = eng.snapshot();
   std::uint32_t version;
   std::memcpy(&version, snap.data() + 4, 4);
-  EXPECT_EQ(version, 3u);  // 2 brought the status byte, 3 icebergs (iceberg_test.cc)
+  EXPECT_EQ(version, 4u);  // 2 brought the status byte, 3 icebergs, 4 stops (stop_test.cc)
   EXPECT_EQ(snap[kFirstStatusByte], 2);  // symbol 1: HALTED
 
   EventCollector sink2;
@@ -295,12 +295,12 @@ TEST_F(HaltTest, Version1SnapshotRestoresEveryBookTrading) {
   EXPECT_EQ(eng.event_hash(), 0x1234u);
   EXPECT_EQ(bids(1), (Levels{{100, 5, 1}}));
   EXPECT_EQ(bids(7), (Levels{{100, 5, 1}}));
-  // Written back as version 3: one status byte more per book, and per order its display
-  // quantity and shown quantity (two i64).
-  const std::string v3 = eng.snapshot();
-  EXPECT_EQ(v3.size(), v1.size() + 2 + 2 * 16);
-  EXPECT_EQ(v3[4], 3);
-  EXPECT_EQ(v3[kFirstStatusByte], 1);
+  // Written back as version 4: per book one status byte, the last trade price (i64) and
+  // two stop counts (u32) more, and per order its display and shown quantity (two i64).
+  const std::string v4 = eng.snapshot();
+  EXPECT_EQ(v4.size(), v1.size() + 2 * (1 + 8 + 8) + 2 * 16);
+  EXPECT_EQ(v4[4], 4);
+  EXPECT_EQ(v4[kFirstStatusByte], 1);
   EXPECT_EQ(limit(11, 8, SELL, 100, 5, TimeInForce::GTC, 1),
             (Events{Acc(11, 1), Trd(10, 11, 7, 8, 100, 5, SELL, 0, 0, 1), Done(11, S::FILLED, 5, 0, 1)}));
 }
@@ -323,9 +323,9 @@ TEST_F(HaltTest, RestoreRefusesAnInvalidStatus) {
     EXPECT_EQ(other.live_orders(), 0u);  // empty, as if just constructed
     EXPECT_EQ(other.symbol_count(), 0u);
   }
-  std::string v4 = good;
-  v4[4] = 4;
-  EXPECT_THROW(other.restore(v4), std::invalid_argument);
+  std::string v5 = good;
+  v5[4] = 5;
+  EXPECT_THROW(other.restore(v5), std::invalid_argument);
   other.restore(good);
   EXPECT_EQ(other.trading_status(kSym), TS::HALTED);
 }

@@ -360,9 +360,10 @@ TEST_F(IcebergTest, AHaltLeavesAnIcebergAsItWas) {
 
 // ---- snapshot ------------------------------------------------------------------------
 
-// Header 20 bytes; the book: symbol 4, instrument 48, status 1; BUY count 4 (0 orders),
-// SELL count 4; then 58 bytes per order.
-constexpr std::size_t kFirstOrder = 20 + 53 + 4 + 4;
+// Header 20 bytes; the book: symbol 4, instrument 48, status 1, last trade price 8; BUY
+// count 4 (0 orders), SELL count 4; then 58 bytes per order; then the two stop counts.
+constexpr std::size_t kFirstOrder = 20 + 61 + 4 + 4;
+constexpr std::size_t kStopCounts = 8;
 constexpr std::size_t kOrderBytes = 58;
 // Offsets within an order: id 0, account 8, price 16, remaining 24, filled 32, stp 40,
 // post_only 41, display_quantity 42, visible 50.
@@ -382,11 +383,11 @@ class IcebergSnapshotTest : public IcebergTest {
   }
 };
 
-TEST_F(IcebergSnapshotTest, Version3RoundTripsAnIcebergMidRefresh) {
+TEST_F(IcebergSnapshotTest, SnapshotRoundTripsAnIcebergMidRefresh) {
   mid_refresh();
   const std::string snap = eng.snapshot();
-  ASSERT_EQ(snap.size(), kFirstOrder + 2 * kOrderBytes);
-  EXPECT_EQ(get<std::uint32_t>(snap, 4), 3u);
+  ASSERT_EQ(snap.size(), kFirstOrder + 2 * kOrderBytes + kStopCounts);
+  EXPECT_EQ(get<std::uint32_t>(snap, 4), 4u);
   const std::size_t o2 = kFirstOrder, o1 = kFirstOrder + kOrderBytes;  // priority order
   EXPECT_EQ(get<std::uint64_t>(snap, o2), 2u);
   EXPECT_EQ(get<std::int64_t>(snap, o2 + kRemaining), 2);
@@ -477,11 +478,13 @@ TEST_F(IcebergSnapshotTest, AHandBuiltVersion2SnapshotStillRestores) {
   EXPECT_EQ(eng.event_hash(), 0x99u);
   EXPECT_EQ(queue(BUY), (Queue{{10, 5, 0}, {11, 5, 0}}));  // ordinary orders, shown whole
   EXPECT_EQ(bids(), (Levels{{100, 10, 2}}));
-  const std::string v3 = eng.snapshot();
-  EXPECT_EQ(v3.size(), v2.size() + 2 * 16);
-  EXPECT_EQ(get<std::uint32_t>(v3, 4), 3u);
-  EXPECT_EQ(get<std::int64_t>(v3, kFirstOrder - 4 + kDisplay), 0);  // BUY side: its count is 4 bytes earlier
-  EXPECT_EQ(get<std::int64_t>(v3, kFirstOrder - 4 + kVisible), 5);
+  // Written back as version 4: per order display and shown (two i64), per book the last
+  // trade price (i64) and the two stop counts.
+  const std::string v4 = eng.snapshot();
+  EXPECT_EQ(v4.size(), v2.size() + 2 * 16 + 8 + kStopCounts);
+  EXPECT_EQ(get<std::uint32_t>(v4, 4), 4u);
+  EXPECT_EQ(get<std::int64_t>(v4, kFirstOrder - 4 + kDisplay), 0);  // BUY side: its count is 4 bytes earlier
+  EXPECT_EQ(get<std::int64_t>(v4, kFirstOrder - 4 + kVisible), 5);
 }
 
 // ---- batch ---------------------------------------------------------------------------

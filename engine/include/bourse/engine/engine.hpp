@@ -2,6 +2,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
@@ -26,6 +27,8 @@ struct OrderView {
   Quantity visible;           // what the book shows of it (remaining, but for an iceberg)
   Quantity display_quantity;  // an iceberg's; 0 for an ordinary order
 };
+
+struct SnapshotReader;  // engine.cpp
 
 struct TopOfBook {
   std::optional<LevelView> bid;
@@ -54,6 +57,11 @@ struct TopOfBook {
 //
 // Icebergs (NewOrder::display_quantity > 0) show one slice at a time; a filled slice
 // is refreshed at the back of its level, with no event of its own (engine/README.md).
+//
+// Stops (NewOrder::stop_price > 0) are accepted with ACCEPTED + DONE(NEW) and wait off
+// the book. When an order's trades reach a stop's price, the stop enters after that
+// order's events: TRIGGERED, then a submit's events without ACCEPTED; the stops its own
+// trades reach follow (a cascade), all within the command (engine/README.md).
 //
 // A symbol's book is created by the first accepted order for it or by
 // set_instrument / set_reference_price / set_trading_status; queries on a symbol
@@ -112,6 +120,11 @@ class Engine {
   // index by account is kept, because it would cost every submit and cancel.
   std::size_t cancel_all(AccountId account, std::optional<SymbolId> symbol);
 
+  // The waiting stops of one symbol, per side in the order they would enter.
+  void stops(SymbolId symbol, std::vector<StopOrder>& buys, std::vector<StopOrder>& sells) const;
+  // The price of the symbol's latest trade; 0 if it never traded.
+  Price last_trade_price(SymbolId symbol) const;
+
   // Every resting order of one symbol, per side in priority order.
   void l3(SymbolId symbol, std::vector<OrderEntry>& bids, std::vector<OrderEntry>& asks) const;
 
@@ -163,7 +176,18 @@ class Engine {
   // store's node for its id.
   void execute(OrderBook& book, Taker& taker, const NewOrder& cmd, OrderIndex node);
   void reject(OrderId id, SymbolId symbol, RejectReason why);
+  // The rest of a submit with a stop price (checked as far as the instrument rules).
+  [[gnu::noinline]] void submit_stop(const NewOrder& cmd, OrderBook* book, RejectReason why);
+  // A cancel or modify of an id that is not resting: a waiting stop's, else false.
+  [[gnu::noinline]] bool cancel_stop(const CancelOrder& cmd);
+  [[gnu::noinline]] bool modify_stop(const ModifyOrder& cmd);
+  // The order that just matched as `taker` traded: enter the stops its trades reached,
+  // and those theirs reach, until none is left.
+  [[gnu::noinline]] void run_stops(OrderBook& book, const Taker& taker);
+  // The end of an order that may not rest or be filled (FOK unfillable).
+  void kill_unfillable(const NewOrder& cmd, OrderIndex node);
   void restore_unchecked(std::string_view data);
+  void restore_stops(SnapshotReader& r, OrderBook& book);
 
   Emitter out_;
   std::size_t expected_orders_;
@@ -176,6 +200,7 @@ class Engine {
   // such id seen.
   static constexpr SymbolId kDenseSymbols = 1u << 20;
   std::vector<OrderBook*> dense_books_;
+  std::deque<StopOrder> triggered_;  // the stops waiting to enter, in order (run_stops)
 };
 
 }  // namespace bourse::engine

@@ -15,6 +15,7 @@ enum class EventKind : std::uint8_t {
   CANCELLED = 4,
   DONE = 5,  // final state of the order after a submit or a successful cancel/modify
   MODIFIED = 6,  // a modify was accepted: price, quantity = new price and open quantity
+  TRIGGERED = 7,  // a waiting stop enters: price = its stop price, quantity = its quantity
 };
 
 // One flat POD for every kind, so a batch of events is a plain vector that can
@@ -30,6 +31,7 @@ enum class EventKind : std::uint8_t {
 //   CANCELLED  reason (CancelReason), remaining (quantity cancelled)
 //   DONE       status, filled (cumulative), remaining (leaves: > 0 only if resting)
 //   MODIFIED   price (new), quantity (new open quantity)
+//   TRIGGERED  price (the stop price), quantity (the stop's quantity)
 // Every remaining is the order's leaves: an iceberg's hidden quantity is included
 // (maker_remaining too). A refresh of an iceberg's slice emits no event.
 //
@@ -59,6 +61,7 @@ struct Event {
   static Event done(OrderId id, SymbolId symbol, OrderStatus status, Quantity filled,
                     Quantity remaining);
   static Event modified(OrderId id, SymbolId symbol, Price price, Quantity quantity);
+  static Event triggered(OrderId id, SymbolId symbol, Price stop_price, Quantity quantity);
   static Event trade(SymbolId symbol, OrderId maker_order_id, OrderId taker_order_id,
                      AccountId maker_account, AccountId taker_account, Price price,
                      Quantity quantity, Side aggressor_side, Quantity maker_remaining,
@@ -112,6 +115,13 @@ inline Event Event::done(OrderId id, SymbolId symbol, OrderStatus status, Quanti
 inline Event Event::modified(OrderId id, SymbolId symbol, Price price, Quantity quantity) {
   Event e = of(EventKind::MODIFIED, id, symbol);
   e.price = price;
+  e.quantity = quantity;
+  return e;
+}
+
+inline Event Event::triggered(OrderId id, SymbolId symbol, Price stop_price, Quantity quantity) {
+  Event e = of(EventKind::TRIGGERED, id, symbol);
+  e.price = stop_price;
   e.quantity = quantity;
   return e;
 }

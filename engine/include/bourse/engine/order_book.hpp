@@ -2,10 +2,12 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "bourse/engine/event.hpp"
 #include "bourse/engine/order_store.hpp"
+#include "bourse/engine/stop_book.hpp"
 #include "bourse/engine/types.hpp"
 
 namespace bourse::engine {
@@ -40,6 +42,10 @@ struct Taker {
   Quantity filled;
   SelfTradePrevention stp = SelfTradePrevention::CANCEL_INCOMING;
   bool stp_stopped = false;  // set by match(): the remainder must be cancelled (STP)
+  // The prices of its first and last trade (0: it has not traded): the path the last
+  // trade price took, which triggers stops.
+  Price first_price = 0;
+  Price last_price = 0;
 
   // Limit that crosses every resting price (for market orders).
   static Price any_price(Side side);
@@ -63,6 +69,21 @@ class OrderBook {
   void set_trading_status(TradingStatus status) { status_ = status; }
   // Submits and modifies test this on the book they load anyway: one predictable branch.
   bool halted() const { return status_ == TradingStatus::HALTED; }
+
+  // The price of the symbol's latest trade (0: none yet); stops trigger on its path.
+  Price last_trade_price() const { return last_trade_; }
+  void set_last_trade_price(Price price) { last_trade_ = price; }
+  // Would a stop on `side` at `stop` trigger at once on the last trade price?
+  bool stop_reached(Side side, Price stop) const {
+    return last_trade_ != 0 && (side == Side::BUY ? stop <= last_trade_ : stop >= last_trade_);
+  }
+  // The waiting stops, made on first use; has_stops() is the one test a trade pays.
+  bool has_stops() const { return stops_ != nullptr && !stops_->empty(); }
+  StopBook* stop_book() const { return stops_.get(); }
+  StopBook& stops() {
+    if (stops_ == nullptr) stops_ = std::make_unique<StopBook>();
+    return *stops_;
+  }
 
   // Would a taker on `taker_side` with this limit trade with anything now?
   bool crosses_any(Side taker_side, Price limit) const;
@@ -151,6 +172,8 @@ class OrderBook {
   OrderStore& store_;
   std::vector<Level> bids_;  // ascending price: best (highest) at back
   std::vector<Level> asks_;  // descending price: best (lowest) at back
+  Price last_trade_ = 0;
+  std::unique_ptr<StopBook> stops_;
 };
 
 inline Side opposite(Side s) { return s == Side::BUY ? Side::SELL : Side::BUY; }
@@ -198,6 +221,8 @@ void OrderBook::match(Taker& taker, Out& out) {
       out.on_event(Event::trade(symbol_, maker.order_id, taker.order_id, maker.account_id,
                                 taker.account_id, level.price, q, taker.side,
                                 maker.remaining, taker.remaining));
+      if (taker.first_price == 0) taker.first_price = level.price;
+      taker.last_price = level.price;
       if (maker.remaining == maker.hidden) {  // nothing shown is left
         if (__builtin_expect(maker.hidden == 0, 1)) {
           unlink(level, maker_idx);

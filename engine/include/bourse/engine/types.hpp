@@ -45,6 +45,9 @@ enum class RejectReason : std::uint8_t {
   INSTRUMENT_HALTED = 17,               // the symbol is halted (submit and modify)
   INVALID_DISPLAY_QUANTITY = 18,        // iceberg display quantity not in [1, quantity - 1], not on
                                         // the lot, or on an order that cannot rest (market, IOC, FOK)
+  INVALID_STOP_PRICE = 19,              // stop price outside [0, kMaxPrice] (a modify's: non-zero
+                                        // on an order that is not a waiting stop)
+  STOP_WOULD_TRIGGER = 20,              // the last trade price already satisfies the stop's trigger
 };
 
 enum class CancelReason : std::uint8_t {
@@ -100,6 +103,10 @@ struct NewOrder {
   // and what rests shows one slice of at most display_quantity; when a slice is filled
   // the next one is shown at the back of its price level (see engine/README.md).
   Quantity display_quantity = 0;
+  // 0: not a stop. Else a stop (MARKET) or stop-limit (LIMIT): it waits off the book until
+  // a trade prints at or beyond this price (a buy at or above it, a sell at or below),
+  // then enters as the order it describes (see engine/README.md).
+  Price stop_price = 0;
 };
 
 struct CancelOrder {
@@ -118,6 +125,8 @@ struct ModifyOrder {
   SymbolId symbol_id = 0;
   Price price = 0;
   Quantity quantity = 0;
+  // A waiting stop's new stop price (0: keep it); must be 0 for a resting order.
+  Price stop_price = 0;
 };
 
 // Per-symbol trading rules; the defaults impose nothing beyond the global limits.
@@ -145,7 +154,8 @@ RejectReason check(const Instrument& inst, Price price, Quantity quantity, bool 
 RejectReason validate(const NewOrder& order);
 // validate(), then the stp mode, the post-only combination and the display quantity
 // (INVALID_DISPLAY_QUANTITY: a non-zero display_quantity that is negative, not below
-// quantity, or on a MARKET, IOC or FOK order). Its lot rule is the engine's (instrument).
+// quantity, or on a MARKET, IOC or FOK order), then the stop price (INVALID_STOP_PRICE outside
+// [0, kMaxPrice]; INVALID_POST_ONLY with a stop price). Its lot rule is the engine's (instrument).
 RejectReason validate_full(const NewOrder& order);
 
 }  // namespace bourse::engine
