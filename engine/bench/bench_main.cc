@@ -17,6 +17,11 @@
 // insert : alternating buy/sell GTC limits in a 10-tick band (crosses often).
 // multi  : 10,000 symbols, ~1,000,000 resting orders, the mixed workload
 //          spread over random symbols (cost of symbol lookup and a big heap).
+// cascade: 1,000 buy stops (market, 1 lot) at the 1,000 ticks above the last trade,
+//          asks of 1 lot on each of 2,000 ticks: one command sweeping 1,000 ticks
+//          triggers all of them at once ("sweep"), or one lot at the first tick sets
+//          off a chain, each stop's trade triggering the next ("chain"). Timed: that one
+//          command, against the same command on the same book without the stops.
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
@@ -300,6 +305,67 @@ void memory() {
   }
 }
 
+// Counts events, and the stops that entered.
+class TriggerCounter final : public EventHandler {
+ public:
+  void on_event(const Event& e) override {
+    ++events;
+    triggered += e.kind == EventKind::TRIGGERED;
+  }
+  std::uint64_t events = 0, triggered = 0;
+};
+
+// The time of the one command that sets off the stops (or of the same command on the
+// same book without them), in ns; the book is built untimed on a fresh engine.
+double cascade_ns(bool chain, bool with_stops, TriggerCounter& sink) {
+  constexpr int kStops = 1000, kAskTicks = 2000;
+  Engine eng(sink, 8192);
+  OrderId id = 1;
+  const auto limit = [&](AccountId acct, Side side, Price px, Quantity qty, TimeInForce tif) {
+    return NewOrder{id++, acct, 1, side, OrderType::LIMIT, tif, px, qty};
+  };
+  eng.submit(limit(1, Side::SELL, kMid, 1, TimeInForce::GTC));  // a print at kMid: the last trade
+  eng.submit(limit(3, Side::BUY, kMid, 1, TimeInForce::GTC));
+  for (int i = 1; i <= kAskTicks; ++i) eng.submit(limit(1, Side::SELL, kMid + i, 1, TimeInForce::GTC));
+  for (int i = 1; with_stops && i <= kStops; ++i) {
+    NewOrder stop{id++, 2, 1, Side::BUY, OrderType::MARKET, TimeInForce::IOC, 0, 1};
+    stop.stop_price = kMid + i;
+    eng.submit(stop);
+  }
+  const Quantity lots = chain ? 1 : kStops;
+  const NewOrder go = limit(3, Side::BUY, kMid + lots, lots, TimeInForce::IOC);
+  sink.events = sink.triggered = 0;
+  const auto t0 = Clock::now();
+  eng.submit(go);
+  const auto t1 = Clock::now();
+  if (with_stops && sink.triggered != kStops) {
+    std::fprintf(stderr, "cascade: %llu stops entered, not %d\n",
+                 static_cast<unsigned long long>(sink.triggered), kStops);
+    std::exit(1);
+  }
+  return std::chrono::duration<double, std::nano>(t1 - t0).count();
+}
+
+void cascade(int runs) {
+  for (const bool chain : {false, true}) {
+    std::vector<double> with, without;
+    TriggerCounter sink;
+    std::uint64_t events = 0;
+    for (int r = 0; r < runs; ++r) {  // alternating, so that both see the same machine
+      with.push_back(cascade_ns(chain, true, sink));
+      events = sink.events;
+      without.push_back(cascade_ns(chain, false, sink));
+    }
+    std::sort(with.begin(), with.end());
+    std::sort(without.begin(), without.end());
+    const double w = with[with.size() / 2], wo = without[without.size() / 2];
+    std::printf("cascade %-5s 1,000 stops: the command %8.1f us (without the stops %6.1f us): %5.0f ns "
+                "per stop entered (its trade included), %llu events, median of %d\n",
+                chain ? "chain" : "sweep", w / 1e3, wo / 1e3, (w - wo) / 1000.0,
+                static_cast<unsigned long long>(events), runs);
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -316,5 +382,6 @@ int main(int argc, char** argv) {
     std::printf("multi   floor: finding each command's order by id alone %.0f ops/s\n", lookup_floor(w));
   }
   if (wanted("memory")) memory();
+  if (wanted("cascade")) cascade(std::max(runs, 1) * 20);
   return 0;
 }

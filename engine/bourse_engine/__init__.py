@@ -38,12 +38,22 @@ from .events import (
     OrderType,
     RejectReason,
     Side,
+    StopOrder,
     TimeInForce,
     TradingStatus,
     event_from_raw,
     hash_event,
+    stop_from_raw,
 )
-from .packed import COMMAND_DTYPE, COMMAND_DTYPE_V1, EVENT_DTYPE, OP_CANCEL, OP_MODIFY, OP_SUBMIT
+from .packed import (
+    COMMAND_DTYPE,
+    COMMAND_DTYPE_V1,
+    COMMAND_DTYPE_V2,
+    EVENT_DTYPE,
+    OP_CANCEL,
+    OP_MODIFY,
+    OP_SUBMIT,
+)
 
 __all__ = [
     "DEFAULT_ID_WINDOW",
@@ -60,10 +70,12 @@ __all__ = [
     "Level",
     "OrderInfo",
     "L3Order",
+    "StopOrder",
     "Instrument",
     "SelfTradePrevention",
     "COMMAND_DTYPE",
     "COMMAND_DTYPE_V1",
+    "COMMAND_DTYPE_V2",
     "EVENT_DTYPE",
     "OP_SUBMIT",
     "OP_CANCEL",
@@ -128,18 +140,26 @@ class Engine:
         post_only: bool = False,
         stp: SelfTradePrevention | int = SelfTradePrevention.CANCEL_INCOMING,
         display_quantity: int = 0,
+        stop_price: int = 0,
     ) -> list[Event]:
         """Events: REJECTED, DONE(REJECTED) -- or ACCEPTED, TRADE*, [CANCELLED], DONE.
 
         With stp CANCEL_RESTING/CANCEL_BOTH, CANCELLED(SELF_TRADE_PREVENTED) +
         DONE(CANCELLED) of *resting* orders (their own order_id) may appear among
-        the TRADEs; the last event is always this order's DONE.
+        the TRADEs; this order's DONE is the last of its own events, followed by those
+        of the stops its trades triggered (TRIGGERED, TRADE*, [CANCELLED], DONE each).
 
         display_quantity > 0 makes a LIMIT GTC order an iceberg (0 < display_quantity <
         quantity, a multiple of the lot size; else INVALID_DISPLAY_QUANTITY): it trades
         on arrival with all of its quantity, then the book shows a slice of at most
         display_quantity; each slice filled is followed by the next one at the back of
-        its price level (engine/README.md, "Icebergs")."""
+        its price level (engine/README.md, "Icebergs").
+
+        stop_price > 0 makes a MARKET order a stop and a LIMIT order a stop-limit: accepted
+        (ACCEPTED, DONE(NEW)) it waits off the book until a trade prints at or beyond its stop
+        price (a buy at or above, a sell at or below), then enters as that order; it is
+        rejected STOP_WOULD_TRIGGER if the last trade price already satisfies that
+        (engine/README.md, "Stop and stop-limit orders")."""
         return _events(
             self._raw.submit(
                 _id("order_id", order_id, _U64),
@@ -153,17 +173,19 @@ class Engine:
                 bool(post_only),
                 _code(stp),
                 _clamp(display_quantity),
+                _clamp(stop_price),
             )
         )
 
     def submit_raw(self, order_id: int, account_id: int, symbol_id: int, side: int, order_type: int, tif: int,
-                   price: int, quantity: int, post_only: bool, stp: int, display_quantity: int = 0) -> list[RawEvent]:
+                   price: int, quantity: int, post_only: bool, stp: int, display_quantity: int = 0,
+                   stop_price: int = 0) -> list[RawEvent]:
         """`submit`, with the events as raw tuples (Event's fields in order, enums as
         their ints, 0 for none): for a caller's hot loop, which then builds no Event."""
         return self._raw.submit(
             _id("order_id", order_id, _U64), _id("account_id", account_id, _U64), _id("symbol_id", symbol_id, _U32),
             _code(side), _code(order_type), _code(tif), _clamp(price), _clamp(quantity), bool(post_only), _code(stp),
-            _clamp(display_quantity))
+            _clamp(display_quantity), _clamp(stop_price))
 
     @property
     def raw(self):
@@ -180,13 +202,15 @@ class Engine:
         return self._raw.cancel(_id("order_id", order_id, _U64), _id("account_id", account_id, _U64),
                                 _id("symbol_id", symbol_id, _U32))
 
-    def modify_raw(self, order_id: int, account_id: int, symbol_id: int, price: int, quantity: int) -> list[RawEvent]:
+    def modify_raw(self, order_id: int, account_id: int, symbol_id: int, price: int, quantity: int,
+                   stop_price: int = 0) -> list[RawEvent]:
         """`modify`, with the events as raw tuples (see submit_raw)."""
         return self._raw.modify(_id("order_id", order_id, _U64), _id("account_id", account_id, _U64),
-                                _id("symbol_id", symbol_id, _U32), _clamp(price), _clamp(quantity))
+                                _id("symbol_id", symbol_id, _U32), _clamp(price), _clamp(quantity),
+                                _clamp(stop_price))
 
     def modify(
-        self, *, order_id: int, account_id: int, symbol_id: int, price: int, quantity: int
+        self, *, order_id: int, account_id: int, symbol_id: int, price: int, quantity: int, stop_price: int = 0
     ) -> list[Event]:
         """Changes a resting order's price and/or open quantity (`quantity` is the
         new leaves). Same price and quantity <= leaves: reduced in place, keeps
@@ -194,9 +218,14 @@ class Engine:
         cancel-replace (atomic): it goes to the back of the queue at `price` and may
         trade at once (an iceberg keeps its display quantity).
 
-        Events: MODIFIED, TRADE*, [CANCELLED(SELF_TRADE_PREVENTED)], DONE -- or
-        REJECTED(reason) alone, the order untouched (UNKNOWN_ORDER for a missing,
-        done, foreign-account or other-symbol order)."""
+        A waiting stop: `price` is its new limit price (0 for a stop), `quantity` its new
+        quantity, `stop_price` its new stop price (0 keeps it); it keeps its place among
+        the stops if neither price changes and the quantity does not grow. stop_price
+        must be 0 for a resting order (else INVALID_STOP_PRICE).
+
+        Events: MODIFIED, TRADE*, [CANCELLED(SELF_TRADE_PREVENTED)], DONE, then the
+        stops its trades triggered -- or REJECTED(reason) alone, the order untouched
+        (UNKNOWN_ORDER for a missing, done, foreign-account or other-symbol order)."""
         return _events(
             self._raw.modify(
                 _id("order_id", order_id, _U64),
@@ -204,16 +233,18 @@ class Engine:
                 _id("symbol_id", symbol_id, _U32),
                 _clamp(price),
                 _clamp(quantity),
+                _clamp(stop_price),
             )
         )
 
     def execute_packed(self, commands: Union[np.ndarray, bytes, bytearray, memoryview]) -> np.ndarray:
         """Runs a batch of commands in one call; returns the events as a numpy
         array of EVENT_DTYPE. `commands` is an array of COMMAND_DTYPE (or of the older
-        COMMAND_DTYPE_V1, without display quantities) or a buffer of COMMAND_DTYPE
-        records (see bourse_engine.packed for the layouts)."""
+        COMMAND_DTYPE_V2, without stop prices, or COMMAND_DTYPE_V1, without display
+        quantities either) or a buffer of COMMAND_DTYPE records (see bourse_engine.packed
+        for the layouts)."""
         if isinstance(commands, np.ndarray):
-            if commands.dtype != COMMAND_DTYPE and commands.dtype != COMMAND_DTYPE_V1:
+            if commands.dtype not in (COMMAND_DTYPE, COMMAND_DTYPE_V2, COMMAND_DTYPE_V1):
                 raise ValueError(f"commands must have dtype COMMAND_DTYPE, got {commands.dtype}")
             commands = np.ascontiguousarray(commands)
         return np.frombuffer(self._raw.execute_packed(commands), dtype=EVENT_DTYPE)
@@ -258,9 +289,9 @@ class Engine:
         return TradingStatus(self._raw.trading_status(_id("symbol_id", symbol_id, _U32)))
 
     def cancel_all(self, *, account_id: int, symbol_id: int | None = None) -> list[Event]:
-        """Mass cancel: every resting order of the account (on symbol_id only, if
-        given), in ascending order_id, each CANCELLED(MASS_CANCEL, remaining) +
-        DONE(CANCELLED, filled). No events if it has none. Works while halted.
+        """Mass cancel: every resting order and waiting stop of the account (on symbol_id
+        only, if given), together in ascending order_id, each CANCELLED(MASS_CANCEL,
+        remaining) + DONE(CANCELLED, filled). No events if it has none. Works while halted.
         O(resting orders of the book, or of every book without symbol_id)."""
         return _events(self.cancel_all_raw(account_id, symbol_id))
 
@@ -275,9 +306,22 @@ class Engine:
         bids, asks = self._raw.l3(_id("symbol_id", symbol_id, _U32))
         return [L3Order(*b) for b in bids], [L3Order(*a) for a in asks]
 
+    def stops(self, *, symbol_id: int) -> tuple[list[StopOrder], list[StopOrder]]:
+        """(buys, sells): the symbol's waiting stops, each side in the order a move of the
+        price would trigger them (buys by rising stop price, sells by falling; at one stop
+        price in arrival order). They are in no book: not in depth, top, l3 or order()."""
+        buys, sells = self._raw.stops(_id("symbol_id", symbol_id, _U32))
+        return [stop_from_raw(b) for b in buys], [stop_from_raw(s) for s in sells]
+
+    def last_trade_price(self, *, symbol_id: int) -> int:
+        """The price of the symbol's latest trade, which stops are checked against at
+        submit (STOP_WOULD_TRIGGER); 0 before any trade."""
+        return self._raw.last_trade_price(_id("symbol_id", symbol_id, _U32))
+
     def snapshot(self) -> bytes:
-        """The whole state (books with priority, instrument rules, trading status,
-        event hash) as bytes. Ids of done orders are not included (see restore)."""
+        """The whole state (books with priority, waiting stops, last trade prices,
+        instrument rules, trading status, event hash) as bytes. Ids of done orders are
+        not included (see restore)."""
         return self._raw.snapshot()
 
     @classmethod
@@ -293,8 +337,9 @@ class Engine:
         return self._raw.symbol_count()
 
     def cancel(self, *, order_id: int, account_id: int, symbol_id: int) -> list[Event]:
-        """Events: CANCELLED(USER), DONE(CANCELLED) -- or REJECTED(UNKNOWN_ORDER)
-        alone, also when the order belongs to another account or symbol."""
+        """Cancels a resting order or a waiting stop. Events: CANCELLED(USER),
+        DONE(CANCELLED) -- or REJECTED(UNKNOWN_ORDER) alone, also when the order belongs
+        to another account or symbol."""
         return _events(
             self._raw.cancel(
                 _id("order_id", order_id, _U64),
@@ -344,7 +389,8 @@ class Engine:
         return (bids[0] if bids else None, asks[0] if asks else None)
 
     def order(self, order_id: int) -> Optional[OrderInfo]:
-        """The live (resting) order, or None once it is done or if never seen;
+        """The live (resting) order, or None once it is done, while it is a waiting stop,
+        or if never seen;
         `remaining` is its leaves, an iceberg's hidden quantity included."""
         if not 0 <= int(order_id) <= _U64:
             return None
@@ -359,8 +405,10 @@ class Engine:
         return self._raw.event_hash()
 
     def live_orders(self) -> int:
+        """Resting orders (waiting stops are not counted)."""
         return self._raw.live_orders()
 
     def known_ids(self) -> int:
-        """Ids refused as duplicates now: the working orders' and the window's."""
+        """Ids refused as duplicates now: the working orders' (waiting stops' included) and
+        the window's."""
         return self._raw.known_ids()

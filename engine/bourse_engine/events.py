@@ -43,6 +43,7 @@ class EventKind(IntEnum):
     CANCELLED = 4
     DONE = 5
     MODIFIED = 6
+    TRIGGERED = 7  # a waiting stop enters: price = its stop price, quantity = its quantity
 
 
 class SelfTradePrevention(IntEnum):
@@ -74,6 +75,8 @@ class RejectReason(IntEnum):
     INVALID_POST_ONLY = 16
     INSTRUMENT_HALTED = 17
     INVALID_DISPLAY_QUANTITY = 18  # iceberg display not in [1, quantity - 1], off the lot, or not LIMIT GTC
+    INVALID_STOP_PRICE = 19  # stop price not in [0, MAX_PRICE], or non-zero on a modify of a resting order
+    STOP_WOULD_TRIGGER = 20  # the symbol's last trade price already satisfies the stop's trigger
 
 
 class CancelReason(IntEnum):
@@ -113,6 +116,8 @@ class Event(NamedTuple):
     CANCELLED reason: CancelReason, remaining (quantity cancelled)
     DONE      status, filled (cumulative), remaining (leaves; > 0 only if resting)
     MODIFIED  price (new), quantity (new open quantity)
+    TRIGGERED price (the stop price), quantity (the stop's quantity): a waiting stop
+              enters; its TRADE*, [CANCELLED], DONE follow as a submit's would
 
     An iceberg maker's maker_remaining is its whole leaves (shown + hidden), like every
     remaining here; a refresh of its slice emits no event of its own.
@@ -171,6 +176,21 @@ class Instrument(NamedTuple):
     reference_price: int = 0
 
 
+class StopOrder(NamedTuple):
+    """A waiting stop (MARKET: enters as a market order) or stop-limit (LIMIT: enters as
+    that limit order, `price`) order, off the book until a trade reaches `stop_price`."""
+
+    order_id: int
+    account_id: int
+    side: Side
+    order_type: OrderType
+    tif: TimeInForce
+    stop_price: int
+    price: int
+    quantity: int
+    display_quantity: int = 0
+
+
 class OrderInfo(NamedTuple):
     """A live order; `remaining` is its leaves (an iceberg's hidden quantity included)."""
 
@@ -189,6 +209,13 @@ _REJECTS = {r.value: r for r in RejectReason}
 _CANCELS = {c.value: c for c in CancelReason}
 _STATUSES = {s.value: s for s in OrderStatus}
 _SIDES = {s.value: s for s in Side}
+
+
+def stop_from_raw(raw: tuple) -> StopOrder:
+    """A StopOrder from the binding's 9-int tuple (StopOrder's fields in order)."""
+    order_id, account_id, side, order_type, tif, stop_price, price, quantity, display = raw
+    return StopOrder(order_id, account_id, Side(side), OrderType(order_type), TimeInForce(tif), stop_price,
+                     price, quantity, display)
 
 
 def event_from_raw(raw: RawEvent) -> Event:

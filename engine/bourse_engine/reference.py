@@ -3,7 +3,8 @@
 It exists to check the C++ engine: property tests feed both the same random
 command stream and require identical events. Clarity over speed everywhere:
 the book is a flat dict of live orders, re-sorted into priority order whenever
-it is needed, so there is no data structure to get wrong.
+it is needed, so there is no data structure to get wrong. Waiting stops are another
+flat dict, searched in full after every order that traded.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from .events import (
     OrderType,
     RejectReason,
     Side,
+    StopOrder,
     TimeInForce,
     TradingStatus,
     event_from_raw,
@@ -59,6 +61,24 @@ class _Resting:
     post_only: bool = False
     display: int = 0  # an iceberg's slice size; 0: an ordinary order
     visible: int = 0  # what the book shows (== remaining for an ordinary order)
+
+
+@dataclass
+class _Stop:
+    """A waiting stop (order_type MARKET) or stop-limit (LIMIT): all it needs to enter."""
+
+    order_id: int
+    account_id: int
+    symbol_id: int
+    side: int
+    order_type: int
+    tif: int
+    stop_price: int
+    price: int
+    quantity: int
+    display: int
+    stp: int
+    seq: int  # arrival (or a modify that lost its place): the order among stops at one stop price
 
 
 def _raw(kind, order_id, symbol_id, reason=0, status=0, aggressor_side=0,
@@ -89,7 +109,7 @@ def _validate(side, order_type, tif, price, quantity, post_only=False,
     return None
 
 
-def _validate_full(side, order_type, tif, price, quantity, post_only, stp, display=0):
+def _validate_full(side, order_type, tif, price, quantity, post_only, stp, display=0, stop_price=0):
     why = _validate(side, order_type, tif, price, quantity)
     if why is not None:
         return why
@@ -100,7 +120,17 @@ def _validate_full(side, order_type, tif, price, quantity, post_only, stp, displ
     if display != 0 and not (0 < display < quantity and order_type == OrderType.LIMIT
                              and tif == TimeInForce.GTC):
         return RejectReason.INVALID_DISPLAY_QUANTITY
+    if not 0 <= stop_price <= MAX_PRICE:
+        return RejectReason.INVALID_STOP_PRICE
+    # A stop enters when the price runs at it: it cannot promise to add liquidity.
+    if post_only and stop_price != 0:
+        return RejectReason.INVALID_POST_ONLY
     return None
+
+
+def _fires(side: int, stop_price: int, trade_price: int) -> bool:
+    """Whether a trade at trade_price triggers a stop of this side and stop price."""
+    return trade_price >= stop_price if side == Side.BUY else trade_price <= stop_price
 
 
 def _check_rules(inst: Instrument, price: int, quantity: int, check_min: bool):
@@ -141,6 +171,10 @@ class ReferenceEngine:
         self._hash = EVENT_HASH_SEED
         self._instruments: dict[int, Instrument] = {}
         self._status: dict[int, TradingStatus] = {}  # absent: TRADING
+        self._stops: dict[int, _Stop] = {}  # waiting stops, off every book
+        self._last: dict[int, int] = {}  # last trade price per symbol; absent: 0 (never traded)
+        self.triggers = 0  # stops triggered so far (tests count them)
+        self.cascades = 0  # of which triggered by a triggered stop's trades
 
     # -- helpers -----------------------------------------------------------
 
@@ -149,7 +183,7 @@ class ReferenceEngine:
         (and is forgotten, unless a modify made it work again)."""
         if len(self._done_ids) == self._id_window:
             oldest = self._done_ids.popleft()
-            if oldest not in self._live:
+            if oldest not in self._live and oldest not in self._stops:
                 self._known.discard(oldest)
         self._done_ids.append(oid)
 
@@ -229,8 +263,9 @@ class ReferenceEngine:
         return remaining, stopped, out, finished
 
     def _take(self, out, *, oid, account_id, sym, side, limit, quantity, filled, stp, is_market,
-              tif, post_only, display=0):
-        """Matches an accepted order against the book, then rests or finishes it."""
+              tif, post_only, display=0) -> list[int]:
+        """Matches an accepted order against the book, then rests or finishes it.
+        Returns the prices its trades printed, in order (what stops are checked against)."""
         remaining, stopped, events, finished = self._match(
             self._live, oid=oid, account_id=account_id, sym=sym, side=side, limit=limit,
             remaining=quantity, stp=stp)
@@ -238,6 +273,9 @@ class ReferenceEngine:
         for maker_id in finished:
             self._finished(maker_id)
         filled += quantity - remaining
+        prices = [r[10] for r in events if r[0] == EventKind.TRADE]
+        if prices:
+            self._last[sym] = prices[-1]
 
         if remaining == 0:
             self._finished(oid)
@@ -256,37 +294,14 @@ class ReferenceEngine:
             status = OrderStatus.PARTIALLY_FILLED if filled else OrderStatus.NEW
             out.append(_raw(EventKind.DONE, oid, sym, status=status, filled=filled,
                             remaining=remaining))
+        return prices
 
-    # -- commands ----------------------------------------------------------
-
-    def submit(self, *, order_id, account_id, symbol_id, side, order_type, tif, price,
-               quantity, post_only=False, stp=SelfTradePrevention.CANCEL_INCOMING,
-               display_quantity=0) -> list[Event]:
-        oid, sym, display = order_id, symbol_id, display_quantity
-        out: list[tuple] = []
-
-        reason = _validate_full(side, order_type, tif, price, quantity, post_only, stp, display)
-        if reason is None and self._halted(sym):
-            reason = RejectReason.INSTRUMENT_HALTED
-        if reason is None:
-            reason = _check_rules(self._rules(sym), price, quantity, check_min=True)
-        if reason is None and display % self._rules(sym).lot_size != 0:
-            reason = RejectReason.INVALID_DISPLAY_QUANTITY  # a slice must be on the lot too
-        if reason is None and oid in self._known:
-            reason = RejectReason.DUPLICATE_ORDER_ID
-        if reason is None and post_only and self._would_trade(sym, side, price):
-            reason = RejectReason.WOULD_TAKE_LIQUIDITY
-        if reason is not None:
-            out.append(_raw(EventKind.REJECTED, oid, sym, reason=reason))
-            out.append(_raw(EventKind.DONE, oid, sym, status=OrderStatus.REJECTED))
-            return self._emit(out)
-
-        self._known.add(oid)
-        out.append(_raw(EventKind.ACCEPTED, oid, sym))
-
+    def _enter(self, out, *, oid, account_id, sym, side, order_type, tif, price, quantity, stp,
+               post_only, display) -> list[int]:
+        """An accepted order (a submit's, or a triggered stop's) after its ACCEPTED or
+        TRIGGERED: the FOK test, then matching. Returns the prices its trades printed."""
         is_market = order_type == OrderType.MARKET
         limit = None if is_market else price
-
         if tif == TimeInForce.FOK:
             # What matching would actually fill (self-trade prevention and iceberg
             # refreshes included): match on a copy of the book and see.
@@ -298,20 +313,105 @@ class ReferenceEngine:
                                 reason=CancelReason.FOK_UNFILLABLE, remaining=quantity))
                 out.append(_raw(EventKind.DONE, oid, sym, status=OrderStatus.CANCELLED))
                 self._finished(oid)
-                return self._emit(out)
+                return []
+        return self._take(out, oid=oid, account_id=account_id, sym=sym, side=side, limit=limit,
+                          quantity=quantity, filled=0, stp=stp, is_market=is_market, tif=tif,
+                          post_only=post_only, display=display)
 
-        self._take(out, oid=oid, account_id=account_id, sym=sym, side=side, limit=limit,
-                   quantity=quantity, filled=0, stp=stp, is_market=is_market, tif=tif,
-                   post_only=post_only, display=display)
+    def _would_trigger(self, sym, side, stop_price) -> bool:
+        last = self._last.get(sym, 0)
+        return last > 0 and _fires(side, stop_price, last)
+
+    def _triggered(self, sym, aggressor, prices) -> list[_Stop]:
+        """Takes off the waiting stops that these trade prices (one order's, in the order
+        they printed) trigger, in the order the price path reached them: trade by trade,
+        the aggressor's side first, then the other; within a side, the stop price reached
+        first (a buy stop's lowest, a sell stop's highest), then arrival."""
+        fired: list[_Stop] = []
+        other = Side.SELL if aggressor == Side.BUY else Side.BUY
+        for p in prices:
+            for side in (aggressor, other):
+                hits = [st for st in self._stops.values()
+                        if st.symbol_id == sym and st.side == side and _fires(side, st.stop_price, p)]
+                hits.sort(key=lambda st: (st.stop_price if side == Side.BUY else -st.stop_price, st.seq))
+                for st in hits:
+                    del self._stops[st.order_id]
+                fired += hits
+        return fired
+
+    def _cascade(self, out, sym, aggressor, prices) -> None:
+        """Enters the stops an order's trades triggered, one at a time, and those their
+        own trades trigger after them (a FIFO queue), until none is left."""
+        queue = deque(self._triggered(sym, aggressor, prices))
+        while queue:
+            st = queue.popleft()
+            self.triggers += 1
+            out.append(_raw(EventKind.TRIGGERED, st.order_id, sym, price=st.stop_price,
+                            quantity=st.quantity))
+            # Not validated again: the rules in force at its submit stand.
+            printed = self._enter(out, oid=st.order_id, account_id=st.account_id, sym=sym, side=st.side,
+                                  order_type=st.order_type, tif=st.tif, price=st.price,
+                                  quantity=st.quantity, stp=st.stp, post_only=False, display=st.display)
+            more = self._triggered(sym, st.side, printed)
+            self.cascades += len(more)
+            queue.extend(more)
+
+    # -- commands ----------------------------------------------------------
+
+    def submit(self, *, order_id, account_id, symbol_id, side, order_type, tif, price,
+               quantity, post_only=False, stp=SelfTradePrevention.CANCEL_INCOMING,
+               display_quantity=0, stop_price=0) -> list[Event]:
+        oid, sym, display = order_id, symbol_id, display_quantity
+        out: list[tuple] = []
+
+        reason = _validate_full(side, order_type, tif, price, quantity, post_only, stp, display,
+                                stop_price)
+        if reason is None and self._halted(sym):
+            reason = RejectReason.INSTRUMENT_HALTED
+        if reason is None:
+            reason = _check_rules(self._rules(sym), price, quantity, check_min=True)
+        if reason is None and display % self._rules(sym).lot_size != 0:
+            reason = RejectReason.INVALID_DISPLAY_QUANTITY  # a slice must be on the lot too
+        if reason is None and stop_price % self._rules(sym).tick_size != 0:
+            reason = RejectReason.PRICE_NOT_ON_TICK
+        if reason is None and oid in self._known:
+            reason = RejectReason.DUPLICATE_ORDER_ID
+        if reason is None and stop_price and self._would_trigger(sym, side, stop_price):
+            # It would enter at once: the caller meant a plain order, or the price moved.
+            reason = RejectReason.STOP_WOULD_TRIGGER
+        if reason is None and post_only and self._would_trade(sym, side, price):
+            reason = RejectReason.WOULD_TAKE_LIQUIDITY
+        if reason is not None:
+            out.append(_raw(EventKind.REJECTED, oid, sym, reason=reason))
+            out.append(_raw(EventKind.DONE, oid, sym, status=OrderStatus.REJECTED))
+            return self._emit(out)
+
+        self._known.add(oid)
+        out.append(_raw(EventKind.ACCEPTED, oid, sym))
+        if stop_price:
+            self._stops[oid] = _Stop(oid, account_id, sym, side, order_type, tif, stop_price, price,
+                                     quantity, display, stp, next(self._seq))
+            out.append(_raw(EventKind.DONE, oid, sym, status=OrderStatus.NEW, remaining=quantity))
+            return self._emit(out)
+
+        prices = self._enter(out, oid=oid, account_id=account_id, sym=sym, side=side,
+                             order_type=order_type, tif=tif, price=price, quantity=quantity, stp=stp,
+                             post_only=post_only, display=display)
+        self._cascade(out, sym, side, prices)
         return self._emit(out)
 
-    def modify(self, *, order_id, account_id, symbol_id, price, quantity) -> list[Event]:
+    def modify(self, *, order_id, account_id, symbol_id, price, quantity, stop_price=0) -> list[Event]:
+        st = self._stops.get(order_id)
+        if st is not None and st.account_id == account_id and st.symbol_id == symbol_id:
+            return self._modify_stop(st, price, quantity, stop_price)
         o = self._live.get(order_id)
         reason = None
         if o is None or o.account_id != account_id or o.symbol_id != symbol_id:
             reason = RejectReason.UNKNOWN_ORDER
         elif self._halted(symbol_id):  # after the lookup: a halt must not reveal live ids
             reason = RejectReason.INSTRUMENT_HALTED
+        elif stop_price != 0:  # a resting order is no stop, and cannot become one
+            reason = RejectReason.INVALID_STOP_PRICE
         elif not 0 < quantity <= MAX_QUANTITY:
             reason = RejectReason.INVALID_QUANTITY
         elif not 0 < price <= MAX_PRICE:
@@ -338,10 +438,46 @@ class ReferenceEngine:
                             remaining=quantity))
             return self._emit(out)
         del self._live[order_id]
-        self._take(out, oid=order_id, account_id=account_id, sym=symbol_id, side=o.side,
-                   limit=price, quantity=quantity, filled=o.filled, stp=o.stp, is_market=False,
-                   tif=TimeInForce.GTC, post_only=o.post_only, display=o.display)
+        prices = self._take(out, oid=order_id, account_id=account_id, sym=symbol_id, side=o.side,
+                            limit=price, quantity=quantity, filled=o.filled, stp=o.stp, is_market=False,
+                            tif=TimeInForce.GTC, post_only=o.post_only, display=o.display)
+        self._cascade(out, symbol_id, o.side, prices)
         return self._emit(out)
+
+    def _modify_stop(self, st: _Stop, price, quantity, stop_price) -> list[Event]:
+        sym = st.symbol_id
+        new_stop = stop_price or st.stop_price  # 0 keeps it
+        is_limit = st.order_type == OrderType.LIMIT
+        reason = None
+        if self._halted(sym):
+            reason = RejectReason.INSTRUMENT_HALTED
+        elif not 0 < quantity <= MAX_QUANTITY:
+            reason = RejectReason.INVALID_QUANTITY
+        elif (not 0 < price <= MAX_PRICE) if is_limit else price != 0:
+            reason = RejectReason.INVALID_PRICE
+        elif not 0 <= stop_price <= MAX_PRICE:
+            reason = RejectReason.INVALID_STOP_PRICE
+        elif price * quantity > MAX_NOTIONAL:
+            reason = RejectReason.NOTIONAL_OVERFLOW
+        else:
+            # Like a resting order's modify, a price binds the tick (and a limit price the
+            # band) only if it changes; a stop's price is 0, which skips them.
+            reason = _check_rules(self._rules(sym), 0 if price == st.price else price, quantity,
+                                  check_min=False)
+            if reason is None and new_stop != st.stop_price and new_stop % self._rules(sym).tick_size:
+                reason = RejectReason.PRICE_NOT_ON_TICK
+            if reason is None and self._would_trigger(sym, st.side, new_stop):
+                reason = RejectReason.STOP_WOULD_TRIGGER
+        if reason is not None:
+            return self._emit([_raw(EventKind.REJECTED, st.order_id, sym, reason=reason)])
+        keeps_place = new_stop == st.stop_price and price == st.price and quantity <= st.quantity
+        st.stop_price, st.price, st.quantity = new_stop, price, quantity
+        if not keeps_place:
+            st.seq = next(self._seq)
+        return self._emit([
+            _raw(EventKind.MODIFIED, st.order_id, sym, price=price, quantity=quantity),
+            _raw(EventKind.DONE, st.order_id, sym, status=OrderStatus.NEW, remaining=quantity),
+        ])
 
     def set_instrument(self, *, symbol_id, tick_size=1, lot_size=1, min_quantity=1,
                        max_quantity=MAX_QUANTITY, band_percent=0, reference_price=0) -> None:
@@ -368,20 +504,31 @@ class ReferenceEngine:
         return self._status.get(symbol_id, TradingStatus.TRADING)
 
     def cancel_all(self, *, account_id, symbol_id=None) -> list[Event]:
-        mine = sorted((o for o in self._live.values() if o.account_id == account_id
-                       and (symbol_id is None or o.symbol_id == symbol_id)),
-                      key=lambda o: o.order_id)
+        # Resting orders as (id, symbol, remaining, filled), waiting stops alike (none filled).
+        mine = [(o.order_id, o.symbol_id, o.remaining, o.filled) for o in self._live.values()
+                if o.account_id == account_id and (symbol_id is None or o.symbol_id == symbol_id)]
+        mine += [(st.order_id, st.symbol_id, st.quantity, 0) for st in self._stops.values()
+                 if st.account_id == account_id and (symbol_id is None or st.symbol_id == symbol_id)]
         out = []
-        for o in mine:
-            del self._live[o.order_id]
-            self._finished(o.order_id)
-            out.append(_raw(EventKind.CANCELLED, o.order_id, o.symbol_id,
-                            reason=CancelReason.MASS_CANCEL, remaining=o.remaining))
-            out.append(_raw(EventKind.DONE, o.order_id, o.symbol_id,
-                            status=OrderStatus.CANCELLED, filled=o.filled))
+        for oid, sym, remaining, filled in sorted(mine):
+            self._live.pop(oid, None)
+            self._stops.pop(oid, None)
+            self._finished(oid)
+            out.append(_raw(EventKind.CANCELLED, oid, sym, reason=CancelReason.MASS_CANCEL,
+                            remaining=remaining))
+            out.append(_raw(EventKind.DONE, oid, sym, status=OrderStatus.CANCELLED, filled=filled))
         return self._emit(out)
 
     def cancel(self, *, order_id, account_id, symbol_id) -> list[Event]:
+        st = self._stops.get(order_id)
+        if st is not None and st.account_id == account_id and st.symbol_id == symbol_id:
+            del self._stops[order_id]
+            self._finished(order_id)
+            return self._emit([
+                _raw(EventKind.CANCELLED, order_id, symbol_id, reason=CancelReason.USER,
+                     remaining=st.quantity),
+                _raw(EventKind.DONE, order_id, symbol_id, status=OrderStatus.CANCELLED),
+            ])
         o = self._live.get(order_id)
         if o is None or o.account_id != account_id or o.symbol_id != symbol_id:
             return self._emit([_raw(EventKind.REJECTED, order_id, symbol_id,
@@ -432,20 +579,35 @@ class ReferenceEngine:
                     for o in self._queue(symbol_id, side)]
         return side_orders(Side.BUY), side_orders(Side.SELL)
 
+    def stops(self, *, symbol_id: int) -> tuple[list[StopOrder], list[StopOrder]]:
+        def side_stops(side):
+            mine = [st for st in self._stops.values() if st.symbol_id == symbol_id and st.side == side]
+            # The order a move of the price through them would trigger them in.
+            mine.sort(key=lambda st: (st.stop_price if side == Side.BUY else -st.stop_price, st.seq))
+            return [StopOrder(st.order_id, st.account_id, Side(st.side), OrderType(st.order_type),
+                              TimeInForce(st.tif), st.stop_price, st.price, st.quantity, st.display)
+                    for st in mine]
+        return side_stops(Side.BUY), side_stops(Side.SELL)
+
+    def last_trade_price(self, *, symbol_id: int) -> int:
+        return self._last.get(symbol_id, 0)
+
     def snapshot(self) -> bytes:
         """Not the C++ format: just this object's state, with the same rule that
-        only live ids survive a snapshot."""
-        return pickle.dumps((self._live, self._hash, self._instruments, self._status, self.refreshes))
+        only live ids (resting orders' and waiting stops') survive a snapshot."""
+        return pickle.dumps((self._live, self._stops, self._last, self._hash, self._instruments, self._status,
+                             self.refreshes, self.triggers, self.cascades))
 
     @classmethod
     def restore(cls, data: bytes, id_window: int = DEFAULT_ID_WINDOW) -> "ReferenceEngine":
         eng = cls(id_window)
-        live, eng._hash, eng._instruments, eng._status, eng.refreshes = pickle.loads(data)
+        (live, stops, eng._last, eng._hash, eng._instruments, eng._status, eng.refreshes,
+         eng.triggers, eng.cascades) = pickle.loads(data)
         # Re-number seqs in priority order: only their relative order matters.
-        eng._live = {}
-        for o in sorted(live.values(), key=lambda o: o.seq):
-            eng._live[o.order_id] = replace(o, seq=next(eng._seq))
-        eng._known = set(eng._live)
+        eng._live, eng._stops = {}, {}
+        for o in sorted([*live.values(), *stops.values()], key=lambda o: o.seq):
+            (eng._stops if isinstance(o, _Stop) else eng._live)[o.order_id] = replace(o, seq=next(eng._seq))
+        eng._known = set(eng._live) | set(eng._stops)
         return eng
 
     def execute_packed(self, commands):
@@ -455,19 +617,20 @@ class ReferenceEngine:
         from .packed import EVENT_DTYPE, OP_CANCEL, OP_MODIFY, OP_SUBMIT
         raws = []
         for c in commands.tolist():
-            # COMMAND_DTYPE, or COMMAND_DTYPE_V1 without the display quantity.
+            # COMMAND_DTYPE; COMMAND_DTYPE_V2 lacks the stop price, COMMAND_DTYPE_V1 the display too.
             op, side, otype, tif, stp, post_only, _, sym, _, oid, acct, price, qty = c[:13]
             display = c[13] if len(c) > 13 else 0
+            stop_price = c[14] if len(c) > 14 else 0
             if op == OP_SUBMIT:
                 evs = self.submit(order_id=oid, account_id=acct, symbol_id=sym, side=side,
                                   order_type=otype, tif=tif, price=price, quantity=qty,
                                   post_only=bool(post_only), stp=stp or 1,
-                                  display_quantity=display)
+                                  display_quantity=display, stop_price=stop_price)
             elif op == OP_CANCEL:
                 evs = self.cancel(order_id=oid, account_id=acct, symbol_id=sym)
             elif op == OP_MODIFY:
                 evs = self.modify(order_id=oid, account_id=acct, symbol_id=sym, price=price,
-                                  quantity=qty)
+                                  quantity=qty, stop_price=stop_price)
             else:
                 raise ValueError("bad op")
             raws += [event_to_raw(e) for e in evs]

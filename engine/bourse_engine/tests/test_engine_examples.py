@@ -552,8 +552,8 @@ def test_iceberg_through_the_raw_and_batch_calls():
         tif=[1, 1], price=[100, 100], quantity=[10, 6], display_quantity=[4, 0]) == typed
     np = pytest.importorskip("numpy")
     cmds = np.zeros(2, dtype=COMMAND_DTYPE)
-    cmds[0] = (OP_SUBMIT, SELL, 1, 1, 0, 0, 0, SYM, 0, 1, 7, 100, 10, 4)
-    cmds[1] = (OP_SUBMIT, BUY, 1, 1, 0, 0, 0, SYM, 0, 2, 8, 100, 6, 0)
+    cmds[0] = (OP_SUBMIT, SELL, 1, 1, 0, 0, 0, SYM, 0, 1, 7, 100, 10, 4, 0)
+    cmds[1] = (OP_SUBMIT, BUY, 1, 1, 0, 0, 0, SYM, 0, 2, 8, 100, 6, 0, 0)
     assert raw_events(Engine().execute_packed(cmds)) == events
     assert raw_events(ReferenceEngine().execute_packed(cmds)) == events
     assert expected.l3(symbol_id=SYM) == ([], [L3Order(1, 7, 100, 2, 4)])

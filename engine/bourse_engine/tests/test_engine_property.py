@@ -1,12 +1,17 @@
 """The C++ engine must agree with the pure-Python reference on every event, the
 book and the event hash, for random streams of orders, cancels and modifies
-(all order types, several accounts, every STP mode, post-only, icebergs,
-instrument rules, reference price moves, halts and resumes, mass cancels,
-snapshot/restore and the packed batch API).
+(all order types, several accounts, every STP mode, post-only, icebergs, stops
+and stop-limits, instrument rules, reference price moves, halts and resumes, mass
+cancels, snapshot/restore and the packed batch API).
 
 Icebergs: limit orders carry a display quantity about a third of the time (a few
 lots, now and then an invalid one), so slices are filled and refreshed often;
 test_streams_refresh_icebergs counts how often.
+
+Stops: orders carry a stop price now and then (mostly at the prices orders trade at,
+now and then an invalid one), and stop_streams are built around them, so that trades
+trigger stops, several at a time and in cascades; test_streams_trigger_stops counts how
+often. Both engines' waiting stops and last trade prices are compared with the books.
 
 Examples: BOURSE_PROPERTY_EXAMPLES (default 300, a few seconds). With CI set,
 hypothesis is derandomized so CI runs are reproducible."""
@@ -55,6 +60,10 @@ quantities = st.one_of(st.integers(1, 12), st.sampled_from([0, -3, MAX_QUANTITY,
 # Mostly none; icebergs of a few lots; now and then an invalid one (negative, or not
 # below a quantity of up to 12).
 displays = st.sampled_from([0] * 6 + [1, 2, 3, 4, 5] + [-1, 12])
+# Mostly none; stops at the prices orders trade at (odd ones are off symbol 2's tick);
+# now and then an invalid one (negative, above MAX_PRICE, beyond int64).
+stop_prices = st.one_of(st.just(0), st.just(0), st.just(0), st.integers(95, 105), st.integers(95, 105),
+                        st.sampled_from([-1, MAX_PRICE, MAX_PRICE + 1, 2**63]))
 
 # An iceberg of a few lots shown out of ~10^12 would take ~10^11 TRADE events to sweep
 # (one per slice): above BIG lots an iceberg shows half of it, and a modify of an order
@@ -85,19 +94,20 @@ limit_orders = st.fixed_dictionaries(dict(
     symbol_id=st.sampled_from(SYMBOLS), side=sides, order_type=st.just(OrderType.LIMIT),
     tif=st.sampled_from([TimeInForce.GTC] * 4 + [TimeInForce.IOC, TimeInForce.FOK, 0]),
     price=prices, quantity=quantities, post_only=st.sampled_from([False] * 3 + [True]),
-    stp=stps, display_quantity=displays)).map(_big_icebergs_show_half)
+    stp=stps, display_quantity=displays, stop_price=stop_prices)).map(_big_icebergs_show_half)
 market_orders = st.fixed_dictionaries(dict(
     order_id=st.integers(0, MAX_ID), account_id=st.sampled_from(ACCOUNTS),
     symbol_id=st.sampled_from(SYMBOLS), side=sides, order_type=st.just(OrderType.MARKET),
     tif=st.sampled_from(list(TimeInForce)), price=st.sampled_from([0, 0, 0, 100]),
-    quantity=quantities, stp=stps, display_quantity=st.sampled_from([0] * 8 + [2])))
+    quantity=quantities, stp=stps, display_quantity=st.sampled_from([0] * 8 + [2]),
+    stop_price=stop_prices))
 cancels = st.fixed_dictionaries(dict(
     order_id=st.integers(0, MAX_ID), account_id=st.sampled_from(ACCOUNTS),
     symbol_id=st.sampled_from(SYMBOLS)))
 
 modifies = st.fixed_dictionaries(dict(
     order_id=st.integers(0, MAX_ID), account_id=st.sampled_from(ACCOUNTS),
-    symbol_id=st.sampled_from(SYMBOLS), price=prices, quantity=quantities))
+    symbol_id=st.sampled_from(SYMBOLS), price=prices, quantity=quantities, stop_price=stop_prices))
 references = st.fixed_dictionaries(dict(
     symbol_id=st.sampled_from(SYMBOLS), price=st.sampled_from([0, 96, 100, 104])))
 # Halts, resumes and now and then an invalid status (both engines raise ValueError).
@@ -140,6 +150,8 @@ def assert_same_state(cpp, ref):
         assert cpp.depth(symbol_id=sym, levels=1000) == ref.depth(symbol_id=sym, levels=1000)
     for sym in (*SYMBOLS, 9):
         assert cpp.trading_status(symbol_id=sym) == ref.trading_status(symbol_id=sym)
+        assert cpp.stops(symbol_id=sym) == ref.stops(symbol_id=sym)
+        assert cpp.last_trade_price(symbol_id=sym) == ref.last_trade_price(symbol_id=sym)
     for oid in range(MAX_ID + 1):
         assert cpp.order(oid) == ref.order(oid)
     assert cpp.live_orders() == ref.live_orders()
@@ -191,11 +203,12 @@ def test_engine_matches_reference(stream, window):
 def test_raw_calls_give_the_typed_events_as_raw_tuples(stream, window):
     typed, raw = fresh(window)[0], fresh(window)[0]
     order = {"submit": ("order_id", "account_id", "symbol_id", "side", "order_type", "tif", "price", "quantity",
-                        "post_only", "stp", "display_quantity"),
+                        "post_only", "stp", "display_quantity", "stop_price"),
              "cancel": ("order_id", "account_id", "symbol_id"),
-             "modify": ("order_id", "account_id", "symbol_id", "price", "quantity"),
+             "modify": ("order_id", "account_id", "symbol_id", "price", "quantity", "stop_price"),
              "cancel_all": ("account_id", "symbol_id")}
-    defaults = {"post_only": False, "stp": SelfTradePrevention.CANCEL_INCOMING, "display_quantity": 0}
+    defaults = {"post_only": False, "stp": SelfTradePrevention.CANCEL_INCOMING, "display_quantity": 0,
+                "stop_price": 0}
     for op, args in tame(stream):
         if op == "set_trading_status":  # on both, so that the raw calls meet halts too
             outcome(typed, op, args)
@@ -210,6 +223,9 @@ def test_raw_calls_give_the_typed_events_as_raw_tuples(stream, window):
     for symbol_id in SYMBOLS:
         bids, asks = typed.depth(symbol_id=symbol_id, levels=10)
         assert raw.depth_raw(symbol_id, 10) == ([tuple(level) for level in bids], [tuple(level) for level in asks])
+        buys, sells = typed.stops(symbol_id=symbol_id)
+        assert raw.raw.stops(symbol_id) == ([tuple(int(v) for v in s) for s in buys],
+                                            [tuple(int(v) for v in s) for s in sells])
 
 
 # Well-formed orders only (the stream above is mostly junk and short): longer streams
@@ -236,10 +252,31 @@ plain_modifies = st.fixed_dictionaries(dict(
     order_id=plain_ids, account_id=st.sampled_from(ACCOUNTS),
     symbol_id=st.sampled_from(SYMBOLS), price=st.sampled_from([96, 98, 100, 102, 104]),
     quantity=st.sampled_from([2, 4, 6, 8])))
+# Well-formed stops and stop-limits at the prices the plain orders trade at (on symbol 2's
+# tick), so that trades trigger them, often several at once, and triggered stops that
+# trade trigger more. Modifies give stop-limits a limit price (or a stop 0) and, now and
+# then, a new stop price (also to resting orders, which refuse it).
+stop_orders = st.fixed_dictionaries(dict(
+    order_id=plain_ids, account_id=st.sampled_from(ACCOUNTS),
+    symbol_id=st.sampled_from(SYMBOLS), side=st.sampled_from([Side.BUY, Side.SELL]),
+    order_type=st.sampled_from([OrderType.LIMIT, OrderType.MARKET]),
+    tif=st.sampled_from([TimeInForce.GTC] * 3 + [TimeInForce.IOC, TimeInForce.FOK]),
+    price=st.sampled_from([96, 98, 100, 102, 104]), quantity=st.sampled_from([2, 4, 6, 8]),
+    stp=st.sampled_from(list(SelfTradePrevention)),
+    display_quantity=st.sampled_from([0, 0, 0, 2]),
+    stop_price=st.sampled_from([96, 98, 100, 102, 104]))).map(
+        lambda o: {**o, "price": 0 if o["order_type"] == OrderType.MARKET else o["price"],
+                   "display_quantity": o["display_quantity"] if o["order_type"] == OrderType.LIMIT
+                   and o["tif"] == TimeInForce.GTC and o["display_quantity"] < o["quantity"] else 0})
+stop_modifies = st.fixed_dictionaries(dict(
+    order_id=plain_ids, account_id=st.sampled_from(ACCOUNTS), symbol_id=st.sampled_from(SYMBOLS),
+    price=st.sampled_from([0, 96, 98, 100, 102, 104]), quantity=st.sampled_from([2, 4, 6, 8]),
+    stop_price=st.sampled_from([0, 0, 0, 96, 98, 100, 102, 104])))
 control_streams = st.lists(
     st.one_of(
         st.tuples(st.just("submit"), plain_orders),
         st.tuples(st.just("submit"), plain_orders),
+        st.tuples(st.just("submit"), stop_orders),
         st.tuples(st.just("cancel"), plain_cancels),
         st.tuples(st.just("modify"), plain_modifies),
         controls(),
@@ -304,25 +341,98 @@ def test_icebergs_match_reference(stream, window):
         assert cpp.l3(symbol_id=sym) == ref.l3(symbol_id=sym)
 
 
+@st.composite
+def ladders(draw):
+    """A few commands that set up a cascade: one maker of 2 lots on each of 2 to 4
+    consecutive price levels of one side, a stop of the other side at each of those
+    prices, then an order that trades with the first maker. Each stop it triggers takes
+    the next level, which triggers the next stop. The stream around may break the chain
+    (an id taken, a halt, a last trade that makes a stop STOP_WOULD_TRIGGER, an account
+    meeting its own order): that is tested too."""
+    sym = draw(st.sampled_from(SYMBOLS))
+    side = draw(st.sampled_from([Side.BUY, Side.SELL]))
+    maker_side = Side.SELL if side == Side.BUY else Side.BUY
+    n = draw(st.integers(2, 4))
+    levels = [98, 100, 102, 104][:n] if side == Side.BUY else [102, 100, 98, 96][:n]
+    ids = draw(st.lists(plain_ids, min_size=2 * n + 1, max_size=2 * n + 1, unique=True))
+    accounts = st.sampled_from(ACCOUNTS)
+    out = []
+    for oid, price in zip(ids, levels):
+        out.append(("submit", dict(order_id=oid, account_id=draw(accounts), symbol_id=sym, side=maker_side,
+                                   order_type=OrderType.LIMIT, tif=TimeInForce.GTC, price=price, quantity=2)))
+    for oid, stop_price in zip(ids[n:], levels):
+        market = draw(st.booleans())
+        out.append(("submit", dict(
+            order_id=oid, account_id=draw(accounts), symbol_id=sym, side=side,
+            order_type=OrderType.MARKET if market else OrderType.LIMIT,
+            tif=draw(st.sampled_from([TimeInForce.GTC, TimeInForce.IOC, TimeInForce.FOK])),
+            price=0 if market else levels[-1], quantity=2, stp=draw(st.sampled_from(list(SelfTradePrevention))),
+            stop_price=stop_price)))
+    out.append(("submit", dict(order_id=ids[-1], account_id=draw(accounts), symbol_id=sym, side=side,
+                               order_type=OrderType.LIMIT, tif=TimeInForce.IOC, price=levels[0], quantity=2)))
+    return out
+
+
+def single(strategy):
+    return strategy.map(lambda command: [command])
+
+
+# Streams built around stops: ladders, stops and stop-limits among plain orders, cancels
+# and modifies (the stop's, a resting order's), halts, mass cancels and restores between.
+stop_streams = st.lists(
+    st.one_of(
+        ladders(),
+        ladders(),
+        ladders(),
+        single(st.tuples(st.just("submit"), stop_orders)),
+        single(st.tuples(st.just("submit"), stop_orders)),
+        single(st.tuples(st.just("submit"), plain_orders)),
+        single(st.tuples(st.just("submit"), plain_orders)),
+        single(st.tuples(st.just("submit"), plain_orders)),
+        single(st.tuples(st.just("cancel"), plain_cancels)),
+        single(st.tuples(st.just("modify"), stop_modifies)),
+        single(controls()),
+        single(st.tuples(st.just("restore"), st.just({}))),
+    ),
+    min_size=12, max_size=50,
+).map(lambda groups: [command for group in groups for command in group])
+
+
+@settings(max_examples=max(EXAMPLES // 2, 20), deadline=None, database=None, derandomize=CI,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(stop_streams, id_windows)
+def test_stops_match_reference(stream, window):
+    cpp, ref = fresh(window)
+    for op, args in stream:
+        cpp, ref = run(cpp, ref, op, args, window)
+        if op in ("submit", "modify"):  # the same stops wait, the same orders rest, after every one
+            for sym in SYMBOLS:
+                assert cpp.stops(symbol_id=sym) == ref.stops(symbol_id=sym)
+                assert cpp.l3(symbol_id=sym) == ref.l3(symbol_id=sym)
+    assert_same_state(cpp, ref)
+    for sym in SYMBOLS:
+        assert cpp.l3(symbol_id=sym) == ref.l3(symbol_id=sym)
+
+
 def to_packed(stream) -> np.ndarray:
     """The in-range commands of a stream as COMMAND_DTYPE records."""
     rows = []
     for op, a in stream:
         if op not in ("submit", "cancel", "modify"):
             continue
-        price, qty = a.get("price", 0), a.get("quantity", 0)
-        if not (-(2**63) <= price < 2**63 and -(2**63) <= qty < 2**63):
+        price, qty, stop_price = a.get("price", 0), a.get("quantity", 0), a.get("stop_price", 0)
+        if not all(-(2**63) <= v < 2**63 for v in (price, qty, stop_price)):
             continue
         code = {"submit": OP_SUBMIT, "cancel": OP_CANCEL, "modify": OP_MODIFY}[op]
         rows.append((code, a.get("side", 0), a.get("order_type", 0), a.get("tif", 0),
                      a.get("stp", 1), int(a.get("post_only", False)), 0, a["symbol_id"], 0,
-                     a["order_id"], a["account_id"], price, qty, a.get("display_quantity", 0)))
+                     a["order_id"], a["account_id"], price, qty, a.get("display_quantity", 0), stop_price))
     return np.array(rows, dtype=COMMAND_DTYPE)
 
 
 @settings(max_examples=max(EXAMPLES // 3, 20), deadline=None, database=None, derandomize=CI,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(st.one_of(commands, iceberg_streams), id_windows)
+@given(st.one_of(commands, iceberg_streams, stop_streams), id_windows)
 def test_packed_batch_matches_reference(stream, window):
     """The order commands go in packed batches; each other command (a halt, a mass
     cancel, a reference price, a restore) ends the batch before it and runs alone."""
@@ -360,13 +470,18 @@ def random_stream(rng: random.Random, n: int):
             continue
         r = rng.random()
         if r < 0.15 and live:
-            oid, acct, sym = live[rng.randrange(len(live))]
+            oid, acct, sym, kind = live[rng.randrange(len(live))]
             price = rng.randint(90, 110) if sym == 1 else 2 * rng.randint(48, 52)
-            yield "modify", dict(order_id=oid, account_id=acct, symbol_id=sym, price=price,
-                                 quantity=rng.randint(1, 30))
+            # A stop's new stop price half the time (0 keeps it); a resting order's, rarely
+            # (refused).
+            stop_price = 0
+            if rng.random() < (0.5 if kind != "limit" else 0.03):
+                stop_price = rng.randint(90, 110) if sym == 1 else 2 * rng.randint(45, 55)
+            yield "modify", dict(order_id=oid, account_id=acct, symbol_id=sym, price=0 if kind == "stop" else price,
+                                 quantity=rng.randint(1, 30), stop_price=stop_price)
             continue
         if r < 0.3 and live:
-            oid, acct, sym = live.pop(rng.randrange(len(live)))
+            oid, acct, sym, _ = live.pop(rng.randrange(len(live)))
             if rng.random() < 0.1:
                 acct = rng.choice(ACCOUNTS)  # sometimes someone else's order
             yield "cancel", dict(order_id=oid, account_id=acct, symbol_id=sym)
@@ -374,7 +489,14 @@ def random_stream(rng: random.Random, n: int):
         next_id += 1
         oid = next_id if rng.random() > 0.02 else rng.randrange(1, next_id + 1)
         acct, sym = rng.choice(ACCOUNTS), rng.choice(SYMBOLS)
-        market = r > 0.93
+        # One order in six a stop or stop-limit, around where the book trades (half of them
+        # refused STOP_WOULD_TRIGGER, as a side's are on the wrong side of the last trade).
+        stop_price = 0
+        if rng.random() < 0.17:
+            stop_price = rng.randint(90, 110) if sym == 1 else 2 * rng.randint(45, 55)
+            market = rng.random() < 0.4
+        else:
+            market = r > 0.93
         tif, quantity = rng.choice([1, 1, 1, 1, 2, 3]), rng.randint(1, 30)
         # A third of the resting limit orders are icebergs showing a few lots.
         display = rng.randint(1, min(quantity - 1, 6)) if (
@@ -384,8 +506,8 @@ def random_stream(rng: random.Random, n: int):
             order_type=OrderType.MARKET if market else OrderType.LIMIT,
             tif=tif, price=0 if market else rng.randint(90, 110),
             quantity=quantity, stp=rng.choice([1, 1, 2, 3]),
-            post_only=rng.random() < 0.05, display_quantity=display)
-        live.append((oid, acct, sym))
+            post_only=rng.random() < 0.05, display_quantity=display, stop_price=stop_price)
+        live.append((oid, acct, sym, "limit" if not stop_price else "stop" if market else "stop_limit"))
 
 
 def test_long_random_streams_match_reference():
@@ -400,14 +522,18 @@ def test_long_random_streams_match_reference():
             assert cpp.depth(symbol_id=sym, levels=1000) == ref.depth(symbol_id=sym, levels=1000)
             assert cpp.l3(symbol_id=sym) == ref.l3(symbol_id=sym)
             assert cpp.trading_status(symbol_id=sym) == ref.trading_status(symbol_id=sym)
+            assert cpp.stops(symbol_id=sym) == ref.stops(symbol_id=sym)
+            assert cpp.last_trade_price(symbol_id=sym) == ref.last_trade_price(symbol_id=sym)
         assert cpp.live_orders() == ref.live_orders()
         assert cpp.known_ids() == ref.known_ids()
         assert cpp.event_hash() == ref.event_hash()
         assert ref.refreshes > 100, (seed, ref.refreshes)  # icebergs' slices were refreshed
+        assert ref.triggers > 40 and ref.cascades > 2, (seed, ref.triggers, ref.cascades)  # stops triggered
 
 
-def refresh_counts(strategy, examples=100):
-    """Refreshes (the reference counts them) in each of a fixed sample of streams."""
+def reference_counts(strategy, counted, examples=100):
+    """What the reference counts (refreshes, triggers...: `counted` of it) at the end of each
+    of a fixed sample of streams."""
     counts = []
 
     @settings(max_examples=examples, deadline=None, database=None, derandomize=True,
@@ -417,10 +543,15 @@ def refresh_counts(strategy, examples=100):
         cpp, ref = fresh()
         for op, args in tame(stream):
             cpp, ref = run(cpp, ref, op, args)
-        counts.append(ref.refreshes)
+        counts.append(counted(ref))
 
     sample()
     return counts
+
+
+def refresh_counts(strategy, examples=100):
+    """Refreshes (the reference counts them) in each of a fixed sample of streams."""
+    return reference_counts(strategy, lambda ref: ref.refreshes, examples)
 
 
 def test_streams_refresh_icebergs():
@@ -433,3 +564,17 @@ def test_streams_refresh_icebergs():
     print(f"iceberg_streams: {refreshing} of {len(counts)} streams refreshed, {sum(counts)} refreshes")
     assert refreshing >= len(counts) // 2, counts
     assert sum(counts) >= 2 * len(counts), counts
+
+
+def test_streams_trigger_stops():
+    """The stop streams do trigger stops, not just accept them: in a fixed sample, most
+    streams trigger some, several per stream, and some of those cascade (a triggered
+    stop's trades trigger another), while the C++ engine agrees event for event above."""
+    counts = reference_counts(stop_streams, lambda ref: (ref.triggers, ref.cascades))
+    triggering = sum(1 for t, _ in counts if t > 0)
+    cascading = sum(1 for _, c in counts if c > 0)
+    print(f"stop_streams: {triggering} of {len(counts)} streams triggered, {sum(t for t, _ in counts)} triggers, "
+          f"{cascading} cascaded")
+    assert triggering >= len(counts) // 2, counts
+    assert sum(t for t, _ in counts) >= 2 * len(counts), counts
+    assert cascading >= len(counts) // 4, counts

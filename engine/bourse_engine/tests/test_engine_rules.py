@@ -433,7 +433,7 @@ def test_execute_packed_matches_object_api():
         (OP_SUBMIT, BUY, 2, 2, 2, 0, 4, 7, 0, 10),
     ]
     for i, (op, side, ot, tif, stp, po, oid, acct, px, qty) in enumerate(rows):
-        cmds[i] = (op, side, ot, tif, stp, po, 0, SYM, 0, oid, acct, px, qty, 0)
+        cmds[i] = (op, side, ot, tif, stp, po, 0, SYM, 0, oid, acct, px, qty, 0, 0)
     packed = Engine()
     out = packed.execute_packed(cmds)
     objs = Engine()
@@ -460,7 +460,7 @@ def test_execute_packed_matches_object_api():
 def test_execute_packed_refuses_bad_input_before_running_anything():
     eng = Engine()
     cmds = np.zeros(2, dtype=COMMAND_DTYPE)
-    cmds[0] = (OP_SUBMIT, BUY, 1, 1, 0, 0, 0, SYM, 0, 1, 7, 100, 1, 0)
+    cmds[0] = (OP_SUBMIT, BUY, 1, 1, 0, 0, 0, SYM, 0, 1, 7, 100, 1, 0, 0)
     cmds[1]["op"] = 9
     with pytest.raises(ValueError):
         eng.execute_packed(cmds)
