@@ -65,18 +65,20 @@ def submit_request(symbol: str, side: Side, quantity: int, price: int = 0, *,
                    order_type: OrderType = OrderType.LIMIT, time_in_force: TimeInForce | None = None,
                    client_order_id: str | None = None, post_only: bool = False,
                    self_trade_prevention: SelfTradePrevention = SelfTradePrevention.UNSPECIFIED,
-                   expire_time: datetime | None = None, display_quantity: int = 0) -> SubmitOrderRequest:
+                   expire_time: datetime | None = None, display_quantity: int = 0,
+                   stop_price: int = 0) -> SubmitOrderRequest:
     """A SubmitOrderRequest: a limit order good till cancelled unless told otherwise (a
     market order is IOC unless told FOK), under a fresh client_order_id unless given one.
     `expire_time` (timezone-aware) goes with time_in_force GTD, and only with it;
-    `display_quantity` makes a resting limit order an iceberg showing that many lots."""
+    `display_quantity` makes a resting limit order an iceberg showing that many lots;
+    `stop_price` goes with order_type STOP or STOP_LIMIT (both wait GTC unless told)."""
     if time_in_force is None:
         time_in_force = TimeInForce.IOC if order_type == OrderType.MARKET else TimeInForce.GTC
     return SubmitOrderRequest(
         client_order_id=client_order_id or new_client_order_id(), symbol=symbol, side=side,
         order_type=order_type, time_in_force=time_in_force, price=price, quantity=quantity,
         post_only=post_only, self_trade_prevention=self_trade_prevention, expire_time=expire_time,
-        display_quantity=display_quantity)
+        display_quantity=display_quantity, stop_price=stop_price)
 
 
 def _order(response) -> Order:
@@ -117,7 +119,7 @@ class Api:
                      order_type: OrderType = OrderType.LIMIT, time_in_force: TimeInForce | None = None,
                      client_order_id: str | None = None, post_only: bool = False,
                      self_trade_prevention: SelfTradePrevention = SelfTradePrevention.UNSPECIFIED,
-                     expire_time: datetime | None = None, display_quantity: int = 0,
+                     expire_time: datetime | None = None, display_quantity: int = 0, stop_price: int = 0,
                      timeout: float | None = None) -> Order:
         """Submits an order and returns it once matched and committed (status NEW,
         PARTIALLY_FILLED, FILLED, or CANCELLED with a reason such as an IOC's remainder).
@@ -125,14 +127,17 @@ class Api:
         A limit order is GTC unless `time_in_force` says otherwise; a market order
         (`order_type=OrderType.MARKET`, no price) is IOC. A GTD order needs `expire_time`;
         a DAY order expires at the exchange's end of the trading day; `display_quantity`
-        makes it an iceberg. The client_order_id is a fresh one unless given: give your
+        makes it an iceberg. A STOP (no price) or STOP_LIMIT order waits off the book
+        until a trade prints at or beyond `stop_price`, then enters as a market or limit
+        order; it is REJECTED (reason STOP_WOULD_TRIGGER) if the last trade has reached
+        that price already. The client_order_id is a fresh one unless given: give your
         own to be able to ask again after a crash. When the exchange is unavailable the
         SDK sends the same request again, same client_order_id, so the order is placed
         once (`submit` also says whether the answer was a repeat's)."""
         request = submit_request(
             symbol, side, quantity, price, order_type=order_type, time_in_force=time_in_force,
             client_order_id=client_order_id, post_only=post_only, self_trade_prevention=self_trade_prevention,
-            expire_time=expire_time, display_quantity=display_quantity)
+            expire_time=expire_time, display_quantity=display_quantity, stop_price=stop_price)
         return self._call(SUBMIT, request, timeout, _order)
 
     def submit(self, request: SubmitOrderRequest, timeout: float | None = None) -> SubmitOrderResponse:
@@ -151,14 +156,15 @@ class Api:
         when it is empty; returns how many it cancelled."""
         return self._call(MASS_CANCEL, MassCancelOrdersRequest(symbol=symbol), timeout, _cancelled_count)
 
-    def modify_order(self, order_id: int, symbol: str, price: int, quantity: int,
+    def modify_order(self, order_id: int, symbol: str, price: int, quantity: int, *, stop_price: int = 0,
                      timeout: float | None = None) -> Order:
         """Sets a working limit order's price and total quantity (cancel/replace, atomic)
         and returns it with any fills the change brought. Only a smaller quantity at the
-        same price keeps its place in the queue. Not retried by the SDK: on Unavailable,
-        read the order (get_order) before deciding to send it again."""
+        same price keeps its place in the queue. A waiting stop also takes a new
+        `stop_price` (0 keeps it; a STOP's price is 0). Not retried by the SDK: on
+        Unavailable, read the order (get_order) before deciding to send it again."""
         return self._call(MODIFY, ModifyOrderRequest(order_id=order_id, symbol=symbol, price=price,
-                                                     quantity=quantity), timeout, _order)
+                                                     quantity=quantity, stop_price=stop_price), timeout, _order)
 
     def get_order(self, order_id: int, timeout: float | None = None) -> Order:
         """One of the account's orders, with its fills."""

@@ -95,6 +95,11 @@ class WouldTakeLiquidity(FailedPrecondition):
     """A post-only order's new price would trade on arrival."""
 
 
+class StopWouldTrigger(FailedPrecondition):
+    """A waiting stop's new stop price has been reached by the last trade already (a new
+    stop order so placed is answered REJECTED with this reason instead)."""
+
+
 class InstrumentHalted(FailedPrecondition):
     """The instrument is halted: new orders and modifies are refused until it trades again
     (nothing was created: the same submit may be sent again then); cancels work."""
@@ -193,6 +198,7 @@ BY_REASON: dict[str, type[BourseError]] = {
     "ORDER_DONE": OrderDone,
     "QUANTITY_NOT_ABOVE_FILLED": QuantityNotAboveFilled,
     "WOULD_TAKE_LIQUIDITY": WouldTakeLiquidity,
+    "STOP_WOULD_TRIGGER": StopWouldTrigger,
     "INSTRUMENT_HALTED": InstrumentHalted,
     "ORDER_QUANTITY_ABOVE_LIMIT": OrderQuantityAboveLimit,
     "NOTIONAL_ABOVE_LIMIT": NotionalAboveLimit,

@@ -1,4 +1,5 @@
-"""The descriptions of a shard's resting orders: order_id -> OrderState, packed when it can be.
+"""The descriptions of a shard's working orders (resting, and stops waiting off the book):
+order_id -> OrderState, packed when it can be.
 
 A restore makes no Python object per order: the rows stay packed (ROW_DTYPE, the same
 bytes the snapshot carries, see snapshot_codec.py) and an order's OrderState is built
@@ -15,17 +16,19 @@ import numpy as np
 
 from services.matching.order_state import OrderState
 
-# One resting order's description, packed: a row of a snapshot (snapshot_codec.py).
-ROW_DTYPE = np.dtype([
+# One working order's description, packed: a row of a snapshot (snapshot_codec.py). Version 1
+# of the snapshot had no stops: its rows end at status.
+ROW_DTYPE_V1 = np.dtype([
     ("order_id", "<i8"), ("account_id", "<i8"), ("price", "<i8"), ("quantity", "<i8"), ("filled", "<i8"),
     ("leaves", "<i8"), ("create_ns", "<i8"), ("update_ns", "<i8"), ("coid_offset", "<u4"), ("coid_length", "<u4"),
     ("symbol", "<u2"), ("reason", "<u2"), ("side", "u1"), ("order_type", "u1"), ("time_in_force", "u1"),
     ("status", "u1"),
 ])
+ROW_DTYPE = np.dtype(ROW_DTYPE_V1.descr + [("stop_price", "<i8"), ("triggered", "u1")])
 
 
 class LiveOrders(MutableMapping):
-    """order_id -> OrderState of every resting order (the dict calls the shard uses).
+    """order_id -> OrderState of every working order (the dict calls the shard uses).
 
     After a restore most orders are packed rows (ROW_DTYPE, ascending id, found by
     binary search); a row becomes an OrderState in `_states` when first touched, and
@@ -70,12 +73,12 @@ class LiveOrders(MutableMapping):
 
     def _take(self, i: int) -> OrderState:
         (order_id, account_id, price, quantity, filled, leaves, create_ns, update_ns, offset, length, symbol,
-         reason, side, order_type, tif, status) = self._rows[i].tolist()
+         reason, side, order_type, tif, status, stop_price, triggered) = self._rows[i].tolist()
         self._taken[i] = True
         self._packed -= 1
         return OrderState(order_id, account_id, self._blob[offset : offset + length].decode(), self._texts[symbol],
                           side, order_type, tif, price, quantity, create_ns, filled, leaves, status,
-                          self._texts[reason], update_ns)
+                          self._texts[reason], update_ns, stop_price, triggered)
 
     def get(self, order_id, default=None):
         state = self._states.get(order_id)
@@ -151,7 +154,8 @@ class LiveOrders(MutableMapping):
         coids = [state.client_order_id.encode() for state in states]
         new = np.array([
             (s.order_id, s.account_id, s.price, s.quantity, s.filled, s.leaves, s.create_ns, s.update_ns, 0, 0,
-             text(s.symbol), text(s.reason), s.side, s.order_type, s.time_in_force, s.status) for s in states
+             text(s.symbol), text(s.reason), s.side, s.order_type, s.time_in_force, s.status, s.stop_price,
+             s.triggered) for s in states
         ], dtype=ROW_DTYPE) if states else np.zeros(0, ROW_DTYPE)
         if len(texts) > 0xFFFF:
             raise RuntimeError("too many distinct symbols and reasons for a packed snapshot")

@@ -40,13 +40,16 @@ class OrderState:
     status: int = NEW
     reason: str = ""
     update_ns: int = 0
+    stop_price: int = 0  # a stop's or stop-limit's trigger price
+    triggered: int = 0  # 1 once its trigger was reached (the orders table's SMALLINT)
 
     def row(self) -> tuple:
         """The order as a row of the orders table (shard_write.py): models.py's
         ORDER_COLUMNS, times in microseconds."""
         return (self.order_id, self.account_id, self.client_order_id or None, self.symbol, self.side,
                 self.order_type, self.time_in_force, self.status, self.price, self.quantity, self.filled,
-                self.leaves, self.reason, self.create_ns // 1000, (self.update_ns or self.create_ns) // 1000)
+                self.leaves, self.reason, self.create_ns // 1000, (self.update_ns or self.create_ns) // 1000,
+                self.stop_price, self.triggered)
 
     def encoded(self, fills=()) -> bytes:
         """The order as Order message bytes, with `fills`: (trade_id, price, quantity,
@@ -64,4 +67,5 @@ def state_of(order: types_pb2.Order) -> OrderState:
         order.time_in_force, order.price, order.quantity, create_ns=create_ns, filled=order.filled_quantity,
         leaves=order.leaves_quantity, status=order.status, reason=order.reason,
         update_ns=order.update_time.seconds * 1_000_000_000 + order.update_time.nanos,
+        stop_price=order.stop_price, triggered=int(order.triggered),
     )

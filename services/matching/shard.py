@@ -66,6 +66,8 @@ TRADING, HALTED = int(TradingStatus.TRADING), int(TradingStatus.HALTED)
 assert (TRADING, HALTED) == (types_pb2.TRADING_STATUS_TRADING, types_pb2.TRADING_STATUS_HALTED)
 MASS_CANCEL_REASON = CancelReason.MASS_CANCEL.name
 LIMIT, GTC = types_pb2.ORDER_TYPE_LIMIT, types_pb2.TIME_IN_FORCE_GTC
+MARKET, IOC = types_pb2.ORDER_TYPE_MARKET, types_pb2.TIME_IN_FORCE_IOC
+STOP, STOP_LIMIT = types_pb2.ORDER_TYPE_STOP, types_pb2.ORDER_TYPE_STOP_LIMIT
 # GTD and DAY orders rest as GTC in the engine; the shard expires them (ExpireOrders).
 EXPIRING = frozenset((types_pb2.TIME_IN_FORCE_GTD, types_pb2.TIME_IN_FORCE_DAY))
 RESTING = EXPIRING | {GTC}  # a limit order with one of these may rest: it counts as working
@@ -80,9 +82,10 @@ class Limits(NamedTuple):
     max_notional: int
     max_open_orders: int
     price_collar_bps: int
-TRADE_EVENT, REJECTED_EVENT, CANCELLED_EVENT, DONE_EVENT, MODIFIED_EVENT = (
+TRADE_EVENT, REJECTED_EVENT, CANCELLED_EVENT, DONE_EVENT, MODIFIED_EVENT, TRIGGERED_EVENT = (
     int(getattr(k, "value", k))
-    for k in (EventKind.TRADE, EventKind.REJECTED, EventKind.CANCELLED, EventKind.DONE, EventKind.MODIFIED)
+    for k in (EventKind.TRADE, EventKind.REJECTED, EventKind.CANCELLED, EventKind.DONE, EventKind.MODIFIED,
+              EventKind.TRIGGERED)
 )
 
 
@@ -98,6 +101,16 @@ class InvalidCommand(ValueError):
 KIND, ORDER_ID, REASON, STATUS, MAKER_ORDER_ID, MAKER_ACCOUNT, PRICE, QUANTITY, MAKER_REMAINING, REMAINING = (
     Event._fields.index(name) for name in ("kind", "order_id", "reason", "status", "maker_order_id",
                                           "maker_account", "price", "quantity", "maker_remaining", "remaining"))
+
+
+def _valued(order_type: int, price: int, stop_price: int) -> tuple[int, int]:
+    """(order type, price) as the risk limits value an order: a stop-limit at its limit, a
+    stop at its stop price (what it will take when it enters is not known before)."""
+    if order_type == STOP_LIMIT:
+        return LIMIT, price
+    if order_type == STOP:
+        return LIMIT, stop_price
+    return order_type, price
 
 
 def _reject_reason(event) -> str:
@@ -287,9 +300,10 @@ class MatchingShard:
         order_id, account_id, symbol, client_order_id = cmd.order_id, cmd.account_id, cmd.symbol, cmd.client_order_id
         side, order_type, time_in_force, price, quantity = (
             cmd.side, cmd.order_type, cmd.time_in_force, cmd.price, cmd.quantity)
-        post_only, stp, display = cmd.post_only, cmd.self_trade_prevention, cmd.display_quantity
+        post_only, stp, display, stop_price = (
+            cmd.post_only, cmd.self_trade_prevention, cmd.display_quantity, cmd.stop_price)
         state = OrderState(order_id, account_id, client_order_id, symbol, side, order_type, time_in_force, price,
-                           quantity, create_ns=now, update_ns=now)
+                           quantity, create_ns=now, update_ns=now, stop_price=stop_price)
         batch.symbols.add(symbol)
         # client_ids.py's key_digest (0: no key) and request_hash, in one native call.
         digest, fingerprint = submit_keys(account_id, symbol, client_order_id, side, order_type, time_in_force,
@@ -305,17 +319,21 @@ class MatchingShard:
         # Refused before the engine: nothing stored, no key bound (see self.halted). With no
         # halt and no limits anywhere, as mostly, this costs one test of two empty containers.
         if (self.halted or self.risk) and (refusal := self._refusal(
-                account_id, symbol, side, order_type, price, quantity,
-                opens=order_type == LIMIT and time_in_force in RESTING)):
+                account_id, symbol, side, *_valued(order_type, price, stop_price), quantity,
+                opens=order_type in (STOP, STOP_LIMIT) or (order_type == LIMIT and time_in_force in RESTING))):
             return None if batch.replaying else _answer(types_pb2.Order(
                 order_id=order_id, account_id=account_id, symbol=symbol, client_order_id=client_order_id,
                 status=REJECTED, reason=refusal), refusal)
         # Enum values go in as ints: the engine rejects unknown ones (INVALID_SIDE...).
         # Straight to the binding (Engine.raw): validate() checked the ids, the symbol's id
         # is ours, and the rest are the message's int64s and enum codes.
-        events = self.engine.raw.submit(order_id, account_id, self.symbols[symbol], side, order_type,
-                                        GTC if time_in_force in EXPIRING else time_in_force, price, quantity, post_only,
-                                        stp or CANCEL_INCOMING, display)
+        engine_type, engine_tif = order_type, GTC if time_in_force in EXPIRING else time_in_force
+        if order_type == STOP:  # it waits GTC, GTD or DAY; once triggered it is a market order
+            engine_type, engine_tif = MARKET, IOC
+        elif order_type == STOP_LIMIT:
+            engine_type = LIMIT
+        events = self.engine.raw.submit(order_id, account_id, self.symbols[symbol], side, engine_type, engine_tif,
+                                        price, quantity, post_only, stp or CANCEL_INCOMING, display, stop_price)
         fills = self._apply(events, state, batch, now)
         if state.leaves > 0:
             self.live[state.order_id] = state
@@ -343,16 +361,26 @@ class MatchingShard:
         (CANCEL_RESTING, CANCEL_BOTH: their own CANCELLED and DONE events). Returns
         the order's fills."""
         fills = []
+        taker = state  # whose TRADEs these are: the command's order, then each stop it triggered
         for event in events:
             kind = event[KIND]
             if kind == TRADE_EVENT:
-                fills.append(self._trade(event, state, batch, now))
+                fill = self._trade(event, taker, state, batch, now)
+                if taker is state:
+                    fills.append(fill)
+                elif fill is not None and event[MAKER_ORDER_ID] == state.order_id:  # a stop it set off took from it
+                    fills.append((*fill[:3], True, fill[4]))
                 continue
             order_id = event[ORDER_ID]
             order = state if order_id in (0, state.order_id) else self.live.get(order_id)
             if order is None:
                 raise RuntimeError(f"engine event for order {order_id}, which is not resting here")
-            if kind == REJECTED_EVENT:
+            if kind == TRIGGERED_EVENT:  # a waiting stop enters: its events follow
+                taker = order
+                order.triggered, order.update_ns = 1, now
+                batch.touch(order)
+                batch.symbols.add(order.symbol)
+            elif kind == REJECTED_EVENT:
                 order.reason = _reject_reason(event)
             elif kind == MODIFIED_EVENT:
                 order.price, order.quantity = event[PRICE], order.filled + event[QUANTITY]
@@ -368,19 +396,22 @@ class MatchingShard:
                     batch.touch(order)
         return fills
 
-    def _trade(self, event, taker: OrderState, batch: _Batch, now: int) -> tuple | None:
-        """The taker's fill: (trade_id, price, quantity, maker, time_us), as OrderState.encoded takes it."""
+    def _trade(self, event, taker: OrderState, own: OrderState, batch: _Batch, now: int) -> tuple | None:
+        """The taker's fill: (trade_id, price, quantity, maker, time_us), as OrderState.encoded takes it.
+        `own` is the command's order: it rested before the stops it triggered trade with it, and
+        it is not among the working orders until the command is done."""
         maker_order_id, price, quantity = event[MAKER_ORDER_ID], event[PRICE], event[QUANTITY]
-        maker = self.live.get(maker_order_id)
+        maker = own if maker_order_id == own.order_id else self.live.get(maker_order_id)
         if maker is not None:
             maker.filled += quantity
             maker.leaves = event[MAKER_REMAINING]
             maker.status = FILLED if maker.leaves == 0 else PARTIALLY_FILLED
             # The trade's time, live and in a replay alike (the journal keeps each command's time).
             maker.update_ns = now
-            if maker.leaves == 0:
-                del self.live[maker.order_id]
-            batch.touch(maker)
+            if maker is not own:  # the command's order is written once, as the command ends
+                if maker.leaves == 0:
+                    del self.live[maker.order_id]
+                batch.touch(maker)
         taker.filled += quantity
         self.last_prices[taker.symbol] = price
         if batch.replaying:  # the trade is stored already: only the order states matter
@@ -417,17 +448,24 @@ class MatchingShard:
             return None if batch.replaying else self._not_working(cmd.order_id, cmd.account_id, cmd.symbol)
         # As the engine's instrument rules: a new price is collared, a larger order is held to
         # the size limits, and a pure reduce at the same price is never refused by a limit.
+        # A waiting stop is valued as at its submit (its new stop price for a stop).
+        waiting = state.stop_price and not state.triggered
+        _, value = _valued(state.order_type, cmd.price, cmd.stop_price or state.stop_price) if waiting \
+            else (LIMIT, cmd.price)
         if (self.halted or self.risk) and (refusal := self._refusal(
-                cmd.account_id, cmd.symbol, state.side, LIMIT, cmd.price, cmd.quantity, opens=False,
-                collar=cmd.price != state.price, size=cmd.price != state.price or cmd.quantity > state.quantity)):
+                cmd.account_id, cmd.symbol, state.side, LIMIT, value, cmd.quantity, opens=False,
+                collar=value != (state.stop_price if waiting and state.order_type == STOP else state.price),
+                size=value != state.price or cmd.quantity > state.quantity)):
             return None if batch.replaying else Answer(state.encoded(), refusal)
         if cmd.quantity <= state.filled:
             return None if batch.replaying else Answer(state.encoded(), "QUANTITY_NOT_ABOVE_FILLED")
         events = self.engine.raw.modify(cmd.order_id, cmd.account_id, self.symbols[cmd.symbol], cmd.price,
-                                        cmd.quantity - state.filled)
+                                        cmd.quantity - state.filled, cmd.stop_price)
         if events and events[0][KIND] == REJECTED_EVENT:  # alone: the order is untouched
             reason = _reject_reason(events[0])
             return None if batch.replaying else Answer(state.encoded(), reason)
+        if cmd.stop_price:
+            state.stop_price = cmd.stop_price
         fills = self._apply(events, state, batch, now)  # the modified order takes as a new order would
         if state.leaves == 0:
             self.live.pop(state.order_id, None)
@@ -614,10 +652,14 @@ class MatchingShard:
         phases["check descriptions vs books"] = _lap(started)
 
     def _resting_ids(self):
+        """The ids of the working orders in the engine: resting, and stops waiting off the book."""
         for symbol_id in self.symbols.values():
             bids, asks = self.engine.l3(symbol_id=symbol_id)
             for order in (*bids, *asks):
                 yield order.order_id
+            for side in self.engine.raw.stops(symbol_id):
+                for stop in side:
+                    yield stop[0]
 
     def depth(self, symbol: str, levels: int = BOOK_LEVELS):
         """(bids, asks) as lists of (price, quantity, order_count), best first."""

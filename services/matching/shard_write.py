@@ -55,12 +55,12 @@ def timestamp_us(us: int) -> dict:
 def order_proto(row: OrderRow) -> types_pb2.Order:
     """The Order message of a row (no fills)."""
     (order_id, account_id, client_order_id, symbol, side, order_type, time_in_force, status, price, quantity,
-     filled, leaves, reason, create_us, update_us) = row
+     filled, leaves, reason, create_us, update_us, stop_price, triggered) = row
     return types_pb2.Order(
         order_id=order_id, client_order_id=client_order_id or "", account_id=account_id, symbol=symbol, side=side,
         order_type=order_type, time_in_force=time_in_force, price=price, quantity=quantity, filled_quantity=filled,
         leaves_quantity=leaves, status=status, reason=reason, create_time=timestamp_us(create_us),
-        update_time=timestamp_us(update_us))
+        update_time=timestamp_us(update_us), stop_price=stop_price, triggered=bool(triggered))
 
 
 def _us(ts) -> int:
@@ -71,7 +71,8 @@ def order_row(order: types_pb2.Order) -> OrderRow:
     """The row of an Order message (its fills aside)."""
     return (order.order_id, order.account_id, order.client_order_id or None, order.symbol, order.side,
             order.order_type, order.time_in_force, order.status, order.price, order.quantity, order.filled_quantity,
-            order.leaves_quantity, order.reason, _us(order.create_time), _us(order.update_time))
+            order.leaves_quantity, order.reason, _us(order.create_time), _us(order.update_time), order.stop_price,
+            int(order.triggered))
 
 
 def trade_proto(row: TradeRow) -> types_pb2.Trade:

@@ -3,13 +3,14 @@
 Private to the matching service; the proto is unchanged. `encode` puts everything into
 `ShardSnapshot.engine` and the shard leaves `orders` empty:
 
-    "BSHD", u32 version 1, u64 E, u64 N, u64 T, u64 B       (little-endian)
+    "BSHD", u32 version 2, u64 E, u64 N, u64 T, u64 B       (little-endian)
     E bytes   Engine.snapshot()
-    N rows    ROW_DTYPE, one per resting order, ascending order_id
+    N rows    ROW_DTYPE, one per working order (resting or a waiting stop), ascending order_id
     T bytes   JSON list of strings (the symbols and reasons rows refer to by index)
     B bytes   UTF-8 client_order_ids; a row's (coid_offset, coid_length) locate its own
 
-`decode` also takes the older form (plain engine bytes, descriptions in `orders`).
+`decode` also takes version 1 (rows without the stop fields: ROW_DTYPE_V1) and the older
+form (plain engine bytes, descriptions in `orders`).
 `check` refuses a snapshot whose descriptions disagree with its books, reading the
 engine's own snapshot bytes so that no per-order Python object is made.
 """
@@ -22,22 +23,29 @@ import struct
 import numpy as np
 from bourse.matching.v1 import matching_service_pb2 as matching_pb2
 
-from services.matching.live_orders import ROW_DTYPE, LiveOrders
+from services.matching.live_orders import ROW_DTYPE, ROW_DTYPE_V1, LiveOrders
 from services.matching.order_state import state_of
 
-_MAGIC, _VERSION = b"BSHD", 1
+_MAGIC, _VERSION = b"BSHD", 2
+_ROWS = {1: ROW_DTYPE_V1, 2: ROW_DTYPE}
 _HEADER = struct.Struct("<4sIQQQQ")
 # Engine.snapshot() v1 (engine/README.md "Snapshot format"): header, per book a symbol and
 # six instrument numbers, then per side a count and the orders in priority order.
 _ENGINE_HEADER = struct.Struct("<4sIQI")
-# Per book: the symbol, then what this does not read: six i64 instrument rules, and from
-# version 2 on the u8 trading status.
-_ENGINE_BOOKS = {1: struct.Struct("<I48x"), 2: struct.Struct("<I49x"), 3: struct.Struct("<I49x")}
+# Per book: the symbol, then what this does not read: six i64 instrument rules, from
+# version 2 on the u8 trading status, from version 4 the i64 last trade price.
+_ENGINE_BOOKS = {1: struct.Struct("<I48x"), 2: struct.Struct("<I49x"), 3: struct.Struct("<I49x"),
+                 4: struct.Struct("<I57x")}
 _ENGINE_ORDER = np.dtype([("order_id", "<u8"), ("account_id", "<u8"), ("price", "<i8"), ("remaining", "<i8"),
                           ("filled", "<i8"), ("stp", "u1"), ("post_only", "u1")])
 # Version 3 appends each order's iceberg fields (display quantity, visible slice).
 _ENGINE_ORDERS = {1: _ENGINE_ORDER, 2: _ENGINE_ORDER, 3: np.dtype(
     _ENGINE_ORDER.descr + [("display_quantity", "<i8"), ("visible", "<i8")])}
+_ENGINE_ORDERS[4] = _ENGINE_ORDERS[3]
+# Version 4 follows each book's orders with its waiting stops, per side: a count, then these.
+_ENGINE_STOP = np.dtype([("order_id", "<u8"), ("account_id", "<u8"), ("stop_price", "<i8"), ("price", "<i8"),
+                         ("quantity", "<i8"), ("display_quantity", "<i8"), ("type", "u1"), ("tif", "u1"),
+                         ("stp", "u1")])
 
 def encode(engine: bytes, live: LiveOrders) -> bytes:
     """The packed form (module docstring) of an engine snapshot and the resting orders' descriptions."""
@@ -60,16 +68,24 @@ def _unpack(data: bytes) -> tuple[bytes, LiveOrders]:
     if len(data) < _HEADER.size:
         raise RuntimeError("packed shard snapshot: truncated header")
     _magic, version, engine_len, count, text_len, blob_len = _HEADER.unpack_from(data, 0)
-    if version != _VERSION:
-        raise RuntimeError(f"packed shard snapshot: version {version}, this code reads {_VERSION}")
+    row_dtype = _ROWS.get(version)
+    if row_dtype is None:
+        raise RuntimeError(f"packed shard snapshot: version {version}, this code reads 1 to {_VERSION}")
     pos = _HEADER.size
     rows_at = pos + engine_len
-    text_at = rows_at + count * ROW_DTYPE.itemsize
+    text_at = rows_at + count * row_dtype.itemsize
     blob_at = text_at + text_len
     if blob_at + blob_len != len(data):
         raise RuntimeError("packed shard snapshot: sections do not add up to its size")
     engine = data[pos:rows_at]
-    rows = np.frombuffer(data, dtype=ROW_DTYPE, count=count, offset=rows_at).copy()
+    rows = np.frombuffer(data, dtype=row_dtype, count=count, offset=rows_at)
+    if row_dtype is not ROW_DTYPE:  # no stops then: their fields 0
+        widened = np.zeros(count, ROW_DTYPE)
+        for name in row_dtype.names:
+            widened[name] = rows[name]
+        rows = widened
+    else:
+        rows = rows.copy()
     texts = json.loads(data[text_at:blob_at])
     if len(rows) and (int(rows["symbol"].max()) >= len(texts) or int(rows["reason"].max()) >= len(texts)
                       or int((rows["coid_offset"].astype(np.int64) + rows["coid_length"]).max()) > blob_len):
@@ -78,8 +94,9 @@ def _unpack(data: bytes) -> tuple[bytes, LiveOrders]:
 
 
 def _engine_orders(data: bytes):
-    """(symbol_ids, sides, orders as _ENGINE_ORDER) of every resting order in an engine
-    snapshot, or None if it is not a layout this reads (versions 1 to 3)."""
+    """(symbol_ids, sides, orders as _ENGINE_ORDER) of every working order in an engine
+    snapshot (a waiting stop as an order of its limit price, its quantity and nothing
+    filled), or None if it is not a layout this reads (versions 1 to 4)."""
     magic, version, _hash, books = _ENGINE_HEADER.unpack_from(data, 0)
     book_header, order_dtype = _ENGINE_BOOKS.get(version), _ENGINE_ORDERS.get(version)
     if magic != b"BRSE" or book_header is None:
@@ -95,6 +112,17 @@ def _engine_orders(data: bytes):
             symbols.append(np.full(count, symbol, dtype=np.int64))
             sides.append(np.full(count, side, dtype=np.int64))
             pos += 4 + count * order_dtype.itemsize
+        for side in (1, 2) if version >= 4 else ():
+            (count,) = struct.unpack_from("<I", data, pos)
+            stops = np.frombuffer(data, dtype=_ENGINE_STOP, count=count, offset=pos + 4)
+            as_orders = np.zeros(count, _ENGINE_ORDER)
+            for name in ("order_id", "account_id", "price"):
+                as_orders[name] = stops[name]
+            as_orders["remaining"] = stops["quantity"]
+            parts.append(as_orders)
+            symbols.append(np.full(count, symbol, dtype=np.int64))
+            sides.append(np.full(count, side, dtype=np.int64))
+            pos += 4 + count * _ENGINE_STOP.itemsize
     if pos != len(data):
         return None
     if not parts:

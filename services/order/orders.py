@@ -241,6 +241,11 @@ class OrderDesk:
         if reason == "WOULD_TAKE_LIQUIDITY":
             raise BourseError(grpc.StatusCode.FAILED_PRECONDITION, reason,
                               f"price: the order is post-only and {request.price} would trade on arrival")
+        if reason == "STOP_WOULD_TRIGGER":
+            raise BourseError(grpc.StatusCode.FAILED_PRECONDITION, reason,
+                              "stop_price: the last trade has reached it already; the stop would enter at once")
+        if reason == "INVALID_STOP_PRICE":
+            raise invalid("stop_price", "only a waiting stop or stop-limit order has one to change", reason)
         # The instrument's rules (tick, lot, band, limits): the request's values.
         field = "quantity" if "QUANTITY" in reason else "price"
         raise invalid(field, f"refused by the instrument's rules ({reason})", reason)

@@ -15,6 +15,8 @@ MAX_PAGE_SIZE = 1000
 # Orders that may rest: a market order may not ask for these, and post-only needs one.
 RESTING = frozenset((types_pb2.TIME_IN_FORCE_GTC, types_pb2.TIME_IN_FORCE_GTD, types_pb2.TIME_IN_FORCE_DAY))
 GTD, DAY = types_pb2.TIME_IN_FORCE_GTD, types_pb2.TIME_IN_FORCE_DAY
+LIMIT, MARKET = types_pb2.ORDER_TYPE_LIMIT, types_pb2.ORDER_TYPE_MARKET
+STOP, STOP_LIMIT = types_pb2.ORDER_TYPE_STOP, types_pb2.ORDER_TYPE_STOP_LIMIT
 DAY_US = 86_400 * 1_000_000
 MAX_GTD_US = 366 * DAY_US  # how far ahead a GTD order may expire
 
@@ -89,11 +91,22 @@ def new_order_fields(request, account_id: int, order_id: int, listed, day_end_s:
     time_in_force = _enum("time_in_force", types_pb2.TimeInForce, request.time_in_force)
     if not 0 < request.quantity <= MAX_QUANTITY:
         raise invalid("quantity", f"must be 1-{MAX_QUANTITY} lots, got {request.quantity}")
-    if order_type == types_pb2.ORDER_TYPE_MARKET:
+    stop_price = request.stop_price
+    if order_type in (STOP, STOP_LIMIT):
+        if not 0 < stop_price <= MAX_PRICE:
+            raise invalid("stop_price", f"must be 1-{MAX_PRICE} ticks for a stop order, got {stop_price}")
+    elif stop_price:
+        raise invalid("stop_price", "only a STOP or STOP_LIMIT order has one")
+    if order_type == MARKET:
         if request.price != 0:
             raise invalid("price", "must be 0 (unset) for a market order")
         if time_in_force in RESTING:
             raise invalid("time_in_force", "a market order cannot rest: use IOC or FOK")
+    elif order_type == STOP:
+        if request.price != 0:
+            raise invalid("price", "must be 0 (unset) for a stop order: it enters as a market order")
+        if time_in_force not in RESTING:
+            raise invalid("time_in_force", "a stop order waits GTC, GTD or DAY (it enters as a market order)")
     else:
         if not 0 < request.price <= MAX_PRICE:
             raise invalid("price", f"must be 1-{MAX_PRICE} ticks for a limit order, got {request.price}")
@@ -101,12 +114,12 @@ def new_order_fields(request, account_id: int, order_id: int, listed, day_end_s:
             raise invalid("quantity", "price x quantity overflows 64 bits")
     if request.self_trade_prevention:
         _enum("self_trade_prevention", types_pb2.SelfTradePrevention, request.self_trade_prevention)
-    if request.post_only and (order_type != types_pb2.ORDER_TYPE_LIMIT or time_in_force not in RESTING):
+    if request.post_only and (order_type != LIMIT or time_in_force not in RESTING):
         raise invalid("post_only", "only a limit GTC, GTD or DAY order can be post-only")
     display = request.display_quantity
     if display:
-        if order_type != types_pb2.ORDER_TYPE_LIMIT or time_in_force not in RESTING:
-            raise invalid("display_quantity", "only a limit GTC, GTD or DAY order can be an iceberg")
+        if order_type not in (LIMIT, STOP_LIMIT) or time_in_force not in RESTING:
+            raise invalid("display_quantity", "only a limit or stop-limit GTC, GTD or DAY order can be an iceberg")
         if not 0 < display < request.quantity:
             raise invalid("display_quantity", f"must be 1 to quantity - 1 ({request.quantity - 1}), got {display}")
         if display * 1000 < request.quantity:  # each shown slice trades as its own event
@@ -124,6 +137,7 @@ def new_order_fields(request, account_id: int, order_id: int, listed, day_end_s:
         "post_only": request.post_only,
         "self_trade_prevention": request.self_trade_prevention,
         "display_quantity": display,
+        "stop_price": stop_price,
     }
     if time_in_force in (GTD, DAY) or request.HasField("expire_time"):
         fields["expire_time_us"] = expire_time_us(request, time_in_force, day_end_s)
@@ -139,14 +153,17 @@ def modify_order_fields(request, account_id: int, listed) -> dict:
     """modify_order's fields (as new_order_fields is new_order's)."""
     order_id(request.order_id)
     check_symbol(request.symbol, listed)
-    if not 0 < request.price <= MAX_PRICE:
-        raise invalid("price", f"must be 1-{MAX_PRICE} ticks, got {request.price}")
+    # 0 only for a waiting stop (it has no limit price); the shard refuses it for any other order.
+    if not 0 <= request.price <= MAX_PRICE:
+        raise invalid("price", f"must be 1-{MAX_PRICE} ticks (0 for a waiting stop), got {request.price}")
+    if not 0 <= request.stop_price <= MAX_PRICE:
+        raise invalid("stop_price", f"must be 0 (kept) or 1-{MAX_PRICE} ticks, got {request.stop_price}")
     if not 0 < request.quantity <= MAX_QUANTITY:
         raise invalid("quantity", f"must be 1-{MAX_QUANTITY} lots, got {request.quantity}")
     if request.price * request.quantity > MAX_NOTIONAL:
         raise invalid("quantity", "price x quantity overflows 64 bits")
     return {"order_id": request.order_id, "account_id": account_id, "symbol": request.symbol,
-            "price": request.price, "quantity": request.quantity}
+            "price": request.price, "quantity": request.quantity, "stop_price": request.stop_price}
 
 
 def order_id(value: int) -> int:

@@ -50,7 +50,8 @@ def _order(order_id: int, now: datetime, status: int = 1, filled: int = 0) -> di
         "order_id": order_id, "account_id": 1 + order_id % 50, "client_order_id": f"c{order_id}",
         "symbol": "AAPL", "side": 1 + order_id % 2, "order_type": 1, "time_in_force": 1, "status": status,
         "price": 10_000 + order_id % 100, "quantity": 10, "filled_quantity": filled,
-        "leaves_quantity": 10 - filled, "reason": "", "create_time": now, "update_time": now,
+        "leaves_quantity": 10 - filled, "reason": "", "create_time": now, "update_time": now, "stop_price": 0,
+        "triggered": 0,
     }
 
 
@@ -85,16 +86,17 @@ class CopyWriter:
     """The floor: binary COPY of the same rows, one transaction per batch."""
 
     _ORDER_TYPES = ("int8", "int8", "varchar", "varchar", "int2", "int2", "int2", "int2", "int8", "int8", "int8",
-                    "int8", "varchar", "timestamptz", "timestamptz")
+                    "int8", "varchar", "timestamptz", "timestamptz", "int8", "int2")
     _TRADE_TYPES = ("int8", "varchar", "int8", "int8", "int8", "int8", "int8", "int8", "int2", "timestamptz")
-    _UPDATE_TYPES = ("int8", "int8", "int8", "int8", "int8", "int2", "varchar", "timestamptz")
+    _UPDATE_TYPES = ("int8", "int8", "int8", "int8", "int8", "int2", "varchar", "timestamptz", "int8", "int2")
     assert len(_UPDATE_TYPES) == len(UPDATE_COLUMNS)
 
     def __init__(self, url: str):
         self.conn = psycopg.connect(url)
         self.conn.execute(
             "CREATE TEMP TABLE order_updates (order_id bigint, price bigint, quantity bigint, filled_quantity bigint, "
-            "leaves_quantity bigint, status smallint, reason varchar, update_time timestamptz) ON COMMIT DELETE ROWS")
+            "leaves_quantity bigint, status smallint, reason varchar, update_time timestamptz, stop_price bigint, "
+            "triggered smallint) ON COMMIT DELETE ROWS")
         self.conn.commit()
         self._update = "UPDATE orders AS o SET {} FROM order_updates AS v WHERE o.order_id = v.order_id".format(
             ", ".join(f"{c} = v.{c}" for c in UPDATABLE_COLUMNS))

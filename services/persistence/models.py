@@ -63,6 +63,10 @@ class OrderRecord(SQLModel, table=True):
     reason: str = Field(default="", sa_column=Column(String(64), nullable=False, server_default=""))
     create_time: datetime = Field(sa_column=_time())
     update_time: datetime = Field(sa_column=_time())
+    # Stop and stop-limit orders: the trigger price (0 for other orders), and 1 once the
+    # trigger was reached (a flag as SMALLINT: rows travel as integer arrays, revision 0008).
+    stop_price: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, server_default="0"))
+    triggered: int = Field(default=0, sa_column=Column(SmallInteger, nullable=False, server_default="0"))
 
 
 class TradeRecord(SQLModel, table=True):
@@ -159,8 +163,12 @@ def pg_types(table) -> dict[str, str]:
 
 
 # What an update may change; the rest of an order is fixed when it is accepted.
-# price and quantity change on a modify (cancel/replace).
-UPDATABLE_COLUMNS = ("price", "quantity", "filled_quantity", "leaves_quantity", "status", "reason", "update_time")
+# price and quantity change on a modify (cancel/replace), a waiting stop's stop_price on its
+# modify, triggered when it triggers.
+UPDATABLE_COLUMNS = ("price", "quantity", "filled_quantity", "leaves_quantity", "status", "reason", "update_time",
+                     "stop_price", "triggered")
+# What a row written without them holds: the columns that came with stops (revision 0008).
+ORDER_DEFAULTS = {"stop_price": 0, "triggered": 0}
 # An update's row: the order it updates, then what changes.
 UPDATE_COLUMNS = ("order_id", *UPDATABLE_COLUMNS)
 # A journal entry's row (the matching shard comes apart, once per batch).

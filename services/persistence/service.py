@@ -76,6 +76,8 @@ def order_row(order: types_pb2.Order, now: datetime) -> Row:
         "reason": order.reason,
         "create_time": _time(order.create_time, now),
         "update_time": _time(order.update_time, now),
+        "stop_price": order.stop_price,
+        "triggered": int(order.triggered),
     }
 
 
@@ -111,6 +113,8 @@ def order_message(row: Row) -> types_pb2.Order:
         reason=row["reason"],
         create_time=_timestamp(row["create_time"]),
         update_time=_timestamp(row["update_time"]),
+        stop_price=row.get("stop_price", 0),
+        triggered=bool(row.get("triggered", 0)),
     )
     for fill in row.get("fills", ()):
         order.fills.add(trade_id=fill["trade_id"], price=fill["price"], quantity=fill["quantity"],

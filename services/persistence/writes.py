@@ -20,6 +20,7 @@ from services.persistence.models import (
     JOURNAL,
     JOURNAL_COLUMNS,
     ORDER_COLUMNS,
+    ORDER_DEFAULTS,
     ORDERS,
     TRADES,
     TRADE_COLUMNS,
@@ -94,7 +95,8 @@ def _write_core(shard: Shard, conn: Connection, new_orders, updated, trades) -> 
     if new_orders:
         inserted = len(conn.execute(shard.insert_orders, new_orders).all())
     if updated:
-        params = [{"b_order_id": r["order_id"], **{c: r[c] for c in UPDATABLE_COLUMNS}} for r in updated]
+        params = [{"b_order_id": r["order_id"], **ORDER_DEFAULTS, **{c: r[c] for c in UPDATABLE_COLUMNS if c in r}}
+                  for r in updated]
         updated_count = conn.execute(shard.update_orders, params).rowcount
     if trades:
         trades_inserted = len(conn.execute(shard.insert_trades, list(trades)).all())
@@ -135,7 +137,8 @@ _PG_INSERT_JOURNAL = (
 
 
 def _columns(rows: list[Row], names) -> tuple[list, ...]:
-    return tuple([row[name] for row in rows] for name in names)
+    return tuple([row[name] for row in rows] if name not in ORDER_DEFAULTS
+                 else [row.get(name, ORDER_DEFAULTS[name]) for row in rows] for name in names)
 
 
 def _write_arrays(conn: Connection, new_orders, updated, trades) -> WriteResult:

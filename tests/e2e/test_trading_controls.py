@@ -228,3 +228,31 @@ def test_an_iceberg_shows_only_its_slice_in_the_book(stack, channel):
         with pytest.raises(InvalidArgument) as refused:
             client.submit_order("XOM", Side.SELL, quantity=5, price=777, display_quantity=5)
         assert refused.value.field == "display_quantity"
+
+
+def test_a_stop_waits_and_enters_when_a_trade_reaches_it(stack, orders):
+    """Through Envoy: a buy STOP at 502 waits (the book does not show it), a print at 502
+    triggers it, and it buys the next ask as a market order; the stored order says so."""
+    from bourse_client import Client, OrderStatus, OrderType, Side
+    from bourse_client.errors import StopWouldTrigger
+
+    symbol = "SBUX"
+    with Client(stack.target, api_key="demo-key-carol") as carol, Client(stack.target, api_key="demo-key-bob") as bob:
+        bob.submit_order(symbol, Side.SELL, quantity=1, price=500)
+        carol.submit_order(symbol, Side.BUY, quantity=1, price=500)  # the last trade: 500
+        for price in (502, 503):
+            bob.submit_order(symbol, Side.SELL, quantity=2, price=price)
+        stop = carol.submit_order(symbol, Side.BUY, quantity=3, order_type=OrderType.STOP, stop_price=502)
+        assert (stop.status, stop.leaves_quantity, stop.stop_price, stop.triggered) == (OrderStatus.NEW, 3, 502, False)
+        refused = carol.submit_order(symbol, Side.BUY, quantity=1, order_type=OrderType.STOP, stop_price=499)
+        assert (refused.status, refused.reason) == (OrderStatus.REJECTED, "STOP_WOULD_TRIGGER")
+        stop = carol.modify_order(stop.order_id, symbol, price=0, quantity=3, stop_price=502)  # kept as it was
+        with pytest.raises(StopWouldTrigger):
+            carol.modify_order(stop.order_id, symbol, price=0, quantity=3, stop_price=500)
+        with Client(stack.target, api_key="demo-key-alice") as alice:  # prints 502: the stop enters
+            assert alice.submit_order(symbol, Side.BUY, quantity=1, price=502).status == OrderStatus.FILLED
+        deadline = time.monotonic() + 10
+        while (order := carol.get_order(stop.order_id)).status != OrderStatus.FILLED and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert (order.status, order.filled_quantity, order.triggered) == (OrderStatus.FILLED, 3, True)
+        assert sorted((f.price, f.quantity) for f in order.fills) == [(502, 1), (503, 2)]

@@ -110,12 +110,15 @@ async def client(target: str, index: int, acks: Acks, stop: asyncio.Event, retry
                     resting.pop(slot)  # done meanwhile
                 continue
             symbol = rng.choice(SYMBOLS)
-            market = rng.random() < 0.1
+            kind = rng.random()
+            market, stops = kind < 0.1, kind > 0.9  # stops and stop-limits around the market: cascades
+            order_type = (t.ORDER_TYPE_MARKET if market else t.ORDER_TYPE_STOP if stops and kind > 0.95
+                          else t.ORDER_TYPE_STOP_LIMIT if stops else t.ORDER_TYPE_LIMIT)
             request = pb.SubmitOrderRequest(
                 client_order_id=f"fault-{index}-{n}", symbol=symbol, side=rng.choice((t.SIDE_BUY, t.SIDE_SELL)),
-                order_type=t.ORDER_TYPE_MARKET if market else t.ORDER_TYPE_LIMIT,
-                time_in_force=t.TIME_IN_FORCE_IOC if market else t.TIME_IN_FORCE_GTC,
-                price=0 if market else 100 + rng.randint(-3, 3), quantity=rng.randint(1, 5),
+                order_type=order_type, time_in_force=t.TIME_IN_FORCE_IOC if market else t.TIME_IN_FORCE_GTC,
+                price=0 if order_type in (t.ORDER_TYPE_MARKET, t.ORDER_TYPE_STOP) else 100 + rng.randint(-3, 3),
+                quantity=rng.randint(1, 5), stop_price=100 + rng.randint(-4, 4) if stops else 0,
             )
             answer = await _call(acks, deadline, "SubmitOrder",
                                  lambda: stub.SubmitOrder(request, metadata=metadata, timeout=3))
@@ -124,7 +127,8 @@ async def client(target: str, index: int, acks: Acks, stop: asyncio.Event, retry
                 previous = acks.by_key.setdefault((key, request.client_order_id), order.order_id)
                 assert previous == order.order_id, "a retry answered with another order"
                 acks.orders[order.order_id] = order
-                if order.leaves_quantity > 0:
+                # A waiting STOP has no limit price to modify: the load only cancels it.
+                if order.leaves_quantity > 0 and order_type != t.ORDER_TYPE_STOP:
                     resting.append((order.order_id, symbol, order.quantity))
 
 

@@ -198,6 +198,8 @@ def test_nothing_acknowledged_is_lost_through_crashes_of_every_part(stack):
                "filled_quantity, leaves_quantity FROM orders WHERE order_id = ANY(%s)", list(acks.orders))}
     lost = set(acks.orders) - set(stored)
     assert not lost, f"{len(lost)} acknowledged orders lost"
+    triggered = sum(count for (count,) in query(stack, "SELECT count(*) FROM orders WHERE triggered = 1"))
+    assert triggered, "no stop triggered under the load"
     for order_id, order in acks.orders.items():
         account, coid, symbol, side, price, quantity, status, filled, leaves = stored[order_id]
         assert (account, coid, symbol, side) == (order.account_id, order.client_order_id, order.symbol, order.side)
@@ -230,12 +232,12 @@ def test_nothing_acknowledged_is_lost_through_crashes_of_every_part(stack):
             assert (symbol, price, quantity) == (order.symbol, fill.price, fill.quantity), fill.trade_id
             assert order_id in (maker, taker), f"trade {fill.trade_id} is not order {order_id}'s"
             assert fill.maker == (order_id == maker), fill.trade_id
-    for order_id, modified in acks.modifies.items():  # fills a modify got: as the taker
+    for order_id, modified in acks.modifies.items():  # fills a modify got: as the taker, or from a stop it set off
         for fill in modified.fills:
             assert fill.trade_id in trades, f"order {order_id}: trade {fill.trade_id} of a modify not stored"
             symbol, price, quantity, maker, taker = trades[fill.trade_id]
-            assert (symbol, price, quantity, taker, fill.maker) == (
-                modified.symbol, fill.price, fill.quantity, order_id, False), fill.trade_id
+            assert (symbol, price, quantity, maker if fill.maker else taker) == (
+                modified.symbol, fill.price, fill.quantity, order_id), fill.trade_id
 
     # Traded quantity balances: each order's fills add up to its filled quantity, and
     # every symbol traded as much on the buy side as on the sell side.

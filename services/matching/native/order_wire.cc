@@ -20,7 +20,7 @@ namespace {
 // The row's columns (services/matching/shard_write.py OrderRow, models.py ORDER_COLUMNS).
 enum Column : Py_ssize_t {
   kOrderId, kAccountId, kClientOrderId, kSymbol, kSide, kOrderType, kTimeInForce, kStatus,
-  kPrice, kQuantity, kFilled, kLeaves, kReason, kCreateUs, kUpdateUs, kColumns
+  kPrice, kQuantity, kFilled, kLeaves, kReason, kCreateUs, kUpdateUs, kStopPrice, kTriggered, kColumns
 };
 // A fill: (trade_id, price, quantity, maker, time_us).
 constexpr Py_ssize_t kFillColumns = 5;
@@ -119,12 +119,12 @@ PyObject* order_bytes(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   }
   PyObject* row = args[0];
   if (!PyTuple_Check(row) || PyTuple_GET_SIZE(row) != kColumns) {
-    PyErr_SetString(PyExc_TypeError, "row: a tuple of the orders table's 15 columns");
+    PyErr_SetString(PyExc_TypeError, "row: a tuple of the orders table's 17 columns");
     return nullptr;
   }
   std::int64_t ints[kColumns] = {};
   for (Py_ssize_t column : {kOrderId, kAccountId, kSide, kOrderType, kTimeInForce, kStatus, kPrice, kQuantity,
-                            kFilled, kLeaves, kCreateUs, kUpdateUs}) {
+                            kFilled, kLeaves, kCreateUs, kUpdateUs, kStopPrice, kTriggered}) {
     if (!as_int64(PyTuple_GET_ITEM(row, column), &ints[column])) return nullptr;
   }
   const char *client_order_id, *symbol, *reason;
@@ -163,6 +163,8 @@ PyObject* order_bytes(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   }
   w.message_field(15, timestamp_us(ints[kCreateUs]));
   w.message_field(16, timestamp_us(ints[kUpdateUs]));
+  w.int_field(17, ints[kStopPrice]);
+  w.int_field(18, ints[kTriggered] != 0 ? 1 : 0);
   return PyBytes_FromStringAndSize(w.str().data(), static_cast<Py_ssize_t>(w.str().size()));
 }
 

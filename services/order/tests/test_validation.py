@@ -70,6 +70,18 @@ def test_a_market_order_without_price_is_valid():
         ({"self_trade_prevention": 9}, "self_trade_prevention"),
         ({"post_only": True, "order_type": t.ORDER_TYPE_MARKET, "price": 0, "time_in_force": t.TIME_IN_FORCE_IOC},
          "post_only"),
+        # Stops: a stop price is required by STOP and STOP_LIMIT and refused on any other order.
+        ({"order_type": t.ORDER_TYPE_STOP, "price": 0}, "stop_price"),
+        ({"order_type": t.ORDER_TYPE_STOP_LIMIT, "stop_price": -1}, "stop_price"),
+        ({"order_type": t.ORDER_TYPE_STOP_LIMIT, "stop_price": validation.MAX_PRICE + 1}, "stop_price"),
+        ({"stop_price": 100}, "stop_price"),
+        ({"order_type": t.ORDER_TYPE_STOP, "price": 100, "stop_price": 100}, "price"),
+        ({"order_type": t.ORDER_TYPE_STOP, "price": 0, "stop_price": 100, "time_in_force": t.TIME_IN_FORCE_IOC},
+         "time_in_force"),
+        ({"order_type": t.ORDER_TYPE_STOP_LIMIT, "price": 0, "stop_price": 100}, "price"),
+        ({"order_type": t.ORDER_TYPE_STOP_LIMIT, "stop_price": 100, "post_only": True}, "post_only"),
+        ({"order_type": t.ORDER_TYPE_STOP, "price": 0, "stop_price": 100, "quantity": 10, "display_quantity": 2},
+         "display_quantity"),
     ],
 )
 def test_bad_input_names_the_field(overrides, field):
@@ -112,9 +124,10 @@ def test_a_valid_modify_becomes_a_matching_command():
 
 @pytest.mark.parametrize(
     "overrides, field",
-    [({"order_id": 0}, "order_id"), ({"symbol": "NOPE"}, "symbol"), ({"price": 0}, "price"),
+    [({"order_id": 0}, "order_id"), ({"symbol": "NOPE"}, "symbol"), ({"price": -1}, "price"),
      ({"price": validation.MAX_PRICE + 1}, "price"), ({"quantity": 0}, "quantity"), ({"quantity": -1}, "quantity"),
-     ({"price": 10**12, "quantity": 10**8}, "quantity")],
+     ({"price": 10**12, "quantity": 10**8}, "quantity"), ({"stop_price": -1}, "stop_price"),
+     ({"stop_price": validation.MAX_PRICE + 1}, "stop_price")],
 )
 def test_a_bad_modify_names_the_field(overrides, field):
     with pytest.raises(BourseError) as caught:
@@ -164,7 +177,7 @@ def test_every_field_the_proto_marks_required_is_refused_when_missing_naming_it(
 def test_the_annotations_name_what_a_submit_and_a_modify_need():
     assert required_fields(order_pb2.SubmitOrderRequest) == [
         "client_order_id", "symbol", "side", "order_type", "time_in_force", "quantity"]
-    assert required_fields(order_pb2.ModifyOrderRequest) == ["order_id", "symbol", "price", "quantity"]
+    assert required_fields(order_pb2.ModifyOrderRequest) == ["order_id", "symbol", "quantity"]
     assert required_fields(order_pb2.CancelOrderRequest) == ["order_id", "symbol"]
 
 
@@ -241,3 +254,14 @@ def test_an_iceberg_shows_at_least_a_thousandth_of_its_quantity():
 def test_an_iceberg_carries_its_display_quantity():
     command = validation.new_order(limit(display_quantity=2, time_in_force=t.TIME_IN_FORCE_DAY), 1, 2, LISTED)
     assert (command.display_quantity, command.quantity) == (2, 5)
+
+
+def test_stop_and_stop_limit_orders_carry_their_stop_price_to_the_shard():
+    stop = validation.new_order(limit(order_type=t.ORDER_TYPE_STOP, price=0, stop_price=105), 1, 2, LISTED)
+    assert (stop.order_type, stop.price, stop.stop_price, stop.time_in_force) == (
+        t.ORDER_TYPE_STOP, 0, 105, t.TIME_IN_FORCE_GTC)
+    iceberg = validation.new_order(limit(order_type=t.ORDER_TYPE_STOP_LIMIT, price=101, stop_price=100, quantity=10,
+                                         display_quantity=2), 1, 2, LISTED)
+    assert (iceberg.price, iceberg.stop_price, iceberg.display_quantity) == (101, 100, 2)
+    waiting = validation.modify_order(modify(price=0, stop_price=107), account_id=7, listed=LISTED)
+    assert (waiting.price, waiting.stop_price) == (0, 107)

@@ -219,12 +219,19 @@ class ModifyOrderRequest(betterproto2.Message):
 
     price: "int" = betterproto2.field(3, betterproto2.TYPE_INT64)
     """
-    New limit price in ticks, > 0 (the same price to change only the quantity).
+    New limit price in ticks, > 0 (the same price to change only the quantity); 0 for a
+    waiting STOP, which has none.
     """
 
     quantity: "int" = betterproto2.field(4, betterproto2.TYPE_INT64)
     """
     New total quantity in lots, filled quantity included: must be above what has filled.
+    """
+
+    stop_price: "int" = betterproto2.field(5, betterproto2.TYPE_INT64)
+    """
+    A waiting stop or stop-limit order only: its new stop price (0 keeps it). A waiting
+    STOP has no limit price: its modify gives price 0.
     """
 
 
@@ -431,7 +438,7 @@ class SubmitOrderRequest(betterproto2.Message):
         4, betterproto2.TYPE_ENUM, default_factory=lambda: __type__v1__.OrderType(0)
     )
     """
-    Required; limit or market.
+    Required; limit, market, stop or stop-limit.
     """
 
     time_in_force: "__type__v1__.TimeInForce" = betterproto2.field(
@@ -486,6 +493,15 @@ class SubmitOrderRequest(betterproto2.Message):
     at a time (0 < display_quantity < quantity; 0: shows all). When the shown slice has
     filled, the next one (the same size, or what is left) goes to the back of its price
     level's queue; the book and market data show only the slice.
+    """
+
+    stop_price: "int" = betterproto2.field(12, betterproto2.TYPE_INT64)
+    """
+    Required (> 0) for STOP and STOP_LIMIT orders, 0 for others: the order waits off the
+    book until a trade prints at or beyond it (a buy at or above, a sell at or below).
+    If the last trade has reached it already the order is REJECTED (reason
+    STOP_WOULD_TRIGGER). A STOP waits GTC, GTD or DAY and enters as a market order; a
+    STOP_LIMIT enters as a limit order at price with its time in force.
     """
 
 

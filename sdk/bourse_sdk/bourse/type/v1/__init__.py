@@ -105,12 +105,25 @@ class OrderType(betterproto2.Enum):
     Executes at the best available prices; never rests (its remainder is cancelled).
     """
 
+    STOP = 3
+    """
+    Waits off the book until a trade prints at or beyond stop_price (a buy at or above it,
+    a sell at or below), then enters as a market order.
+    """
+
+    STOP_LIMIT = 4
+    """
+    Waits like a stop, then enters as a limit order at price.
+    """
+
     @classmethod
     def betterproto_value_to_renamed_proto_names(cls) -> dict[int, str]:
         return {
             0: "ORDER_TYPE_UNSPECIFIED",
             1: "ORDER_TYPE_LIMIT",
             2: "ORDER_TYPE_MARKET",
+            3: "ORDER_TYPE_STOP",
+            4: "ORDER_TYPE_STOP_LIMIT",
         }
 
     @classmethod
@@ -119,6 +132,8 @@ class OrderType(betterproto2.Enum):
             "ORDER_TYPE_UNSPECIFIED": 0,
             "ORDER_TYPE_LIMIT": 1,
             "ORDER_TYPE_MARKET": 2,
+            "ORDER_TYPE_STOP": 3,
+            "ORDER_TYPE_STOP_LIMIT": 4,
         }
 
 
@@ -379,7 +394,7 @@ class Order(betterproto2.Message):
         6, betterproto2.TYPE_ENUM, default_factory=lambda: OrderType(0)
     )
     """
-    Limit or market.
+    Limit, market, stop or stop-limit (kept once a stop has triggered).
     """
 
     time_in_force: "TimeInForce" = betterproto2.field(
@@ -447,6 +462,17 @@ class Order(betterproto2.Message):
     )
     """
     When the order last changed (UTC); the create_time until it first changes.
+    """
+
+    stop_price: "int" = betterproto2.field(17, betterproto2.TYPE_INT64)
+    """
+    Stop and stop-limit orders: the trigger price in ticks; 0 for other orders.
+    """
+
+    triggered: "bool" = betterproto2.field(18, betterproto2.TYPE_BOOL)
+    """
+    A stop or stop-limit order whose trigger has been reached: it entered the book (or
+    traded) as a market or limit order. False while it waits, and for other orders.
     """
 
 
