@@ -72,6 +72,7 @@ STOP, STOP_LIMIT = types_pb2.ORDER_TYPE_STOP, types_pb2.ORDER_TYPE_STOP_LIMIT
 EXPIRING = frozenset((types_pb2.TIME_IN_FORCE_GTD, types_pb2.TIME_IN_FORCE_DAY))
 RESTING = EXPIRING | {GTC}  # a limit order with one of these may rest: it counts as working
 EXPIRED_REASON = "EXPIRED"
+EXPIRE_TIME_PASSED = "EXPIRE_TIME_PASSED"  # a GTD submit that came after its expire_time
 RISK_FIELDS = ("max_order_quantity", "max_notional", "max_open_orders", "price_collar_bps")
 
 
@@ -316,6 +317,12 @@ class MatchingShard:
             named = types_pb2.Order(order_id=original, account_id=account_id, symbol=symbol,
                                     client_order_id=client_order_id)
             return _answer(named, reason)
+        # A GTD whose time passed before it arrived: refused, nothing stored (a retry of one
+        # placed in time was answered above with the original).
+        if cmd.expire_time_us and cmd.expire_time_us * 1000 <= now:
+            return None if batch.replaying else _answer(types_pb2.Order(
+                order_id=order_id, account_id=account_id, symbol=symbol, client_order_id=client_order_id,
+                status=REJECTED, reason=EXPIRE_TIME_PASSED), EXPIRE_TIME_PASSED)
         # Refused before the engine: nothing stored, no key bound (see self.halted). With no
         # halt and no limits anywhere, as mostly, this costs one test of two empty containers.
         if (self.halted or self.risk) and (refusal := self._refusal(

@@ -171,6 +171,8 @@ class OrderDesk:
             raise halted(request.symbol)
         if reason in RISK_REFUSALS:
             raise risk_refusal(reason, request)
+        if reason == "EXPIRE_TIME_PASSED":  # nothing was created
+            raise invalid("expire_time", "must be in the future (it had passed when the order reached its shard)")
         return result.order, False
 
     async def _original(self, order_id: int, account_id: int, symbol: str) -> tuple[types_pb2.Order, bool]:

@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from dataclasses import dataclass, field
 
 import grpc
 from bourse.order.v1 import order_service_pb2 as pb
 from bourse.order.v1 import order_service_pb2_grpc as order_grpc
 from bourse.type.v1 import types_pb2 as t
+
+from services.common.errors import reason_of
 
 SYMBOLS = ("AAPL", "GOOG", "IBM", "MSFT", "TSLA", "ZM")  # every shard
 KEYS = ("demo-key-alice", "demo-key-bob", "demo-key-carol")
@@ -34,11 +37,17 @@ class Acks:
     retried: int = 0
     mass_cancels: int = 0  # MassCancelOrders answered
     mass_cancelled: int = 0  # orders they said they cancelled
+    refused: dict[str, int] = field(default_factory=dict)  # submits answered with a REFUSALS reason, by reason
 
 
 TRANSIENT = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED)
 # A cancel or modify of an order that is done (filled meanwhile) is an answer.
 CANCEL_ANSWERS = (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND)
+# So is a submit refused by what an operator set (a halt, an account's limits), or a retry
+# of a GTD submit that never committed and whose time has passed since: nothing was created.
+REFUSALS = frozenset(((grpc.StatusCode.FAILED_PRECONDITION, "INSTRUMENT_HALTED"),
+                      (grpc.StatusCode.FAILED_PRECONDITION, "ORDER_QUANTITY_ABOVE_LIMIT"),
+                      (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_EXPIRE_TIME")))
 
 
 async def _call(acks: Acks, stop_retrying_at: float, method: str, send):
@@ -54,7 +63,9 @@ async def _call(acks: Acks, stop_retrying_at: float, method: str, send):
                 acks.retried += 1
                 await asyncio.sleep(0.1)
                 continue
-            if not (method in ("CancelOrder", "ModifyOrder") and error.code() in CANCEL_ANSWERS):
+            if method == "SubmitOrder" and (error.code(), reason := reason_of(error)) in REFUSALS:
+                acks.refused[reason] = acks.refused.get(reason, 0) + 1
+            elif not (method in ("CancelOrder", "ModifyOrder") and error.code() in CANCEL_ANSWERS):
                 key = f"{method} {code}"
                 acks.abandoned[key] = acks.abandoned.get(key, 0) + 1
             return error
@@ -120,6 +131,12 @@ async def client(target: str, index: int, acks: Acks, stop: asyncio.Event, retry
                 price=0 if order_type in (t.ORDER_TYPE_MARKET, t.ORDER_TYPE_STOP) else 100 + rng.randint(-3, 3),
                 quantity=rng.randint(1, 5), stop_price=100 + rng.randint(-4, 4) if stops else 0,
             )
+            if order_type == t.ORDER_TYPE_LIMIT and rng.random() < 0.2:
+                if request.quantity > 1 and rng.random() < 0.5:  # an iceberg showing one lot at a time
+                    request.display_quantity = 1
+                else:  # expiring within seconds: the shard's own ExpireOrders commands
+                    request.time_in_force = t.TIME_IN_FORCE_GTD
+                    request.expire_time.FromNanoseconds(time.time_ns() + rng.randint(1, 4) * 1_000_000_000)
             answer = await _call(acks, deadline, "SubmitOrder",
                                  lambda: stub.SubmitOrder(request, metadata=metadata, timeout=3))
             if isinstance(answer, pb.SubmitOrderResponse):

@@ -537,3 +537,22 @@ def test_an_iceberg_holds_after_a_restart_from_a_snapshot_and_in_a_replay(tmp_pa
         finally:
             store.close()
     run(go())
+
+
+def test_a_gtd_order_past_its_time_is_refused_but_a_late_retry_of_one_placed_in_time_finds_it(tmp_path):
+    """The order service cannot tell a retry from a new order; the shard can (its keys), so
+    it is the one that refuses a GTD whose time passed: nothing stored, no key bound."""
+    async def go():
+        async with shard(tmp_path) as (c, _):
+            now_us = time.time_ns() // 1000
+            [late] = await c.execute([gtd(1, BUY, 90, 1, now_us - 1)])
+            assert (late.error_reason, late.order.status) == ("EXPIRE_TIME_PASSED", t.ORDER_STATUS_REJECTED)
+            assert 1 not in c.shard.live
+            [placed] = await c.execute([gtd(2, BUY, 90, 1, now_us + 300_000)])
+            assert placed.order.status == t.ORDER_STATUS_NEW
+            await asyncio.sleep(0.4)  # past its time: expired by now, or about to be
+            retry = gtd(3, BUY, 90, 1, now_us + 300_000)
+            retry.new_order.client_order_id = "c2"
+            [again] = await c.execute([retry])
+            assert (again.error_reason, again.order.order_id) == ("DUPLICATE_CLIENT_ORDER_ID", 2)
+    run(go())
