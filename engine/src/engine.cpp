@@ -606,7 +606,7 @@ std::string Engine::snapshot() const {
   std::sort(symbols.begin(), symbols.end());
 
   std::string out;
-  out.reserve(32 + symbols.size() * 65 + store_.live() * 58);
+  out.reserve(32 + symbols.size() * 77 + store_.live() * 58);  // stops: appended as they come
   out.append(kMagic, 4);
   put<std::uint32_t>(out, kSnapshotVersion);
   put<std::uint64_t>(out, out_.hash);

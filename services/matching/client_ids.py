@@ -42,6 +42,15 @@ def request_hash(order) -> int:
         key += "|post_only"
     if order.self_trade_prevention not in _DEFAULT_STP:
         key += f"|stp={order.self_trade_prevention}"
+    # Each only when set, so that a request without them keeps the fingerprint it had before
+    # they existed (keys in snapshots and journals). A DAY order's expiry is computed again
+    # on each attempt: only a GTD's, the client's own, counts.
+    if order.display_quantity:
+        key += f"|display={order.display_quantity}"
+    if order.stop_price:
+        key += f"|stop={order.stop_price}"
+    if order.time_in_force == types_pb2.TIME_IN_FORCE_GTD and order.expire_time_us:
+        key += f"|expire={order.expire_time_us}"
     return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big") >> 1
 
 

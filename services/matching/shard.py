@@ -69,7 +69,8 @@ LIMIT, GTC = types_pb2.ORDER_TYPE_LIMIT, types_pb2.TIME_IN_FORCE_GTC
 MARKET, IOC = types_pb2.ORDER_TYPE_MARKET, types_pb2.TIME_IN_FORCE_IOC
 STOP, STOP_LIMIT = types_pb2.ORDER_TYPE_STOP, types_pb2.ORDER_TYPE_STOP_LIMIT
 # GTD and DAY orders rest as GTC in the engine; the shard expires them (ExpireOrders).
-EXPIRING = frozenset((types_pb2.TIME_IN_FORCE_GTD, types_pb2.TIME_IN_FORCE_DAY))
+GTD = types_pb2.TIME_IN_FORCE_GTD
+EXPIRING = frozenset((GTD, types_pb2.TIME_IN_FORCE_DAY))
 RESTING = EXPIRING | {GTC}  # a limit order with one of these may rest: it counts as working
 EXPIRED_REASON = "EXPIRED"
 EXPIRE_TIME_PASSED = "EXPIRE_TIME_PASSED"  # a GTD submit that came after its expire_time
@@ -220,6 +221,8 @@ class MatchingShard:
                 if body.status not in (TRADING, HALTED):
                     raise InvalidCommand(f"commands[{index}].{kind}.status", "must be TRADING or HALTED")
                 continue
+            if kind == "new_order" and (body.stop_price != 0) != (body.order_type in (STOP, STOP_LIMIT)):
+                raise InvalidCommand(f"commands[{index}].{kind}.stop_price", "required for STOP and STOP_LIMIT, else 0")
             if kind == "new_order" and body.time_in_force in EXPIRING and body.expire_time_us <= 0:
                 raise InvalidCommand(f"commands[{index}].{kind}.expire_time_us", "a GTD or DAY order needs one")
             if kind != "mass_cancel" and body.order_id <= 0:
@@ -308,7 +311,8 @@ class MatchingShard:
         batch.symbols.add(symbol)
         # client_ids.py's key_digest (0: no key) and request_hash, in one native call.
         digest, fingerprint = submit_keys(account_id, symbol, client_order_id, side, order_type, time_in_force,
-                                          price, quantity, post_only, stp)
+                                          price, quantity, post_only, stp, display, stop_price,
+                                          cmd.expire_time_us if time_in_force == GTD else 0)
         if digest and (owner := self.client_ids.owner(digest, now, self.live)) is not None:
             if batch.replaying:
                 return None
@@ -455,14 +459,15 @@ class MatchingShard:
             return None if batch.replaying else self._not_working(cmd.order_id, cmd.account_id, cmd.symbol)
         # As the engine's instrument rules: a new price is collared, a larger order is held to
         # the size limits, and a pure reduce at the same price is never refused by a limit.
-        # A waiting stop is valued as at its submit (its new stop price for a stop).
+        # A waiting stop is valued as at its submit (a STOP at its stop price, the new one if
+        # it changes); a reduce at the same value is never refused, as for a limit order.
         waiting = state.stop_price and not state.triggered
         _, value = _valued(state.order_type, cmd.price, cmd.stop_price or state.stop_price) if waiting \
             else (LIMIT, cmd.price)
+        before = state.stop_price if waiting and state.order_type == STOP else state.price
         if (self.halted or self.risk) and (refusal := self._refusal(
                 cmd.account_id, cmd.symbol, state.side, LIMIT, value, cmd.quantity, opens=False,
-                collar=value != (state.stop_price if waiting and state.order_type == STOP else state.price),
-                size=value != state.price or cmd.quantity > state.quantity)):
+                collar=value != before, size=value != before or cmd.quantity > state.quantity)):
             return None if batch.replaying else Answer(state.encoded(), refusal)
         if cmd.quantity <= state.filled:
             return None if batch.replaying else Answer(state.encoded(), "QUANTITY_NOT_ABOVE_FILLED")

@@ -94,21 +94,23 @@ def _unpack(data: bytes) -> tuple[bytes, LiveOrders]:
 
 
 def _engine_orders(data: bytes):
-    """(symbol_ids, sides, orders as _ENGINE_ORDER) of every working order in an engine
-    snapshot (a waiting stop as an order of its limit price, its quantity and nothing
-    filled), or None if it is not a layout this reads (versions 1 to 4)."""
+    """(symbol_ids, sides, orders as _ENGINE_ORDER, stop prices) of every working order in an
+    engine snapshot (a waiting stop as an order of its limit price, its quantity and nothing
+    filled, and its stop price; 0 for a resting order), or None if it is not a layout this
+    reads (versions 1 to 4)."""
     magic, version, _hash, books = _ENGINE_HEADER.unpack_from(data, 0)
     book_header, order_dtype = _ENGINE_BOOKS.get(version), _ENGINE_ORDERS.get(version)
     if magic != b"BRSE" or book_header is None:
         return None
     names = _ENGINE_ORDER.names
-    pos, symbols, sides, parts = _ENGINE_HEADER.size, [], [], []
+    pos, symbols, sides, parts, stop_prices = _ENGINE_HEADER.size, [], [], [], []
     for _ in range(books):
         (symbol,) = book_header.unpack_from(data, pos)
         pos += book_header.size
         for side in (1, 2):
             (count,) = struct.unpack_from("<I", data, pos)
             parts.append(np.frombuffer(data, dtype=order_dtype, count=count, offset=pos + 4)[list(names)])
+            stop_prices.append(np.zeros(count, dtype=np.int64))
             symbols.append(np.full(count, symbol, dtype=np.int64))
             sides.append(np.full(count, side, dtype=np.int64))
             pos += 4 + count * order_dtype.itemsize
@@ -120,14 +122,15 @@ def _engine_orders(data: bytes):
                 as_orders[name] = stops[name]
             as_orders["remaining"] = stops["quantity"]
             parts.append(as_orders)
+            stop_prices.append(stops["stop_price"].astype(np.int64))
             symbols.append(np.full(count, symbol, dtype=np.int64))
             sides.append(np.full(count, side, dtype=np.int64))
             pos += 4 + count * _ENGINE_STOP.itemsize
     if pos != len(data):
         return None
     if not parts:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, _ENGINE_ORDER)
-    return np.concatenate(symbols), np.concatenate(sides), np.concatenate(parts)
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, _ENGINE_ORDER), np.zeros(0, np.int64)
+    return np.concatenate(symbols), np.concatenate(sides), np.concatenate(parts), np.concatenate(stop_prices)
 
 
 def check(engine: bytes, rows: np.ndarray, texts: list[str], book_ids: dict[str, int], owned,
@@ -148,7 +151,7 @@ def check(engine: bytes, rows: np.ndarray, texts: list[str], book_ids: dict[str,
         if sorted(resting_ids()) != ids.tolist():
             raise RuntimeError("snapshot's order descriptions do not match its books")
         return
-    symbol_ids, sides, orders = found
+    symbol_ids, sides, orders, stop_prices = found
     order = np.argsort(orders["order_id"], kind="stable")
     book_of_text = np.array([book_ids.get(text, -1) if text in owned else -1 for text in texts] or [0],
                             dtype=np.int64)
@@ -162,5 +165,9 @@ def check(engine: bytes, rows: np.ndarray, texts: list[str], book_ids: dict[str,
         and np.array_equal(orders["remaining"][order], rows["leaves"])
         and np.array_equal(orders["filled"][order], rows["filled"])
     )
+    if same:  # a waiting stop: the same stop price, and not triggered
+        stops = stop_prices[order]
+        waiting = stops > 0
+        same = np.array_equal(rows["stop_price"][waiting], stops[waiting]) and not rows["triggered"][waiting].any()
     if not same:
         raise RuntimeError("snapshot's order descriptions do not match its books")

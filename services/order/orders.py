@@ -248,6 +248,8 @@ class OrderDesk:
                               "stop_price: the last trade has reached it already; the stop would enter at once")
         if reason == "INVALID_STOP_PRICE":
             raise invalid("stop_price", "only a waiting stop or stop-limit order has one to change", reason)
+        if reason == "INVALID_PRICE" and request.price == 0:
+            raise invalid("price", "must be 1 or more ticks: only a waiting STOP has none", reason)
         # The instrument's rules (tick, lot, band, limits): the request's values.
         field = "quantity" if "QUANTITY" in reason else "price"
         raise invalid(field, f"refused by the instrument's rules ({reason})", reason)

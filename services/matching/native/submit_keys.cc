@@ -41,16 +41,24 @@ bool append_text(std::string& text, PyObject* item) {
 }  // namespace
 
 PyObject* submit_keys(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
-  enum { kAccount, kSymbol, kClientOrderId, kSide, kType, kTimeInForce, kPrice, kQuantity, kPostOnly, kStp, kArgs };
-  if (nargs != kArgs) {
+  enum {
+    kAccount, kSymbol, kClientOrderId, kSide, kType, kTimeInForce, kPrice, kQuantity, kPostOnly, kStp,
+    kDisplay, kStopPrice, kExpireUs, kArgs
+  };
+  // The last three are optional (0 when not given): a request without them fingerprints
+  // exactly as before they existed.
+  if (nargs != kDisplay && nargs != kArgs) {
     PyErr_SetString(PyExc_TypeError,
                     "submit_keys(account_id, symbol, client_order_id, side, order_type, time_in_force, price, "
-                    "quantity, post_only, self_trade_prevention)");
+                    "quantity, post_only, self_trade_prevention[, display_quantity, stop_price, gtd_expire_us])");
     return nullptr;
   }
   std::int64_t ints[kArgs] = {};
   for (int i : {kAccount, kSide, kType, kTimeInForce, kPrice, kQuantity, kStp}) {
     if (!as_int64(args[i], &ints[i])) return nullptr;
+  }
+  for (int i : {kDisplay, kStopPrice, kExpireUs}) {
+    if (nargs == kArgs && !as_int64(args[i], &ints[i])) return nullptr;
   }
   int post_only = PyObject_IsTrue(args[kPostOnly]);
   if (post_only < 0) return nullptr;
@@ -67,6 +75,13 @@ PyObject* submit_keys(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   if (ints[kStp] != kStpUnspecified && ints[kStp] != kStpCancelIncoming) {
     text.append("|stp=");
     append_int(text, ints[kStp]);
+  }
+  // [+ f"|display={display}"] [+ f"|stop={stop}"] [+ f"|expire={gtd_expire_us}"], each when not 0.
+  for (const auto& [name, i] : {std::pair{"|display=", kDisplay}, {"|stop=", kStopPrice}, {"|expire=", kExpireUs}}) {
+    if (ints[i] != 0) {
+      text.append(name);
+      append_int(text, ints[i]);
+    }
   }
   std::uint8_t fingerprint[8];
   if (blake2b(fingerprint, text.data(), nullptr, sizeof fingerprint, text.size(), 0) != 0) {

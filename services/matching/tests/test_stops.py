@@ -11,7 +11,7 @@ from bourse.matching.v1 import matching_service_pb2 as m
 from bourse.type.v1 import types_pb2 as t
 
 from services.common.ids import SnowflakeIds
-from services.matching.shard import MatchingShard
+from services.matching.shard import InvalidCommand, MatchingShard
 from services.matching.tests.test_matching import (
     BUY,
     SELL,
@@ -173,3 +173,46 @@ def test_waiting_stops_hold_after_a_restart_a_snapshot_and_a_replay(tmp_path):
         finally:
             store.close()
     run(go())
+
+
+def test_a_retry_that_differs_in_its_stop_price_is_another_request(tmp_path):
+    """Same client_order_id, another stop price: CLIENT_ORDER_ID_REUSED, not the original."""
+    async def go():
+        async with shard(tmp_path) as (c, _):
+            await c.execute(print_at(100))
+            [first] = await c.execute([stop(10, BUY, 105, 5)])
+            again = stop(11, BUY, 110, 5)
+            again.new_order.client_order_id = "c10"
+            [second] = await c.execute([again])
+            assert (first.error_reason, second.error_reason, second.order.order_id) == (
+                "", "CLIENT_ORDER_ID_REUSED", 10)
+            same = stop(12, BUY, 105, 5)
+            same.new_order.client_order_id = "c10"
+            [third] = await c.execute([same])
+            assert (third.error_reason, third.order.order_id) == ("DUPLICATE_CLIENT_ORDER_ID", 10)
+    run(go())
+
+
+def test_a_waiting_stop_reduced_is_never_refused_by_a_size_limit(tmp_path):
+    async def go():
+        async with shard(tmp_path) as (c, _):
+            await c.execute(print_at(100))
+            await c.execute([stop(10, BUY, 105, 10)])
+            await c.execute([m.Command(set_risk_limits=m.RiskLimits(account_id=5, max_order_quantity=5))])
+            [reduced] = await c.execute([modify_stop(10, 0, 8, 0)])
+            assert (reduced.error_reason, reduced.order.quantity) == ("", 8)
+            [raised] = await c.execute([modify_stop(10, 0, 9, 106)])
+            assert raised.error_reason == "ORDER_QUANTITY_ABOVE_LIMIT"
+    run(go())
+
+
+@pytest.mark.parametrize("command", [
+    stop(1, BUY, 0, 1),  # a STOP without its stop price
+    new(2, BUY, 100, 1, account=5),  # a LIMIT with one (set below)
+])
+def test_a_raw_command_with_a_stop_price_on_the_wrong_order_type_is_refused(command):
+    if command.new_order.order_type == t.ORDER_TYPE_LIMIT:
+        command.new_order.stop_price = 105
+    with pytest.raises(InvalidCommand) as refused:
+        MatchingShard(SYMBOLS, SnowflakeIds(618)).validate([command])
+    assert refused.value.field == "commands[0].new_order.stop_price"
