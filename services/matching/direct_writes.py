@@ -114,7 +114,8 @@ def trade_columns(rows) -> list[list]:
 
 assert ORDER_COLUMNS == ("order_id", "account_id", "client_order_id", "symbol", "side", "order_type",
                          "time_in_force", "status", "price", "quantity", "filled_quantity", "leaves_quantity",
-                         "reason", "create_time", "update_time", "stop_price", "triggered"), \
+                         "reason", "create_time", "update_time", "stop_price", "triggered", "display_quantity",
+                         "expire_time_us"), \
     "order rows (shard_write.py) follow models.py"
 assert TRADE_COLUMNS == ("trade_id", "symbol", "price", "quantity", "maker_order_id", "taker_order_id",
                          "maker_account_id", "taker_account_id", "aggressor_side", "time")

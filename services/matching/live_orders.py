@@ -24,7 +24,8 @@ ROW_DTYPE_V1 = np.dtype([
     ("symbol", "<u2"), ("reason", "<u2"), ("side", "u1"), ("order_type", "u1"), ("time_in_force", "u1"),
     ("status", "u1"),
 ])
-ROW_DTYPE = np.dtype(ROW_DTYPE_V1.descr + [("stop_price", "<i8"), ("triggered", "u1")])
+ROW_DTYPE = np.dtype(ROW_DTYPE_V1.descr + [("stop_price", "<i8"), ("display_quantity", "<i8"), ("expire_us", "<i8"),
+                                            ("triggered", "u1")])
 
 
 class LiveOrders(MutableMapping):
@@ -73,12 +74,12 @@ class LiveOrders(MutableMapping):
 
     def _take(self, i: int) -> OrderState:
         (order_id, account_id, price, quantity, filled, leaves, create_ns, update_ns, offset, length, symbol,
-         reason, side, order_type, tif, status, stop_price, triggered) = self._rows[i].tolist()
+         reason, side, order_type, tif, status, stop_price, display, expire_us, triggered) = self._rows[i].tolist()
         self._taken[i] = True
         self._packed -= 1
         return OrderState(order_id, account_id, self._blob[offset : offset + length].decode(), self._texts[symbol],
                           side, order_type, tif, price, quantity, create_ns, filled, leaves, status,
-                          self._texts[reason], update_ns, stop_price, triggered)
+                          self._texts[reason], update_ns, stop_price, triggered, display, expire_us)
 
     def get(self, order_id, default=None):
         state = self._states.get(order_id)
@@ -155,7 +156,7 @@ class LiveOrders(MutableMapping):
         new = np.array([
             (s.order_id, s.account_id, s.price, s.quantity, s.filled, s.leaves, s.create_ns, s.update_ns, 0, 0,
              text(s.symbol), text(s.reason), s.side, s.order_type, s.time_in_force, s.status, s.stop_price,
-             s.triggered) for s in states
+             s.display_quantity, s.expire_us, s.triggered) for s in states
         ], dtype=ROW_DTYPE) if states else np.zeros(0, ROW_DTYPE)
         if len(texts) > 0xFFFF:
             raise RuntimeError("too many distinct symbols and reasons for a packed snapshot")

@@ -42,6 +42,8 @@ class OrderState:
     update_ns: int = 0
     stop_price: int = 0  # a stop's or stop-limit's trigger price
     triggered: int = 0  # 1 once its trigger was reached (the orders table's SMALLINT)
+    display_quantity: int = 0  # an iceberg's
+    expire_us: int = 0  # a GTD or DAY order's expiry, microseconds since the epoch
 
     def row(self) -> tuple:
         """The order as a row of the orders table (shard_write.py): models.py's
@@ -49,7 +51,7 @@ class OrderState:
         return (self.order_id, self.account_id, self.client_order_id or None, self.symbol, self.side,
                 self.order_type, self.time_in_force, self.status, self.price, self.quantity, self.filled,
                 self.leaves, self.reason, self.create_ns // 1000, (self.update_ns or self.create_ns) // 1000,
-                self.stop_price, self.triggered)
+                self.stop_price, self.triggered, self.display_quantity, self.expire_us)
 
     def encoded(self, fills=()) -> bytes:
         """The order as Order message bytes, with `fills`: (trade_id, price, quantity,
@@ -67,5 +69,6 @@ def state_of(order: types_pb2.Order) -> OrderState:
         order.time_in_force, order.price, order.quantity, create_ns=create_ns, filled=order.filled_quantity,
         leaves=order.leaves_quantity, status=order.status, reason=order.reason,
         update_ns=order.update_time.seconds * 1_000_000_000 + order.update_time.nanos,
-        stop_price=order.stop_price, triggered=int(order.triggered),
+        stop_price=order.stop_price, triggered=int(order.triggered), display_quantity=order.display_quantity,
+        expire_us=order.expire_time.seconds * 1_000_000 + order.expire_time.nanos // 1000,
     )

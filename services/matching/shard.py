@@ -74,6 +74,7 @@ EXPIRING = frozenset((GTD, types_pb2.TIME_IN_FORCE_DAY))
 RESTING = EXPIRING | {GTC}  # a limit order with one of these may rest: it counts as working
 EXPIRED_REASON = "EXPIRED"
 EXPIRE_TIME_PASSED = "EXPIRE_TIME_PASSED"  # a GTD submit that came after its expire_time
+MAX_EXPIRE_US = 253_402_300_799_999_999  # the last microsecond a google.protobuf.Timestamp holds
 RISK_FIELDS = ("max_order_quantity", "max_notional", "max_open_orders", "price_collar_bps")
 
 
@@ -223,8 +224,9 @@ class MatchingShard:
                 continue
             if kind == "new_order" and (body.stop_price != 0) != (body.order_type in (STOP, STOP_LIMIT)):
                 raise InvalidCommand(f"commands[{index}].{kind}.stop_price", "required for STOP and STOP_LIMIT, else 0")
-            if kind == "new_order" and body.time_in_force in EXPIRING and body.expire_time_us <= 0:
-                raise InvalidCommand(f"commands[{index}].{kind}.expire_time_us", "a GTD or DAY order needs one")
+            if kind == "new_order" and body.time_in_force in EXPIRING and not 0 < body.expire_time_us <= MAX_EXPIRE_US:
+                raise InvalidCommand(f"commands[{index}].{kind}.expire_time_us",
+                                     "a GTD or DAY order needs one, up to the end of year 9999")
             if kind != "mass_cancel" and body.order_id <= 0:
                 raise InvalidCommand(f"commands[{index}].{kind}.order_id", "must be positive")
             if body.account_id <= 0:
@@ -307,7 +309,8 @@ class MatchingShard:
         post_only, stp, display, stop_price = (
             cmd.post_only, cmd.self_trade_prevention, cmd.display_quantity, cmd.stop_price)
         state = OrderState(order_id, account_id, client_order_id, symbol, side, order_type, time_in_force, price,
-                           quantity, create_ns=now, update_ns=now, stop_price=stop_price)
+                           quantity, create_ns=now, update_ns=now, stop_price=stop_price, display_quantity=display,
+                           expire_us=cmd.expire_time_us)
         batch.symbols.add(symbol)
         # client_ids.py's key_digest (0: no key) and request_hash, in one native call.
         digest, fingerprint = submit_keys(account_id, symbol, client_order_id, side, order_type, time_in_force,

@@ -55,12 +55,13 @@ def timestamp_us(us: int) -> dict:
 def order_proto(row: OrderRow) -> types_pb2.Order:
     """The Order message of a row (no fills)."""
     (order_id, account_id, client_order_id, symbol, side, order_type, time_in_force, status, price, quantity,
-     filled, leaves, reason, create_us, update_us, stop_price, triggered) = row
+     filled, leaves, reason, create_us, update_us, stop_price, triggered, display, expire_us) = row
     return types_pb2.Order(
         order_id=order_id, client_order_id=client_order_id or "", account_id=account_id, symbol=symbol, side=side,
         order_type=order_type, time_in_force=time_in_force, price=price, quantity=quantity, filled_quantity=filled,
         leaves_quantity=leaves, status=status, reason=reason, create_time=timestamp_us(create_us),
-        update_time=timestamp_us(update_us), stop_price=stop_price, triggered=bool(triggered))
+        update_time=timestamp_us(update_us), stop_price=stop_price, triggered=bool(triggered),
+        display_quantity=display, expire_time=timestamp_us(expire_us) if expire_us else None)
 
 
 def _us(ts) -> int:
@@ -72,7 +73,7 @@ def order_row(order: types_pb2.Order) -> OrderRow:
     return (order.order_id, order.account_id, order.client_order_id or None, order.symbol, order.side,
             order.order_type, order.time_in_force, order.status, order.price, order.quantity, order.filled_quantity,
             order.leaves_quantity, order.reason, _us(order.create_time), _us(order.update_time), order.stop_price,
-            int(order.triggered))
+            int(order.triggered), order.display_quantity, _us(order.expire_time) if order.HasField("expire_time") else 0)
 
 
 def trade_proto(row: TradeRow) -> types_pb2.Trade:

@@ -51,7 +51,7 @@ def _order(order_id: int, now: datetime, status: int = 1, filled: int = 0) -> di
         "symbol": "AAPL", "side": 1 + order_id % 2, "order_type": 1, "time_in_force": 1, "status": status,
         "price": 10_000 + order_id % 100, "quantity": 10, "filled_quantity": filled,
         "leaves_quantity": 10 - filled, "reason": "", "create_time": now, "update_time": now, "stop_price": 0,
-        "triggered": 0,
+        "triggered": 0, "display_quantity": 0, "expire_time_us": 0,
     }
 
 
@@ -86,7 +86,7 @@ class CopyWriter:
     """The floor: binary COPY of the same rows, one transaction per batch."""
 
     _ORDER_TYPES = ("int8", "int8", "varchar", "varchar", "int2", "int2", "int2", "int2", "int8", "int8", "int8",
-                    "int8", "varchar", "timestamptz", "timestamptz", "int8", "int2")
+                    "int8", "varchar", "timestamptz", "timestamptz", "int8", "int2", "int8", "int8")
     _TRADE_TYPES = ("int8", "varchar", "int8", "int8", "int8", "int8", "int8", "int8", "int2", "timestamptz")
     _UPDATE_TYPES = ("int8", "int8", "int8", "int8", "int8", "int2", "varchar", "timestamptz", "int8", "int2")
     assert len(_UPDATE_TYPES) == len(UPDATE_COLUMNS)

@@ -67,6 +67,10 @@ class OrderRecord(SQLModel, table=True):
     # trigger was reached (a flag as SMALLINT: rows travel as integer arrays, revision 0008).
     stop_price: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, server_default="0"))
     triggered: int = Field(default=0, sa_column=Column(SmallInteger, nullable=False, server_default="0"))
+    # An iceberg's display quantity (0: not one); a GTD or DAY order's expiry in microseconds
+    # since the epoch (0: none; an integer, so rows stay integer arrays without NULLs).
+    display_quantity: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, server_default="0"))
+    expire_time_us: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, server_default="0"))
 
 
 class TradeRecord(SQLModel, table=True):
@@ -167,8 +171,9 @@ def pg_types(table) -> dict[str, str]:
 # modify, triggered when it triggers.
 UPDATABLE_COLUMNS = ("price", "quantity", "filled_quantity", "leaves_quantity", "status", "reason", "update_time",
                      "stop_price", "triggered")
-# What a row written without them holds: the columns that came with stops (revision 0008).
-ORDER_DEFAULTS = {"stop_price": 0, "triggered": 0}
+# What a row written without them holds: the columns that came with stops, icebergs and
+# expiries (revision 0008).
+ORDER_DEFAULTS = {"stop_price": 0, "triggered": 0, "display_quantity": 0, "expire_time_us": 0}
 # An update's row: the order it updates, then what changes.
 UPDATE_COLUMNS = ("order_id", *UPDATABLE_COLUMNS)
 # A journal entry's row (the matching shard comes apart, once per batch).

@@ -78,6 +78,8 @@ def order_row(order: types_pb2.Order, now: datetime) -> Row:
         "update_time": _time(order.update_time, now),
         "stop_price": order.stop_price,
         "triggered": int(order.triggered),
+        "display_quantity": order.display_quantity,
+        "expire_time_us": order.expire_time.ToMicroseconds() if order.HasField("expire_time") else 0,
     }
 
 
@@ -115,7 +117,10 @@ def order_message(row: Row) -> types_pb2.Order:
         update_time=_timestamp(row["update_time"]),
         stop_price=row.get("stop_price", 0),
         triggered=bool(row.get("triggered", 0)),
+        display_quantity=row.get("display_quantity", 0),
     )
+    if row.get("expire_time_us"):
+        order.expire_time.FromMicroseconds(row["expire_time_us"])
     for fill in row.get("fills", ()):
         order.fills.add(trade_id=fill["trade_id"], price=fill["price"], quantity=fill["quantity"],
                         maker=fill["maker"], time=_timestamp(fill["time"]))

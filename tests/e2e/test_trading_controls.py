@@ -208,9 +208,11 @@ def test_the_sdk_places_a_gtd_order(stack):
     from bourse_client import Client, OrderStatus, Side, TimeInForce
 
     with Client(stack.target, api_key="demo-key-carol") as client:
+        expire_time = (datetime.now(UTC) + timedelta(minutes=5)).replace(microsecond=123_456)
         order = client.submit_order("V", Side.SELL, quantity=1, price=900, time_in_force=TimeInForce.GTD,
-                                    expire_time=datetime.now(UTC) + timedelta(minutes=5))
-        assert (order.status, order.time_in_force) == (OrderStatus.NEW, TimeInForce.GTD)
+                                    expire_time=expire_time)
+        assert (order.status, order.time_in_force, order.expire_time) == (OrderStatus.NEW, TimeInForce.GTD, expire_time)
+        assert client.get_order(order.order_id).expire_time == expire_time  # as stored
 
 
 def test_an_iceberg_shows_only_its_slice_in_the_book(stack, channel):
@@ -219,7 +221,8 @@ def test_an_iceberg_shows_only_its_slice_in_the_book(stack, channel):
 
     with Client(stack.target, api_key="demo-key-carol") as client:
         order = client.submit_order("XOM", Side.SELL, quantity=50, price=777, display_quantity=5)
-        assert order.leaves_quantity == 50
+        assert (order.leaves_quantity, order.display_quantity) == (50, 5)
+        assert client.get_order(order.order_id).display_quantity == 5  # as stored
         deadline = time.monotonic() + 10
         while not client.get_book("XOM").asks and time.monotonic() < deadline:
             time.sleep(0.05)

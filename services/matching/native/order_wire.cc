@@ -20,7 +20,8 @@ namespace {
 // The row's columns (services/matching/shard_write.py OrderRow, models.py ORDER_COLUMNS).
 enum Column : Py_ssize_t {
   kOrderId, kAccountId, kClientOrderId, kSymbol, kSide, kOrderType, kTimeInForce, kStatus,
-  kPrice, kQuantity, kFilled, kLeaves, kReason, kCreateUs, kUpdateUs, kStopPrice, kTriggered, kColumns
+  kPrice, kQuantity, kFilled, kLeaves, kReason, kCreateUs, kUpdateUs, kStopPrice, kTriggered, kDisplay, kExpireUs,
+  kColumns
 };
 // A fill: (trade_id, price, quantity, maker, time_us).
 constexpr Py_ssize_t kFillColumns = 5;
@@ -119,12 +120,12 @@ PyObject* order_bytes(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   }
   PyObject* row = args[0];
   if (!PyTuple_Check(row) || PyTuple_GET_SIZE(row) != kColumns) {
-    PyErr_SetString(PyExc_TypeError, "row: a tuple of the orders table's 17 columns");
+    PyErr_SetString(PyExc_TypeError, "row: a tuple of the orders table's 19 columns");
     return nullptr;
   }
   std::int64_t ints[kColumns] = {};
   for (Py_ssize_t column : {kOrderId, kAccountId, kSide, kOrderType, kTimeInForce, kStatus, kPrice, kQuantity,
-                            kFilled, kLeaves, kCreateUs, kUpdateUs, kStopPrice, kTriggered}) {
+                            kFilled, kLeaves, kCreateUs, kUpdateUs, kStopPrice, kTriggered, kDisplay, kExpireUs}) {
     if (!as_int64(PyTuple_GET_ITEM(row, column), &ints[column])) return nullptr;
   }
   const char *client_order_id, *symbol, *reason;
@@ -165,6 +166,8 @@ PyObject* order_bytes(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   w.message_field(16, timestamp_us(ints[kUpdateUs]));
   w.int_field(17, ints[kStopPrice]);
   w.int_field(18, ints[kTriggered] != 0 ? 1 : 0);
+  w.int_field(19, ints[kDisplay]);
+  if (ints[kExpireUs] != 0) w.message_field(20, timestamp_us(ints[kExpireUs]));
   return PyBytes_FromStringAndSize(w.str().data(), static_cast<Py_ssize_t>(w.str().size()));
 }
 

@@ -345,9 +345,10 @@ def test_gtd_orders_expire_at_their_time_soonest_first_and_done_ones_are_skipped
 
     async def go():
         async with shard(tmp_path) as (c, p):
-            await c.execute([gtd(1, SELL, 100, 5, base + 2000), gtd(2, SELL, 101, 5, base + 1000, tif=DAY_TIF),
-                             gtd(3, SELL, 102, 5, base + 1000), new(4, SELL, 103, 5),
-                             gtd(5, SELL, 104, 5, base + 1500)])
+            [first, *_] = await c.execute([
+                gtd(1, SELL, 100, 5, base + 2000), gtd(2, SELL, 101, 5, base + 1000, tif=DAY_TIF),
+                gtd(3, SELL, 102, 5, base + 1000), new(4, SELL, 103, 5), gtd(5, SELL, 104, 5, base + 1500)])
+            assert first.order.expire_time.ToMicroseconds() == base + 2000  # the order says when it expires
             await c.execute([cancel(5), new(6, BUY, 100, 3, account=2)])
             [nothing] = await c.execute([expire(base + 999)])
             assert nothing.cancelled_count == 0
@@ -366,12 +367,12 @@ def test_gtd_orders_expire_at_their_time_soonest_first_and_done_ones_are_skipped
 def test_a_gtd_order_rests_and_trades_as_gtc_until_it_expires(tmp_path):
     async def go():
         async with shard(tmp_path) as (c, _):
-            [rest] = await c.execute([gtd(1, SELL, 100, 5, 10**18)])
+            [rest] = await c.execute([gtd(1, SELL, 100, 5, 4 * 10**15)])
             assert (rest.order.status, rest.order.time_in_force) == (t.ORDER_STATUS_NEW, GTD_TIF)
             [take] = await c.execute([new(2, BUY, 100, 2, account=2)])
             assert take.order.status == t.ORDER_STATUS_FILLED
             [moved] = await c.execute([modify(1, 99, 5)])  # cancel/replace keeps its expiry
-            assert moved.order.leaves_quantity == 3 and c.shard.next_expiry_us() == 10**18
+            assert moved.order.leaves_quantity == 3 and c.shard.next_expiry_us() == 4 * 10**15
     run(go())
 
 
@@ -415,9 +416,10 @@ def test_expiries_hold_after_a_restart_a_snapshot_and_a_replay(tmp_path):
     run(go())
 
 
-def test_a_gtd_or_day_order_without_its_expire_time_is_refused_naming_the_field():
+@pytest.mark.parametrize("expire_us", [0, 253_402_300_800 * 10**6])  # none; past what a Timestamp holds
+def test_a_gtd_or_day_order_without_a_valid_expire_time_is_refused_naming_the_field(expire_us):
     with pytest.raises(InvalidCommand) as refused:
-        MatchingShard(SYMBOLS, SnowflakeIds(616)).validate([gtd(1, SELL, 100, 5, 0, tif=DAY_TIF)])
+        MatchingShard(SYMBOLS, SnowflakeIds(616)).validate([gtd(1, SELL, 100, 5, expire_us, tif=DAY_TIF)])
     assert refused.value.field == "commands[0].new_order.expire_time_us"
 
 
@@ -505,7 +507,7 @@ def test_an_iceberg_shows_a_slice_and_refreshes_it_at_the_back_of_the_queue(tmp_
     async def go():
         async with shard(tmp_path) as (c, p):
             [rest, _] = await c.execute([iceberg(1, SELL, 100, 10, 3), new(2, SELL, 100, 2, account=2)])
-            assert rest.order.leaves_quantity == 10
+            assert (rest.order.leaves_quantity, rest.order.display_quantity) == (10, 3)
             assert c.shard.depth("AAPL") == ([], [(100, 5, 2)])
             [take] = await c.execute([new(3, BUY, 100, 4, account=3)])
             assert [(f.quantity, f.price) for f in take.order.fills] == [(3, 100), (1, 100)]

@@ -1,4 +1,5 @@
-"""Stop and stop-limit orders: their stop price, and whether they triggered
+"""Orders say what they are: a stop's price and whether it triggered, an iceberg's display
+quantity, a GTD or DAY order's expiry (microseconds since the epoch)
 
 Revision ID: 0008
 Revises: 0007
@@ -13,16 +14,18 @@ revision = "0008"
 down_revision = "0007"
 branch_labels = None
 depends_on = None
+COLUMNS = (("stop_price", sa.BigInteger), ("triggered", sa.SmallInteger), ("display_quantity", sa.BigInteger),
+           ("expire_time_us", sa.BigInteger))
 
 
 def upgrade() -> None:
     # A database the models made (create_all, adopted by revision 0001) has them already.
-    if "stop_price" in {c["name"] for c in sa.inspect(op.get_bind()).get_columns("orders")}:
-        return
-    op.add_column("orders", sa.Column("stop_price", sa.BigInteger(), nullable=False, server_default="0"))
-    op.add_column("orders", sa.Column("triggered", sa.SmallInteger(), nullable=False, server_default="0"))
+    present = {c["name"] for c in sa.inspect(op.get_bind()).get_columns("orders")}
+    for name, kind in COLUMNS:
+        if name not in present:
+            op.add_column("orders", sa.Column(name, kind(), nullable=False, server_default="0"))
 
 
 def downgrade() -> None:
-    op.drop_column("orders", "triggered")
-    op.drop_column("orders", "stop_price")
+    for name, _ in reversed(COLUMNS):
+        op.drop_column("orders", name)

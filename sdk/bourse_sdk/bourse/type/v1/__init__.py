@@ -475,6 +475,21 @@ class Order(betterproto2.Message):
     traded) as a market or limit order. False while it waits, and for other orders.
     """
 
+    display_quantity: "int" = betterproto2.field(19, betterproto2.TYPE_INT64)
+    """
+    An iceberg's display quantity in lots (what the book shows at a time); 0 otherwise.
+    """
+
+    expire_time: "datetime.datetime | None" = betterproto2.field(
+        20,
+        betterproto2.TYPE_MESSAGE,
+        unwrap=lambda: ___google__protobuf__.Timestamp,
+        optional=True,
+    )
+    """
+    GTD and DAY orders: when the order stops working (UTC); unset for other orders.
+    """
+
 
 default_message_pool.register_message("bourse.type.v1", "Order", Order)
 
