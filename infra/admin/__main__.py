@@ -71,7 +71,8 @@ def shard_rows(matching: list[str], persistence: str) -> list[dict]:
                 row.update(symbols=len(status.symbols), sequence=status.sequence, queued=status.queued_commands,
                            resting=status.resting_orders, serving=status.serving,
                            avg_batch=round(status.committed_commands / max(status.committed_batches, 1), 1),
-                           event_hash=f"{status.event_hash:016x}")
+                           event_hash=f"{status.event_hash:016x}", halted=",".join(status.halted_symbols),
+                           limits=" ".join(_limits_text(limits) for limits in status.risk_limits))
             except grpc.RpcError as error:
                 row.update(error=f"matching: {error.code().name}")
             try:
@@ -84,10 +85,18 @@ def shard_rows(matching: list[str], persistence: str) -> list[dict]:
     return rows
 
 
+def _limits_text(limits: matching_pb2.RiskLimits) -> str:
+    """An account's limits in a word: 'account:qty=..,notional=..,open=..,collar=..bps' (0s left out)."""
+    parts = [f"{name}={value}" for name, value in (
+        ("qty", limits.max_order_quantity), ("notional", limits.max_notional), ("open", limits.max_open_orders),
+        ("collar", limits.price_collar_bps)) if value]
+    return f"{limits.account_id}:{','.join(parts) or 'none'}"
+
+
 def print_shards(rows: list[dict]) -> None:
     table = Table(title="matching shards")
     columns = ["shard", "address", "symbols", "sequence", "durable", "snapshot", "replay_lag", "queued",
-               "resting", "avg_batch", "serving", "event_hash", "error"]
+               "resting", "avg_batch", "serving", "event_hash", "halted", "limits", "error"]
     for column in columns:
         table.add_column(column)
     for row in rows:

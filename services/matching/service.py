@@ -132,6 +132,9 @@ class MatchingServicer(matching_grpc.MatchingServiceServicer):
             snapshot_sequence=committer.snapshot_sequence, queued_commands=committer.queued_commands,
             resting_orders=len(shard.live), event_hash=shard.engine.event_hash(), serving=committer.serving,
             committed_batches=committer.batches, committed_commands=committer.committed_commands,
+            halted_symbols=sorted(shard.halted),
+            risk_limits=[matching_pb2.RiskLimits(account_id=account, **limits._asdict())
+                         for account, limits in sorted(shard.risk.items())],
         )
 
     async def SetRiskLimits(self, request, context):

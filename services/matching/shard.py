@@ -85,6 +85,8 @@ class Limits(NamedTuple):
     max_notional: int
     max_open_orders: int
     price_collar_bps: int
+
+
 TRADE_EVENT, REJECTED_EVENT, CANCELLED_EVENT, DONE_EVENT, MODIFIED_EVENT, TRIGGERED_EVENT = (
     int(getattr(k, "value", k))
     for k in (EventKind.TRADE, EventKind.REJECTED, EventKind.CANCELLED, EventKind.DONE, EventKind.MODIFIED,

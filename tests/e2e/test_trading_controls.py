@@ -48,6 +48,18 @@ def limit(symbol, side, price, quantity, client_order_id=None):
         order_type=t.ORDER_TYPE_LIMIT, time_in_force=t.TIME_IN_FORCE_GTC, price=price, quantity=quantity)
 
 
+def shard_statuses(stack) -> list:
+    from bourse.matching.v1 import matching_service_pb2 as m
+    from bourse.matching.v1 import matching_service_pb2_grpc as m_grpc
+
+    statuses = []
+    for index, address in enumerate(stack.matching_addresses):
+        with grpc.insecure_channel(address) as channel:
+            statuses.append(m_grpc.MatchingServiceStub(channel).GetShardStatus(
+                m.GetShardStatusRequest(shard_index=index), timeout=10))
+    return statuses
+
+
 def operator(stack, command: str, symbol: str) -> int:
     return admin([command, symbol, "--matching", ",".join(stack.matching_addresses),
                   "--shard-ranges", stack.shard_ranges])
@@ -141,6 +153,7 @@ def test_the_sdk_mass_cancels_and_raises_instrument_halted(stack):
         assert client.mass_cancel_orders() == 1
         assert operator(stack, "halt", "TSLA") == 0
         try:
+            assert [list(status.halted_symbols) for status in shard_statuses(stack)].count(["TSLA"]) == 1
             with pytest.raises(InstrumentHalted):
                 client.submit_order("TSLA", Side.BUY, quantity=1, price=30)
             deadline = time.monotonic() + 10
@@ -157,6 +170,9 @@ def test_an_accounts_pre_trade_limits_set_by_the_operator_bind_on_every_shard(st
 
     assert admin(["risk", "4", "--max-order-quantity", "10", "--max-open-orders", "1",
                   "--matching", ",".join(stack.matching_addresses)]) == 0
+    for status in shard_statuses(stack):  # the operator reads back what is in force on each shard
+        assert [(x.account_id, x.max_order_quantity, x.max_open_orders, x.max_notional) for x in status.risk_limits
+                if x.account_id == 4] == [(4, 10, 1, 0)]
     try:
         with Client(stack.target, api_key="demo-key-dave") as dave:
             for symbol in ("AMZN", "INTC", "PFE"):  # one of each shard
