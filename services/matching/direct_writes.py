@@ -29,6 +29,7 @@ from services.persistence.models import (
     JOURNAL,
     JOURNAL_COLUMNS,
     ORDER_COLUMNS,
+    ORDER_DEFAULTS,
     ORDERS,
     TRADE_COLUMNS,
     TRADES,
@@ -61,17 +62,34 @@ def _insert(table: str, columns, prefix: tuple[str, ...] = ()) -> str:
 
 
 INSERT_JOURNAL = _insert("journal", JOURNAL_COLUMNS, prefix=("matching_shard",))
-INSERT_ORDERS = _insert("orders", ORDER_COLUMNS)
 INSERT_TRADES = _insert("trades", TRADE_COLUMNS)
-UPDATE_ORDERS = "UPDATE orders AS o SET {} FROM {} WHERE o.order_id = v.order_id".format(
-    ", ".join(f"{c} = {_value(c)}" for c in UPDATABLE_COLUMNS), _unnest(UPDATE_COLUMNS))
 
 
-# The whole batch is one statement, so one transaction in autocommit mode. Its parts see
-# the same snapshot: the UPDATE never needs an order inserted beside it (a batch lists
-# an order it created among new_orders only, in its final state).
-WRITE_BATCH = (f"WITH j AS ({INSERT_JOURNAL}), o AS ({INSERT_ORDERS}), u AS ({UPDATE_ORDERS}) "
-               f"{INSERT_TRADES}")
+def _update(columns) -> str:
+    return "UPDATE orders AS o SET {} FROM {} WHERE o.order_id = v.order_id".format(
+        ", ".join(f"{c} = {_value(c)}" for c in columns[1:]), _unnest(columns))
+
+
+def _write_batch(order_columns, update_columns) -> str:
+    # The whole batch is one statement, so one transaction in autocommit mode. Its parts
+    # see the same snapshot: the UPDATE never needs an order inserted beside it (a batch
+    # lists an order it created among new_orders only, in its final state).
+    return (f"WITH j AS ({INSERT_JOURNAL}), o AS ({_insert('orders', order_columns)}), "
+            f"u AS ({_update(update_columns)}) {INSERT_TRADES}")
+
+
+WRITE_BATCH = _write_batch(ORDER_COLUMNS, UPDATE_COLUMNS)
+# A batch whose orders are all plain (no stop, iceberg or expiry: the columns ORDER_DEFAULTS
+# names all 0, as mostly) leaves those columns out: their defaults, and for an update
+# their stored values, are those 0s already (a stop price or a trigger is never undone).
+PLAIN_ORDER_COLUMNS = tuple(c for c in ORDER_COLUMNS if c not in ORDER_DEFAULTS)
+PLAIN_UPDATE_COLUMNS = tuple(c for c in UPDATE_COLUMNS if c not in ORDER_DEFAULTS)
+WRITE_PLAIN_BATCH = _write_batch(PLAIN_ORDER_COLUMNS, PLAIN_UPDATE_COLUMNS)
+_EXTRA_NEW = [ORDER_COLUMNS.index(c) for c in ORDER_COLUMNS if c in ORDER_DEFAULTS]
+_EXTRA_UPDATED = [UPDATE_COLUMNS.index(c) for c in UPDATE_COLUMNS if c in ORDER_DEFAULTS]
+assert ORDER_COLUMNS[len(PLAIN_ORDER_COLUMNS):] == tuple(ORDER_DEFAULTS) and \
+    UPDATE_COLUMNS[len(PLAIN_UPDATE_COLUMNS):] == tuple(c for c in ORDER_DEFAULTS if c in UPDATE_COLUMNS), \
+    "the columns a plain batch leaves out are the last ones"
 
 
 def _element(value) -> str:
@@ -136,15 +154,21 @@ def is_postgres(url: str) -> bool:
     return sa.make_url(url).get_backend_name() == "postgresql"
 
 
-def statement_parameters(matching_shard: int, batch: ShardWrite | persistence_pb2.WriteBatchRequest) -> list:
-    """WRITE_BATCH's parameters for a batch: the shard, then each column."""
+def statement_parameters(matching_shard: int, batch: ShardWrite | persistence_pb2.WriteBatchRequest) -> tuple:
+    """(WRITE_BATCH or WRITE_PLAIN_BATCH, its parameters for a batch: the shard, then each column)."""
     if not isinstance(batch, ShardWrite):
         batch = ShardWrite.from_request(batch)
     journal = [list(column) for column in zip(*batch.journal_rows)]
     new, updated = batch.order_columns()
-    columns = [*_filled(journal, len(JOURNAL_COLUMNS)), *_filled(new, len(ORDER_COLUMNS)),
-               *_filled(updated, len(UPDATE_COLUMNS)), *_filled(trade_columns(batch.trade_rows), len(TRADE_COLUMNS))]
-    return [matching_shard, *map(array_literal, columns)]
+    new = _filled(new, len(ORDER_COLUMNS))
+    updated = _filled(updated, len(UPDATE_COLUMNS))
+    statement = WRITE_BATCH
+    if not any(any(new[i]) for i in _EXTRA_NEW) and not any(any(updated[i]) for i in _EXTRA_UPDATED):
+        statement = WRITE_PLAIN_BATCH
+        new, updated = new[:len(PLAIN_ORDER_COLUMNS)], updated[:len(PLAIN_UPDATE_COLUMNS)]
+    columns = [*_filled(journal, len(JOURNAL_COLUMNS)), *new, *updated,
+               *_filled(trade_columns(batch.trade_rows), len(TRADE_COLUMNS))]
+    return statement, [matching_shard, *map(array_literal, columns)]
 
 
 class WriteFailed(Exception):
@@ -175,11 +199,11 @@ class DirectWrites:
         return self._conn
 
     async def write_batch(self, request) -> None:
-        parameters = statement_parameters(self._shard, request)
+        statement, parameters = statement_parameters(self._shard, request)
         try:
             async with asyncio.timeout(self._timeout):
                 conn = await self._connection()
-                await conn.execute(WRITE_BATCH, parameters)
+                await conn.execute(statement, parameters)
         except (psycopg.Error, OSError, TimeoutError) as error:
             # The connection's state is unknown (the commit's answer may be lost): a new
             # one for the next batch, after the shard's recovery.

@@ -45,6 +45,7 @@ from services.matching.order_state import (
     CANCELLED,
     FILLED,
     FINISHED,
+    NEW,
     PARTIALLY_FILLED,
     REJECTED,
     OrderState,
@@ -68,6 +69,7 @@ MASS_CANCEL_REASON = CancelReason.MASS_CANCEL.name
 LIMIT, GTC = types_pb2.ORDER_TYPE_LIMIT, types_pb2.TIME_IN_FORCE_GTC
 MARKET, IOC = types_pb2.ORDER_TYPE_MARKET, types_pb2.TIME_IN_FORCE_IOC
 STOP, STOP_LIMIT = types_pb2.ORDER_TYPE_STOP, types_pb2.ORDER_TYPE_STOP_LIMIT
+STOP_TYPES = frozenset((STOP, STOP_LIMIT))
 # GTD and DAY orders rest as GTC in the engine; the shard expires them (ExpireOrders).
 GTD = types_pb2.TIME_IN_FORCE_GTD
 EXPIRING = frozenset((GTD, types_pb2.TIME_IN_FORCE_DAY))
@@ -224,11 +226,13 @@ class MatchingShard:
                 if body.status not in (TRADING, HALTED):
                     raise InvalidCommand(f"commands[{index}].{kind}.status", "must be TRADING or HALTED")
                 continue
-            if kind == "new_order" and (body.stop_price != 0) != (body.order_type in (STOP, STOP_LIMIT)):
-                raise InvalidCommand(f"commands[{index}].{kind}.stop_price", "required for STOP and STOP_LIMIT, else 0")
-            if kind == "new_order" and body.time_in_force in EXPIRING and not 0 < body.expire_time_us <= MAX_EXPIRE_US:
-                raise InvalidCommand(f"commands[{index}].{kind}.expire_time_us",
-                                     "a GTD or DAY order needs one, up to the end of year 9999")
+            if kind == "new_order":
+                if (body.stop_price != 0) != (body.order_type in STOP_TYPES):
+                    raise InvalidCommand(f"commands[{index}].{kind}.stop_price",
+                                         "required for STOP and STOP_LIMIT, else 0")
+                if body.time_in_force in EXPIRING and not 0 < body.expire_time_us <= MAX_EXPIRE_US:
+                    raise InvalidCommand(f"commands[{index}].{kind}.expire_time_us",
+                                         "a GTD or DAY order needs one, up to the end of year 9999")
             if kind != "mass_cancel" and body.order_id <= 0:
                 raise InvalidCommand(f"commands[{index}].{kind}.order_id", "must be positive")
             if body.account_id <= 0:
@@ -308,16 +312,21 @@ class MatchingShard:
         order_id, account_id, symbol, client_order_id = cmd.order_id, cmd.account_id, cmd.symbol, cmd.client_order_id
         side, order_type, time_in_force, price, quantity = (
             cmd.side, cmd.order_type, cmd.time_in_force, cmd.price, cmd.quantity)
-        post_only, stp, display, stop_price = (
-            cmd.post_only, cmd.self_trade_prevention, cmd.display_quantity, cmd.stop_price)
+        post_only, stp, display, stop_price, expire_us = (
+            cmd.post_only, cmd.self_trade_prevention, cmd.display_quantity, cmd.stop_price, cmd.expire_time_us)
+        # Positionally: keywords cost a dict's worth per call (OrderState's field order).
         state = OrderState(order_id, account_id, client_order_id, symbol, side, order_type, time_in_force, price,
-                           quantity, create_ns=now, update_ns=now, stop_price=stop_price, display_quantity=display,
-                           expire_us=cmd.expire_time_us)
+                           quantity, now, 0, 0, NEW, "", now, stop_price, 0, display, expire_us)
         batch.symbols.add(symbol)
-        # client_ids.py's key_digest (0: no key) and request_hash, in one native call.
-        digest, fingerprint = submit_keys(account_id, symbol, client_order_id, side, order_type, time_in_force,
-                                          price, quantity, post_only, stp, display, stop_price,
-                                          cmd.expire_time_us if time_in_force == GTD else 0)
+        # client_ids.py's key_digest (0: no key) and request_hash, in one native call; the
+        # fields most orders leave 0 only when one is set.
+        if display or stop_price or expire_us:
+            digest, fingerprint = submit_keys(account_id, symbol, client_order_id, side, order_type, time_in_force,
+                                              price, quantity, post_only, stp, display, stop_price,
+                                              expire_us if time_in_force == GTD else 0)
+        else:
+            digest, fingerprint = submit_keys(account_id, symbol, client_order_id, side, order_type, time_in_force,
+                                              price, quantity, post_only, stp)
         if digest and (owner := self.client_ids.owner(digest, now, self.live)) is not None:
             if batch.replaying:
                 return None
@@ -328,7 +337,7 @@ class MatchingShard:
             return _answer(named, reason)
         # A GTD whose time passed before it arrived: refused, nothing stored (a retry of one
         # placed in time was answered above with the original).
-        if cmd.expire_time_us and cmd.expire_time_us * 1000 <= now:
+        if expire_us and expire_us * 1000 <= now:
             return None if batch.replaying else _answer(types_pb2.Order(
                 order_id=order_id, account_id=account_id, symbol=symbol, client_order_id=client_order_id,
                 status=REJECTED, reason=EXPIRE_TIME_PASSED), EXPIRE_TIME_PASSED)

@@ -52,6 +52,18 @@ BATCHES = [
      m.Command(modify_order=m.ModifyOrder(order_id=3, account_id=1, symbol="AAPL", price=98, quantity=6)),
      m.Command(cancel_order=m.CancelOrder(order_id=2, account_id=2, symbol="AAPL")),
      new(5, t.SIDE_SELL, 101, 5, coid="c1")],
+    # Orders that are not plain (a stop-limit, an iceberg, a GTD): the statement with every column.
+    [m.Command(new_order=m.NewOrder(order_id=6, account_id=4, client_order_id="c6", symbol="AAPL", side=t.SIDE_BUY,
+                                    order_type=t.ORDER_TYPE_STOP_LIMIT, time_in_force=t.TIME_IN_FORCE_GTC, price=104,
+                                    quantity=1, stop_price=103)),
+     m.Command(new_order=m.NewOrder(order_id=7, account_id=2, client_order_id="c7", symbol="AAPL", side=t.SIDE_SELL,
+                                    order_type=t.ORDER_TYPE_LIMIT, time_in_force=t.TIME_IN_FORCE_GTC, price=103,
+                                    quantity=4, display_quantity=1)),
+     m.Command(new_order=m.NewOrder(order_id=8, account_id=2, client_order_id="c8", symbol="AAPL", side=t.SIDE_SELL,
+                                    order_type=t.ORDER_TYPE_LIMIT, time_in_force=t.TIME_IN_FORCE_GTD, price=110,
+                                    quantity=1, expire_time_us=1_900_000_000_000_000))],
+    # A print at 103 sets off the stop-limit, which buys from the iceberg: an update with the trigger.
+    [new(10, t.SIDE_BUY, 103, 1, account=5)],
 ]
 
 
@@ -99,9 +111,12 @@ def test_direct_writes_store_what_the_persistence_service_stores(pg):
         ours, theirs = dump(pg.url("direct_a", driver="postgresql")), dump(pg.url("direct_b", driver="postgresql"))
         assert ours == theirs
         orders, trades, journal = ours
-        assert [o[0] for o in orders] == [1, 2, 3, 4]  # the retry (5) stored nothing
+        assert [o[0] for o in orders] == [1, 2, 3, 4, 6, 7, 8, 10]  # the retry (5) stored nothing
         assert orders[2][2] == 'q"uo\\te,{NULL} é'
-        assert len(trades) == 2 and len(journal) == 7
+        assert len(trades) == 4 and len(journal) == 11
+        by_id = {o[0]: o[15:] for o in orders}  # stop_price, triggered, display_quantity, expire_time_us
+        assert (by_id[6], by_id[7], by_id[8], by_id[1]) == (
+            (103, 1, 0, 0), (0, 0, 1, 0), (0, 0, 0, 1_900_000_000_000_000), (0, 0, 0, 0))
     finally:
         for store in stores:
             store.close()
