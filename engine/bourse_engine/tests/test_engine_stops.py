@@ -5,7 +5,6 @@ book and stops after. Each runs against the C++ engine and the Python reference,
 
 import numpy as np
 import pytest
-
 from bourse_engine import (
     COMMAND_DTYPE,
     COMMAND_DTYPE_V1,
@@ -34,7 +33,17 @@ from bourse_engine.events import event_to_raw
 from bourse_engine.packed import raw_events
 from bourse_engine.reference import ReferenceEngine
 
-SYM = 3
+# The examples' symbol and builders of events and orders.
+from bourse_engine.tests.test_engine_examples import (
+    SYM,
+    acc,
+    cxl,
+    done,
+    limit,
+    rej,
+    trade,
+)
+
 BUY, SELL = Side.BUY, Side.SELL
 LIMIT, MARKET = OrderType.LIMIT, OrderType.MARKET
 GTC, IOC, FOK = TimeInForce.GTC, TimeInForce.IOC, TimeInForce.FOK
@@ -49,34 +58,12 @@ def eng(request):
 
 # ---- events -----------------------------------------------------------------------------
 
-def acc(oid, sym=SYM):
-    return Event(EventKind.ACCEPTED, oid, sym)
-
-
-def rej(oid, reason, sym=SYM):
-    return Event(EventKind.REJECTED, oid, sym, reason=reason)
-
-
-def cxl(oid, remaining, reason, sym=SYM):
-    return Event(EventKind.CANCELLED, oid, sym, reason=reason, remaining=remaining)
-
-
-def done(oid, status, filled=0, remaining=0, sym=SYM):
-    return Event(EventKind.DONE, oid, sym, status=status, filled=filled, remaining=remaining)
-
-
 def mod(oid, price, qty):
     return Event(EventKind.MODIFIED, oid, SYM, price=price, quantity=qty)
 
 
 def trig(oid, stop_price, qty, sym=SYM):
     return Event(EventKind.TRIGGERED, oid, sym, price=stop_price, quantity=qty)
-
-
-def trade(maker, taker, maker_acct, taker_acct, price, qty, aggressor, maker_rem, taker_rem):
-    return Event(EventKind.TRADE, taker, SYM, aggressor_side=aggressor, maker_order_id=maker,
-                 taker_order_id=taker, maker_account=maker_acct, taker_account=taker_acct,
-                 price=price, quantity=qty, maker_remaining=maker_rem, taker_remaining=taker_rem)
 
 
 def accepted_stop(oid, qty, sym=SYM):
@@ -88,11 +75,6 @@ def rejected(oid, reason):
 
 
 # ---- commands ---------------------------------------------------------------------------
-
-def limit(eng, oid, acct, side, price, qty, tif=GTC, sym=SYM):
-    return eng.submit(order_id=oid, account_id=acct, symbol_id=sym, side=side, order_type=LIMIT,
-                      tif=tif, price=price, quantity=qty)
-
 
 def stop(eng, oid, acct, side, stop_price, qty, tif=IOC, stp=INCOMING, sym=SYM):
     """A stop: enters as a market order."""
