@@ -226,13 +226,9 @@ class MatchingShard:
                 if body.status not in (TRADING, HALTED):
                     raise InvalidCommand(f"commands[{index}].{kind}.status", "must be TRADING or HALTED")
                 continue
-            if kind == "new_order":
-                if (body.stop_price != 0) != (body.order_type in STOP_TYPES):
-                    raise InvalidCommand(f"commands[{index}].{kind}.stop_price",
-                                         "required for STOP and STOP_LIMIT, else 0")
-                if body.time_in_force in EXPIRING and not 0 < body.expire_time_us <= MAX_EXPIRE_US:
-                    raise InvalidCommand(f"commands[{index}].{kind}.expire_time_us",
-                                         "a GTD or DAY order needs one, up to the end of year 9999")
+            if kind == "new_order" and body.time_in_force in EXPIRING and not 0 < body.expire_time_us <= MAX_EXPIRE_US:
+                raise InvalidCommand(f"commands[{index}].{kind}.expire_time_us",
+                                     "a GTD or DAY order needs one, up to the end of year 9999")
             if kind != "mass_cancel" and body.order_id <= 0:
                 raise InvalidCommand(f"commands[{index}].{kind}.order_id", "must be positive")
             if body.account_id <= 0:
@@ -335,12 +331,15 @@ class MatchingShard:
             named = types_pb2.Order(order_id=original, account_id=account_id, symbol=symbol,
                                     client_order_id=client_order_id)
             return _answer(named, reason)
-        # A GTD whose time passed before it arrived: refused, nothing stored (a retry of one
-        # placed in time was answered above with the original).
-        if expire_us and expire_us * 1000 <= now:
+        # A GTD whose time passed before it arrived (a retry of one placed in time was
+        # answered above with the original), or a raw command whose stop price does not go
+        # with its type (the order service never sends one; checked here, where the fields
+        # are read anyway): refused, nothing stored.
+        if (expire_us and expire_us * 1000 <= now) or (stop_price != 0) != (order_type in STOP_TYPES):
+            refusal = EXPIRE_TIME_PASSED if expire_us and expire_us * 1000 <= now else "INVALID_STOP_PRICE"
             return None if batch.replaying else _answer(types_pb2.Order(
                 order_id=order_id, account_id=account_id, symbol=symbol, client_order_id=client_order_id,
-                status=REJECTED, reason=EXPIRE_TIME_PASSED), EXPIRE_TIME_PASSED)
+                status=REJECTED, reason=refusal), refusal)
         # Refused before the engine: nothing stored, no key bound (see self.halted). With no
         # halt and no limits anywhere, as mostly, this costs one test of two empty containers.
         if (self.halted or self.risk) and (refusal := self._refusal(

@@ -11,7 +11,7 @@ from bourse.matching.v1 import matching_service_pb2 as m
 from bourse.type.v1 import types_pb2 as t
 
 from services.common.ids import SnowflakeIds
-from services.matching.shard import InvalidCommand, MatchingShard
+from services.matching.shard import MatchingShard
 from services.matching.tests.test_matching import (
     BUY,
     SELL,
@@ -210,9 +210,13 @@ def test_a_waiting_stop_reduced_is_never_refused_by_a_size_limit(tmp_path):
     stop(1, BUY, 0, 1),  # a STOP without its stop price
     new(2, BUY, 100, 1, account=5),  # a LIMIT with one (set below)
 ])
-def test_a_raw_command_with_a_stop_price_on_the_wrong_order_type_is_refused(command):
+def test_a_raw_command_with_a_stop_price_on_the_wrong_order_type_is_refused(tmp_path, command):
     if command.new_order.order_type == t.ORDER_TYPE_LIMIT:
         command.new_order.stop_price = 105
-    with pytest.raises(InvalidCommand) as refused:
-        MatchingShard(SYMBOLS, SnowflakeIds(618)).validate([command])
-    assert refused.value.field == "commands[0].new_order.stop_price"
+
+    async def go():
+        async with shard(tmp_path) as (c, p):
+            [refused] = await c.execute([command])
+            assert (refused.error_reason, refused.order.status) == ("INVALID_STOP_PRICE", t.ORDER_STATUS_REJECTED)
+            assert not c.shard.live and not p.writes[-1].new_orders  # nothing stored
+    run(go())
