@@ -184,10 +184,12 @@ class OrderDesk:
         raise unavailable("matching shard", RuntimeError(f"original order {order_id} not found"),
                           "retry with the same client_order_id")
 
-    async def _find(self, order_id: int, account_id: int, symbol: str = "") -> types_pb2.Order | None:
+    async def _find(self, order_id: int, account_id: int, symbol: str = "",
+                    fills: bool = True) -> types_pb2.Order | None:
         try:
             response = await self._persistence.GetOrder(
-                persistence_pb2.GetOrderRequest(order_id=order_id, account_id=account_id, symbol=symbol),
+                persistence_pb2.GetOrderRequest(order_id=order_id, account_id=account_id, symbol=symbol,
+                                                without_fills=not fills),
                 timeout=_budget(self._timeout),
             )
             return response.order
@@ -217,7 +219,7 @@ class OrderDesk:
         return self._stored_refusal(request, account_id, reason, action, done_message)
 
     async def _stored_refusal(self, request, account_id: int, reason: str, action: str, done_message):
-        stored = await self._find(request.order_id, account_id, request.symbol)
+        stored = await self._find(request.order_id, account_id, request.symbol, fills=False)  # its state is enough
         if stored is None or stored.symbol != request.symbol:
             raise not_found(request.order_id)
         raise _refusal(stored.status, reason, action, done_message)

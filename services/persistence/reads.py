@@ -48,13 +48,15 @@ _FILL_QUERY = (
 )
 
 
-def get_order(shard: Shard, where) -> Row | None:
+def get_order(shard: Shard, where, fills: bool = True) -> Row | None:
     with shard.engine.connect() as conn:
         # Newest first: a client_order_id may name a new order once its key window passed.
         values = conn.execute(sa.select(*ORDERS.columns).where(where).order_by(ORDERS.c.order_id.desc())).first()
         if values is None:
             return None
         row = _order_row(values)
+        if not fills:
+            return row
         oid = row["order_id"]
         row["fills"] = [
             {"trade_id": t, "price": p, "quantity": q, "maker": maker == oid, "time": utc(when)}

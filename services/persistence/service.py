@@ -240,7 +240,8 @@ class PersistenceServicer(pb_grpc.PersistenceServiceServicer):
         async def call():
             if request.order_id <= 0:
                 raise _bad("order_id", "INVALID_ORDER_ID", "must be positive")
-            row = await self._store.get_order(request.order_id, request.account_id or None, request.symbol)
+            row = await self._store.get_order(request.order_id, request.account_id or None, request.symbol,
+                                              fills=not request.without_fills)
             if row is None:
                 raise BourseError(grpc.StatusCode.NOT_FOUND, "ORDER_NOT_FOUND", f"order {request.order_id} not found")
             return pb.GetOrderResponse(order=order_message(row))

@@ -203,13 +203,14 @@ class ShardedStore:
 
     # -- reads -------------------------------------------------------------------------
 
-    async def get_order(self, order_id: int, account_id: int | None = None, symbol: str = "") -> Row | None:
-        """The order with its fills (list of dicts under "fills"), None if absent or
-        when account_id is given and the order belongs to another account. With its
-        symbol known only that symbol's database is searched, else every one."""
+    async def get_order(self, order_id: int, account_id: int | None = None, symbol: str = "",
+                        fills: bool = True) -> Row | None:
+        """The order with its fills (list of dicts under "fills"; none read unless `fills`),
+        None if absent or when account_id is given and the order belongs to another account.
+        With its symbol known only that symbol's database is searched, else every one."""
         home = self.db_of(symbol) if symbol else None
         shards = self._shards if home is None else [self._shards[home]]
-        found = await self._each(shards, reads.get_order, ORDERS.c.order_id == order_id)
+        found = await self._each(shards, reads.get_order, ORDERS.c.order_id == order_id, fills)
         return _owned(found, account_id)
 
     async def list_orders(

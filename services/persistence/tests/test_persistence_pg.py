@@ -126,6 +126,8 @@ def test_write_batch_then_read_back_over_grpc(service, pg):
     assert got.create_time == Timestamp(seconds=1_780_000_003, nanos=5_000)
     assert [(f.trade_id, f.maker) for f in got.fills] == [(1000, True)]
     assert [f.maker for f in service.GetOrder(pb.GetOrderRequest(order_id=6)).order.fills] == [False]
+    bare = service.GetOrder(pb.GetOrderRequest(order_id=3, account_id=1, without_fills=True), timeout=10).order
+    assert (bare.status, bare.filled_quantity, list(bare.fills)) == (t.ORDER_STATUS_FILLED, got.filled_quantity, [])
     with pytest.raises(grpc.RpcError) as e:
         service.GetOrder(pb.GetOrderRequest(order_id=3, account_id=2), timeout=10)
     assert e.value.code() == grpc.StatusCode.NOT_FOUND
