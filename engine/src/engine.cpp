@@ -67,24 +67,26 @@ void Engine::submit(const NewOrder& cmd) {
   const OrderIndex node = store_.accept(cmd.order_id);
   out_.on_event(Event::accepted(cmd.order_id, cmd.symbol_id));
   if (book == nullptr) book = &book_for(cmd.symbol_id);
+  const Taker taker = enter(*book, cmd, node);
+  if (__builtin_expect(taker.last_price != 0, 0) && book->has_stops()) run_stops(*book, taker);
+}
 
-  const bool market = cmd.type == OrderType::MARKET;
+Taker Engine::enter(OrderBook& book, const NewOrder& cmd, OrderIndex node) {
   Taker taker{cmd.order_id,
               cmd.account_id,
               cmd.side,
-              market ? Taker::any_price(cmd.side) : cmd.price,
+              cmd.type == OrderType::MARKET ? Taker::any_price(cmd.side) : cmd.price,
               cmd.quantity,
               0,
               cmd.stp};
-
   // All-or-nothing is decided before any fill (and before any self-trade
   // cancel), so a killed FOK leaves no trace in the book.
-  if (cmd.tif == TimeInForce::FOK && book->fillable(taker, cmd.quantity) < cmd.quantity) {
+  if (cmd.tif == TimeInForce::FOK && book.fillable(taker, cmd.quantity) < cmd.quantity) {
     kill_unfillable(cmd, node);
-    return;
+    return taker;  // traded nothing
   }
-  execute(*book, taker, cmd, node);
-  if (__builtin_expect(taker.last_price != 0, 0) && book->has_stops()) run_stops(*book, taker);
+  execute(book, taker, cmd, node);
+  return taker;
 }
 
 void Engine::kill_unfillable(const NewOrder& cmd, OrderIndex node) {
@@ -128,13 +130,7 @@ void Engine::run_stops(OrderBook& book, const Taker& taker) {
     const NewOrder cmd{s.order_id, s.account_id, book.symbol(), s.side,  s.type,
                        s.tif,      s.price,      s.quantity,    false,   s.stp,
                        s.display_quantity};
-    Taker t{s.order_id, s.account_id, s.side,
-            s.type == OrderType::MARKET ? Taker::any_price(s.side) : s.price, s.quantity, 0, s.stp};
-    if (s.tif == TimeInForce::FOK && book.fillable(t, s.quantity) < s.quantity) {
-      kill_unfillable(cmd, s.node);
-      continue;
-    }
-    execute(book, t, cmd, s.node);
+    const Taker t = enter(book, cmd, s.node);
     if (t.last_price != 0 && !stops.empty()) stops.trigger(t.side, t.first_price, t.last_price, triggered_);
   }
 }

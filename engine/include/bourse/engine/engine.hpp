@@ -172,6 +172,9 @@ class Engine {
     auto it = books_.find(symbol);
     return it == books_.end() ? nullptr : it->second.get();
   }
+  // An accepted order (a submit's, or a triggered stop's) enters: the FOK check, then
+  // execute(). Returns it as the taker it was (last_price 0: it traded nothing).
+  Taker enter(OrderBook& book, const NewOrder& cmd, OrderIndex node);
   // Matches an accepted limit/market taker and rests or finishes it in `node`, the
   // store's node for its id.
   void execute(OrderBook& book, Taker& taker, const NewOrder& cmd, OrderIndex node);
