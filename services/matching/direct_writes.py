@@ -85,8 +85,6 @@ WRITE_BATCH = _write_batch(ORDER_COLUMNS, UPDATE_COLUMNS)
 PLAIN_ORDER_COLUMNS = tuple(c for c in ORDER_COLUMNS if c not in ORDER_DEFAULTS)
 PLAIN_UPDATE_COLUMNS = tuple(c for c in UPDATE_COLUMNS if c not in ORDER_DEFAULTS)
 WRITE_PLAIN_BATCH = _write_batch(PLAIN_ORDER_COLUMNS, PLAIN_UPDATE_COLUMNS)
-_EXTRA_NEW = [ORDER_COLUMNS.index(c) for c in ORDER_COLUMNS if c in ORDER_DEFAULTS]
-_EXTRA_UPDATED = [UPDATE_COLUMNS.index(c) for c in UPDATE_COLUMNS if c in ORDER_DEFAULTS]
 assert ORDER_COLUMNS[len(PLAIN_ORDER_COLUMNS):] == tuple(ORDER_DEFAULTS) and \
     UPDATE_COLUMNS[len(PLAIN_UPDATE_COLUMNS):] == tuple(c for c in ORDER_DEFAULTS if c in UPDATE_COLUMNS), \
     "the columns a plain batch leaves out are the last ones"
@@ -163,9 +161,10 @@ def statement_parameters(matching_shard: int, batch: ShardWrite | persistence_pb
     new = _filled(new, len(ORDER_COLUMNS))
     updated = _filled(updated, len(UPDATE_COLUMNS))
     statement = WRITE_BATCH
-    if not any(any(new[i]) for i in _EXTRA_NEW) and not any(any(updated[i]) for i in _EXTRA_UPDATED):
+    plain_new, plain_updated = len(PLAIN_ORDER_COLUMNS), len(PLAIN_UPDATE_COLUMNS)
+    if not any(map(any, new[plain_new:])) and not any(map(any, updated[plain_updated:])):
         statement = WRITE_PLAIN_BATCH
-        new, updated = new[:len(PLAIN_ORDER_COLUMNS)], updated[:len(PLAIN_UPDATE_COLUMNS)]
+        new, updated = new[:plain_new], updated[:plain_updated]
     columns = [*_filled(journal, len(JOURNAL_COLUMNS)), *new, *updated,
                *_filled(trade_columns(batch.trade_rows), len(TRADE_COLUMNS))]
     return statement, [matching_shard, *map(array_literal, columns)]

@@ -331,20 +331,21 @@ class MatchingShard:
             named = types_pb2.Order(order_id=original, account_id=account_id, symbol=symbol,
                                     client_order_id=client_order_id)
             return _answer(named, reason)
-        # A GTD whose time passed before it arrived (a retry of one placed in time was
-        # answered above with the original), or a raw command whose stop price does not go
-        # with its type (the order service never sends one; checked here, where the fields
-        # are read anyway): refused, nothing stored.
-        if (expire_us and expire_us * 1000 <= now) or (stop_price != 0) != (order_type in STOP_TYPES):
-            refusal = EXPIRE_TIME_PASSED if expire_us and expire_us * 1000 <= now else "INVALID_STOP_PRICE"
-            return None if batch.replaying else _answer(types_pb2.Order(
-                order_id=order_id, account_id=account_id, symbol=symbol, client_order_id=client_order_id,
-                status=REJECTED, reason=refusal), refusal)
-        # Refused before the engine: nothing stored, no key bound (see self.halted). With no
-        # halt and no limits anywhere, as mostly, this costs one test of two empty containers.
-        if (self.halted or self.risk) and (refusal := self._refusal(
+        # Refused before the engine: nothing stored, no key bound (see self.halted). A GTD
+        # whose time passed before it arrived (a retry of one placed in time was answered
+        # above with the original); a raw command whose stop price does not go with its
+        # type (the order service never sends one; checked here, where the fields are read
+        # anyway); the halt and the account's limits, which with no halt and no limits
+        # anywhere, as mostly, cost one test of two empty containers.
+        if expire_us and expire_us * 1000 <= now:
+            refusal = EXPIRE_TIME_PASSED
+        elif (stop_price != 0) != (order_type in STOP_TYPES):
+            refusal = "INVALID_STOP_PRICE"
+        else:
+            refusal = (self.halted or self.risk) and self._refusal(
                 account_id, symbol, side, *_valued(order_type, price, stop_price), quantity,
-                opens=order_type in (STOP, STOP_LIMIT) or (order_type == LIMIT and time_in_force in RESTING))):
+                opens=order_type in STOP_TYPES or (order_type == LIMIT and time_in_force in RESTING))
+        if refusal:
             return None if batch.replaying else _answer(types_pb2.Order(
                 order_id=order_id, account_id=account_id, symbol=symbol, client_order_id=client_order_id,
                 status=REJECTED, reason=refusal), refusal)
@@ -474,10 +475,11 @@ class MatchingShard:
         # the size limits, and a pure reduce at the same price is never refused by a limit.
         # A waiting stop is valued as at its submit (a STOP at its stop price, the new one if
         # it changes); a reduce at the same value is never refused, as for a limit order.
-        waiting = state.stop_price and not state.triggered
-        _, value = _valued(state.order_type, cmd.price, cmd.stop_price or state.stop_price) if waiting \
-            else (LIMIT, cmd.price)
-        before = state.stop_price if waiting and state.order_type == STOP else state.price
+        if state.stop_price and not state.triggered:
+            value = _valued(state.order_type, cmd.price, cmd.stop_price or state.stop_price)[1]
+            before = _valued(state.order_type, state.price, state.stop_price)[1]
+        else:
+            value, before = cmd.price, state.price
         if (self.halted or self.risk) and (refusal := self._refusal(
                 cmd.account_id, cmd.symbol, state.side, LIMIT, value, cmd.quantity, opens=False,
                 collar=value != before, size=value != before or cmd.quantity > state.quantity)):
