@@ -45,19 +45,7 @@ TEST(Batch, RunsExactlyAsOneCallPerCommand) {
     const std::vector<Command> cmds = stream(20'000, seed);
     EventCollector one_sink, batch_sink;
     Engine one(one_sink, 16, 500), batched(batch_sink, 16, 500);
-    for (const Command& c : cmds) one.execute(c);
-    // Batches of every size from 1 up, so that the pipeline's start and end (no
-    // commands ahead to fetch) are crossed often.
-    std::size_t at = 0;
-    for (std::size_t size = 1; at < cmds.size(); size = size % 37 + 1) {
-      const std::size_t take = std::min(size, cmds.size() - at);
-      batched.execute(cmds.data() + at, take);
-      at += take;
-    }
-    ASSERT_EQ(one_sink.events.size(), batch_sink.events.size()) << "seed " << seed;
-    EXPECT_TRUE(one_sink.events == batch_sink.events) << "seed " << seed;
-    EXPECT_EQ(one.event_hash(), batched.event_hash());
-    EXPECT_EQ(one.snapshot(), batched.snapshot());
+    expect_batches_run_as_single_calls(cmds, 37, one, one_sink, batched, batch_sink, "seed " + std::to_string(seed));
     EXPECT_GT(one.live_orders(), 100u);
   }
 }

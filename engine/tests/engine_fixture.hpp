@@ -2,7 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <optional>
+#include <string>
 #include <tuple>
 #include <vector>
 
@@ -99,5 +101,25 @@ class EngineTest : public ::testing::Test {
   Engine eng{sink};
   std::size_t mass_cancelled = 0;
 };
+
+// Runs `cmds` one call per command on `one` and as batches of every size from 1 to
+// `max_batch` on `batched` (so that the batch pipeline's start and end, with no commands
+// ahead to fetch, are crossed often); both must emit the same events and reach the same
+// state. `label` names the stream in a failure.
+inline void expect_batches_run_as_single_calls(const std::vector<Engine::Command>& cmds, std::size_t max_batch,
+                                               Engine& one, const EventCollector& one_sink, Engine& batched,
+                                               const EventCollector& batch_sink, const std::string& label) {
+  for (const Engine::Command& c : cmds) one.execute(c);
+  std::size_t at = 0;
+  for (std::size_t size = 1; at < cmds.size(); size = size % max_batch + 1) {
+    const std::size_t take = std::min(size, cmds.size() - at);
+    batched.execute(cmds.data() + at, take);
+    at += take;
+  }
+  ASSERT_EQ(one_sink.events.size(), batch_sink.events.size()) << label;
+  EXPECT_TRUE(one_sink.events == batch_sink.events) << label;
+  EXPECT_EQ(one.event_hash(), batched.event_hash()) << label;
+  EXPECT_EQ(one.snapshot(), batched.snapshot()) << label;
+}
 
 }  // namespace bourse::engine::testing

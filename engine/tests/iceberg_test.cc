@@ -529,17 +529,7 @@ TEST(IcebergBatch, RunsExactlyAsOneCallPerCommand) {
     const std::vector<Command> cmds = iceberg_stream(20'000, seed, icebergs);
     EventCollector one_sink, batch_sink;
     Engine one(one_sink, 16, 500), batched(batch_sink, 16, 500);
-    for (const Command& c : cmds) one.execute(c);
-    std::size_t at = 0;
-    for (std::size_t size = 1; at < cmds.size(); size = size % 29 + 1) {
-      const std::size_t take = std::min(size, cmds.size() - at);
-      batched.execute(cmds.data() + at, take);
-      at += take;
-    }
-    ASSERT_EQ(one_sink.events.size(), batch_sink.events.size()) << "seed " << seed;
-    EXPECT_TRUE(one_sink.events == batch_sink.events) << "seed " << seed;
-    EXPECT_EQ(one.event_hash(), batched.event_hash());
-    EXPECT_EQ(one.snapshot(), batched.snapshot());
+    expect_batches_run_as_single_calls(cmds, 29, one, one_sink, batched, batch_sink, "seed " + std::to_string(seed));
     // Icebergs did trade as makers, one taker often meeting the same one twice (a refresh).
     std::size_t iceberg_fills = 0, refreshed = 0;
     const Event* prev = nullptr;

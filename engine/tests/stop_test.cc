@@ -503,10 +503,13 @@ TEST(StopBatch, RunsExactlyAsOneCallPerCommand) {
     }
     EventCollector one_sink, batch_sink;
     Engine one(one_sink), batched(batch_sink);
-    for (const auto& c : cmds) one.execute(c);
-    batched.execute(cmds.data(), cmds.size());
-    ASSERT_EQ(one_sink.events, batch_sink.events) << "seed " << seed;
-    EXPECT_EQ(one.snapshot(), batched.snapshot());
+    // In batches of 1 to 31 commands, and as one batch of the whole stream.
+    expect_batches_run_as_single_calls(cmds, 31, one, one_sink, batched, batch_sink, "seed " + std::to_string(seed));
+    EventCollector whole_sink;
+    Engine whole(whole_sink);
+    whole.execute(cmds.data(), cmds.size());
+    ASSERT_EQ(one_sink.events, whole_sink.events) << "seed " << seed;
+    EXPECT_EQ(one.snapshot(), whole.snapshot());
     std::size_t triggered = 0;
     for (const Event& e : one_sink.events) triggered += e.kind == EventKind::TRIGGERED;
     EXPECT_GT(triggered, 10u) << "seed " << seed;
