@@ -9,6 +9,7 @@ from pydantic import Field
 from services.common.config import ShardMap, addresses, symbols_from_env
 from services.common.settings import Downstream
 from services.matching.direct_writes import is_postgres
+from services.matching.shard import DONE_KEPT
 
 
 class MatchingEnv(Downstream):
@@ -20,6 +21,7 @@ class MatchingEnv(Downstream):
     direct_writes: bool = True
     write_timeout_ms: int = Field(3000, gt=0)
     snapshot_every: int = Field(100_000, gt=0)
+    finished_kept: int = Field(DONE_KEPT, gt=0)  # finished orders a shard remembers (shard.py)
     market_data_interval_ms: int = Field(20, ge=0)
 
 
@@ -35,6 +37,7 @@ class MatchingSettings:
     startup_timeout_s: float
     drain_seconds: float
     snapshot_every: int
+    finished_kept: int
     batch_linger_s: float
     # Least time between two market-data sends to Redis (books conflate, trades queue).
     market_data_interval_s: float
@@ -62,6 +65,7 @@ class MatchingSettings:
             startup_timeout_s=env.startup_timeout_ms / 1000,
             drain_seconds=env.drain_ms / 1000,
             snapshot_every=env.snapshot_every,
+            finished_kept=env.finished_kept,
             batch_linger_s=env.batch_linger_us / 1e6,
             market_data_interval_s=env.market_data_interval_ms / 1000,
             hosted=hosted,

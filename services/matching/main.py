@@ -50,7 +50,8 @@ async def main() -> None:
         url = settings.direct_db_urls.get(index)
         direct = DirectWrites(url, index, timeout_s=settings.write_timeout_s) if url else None
         persistence = GrpcPersistence(channel, write_timeout_s=settings.write_timeout_s, direct=direct)
-        shard = MatchingShard(symbols, SnowflakeIds(MATCHING_NODE_BASE + index), shard_index=index)
+        shard = MatchingShard(symbols, SnowflakeIds(MATCHING_NODE_BASE + index), shard_index=index,
+                              finished_kept=settings.finished_kept)
         committers[index] = GroupCommitter(shard, persistence, market_data, shard_log,
                                            snapshot_every=settings.snapshot_every, set_serving=health_of(index),
                                            linger_s=settings.batch_linger_s)
