@@ -74,6 +74,9 @@ def test_schema_matches_the_models_and_adopts_a_pre_alembic_database(pg, store):
     for shard in store._shards:
         assert schema.current(shard.engine) == schema.head()
         assert schema.differences(shard.engine) == []
+        with shard.engine.connect() as conn:  # revision 0009: snapshot chunks stored as they are
+            assert conn.exec_driver_sql("SELECT attstorage FROM pg_attribute WHERE attrelid = 'snapshots'::regclass "
+                                        "AND attname = 'data'").scalar() == "e"
     # A database made by the old create_all (orders and trades, no version) is upgraded in place.
     from sqlmodel import SQLModel
 
