@@ -13,7 +13,13 @@ anything else is executed; meanwhile the shard reports NOT_SERVING. A call that 
 up (deadline, cancel) before its batch was taken is not executed at all.
 
 Snapshots are taken between batches (never with a batch in flight, so a snapshot
-holds only committed commands): every `snapshot_every` commands and on demand.
+holds only committed commands): every `snapshot_every` commands and on demand. A
+snapshot's work grows with the state (most of it the idempotency keys of the key
+window), not with the commands since the last one: at a high rate over a long run, one
+every `snapshot_every` commands would take most of the shard's time. So the next one
+also waits SNAPSHOT_PACE times the last one's own work (its copy and encoding, timed
+on this process), which holds snapshots to about 5% of the shard's time; the journal
+to replay after a crash grows instead, in proportion to the state.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from services.common import metrics, tracing
 from services.matching.shard import MatchingShard
 
 RECOVER_RETRY_S = 0.2
+SNAPSHOT_PACE = 20
 
 
 class Unavailable(Exception):
@@ -75,6 +82,7 @@ class GroupCommitter:
         self._expiry_task: asyncio.Task | None = None
         self._snapshot_lock = asyncio.Lock()
         self._snapshot_bytes = 0  # size of the snapshot at snapshot_sequence, if this process took it
+        self._next_snapshot_at = float("-inf")  # by self._clock: SNAPSHOT_PACE after the last one's work
         self.snapshot_sequence = 0
         self.batches = 0  # committed WriteBatch calls, for tests and logs
         self.committed_commands = 0
@@ -170,7 +178,8 @@ class GroupCommitter:
                 self._log.exception("batch failed")
                 self._needs_recovery = True
                 _fail(batch, Unavailable(f"matching failed: {error!r}", "MATCHING_FAILED"))
-            if self.shard.sequence - self.snapshot_sequence >= self._snapshot_every and not self._snapshotting:
+            if (self.shard.sequence - self.snapshot_sequence >= self._snapshot_every and not self._snapshotting
+                    and self._clock() >= self._next_snapshot_at):
                 self._snapshot_task = asyncio.create_task(self.take_snapshot())
 
     async def _commit(self, batch) -> None:
@@ -282,15 +291,27 @@ class GroupCommitter:
                 sequence = self.shard.sequence
                 if sequence == self.snapshot_sequence and self._snapshot_bytes:
                     return sequence, self._snapshot_bytes
+                started = time.perf_counter()
                 taken = self.shard.take_snapshot()
-            for _ in taken.encoding():  # batches run between the steps
+                work = time.perf_counter() - started
+            steps = taken.encoding()
+            while True:  # batches run between the steps
+                started = time.perf_counter()
+                more = next(steps, _DONE) is not _DONE
+                work += time.perf_counter() - started
+                if not more:
+                    break
                 await asyncio.sleep(0)
             data = taken.data
             await self._persistence.save_snapshot(self.shard.shard_index, sequence, data)
             self.snapshot_sequence = max(self.snapshot_sequence, sequence)
             self._snapshot_bytes = len(data)
-        self._log.info("snapshot stored", sequence=sequence, bytes=len(data))
+            self._next_snapshot_at = self._clock() + SNAPSHOT_PACE * work
+        self._log.info("snapshot stored", sequence=sequence, bytes=len(data), work_s=round(work, 4))
         return sequence, len(data)
+
+
+_DONE = object()
 
 
 def _fail(batch, error: Exception) -> None:

@@ -381,6 +381,39 @@ def test_recovery_from_a_snapshot_and_the_journal_after_it_gives_identical_books
     run(go())
 
 
+def test_snapshots_wait_a_multiple_of_the_last_ones_work_and_on_demand_ones_do_not(tmp_path):
+    """Due every 4 commands, but the next one also waits SNAPSHOT_PACE times the last
+    one's work (its copy and encoding, far under a second here) on the committer's clock."""
+    from services.matching.committer import GroupCommitter
+
+    async def go():
+        store = make_store(tmp_path)
+        now = [1000.0]
+        committer = GroupCommitter(MatchingShard(SYMBOLS, SnowflakeIds(620)), StorePersistence(store),
+                                   MarketData(None, LOG), LOG, clock=lambda: now[0], snapshot_every=4)
+        await committer.start(timeout_s=5)
+        try:
+            for i in range(1, 5):
+                await committer.execute([new(i, BUY, 90 + i, 1)])
+            await asyncio.sleep(0.1)
+            assert committer.snapshot_sequence == 4
+            for i in range(5, 13):  # twice the count again, no time: none
+                await committer.execute([new(i, BUY, 80 + i, 1)])
+            await asyncio.sleep(0.1)
+            assert committer.snapshot_sequence == 4
+            now[0] += 30  # SNAPSHOT_PACE x work is far less than 30 s
+            await committer.execute([new(13, BUY, 70, 1)])
+            await asyncio.sleep(0.1)
+            assert committer.snapshot_sequence == 13
+            await committer.execute([new(14, BUY, 70, 1)])
+            assert await committer.take_snapshot() == (14, committer._snapshot_bytes)  # on demand: at once
+            assert committer.snapshot_sequence == 14
+        finally:
+            await committer.stop()
+            store.close()
+    run(go())
+
+
 def test_a_journal_with_a_gap_is_refused():
     shard_ = MatchingShard(SYMBOLS, SnowflakeIds(601))
     entry = new(1, BUY, 10, 1).SerializeToString()
