@@ -18,8 +18,10 @@ snapshot's work grows with the state (most of it the idempotency keys of the key
 window), not with the commands since the last one: at a high rate over a long run, one
 every `snapshot_every` commands would take most of the shard's time. So the next one
 also waits SNAPSHOT_PACE times the last one's own work (its copy and encoding, timed
-on this process), which holds snapshots to about 5% of the shard's time; the journal
-to replay after a crash grows instead, in proportion to the state.
+on this process), which holds snapshots to about 5% of the time; the journal to replay
+after a crash grows instead, in proportion to the state. The shards of one process
+share one SnapshotPace, so that their snapshots together keep to that share of its one
+core (and never run at once).
 """
 
 from __future__ import annotations
@@ -34,6 +36,13 @@ from services.matching.shard import MatchingShard
 
 RECOVER_RETRY_S = 0.2
 SNAPSHOT_PACE = 20
+
+
+class SnapshotPace:
+    """When the next snapshot may start (on the committers' clock), for the shards that share it."""
+
+    def __init__(self):
+        self.next_at = float("-inf")
 
 
 class Unavailable(Exception):
@@ -59,7 +68,8 @@ async def _no_health(serving: bool) -> None:
 
 class GroupCommitter:
     def __init__(self, shard: MatchingShard, persistence, market_data, log, clock=time.monotonic,
-                 snapshot_every: int = 100_000, set_serving=_no_health, linger_s: float = 0.0):
+                 snapshot_every: int = 100_000, set_serving=_no_health, linger_s: float = 0.0,
+                 snapshot_pace: SnapshotPace | None = None):
         self.shard = shard
         self._persistence = persistence
         self._market_data = market_data
@@ -82,7 +92,7 @@ class GroupCommitter:
         self._expiry_task: asyncio.Task | None = None
         self._snapshot_lock = asyncio.Lock()
         self._snapshot_bytes = 0  # size of the snapshot at snapshot_sequence, if this process took it
-        self._next_snapshot_at = float("-inf")  # by self._clock: SNAPSHOT_PACE after the last one's work
+        self._pace = snapshot_pace or SnapshotPace()
         self.snapshot_sequence = 0
         self.batches = 0  # committed WriteBatch calls, for tests and logs
         self.committed_commands = 0
@@ -179,7 +189,8 @@ class GroupCommitter:
                 self._needs_recovery = True
                 _fail(batch, Unavailable(f"matching failed: {error!r}", "MATCHING_FAILED"))
             if (self.shard.sequence - self.snapshot_sequence >= self._snapshot_every and not self._snapshotting
-                    and self._clock() >= self._next_snapshot_at):
+                    and self._clock() >= self._pace.next_at):
+                self._pace.next_at = float("inf")  # claimed now: the task starts later
                 self._snapshot_task = asyncio.create_task(self.take_snapshot())
 
     async def _commit(self, batch) -> None:
@@ -284,31 +295,40 @@ class GroupCommitter:
         One upload at a time: a second request waits for the one running (two uploads
         of one sequence would interleave their chunks), then snapshots only if batches
         committed since."""
-        async with self._snapshot_lock:
-            async with self._books:
-                if self._needs_recovery:
-                    raise Unavailable("books are being recovered")
-                sequence = self.shard.sequence
-                if sequence == self.snapshot_sequence and self._snapshot_bytes:
-                    return sequence, self._snapshot_bytes
-                started = time.perf_counter()
-                taken = self.shard.take_snapshot()
-                work = time.perf_counter() - started
-            steps = taken.encoding()
-            while True:  # batches run between the steps
-                started = time.perf_counter()
-                more = next(steps, _DONE) is not _DONE
-                work += time.perf_counter() - started
-                if not more:
-                    break
-                await asyncio.sleep(0)
-            data = taken.data
-            await self._persistence.save_snapshot(self.shard.shard_index, sequence, data)
-            self.snapshot_sequence = max(self.snapshot_sequence, sequence)
-            self._snapshot_bytes = len(data)
-            self._next_snapshot_at = self._clock() + SNAPSHOT_PACE * work
+        self._pace.next_at = float("inf")  # no other shard of the process starts one meanwhile
+        work = 0.0
+        try:
+            async with self._snapshot_lock:
+                async with self._books:
+                    if self._needs_recovery:
+                        raise Unavailable("books are being recovered")
+                    sequence = self.shard.sequence
+                    if sequence == self.snapshot_sequence and self._snapshot_bytes:
+                        return sequence, self._snapshot_bytes
+                    started = time.perf_counter()
+                    taken = self.shard.take_snapshot()
+                    work = time.perf_counter() - started
+                data, work = await self._encode(taken, work)
+                await self._persistence.save_snapshot(self.shard.shard_index, sequence, data)
+                self.snapshot_sequence = max(self.snapshot_sequence, sequence)
+                self._snapshot_bytes = len(data)
+        finally:
+            self._pace.next_at = self._clock() + SNAPSHOT_PACE * work
         self._log.info("snapshot stored", sequence=sequence, bytes=len(data), work_s=round(work, 4))
         return sequence, len(data)
+
+    @staticmethod
+    async def _encode(taken, work: float) -> tuple[bytes, float]:
+        """The snapshot's bytes, encoded step by step with batches running between the
+        steps, and `work` plus the steps' own time."""
+        steps = taken.encoding()
+        while True:
+            started = time.perf_counter()
+            more = next(steps, _DONE) is not _DONE
+            work += time.perf_counter() - started
+            if not more:
+                return taken.data, work
+            await asyncio.sleep(0)
 
 
 _DONE = object()

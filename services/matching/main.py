@@ -14,7 +14,7 @@ from services.common import logs, tracing
 from services.common.ids import MATCHING_NODE_BASE, SnowflakeIds
 from services.common.server import CHANNEL_OPTIONS, Lifecycle, Service, run, serve
 from services.matching import service
-from services.matching.committer import GroupCommitter
+from services.matching.committer import GroupCommitter, SnapshotPace
 from services.matching.config import MatchingSettings
 from services.matching.direct_writes import DirectWrites
 from services.matching.market_data import MarketData
@@ -45,6 +45,7 @@ async def main() -> None:
 
     # One market-data sender for all the shards: one Redis pipeline per interval.
     market_data = MarketData(redis_client, log, interval_s=settings.market_data_interval_s)
+    snapshot_pace = SnapshotPace()  # the shards' snapshots share this process's time
     for index, symbols in settings.hosted.items():
         shard_log = log.bind(shard=index)
         url = settings.direct_db_urls.get(index)
@@ -54,7 +55,7 @@ async def main() -> None:
                               finished_kept=settings.finished_kept)
         committers[index] = GroupCommitter(shard, persistence, market_data, shard_log,
                                            snapshot_every=settings.snapshot_every, set_serving=health_of(index),
-                                           linger_s=settings.batch_linger_s)
+                                           linger_s=settings.batch_linger_s, snapshot_pace=snapshot_pace)
         closers.append((committers[index], persistence))
         log.info("starting shard", shard=index, symbols=sorted(symbols), direct_writes=direct is not None)
 

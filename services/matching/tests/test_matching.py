@@ -414,6 +414,48 @@ def test_snapshots_wait_a_multiple_of_the_last_ones_work_and_on_demand_ones_do_n
     run(go())
 
 
+def test_the_shards_of_one_process_share_their_snapshots_pace(tmp_path):
+    """Two shards' committers with one SnapshotPace: once one has snapshotted, the other's
+    due snapshot waits for the pace too."""
+    from services.matching.committer import GroupCommitter, SnapshotPace
+
+    async def go():
+        now, pace, stores, committers = [1000.0], SnapshotPace(), [], []
+        for name in ("a", "b"):
+            (tmp_path / name).mkdir()
+            stores.append(make_store(tmp_path / name))
+            committers.append(GroupCommitter(MatchingShard(SYMBOLS, SnowflakeIds(621)), StorePersistence(stores[-1]),
+                                             MarketData(None, LOG), LOG, clock=lambda: now[0], snapshot_every=2,
+                                             snapshot_pace=pace))
+            await committers[-1].start(timeout_s=5)
+        first, second = committers
+        try:
+            for i in (1, 2):
+                await first.execute([new(i, BUY, 90 + i, 1)])
+            await asyncio.sleep(0.1)
+            assert first.snapshot_sequence == 2 and pace.next_at > now[0]
+            for i in (1, 2, 3):
+                await second.execute([new(i, BUY, 90 + i, 1)])
+            await asyncio.sleep(0.1)
+            assert second.snapshot_sequence == 0
+            now[0] += 30
+            await second.execute([new(4, BUY, 80, 1)])
+            await asyncio.sleep(0.1)
+            assert second.snapshot_sequence == 4
+            # Both due at once, the pace open: one starts, the other waits for it (and then the pace).
+            await first.execute([new(3, BUY, 70, 1)])
+            await second.execute([new(5, BUY, 70, 1), new(6, BUY, 70, 1)])
+            now[0] += 30
+            await asyncio.gather(first.execute([new(7, BUY, 60, 1)]), second.execute([new(8, BUY, 60, 1)]))
+            await asyncio.sleep(0.1)
+            assert sorted((first.snapshot_sequence, second.snapshot_sequence)) in ([2, 7], [4, 4])
+        finally:
+            for committer, store in zip(committers, stores):
+                await committer.stop()
+                store.close()
+    run(go())
+
+
 def test_a_journal_with_a_gap_is_refused():
     shard_ = MatchingShard(SYMBOLS, SnowflakeIds(601))
     entry = new(1, BUY, 10, 1).SerializeToString()
