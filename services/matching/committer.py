@@ -17,11 +17,12 @@ holds only committed commands): every `snapshot_every` commands and on demand. A
 snapshot's work grows with the state (most of it the idempotency keys of the key
 window), not with the commands since the last one: at a high rate over a long run, one
 every `snapshot_every` commands would take most of the shard's time. So the next one
-also waits SNAPSHOT_PACE times the last one's own work (its copy and encoding, timed
-on this process), which holds snapshots to about 5% of the time; the journal to replay
-after a crash grows instead, in proportion to the state. The shards of one process
-share one SnapshotPace, so that their snapshots together keep to that share of its one
-core (and never run at once).
+also waits `snapshot_pace` times the last one's own work (its copy and encoding, timed
+on this process): SNAPSHOT_PACE times the number of shards the process serves, which
+holds their snapshots together to about 5% of its time. The journal to replay after a
+crash grows instead, in proportion to the state. (One pace shared by the shards let the
+shard that committed first after it opened take every turn: one shard went five minutes
+without a snapshot. Each shard's own pace cannot starve another.)
 """
 
 from __future__ import annotations
@@ -36,13 +37,6 @@ from services.matching.shard import MatchingShard
 
 RECOVER_RETRY_S = 0.2
 SNAPSHOT_PACE = 20
-
-
-class SnapshotPace:
-    """When the next snapshot may start (on the committers' clock), for the shards that share it."""
-
-    def __init__(self):
-        self.next_at = float("-inf")
 
 
 class Unavailable(Exception):
@@ -69,7 +63,7 @@ async def _no_health(serving: bool) -> None:
 class GroupCommitter:
     def __init__(self, shard: MatchingShard, persistence, market_data, log, clock=time.monotonic,
                  snapshot_every: int = 100_000, set_serving=_no_health, linger_s: float = 0.0,
-                 snapshot_pace: SnapshotPace | None = None):
+                 snapshot_pace: float = SNAPSHOT_PACE):
         self.shard = shard
         self._persistence = persistence
         self._market_data = market_data
@@ -92,7 +86,8 @@ class GroupCommitter:
         self._expiry_task: asyncio.Task | None = None
         self._snapshot_lock = asyncio.Lock()
         self._snapshot_bytes = 0  # size of the snapshot at snapshot_sequence, if this process took it
-        self._pace = snapshot_pace or SnapshotPace()
+        self._snapshot_pace = snapshot_pace
+        self._next_snapshot_at = float("-inf")  # by self._clock
         self.snapshot_sequence = 0
         self.batches = 0  # committed WriteBatch calls, for tests and logs
         self.committed_commands = 0
@@ -189,8 +184,7 @@ class GroupCommitter:
                 self._needs_recovery = True
                 _fail(batch, Unavailable(f"matching failed: {error!r}", "MATCHING_FAILED"))
             if (self.shard.sequence - self.snapshot_sequence >= self._snapshot_every and not self._snapshotting
-                    and self._clock() >= self._pace.next_at):
-                self._pace.next_at = float("inf")  # claimed now: the task starts later
+                    and self._clock() >= self._next_snapshot_at):
                 self._snapshot_task = asyncio.create_task(self.take_snapshot())
 
     async def _commit(self, batch) -> None:
@@ -295,7 +289,6 @@ class GroupCommitter:
         One upload at a time: a second request waits for the one running (two uploads
         of one sequence would interleave their chunks), then snapshots only if batches
         committed since."""
-        self._pace.next_at = float("inf")  # no other shard of the process starts one meanwhile
         work = 0.0
         try:
             async with self._snapshot_lock:
@@ -313,7 +306,7 @@ class GroupCommitter:
                 self.snapshot_sequence = max(self.snapshot_sequence, sequence)
                 self._snapshot_bytes = len(data)
         finally:
-            self._pace.next_at = self._clock() + SNAPSHOT_PACE * work
+            self._next_snapshot_at = self._clock() + self._snapshot_pace * work
         self._log.info("snapshot stored", sequence=sequence, bytes=len(data), work_s=round(work, 4))
         return sequence, len(data)
 

@@ -14,7 +14,7 @@ from services.common import logs, tracing
 from services.common.ids import MATCHING_NODE_BASE, SnowflakeIds
 from services.common.server import CHANNEL_OPTIONS, Lifecycle, Service, run, serve
 from services.matching import service
-from services.matching.committer import GroupCommitter, SnapshotPace
+from services.matching.committer import SNAPSHOT_PACE, GroupCommitter
 from services.matching.config import MatchingSettings
 from services.matching.direct_writes import DirectWrites
 from services.matching.market_data import MarketData
@@ -45,7 +45,7 @@ async def main() -> None:
 
     # One market-data sender for all the shards: one Redis pipeline per interval.
     market_data = MarketData(redis_client, log, interval_s=settings.market_data_interval_s)
-    snapshot_pace = SnapshotPace()  # the shards' snapshots share this process's time
+    snapshot_pace = SNAPSHOT_PACE * len(settings.hosted)  # the shards' snapshots share this process's time
     for index, symbols in settings.hosted.items():
         shard_log = log.bind(shard=index)
         url = settings.direct_db_urls.get(index)
