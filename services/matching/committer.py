@@ -298,10 +298,12 @@ class GroupCommitter:
                     sequence = self.shard.sequence
                     if sequence == self.snapshot_sequence and self._snapshot_bytes:
                         return sequence, self._snapshot_bytes
-                    started = time.perf_counter()
-                    taken = self.shard.take_snapshot()
-                    work = time.perf_counter() - started
-                data, work = await self._encode(taken, work)
+                    # In a thread, so that the other shards of the process keep committing
+                    # (the batches of this one wait for the lock, as they must): copying a
+                    # large state took seconds, and their commits' timeouts ran out meanwhile.
+                    taken, work = await asyncio.to_thread(_cpu_timed, self.shard.take_snapshot)
+                data, encoding = await asyncio.to_thread(_cpu_timed, taken.encode)  # a copy: batches go on
+                work += encoding
                 await self._persistence.save_snapshot(self.shard.shard_index, sequence, data)
                 self.snapshot_sequence = max(self.snapshot_sequence, sequence)
                 self._snapshot_bytes = len(data)
@@ -310,21 +312,12 @@ class GroupCommitter:
         self._log.info("snapshot stored", sequence=sequence, bytes=len(data), work_s=round(work, 4))
         return sequence, len(data)
 
-    @staticmethod
-    async def _encode(taken, work: float) -> tuple[bytes, float]:
-        """The snapshot's bytes, encoded step by step with batches running between the
-        steps, and `work` plus the steps' own time."""
-        steps = taken.encoding()
-        while True:
-            started = time.perf_counter()
-            more = next(steps, _DONE) is not _DONE
-            work += time.perf_counter() - started
-            if not more:
-                return taken.data, work
-            await asyncio.sleep(0)
 
-
-_DONE = object()
+def _cpu_timed(work):
+    """work() and the CPU time it took on its thread."""
+    started = time.thread_time()
+    result = work()
+    return result, time.thread_time() - started
 
 
 def _fail(batch, error: Exception) -> None:

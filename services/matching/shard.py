@@ -628,10 +628,7 @@ class MatchingShard:
     def snapshot(self) -> bytes:
         """The books at `self.sequence`: engine state plus each resting order's description,
         packed (snapshot_codec.py)."""
-        taken = self.take_snapshot()
-        for _ in taken.encoding():
-            pass
-        return taken.data
+        return self.take_snapshot().encode()
 
     def take_snapshot(self) -> TakenSnapshot:
         """The books at `self.sequence`, copied now and encoded later (TakenSnapshot): the
@@ -721,6 +718,12 @@ class TakenSnapshot:
         # Deterministic: the maps (symbol ids, last prices) in key order, so one state makes
         # one snapshot, whatever order its dicts were filled in.
         self.data = self._message.SerializeToString(deterministic=True)
+
+    def encode(self) -> bytes:
+        """All of `encoding()` at once (on a thread of its own, or where nothing waits)."""
+        for _ in self.encoding():
+            pass
+        return self.data
 
 
 def _lap(started: float) -> float:
