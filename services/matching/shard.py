@@ -695,9 +695,10 @@ class MatchingShard:
 
 class TakenSnapshot:
     """A shard's state at one sequence, copied (ints are immutable, so lists of the key
-    table's digests and values are a copy of it), and encoded by `encoding()` one chunk
-    of keys per step: a caller on an event loop lets batches run between the steps, where
-    encoding a few hundred thousand keys at once stalled them for a second."""
+    table's digests and values are a copy of it), so that it can be encoded while the
+    shard moves on: by `encode()` on a thread of its own (the committer), or by
+    `encoding()` one chunk of keys per step, between which a caller on an event loop lets
+    batches run (encoding a few hundred thousand keys at once stalled them for a second)."""
 
     KEYS_PER_STEP = 32_768  # about 15 ms of the event loop per step
 
