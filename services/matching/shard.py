@@ -721,7 +721,9 @@ class TakenSnapshot:
         self.data = self._message.SerializeToString(deterministic=True)
 
     def encode(self) -> bytes:
-        """All of `encoding()` at once (on a thread of its own, or where nothing waits)."""
+        """All of `encoding()` (on a thread of its own, or where nothing waits). Still in
+        steps: each step's joins are one C call that holds the GIL, and between steps a
+        thread hands it back to the event loop."""
         for _ in self.encoding():
             pass
         return self.data
