@@ -31,13 +31,13 @@ import time
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from _matching_native import submit_keys
+from _matching_native import pack_key_entries, submit_keys
 from bourse.matching.v1 import matching_service_pb2 as matching_pb2
 from bourse.type.v1 import types_pb2
 from bourse_engine import CancelReason, Engine, Event, EventKind, RejectReason, SelfTradePrevention, TradingStatus
 
 from services.matching import snapshot_codec
-from services.matching.client_ids import ClientOrderIds, key_bytes, pack_keys
+from services.matching.client_ids import ClientOrderIds, key_table_of, new_key_table
 from services.matching.finished_orders import CHUNK, FinishedOrders
 from services.matching.live_orders import LiveOrders
 from services.matching.shard_write import ShardWrite, TradeRow
@@ -170,7 +170,7 @@ class MatchingShard:
         self.engine = engine_factory()
         self.live = LiveOrders()
         self.sequence = 0  # of the last command applied to the books
-        self.client_ids = ClientOrderIds()
+        self.client_ids = new_key_table()
         self._finished_kept = finished_kept
         self.done = self._new_finished()
         self.restore_phases: dict[str, float] = {}  # seconds per step of the last restore
@@ -617,7 +617,7 @@ class MatchingShard:
         self.engine = self._engine_factory()
         self.live = LiveOrders()
         self.sequence = 0
-        self.client_ids = ClientOrderIds()
+        self.client_ids = new_key_table()
         self.done = self._new_finished()
         self.halted = set()
         self.risk = {}
@@ -642,7 +642,7 @@ class MatchingShard:
             last_trade_prices=self.last_prices,
             expiring_order_ids=[order_id for _, order_id in live_expiries],
             expire_times_us=[expire_us for expire_us, _ in live_expiries]),
-            list(self.client_ids.keys), list(self.client_ids.keys.values()))
+            self.client_ids.entries())
 
     def restore(self, data: bytes) -> None:
         phases = self.restore_phases = {}
@@ -655,9 +655,11 @@ class MatchingShard:
         phases["decode"] = _lap(started)
         started = time.perf_counter()
         self.engine = self._engine_factory.restore(engine)
-        self.client_ids = ClientOrderIds.from_packed(snap.client_order_id_keys) if snap.client_order_id_keys \
-            else ClientOrderIds.from_rows((k.account_id, k.symbol, k.client_order_id, k.order_id, k.request_hash)
-                                          for k in snap.recent_client_order_ids)
+        # A snapshot from before keys were packed lists them as rows.
+        keys = snap.client_order_id_keys or ClientOrderIds.from_rows(
+            (k.account_id, k.symbol, k.client_order_id, k.order_id, k.request_hash)
+            for k in snap.recent_client_order_ids).packed()
+        self.client_ids = key_table_of(keys)
         phases["engine restore"] = _lap(started)
         started = time.perf_counter()
         self.sequence = snap.sequence
@@ -694,36 +696,27 @@ class MatchingShard:
 
 
 class TakenSnapshot:
-    """A shard's state at one sequence, copied (ints are immutable, so lists of the key
-    table's digests and values are a copy of it), so that it can be encoded while the
-    shard moves on: by `encode()` on a thread of its own (the committer), or by
-    `encoding()` one chunk of keys per step, between which a caller on an event loop lets
-    batches run (encoding a few hundred thousand keys at once stalled them for a second)."""
+    """A shard's state at one sequence, copied (the key table's records in one memcpy),
+    so that it can be encoded while the shard moves on: by `encode()` on a thread of its
+    own (the committer), or by `encoding()` in steps, between which a caller on an event
+    loop lets batches run."""
 
-    KEYS_PER_STEP = 32_768  # about 15 ms of the event loop per step
-
-    def __init__(self, message: matching_pb2.ShardSnapshot, digests: list[int], values: list[int]):
-        self._message, self._digests, self._values = message, digests, values
+    def __init__(self, message: matching_pb2.ShardSnapshot, key_entries: bytes):
+        self._message, self._key_entries = message, key_entries
         self.data = b""
 
     def encoding(self):
-        digest_parts, value_parts = [], []
-        for start in range(0, len(self._digests), self.KEYS_PER_STEP):
-            end = start + self.KEYS_PER_STEP
-            digest_bytes, value_bytes = key_bytes(self._digests[start:end], self._values[start:end])
-            digest_parts.append(digest_bytes)
-            value_parts.append(value_bytes)
-            yield
-        self._message.client_order_id_keys = pack_keys(b"".join(digest_parts), b"".join(value_parts))
+        # The keys in digest order (their sort releases the GIL: on a thread, the event
+        # loop runs meanwhile), then the message.
+        self._message.client_order_id_keys = pack_key_entries(self._key_entries)
+        self._key_entries = b""
         yield
         # Deterministic: the maps (symbol ids, last prices) in key order, so one state makes
         # one snapshot, whatever order its dicts were filled in.
         self.data = self._message.SerializeToString(deterministic=True)
 
     def encode(self) -> bytes:
-        """All of `encoding()` (on a thread of its own, or where nothing waits). Still in
-        steps: each step's joins are one C call that holds the GIL, and between steps a
-        thread hands it back to the event loop."""
+        """All of `encoding()` (on a thread of its own, or where nothing waits)."""
         for _ in self.encoding():
             pass
         return self.data

@@ -5,6 +5,8 @@ namespace {
 
 using bourse::matching_native::int_array_literal;
 using bourse::matching_native::iso_us;
+using bourse::matching_native::key_table_from_packed;
+using bourse::matching_native::pack_key_entries;
 using bourse::matching_native::order_bytes;
 using bourse::matching_native::submit_keys;
 
@@ -26,6 +28,10 @@ PyMethodDef methods[] = {
      "item is an int within int64."},
     {"iso_us", fastcall<iso_us>(), METH_FASTCALL,
      "iso_us(microseconds) -> str: the time since the epoch as datetime.isoformat() writes it in UTC."},
+    {"key_table_from_packed", fastcall<key_table_from_packed>(), METH_FASTCALL,
+     "key_table_from_packed(window_ms, epoch_ms, data) -> KeyTable: the keys of KeyTable.packed() or entries()."},
+    {"pack_key_entries", fastcall<pack_key_entries>(), METH_FASTCALL,
+     "pack_key_entries(data) -> bytes: KeyTable.entries() in digest order, as KeyTable.packed() gives them."},
     {nullptr, nullptr, 0, nullptr},
 };
 
@@ -35,4 +41,8 @@ PyModuleDef module = {PyModuleDef_HEAD_INIT, "_matching_native",
 
 }  // namespace
 
-PyMODINIT_FUNC PyInit__matching_native() { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__matching_native() {
+  PyObject* made = PyModule_Create(&module);
+  if (made != nullptr && !bourse::matching_native::add_key_table(made)) Py_CLEAR(made);
+  return made;
+}

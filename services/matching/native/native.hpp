@@ -23,6 +23,13 @@ PyObject* int_array_literal(PyObject*, PyObject* const* args, Py_ssize_t nargs);
 // iso_us(microseconds since the epoch) -> str: datetime's isoformat() in UTC (text_forms.cc)
 PyObject* iso_us(PyObject*, PyObject* const* args, Py_ssize_t nargs);
 
+// KeyTable (key_table.cc): a shard's idempotency keys. add_key_table puts the type in
+// the module; key_table_from_packed(window_ms, epoch_ms, data) -> KeyTable, and
+// pack_key_entries(data) -> bytes: KeyTable.entries() sorted by digest, as packed() is.
+bool add_key_table(PyObject* module);
+PyObject* key_table_from_packed(PyObject*, PyObject* const* args, Py_ssize_t nargs);
+PyObject* pack_key_entries(PyObject*, PyObject* const* args, Py_ssize_t nargs);
+
 // Shared: False with a Python error set unless `item` is an int in int64.
 bool as_int64(PyObject* item, std::int64_t* out);
 
