@@ -35,12 +35,13 @@ class LiveOrders(MutableMapping):
     binary search); a row becomes an OrderState in `_states` when first touched, and
     is marked taken in the packed part."""
 
-    __slots__ = ("_blob", "_ids", "_open", "_packed", "_rows", "_states", "_taken", "_texts")
+    __slots__ = ("_blob", "_ids", "_last_id", "_open", "_packed", "_rows", "_states", "_taken", "_texts")
 
     def __init__(self, states: dict[int, OrderState] | None = None, rows=None, texts=(), blob=b""):
         self._states = states if states is not None else {}
         self._rows = rows if rows is not None else np.zeros(0, ROW_DTYPE)
         self._ids = np.ascontiguousarray(self._rows["order_id"])
+        self._last_id = int(self._ids[-1]) if len(self._ids) else -1
         self._taken = np.zeros(len(self._rows), dtype=bool)
         self._packed = len(self._rows)
         self._texts = list(texts)
@@ -65,7 +66,8 @@ class LiveOrders(MutableMapping):
         return self._open[account_id]
 
     def _index(self, order_id) -> int:
-        if not self._packed:
+        # Orders placed since the rows were packed have higher ids (and are in _states).
+        if not self._packed or order_id > self._last_id:
             return -1
         i = int(np.searchsorted(self._ids, order_id))
         if i < len(self._ids) and self._ids[i] == order_id and not self._taken[i]:
@@ -132,8 +134,28 @@ class LiveOrders(MutableMapping):
     def __repr__(self) -> str:
         return f"<resting orders: {len(self._states)} as OrderState, {self._packed} packed>"
 
-    def pack(self) -> tuple[np.ndarray, list[str], bytes]:
-        """(rows in ascending order_id, texts, client_order_id blob) of every resting order."""
+    def pack(self, keep: bool = False) -> tuple[np.ndarray, list[str], bytes]:
+        """(rows in ascending order_id, texts, client_order_id blob) of every resting order.
+
+        keep: hold the orders as these rows from now on, as after a restore (a snapshot's
+        copy, between batches: no OrderState is held elsewhere then). The next pack then
+        builds rows only for the orders touched since, where building one for every
+        resting order, each time, took about 2.5 us an order under the shard's lock (0.7 s
+        at 300,000 resting)."""
+        rows, texts, blob = self._pack()
+        if keep and (self._states or self._packed < len(self._rows)):
+            self._rows, self._texts, self._blob, self._states = rows, list(texts), blob, {}
+            self._ids = np.ascontiguousarray(rows["order_id"])
+            self._last_id = int(self._ids[-1]) if len(self._ids) else -1
+            self._taken = np.zeros(len(rows), dtype=bool)
+            self._packed = len(rows)
+        return rows, texts, blob
+
+    def _pack(self) -> tuple[np.ndarray, list[str], bytes]:
+        """Canonical: the rows by order_id, the blob in their order, the texts sorted, so one
+        set of working orders packs alike whatever was packed or touched before."""
+        if not self._states and self._packed == len(self._rows):
+            return self._rows, list(self._texts), self._blob  # as restored or kept: packed already
         texts = list(self._texts)
         index = {text: i for i, text in enumerate(texts)}
 
@@ -144,13 +166,7 @@ class LiveOrders(MutableMapping):
                 texts.append(value)
             return i
 
-        if not self._states and self._packed == len(self._rows):
-            return self._rows, texts, self._blob  # as restored: sorted already (restore checks it)
         kept = self._rows[~self._taken] if self._packed < len(self._rows) else self._rows
-        if self._packed == len(self._rows):
-            blob = self._blob  # nothing taken: the blob is exactly what the rows refer to
-        else:
-            blob, kept["coid_offset"] = _gather(self._blob, kept["coid_offset"], kept["coid_length"])
         states = list(self._states.values())
         coids = [state.client_order_id.encode() for state in states]
         new = np.array([
@@ -158,16 +174,22 @@ class LiveOrders(MutableMapping):
              text(s.symbol), text(s.reason), s.side, s.order_type, s.time_in_force, s.status, s.stop_price,
              s.display_quantity, s.expire_us, s.triggered) for s in states
         ], dtype=ROW_DTYPE) if states else np.zeros(0, ROW_DTYPE)
-        if len(texts) > 0xFFFF:
-            raise RuntimeError("too many distinct symbols and reasons for a packed snapshot")
         lengths = np.fromiter(map(len, coids), dtype=np.uint32, count=len(coids))
         new["coid_length"] = lengths
-        new["coid_offset"] = len(blob) + np.cumsum(lengths, dtype=np.uint64) - lengths
-        if len(blob) + int(lengths.sum()) > 0xFFFFFFFF:
-            raise RuntimeError("client_order_ids too large for a packed snapshot")
+        new["coid_offset"] = len(self._blob) + np.cumsum(lengths, dtype=np.uint64) - lengths
         rows = np.concatenate([kept, new])
         rows = rows[np.argsort(rows["order_id"], kind="stable")]
-        return rows, texts, bytes(blob) + b"".join(coids)
+        blob, offsets = _gather(bytes(self._blob) + b"".join(coids), rows["coid_offset"], rows["coid_length"])
+        if len(blob) > 0xFFFFFFFF:
+            raise RuntimeError("client_order_ids too large for a packed snapshot")
+        rows["coid_offset"] = offsets
+        used = sorted({texts[i] for i in np.union1d(rows["symbol"], rows["reason"]).tolist()})
+        if len(used) > 0xFFFF:
+            raise RuntimeError("too many distinct symbols and reasons for a packed snapshot")
+        renumber = np.zeros(len(texts), dtype=np.uint16)
+        renumber[[index[value] for value in used]] = np.arange(len(used), dtype=np.uint16)
+        rows["symbol"], rows["reason"] = renumber[rows["symbol"]], renumber[rows["reason"]]
+        return rows, used, blob
 
 
 def _gather(blob: bytes, offsets: np.ndarray, lengths: np.ndarray) -> tuple[bytes, np.ndarray]:

@@ -636,7 +636,7 @@ class MatchingShard:
         live_expiries = sorted(entry for entry in self.expiries if entry[1] in self.live)
         return TakenSnapshot(matching_pb2.ShardSnapshot(
             shard_index=self.shard_index, sequence=self.sequence, symbol_ids=self.symbols,
-            engine=snapshot_codec.encode(self.engine.snapshot(), self.live),
+            engine=snapshot_codec.encode(self.engine.snapshot(), self.live, keep=True),
             risk_limits=[matching_pb2.RiskLimits(account_id=account_id, **limits._asdict())
                          for account_id, limits in sorted(self.risk.items())],
             last_trade_prices=self.last_prices,

@@ -47,9 +47,10 @@ _ENGINE_STOP = np.dtype([("order_id", "<u8"), ("account_id", "<u8"), ("stop_pric
                          ("quantity", "<i8"), ("display_quantity", "<i8"), ("type", "u1"), ("tif", "u1"),
                          ("stp", "u1")])
 
-def encode(engine: bytes, live: LiveOrders) -> bytes:
-    """The packed form (module docstring) of an engine snapshot and the resting orders' descriptions."""
-    rows, texts, blob = live.pack()
+def encode(engine: bytes, live: LiveOrders, keep: bool = False) -> bytes:
+    """The packed form (module docstring) of an engine snapshot and the resting orders'
+    descriptions (`keep`: LiveOrders.pack's)."""
+    rows, texts, blob = live.pack(keep)
     text = json.dumps(texts).encode()
     return b"".join((_HEADER.pack(_MAGIC, _VERSION, len(engine), len(rows), len(text), len(blob)),
                      engine, rows.tobytes(), text, blob))

@@ -7,6 +7,7 @@ database.
 
 import asyncio
 import contextlib
+import time
 from types import SimpleNamespace
 from datetime import UTC, datetime
 
@@ -459,10 +460,10 @@ def test_a_journal_with_a_gap_is_refused():
 CLOCK = [10**18]
 
 
-def _busy_shard(node=602):
+def _busy_shard(node=602, id_clock=time.time):
     """A shard with resting, partially filled and cancelled orders on two symbols."""
     CLOCK[0] = 10**18
-    shard_ = MatchingShard(SYMBOLS, SnowflakeIds(node), clock_ns=lambda: CLOCK[0])
+    shard_ = MatchingShard(SYMBOLS, SnowflakeIds(node, clock=id_clock), clock_ns=lambda: CLOCK[0])
     shard_.execute([new(i, SELL if i % 2 else BUY, 100 + (i % 5 if i % 2 else -(i % 5)), 10 + i, account=i % 4 + 1,
                         symbol="AAPL" if i % 3 else "GOOG") for i in range(1, 41)])
     shard_.execute([new(41, BUY, 101, 25, account=9), cancel(38, account=3, symbol="GOOG"), cancel(2, account=3)])
@@ -870,6 +871,44 @@ def test_a_snapshot_taken_then_encoded_while_the_shard_moves_on_is_the_books_whe
         pass
     assert taken.data == expected
     assert shard_.snapshot() != expected
+
+
+def test_a_shard_that_snapshots_goes_on_exactly_as_one_that_never_does():
+    """A snapshot keeps the working orders packed from then on, as a restore does
+    (LiveOrders.pack(keep=True)): the shard must answer, write and snapshot exactly as
+    one that never snapshots, orders touched after it included (filled, partly filled,
+    modified, cancelled, cancelled again once done)."""
+    import random
+
+    rng = random.Random(12)
+    # Trade ids alike in both: minted on a clock that stands still.
+    plain, snapping = _busy_shard(606, id_clock=lambda: 1.8e9), _busy_shard(606, id_clock=lambda: 1.8e9)
+    next_id = 100
+    for step in range(40):
+        commands = []
+        for _ in range(25):
+            draw, symbol = rng.random(), rng.choice(["AAPL", "GOOG", "AMD"])
+            target = rng.randrange(1, next_id)
+            if draw < 0.45:
+                side = rng.choice([BUY, SELL])
+                price = 100 + rng.randrange(-6, 7)
+                commands.append(new(next_id, side, price, rng.randrange(1, 40), account=rng.randrange(1, 6),
+                                    symbol=symbol))
+                next_id += 1
+            elif draw < 0.75:
+                commands.append(cancel(target, account=rng.randrange(1, 6), symbol=symbol))
+            else:
+                commands.append(modify(target, 100 + rng.randrange(-6, 7), rng.randrange(1, 40),
+                                       account=rng.randrange(1, 6), symbol=symbol))
+        CLOCK[0] += 10**9
+        expected, got = plain.execute(commands), snapping.execute(commands)
+        assert got.results == expected.results
+        assert vars(got.write) == vars(expected.write)
+        if step % 4 == 1:
+            snapping.snapshot()
+    assert (snapping.sequence, snapping.engine.event_hash()) == (plain.sequence, plain.engine.event_hash())
+    assert _states(snapping) == _states(plain)
+    assert snapping.snapshot() == plain.snapshot()
 
 
 def test_order_updates_sent_from_answers_are_the_bytes_built_from_rows():
