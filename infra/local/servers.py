@@ -110,6 +110,9 @@ class Postgres:
     port: int = 0
     datadir: str = ""
     external_url: str | None = None
+    # More server settings, "name=value" separated by spaces, after the defaults; also
+    # read from BOURSE_PG_SETTINGS (these come last).
+    settings: str = ""
     _owned_dir: str | None = field(default=None, repr=False)
 
     def start(self, databases: list[str]) -> Postgres:
@@ -132,10 +135,11 @@ class Postgres:
             hint = " (inside Bazel's sandbox runuser cannot switch users: tag the test no-sandbox)" \
                 if "cannot set groups" in initdb.stderr else ""
             raise RuntimeError(f"initdb failed{hint}: {initdb.stderr.strip()}")
+        settings = f"{self.settings} {os.environ.get('BOURSE_PG_SETTINGS', '')}".split()
         options = (
             f"-p {self.port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=on "
             "-c synchronous_commit=on -c max_connections=200 -c shared_buffers=128MB"
-        )
+        ) + "".join(f" -c {setting}" for setting in settings)
         self._options = options
         self._base = base
         self._pg_ctl_start()

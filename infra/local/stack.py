@@ -76,7 +76,7 @@ class Stack(StartedWithin):
 
     def __post_init__(self):
         self.processes: list[Process] = []
-        self.postgres = Postgres()
+        self.postgres = Postgres(settings=self.service_env.get("BOURSE_PG_SETTINGS", ""))
         self.redis = Redis()
         self.shards = len(self.shard_ranges.split(","))
         # Under Bazel the logs are kept as test outputs; otherwise a private dir that
