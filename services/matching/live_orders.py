@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import MutableMapping
 
 import numpy as np
+from _matching_native import find_sorted
 
 from services.matching.order_state import OrderState
 
@@ -69,10 +70,8 @@ class LiveOrders(MutableMapping):
         # Orders placed since the rows were packed have higher ids (and are in _states).
         if not self._packed or order_id > self._last_id:
             return -1
-        i = int(np.searchsorted(self._ids, order_id))
-        if i < len(self._ids) and self._ids[i] == order_id and not self._taken[i]:
-            return i
-        return -1
+        i = find_sorted(self._ids, order_id)
+        return i if i >= 0 and not self._taken[i] else -1
 
     def _take(self, i: int) -> OrderState:
         (order_id, account_id, price, quantity, filled, leaves, create_ns, update_ns, offset, length, symbol,

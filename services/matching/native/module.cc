@@ -3,6 +3,7 @@
 
 namespace {
 
+using bourse::matching_native::find_sorted;
 using bourse::matching_native::int_array_literal;
 using bourse::matching_native::iso_us;
 using bourse::matching_native::key_table_from_packed;
@@ -28,6 +29,8 @@ PyMethodDef methods[] = {
      "item is an int within int64."},
     {"iso_us", fastcall<iso_us>(), METH_FASTCALL,
      "iso_us(microseconds) -> str: the time since the epoch as datetime.isoformat() writes it in UTC."},
+    {"find_sorted", fastcall<find_sorted>(), METH_FASTCALL,
+     "find_sorted(ids, id) -> int: where id is in ids (a contiguous int64 buffer in ascending order), else -1."},
     {"key_table_from_packed", fastcall<key_table_from_packed>(), METH_FASTCALL,
      "key_table_from_packed(window_ms, epoch_ms, data) -> KeyTable: the keys of KeyTable.packed() or entries()."},
     {"pack_key_entries", fastcall<pack_key_entries>(), METH_FASTCALL,

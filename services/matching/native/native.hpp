@@ -30,6 +30,9 @@ bool add_key_table(PyObject* module);
 PyObject* key_table_from_packed(PyObject*, PyObject* const* args, Py_ssize_t nargs);
 PyObject* pack_key_entries(PyObject*, PyObject* const* args, Py_ssize_t nargs);
 
+// find_sorted(ids, id) -> int: the index of id in a sorted int64 buffer, else -1 (key_table.cc)
+PyObject* find_sorted(PyObject*, PyObject* const* args, Py_ssize_t nargs);
+
 // Shared: False with a Python error set unless `item` is an int in int64.
 bool as_int64(PyObject* item, std::int64_t* out);
 

@@ -143,3 +143,26 @@ def test_the_same_answers_as_the_python_table(steps):
     # And what the native table holds is what it answers: its records restore it exactly.
     restored = key_table_from_packed(KEY_WINDOW_MS, EPOCH_MS, native.packed())
     assert restored.packed() == native.packed() and len(restored) == len(native)
+
+
+@given(st.lists(st.integers(-(2**63), 2**63 - 1), unique=True), st.integers(-(2**63), 2**63 - 1))
+def test_find_sorted_finds_an_id_where_it_is_and_nowhere_else(ids, probe):
+    import bisect
+
+    from _matching_native import find_sorted
+
+    ids.sort()
+    array = np.array(ids, dtype=np.int64)
+    for index, order_id in enumerate(ids[:50]):
+        assert find_sorted(array, order_id) == index
+    at = bisect.bisect_left(ids, probe)
+    assert find_sorted(array, probe) == (at if at < len(ids) and ids[at] == probe else -1)
+
+
+def test_find_sorted_refuses_anything_but_int64s():
+    from _matching_native import find_sorted
+
+    with pytest.raises(TypeError, match="int64"):
+        find_sorted(np.array([1, 2], dtype=np.int32), 1)
+    with pytest.raises(TypeError):
+        find_sorted([1, 2], 1)
