@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import MutableMapping
 
 import numpy as np
-from _matching_native import find_sorted
+from _matching_native import find_sorted, untrack
 
 from services.matching.order_state import OrderState
 
@@ -88,7 +88,7 @@ class LiveOrders(MutableMapping):
             i = self._index(order_id)
             if i < 0:
                 return default
-            state = self._states[order_id] = self._take(i)
+            state = self._states[order_id] = untrack(self._take(i))
         return state
 
     def __getitem__(self, order_id) -> OrderState:
@@ -117,7 +117,9 @@ class LiveOrders(MutableMapping):
         # Only for an order that just came to rest: the engine refuses an id that is live.
         if self._open and state.account_id in self._open and order_id not in self._states:
             self._open[state.account_id] += 1
-        self._states[order_id] = state
+        # Out of the garbage collector's view (gc_untrack.cc): a resting order lives long,
+        # and every collection of an older generation walked each one.
+        self._states[order_id] = untrack(state)
 
     def __contains__(self, order_id) -> bool:
         return order_id in self._states or self._index(order_id) >= 0

@@ -7,6 +7,8 @@ channel, Redis and the market-data sender are shared.
 
 from __future__ import annotations
 
+import gc
+
 import grpc
 import redis.asyncio as redis
 
@@ -62,6 +64,11 @@ async def main() -> None:
     async def ready() -> None:
         for committer in committers.values():
             await committer.start(timeout_s=settings.startup_timeout_s)
+        # What exists once the books are recovered (modules, functions, the books' own
+        # structures) lives as long as the process: out of every later collection's walk.
+        # Measured in a stream run: half of the oldest generation's 210,000 objects were these.
+        gc.collect()
+        gc.freeze()
 
     async def closing() -> None:
         for committer, _ in closers:

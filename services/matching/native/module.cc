@@ -10,6 +10,7 @@ using bourse::matching_native::key_table_from_packed;
 using bourse::matching_native::pack_key_entries;
 using bourse::matching_native::order_bytes;
 using bourse::matching_native::submit_keys;
+using bourse::matching_native::untrack;
 
 template <PyObject* (*F)(PyObject*, PyObject* const*, Py_ssize_t)>
 PyCFunction fastcall() {
@@ -31,6 +32,9 @@ PyMethodDef methods[] = {
      "iso_us(microseconds) -> str: the time since the epoch as datetime.isoformat() writes it in UTC."},
     {"find_sorted", fastcall<find_sorted>(), METH_FASTCALL,
      "find_sorted(ids, id) -> int: where id is in ids (a contiguous int64 buffer in ascending order), else -1."},
+    {"untrack", fastcall<untrack>(), METH_FASTCALL,
+     "untrack(obj) -> obj: takes obj out of the cyclic garbage collector's view (only for an object that can\n"
+     "never be in a reference cycle, such as an OrderState: ints and strs)."},
     {"key_table_from_packed", fastcall<key_table_from_packed>(), METH_FASTCALL,
      "key_table_from_packed(window_ms, epoch_ms, data) -> KeyTable: the keys of KeyTable.packed() or entries()."},
     {"pack_key_entries", fastcall<pack_key_entries>(), METH_FASTCALL,

@@ -33,6 +33,10 @@ PyObject* pack_key_entries(PyObject*, PyObject* const* args, Py_ssize_t nargs);
 // find_sorted(ids, id) -> int: the index of id in a sorted int64 buffer, else -1 (key_table.cc)
 PyObject* find_sorted(PyObject*, PyObject* const* args, Py_ssize_t nargs);
 
+// untrack(obj) -> obj: out of the cyclic GC's view (gc_untrack.cc: only for objects that
+// cannot be in a reference cycle)
+PyObject* untrack(PyObject*, PyObject* const* args, Py_ssize_t nargs);
+
 // Shared: False with a Python error set unless `item` is an int in int64.
 bool as_int64(PyObject* item, std::int64_t* out);
 

@@ -983,3 +983,19 @@ def test_the_server_registers_every_method_of_the_service():
     register({0: SimpleNamespace(shard=SimpleNamespace(symbols={"AAPL": 1}))})(Server())
     service = m.DESCRIPTOR.services_by_name["MatchingService"]
     assert registered == {service.full_name: set(service.methods_by_name)}
+
+
+def test_resting_orders_are_out_of_the_garbage_collectors_view_and_can_be():
+    """LiveOrders untracks each OrderState it keeps (gc_untrack.cc), which is only sound
+    while an OrderState can never be part of a reference cycle: every field an int or a str."""
+    import dataclasses
+    import gc
+
+    from services.matching.order_state import OrderState
+
+    assert {field.type for field in dataclasses.fields(OrderState)} <= {"int", "str"}
+    shard_ = _busy_shard(607)
+    states = list(_states(shard_).values())
+    assert states and not any(gc.is_tracked(state) for state in states)
+    shard_.snapshot()  # packed from here: taken again as untracked objects
+    assert not any(gc.is_tracked(shard_.live[state.order_id]) for state in states)
