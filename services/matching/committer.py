@@ -14,9 +14,9 @@ up (deadline, cancel) before its batch was taken is not executed at all.
 
 Snapshots are taken between batches (never with a batch in flight, so a snapshot
 holds only committed commands): every `snapshot_every` commands and on demand. A
-snapshot's work grows with the state (most of it the idempotency keys of the key
-window), not with the commands since the last one: at a high rate over a long run, one
-every `snapshot_every` commands would take most of the shard's time. So the next one
+snapshot's work grows with the state (the idempotency keys of the key window, the
+resting orders), not with the commands since the last one: at a high rate over a long
+run, one every `snapshot_every` commands would take most of the shard's time. So the next one
 also waits `snapshot_pace` times the last one's own work (its copy and encoding, timed
 on this process): SNAPSHOT_PACE times the number of shards the process serves, which
 holds their snapshots together to about 5% of its time. The journal to replay after a
