@@ -40,13 +40,7 @@ class LiveOrders(MutableMapping):
 
     def __init__(self, states: dict[int, OrderState] | None = None, rows=None, texts=(), blob=b""):
         self._states = states if states is not None else {}
-        self._rows = rows if rows is not None else np.zeros(0, ROW_DTYPE)
-        self._ids = np.ascontiguousarray(self._rows["order_id"])
-        self._last_id = int(self._ids[-1]) if len(self._ids) else -1
-        self._taken = np.zeros(len(self._rows), dtype=bool)
-        self._packed = len(self._rows)
-        self._texts = list(texts)
-        self._blob = blob
+        self._hold(rows if rows is not None else np.zeros(0, ROW_DTYPE), texts, blob)
         # Resting orders per account, kept only for the accounts `track` names (those with
         # an open-orders limit): every other order costs one empty-dict test.
         self._open: dict[int, int] = {}
@@ -145,12 +139,17 @@ class LiveOrders(MutableMapping):
         at 300,000 resting)."""
         rows, texts, blob = self._pack()
         if keep and (self._states or self._packed < len(self._rows)):
-            self._rows, self._texts, self._blob, self._states = rows, list(texts), blob, {}
-            self._ids = np.ascontiguousarray(rows["order_id"])
-            self._last_id = int(self._ids[-1]) if len(self._ids) else -1
-            self._taken = np.zeros(len(rows), dtype=bool)
-            self._packed = len(rows)
+            self._states = {}
+            self._hold(rows, texts, blob)
         return rows, texts, blob
+
+    def _hold(self, rows: np.ndarray, texts, blob: bytes) -> None:
+        """Packed rows (ascending order_id) as the orders' descriptions, none taken yet."""
+        self._rows, self._texts, self._blob = rows, list(texts), blob
+        self._ids = np.ascontiguousarray(rows["order_id"])
+        self._last_id = int(self._ids[-1]) if len(self._ids) else -1
+        self._taken = np.zeros(len(rows), dtype=bool)
+        self._packed = len(rows)
 
     def _pack(self) -> tuple[np.ndarray, list[str], bytes]:
         """Canonical: the rows by order_id, the blob in their order, the texts sorted, so one

@@ -86,21 +86,44 @@ void erase_at(KeyTableObject* t, std::size_t i) {
   --t->count;
 }
 
-// Builds the index afresh from the ring's live entries, at a size for `keys` keys.
-void reindex(KeyTableObject* t, std::size_t keys) {
+// The least power of two, from 1024, that holds `n` at most half full.
+std::size_t half_full_size(std::size_t n) {
   std::size_t size = 1024;
-  while (size < 2 * keys + 2) size *= 2;
-  t->index->assign(size, kEmpty);
+  while (size < 2 * n + 2) size *= 2;
+  return size;
+}
+
+// Builds the index afresh from the ring's live entries, at a size for `keys` keys.
+// False if a digest is there twice (only data from outside can hold that).
+bool reindex(KeyTableObject* t, std::size_t keys) {
+  const std::size_t size = half_full_size(keys);
+  auto& index = *t->index;
+  index.assign(size, kEmpty);
   t->count = 0;
   const std::size_t mask = size - 1;
   for (std::uint64_t p = t->head; p != t->tail; ++p) {
     const Entry& e = at(t, p);
     if (e.bound_ms == kDead) continue;
     std::size_t i = e.lo & mask;
-    while ((*t->index)[i] != kEmpty) i = (i + 1) & mask;
-    (*t->index)[i] = static_cast<std::uint32_t>(p & ring_mask(t));
+    for (; index[i] != kEmpty; i = (i + 1) & mask) {
+      const Entry& other = (*t->ring)[index[i]];
+      if (other.lo == e.lo && other.hi == e.hi) return false;
+    }
+    index[i] = static_cast<std::uint32_t>(p & ring_mask(t));
     ++t->count;
   }
+  return true;
+}
+
+// Makes `live` (entries in the order bound) the ring, at positions [0, n), at least
+// half free, and indexes them. False if a digest is there twice.
+bool adopt(KeyTableObject* t, std::vector<Entry>& live) {
+  const std::size_t n = live.size();
+  live.resize(std::max(t->ring->size(), half_full_size(n)));
+  t->ring->swap(live);
+  t->head = 0;
+  t->tail = n;
+  return reindex(t, n);
 }
 
 // Room for one more entry at the tail: a full ring doubles (its dead entries dropped,
@@ -112,14 +135,7 @@ void make_room(KeyTableObject* t) {
   for (std::uint64_t p = t->head; p != t->tail; ++p) {
     if (at(t, p).bound_ms != kDead) live.push_back(at(t, p));
   }
-  const std::size_t n = live.size();
-  std::size_t size = t->ring->size();
-  while (size < 2 * n + 2) size *= 2;
-  live.resize(size);  // positions [0, n) live, the rest free
-  t->ring->swap(live);
-  t->head = 0;
-  t->tail = n;
-  reindex(t, n);
+  adopt(t, live);  // the ring holds each digest once
 }
 
 void push(KeyTableObject* t, const Entry& e, std::size_t index_position) {
@@ -267,7 +283,7 @@ PyObject* table_add(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
   }
   try {
     make_room(t);
-    if (2 * (t->count + 1) > t->index->size()) reindex(t, t->count + 1);
+    if (2 * (t->count + 1) > t->index->size()) reindex(t, t->count + 1);  // each digest once: true
   } catch (const std::bad_alloc&) {
     return PyErr_NoMemory();
   }
@@ -371,18 +387,8 @@ PyObject* table_from_packed(PyObject*, PyObject* const* args, Py_ssize_t nargs) 
     std::sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) {
       return a.bound_ms != b.bound_ms ? a.bound_ms < b.bound_ms : digest_less(a, b);
     });
-    for (std::size_t k = 0; k + 1 < n; ++k) {
-      if (entries[k].lo == entries[k + 1].lo && entries[k].hi == entries[k + 1].hi) {
-        // Never written (a table holds a digest once); refused rather than half kept.
-        throw std::invalid_argument("a digest twice");
-      }
-    }
-    std::size_t size = 1024;
-    while (size < 2 * n + 2) size *= 2;
-    entries.resize(size);
-    t->ring->swap(entries);
-    t->tail = n;
-    reindex(t, n);
+    // A digest twice is never written (a table holds a digest once): refused, not half kept.
+    if (!adopt(t, entries)) throw std::invalid_argument("a digest twice");
   } catch (const std::bad_alloc&) {
     PyBuffer_Release(&view);
     Py_DECREF(made);
@@ -398,11 +404,11 @@ PyObject* table_from_packed(PyObject*, PyObject* const* args, Py_ssize_t nargs) 
 }
 
 PyMethodDef table_methods[] = {
-    {"owner", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(table_owner)), METH_FASTCALL,
+    {"owner", fastcall<table_owner>(), METH_FASTCALL,
      "owner(digest, now_ns=None, working=()) -> (order_id, request_hash) | None: as ClientOrderIds.owner."},
-    {"add", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(table_add)), METH_FASTCALL,
+    {"add", fastcall<table_add>(), METH_FASTCALL,
      "add(digest, order_id, request_hash, now_ns, working): binds the key; forgets a few past the window."},
-    {"reclaim", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(table_reclaim)), METH_FASTCALL,
+    {"reclaim", fastcall<table_reclaim>(), METH_FASTCALL,
      "reclaim(now_ns, working, limit) -> int: forgets up to limit keys past the window; how many it looked at."},
     {"entries", table_entries, METH_NOARGS, "entries() -> bytes: every key as a PACKED_KEY record, as bound."},
     {"packed", table_packed, METH_NOARGS, "packed() -> bytes: every key as PACKED_KEY records, by digest."},
@@ -457,39 +463,6 @@ bool add_key_table(PyObject* module) {
     return false;
   }
   return true;
-}
-
-}  // namespace bourse::matching_native
-
-namespace bourse::matching_native {
-
-// find_sorted(ids, id) -> int: where `id` is in `ids` (int64s in ascending order, any
-// buffer: a numpy array), else -1. numpy's searchsorted costs about a microsecond a call
-// before it searches; the shard looks up finished and packed working orders by id this
-// way for every cancel or modify of an order it no longer holds as an object.
-PyObject* find_sorted(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
-  std::int64_t id;
-  if (nargs != 2) {
-    PyErr_SetString(PyExc_TypeError, "find_sorted(ids, id)");
-    return nullptr;
-  }
-  if (!as_int64(args[1], &id)) return nullptr;
-  Py_buffer view;
-  if (PyObject_GetBuffer(args[0], &view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) return nullptr;
-  const bool int64s = view.itemsize == 8 && view.format != nullptr &&
-                      (std::strcmp(view.format, "q") == 0 || std::strcmp(view.format, "l") == 0 ||
-                       std::strcmp(view.format, "<q") == 0 || std::strcmp(view.format, "<l") == 0);
-  if (!int64s) {
-    PyBuffer_Release(&view);
-    PyErr_SetString(PyExc_TypeError, "find_sorted: ids must be a contiguous buffer of int64");
-    return nullptr;
-  }
-  const auto* first = static_cast<const std::int64_t*>(view.buf);
-  const auto* last = first + view.len / 8;
-  const auto* at = std::lower_bound(first, last, id);
-  const Py_ssize_t found = at != last && *at == id ? at - first : -1;
-  PyBuffer_Release(&view);
-  return PyLong_FromSsize_t(found);
 }
 
 }  // namespace bourse::matching_native

@@ -12,10 +12,7 @@ using bourse::matching_native::order_bytes;
 using bourse::matching_native::submit_keys;
 using bourse::matching_native::untrack;
 
-template <PyObject* (*F)(PyObject*, PyObject* const*, Py_ssize_t)>
-PyCFunction fastcall() {
-  return reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(F));
-}
+using bourse::matching_native::fastcall;
 
 PyMethodDef methods[] = {
     {"order_bytes", fastcall<order_bytes>(), METH_FASTCALL,

@@ -30,12 +30,18 @@ bool add_key_table(PyObject* module);
 PyObject* key_table_from_packed(PyObject*, PyObject* const* args, Py_ssize_t nargs);
 PyObject* pack_key_entries(PyObject*, PyObject* const* args, Py_ssize_t nargs);
 
-// find_sorted(ids, id) -> int: the index of id in a sorted int64 buffer, else -1 (key_table.cc)
+// find_sorted(ids, id) -> int: the index of id in a sorted int64 buffer, else -1 (find_sorted.cc)
 PyObject* find_sorted(PyObject*, PyObject* const* args, Py_ssize_t nargs);
 
 // untrack(obj) -> obj: out of the cyclic GC's view (gc_untrack.cc: only for objects that
 // cannot be in a reference cycle)
 PyObject* untrack(PyObject*, PyObject* const* args, Py_ssize_t nargs);
+
+// A METH_FASTCALL function as a PyMethodDef's PyCFunction.
+template <PyObject* (*F)(PyObject*, PyObject* const*, Py_ssize_t)>
+PyCFunction fastcall() {
+  return reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(F));
+}
 
 // Shared: False with a Python error set unless `item` is an int in int64.
 bool as_int64(PyObject* item, std::int64_t* out);

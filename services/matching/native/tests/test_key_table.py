@@ -87,6 +87,12 @@ def test_bad_packed_keys_are_refused():
     twice.add(5, 1, 2, START_NS, ())
     with pytest.raises(ValueError, match="twice"):
         key_table_from_packed(KEY_WINDOW_MS, EPOCH_MS, twice.packed() * 2)
+    # Twice with different bind times too (not side by side once ordered by bind time).
+    records = np.frombuffer(twice.packed() * 3, PACKED_KEY).copy()
+    records["bound_ms"] = [5, 7, 9]
+    records["digest_lo"][1] = 8  # the middle one, bound between the two, is another key
+    with pytest.raises(ValueError, match="twice"):
+        key_table_from_packed(KEY_WINDOW_MS, EPOCH_MS, records.tobytes())
     with pytest.raises(TypeError):
         table().owner("not a digest")
 
