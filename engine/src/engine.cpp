@@ -336,7 +336,8 @@ void Engine::execute(const Command* commands, std::size_t count) {
   // A software pipeline over the batch: while command i runs, command i + kIdSlot gets
   // its id's index slot and its book's pointer fetched, command i + kNodeAndBook its
   // node and book (read from the slot and pointer fetched before), i + kLevelEnds the
-  // ends of its side's levels and i + kLevels the levels it will search and move. Each
+  // ends of its side's levels and i + kLevels the levels it will search and move, the
+  // nodes beside its order in their queue and the first maker it would trade with. Each
   // step reads only what an earlier one fetched, and keeps what it found in `ahead`.
   constexpr std::size_t kIdSlot = 8, kNodeAndBook = 5, kLevelEnds = 3, kLevels = 1;
   // Books stay where they are during a batch; a node may move (the pool grows when a
@@ -391,19 +392,28 @@ void Engine::execute(const Command* commands, std::size_t count) {
     if (i + kLevels < count) {
       const Command& c = commands[i + kLevels];
       const Ahead& a = ahead[(i + kLevels) % ahead.size()];
+      const Order* node = a.node != kNoOrder ? &store_.at(a.node) : nullptr;
+      const Side side = node != nullptr ? node->side : c.order.side;
       // A submit that cannot rest (market, IOC, FOK) only trades: the other side's best,
       // fetched with the ends, is all it reads.
       const bool rests = c.op != Command::Op::SUBMIT ||
                          (c.order.type == OrderType::LIMIT && c.order.tif == TimeInForce::GTC);
       if (a.levels && rests) {
         // From the farther from the best of the order's old place and its new one.
-        const Order* node = a.node != kNoOrder ? &store_.at(a.node) : nullptr;
-        const Side side = node != nullptr ? node->side : c.order.side;
         Price from = c.op == Command::Op::CANCEL ? node->price : c.order.price;
         if (c.op == Command::Op::MODIFY && (side == Side::BUY ? node->price < from : node->price > from)) {
           from = node->price;
         }
         a.book->prefetch_from(side, from);
+      }
+      // The nodes a cancel or modify relinks when it takes its order out of its queue.
+      if (node != nullptr) {
+        if (node->prev != kNoOrder) __builtin_prefetch(&store_.at(node->prev));
+        if (node->next != kNoOrder) __builtin_prefetch(&store_.at(node->next));
+      }
+      // The first maker a submit or modify trades with, if its price crosses.
+      if (a.book != nullptr && c.op != Command::Op::CANCEL) {
+        a.book->prefetch_maker(side, c.order.type == OrderType::MARKET ? Taker::any_price(side) : c.order.price);
       }
     }
     execute(commands[i]);

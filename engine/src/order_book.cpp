@@ -105,6 +105,11 @@ void OrderBook::prefetch_from(Side side, Price price) const {
   for (std::size_t at = 0; at < bytes; at += 64) __builtin_prefetch(from + at);
 }
 
+void OrderBook::prefetch_maker(Side side, Price limit) const {
+  const std::vector<Level>& opp = levels(opposite(side));
+  if (!opp.empty() && crosses(side, limit, opp.back().price)) __builtin_prefetch(&store_.at(opp.back().head));
+}
+
 bool OrderBook::crosses_any(Side taker_side, Price limit) const {
   const std::vector<Level>& opp = levels(opposite(taker_side));
   return !opp.empty() && crosses(taker_side, limit, opp.back().price);

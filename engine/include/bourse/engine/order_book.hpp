@@ -132,6 +132,9 @@ class alignas(64) OrderBook {
   // the command searches and which an insert or erase there moves.
   void prefetch_ends(Side side) const;
   void prefetch_from(Side side, Price price) const;
+  // The oldest order of the other side's best level, if a taker on `side` with this
+  // limit would trade with it (read from the line prefetch_ends fetched).
+  void prefetch_maker(Side side, Price limit) const;
 
   std::size_t level_count(Side side) const { return levels(side).size(); }
   bool empty() const { return bids_.empty() && asks_.empty(); }
