@@ -399,12 +399,11 @@ void Engine::execute(const Command* commands, std::size_t count) {
       const bool rests = c.op != Command::Op::SUBMIT ||
                          (c.order.type == OrderType::LIMIT && c.order.tif == TimeInForce::GTC);
       if (a.levels && rests) {
-        // From the farther from the best of the order's old place and its new one.
-        Price from = c.op == Command::Op::CANCEL ? node->price : c.order.price;
-        if (c.op == Command::Op::MODIFY && (side == Side::BUY ? node->price < from : node->price > from)) {
-          from = node->price;
+        if (c.op == Command::Op::MODIFY) {
+          a.book->prefetch_from(side, node->price, c.order.price);
+        } else {
+          a.book->prefetch_from(side, c.op == Command::Op::CANCEL ? node->price : c.order.price);
         }
-        a.book->prefetch_from(side, from);
       }
       // The nodes a cancel or modify relinks when it takes its order out of its queue.
       if (node != nullptr) {

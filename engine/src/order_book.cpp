@@ -80,6 +80,11 @@ std::size_t lower_bound_index(const std::vector<Level>& v, Price price, Before b
 
 std::size_t OrderBook::position(Side side, Price price) const {
   const std::vector<Level>& v = levels(side);
+  if (ladder(side)) {
+    if (v.empty()) return 0;
+    const Price at = steps(side, v.front().price, price);
+    return at < 0 ? 0 : std::min(static_cast<std::size_t>(at), v.size());
+  }
   return side == Side::BUY ? lower_bound_index(v, price, [](Price l, Price p) { return l < p; })
                            : lower_bound_index(v, price, [](Price l, Price p) { return l > p; });
 }
@@ -96,8 +101,26 @@ void OrderBook::prefetch_ends(Side side) const {
   if (!opp.empty()) __builtin_prefetch(&opp.back());
 }
 
+void OrderBook::prefetch_from(Side side, Price from, Price to) const {
+  if (ladder(side)) {
+    prefetch_from(side, from);
+    prefetch_from(side, to);
+  } else {
+    // A sparse side's range from the farther of the two from the best covers both.
+    prefetch_from(side, (side == Side::BUY ? from < to : from > to) ? from : to);
+  }
+}
+
 void OrderBook::prefetch_from(Side side, Price price) const {
   const std::vector<Level>& v = levels(side);
+  if (ladder(side)) {  // the price's level, if the ladder reaches it (a level may straddle two lines)
+    const std::size_t at = position(side, price);
+    if (at < v.size()) {
+      __builtin_prefetch(&v[at]);
+      __builtin_prefetch(&v[at].total);
+    }
+    return;
+  }
   if (v.size() < 3) return;
   const std::size_t guess = interpolate(v, price);
   const char* from = reinterpret_cast<const char*>(v.data() + (guess > 4 ? guess - 4 : 0));
@@ -150,13 +173,79 @@ void OrderBook::rest(OrderIndex idx) {
   Order& o = store_.at(idx);
   std::vector<Level>& v = levels(o.side);
   std::size_t pos = position(o.side, o.price);
-  if (pos == v.size() || v[pos].price != o.price) {
-    v.insert(v.begin() + static_cast<std::ptrdiff_t>(pos),
-             Level{o.price, kNoOrder, kNoOrder, 0, 0});
-  }
+  if (pos == v.size() || v[pos].price != o.price) pos = insert_level(o.side, pos, o.price);
   Level& level = v[pos];
   append(level, idx);
   level.total += o.visible();
+}
+
+void OrderBook::fill_ladder(std::vector<Level>& out, Side side, Price from, Price to) {
+  const Price step = side == Side::BUY ? 1 : -1;
+  for (Price p = from;; p += step) {
+    out.push_back(Level{p, kNoOrder, kNoOrder, 0, 0});
+    if (p == to) break;
+  }
+}
+
+std::size_t OrderBook::insert_level(Side side, std::size_t pos, Price price) {
+  std::vector<Level>& v = levels(side);
+  const Level fresh{price, kNoOrder, kNoOrder, 0, 0};
+  if (v.empty()) {
+    v.push_back(fresh);
+    return 0;
+  }
+  if (ladder(side)) {
+    // The price is beyond one end: the ladder grows to it, if it stays within bounds.
+    // Growing at the back within the vector's capacity takes no new memory, so only a
+    // growth that reallocates counts the levels with orders (amortised by the copy).
+    const Price first = v.front().price, best = v.back().price;
+    const bool before_first = steps(side, first, price) < 0;
+    const Price gap = before_first ? steps(side, price, first) : steps(side, best, price);
+    const std::size_t span = v.size() + static_cast<std::size_t>(gap);
+    if ((!before_first && span <= v.capacity()) || span <= kLadderFree ||
+        span <= kLadderFree + 2 * (level_count(side) + 1)) {
+      if (!before_first) {
+        fill_ladder(v, side, best + (side == Side::BUY ? 1 : -1), price);
+        return v.size() - 1;
+      }
+      std::vector<Level> grown;
+      grown.reserve(span);
+      fill_ladder(grown, side, price, first - (side == Side::BUY ? 1 : -1));
+      grown.insert(grown.end(), v.begin(), v.end());
+      v.swap(grown);
+      return 0;
+    }
+    // Too thin: the side turns sparse (its empty levels go), and takes the level as one.
+    v.erase(std::remove_if(v.begin(), v.end(), [](const Level& l) { return l.head == kNoOrder; }),
+            v.end());
+    set_ladder(side, false);
+    pos = position(side, price);
+  }
+  v.insert(v.begin() + static_cast<std::ptrdiff_t>(pos), fresh);
+  // A sparse side whose range has become narrow enough turns into a ladder.
+  const std::size_t span = static_cast<std::size_t>(steps(side, v.front().price, v.back().price)) + 1;
+  if (span <= kLadderFree || span <= kLadderFree + 2 * v.size()) {
+    std::vector<Level> dense;
+    dense.reserve(span);
+    fill_ladder(dense, side, v.front().price, v.back().price);
+    for (const Level& l : v) dense[static_cast<std::size_t>(steps(side, v.front().price, l.price))] = l;
+    v.swap(dense);
+    set_ladder(side, true);
+    return static_cast<std::size_t>(steps(side, v.front().price, price));
+  }
+  return pos;
+}
+
+void OrderBook::drop_empty_best(Side side) {
+  std::vector<Level>& v = levels(side);
+  while (!v.empty() && v.back().head == kNoOrder) v.pop_back();
+  if (v.empty()) set_ladder(side, true);
+}
+
+std::size_t OrderBook::level_count(Side side) const {
+  const std::vector<Level>& v = levels(side);
+  return static_cast<std::size_t>(
+      std::count_if(v.begin(), v.end(), [](const Level& l) { return l.head != kNoOrder; }));
 }
 
 void OrderBook::append(Level& level, OrderIndex idx) {
@@ -194,7 +283,13 @@ void OrderBook::remove(OrderIndex idx) {
   Level& level = v[pos];
   level.total -= o.visible();
   unlink(level, idx);
-  if (level.head == kNoOrder) v.erase(v.begin() + static_cast<std::ptrdiff_t>(pos));
+  if (level.head != kNoOrder) return;
+  // Emptied: the best goes (with the empty levels behind it); a ladder keeps the others.
+  if (pos + 1 == v.size()) {
+    drop_empty_best(o.side);
+  } else if (!ladder(o.side)) {
+    v.erase(v.begin() + static_cast<std::ptrdiff_t>(pos));
+  }
 }
 
 void OrderBook::reduce(OrderIndex idx, Quantity new_remaining) {
@@ -229,7 +324,9 @@ void OrderBook::unlink(Level& level, OrderIndex idx) {
 void OrderBook::depth(Side side, std::size_t max_levels, std::vector<LevelView>& out) const {
   const std::vector<Level>& v = levels(side);
   constexpr Total kCap = std::numeric_limits<Quantity>::max();
-  for (auto it = v.rbegin(); it != v.rend() && max_levels > 0; ++it, --max_levels) {
+  for (auto it = v.rbegin(); it != v.rend() && max_levels > 0; ++it) {
+    if (it->head == kNoOrder) continue;
+    --max_levels;
     out.push_back(LevelView{it->price, static_cast<Quantity>(std::min(it->total, kCap)),
                             it->count});
   }

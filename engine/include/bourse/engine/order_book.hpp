@@ -58,6 +58,19 @@ struct Taker {
 // matching consumes and erases levels at the back (O(1)), and most inserts and
 // cancels happen near the top of book, i.e. near the back, so the memmove on
 // insert/erase stays short.
+//
+// A side is kept in one of two forms, by how spread its prices are:
+// - dense (a ladder): one level per price from the first level's to the best, empty
+//   levels (head == kNoOrder) included, so a price's level is found by a subtraction
+//   and an order resting at a price inside that range moves no level. A side is dense
+//   while its range spans at most kLadderFree prices or twice its levels with orders
+//   plus kLadderFree, checked when the range grows beyond the vector's capacity; so
+//   its memory stays within a constant factor of its levels with orders at their
+//   peak, as a vector's capacity does.
+// - sparse: only levels with orders, found by a search, inserted and erased in place.
+// Either way the best level has orders (empty levels at the back are dropped at once),
+// so the top of book, matching and the crossing checks read the back; empty levels
+// hold no order, and depth() skips them.
 class alignas(64) OrderBook {
  public:
   OrderBook(SymbolId symbol, OrderStore& store);
@@ -128,15 +141,21 @@ class alignas(64) OrderBook {
   // in two steps, the second reading only what the first fetched. prefetch_ends: the
   // lines the level search starts from on `side` (its first level and its best two)
   // and the best level of the other side, which the command may trade with.
-  // prefetch_from: the levels from where `price` should sit on `side` to the best, which
-  // the command searches and which an insert or erase there moves.
+  // prefetch_from: on a ladder, the level of `price`; on a sparse side, the levels from
+  // where `price` should sit to the best, which the command searches and which an insert
+  // or erase there moves.
   void prefetch_ends(Side side) const;
   void prefetch_from(Side side, Price price) const;
+  // prefetch_from for an order that leaves `from` and rests again at `to` (a modify).
+  void prefetch_from(Side side, Price from, Price to) const;
   // The oldest order of the other side's best level, if a taker on `side` with this
   // limit would trade with it (read from the line prefetch_ends fetched).
   void prefetch_maker(Side side, Price limit) const;
 
-  std::size_t level_count(Side side) const { return levels(side).size(); }
+  // Levels with orders (a ladder's empty levels do not count).
+  std::size_t level_count(Side side) const;
+  // Whether a side is a ladder (dense) now, else sparse; see the class comment.
+  bool ladder(Side side) const { return side == Side::BUY ? bids_ladder_ : asks_ladder_; }
   bool empty() const { return bids_.empty() && asks_.empty(); }
 
  private:
@@ -151,14 +170,33 @@ class alignas(64) OrderBook {
     Total total;
   };
 
+  // A ladder spans at most this many prices, or twice its levels with orders plus this.
+  static constexpr std::size_t kLadderFree = 32;
+
   std::vector<Level>& levels(Side side) { return side == Side::BUY ? bids_ : asks_; }
   const std::vector<Level>& levels(Side side) const {
     return side == Side::BUY ? bids_ : asks_;
+  }
+  void set_ladder(Side side, bool ladder) { (side == Side::BUY ? bids_ladder_ : asks_ladder_) = ladder; }
+  // Where `price` lies from a side's `first` level, counted in prices towards the best:
+  // 1 for the next price, -1 for the one before the first (prices are whole ticks).
+  static Price steps(Side side, Price first, Price price) {
+    return side == Side::BUY ? price - first : first - price;
   }
 
   // Position of `price` in the side's vector: either its level or where it
   // would be inserted.
   std::size_t position(Side side, Price price) const;
+
+  // A new level for `price` at `pos` (from position(), where no level has the price).
+  // Returns where the level is: a ladder grows to the price, or turns sparse if that
+  // would spread it too thin; a sparse side turns into a ladder when its range allows.
+  std::size_t insert_level(Side side, std::size_t pos, Price price);
+  // The side's levels, all of them empty, from `from` to `to` inclusive (by steps).
+  static void fill_ladder(std::vector<Level>& out, Side side, Price from, Price to);
+  // Drops the empty levels at the back, so that the best level has orders; an empty side
+  // starts again as a ladder.
+  void drop_empty_best(Side side);
 
   void unlink(Level& level, OrderIndex idx);
   // Links a node at the tail of the level (count + 1; the total is the caller's).
@@ -174,6 +212,8 @@ class alignas(64) OrderBook {
   // with books out of cache (10,000 symbols: a tenth slower).
   SymbolId symbol_;
   TradingStatus status_ = TradingStatus::TRADING;
+  bool bids_ladder_ = true;  // the sides' forms, in the padding before the instrument
+  bool asks_ladder_ = true;
   Instrument instrument_;
   OrderStore& store_;
   Price last_trade_ = 0;
@@ -239,7 +279,7 @@ void OrderBook::match(Taker& taker, Out& out) {
         }
       }
     }
-    if (level.head == kNoOrder) opp.pop_back();
+    if (level.head == kNoOrder) drop_empty_best(opposite(taker.side));
     if (taker.stp_stopped) break;
   }
 }
