@@ -236,12 +236,6 @@ std::size_t OrderBook::insert_level(Side side, std::size_t pos, Price price) {
   return pos;
 }
 
-void OrderBook::drop_empty_best(Side side) {
-  std::vector<Level>& v = levels(side);
-  while (!v.empty() && v.back().head == kNoOrder) v.pop_back();
-  if (v.empty()) set_ladder(side, true);
-}
-
 std::size_t OrderBook::level_count(Side side) const {
   const std::vector<Level>& v = levels(side);
   return static_cast<std::size_t>(

@@ -194,9 +194,16 @@ class alignas(64) OrderBook {
   std::size_t insert_level(Side side, std::size_t pos, Price price);
   // The side's levels, all of them empty, from `from` to `to` inclusive (by steps).
   static void fill_ladder(std::vector<Level>& out, Side side, Price from, Price to);
-  // Drops the empty levels at the back, so that the best level has orders; an empty side
-  // starts again as a ladder.
-  void drop_empty_best(Side side);
+  // The best level has emptied: drops it and the empty levels behind it, so that the
+  // best has orders again; an empty side starts again as a ladder. Inline: matching calls
+  // it for every level it empties.
+  void drop_empty_best(Side side) {
+    std::vector<Level>& v = levels(side);
+    do {
+      v.pop_back();
+    } while (!v.empty() && v.back().head == kNoOrder);
+    if (v.empty()) set_ladder(side, true);
+  }
 
   void unlink(Level& level, OrderIndex idx);
   // Links a node at the tail of the level (count + 1; the total is the caller's).
