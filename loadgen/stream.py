@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import weakref
 from types import SimpleNamespace
 
 import grpc
@@ -81,8 +82,9 @@ class StreamSession:
         self._tasks: list[asyncio.Task] = []
         # (deadline, correlation id, future) of commands sent with a timeout: one reaper
         # fails the late ones, where a timer per command (asyncio.timeout) cost an eighth
-        # of the load generator's CPU.
-        self._deadlines: list[tuple[float, int, asyncio.Future]] = []
+        # of the load generator's CPU. Weakly, as the order service's batcher holds its
+        # callers' futures: an answered command's result is not kept until its deadline.
+        self._deadlines: list[tuple[float, int, weakref.ref]] = []
         self.messages_sent = 0
         self.messages_received = 0
 
@@ -131,8 +133,9 @@ class StreamSession:
             await asyncio.sleep(REAP_EVERY_S)
             now = loop.time()
             while self._deadlines and self._deadlines[0][0] <= now:
-                _, correlation_id, future = heapq.heappop(self._deadlines)
-                if not future.done():
+                _, correlation_id, future_ref = heapq.heappop(self._deadlines)
+                future = future_ref()
+                if future is not None and not future.done():
                     self._waiting.pop(correlation_id, None)
                     future.set_exception(grpc.aio.AioRpcError(
                         grpc.StatusCode.DEADLINE_EXCEEDED, None, None, "no answer in time"))
@@ -171,7 +174,7 @@ class StreamSession:
         self._outbox.append(command)
         self._wake.set()
         if timeout is not None:
-            heapq.heappush(self._deadlines, (loop.time() + timeout, correlation_id, future))
+            heapq.heappush(self._deadlines, (loop.time() + timeout, correlation_id, weakref.ref(future)))
         result = await future
         if result.HasField("error"):
             raise CommandRefused(result.error)
