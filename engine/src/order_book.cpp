@@ -112,6 +112,9 @@ void OrderBook::prefetch_from(Side side, Price from, Price to) const {
 }
 
 void OrderBook::prefetch_from(Side side, Price price) const {
+  // The command is not validated yet: an invalid price has no level to fetch (and a
+  // ladder's subtraction is only defined on valid prices).
+  if (price <= 0 || price > kMaxPrice) return;
   const std::vector<Level>& v = levels(side);
   if (ladder(side)) {  // the price's level, if the ladder reaches it (a level may straddle two lines)
     const std::size_t at = position(side, price);
@@ -171,75 +174,79 @@ Quantity OrderBook::fillable(const Taker& taker, Quantity wanted) const {
 
 void OrderBook::rest(OrderIndex idx) {
   Order& o = store_.at(idx);
-  std::vector<Level>& v = levels(o.side);
-  std::size_t pos = position(o.side, o.price);
-  if (pos == v.size() || v[pos].price != o.price) pos = insert_level(o.side, pos, o.price);
-  Level& level = v[pos];
+  Level& level = levels(o.side)[level_for(o.side, o.price)];
   append(level, idx);
   level.total += o.visible();
 }
 
-void OrderBook::fill_ladder(std::vector<Level>& out, Side side, Price from, Price to) {
-  const Price step = side == Side::BUY ? 1 : -1;
-  for (Price p = from;; p += step) {
-    out.push_back(Level{p, kNoOrder, kNoOrder, 0, 0});
-    if (p == to) break;
-  }
-}
-
-std::size_t OrderBook::insert_level(Side side, std::size_t pos, Price price) {
+std::size_t OrderBook::level_for(Side side, Price price) {
   std::vector<Level>& v = levels(side);
+  if (!ladder(side)) return sparse_level_for(side, price);
   const Level fresh{price, kNoOrder, kNoOrder, 0, 0};
+  std::uint8_t& count = ladder_levels(side);
   if (v.empty()) {
     v.push_back(fresh);
+    count = 1;
     return 0;
   }
-  if (ladder(side)) {
-    // The price is beyond one end: the ladder grows to it, if it stays within bounds.
-    // Growing at the back within the vector's capacity takes no new memory, so only a
-    // growth that reallocates counts the levels with orders (amortised by the copy).
+  const std::size_t pos = position(side, price);
+  if (pos < v.size() && v[pos].price == price) {  // inside the range: the price's level
+    if (v[pos].head != kNoOrder) return pos;
+    if (count < kLadderMaxLevels) {
+      ++count;
+      return pos;
+    }
+  } else {
+    // Beyond one end: the ladder grows to the price, if it stays within its bounds.
+    const Price step = side == Side::BUY ? 1 : -1;
     const Price first = v.front().price, best = v.back().price;
     const bool before_first = steps(side, first, price) < 0;
     const Price gap = before_first ? steps(side, price, first) : steps(side, best, price);
-    const std::size_t span = v.size() + static_cast<std::size_t>(gap);
-    if ((!before_first && span <= v.capacity()) || span <= kLadderFree ||
-        span <= kLadderFree + 2 * (level_count(side) + 1)) {
+    if (fits_ladder(v.size() + static_cast<std::size_t>(gap), count + std::size_t{1})) {
+      ++count;
       if (!before_first) {
-        fill_ladder(v, side, best + (side == Side::BUY ? 1 : -1), price);
-        return v.size() - 1;
+        for (Price p = best + step;; p += step) {
+          v.push_back(Level{p, kNoOrder, kNoOrder, 0, 0});
+          if (p == price) return v.size() - 1;
+        }
       }
-      std::vector<Level> grown;
-      grown.reserve(span);
-      fill_ladder(grown, side, price, first - (side == Side::BUY ? 1 : -1));
-      grown.insert(grown.end(), v.begin(), v.end());
-      v.swap(grown);
+      v.insert(v.begin(), static_cast<std::size_t>(gap), fresh);  // grows as a vector does
+      for (std::size_t i = 0; i < static_cast<std::size_t>(gap); ++i) {
+        v[i].price = price + static_cast<Price>(i) * step;
+      }
       return 0;
     }
-    // Too thin: the side turns sparse (its empty levels go), and takes the level as one.
-    v.erase(std::remove_if(v.begin(), v.end(), [](const Level& l) { return l.head == kNoOrder; }),
-            v.end());
-    set_ladder(side, false);
-    pos = position(side, price);
   }
-  v.insert(v.begin() + static_cast<std::ptrdiff_t>(pos), fresh);
-  // A sparse side whose range has become narrow enough turns into a ladder.
-  const std::size_t span = static_cast<std::size_t>(steps(side, v.front().price, v.back().price)) + 1;
-  if (span <= kLadderFree || span <= kLadderFree + 2 * v.size()) {
-    std::vector<Level> dense;
-    dense.reserve(span);
-    fill_ladder(dense, side, v.front().price, v.back().price);
-    for (const Level& l : v) dense[static_cast<std::size_t>(steps(side, v.front().price, l.price))] = l;
-    v.swap(dense);
-    set_ladder(side, true);
-    return static_cast<std::size_t>(steps(side, v.front().price, price));
-  }
-  return pos;
+  make_sparse(side);
+  return sparse_level_for(side, price);
 }
 
-std::size_t OrderBook::level_count(Side side) const {
-  const std::vector<Level>& v = levels(side);
-  return static_cast<std::size_t>(
-      std::count_if(v.begin(), v.end(), [](const Level& l) { return l.head != kNoOrder; }));
+std::size_t OrderBook::sparse_level_for(Side side, Price price) {
+  std::vector<Level>& v = levels(side);
+  std::size_t pos = position(side, price);
+  if (pos < v.size() && v[pos].price == price) return pos;
+  v.insert(v.begin() + static_cast<std::ptrdiff_t>(pos), Level{price, kNoOrder, kNoOrder, 0, 0});
+  // Narrow enough now to be a ladder (at most kLadderFree + 2 * 255 levels to build)?
+  const Price first = v.front().price;
+  const std::size_t span = static_cast<std::size_t>(steps(side, first, v.back().price)) + 1;
+  if (!fits_ladder(span, v.size())) return pos;
+  std::vector<Level> ladder;
+  ladder.reserve(span);
+  const Price step = side == Side::BUY ? 1 : -1;
+  for (std::size_t i = 0; i < span; ++i) {
+    ladder.push_back(Level{first + static_cast<Price>(i) * step, kNoOrder, kNoOrder, 0, 0});
+  }
+  for (const Level& l : v) ladder[static_cast<std::size_t>(steps(side, first, l.price))] = l;
+  ladder_levels(side) = static_cast<std::uint8_t>(v.size());
+  v.swap(ladder);
+  set_ladder(side, true);
+  return static_cast<std::size_t>(steps(side, first, price));
+}
+
+void OrderBook::make_sparse(Side side) {
+  std::vector<Level>& v = levels(side);
+  v.erase(std::remove_if(v.begin(), v.end(), [](const Level& l) { return l.head == kNoOrder; }), v.end());
+  set_ladder(side, false);
 }
 
 void OrderBook::append(Level& level, OrderIndex idx) {
@@ -277,13 +284,7 @@ void OrderBook::remove(OrderIndex idx) {
   Level& level = v[pos];
   level.total -= o.visible();
   unlink(level, idx);
-  if (level.head != kNoOrder) return;
-  // Emptied: the best goes (with the empty levels behind it); a ladder keeps the others.
-  if (pos + 1 == v.size()) {
-    drop_empty_best(o.side);
-  } else if (!ladder(o.side)) {
-    v.erase(v.begin() + static_cast<std::ptrdiff_t>(pos));
-  }
+  if (level.head == kNoOrder) emptied(o.side, pos);
 }
 
 void OrderBook::reduce(OrderIndex idx, Quantity new_remaining) {

@@ -1,6 +1,7 @@
 // A book side's two forms: a ladder (a level for every price between its first level and
 // its best, empty ones included) and a sparse side (levels with orders only), and the
 // moves between them. Worked examples first, then random streams against a model.
+#include <limits>
 #include <map>
 #include <random>
 
@@ -125,6 +126,36 @@ TEST_F(LadderTest, AnEmptiedBestGoesWithTheEmptyLevelsBehindIt) {
   EXPECT_TRUE(book.ladder(BUY));
 }
 
+TEST_F(LadderTest, ALadderLeftThinTurnsSparse) {
+  // 200 bids at 1,000..1,199: a ladder of 200 levels, all with orders.
+  std::vector<OrderIndex> bids;
+  for (Price p = 1'000; p < 1'200; ++p) bids.push_back(rest(BUY, p));
+  EXPECT_TRUE(book.ladder(BUY));
+  EXPECT_EQ(book.level_slots(BUY), 200u);
+  // Cancelled from the worst up, the front empties: it stays while 200 levels span at
+  // most 32 plus twice the levels with orders, then the side turns sparse (its empty
+  // levels go), so one order left never sits among 199 empty levels.
+  for (std::size_t i = 0; i + 1 < bids.size(); ++i) {
+    remove(bids[i]);
+    if (book.ladder(BUY)) ASSERT_LE(book.level_slots(BUY), 32 + 2 * book.level_count(BUY)) << i;
+  }
+  EXPECT_EQ(depth(BUY), (Levels{{1'199, 1, 1}}));
+  EXPECT_EQ(book.level_slots(BUY), 1u);
+}
+
+TEST_F(LadderTest, ALadderHoldsAtMost255LevelsWithOrders) {
+  // Bids laid downwards, 300 consecutive prices: the ladder grows at its front until the
+  // 256th level with orders, then the side is sparse (its levels, all with orders).
+  for (Price p = 5'000; p > 4'700; --p) rest(BUY, p);
+  EXPECT_FALSE(book.ladder(BUY));
+  EXPECT_EQ(book.level_count(BUY), 300u);
+  EXPECT_EQ(book.level_slots(BUY), 300u);
+  const Levels all = depth(BUY);
+  ASSERT_EQ(all.size(), 300u);
+  EXPECT_EQ(all.front(), (Level{5'000, 1, 1}));
+  EXPECT_EQ(all.back(), (Level{4'701, 1, 1}));
+}
+
 // Random rests and removes on both sides, mostly within a band and now and then far off
 // (so that sides change form back and forth), against a model of the levels.
 TEST_F(LadderTest, RandomStreamsMatchAModelAcrossTheForms) {
@@ -157,6 +188,12 @@ TEST_F(LadderTest, RandomStreamsMatchAModelAcrossTheForms) {
     }
     if (step % 37 == 0) {
       for (const Side side : {BUY, SELL}) {
+        if (book.ladder(side)) {  // the bounds hold after every kind of change
+          ASSERT_LE(book.level_count(side), 255u) << "step " << step;
+          ASSERT_LE(book.level_slots(side), 32 + 2 * book.level_count(side)) << "step " << step;
+        } else {
+          ASSERT_EQ(book.level_slots(side), book.level_count(side)) << "step " << step;
+        }
         Levels expected;
         for (const auto& [px, n] : model[side == BUY ? 0 : 1]) expected.emplace_back(px, n, n);
         if (side == BUY) std::reverse(expected.begin(), expected.end());
@@ -168,6 +205,50 @@ TEST_F(LadderTest, RandomStreamsMatchAModelAcrossTheForms) {
   // Both moves happened, many times: the stream exercised what it is for.
   EXPECT_GT(turned_sparse, 200);
   EXPECT_GT(turned_ladder, 200);
+}
+
+// Commands are fetched for before they are checked: a batch's hints must take any
+// price, as the commands themselves refuse it (INVALID_PRICE), on ladders and sparse
+// sides alike. Under the sanitizers this finds an overflow in a ladder's subtraction.
+TEST(LadderBatch, HintsTakeInvalidPrices) {
+  // Each bad command is the first of a batch on its own book (a book fetched lately is not
+  // fetched again), so its hints are computed: 20 books with a bid at 100 and an ask at
+  // 200, then 40 cancels of nothing, then per book one command with a bad price.
+  const Price bad[] = {std::numeric_limits<Price>::min(), -1, 0, kMaxPrice + 1, std::numeric_limits<Price>::max()};
+  std::vector<Engine::Command> cmds;
+  OrderId next_id = 1;
+  for (SymbolId sym = 1; sym <= 20; ++sym) {
+    for (const auto& [side, px] : {std::pair{BUY, Price{100}}, std::pair{SELL, Price{200}}}) {
+      cmds.push_back({Engine::Command::Op::SUBMIT,
+                      NewOrder{next_id++, 1, sym, side, OrderType::LIMIT, TimeInForce::GTC, px, 1}});
+    }
+  }
+  for (OrderId id = 900; id < 940; ++id) cmds.push_back({Engine::Command::Op::CANCEL, NewOrder{id, 1, 999}});
+  for (SymbolId sym = 1; sym <= 20; ++sym) {
+    const Price px = bad[(sym - 1) % 5];
+    switch ((sym - 1) / 5) {
+      case 0:  // a submit on each side, a modify of the bid and of the ask
+      case 1:
+        cmds.push_back({Engine::Command::Op::SUBMIT, NewOrder{next_id++, 1, sym, sym <= 5 ? BUY : SELL,
+                                                              OrderType::LIMIT, TimeInForce::GTC, px, 1}});
+        break;
+      default: {
+        NewOrder modify{2 * sym - (sym <= 15 ? 1 : 0), 1, sym};  // the book's bid, then its ask
+        modify.price = px;
+        modify.quantity = 1;
+        cmds.push_back({Engine::Command::Op::MODIFY, modify});
+      }
+    }
+  }
+  EventCollector one_sink, batch_sink;
+  Engine one(one_sink, 16), batched(batch_sink, 16);
+  expect_batches_run_as_single_calls(cmds, 100, one, one_sink, batched, batch_sink, "invalid prices");
+  EXPECT_EQ(one.live_orders(), 40u);
+  // And whole, as one batch.
+  EventCollector whole_sink;
+  Engine whole(whole_sink, 16);
+  whole.execute(cmds.data(), cmds.size());
+  EXPECT_TRUE(whole_sink.events == one_sink.events);
 }
 
 // The same kind of stream through the engine, one call per command against batches:

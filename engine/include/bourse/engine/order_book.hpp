@@ -60,14 +60,16 @@ struct Taker {
 // insert/erase stays short.
 //
 // A side is kept in one of two forms, by how spread its prices are:
-// - dense (a ladder): one level per price from the first level's to the best, empty
-//   levels (head == kNoOrder) included, so a price's level is found by a subtraction
-//   and an order resting at a price inside that range moves no level. A side is dense
-//   while its range spans at most kLadderFree prices or twice its levels with orders
-//   plus kLadderFree, checked when the range grows beyond the vector's capacity; so
-//   its memory stays within a constant factor of its levels with orders at their
-//   peak, as a vector's capacity does.
+// - a ladder: one level per price (price unit, not tick) from the first level's to the
+//   best, empty levels (head == kNoOrder) included, so a price's level is found by a
+//   subtraction and an order resting at a price inside that range moves no level.
+//   Always, a ladder has at most kLadderMaxLevels levels with orders and spans at most
+//   kLadderFree prices plus twice that count (at most 542 levels, 26 KiB): a rest that
+//   would break that, or a removal that leaves the ladder too thin, turns the side
+//   sparse. So a ladder's walks (depth, the FOK check) and its changes of form cost at
+//   most a constant, and its memory is within a constant of its orders.
 // - sparse: only levels with orders, found by a search, inserted and erased in place.
+//   A sparse side becomes a ladder again when a new level leaves it within the bounds.
 // Either way the best level has orders (empty levels at the back are dropped at once),
 // so the top of book, matching and the crossing checks read the back; empty levels
 // hold no order, and depth() skips them.
@@ -153,9 +155,11 @@ class alignas(64) OrderBook {
   void prefetch_maker(Side side, Price limit) const;
 
   // Levels with orders (a ladder's empty levels do not count).
-  std::size_t level_count(Side side) const;
-  // Whether a side is a ladder (dense) now, else sparse; see the class comment.
-  bool ladder(Side side) const { return side == Side::BUY ? bids_ladder_ : asks_ladder_; }
+  std::size_t level_count(Side side) const { return ladder(side) ? ladder_levels(side) : levels(side).size(); }
+  // Whether a side is a ladder now, else sparse; see the class comment.
+  bool ladder(Side side) const { return (forms_ & form_bit(side)) != 0; }
+  // The side's levels, a ladder's empty ones included (what its memory holds).
+  std::size_t level_slots(Side side) const { return levels(side).size(); }
   bool empty() const { return bids_.empty() && asks_.empty(); }
 
  private:
@@ -170,16 +174,29 @@ class alignas(64) OrderBook {
     Total total;
   };
 
-  // A ladder spans at most this many prices, or twice its levels with orders plus this.
+  // A ladder has at most kLadderMaxLevels levels with orders (the count is a byte) and
+  // spans at most kLadderFree prices plus twice that count.
   static constexpr std::size_t kLadderFree = 32;
+  static constexpr std::size_t kLadderMaxLevels = 255;
 
   std::vector<Level>& levels(Side side) { return side == Side::BUY ? bids_ : asks_; }
   const std::vector<Level>& levels(Side side) const {
     return side == Side::BUY ? bids_ : asks_;
   }
-  void set_ladder(Side side, bool ladder) { (side == Side::BUY ? bids_ladder_ : asks_ladder_) = ladder; }
-  // Where `price` lies from a side's `first` level, counted in prices towards the best:
-  // 1 for the next price, -1 for the one before the first (prices are whole ticks).
+  static std::uint8_t form_bit(Side side) { return side == Side::BUY ? 1 : 2; }
+  void set_ladder(Side side, bool ladder) {
+    forms_ = static_cast<std::uint8_t>(ladder ? forms_ | form_bit(side) : forms_ & ~form_bit(side));
+  }
+  // A ladder's levels with orders (kept only while the side is a ladder).
+  std::uint8_t& ladder_levels(Side side) { return side == Side::BUY ? bid_levels_ : ask_levels_; }
+  std::size_t ladder_levels(Side side) const { return side == Side::BUY ? bid_levels_ : ask_levels_; }
+  // Within a ladder's bounds: `count` levels with orders over `span` prices.
+  static bool fits_ladder(std::size_t span, std::size_t count) {
+    return count <= kLadderMaxLevels && span <= kLadderFree + 2 * count;
+  }
+  // Where `price` lies from a side's `first` level, counted in price units towards the
+  // best: 1 for the next price, -1 for the one before the first. Both must be valid
+  // prices (0 < price <= kMaxPrice), so the difference cannot overflow.
   static Price steps(Side side, Price first, Price price) {
     return side == Side::BUY ? price - first : first - price;
   }
@@ -188,21 +205,35 @@ class alignas(64) OrderBook {
   // would be inserted.
   std::size_t position(Side side, Price price) const;
 
-  // A new level for `price` at `pos` (from position(), where no level has the price).
-  // Returns where the level is: a ladder grows to the price, or turns sparse if that
-  // would spread it too thin; a sparse side turns into a ladder when its range allows.
-  std::size_t insert_level(Side side, std::size_t pos, Price price);
-  // The side's levels, all of them empty, from `from` to `to` inclusive (by steps).
-  static void fill_ladder(std::vector<Level>& out, Side side, Price from, Price to);
-  // The best level has emptied: drops it and the empty levels behind it, so that the
-  // best has orders again; an empty side starts again as a ladder. Inline: matching calls
-  // it for every level it empties.
-  void drop_empty_best(Side side) {
+  // The index of the level an order at `price` joins, made if need be: a ladder's empty
+  // level is counted, a ladder grows to a price beyond its ends, or turns sparse where
+  // that would break its bounds; a sparse side inserts the level.
+  std::size_t level_for(Side side, Price price);
+  // A sparse side's level for `price`, inserted if need be; the side then becomes a
+  // ladder if its range allows. Returns where the level is.
+  std::size_t sparse_level_for(Side side, Price price);
+  // A ladder turns sparse: its empty levels go. Off the hot path.
+  [[gnu::noinline]] void make_sparse(Side side);
+  // The level at `pos` has emptied (its last order unlinked). A sparse side erases it; a
+  // ladder keeps it, uncounted. Either way an emptied best goes, with the empty levels
+  // behind it, so that the best has orders again; an empty side starts again as a ladder,
+  // and one left too thin turns sparse. Inline: matching calls it for every level it empties.
+  void emptied(Side side, std::size_t pos) {
     std::vector<Level>& v = levels(side);
-    do {
-      v.pop_back();
-    } while (!v.empty() && v.back().head == kNoOrder);
-    if (v.empty()) set_ladder(side, true);
+    const bool is_ladder = ladder(side);
+    if (is_ladder) --ladder_levels(side);
+    if (pos + 1 == v.size()) {
+      do {
+        v.pop_back();
+      } while (is_ladder && !v.empty() && v.back().head == kNoOrder);
+    } else if (!is_ladder) {
+      v.erase(v.begin() + static_cast<std::ptrdiff_t>(pos));
+    }
+    if (v.empty()) {
+      set_ladder(side, true);
+    } else if (is_ladder && !fits_ladder(v.size(), ladder_levels(side))) {
+      make_sparse(side);
+    }
   }
 
   void unlink(Level& level, OrderIndex idx);
@@ -219,8 +250,10 @@ class alignas(64) OrderBook {
   // with books out of cache (10,000 symbols: a tenth slower).
   SymbolId symbol_;
   TradingStatus status_ = TradingStatus::TRADING;
-  bool bids_ladder_ = true;  // the sides' forms, in the padding before the instrument
-  bool asks_ladder_ = true;
+  // The sides' forms and their ladders' counts, in the padding before the instrument.
+  std::uint8_t forms_ = 3;  // bit 1: the bids are a ladder, bit 2: the asks
+  std::uint8_t bid_levels_ = 0;
+  std::uint8_t ask_levels_ = 0;
   Instrument instrument_;
   OrderStore& store_;
   Price last_trade_ = 0;
@@ -286,7 +319,7 @@ void OrderBook::match(Taker& taker, Out& out) {
         }
       }
     }
-    if (level.head == kNoOrder) drop_empty_best(opposite(taker.side));
+    if (level.head == kNoOrder) emptied(opposite(taker.side), opp.size() - 1);
     if (taker.stp_stopped) break;
   }
 }
