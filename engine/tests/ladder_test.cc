@@ -137,7 +137,9 @@ TEST_F(LadderTest, ALadderLeftThinTurnsSparse) {
   // levels go), so one order left never sits among 199 empty levels.
   for (std::size_t i = 0; i + 1 < bids.size(); ++i) {
     remove(bids[i]);
-    if (book.ladder(BUY)) ASSERT_LE(book.level_slots(BUY), 32 + 2 * book.level_count(BUY)) << i;
+    if (book.ladder(BUY)) {
+      ASSERT_LE(book.level_slots(BUY), 32 + 2 * book.level_count(BUY)) << i;
+    }
   }
   EXPECT_EQ(depth(BUY), (Levels{{1'199, 1, 1}}));
   EXPECT_EQ(book.level_slots(BUY), 1u);
