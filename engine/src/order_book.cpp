@@ -182,10 +182,9 @@ void OrderBook::rest(OrderIndex idx) {
 std::size_t OrderBook::level_for(Side side, Price price) {
   std::vector<Level>& v = levels(side);
   if (!ladder(side)) return sparse_level_for(side, price);
-  const Level fresh{price, kNoOrder, kNoOrder, 0, 0};
   std::uint8_t& count = ladder_levels(side);
   if (v.empty()) {
-    v.push_back(fresh);
+    v.push_back(empty_level(price));
     count = 1;
     return 0;
   }
@@ -198,22 +197,17 @@ std::size_t OrderBook::level_for(Side side, Price price) {
     }
   } else {
     // Beyond one end: the ladder grows to the price, if it stays within its bounds.
-    const Price step = side == Side::BUY ? 1 : -1;
     const Price first = v.front().price, best = v.back().price;
     const bool before_first = steps(side, first, price) < 0;
     const Price gap = before_first ? steps(side, price, first) : steps(side, best, price);
     if (fits_ladder(v.size() + static_cast<std::size_t>(gap), count + std::size_t{1})) {
       ++count;
       if (!before_first) {
-        for (Price p = best + step;; p += step) {
-          v.push_back(Level{p, kNoOrder, kNoOrder, 0, 0});
-          if (p == price) return v.size() - 1;
-        }
+        for (Price n = 1; n <= gap; ++n) v.push_back(empty_level(stepped(side, best, n)));
+        return v.size() - 1;
       }
-      v.insert(v.begin(), static_cast<std::size_t>(gap), fresh);  // grows as a vector does
-      for (std::size_t i = 0; i < static_cast<std::size_t>(gap); ++i) {
-        v[i].price = price + static_cast<Price>(i) * step;
-      }
+      v.insert(v.begin(), static_cast<std::size_t>(gap), empty_level(price));  // grows as a vector does
+      for (Price n = 1; n < gap; ++n) v[static_cast<std::size_t>(n)].price = stepped(side, price, n);
       return 0;
     }
   }
@@ -225,17 +219,14 @@ std::size_t OrderBook::sparse_level_for(Side side, Price price) {
   std::vector<Level>& v = levels(side);
   std::size_t pos = position(side, price);
   if (pos < v.size() && v[pos].price == price) return pos;
-  v.insert(v.begin() + static_cast<std::ptrdiff_t>(pos), Level{price, kNoOrder, kNoOrder, 0, 0});
+  v.insert(v.begin() + static_cast<std::ptrdiff_t>(pos), empty_level(price));
   // Narrow enough now to be a ladder (at most kLadderFree + 2 * 255 levels to build)?
   const Price first = v.front().price;
   const std::size_t span = static_cast<std::size_t>(steps(side, first, v.back().price)) + 1;
   if (!fits_ladder(span, v.size())) return pos;
   std::vector<Level> ladder;
   ladder.reserve(span);
-  const Price step = side == Side::BUY ? 1 : -1;
-  for (std::size_t i = 0; i < span; ++i) {
-    ladder.push_back(Level{first + static_cast<Price>(i) * step, kNoOrder, kNoOrder, 0, 0});
-  }
+  for (Price n = 0; n < static_cast<Price>(span); ++n) ladder.push_back(empty_level(stepped(side, first, n)));
   for (const Level& l : v) ladder[static_cast<std::size_t>(steps(side, first, l.price))] = l;
   ladder_levels(side) = static_cast<std::uint8_t>(v.size());
   v.swap(ladder);

@@ -200,6 +200,9 @@ class alignas(64) OrderBook {
   static Price steps(Side side, Price first, Price price) {
     return side == Side::BUY ? price - first : first - price;
   }
+  // The price `n` steps from `first` towards the best (steps' inverse).
+  static Price stepped(Side side, Price first, Price n) { return side == Side::BUY ? first + n : first - n; }
+  static Level empty_level(Price price) { return Level{price, kNoOrder, kNoOrder, 0, 0}; }
 
   // Position of `price` in the side's vector: either its level or where it
   // would be inserted.
