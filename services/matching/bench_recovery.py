@@ -100,6 +100,10 @@ class Books:
             return self._new(t.SIDE_BUY, MID + 3, rng.randrange(50, 400), symbol, tif)
         return self._new(t.SIDE_SELL, MID - 3, rng.randrange(50, 400), symbol, tif)
 
+    def unfilled(self) -> m.Command:
+        """An IOC buy below every ask: cancelled at once, nothing rests, its key is bound."""
+        return self._new(t.SIDE_BUY, MID - LEVELS - 10, 1, self.rng.choice(self.symbols), t.TIME_IN_FORCE_IOC)
+
     def mixed(self) -> m.Command:
         draw = self.rng.random()
         if draw < 0.4:

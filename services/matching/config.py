@@ -8,6 +8,7 @@ from pydantic import Field
 
 from services.common.config import ShardMap, addresses, symbols_from_env
 from services.common.settings import Downstream
+from services.matching import forked_snapshot
 from services.matching.direct_writes import is_postgres
 from services.matching.shard import DONE_KEPT
 
@@ -21,6 +22,9 @@ class MatchingEnv(Downstream):
     direct_writes: bool = True
     write_timeout_ms: int = Field(3000, gt=0)
     snapshot_every: int = Field(100_000, gt=0)
+    # Snapshots encoded by a forked child (forked_snapshot.py); off: on a thread of the
+    # process, holding the shard's batches while the state is copied.
+    snapshot_in_child: bool = True
     finished_kept: int = Field(DONE_KEPT, gt=0)  # finished orders a shard remembers (shard.py)
     market_data_interval_ms: int = Field(20, ge=0)
 
@@ -37,6 +41,7 @@ class MatchingSettings:
     startup_timeout_s: float
     drain_seconds: float
     snapshot_every: int
+    snapshot_in_child: bool
     finished_kept: int
     batch_linger_s: float
     # Least time between two market-data sends to Redis (books conflate, trades queue).
@@ -65,6 +70,7 @@ class MatchingSettings:
             startup_timeout_s=env.startup_timeout_ms / 1000,
             drain_seconds=env.drain_ms / 1000,
             snapshot_every=env.snapshot_every,
+            snapshot_in_child=env.snapshot_in_child and forked_snapshot.available(),
             finished_kept=env.finished_kept,
             batch_linger_s=env.batch_linger_us / 1e6,
             market_data_interval_s=env.market_data_interval_ms / 1000,

@@ -57,7 +57,8 @@ async def main() -> None:
                               finished_kept=settings.finished_kept)
         committers[index] = GroupCommitter(shard, persistence, market_data, shard_log,
                                            snapshot_every=settings.snapshot_every, set_serving=health_of(index),
-                                           linger_s=settings.batch_linger_s, snapshot_pace=snapshot_pace)
+                                           linger_s=settings.batch_linger_s, snapshot_pace=snapshot_pace,
+                                           snapshot_in_child=settings.snapshot_in_child)
         closers.append((committers[index], persistence))
         log.info("starting shard", shard=index, symbols=sorted(symbols), direct_writes=direct is not None)
 

@@ -1,0 +1,115 @@
+"""A shard snapshot encoded by a forked child, so that its cost does not stop the shard.
+
+A snapshot's copy (the engine's books, the working orders' rows, the key window) grows
+with the state: at 330 MB it held its shard's batches for seconds, and its encoding
+then competed with every shard of the process for the GIL. A forked child sees the
+process's memory as it was at the fork (copy-on-write), so the parent pays only for the
+fork itself (copying its page tables, milliseconds) and the pages it writes while the
+child lives; the child copies and encodes the state at leisure, on the other core, and
+writes the bytes to an anonymous memory file that the parent reads once it has exited.
+
+The child runs only the snapshot's own code (the engine, numpy, protobuf): never the
+event loop, gRPC or logging, whose threads do not exist in it. It leaves with
+`os._exit`, so no handler of the parent's runs there; it dies with its parent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import os
+import signal
+import time
+import traceback
+from collections.abc import Callable
+
+POLL_S = 0.005
+_PR_SET_PDEATHSIG = 1
+# Found here, not in the child: a lookup there could wait on a lock another thread held.
+_prctl = ctypes.CDLL(None).prctl
+
+
+class SnapshotFailed(RuntimeError):
+    """The child did not produce the snapshot (it failed, was killed, or took too long)."""
+
+
+def available() -> bool:
+    return hasattr(os, "fork") and hasattr(os, "memfd_create") and hasattr(os, "wait4")
+
+
+class ForkedSnapshot:
+    """A child forked now to compute encode(); `await result()` gives its bytes. The
+    caller holds whatever keeps the state still for the instant of the construction
+    only: the child's copy is taken by then."""
+
+    def __init__(self, encode: Callable[[], bytes]):
+        self.cpu_s = 0.0  # the child's, once it exited
+        self._fd = os.memfd_create("bourse-snapshot", os.MFD_CLOEXEC)
+        parent = os.getpid()
+        started = time.perf_counter()
+        try:
+            self._pid = os.fork()
+        except BaseException:
+            os.close(self._fd)
+            raise
+        if self._pid == 0:
+            _child(self._fd, encode, parent)
+        self.fork_s = time.perf_counter() - started  # this process's pause
+
+    async def result(self, timeout_s: float = 600.0) -> bytes:
+        try:
+            status = await self._reap(timeout_s)
+            if not os.WIFEXITED(status) or os.WEXITSTATUS(status) != 0:
+                raise SnapshotFailed(f"the snapshot's child ended with wait status {status:#x}")
+            size = os.fstat(self._fd).st_size
+            return await asyncio.to_thread(_read_all, self._fd, size)
+        finally:
+            os.close(self._fd)
+
+    async def _reap(self, timeout_s: float) -> int:
+        """The child's wait status once it exits; kills it on timeout or cancellation (a
+        child left running would hold its copy of the whole process)."""
+        deadline = time.monotonic() + timeout_s
+        try:
+            while True:
+                done, status, usage = os.wait4(self._pid, os.WNOHANG)
+                if done:
+                    self.cpu_s = usage.ru_utime + usage.ru_stime
+                    return status
+                if time.monotonic() > deadline:
+                    raise SnapshotFailed(f"the snapshot's child still ran after {timeout_s:.0f} s")
+                await asyncio.sleep(POLL_S)
+        except BaseException:
+            os.kill(self._pid, signal.SIGKILL)
+            os.waitpid(self._pid, 0)
+            raise
+
+
+def _read_all(fd: int, size: int) -> bytes:
+    data = os.pread(fd, size, 0)
+    if len(data) != size:
+        raise SnapshotFailed(f"the snapshot's file: read {len(data)} of {size} bytes")
+    return data
+
+
+def _child(fd: int, encode: Callable[[], bytes], parent: int) -> None:
+    code = 1
+    try:
+        _die_with_parent(parent)
+        view = memoryview(encode())
+        while view:
+            view = view[os.write(fd, view):]
+        code = 0
+    except BaseException:  # noqa: BLE001 - the parent sees the exit status; stderr says why
+        # Straight to the file descriptor: sys.stderr's lock may have been held by a thread
+        # of the parent at the fork.
+        os.write(2, "".join(traceback.format_exc()).encode())
+    finally:
+        os._exit(code)
+
+
+def _die_with_parent(parent: int) -> None:
+    """SIGKILL when the parent dies (a SIGKILLed matching process leaves no child behind)."""
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # it died before prctl took effect
+        os._exit(1)
