@@ -32,6 +32,7 @@ CPU is the work the pace counts.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 from bourse.matching.v1 import matching_service_pb2 as matching_pb2
@@ -286,6 +287,10 @@ class GroupCommitter:
             shard = self.shard
             return {symbol: (*shard.depth(symbol), shard.trading_status(symbol)) for symbol in symbols}
 
+    def _child_turn(self):
+        """The process's one snapshot child at a time (forked_snapshot.turn), when forking."""
+        return forked_snapshot.turn() if self._snapshot_in_child else contextlib.nullcontext()
+
     @property
     def _snapshotting(self) -> bool:
         return self._snapshot_task is not None and not self._snapshot_task.done()
@@ -298,7 +303,7 @@ class GroupCommitter:
         committed since."""
         work, paused = 0.0, 0.0
         try:
-            async with self._snapshot_lock:
+            async with self._snapshot_lock, self._child_turn():
                 child = None
                 async with self._books:
                     if self._needs_recovery:

@@ -21,9 +21,13 @@ import os
 import signal
 import time
 import traceback
+import weakref
 from collections.abc import Callable
 
 POLL_S = 0.005
+# The child's priority below the process's: it is background work, and on a busy machine
+# the orders' path comes first (at nice 10 it still gets about a tenth of a core).
+CHILD_NICE = 10
 _PR_SET_PDEATHSIG = 1
 # Found here, not in the child: a lookup there could wait on a lock another thread held.
 _prctl = ctypes.CDLL(None).prctl
@@ -37,6 +41,20 @@ def available() -> bool:
     return hasattr(os, "fork") and hasattr(os, "memfd_create") and hasattr(os, "wait4")
 
 
+_turns: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def turn() -> asyncio.Lock:
+    """Held from before a fork until the child exits: one child at a time per process
+    (per event loop). Two shards' children at once took more than the machine's second
+    core, and every shard's commands slowed while they ran."""
+    loop = asyncio.get_running_loop()
+    lock = _turns.get(loop)
+    if lock is None:
+        lock = _turns[loop] = asyncio.Lock()
+    return lock
+
+
 class ForkedSnapshot:
     """A child forked now to compute encode(); `await result()` gives its bytes. The
     caller holds whatever keeps the state still for the instant of the construction
@@ -44,6 +62,7 @@ class ForkedSnapshot:
 
     def __init__(self, encode: Callable[[], bytes]):
         self.cpu_s = 0.0  # the child's, once it exited
+        self.usage = None  # the child's resource usage, once it exited
         self._fd = os.memfd_create("bourse-snapshot", os.MFD_CLOEXEC)
         parent = os.getpid()
         started = time.perf_counter()
@@ -74,7 +93,7 @@ class ForkedSnapshot:
             while True:
                 done, status, usage = os.wait4(self._pid, os.WNOHANG)
                 if done:
-                    self.cpu_s = usage.ru_utime + usage.ru_stime
+                    self.cpu_s, self.usage = usage.ru_utime + usage.ru_stime, usage
                     return status
                 if time.monotonic() > deadline:
                     raise SnapshotFailed(f"the snapshot's child still ran after {timeout_s:.0f} s")
@@ -96,6 +115,7 @@ def _child(fd: int, encode: Callable[[], bytes], parent: int) -> None:
     code = 1
     try:
         _die_with_parent(parent)
+        os.nice(CHILD_NICE)
         view = memoryview(encode())
         while view:
             view = view[os.write(fd, view):]

@@ -100,3 +100,32 @@ def test_the_shard_commits_while_its_snapshot_is_encoded_and_the_snapshot_is_the
             await committer.stop()
             store.close()
     run(go())
+
+
+def test_the_shards_of_a_process_fork_one_child_at_a_time(tmp_path):
+    """Two shards' children at once took more than the machine's second core: a second
+    shard's snapshot forks only once the first one's child has exited."""
+    from services.matching.committer import GroupCommitter
+    from services.matching.market_data import MarketData
+
+    async def go():
+        committers, stores = [], []
+        for node in (643, 644):
+            (tmp_path / str(node)).mkdir()
+            stores.append(make_store(tmp_path / str(node)))
+            shard = MatchingShard(SYMBOLS, SnowflakeIds(node))
+            take = shard.take_snapshot
+            shard.take_snapshot = lambda take=take: (time.sleep(0.6), take())[1]
+            committers.append(GroupCommitter(shard, StorePersistence(stores[-1]), MarketData(None, LOG), LOG,
+                                             snapshot_every=10**9, snapshot_in_child=True))
+            await committers[-1].start(timeout_s=5)
+            await committers[-1].execute([new(1, BUY, 100, 1)])
+        try:
+            started = time.monotonic()
+            await asyncio.gather(*(committer.take_snapshot() for committer in committers))
+            assert time.monotonic() - started >= 1.2
+        finally:
+            for committer, store in zip(committers, stores):
+                await committer.stop()
+                store.close()
+    run(go())
