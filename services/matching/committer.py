@@ -38,7 +38,7 @@ import time
 from bourse.matching.v1 import matching_service_pb2 as matching_pb2
 
 from services.common import metrics, tracing
-from services.matching import forked_snapshot
+from services.matching import forked_snapshot, snapshot_codec
 from services.matching.shard import MatchingShard
 
 RECOVER_RETRY_S = 0.2
@@ -287,6 +287,18 @@ class GroupCommitter:
             shard = self.shard
             return {symbol: (*shard.depth(symbol), shard.trading_status(symbol)) for symbol in symbols}
 
+    async def _child_result(self, child: forked_snapshot.ForkedSnapshot, live) -> tuple[bytes, bool]:
+        """(the snapshot's bytes, whether the rows the child packed now describe the orders
+        untouched since the fork)."""
+        packed = None
+        try:
+            data, packed_bytes = await child.result()
+            packed = await asyncio.to_thread(snapshot_codec.descriptions, packed_bytes)
+        finally:
+            async with self._books:  # the shard may have recovered meanwhile: other orders then
+                adopted = live.adopt(packed if live is self.shard.live else None)
+        return data, adopted
+
     def _child_turn(self):
         """The process's one snapshot child at a time (forked_snapshot.turn), when forking."""
         return forked_snapshot.turn() if self._snapshot_in_child else contextlib.nullcontext()
@@ -301,7 +313,7 @@ class GroupCommitter:
         One upload at a time: a second request waits for the one running (two uploads
         of one sequence would interleave their chunks), then snapshots only if batches
         committed since."""
-        work, paused = 0.0, 0.0
+        work, paused, adopted = 0.0, 0.0, False
         try:
             async with self._snapshot_lock, self._child_turn():
                 child = None
@@ -312,8 +324,10 @@ class GroupCommitter:
                     if sequence == self.snapshot_sequence and self._snapshot_bytes:
                         return sequence, self._snapshot_bytes
                     if self._snapshot_in_child:  # the books wait for the fork only
-                        child = forked_snapshot.ForkedSnapshot(self.shard.snapshot)
+                        child = forked_snapshot.ForkedSnapshot(self.shard.snapshot_parts)
                         paused = child.fork_s
+                        live = self.shard.live
+                        live.mark()
                     else:
                         # In a thread, so that the other shards of the process keep committing
                         # (the batches of this one wait for the lock, as they must).
@@ -321,7 +335,7 @@ class GroupCommitter:
                         taken, work = await asyncio.to_thread(_cpu_timed, self.shard.take_snapshot)
                         paused = time.perf_counter() - started
                 if child is not None:
-                    data = await child.result()
+                    data, adopted = await self._child_result(child, live)
                     work = child.cpu_s + child.fork_s
                 else:
                     data, encoding = await asyncio.to_thread(_cpu_timed, taken.encode)  # a copy: batches go on
@@ -332,7 +346,7 @@ class GroupCommitter:
         finally:
             self._next_snapshot_at = self._clock() + self._snapshot_pace * work
         self.last_snapshot = dict(sequence=sequence, bytes=len(data), work_s=round(work, 4),
-                                  books_paused_s=round(paused, 4), in_child=child is not None)
+                                  books_paused_s=round(paused, 4), in_child=child is not None, rows_adopted=adopted)
         self._log.info("snapshot stored", **self.last_snapshot)
         return sequence, len(data)
 

@@ -19,10 +19,11 @@ import asyncio
 import ctypes
 import os
 import signal
+import struct
 import time
 import traceback
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 POLL_S = 0.005
 # The child's priority below the process's: it is background work, and on a busy machine
@@ -56,11 +57,11 @@ def turn() -> asyncio.Lock:
 
 
 class ForkedSnapshot:
-    """A child forked now to compute encode(); `await result()` gives its bytes. The
-    caller holds whatever keeps the state still for the instant of the construction
-    only: the child's copy is taken by then."""
+    """A child forked now to compute encode(); `await result()` gives the byte strings
+    it returned. The caller holds whatever keeps the state still for the instant of the
+    construction only: the child's copy is taken by then."""
 
-    def __init__(self, encode: Callable[[], bytes]):
+    def __init__(self, encode: Callable[[], Sequence[bytes]]):
         self.cpu_s = 0.0  # the child's, once it exited
         self.usage = None  # the child's resource usage, once it exited
         self._fd = os.memfd_create("bourse-snapshot", os.MFD_CLOEXEC)
@@ -75,7 +76,7 @@ class ForkedSnapshot:
             _child(self._fd, encode, parent)
         self.fork_s = time.perf_counter() - started  # this process's pause
 
-    async def result(self, timeout_s: float = 600.0) -> bytes:
+    async def result(self, timeout_s: float = 600.0) -> list[bytes]:
         try:
             status = await self._reap(timeout_s)
             if not os.WIFEXITED(status) or os.WEXITSTATUS(status) != 0:
@@ -104,21 +105,29 @@ class ForkedSnapshot:
             raise
 
 
-def _read_all(fd: int, size: int) -> bytes:
-    data = os.pread(fd, size, 0)
-    if len(data) != size:
-        raise SnapshotFailed(f"the snapshot's file: read {len(data)} of {size} bytes")
-    return data
+def _read_all(fd: int, size: int) -> list[bytes]:
+    """The parts as `_child` wrote them: their count and sizes (u64 each), then each."""
+    (count,) = struct.unpack("<Q", os.pread(fd, 8, 0))
+    sizes = struct.unpack(f"<{count}Q", os.pread(fd, 8 * count, 8))
+    at, parts = 8 + 8 * count, []
+    for part_size in sizes:
+        parts.append(os.pread(fd, part_size, at))
+        at += part_size
+    if at != size or any(len(part) != part_size for part, part_size in zip(parts, sizes)):
+        raise SnapshotFailed(f"the snapshot's file: {size} bytes, not the {at} its header says")
+    return parts
 
 
-def _child(fd: int, encode: Callable[[], bytes], parent: int) -> None:
+def _child(fd: int, encode: Callable[[], Sequence[bytes]], parent: int) -> None:
     code = 1
     try:
         _die_with_parent(parent)
         os.nice(CHILD_NICE)
-        view = memoryview(encode())
-        while view:
-            view = view[os.write(fd, view):]
+        parts = encode()
+        for part in (struct.pack(f"<Q{len(parts)}Q", len(parts), *map(len, parts)), *parts):
+            view = memoryview(part)
+            while view:
+                view = view[os.write(fd, view):]
         code = 0
     except BaseException:  # noqa: BLE001 - the parent sees the exit status; stderr says why
         # Straight to the file descriptor: sys.stderr's lock may have been held by a thread

@@ -36,7 +36,7 @@ class LiveOrders(MutableMapping):
     binary search); a row becomes an OrderState in `_states` when first touched, and
     is marked taken in the packed part."""
 
-    __slots__ = ("_blob", "_ids", "_last_id", "_open", "_packed", "_rows", "_states", "_taken", "_texts")
+    __slots__ = ("_blob", "_ids", "_last_id", "_open", "_packed", "_rows", "_since", "_states", "_taken", "_texts")
 
     def __init__(self, states: dict[int, OrderState] | None = None, rows=None, texts=(), blob=b""):
         self._states = states if states is not None else {}
@@ -44,6 +44,8 @@ class LiveOrders(MutableMapping):
         # Resting orders per account, kept only for the accounts `track` names (those with
         # an open-orders limit): every other order costs one empty-dict test.
         self._open: dict[int, int] = {}
+        # The orders looked up, added or removed since `mark()` (None: not marking).
+        self._since: set[int] | None = None
 
     def track(self, account_id: int) -> None:
         """Counts the account's resting orders from now on (open_orders)."""
@@ -77,6 +79,8 @@ class LiveOrders(MutableMapping):
                           self._texts[reason], update_ns, stop_price, triggered, display, expire_us)
 
     def get(self, order_id, default=None):
+        if self._since is not None:
+            self._since.add(order_id)
         state = self._states.get(order_id)
         if state is None:
             i = self._index(order_id)
@@ -92,6 +96,8 @@ class LiveOrders(MutableMapping):
         return state
 
     def pop(self, order_id, *default):
+        if self._since is not None:
+            self._since.add(order_id)
         state = self._states.pop(order_id, None)
         if state is None:
             i = self._index(order_id)
@@ -111,6 +117,8 @@ class LiveOrders(MutableMapping):
         # Only for an order that just came to rest: the engine refuses an id that is live.
         if self._open and state.account_id in self._open and order_id not in self._states:
             self._open[state.account_id] += 1
+        if self._since is not None:
+            self._since.add(order_id)
         # Out of the garbage collector's view (gc_untrack.cc): a resting order lives long,
         # and every collection of an older generation walked each one.
         self._states[order_id] = untrack(state)
@@ -142,6 +150,35 @@ class LiveOrders(MutableMapping):
             self._states = {}
             self._hold(rows, texts, blob)
         return rows, texts, blob
+
+    def mark(self) -> None:
+        """From now on, records which orders are looked up, added or removed, for `adopt`.
+        Called when a snapshot's child is forked: it packs the orders as they are now."""
+        self._since = set()
+
+    def adopt(self, packed: LiveOrders | None) -> bool:
+        """Holds the rows of `packed` (every working order as it was at `mark()`, packed by
+        a snapshot's child: the pack this process would have made itself) as the
+        descriptions of the orders not touched since; those touched stay as they are now.
+        None (the child failed): stops marking. False, changing nothing, when the counts
+        do not add up (the rows cannot be the orders of the mark)."""
+        since, self._since = self._since, None
+        if packed is None or since is None or packed._states or packed._packed != len(packed._rows):
+            return False
+        rows = packed._rows
+        ids = np.ascontiguousarray(rows["order_id"])
+        touched = np.fromiter(since, dtype=ids.dtype, count=len(since))
+        taken = np.zeros(len(rows), dtype=bool)
+        if len(touched) and len(ids):
+            at = np.minimum(np.searchsorted(ids, touched), len(ids) - 1)
+            taken[at[ids[at] == touched]] = True
+        states = {order_id: self._states[order_id] for order_id in since if order_id in self._states}
+        if not np.array_equal(_sorted_ids(ids[~taken], states), _sorted_ids(self._ids[~self._taken], self._states)):
+            return False  # not the orders working now, once those touched since are set aside
+        self._states = states
+        self._hold(rows, packed._texts, packed._blob)
+        self._taken, self._packed = taken, len(rows) - int(taken.sum())
+        return True
 
     def _hold(self, rows: np.ndarray, texts, blob: bytes) -> None:
         """Packed rows (ascending order_id) as the orders' descriptions, none taken yet."""
@@ -201,3 +238,9 @@ def _gather(blob: bytes, offsets: np.ndarray, lengths: np.ndarray) -> tuple[byte
         return b"", starts
     index = np.arange(total, dtype=np.int64) + np.repeat(offsets.astype(np.int64) - starts, lengths)
     return np.frombuffer(blob, dtype=np.uint8)[index].tobytes(), starts
+
+
+def _sorted_ids(packed_ids: np.ndarray, states: dict[int, OrderState]) -> np.ndarray:
+    ids = np.concatenate([packed_ids, np.fromiter(states, dtype=np.int64, count=len(states))])
+    ids.sort()
+    return ids

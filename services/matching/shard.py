@@ -630,6 +630,13 @@ class MatchingShard:
         packed (snapshot_codec.py)."""
         return self.take_snapshot().encode()
 
+    def snapshot_parts(self) -> tuple[bytes, bytes]:
+        """(`snapshot()`, the working orders' descriptions packed alone): what a snapshot's
+        forked child gives back, so that the process holds the rows it packed, as a
+        snapshot taken in process does (LiveOrders.adopt)."""
+        data = self.snapshot()
+        return data, snapshot_codec.encode(b"", self.live)
+
     def take_snapshot(self) -> TakenSnapshot:
         """The books at `self.sequence`, copied now and encoded later (TakenSnapshot): the
         idempotency keys, most of a snapshot's bytes, are encoded after the shard moved on."""

@@ -56,6 +56,11 @@ def encode(engine: bytes, live: LiveOrders, keep: bool = False) -> bytes:
                      engine, rows.tobytes(), text, blob))
 
 
+def descriptions(data: bytes) -> LiveOrders:
+    """The working orders' descriptions of a packed form (the engine's part ignored)."""
+    return _unpack(data)[1]
+
+
 def decode(snap: matching_pb2.ShardSnapshot) -> tuple[bytes, LiveOrders]:
     """(engine snapshot, resting orders' descriptions) of either form."""
     if snap.engine[:4] == _MAGIC:

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from services.common.ids import SnowflakeIds
-from services.matching import forked_snapshot
+from services.matching import forked_snapshot, snapshot_codec
 from services.matching.forked_snapshot import ForkedSnapshot, SnapshotFailed
 from services.matching.shard import MatchingShard
 from services.matching.tests.test_matching import (
@@ -20,7 +20,10 @@ from services.matching.tests.test_matching import (
     SYMBOLS,
     StorePersistence,
     _busy_shard,
+    _states,
+    cancel,
     make_store,
+    modify,
     new,
     run,
 )
@@ -34,12 +37,13 @@ def test_the_child_encodes_the_same_bytes_as_the_process():
     expected = shard.snapshot()
 
     async def go():
-        child = ForkedSnapshot(shard.snapshot)
+        child = ForkedSnapshot(lambda: [shard.snapshot(), b"", b"second"])
         shard.execute([new(70, BUY, 104, 30, account=8)])  # the parent moves on at once
         return child, await child.result()
 
-    child, data = run(go())
+    child, (data, empty, second) = run(go())
     assert data == expected != shard.snapshot()
+    assert (empty, second) == (b"", b"second")
     assert child.cpu_s > 0 and child.fork_s < 1
 
 
@@ -49,7 +53,7 @@ def test_a_failed_encoding_or_a_stuck_child_is_reported_and_leaves_no_child():
 
     def hangs():
         time.sleep(60)
-        return b""
+        return [b""]
 
     with pytest.raises(SnapshotFailed, match="wait status"):
         run(ForkedSnapshot(fails).result())
@@ -129,3 +133,56 @@ def test_the_shards_of_a_process_fork_one_child_at_a_time(tmp_path):
                 await committer.stop()
                 store.close()
     run(go())
+
+
+def test_the_rows_the_child_packed_describe_the_orders_untouched_since_and_the_shard_goes_on_alike():
+    """In process, a snapshot keeps the working orders as the rows it packed (most of the
+    descriptions' memory, and the next snapshot packs only what changed). The child packs
+    them instead, as they were at the fork: this process holds those rows for the orders
+    untouched since (LiveOrders.adopt), and must go on exactly as a shard that never
+    snapshots, orders touched during the child's life included."""
+    plain, forked = _busy_shard(650, id_clock=lambda: 1.8e9), _busy_shard(650, id_clock=lambda: 1.8e9)
+    during = [cancel(3, account=4), new(80, SELL, 100, 7, account=2), modify(10, 98, 30, account=3),
+              new(81, BUY, 104, 12, account=5), cancel(5, account=2)]
+    after = [cancel(7, account=4), new(82, SELL, 97, 40, account=1), cancel(80, account=2), modify(12, 99, 9)]
+
+    async def go():
+        live, at_fork = forked.live, (forked.sequence, forked.engine.event_hash())
+        child = ForkedSnapshot(forked.snapshot_parts)
+        live.mark()
+        assert forked.execute(during).results == plain.execute(during).results
+        data, packed = await child.result()
+        return live, at_fork, data, live.adopt(snapshot_codec.descriptions(packed))
+
+    live, at_fork, data, adopted = run(go())
+    assert adopted and live is forked.live
+    assert len(live._states) <= 8 < len(live)  # the touched ones only; the rest packed
+    assert _states(forked) == _states(plain)
+    assert forked.execute(after).results == plain.execute(after).results
+    assert _states(forked) == _states(plain)
+    assert forked.snapshot() == plain.snapshot()
+    restored = MatchingShard(SYMBOLS, SnowflakeIds(651))
+    restored.restore(data)  # the child's snapshot: the books at the fork
+    assert (restored.sequence, restored.engine.event_hash()) == at_fork
+
+
+def test_rows_that_are_not_the_orders_of_the_mark_are_refused_and_marking_stops():
+    shard = _busy_shard(652)
+    live = shard.live
+    before = _states(shard)
+    live.mark()
+    other = _busy_shard(653)
+    other.execute([new(90, BUY, 50, 1)])  # one order more than the mark's
+    assert not live.adopt(snapshot_codec.descriptions(snapshot_codec.encode(b"", other.live)))
+    assert live._since is None and _states(shard) == before
+    live.mark()
+    other = _busy_shard(654)
+    victim = other.live[next(iter(other.live))]
+    other.execute([cancel(victim.order_id, account=victim.account_id, symbol=victim.symbol),
+                   new(90, BUY, 50, 1)])  # as many orders, not the same
+    assert len(other.live) == len(live)
+    assert not live.adopt(snapshot_codec.descriptions(snapshot_codec.encode(b"", other.live)))
+    assert _states(shard) == before
+    live.mark()
+    assert not live.adopt(None)  # the child failed
+    assert live._since is None

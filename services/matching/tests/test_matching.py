@@ -130,6 +130,14 @@ def run(coro):
     return asyncio.run(coro)
 
 
+async def snapshots_landed(*committers):
+    """Once the background snapshot each committer started, if any, has been stored."""
+    await asyncio.sleep(0)  # a snapshot due after the last batch starts meanwhile
+    for committer in committers:
+        if committer._snapshot_task is not None:
+            await asyncio.wait([committer._snapshot_task])
+
+
 def test_crossing_orders_trade_at_the_makers_price(tmp_path):
     async def go():
         async with shard(tmp_path) as (c, p):
@@ -360,7 +368,7 @@ def test_recovery_from_a_snapshot_and_the_journal_after_it_gives_identical_books
             async with shard(tmp_path, store, snapshot_every=4) as (c, p):
                 for i in range(1, 11):  # crosses the snapshot threshold twice
                     await c.execute([new(i, SELL if i % 2 else BUY, 100 + i % 3, i, account=i % 3 + 1)])
-                await asyncio.sleep(0.1)  # let the background snapshot land
+                await snapshots_landed(c)
                 assert c.snapshot_sequence >= 4
                 await c.execute([cancel(9, account=1), new(11, BUY, 105, 3, account=2)])
                 books = {s: c.shard.depth(s) for s in SYMBOLS}
@@ -396,15 +404,15 @@ def test_snapshots_wait_a_multiple_of_the_last_ones_work_and_on_demand_ones_do_n
         try:
             for i in range(1, 5):
                 await committer.execute([new(i, BUY, 90 + i, 1)])
-            await asyncio.sleep(0.1)
+            await snapshots_landed(committer)
             assert committer.snapshot_sequence == 4
             for i in range(5, 13):  # twice the count again, no time: none
                 await committer.execute([new(i, BUY, 80 + i, 1)])
-            await asyncio.sleep(0.1)
+            await snapshots_landed(committer)
             assert committer.snapshot_sequence == 4
             now[0] += 30  # SNAPSHOT_PACE x work is far less than 30 s
             await committer.execute([new(13, BUY, 70, 1)])
-            await asyncio.sleep(0.1)
+            await snapshots_landed(committer)
             assert committer.snapshot_sequence == 13
             await committer.execute([new(14, BUY, 70, 1)])
             assert await committer.take_snapshot() == (14, committer._snapshot_bytes)  # on demand: at once
@@ -435,13 +443,13 @@ def test_a_shards_snapshot_pace_is_its_own_and_scales_with_the_factor_given(tmp_
             for committer in (slow, quick):
                 for i in (1, 2):
                     await committer.execute([new(i, BUY, 90 + i, 1)])
-            await asyncio.sleep(0.1)
+            await snapshots_landed(slow, quick)
             assert (slow.snapshot_sequence, quick.snapshot_sequence) == (2, 2)  # neither held back by the other
             now[0] += 30  # beyond 20 x the work, far within 10^7 x
             for committer in (slow, quick):
                 for i in (3, 4):
                     await committer.execute([new(i, BUY, 80 + i, 1)])
-            await asyncio.sleep(0.1)
+            await snapshots_landed(slow, quick)
             assert (slow.snapshot_sequence, quick.snapshot_sequence) == (2, 4)
         finally:
             for committer, store in zip(committers, stores):
