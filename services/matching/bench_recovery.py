@@ -171,14 +171,18 @@ class Bench:
         self.rows.append((what, value))
         print(f"  {what:<44} {value}", flush=True)
 
-    async def run(self) -> None:
+    async def start_persistence(self) -> str:
+        """A private PostgreSQL, migrated, and the persistence process on it; its address."""
         self.postgres.start([f"bourse_shard{i}" for i in range(3)])
         await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "services.persistence.migrate"],
                                 env=self.env(), check=True, capture_output=True)
-        persistence_address = f"127.0.0.1:{free_port()}"
-        persistence = self.spawn("persistence", "services.persistence.main",
-                                 BOURSE_PERSISTENCE_ADDR=persistence_address)
-        await wait_serving(persistence_address, persistence)
+        address = f"127.0.0.1:{free_port()}"
+        await wait_serving(address, self.spawn("persistence", "services.persistence.main",
+                                               BOURSE_PERSISTENCE_ADDR=address))
+        return address
+
+    async def run(self) -> None:
+        persistence_address = await self.start_persistence()
         expected = await self.build(persistence_address)
         await self.in_process(persistence_address, expected)
         await self.restart(persistence_address, expected)

@@ -19,17 +19,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import subprocess
-import sys
 import time
 
 import grpc
 
-from infra.local.servers import free_port
 from services.common import logs
 from services.common.ids import MATCHING_NODE_BASE, SnowflakeIds
 from services.common.server import CHANNEL_OPTIONS
-from services.matching.bench_recovery import Bench, Books, shard_symbols, wait_serving
+from services.matching.bench_recovery import Bench, Books, shard_symbols
 from services.matching.committer import GroupCommitter
 from services.matching.direct_writes import DirectWrites
 from services.matching.market_data import MarketData
@@ -65,7 +62,8 @@ def summary(latencies: list[float], seconds: float) -> str:
         return "no calls"
     ordered = sorted(latencies)
     p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
-    return (f"{len(latencies) * COMMANDS_PER_CALL / seconds:>8,.0f} commands/s  p50 {statistics.median(ordered) * 1e3:6.1f} ms"
+    rate = len(latencies) * COMMANDS_PER_CALL / seconds
+    return (f"{rate:>8,.0f} commands/s  p50 {statistics.median(ordered) * 1e3:6.1f} ms"
             f"  p99 {p99 * 1e3:7.1f} ms  max {ordered[-1] * 1e3:7.1f} ms")
 
 
@@ -120,13 +118,7 @@ async def rounds(args, persistence_address: str, db_url: str) -> None:
 
 
 async def run(bench: Bench, args) -> None:
-    bench.postgres.start([f"bourse_shard{i}" for i in range(3)])
-    await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "services.persistence.migrate"],
-                            env=bench.env(), check=True, capture_output=True)
-    address = f"127.0.0.1:{free_port()}"
-    await wait_serving(address, bench.spawn("persistence", "services.persistence.main",
-                                            BOURSE_PERSISTENCE_ADDR=address))
-    await rounds(args, address, bench.postgres.url("bourse_shard0"))
+    await rounds(args, await bench.start_persistence(), bench.postgres.url("bourse_shard0"))
 
 
 def main() -> None:

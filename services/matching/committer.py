@@ -345,8 +345,9 @@ class GroupCommitter:
                 self._snapshot_bytes = len(data)
         finally:
             self._next_snapshot_at = self._clock() + self._snapshot_pace * work
-        self.last_snapshot = dict(sequence=sequence, bytes=len(data), work_s=round(work, 4),
-                                  books_paused_s=round(paused, 4), in_child=child is not None, rows_adopted=adopted)
+        self.last_snapshot = {"sequence": sequence, "bytes": len(data), "work_s": round(work, 4),
+                              "books_paused_s": round(paused, 4), "in_child": child is not None,
+                              "rows_adopted": adopted}
         self._log.info("snapshot stored", **self.last_snapshot)
         return sequence, len(data)
 

@@ -92,7 +92,7 @@ class ForkedSnapshot:
         deadline = time.monotonic() + timeout_s
         try:
             while True:
-                done, status, usage = os.wait4(self._pid, os.WNOHANG)
+                done, status, usage = os.wait4(self._pid, os.WNOHANG)  # noqa: ASYNC222 - WNOHANG: never waits
                 if done:
                     self.cpu_s, self.usage = usage.ru_utime + usage.ru_stime, usage
                     return status
@@ -101,7 +101,7 @@ class ForkedSnapshot:
                 await asyncio.sleep(POLL_S)
         except BaseException:
             os.kill(self._pid, signal.SIGKILL)
-            os.waitpid(self._pid, 0)
+            os.waitpid(self._pid, 0)  # noqa: ASYNC222 - a SIGKILLed child: at once
             raise
 
 
