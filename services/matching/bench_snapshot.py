@@ -87,6 +87,7 @@ async def rounds(args, persistence_address: str, db_url: str) -> None:
         for round_ in range(args.rounds):
             for mode in (MODES if round_ % 2 == 0 else MODES[::-1]):
                 committer._snapshot_in_child = mode == "forked"
+                committer._snapshot_child_from = 0  # whatever the state's size
                 load = Load(committer, books)
                 callers = [asyncio.create_task(load.caller()) for _ in range(CALLERS)]
                 await asyncio.sleep(args.before_s)

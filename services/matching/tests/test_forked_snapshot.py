@@ -83,7 +83,8 @@ def test_the_shard_commits_while_its_snapshot_is_encoded_and_the_snapshot_is_the
 
         shard.take_snapshot = slow_copy
         committer = GroupCommitter(shard, StorePersistence(store), MarketData(None, LOG), LOG,
-                                   snapshot_every=10**9, snapshot_in_child=True)
+                                   snapshot_every=10**9, snapshot_in_child=True,
+                                   snapshot_child_from_bytes=0)
         await committer.start(timeout_s=5)
         try:
             for i in range(1, 9):
@@ -121,7 +122,8 @@ def test_the_shards_of_a_process_fork_one_child_at_a_time(tmp_path):
             take = shard.take_snapshot
             shard.take_snapshot = lambda take=take: (time.sleep(0.6), take())[1]
             committers.append(GroupCommitter(shard, StorePersistence(stores[-1]), MarketData(None, LOG), LOG,
-                                             snapshot_every=10**9, snapshot_in_child=True))
+                                             snapshot_every=10**9, snapshot_in_child=True,
+                                             snapshot_child_from_bytes=0))
             await committers[-1].start(timeout_s=5)
             await committers[-1].execute([new(1, BUY, 100, 1)])
         try:
@@ -186,3 +188,29 @@ def test_rows_that_are_not_the_orders_of_the_mark_are_refused_and_marking_stops(
     live.mark()
     assert not live.adopt(None)  # the child failed
     assert live._since is None
+
+
+def test_a_small_state_is_copied_in_the_process_and_a_large_one_by_a_child(tmp_path):
+    """The fork's own costs outweigh a small copy: a state estimated under the threshold
+    snapshots in process, one over it in a child."""
+    from services.matching.committer import GroupCommitter
+    from services.matching.market_data import MarketData
+
+    async def go():
+        store = make_store(tmp_path)
+        shard = MatchingShard(SYMBOLS, SnowflakeIds(655))
+        committer = GroupCommitter(shard, StorePersistence(store), MarketData(None, LOG), LOG, snapshot_every=10**9,
+                                   snapshot_in_child=True, snapshot_child_from_bytes=2_000)
+        await committer.start(timeout_s=5)
+        try:
+            kinds = []
+            for i in range(1, 21):  # 20 orders resting and 20 keys: 20 x (175 + 40) = 4,300 bytes
+                await committer.execute([new(i, BUY, 100 - i, 1)])
+                if i in (5, 20):  # 1,075 bytes, then 4,300
+                    await committer.take_snapshot()
+                    kinds.append(committer.last_snapshot["in_child"])
+            assert kinds == [False, True]
+        finally:
+            await committer.stop()
+            store.close()
+    run(go())
