@@ -24,9 +24,11 @@ crash grows instead, in proportion to the state. (One pace shared by the shards 
 shard that committed first after it opened take every turn: one shard went five minutes
 without a snapshot. Each shard's own pace cannot starve another.)
 
-The copy is taken by a forked child (forked_snapshot.py): the shard's batches wait for
-the fork only, where a copy in the process held them for seconds at 300 MB. The child's
-CPU is the work the pace counts.
+Once a shard's state is estimated at SNAPSHOT_CHILD_FROM_BYTES or more, the copy is taken
+by a forked child (forked_snapshot.py): the shard's batches wait for the fork only, where
+a copy in the process held them for seconds at 300 MB. The child's CPU is the work the
+pace counts. A fork that fails (no memory for the child) leaves that snapshot to the
+process.
 """
 
 from __future__ import annotations
@@ -339,7 +341,11 @@ class GroupCommitter:
                     if sequence == self.snapshot_sequence and self._snapshot_bytes:
                         return sequence, self._snapshot_bytes
                     if in_child:  # the books wait for the fork only
-                        child = forked_snapshot.ForkedSnapshot(self.shard.snapshot_parts)
+                        try:
+                            child = forked_snapshot.ForkedSnapshot(self.shard.snapshot_parts)
+                        except OSError as error:  # e.g. no memory for the child: this one in process
+                            self._log.warning("snapshot child not forked: copying in the process", error=str(error))
+                    if child is not None:
                         paused = child.fork_s
                         live = self.shard.live
                         live.mark()

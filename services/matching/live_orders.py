@@ -160,8 +160,9 @@ class LiveOrders(MutableMapping):
         """Holds the rows of `packed` (every working order as it was at `mark()`, packed by
         a snapshot's child: the pack this process would have made itself) as the
         descriptions of the orders not touched since; those touched stay as they are now.
-        None (the child failed): stops marking. False, changing nothing, when the counts
-        do not add up (the rows cannot be the orders of the mark)."""
+        None (the child failed): stops marking. False, changing nothing, when the rows'
+        orders, less those touched since, and the touched ones still working are not
+        exactly the orders working now (the rows cannot be the orders of the mark)."""
         since, self._since = self._since, None
         if packed is None or since is None or packed._states or packed._packed != len(packed._rows):
             return False

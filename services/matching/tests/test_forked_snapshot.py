@@ -214,3 +214,28 @@ def test_a_small_state_is_copied_in_the_process_and_a_large_one_by_a_child(tmp_p
             await committer.stop()
             store.close()
     run(go())
+
+
+def test_a_fork_that_fails_leaves_the_snapshot_to_the_process(tmp_path, monkeypatch):
+    from services.matching.committer import GroupCommitter
+    from services.matching.market_data import MarketData
+
+    def no_memory():
+        raise OSError(12, "Cannot allocate memory")
+
+    async def go():
+        store = make_store(tmp_path)
+        committer = GroupCommitter(MatchingShard(SYMBOLS, SnowflakeIds(656)), StorePersistence(store),
+                                   MarketData(None, LOG), LOG, snapshot_every=10**9, snapshot_in_child=True,
+                                   snapshot_child_from_bytes=0)
+        await committer.start(timeout_s=5)
+        try:
+            await committer.execute([new(1, BUY, 100, 1)])
+            monkeypatch.setattr(os, "fork", no_memory)
+            assert await committer.take_snapshot() == (1, committer.last_snapshot["bytes"])
+            assert not committer.last_snapshot["in_child"]
+            assert committer.shard.live._since is None  # nothing marked
+        finally:
+            await committer.stop()
+            store.close()
+    run(go())
