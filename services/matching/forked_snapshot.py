@@ -31,7 +31,8 @@ POLL_S = 0.005
 CHILD_NICE = 10
 _PR_SET_PDEATHSIG = 1
 # Found here, not in the child: a lookup there could wait on a lock another thread held.
-_prctl = ctypes.CDLL(None).prctl
+# Linux only (elsewhere the child cannot follow its parent's death).
+_prctl = getattr(ctypes.CDLL(None), "prctl", None)
 
 
 class SnapshotFailed(RuntimeError):
@@ -139,6 +140,7 @@ def _child(fd: int, encode: Callable[[], Sequence[bytes]], parent: int) -> None:
 
 def _die_with_parent(parent: int) -> None:
     """SIGKILL when the parent dies (a SIGKILLed matching process leaves no child behind)."""
-    _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if _prctl is not None:
+        _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != parent:  # it died before prctl took effect
         os._exit(1)
