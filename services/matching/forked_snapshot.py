@@ -64,7 +64,6 @@ class ForkedSnapshot:
 
     def __init__(self, encode: Callable[[], Sequence[bytes]]):
         self.cpu_s = 0.0  # the child's, once it exited
-        self.usage = None  # the child's resource usage, once it exited
         self._fd = os.memfd_create("bourse-snapshot", os.MFD_CLOEXEC)
         parent = os.getpid()
         started = time.perf_counter()
@@ -95,7 +94,7 @@ class ForkedSnapshot:
             while True:
                 done, status, usage = os.wait4(self._pid, os.WNOHANG)  # noqa: ASYNC222 - WNOHANG: never waits
                 if done:
-                    self.cpu_s, self.usage = usage.ru_utime + usage.ru_stime, usage
+                    self.cpu_s = usage.ru_utime + usage.ru_stime
                     return status
                 if time.monotonic() > deadline:
                     raise SnapshotFailed(f"the snapshot's child still ran after {timeout_s:.0f} s")
