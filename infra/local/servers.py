@@ -114,7 +114,6 @@ class Postgres:
     # read from BOURSE_PG_SETTINGS (these come last).
     settings: str = ""
     _owned_dir: str | None = field(default=None, repr=False)
-    _base: str = field(default="", repr=False)  # where its data and Unix socket are
 
     def start(self, databases: list[str]) -> Postgres:
         if self.external_url:
@@ -171,7 +170,7 @@ class Postgres:
                 time.sleep(0.5)
 
     def _admin_url(self) -> str:
-        return self.url("postgres", driver="postgresql")
+        return self.external_url or f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
 
     def _create_databases(self, databases: list[str]) -> None:
         import psycopg
@@ -183,15 +182,8 @@ class Postgres:
                     conn.execute(f'CREATE DATABASE "{db}"')
 
     def url(self, database: str, driver: str = "postgresql+psycopg") -> str:
-        if self.external_url:
-            base = self.external_url.rsplit("/", 1)[0]
-            return f"{base}/{database}".replace("postgresql://", driver + "://", 1)
-        # Our own cluster is on this machine: its Unix socket, not loopback TCP. A batch's
-        # statement is tens of kB, and over TCP both ends also pay for the protocol's work
-        # (psycopg's send() was a tenth of the matching process's CPU at half the maximum).
-        # Stack runs, BENCHMARKS.md (fourteenth session): a few percent less CPU per order
-        # in the matching process and PostgreSQL, within this machine's noise on the rate.
-        return f"{driver}://postgres@/{database}?host={self._base}&port={self.port}"
+        base = self._admin_url().rsplit("/", 1)[0]
+        return f"{base}/{database}".replace("postgresql://", driver + "://", 1)
 
     def pid(self) -> int | None:
         try:

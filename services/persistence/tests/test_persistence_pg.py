@@ -291,20 +291,6 @@ def test_api_keys_are_stored_hashed_and_every_change_takes_the_next_revision(ser
     assert (caught.value.code(), reason_of(caught.value)) == (grpc.StatusCode.NOT_FOUND, "API_KEY_NOT_FOUND")
 
 
-def test_a_private_cluster_is_reached_through_its_unix_socket(pg):
-    """The URLs of a cluster the tests (and the local stack) start name its socket
-    directory: the services' and the tools' connections skip loopback TCP."""
-    if pg.external_url:
-        pytest.skip("an external cluster is reached as its URL says")
-    import psycopg
-    import sqlalchemy as sa
-
-    with sa.create_engine(pg.url(DATABASES[0])).connect() as conn:  # the services' driver
-        assert conn.execute(sa.text("SELECT inet_server_addr() IS NULL")).scalar() is True
-    with psycopg.connect(pg.url(DATABASES[1], driver="postgresql")) as conn:  # the tools'
-        assert conn.execute("SELECT current_database(), inet_server_addr()").fetchone() == (DATABASES[1], None)
-
-
 def test_a_stopped_database_answers_unavailable_quickly(service, pg):
     if pg.external_url:
         pytest.skip("cannot stop an external PostgreSQL")
@@ -323,5 +309,4 @@ def test_a_stopped_database_answers_unavailable_quickly(service, pg):
         assert e.value.code() == grpc.StatusCode.UNAVAILABLE, e.value.details()
         assert reason_of(e.value) == "DATABASE_UNAVAILABLE"
         assert time.monotonic() - started < 5
-
 
