@@ -181,7 +181,12 @@ class Postgres:
                 if db not in existing:
                     conn.execute(f'CREATE DATABASE "{db}"')
 
-    def url(self, database: str, driver: str = "postgresql+psycopg") -> str:
+    def url(self, database: str, driver: str = "postgresql+psycopg", socket: bool = False) -> str:
+        """`socket`: through the cluster's Unix socket rather than loopback TCP (our own
+        cluster only). Not the default: side by side (services/matching/bench_transport.py),
+        a shard's group commits cost the same CPU either way."""
+        if socket and not self.external_url:
+            return f"{driver}://postgres@/{database}?host={self._base}&port={self.port}"
         base = self._admin_url().rsplit("/", 1)[0]
         return f"{base}/{database}".replace("postgresql://", driver + "://", 1)
 

@@ -291,6 +291,22 @@ def test_api_keys_are_stored_hashed_and_every_change_takes_the_next_revision(ser
     assert (caught.value.code(), reason_of(caught.value)) == (grpc.StatusCode.NOT_FOUND, "API_KEY_NOT_FOUND")
 
 
+def test_a_private_cluster_is_reached_through_its_unix_socket_when_asked(pg):
+    """url(socket=True), what bench_transport sets beside loopback TCP, names the
+    cluster's socket directory: the connection has no server address."""
+    if pg.external_url:
+        pytest.skip("an external cluster is reached as its URL says")
+    import psycopg
+    import sqlalchemy as sa
+
+    with sa.create_engine(pg.url(DATABASES[0], socket=True)).connect() as conn:  # the services' driver
+        assert conn.execute(sa.text("SELECT inet_server_addr() IS NULL")).scalar() is True
+    with psycopg.connect(pg.url(DATABASES[1], driver="postgresql", socket=True)) as conn:
+        assert conn.execute("SELECT current_database(), inet_server_addr()").fetchone() == (DATABASES[1], None)
+    with psycopg.connect(pg.url(DATABASES[1], driver="postgresql")) as conn:  # the default: TCP
+        assert conn.execute("SELECT inet_server_addr() IS NOT NULL").fetchone() == (True,)
+
+
 def test_a_stopped_database_answers_unavailable_quickly(service, pg):
     if pg.external_url:
         pytest.skip("cannot stop an external PostgreSQL")
