@@ -155,11 +155,17 @@ def load(target: str, pids: dict[str, int], db_urls: list[str], env: dict[str, s
     return json.loads(report.read_text())
 
 
-def run_once(variant: str, settings: dict[str, str], args, workdir: Path, extra: tuple[str, ...] = ()) -> dict:
-    """One load generator run (`extra`: more of its flags) against a fresh stack or floor."""
+def run_once(variant: str, settings: dict[str, str], args, workdir: Path, extra: tuple[str, ...] = (),
+             hops: bool = False) -> dict:
+    """One load generator run (`extra`: more of its flags) against a fresh stack or floor.
+    `hops`: the stack serves /metrics and the report has its "stack_hops" (stack_metrics.hops)."""
     report = workdir / f"{variant}-{len(list(workdir.glob('*.json')))}.json"
     if variant in ("stack", AB):
-        with Stack(shard_ranges=STACK_RANGES, order_replicas=REPLICAS, service_env=settings) as stack:
+        with Stack(shard_ranges=STACK_RANGES, order_replicas=REPLICAS, service_env=settings, metrics=hops) as stack:
+            scraped = [flag for name, url in stack.metrics_addresses().items() if name != "envoy"
+                       for flag in ("--metrics-url", f"{name}={url}")]
+            if scraped:
+                extra = (*extra, *scraped, "--metrics-plot", "")
             return load(stack.target, stack.pids(), stack.db_urls(driver="postgresql"), stack.env(), args, report,
                         extra)
     with Floor(variant, settings, workdir / f"{report.stem}-logs") as floor:

@@ -20,6 +20,10 @@ round and the target (p99 under `--p99-ms`, default 50) per round; writes everyt
 --report. Exits non-zero only if an acknowledged order was lost or is inconsistent: a
 missed target is the news.
 
+--hops: the stacks serve /metrics (as `make demo`'s do) and each run also prints, from them,
+where an ack's time goes: the order replicas' batches to matching and each shard's group
+commits (per second, mean commands, mean ms).
+
 --setting KEY=VALUE (repeatable) goes into every service's environment. --ab-setting
 KEY=VALUE (repeatable) measures the stack with those settings beside the stack without
 them in every round (each at half its own maximum), so a setting's effect on the target
@@ -44,7 +48,7 @@ def run(variant: str, args, rate: float, workdir: Path, settings: dict | None = 
     order-entry sessions in closed loop if `rate` is 0, else in open loop at `rate`."""
     run_args = argparse.Namespace(clients=args.sessions, duration=args.duration, rate=rate)
     return run_once(variant, args.settings if settings is None else settings, run_args, workdir,
-                    ("--sessions", str(args.sessions), "--window", str(args.window)))
+                    ("--sessions", str(args.sessions), "--window", str(args.window)), hops=args.hops)
 
 
 def describe(result: dict) -> dict:
@@ -57,14 +61,18 @@ def describe(result: dict) -> dict:
             "cpu_seconds": result["cpu"]["seconds"],
             # None: not checked (a floor stores nothing)
             "lost": (result.get("durability") or {}).get("lost"),
-            "inconsistent": (result.get("durability") or {}).get("inconsistent")}
+            "inconsistent": (result.get("durability") or {}).get("inconsistent"),
+            "hops": result.get("stack_hops") or {}}
 
 
 def line(label: str, run: dict) -> str:
     return (f"{label:>10}: {run['orders_per_s']:8.0f} orders/s {run['calls_per_s']:8.0f} calls/s  "
             f"p50 {run['p50_ms']:6.1f}  p99 {run['p99_ms']:6.1f}  p99.9 {run['p99_9_ms']:6.1f} ms  "
             f"CPU {run['cpu_us_per_order']:5.1f} us/order (+ load generator {run['loadgen_us_per_order']:.1f})  "
-            f"lost {'-' if run['lost'] is None else run['lost']}")
+            f"lost {'-' if run['lost'] is None else run['lost']}"
+            + "".join(f"\n{'':>12}{hop}: {v['per_s']:g}/s, {v['commands']:g} commands, {v['ms']:g} ms"
+                      + (f" ({v['database_ms']:g} of them the database commit)" if "database_ms" in v else "")
+                      for hop, v in sorted(run["hops"].items(), reverse=True)))
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -79,6 +87,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                         choices=["echo", "relay", "journal"], metavar="FLOOR",
                         help="also run each round's open loop against this floor behind Envoy (echo when "
                              "not named; repeatable): echo, relay or journal (loadgen/floor.py)")
+    parser.add_argument("--hops", action="store_true",
+                        help="the stacks serve /metrics (as make demo's do), and each run also prints the order "
+                             "replicas' batches to matching and each shard's group commits: per second, mean "
+                             "commands, mean ms (loadgen/stack_metrics.py)")
     parser.add_argument("--setting", action="append", default=[], metavar="KEY=VALUE",
                         help="an environment setting for every service (repeatable)")
     parser.add_argument("--ab-setting", action="append", default=[], metavar="KEY=VALUE",

@@ -458,7 +458,9 @@ def main(argv: list[str] | None = None) -> int:
     cpu = meter.stop()
     result = run.summary(elapsed, cpu, report.self_cpu() - own)
     if scraper is not None:
-        result["stack_metrics"] = stack_metrics.series(scraper.stop())
+        snapshots = scraper.stop()
+        result["stack_metrics"] = stack_metrics.series(snapshots)
+        result["stack_hops"] = stack_metrics.hops(snapshots)
         if args.metrics_plot and result["stack_metrics"]:
             stack_metrics.plot(args.metrics_plot, result["stack_metrics"], f"{load}: the matching shards' group commits")
     result["durability"] = None
@@ -476,6 +478,8 @@ def main(argv: list[str] | None = None) -> int:
                     f"{load}, {result['orders_per_s']:.0f} orders/s")
     for line in report.text_lines(result):
         print(line)
+    for hop, values in (result.get("stack_hops") or {}).items():
+        print(f"stack {hop}: " + "  ".join(f"{name} {value:g}" for name, value in values.items()))
     print(f"report: {args.report}  plot: {args.plot or '(none)'}"
           + (f"  stack metrics: {args.metrics_plot}" if scraper is not None and args.metrics_plot else ""))
     failed = []

@@ -4,6 +4,8 @@
 load generator's event loop) and keeps the matching shards' group-commit samples;
 `series` turns them into per-second values per shard: group commits per second, mean
 commands per commit, mean group-commit and database-commit time; `plot` draws them.
+`hops` sums the whole run, hop by hop: the order replicas' batches to the matching
+processes (round trip, commands) and each shard's group commits.
 """
 
 from __future__ import annotations
@@ -15,19 +17,22 @@ import urllib.request
 from prometheus_client.parser import text_string_to_metric_families
 
 KEPT = ("bourse_group_commit_commands", "bourse_group_commit_duration_seconds",
-        "bourse_persistence_commit_duration_seconds")
-Snapshot = tuple[float, dict[tuple[str, str, str], float]]  # (time, {(process, sample, shard): value})
+        "bourse_persistence_commit_duration_seconds", "bourse_order_batch_commands",
+        "bourse_order_batch_duration_seconds")
+# (time, {(process, sample, shard or, for a replica's batches, matching target): value})
+Snapshot = tuple[float, dict[tuple[str, str, str], float]]
 
 
 def parse(process: str, text: str) -> dict[tuple[str, str, str], float]:
-    """The _sum and _count samples of KEPT, by (process, sample name, shard)."""
+    """The _sum and _count samples of KEPT, by (process, sample name, shard or target)."""
     kept = {}
     for family in text_string_to_metric_families(text):
         if family.name not in KEPT:
             continue
         for sample in family.samples:
             if sample.name.endswith(("_sum", "_count")):
-                kept[(process, sample.name, sample.labels.get("shard", ""))] = sample.value
+                where = sample.labels.get("shard", sample.labels.get("target", ""))
+                kept[(process, sample.name, where)] = sample.value
     return kept
 
 
@@ -93,6 +98,44 @@ def series(snapshots: list[Snapshot]) -> dict[str, dict[str, list]]:
             line["commands_per_commit"].append(mean("bourse_group_commit_commands_sum"))
             line["group_commit_ms"].append(mean("bourse_group_commit_duration_seconds_sum", 1000, 2))
             line["database_commit_ms"].append(mean("bourse_persistence_commit_duration_seconds_sum", 1000, 2))
+    return out
+
+
+def hops(snapshots: list[Snapshot]) -> dict[str, dict[str, float]]:
+    """Over the whole run (the first scrape to the last): "replica batches", every order
+    replica's batches to the matching processes together, and "group commits shard N";
+    each per_s, mean commands and mean ms (commits also the mean database ms). A process
+    that restarted within the run counts from its restart."""
+    if len(snapshots) < 2:
+        return {}
+    (t0, first), (t1, last) = snapshots[0], snapshots[-1]
+
+    def grown(key, restarted: bool) -> float:
+        return last.get(key, 0.0) - (0.0 if restarted else first.get(key, 0.0))
+
+    members: dict[str, list[tuple[str, str]]] = {}  # label -> the (process, shard or target) it sums
+    for process, name, where in last:
+        if name == "bourse_order_batch_commands_count":
+            members.setdefault("replica batches", []).append((process, where))
+        elif name == "bourse_group_commit_commands_count":
+            members.setdefault(f"group commits shard {where}", []).append((process, where))
+    out: dict[str, dict[str, float]] = {}
+    for label, summed in sorted(members.items()):
+        prefix = "bourse_order_batch" if label == "replica batches" else "bourse_group_commit"
+
+        def total(name: str, summed=summed, prefix=prefix) -> float:
+            counts = ((process, f"{prefix}_commands_count", where) for process, where in summed)
+            # A count that went down: that process restarted, and all its samples count from zero.
+            return sum(grown((key[0], name, key[2]), last.get(key, 0.0) < first.get(key, 0.0)) for key in counts)
+
+        count = total(f"{prefix}_commands_count")
+        if not count or t1 <= t0:
+            continue
+        line = {"per_s": round(count / (t1 - t0), 1), "commands": round(total(f"{prefix}_commands_sum") / count, 1),
+                "ms": round(total(f"{prefix}_duration_seconds_sum") / count * 1000, 2)}
+        if prefix == "bourse_group_commit":
+            line["database_ms"] = round(total("bourse_persistence_commit_duration_seconds_sum") / count * 1000, 2)
+        out[label] = line
     return out
 
 
