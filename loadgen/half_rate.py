@@ -72,7 +72,11 @@ def line(label: str, run: dict) -> str:
             f"lost {'-' if run['lost'] is None else run['lost']}"
             + "".join(f"\n{'':>12}{hop}: {v['per_s']:g}/s, {v['commands']:g} commands, {v['ms']:g} ms"
                       + (f" ({v['database_ms']:g} of them the database commit)" if "database_ms" in v else "")
-                      for hop, v in sorted(run["hops"].items(), reverse=True)))
+                      for hop, v in sorted(run["hops"].items(), key=_replicas_first)))
+
+
+def _replicas_first(hop: tuple[str, dict]) -> tuple[bool, str]:
+    return hop[0] != "replica batches", hop[0]
 
 
 def parse_args(argv=None) -> argparse.Namespace:

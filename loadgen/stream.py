@@ -18,17 +18,15 @@ from the stack it measures on a small machine.
 from __future__ import annotations
 
 import asyncio
-import heapq
 import itertools
-import weakref
 from types import SimpleNamespace
 
 import grpc
 
 from bourse.order.v1 import order_service_pb2 as pb
+from services.common.deadlines import REAP_EVERY_S, Deadlines  # REAP_EVERY_S: how late a timed-out command fails
 
 _CODES = {code.value[0]: code for code in grpc.StatusCode}
-REAP_EVERY_S = 0.02  # how late a command past its timeout may be failed
 # A session with fewer commands than this waiting lets them gather for a millisecond
 # before it writes (as a FIX engine fills a TCP segment): in open loop, calls arrive one
 # by one, and a message each (1.2 commands per message at 5,500 calls/s) cost the load
@@ -80,18 +78,15 @@ class StreamSession:
         self._wake = asyncio.Event()
         self._call = None
         self._tasks: list[asyncio.Task] = []
-        # (deadline, correlation id, future) of commands sent with a timeout: one reaper
-        # fails the late ones, where a timer per command (asyncio.timeout) cost an eighth
-        # of the load generator's CPU. Weakly, as the order service's batcher holds its
-        # callers' futures: an answered command's result is not kept until its deadline.
-        self._deadlines: list[tuple[float, int, weakref.ref]] = []
+        # Commands sent with a timeout: one reaper fails the late ones (deadlines.py).
+        self._deadlines = Deadlines(self._expired)
         self.messages_sent = 0
         self.messages_received = 0
 
     async def start(self) -> None:
         self._call = self._stub.OrderEntry(metadata=self._metadata)
         self._tasks = [asyncio.create_task(self._write()), asyncio.create_task(self._read()),
-                       asyncio.create_task(self._reap())]
+                       asyncio.create_task(self._deadlines.run())]
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -127,18 +122,9 @@ class StreamSession:
             return
         self._fail(grpc.aio.AioRpcError(grpc.StatusCode.UNAVAILABLE, None, None, "the stream ended"))
 
-    async def _reap(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            await asyncio.sleep(REAP_EVERY_S)
-            now = loop.time()
-            while self._deadlines and self._deadlines[0][0] <= now:
-                _, correlation_id, future_ref = heapq.heappop(self._deadlines)
-                future = future_ref()
-                if future is not None and not future.done():
-                    self._waiting.pop(correlation_id, None)
-                    future.set_exception(grpc.aio.AioRpcError(
-                        grpc.StatusCode.DEADLINE_EXCEEDED, None, None, "no answer in time"))
+    def _expired(self, future: asyncio.Future, correlation_id: int) -> None:
+        self._waiting.pop(correlation_id, None)
+        future.set_exception(grpc.aio.AioRpcError(grpc.StatusCode.DEADLINE_EXCEEDED, None, None, "no answer in time"))
 
     def _fail(self, error) -> None:
         if self._on_results is not None:
@@ -174,7 +160,7 @@ class StreamSession:
         self._outbox.append(command)
         self._wake.set()
         if timeout is not None:
-            heapq.heappush(self._deadlines, (loop.time() + timeout, correlation_id, weakref.ref(future)))
+            self._deadlines.add(loop.time() + timeout, future, correlation_id)
         result = await future
         if result.HasField("error"):
             raise CommandRefused(result.error)

@@ -9,17 +9,12 @@ sent to each matching shard.
 from __future__ import annotations
 
 import asyncio
-import heapq
-import itertools
 import time
-import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
 from services.common import tracing
-
-# How often callers past their deadline are failed: a deadline is kept to within this.
-REAP_EVERY_S = 0.02
+from services.common.deadlines import Deadlines
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
@@ -52,21 +47,14 @@ class Batcher(Generic[Item, Result]):
         self._slots = asyncio.Semaphore(max_in_flight)
         self._task: asyncio.Task | None = None
         self._flushes: set[asyncio.Task] = set()  # the loop keeps only weak references to tasks
-        # (deadline, n, future) of callers with a deadline, soonest first: one reaper task
-        # fails them in time, where a timer per call (asyncio.timeout) cost a sixth of an
-        # order replica's CPU under streams. The future is held weakly: a caller answered
-        # long before its deadline must not leave its future, and the results in it, here
-        # until then (at the stream's rate, about 50,000 results a replica, 5 s each, all
-        # walked by the garbage collector's full collections). A caller that still waits
-        # holds its future itself.
-        self._deadlines: list[tuple[float, int, weakref.ref]] = []
-        self._numbers = itertools.count()
+        # Callers with a deadline: one reaper task fails them in time (deadlines.py).
+        self._deadlines = Deadlines(_timed_out)
         self._reaper: asyncio.Task | None = None
         self._waiting = tracing.Waiting()  # the callers' spans, for their batch's span
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run())
-        self._reaper = asyncio.create_task(self._reap())
+        self._reaper = asyncio.create_task(self._deadlines.run())
 
     async def stop(self) -> None:
         for task in (self._task, self._reaper):
@@ -79,13 +67,13 @@ class Batcher(Generic[Item, Result]):
 
     async def execute(self, item: Item, deadline: float | None = None) -> Result:
         """The item's result; TimeoutError once the event loop's clock passes `deadline`
-        (within REAP_EVERY_S), whether the item is still queued or in a batch in flight."""
+        (within deadlines.REAP_EVERY_S), whether the item is still queued or in a batch in flight."""
         future = asyncio.get_running_loop().create_future()
         self._queue.append((item, future))
         self._waiting.add(future)
         self._wakeup.set()
         if deadline is not None:
-            heapq.heappush(self._deadlines, (deadline, next(self._numbers), weakref.ref(future)))
+            self._deadlines.add(deadline, future)
         return await future
 
     def enqueue_group(self, items: Sequence[Item], deadline: float | None = None) -> Group:
@@ -99,18 +87,8 @@ class Batcher(Generic[Item, Result]):
             self._waiting.add(slots[0][1])
         self._wakeup.set()
         if deadline is not None:
-            heapq.heappush(self._deadlines, (deadline, next(self._numbers), weakref.ref(group.future)))
+            self._deadlines.add(deadline, group.future)
         return group
-
-    async def _reap(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            await asyncio.sleep(REAP_EVERY_S)
-            now = loop.time()
-            while self._deadlines and self._deadlines[0][0] <= now:
-                future = heapq.heappop(self._deadlines)[2]()
-                if future is not None and not future.done():
-                    future.set_exception(TimeoutError("no answer by the deadline"))
 
     async def _run(self) -> None:
         while True:
@@ -152,6 +130,10 @@ class Batcher(Generic[Item, Result]):
             raise
         finally:
             self._slots.release()
+
+
+def _timed_out(future: asyncio.Future, _key) -> None:
+    future.set_exception(TimeoutError("no answer by the deadline"))
 
 
 def _fail(batch, error: BaseException) -> None:
