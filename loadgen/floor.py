@@ -156,12 +156,13 @@ def load(target: str, pids: dict[str, int], db_urls: list[str], env: dict[str, s
 
 
 def run_once(variant: str, settings: dict[str, str], args, workdir: Path, extra: tuple[str, ...] = (),
-             hops: bool = False) -> dict:
+             hops: bool = False, replicas: int = REPLICAS) -> dict:
     """One load generator run (`extra`: more of its flags) against a fresh stack or floor.
-    `hops`: the stack serves /metrics and the report has its "stack_hops" (stack_metrics.hops)."""
+    `hops`: the stack serves /metrics and the report has its "stack_hops" (stack_metrics.hops).
+    `replicas`: the stack's order replicas behind Envoy (the floors always have REPLICAS)."""
     report = workdir / f"{variant}-{len(list(workdir.glob('*.json')))}.json"
     if variant in ("stack", AB):
-        with Stack(shard_ranges=STACK_RANGES, order_replicas=REPLICAS, service_env=settings, metrics=hops) as stack:
+        with Stack(shard_ranges=STACK_RANGES, order_replicas=replicas, service_env=settings, metrics=hops) as stack:
             scraped = [flag for name, url in stack.metrics_addresses().items() if name != "envoy"
                        for flag in ("--metrics-url", f"{name}={url}")]
             if scraped:

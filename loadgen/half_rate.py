@@ -27,7 +27,9 @@ commits (per second, mean commands, mean ms).
 --setting KEY=VALUE (repeatable) goes into every service's environment. --ab-setting
 KEY=VALUE (repeatable) measures the stack with those settings beside the stack without
 them in every round (each at half its own maximum), so a setting's effect on the target
-is read from pairs run minutes apart, not from runs an hour apart.
+is read from pairs run minutes apart, not from runs an hour apart. --order-replicas N sets
+the stacks' order replicas behind Envoy (default 2, as `make demo`); --ab-order-replicas N
+measures a stack with N beside it the same way.
 """
 
 from __future__ import annotations
@@ -40,15 +42,17 @@ import tempfile
 from pathlib import Path
 
 from loadgen.compare_shards import per_process_us, settings_of
-from loadgen.floor import run_once
+from loadgen.floor import REPLICAS, run_once
 
 
-def run(variant: str, args, rate: float, workdir: Path, settings: dict | None = None) -> dict:
+def run(variant: str, args, rate: float, workdir: Path, settings: dict | None = None,
+        replicas: int | None = None) -> dict:
     """One load generator run on a fresh stack ("stack") or echo floor ("echo"), the
     order-entry sessions in closed loop if `rate` is 0, else in open loop at `rate`."""
     run_args = argparse.Namespace(clients=args.sessions, duration=args.duration, rate=rate)
     return run_once(variant, args.settings if settings is None else settings, run_args, workdir,
-                    ("--sessions", str(args.sessions), "--window", str(args.window)), hops=args.hops)
+                    ("--sessions", str(args.sessions), "--window", str(args.window)), hops=args.hops,
+                    replicas=replicas or args.order_replicas)
 
 
 def describe(result: dict) -> dict:
@@ -99,11 +103,18 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="an environment setting for every service (repeatable)")
     parser.add_argument("--ab-setting", action="append", default=[], metavar="KEY=VALUE",
                         help="also measure the stack with this setting in every round (repeatable)")
+    parser.add_argument("--order-replicas", type=int, default=REPLICAS,
+                        help="order-service replicas behind Envoy in each stack")
+    parser.add_argument("--ab-order-replicas", type=int, default=None, metavar="N",
+                        help="also measure the stack with N order replicas in every round (with --ab-setting: "
+                             "that stack has both)")
     parser.add_argument("--report", default=os.path.join(os.environ.get("BUILD_WORKSPACE_DIRECTORY", "."),
                                                          "reports", "half_rate.json"))
     args = parser.parse_args(argv)
     if args.duration <= 0 or args.rounds < 1 or args.sessions < 1 or args.window < 1:
         parser.error("--duration, --rounds, --sessions and --window must be positive")
+    if args.order_replicas < 1 or (args.ab_order_replicas is not None and args.ab_order_replicas < 1):
+        parser.error("--order-replicas and --ab-order-replicas must be positive")
     if not 0 < args.fraction <= 1:
         parser.error("--fraction must be within (0, 1]")
     args.settings = settings_of(parser, args.setting)
@@ -111,12 +122,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def half_rate_round(args, workdir: Path, settings: dict, label: str) -> dict:
+def half_rate_round(args, workdir: Path, settings: dict, label: str, replicas: int) -> dict:
     """The closed loop's maximum, then the open loop at its fraction, on fresh stacks."""
-    closed = describe(run("stack", args, 0, workdir, settings))
+    closed = describe(run("stack", args, 0, workdir, settings, replicas))
     print(line(f"{label}closed", closed), flush=True)
     rate = round(closed["calls_per_s"] * args.fraction)
-    opened = describe(run("stack", args, rate, workdir, settings))
+    opened = describe(run("stack", args, rate, workdir, settings, replicas))
     met = opened["p99_ms"] < args.p99_ms
     print(line(f"{label}open {rate}", opened), flush=True)
     print(f"{'':>10}  p99 {opened['p99_ms']:.1f} ms at {args.fraction:g} of the maximum: "
@@ -127,15 +138,17 @@ def half_rate_round(args, workdir: Path, settings: dict, label: str) -> dict:
 def main(argv=None) -> int:
     args = parse_args(argv)
     rounds = []
+    ab = bool(args.ab_settings) or args.ab_order_replicas is not None
     with tempfile.TemporaryDirectory() as tmp:
         for index in range(args.rounds):
             print(f"round {index + 1}", flush=True)
-            variants = [("", args.settings)]
-            if args.ab_settings:  # which goes first alternates, so neither always runs in the later minutes
-                variants.insert(index % 2, ("ab ", {**args.settings, **args.ab_settings}))
+            variants = [("", args.settings, args.order_replicas)]
+            if ab:  # which goes first alternates, so neither always runs in the later minutes
+                variants.insert(index % 2, ("ab ", {**args.settings, **args.ab_settings},
+                                            args.ab_order_replicas or args.order_replicas))
             result = {}
-            for label, settings in variants:
-                measured = half_rate_round(args, Path(tmp), settings, label)
+            for label, settings, replicas in variants:
+                measured = half_rate_round(args, Path(tmp), settings, label, replicas)
                 if label:
                     result["ab"] = measured
                 else:
@@ -146,10 +159,12 @@ def main(argv=None) -> int:
             rounds.append(result)
     passed = sum(r["met"] for r in rounds)
     print(f"target p99 < {args.p99_ms:g} ms at {args.fraction:g} of the maximum: met in {passed} of {len(rounds)} rounds")
-    if args.ab_settings:
-        print(f"with {args.ab_settings}: met in {sum(r['ab']['met'] for r in rounds)} of {len(rounds)} rounds; "
+    if ab:
+        changed = {**args.ab_settings, **({"order replicas": args.ab_order_replicas} if args.ab_order_replicas else {})}
+        print(f"with {changed}: met in {sum(r['ab']['met'] for r in rounds)} of {len(rounds)} rounds; "
               "ab over plain, per round: max " + ", ".join(
                   f"{r['ab']['closed']['orders_per_s'] / r['closed']['orders_per_s']:.2f}x" for r in rounds)
+              + "; p50 at half " + ", ".join(f"{r['ab']['open']['p50_ms'] / r['open']['p50_ms']:.2f}x" for r in rounds)
               + "; p99 at half " + ", ".join(f"{r['ab']['open']['p99_ms'] / r['open']['p99_ms']:.2f}x" for r in rounds))
     Path(args.report).parent.mkdir(parents=True, exist_ok=True)
     Path(args.report).write_text(json.dumps({"args": vars(args), "rounds": rounds}, indent=2))

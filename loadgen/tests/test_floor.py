@@ -155,3 +155,29 @@ def test_half_rate_runs_the_floors_it_is_asked_for():
     assert half_rate.parse_args(["--floor", "journal", "--floor"]).floor == ["journal", "echo"]
     with pytest.raises(SystemExit):
         half_rate.parse_args(["--floor", "stack"])
+
+
+def test_half_rate_measures_a_stack_with_other_order_replicas_beside_the_plain_one(monkeypatch, tmp_path, capsys):
+    from loadgen import half_rate
+
+    runs = []
+
+    def fake_run_once(variant, settings, run_args, workdir, extra=(), hops=False, replicas=2):
+        runs.append((replicas, run_args.rate))
+        slower = replicas == 1  # one replica: a lower maximum, a lower p99 at its half
+        return {"orders_per_s": 900.0 if slower else 1000.0, "calls_per_s": 1000.0 if slower else 1100.0,
+                "latency": {"all": {"p50_ms": 5.0, "p99_ms": 20.0 if slower else 80.0, "p99_9_ms": 90.0}},
+                "orders_acked": 1000, "loadgen_cpu_s": 0.01, "cpu": {"seconds": {"matching-0": 0.05}},
+                "durability": {"lost": 0, "inconsistent": 0}}
+
+    monkeypatch.setattr(half_rate, "run_once", fake_run_once)
+    report = tmp_path / "half.json"
+    assert half_rate.main(["--rounds", "2", "--ab-order-replicas", "1", "--report", str(report)]) == 0
+    # Each round: the maximum, then the open loop at half of it, for each stack; which
+    # stack goes first alternates.
+    assert runs == [(1, 0), (1, 500), (2, 0), (2, 550), (2, 0), (2, 550), (1, 0), (1, 500)]
+    out = capsys.readouterr().out
+    assert "with {'order replicas': 1}: met in 2 of 2 rounds" in out
+    assert "max 0.90x, 0.90x; p50 at half 1.00x, 1.00x; p99 at half 0.25x, 0.25x" in out
+    with pytest.raises(SystemExit):
+        half_rate.parse_args(["--ab-order-replicas", "0"])
