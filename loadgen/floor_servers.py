@@ -18,9 +18,10 @@ must (decode, answer), so whatever the stack spends beyond it shows.
 relay-back with --db-urls is the journal floor: before answering, it makes each command
 durable as the matching shards do, and nothing more. Each command goes to the shard that
 owns its symbol (--ranges), each shard group-commits what queued up while its last
-commit ran (lingering as the shards do, BOURSE_BATCH_LINGER_US), and a commit is the
-shards' own statement (services/matching/direct_writes.py) carrying only journal rows:
-no engine, no orders or trades tables, no market data. It is the floor of any design in
+commit ran (lingering as the shards do: BOURSE_COMMIT_LINGER_US, else
+BOURSE_BATCH_LINGER_US), and a commit is the shards' own statement
+(services/matching/direct_writes.py) carrying only journal rows: no engine, no orders or
+trades tables, no market data. It is the floor of any design in
 which an ack waits for a committed journal.
 
 All of them run on the services' own lifecycle (services.common.server: the same gRPC
@@ -46,10 +47,11 @@ from services.common import logs
 from services.common.batch_stream import answer_as_done
 from services.common.config import ShardMap, symbols_from_env
 from services.common.ids import SnowflakeIds
-from services.matching.direct_writes import DirectWrites
-from services.matching.order_state import timestamp
 from services.common.server import CHANNEL_OPTIONS, Lifecycle, Service, run, serve
 from services.common.settings import Downstream
+from services.matching.config import MatchingEnv
+from services.matching.direct_writes import DirectWrites
+from services.matching.order_state import timestamp
 from services.order.batcher import Batcher
 from services.order.config import Batching
 from services.order.downstream import ShardStream
@@ -263,7 +265,7 @@ def _relay_back(args) -> tuple[list[Service], Lifecycle | None]:
         shard_map = ShardMap.parse(args.ranges)
         owner = {symbol: shard_map.shard_of(symbol) for symbol in symbols_from_env()}
         writes = [DirectWrites(url, shard) for shard, url in enumerate(urls)]
-        linger_s = Downstream.load().batch_linger_us / 1e6  # as matching reads it
+        linger_s = MatchingEnv.load().commit_linger_s()  # as matching reads it
         backend = RelayBackend([Journal(w, shard, linger_s) for shard, w in enumerate(writes)], owner.__getitem__)
 
         async def closing():

@@ -27,6 +27,12 @@ class MatchingEnv(Downstream):
     snapshot_in_child: bool = True
     finished_kept: int = Field(DONE_KEPT, gt=0)  # finished orders a shard remembers (shard.py)
     market_data_interval_ms: int = Field(20, ge=0)
+    # How long a shard's group commit waits for company (once its last commit had several
+    # callers); unset: BOURSE_BATCH_LINGER_US, the order replicas' linger too.
+    commit_linger_us: int | None = Field(None, ge=0)
+
+    def commit_linger_s(self) -> float:
+        return (self.batch_linger_us if self.commit_linger_us is None else self.commit_linger_us) / 1e6
 
 
 @dataclass(frozen=True)
@@ -72,7 +78,7 @@ class MatchingSettings:
             snapshot_every=env.snapshot_every,
             snapshot_in_child=env.snapshot_in_child and forked_snapshot.available(),
             finished_kept=env.finished_kept,
-            batch_linger_s=env.batch_linger_us / 1e6,
+            batch_linger_s=env.commit_linger_s(),
             market_data_interval_s=env.market_data_interval_ms / 1000,
             hosted=hosted,
             direct_db_urls={i: _home_db(env, i) for i in indexes},

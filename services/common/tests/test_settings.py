@@ -28,6 +28,14 @@ def test_defaults_are_written_once_and_read_by_every_service(clean):
     assert order.batching.linger_s == matching.batch_linger_s == Downstream().batch_linger_us / 1e6
 
 
+def test_the_group_commit_lingers_as_the_replicas_unless_set_apart(clean):
+    clean.setenv("BOURSE_SHARD_RANGES", "A-Z")
+    clean.setenv("BOURSE_BATCH_LINGER_US", "2000")
+    assert OrderSettings.from_env().batching.linger_s == MatchingSettings.from_env().batch_linger_s == 0.002
+    clean.setenv("BOURSE_COMMIT_LINGER_US", "0")
+    assert (OrderSettings.from_env().batching.linger_s, MatchingSettings.from_env().batch_linger_s) == (0.002, 0.0)
+
+
 def test_a_value_is_typed_and_an_empty_one_is_unset(clean):
     clean.setenv("BOURSE_SHARD_RANGES", "A-Z")
     clean.setenv("BOURSE_ORDER_ENTRY_WINDOW", "250")
