@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -66,7 +67,19 @@ def describe(result: dict) -> dict:
             # None: not checked (a floor stores nothing)
             "lost": (result.get("durability") or {}).get("lost"),
             "inconsistent": (result.get("durability") or {}).get("inconsistent"),
-            "hops": result.get("stack_hops") or {}}
+            "hops": result.get("stack_hops") or {},
+            # Each whole second's slowest acknowledged order (the last, partial one left out).
+            "slowest_ms": result["orders_per_second"]["slowest_ms"][:max(int(result["duration_s"]), 1)]}
+
+
+def stalls(slowest_ms: list[float], top: int = 3) -> str:
+    """The typical second's slowest ack against the worst seconds': a p99 made by a few
+    stalls (a snapshot, a pause) shows as seconds far above the median one."""
+    if not slowest_ms:
+        return ""
+    worst = sorted(range(len(slowest_ms)), key=lambda s: -slowest_ms[s])[:top]
+    return (f"slowest ack per second: median {statistics.median(slowest_ms):.0f} ms, worst "
+            + ", ".join(f"{slowest_ms[s]:.0f} (second {s})" for s in sorted(worst)))
 
 
 def line(label: str, run: dict) -> str:
@@ -74,6 +87,7 @@ def line(label: str, run: dict) -> str:
             f"p50 {run['p50_ms']:6.1f}  p99 {run['p99_ms']:6.1f}  p99.9 {run['p99_9_ms']:6.1f} ms  "
             f"CPU {run['cpu_us_per_order']:5.1f} us/order (+ load generator {run['loadgen_us_per_order']:.1f})  "
             f"lost {'-' if run['lost'] is None else run['lost']}"
+            + (f"\n{'':>12}{stalls(run['slowest_ms'])}" if run.get("slowest_ms") else "")
             + "".join(f"\n{'':>12}{hop}: {v['per_s']:g}/s, {v['commands']:g} commands, {v['ms']:g} ms"
                       + (f" ({v['database_ms']:g} of them the database commit)" if "database_ms" in v else "")
                       for hop, v in sorted(run["hops"].items(), key=_replicas_first)))

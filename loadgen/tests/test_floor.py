@@ -168,7 +168,9 @@ def test_half_rate_measures_a_stack_with_other_order_replicas_beside_the_plain_o
         return {"orders_per_s": 900.0 if slower else 1000.0, "calls_per_s": 1000.0 if slower else 1100.0,
                 "latency": {"all": {"p50_ms": 5.0, "p99_ms": 20.0 if slower else 80.0, "p99_9_ms": 90.0}},
                 "orders_acked": 1000, "loadgen_cpu_s": 0.01, "cpu": {"seconds": {"matching-0": 0.05}},
-                "durability": {"lost": 0, "inconsistent": 0}}
+                "durability": {"lost": 0, "inconsistent": 0}, "duration_s": 4.0,
+                # the last second is partial: left out
+                "orders_per_second": {"slowest_ms": [30.0, 210.0, 40.0, 35.0, 500.0]}}
 
     monkeypatch.setattr(half_rate, "run_once", fake_run_once)
     report = tmp_path / "half.json"
@@ -179,5 +181,6 @@ def test_half_rate_measures_a_stack_with_other_order_replicas_beside_the_plain_o
     out = capsys.readouterr().out
     assert "with {'order replicas': 1}: met in 2 of 2 rounds" in out
     assert "max 0.90x, 0.90x; p50 at half 1.00x, 1.00x; p99 at half 0.25x, 0.25x" in out
+    assert "slowest ack per second: median 38 ms, worst 210 (second 1), 40 (second 2), 35 (second 3)" in out
     with pytest.raises(SystemExit):
         half_rate.parse_args(["--ab-order-replicas", "0"])
