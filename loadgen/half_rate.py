@@ -28,8 +28,9 @@ commits (per second, mean commands, mean ms).
 KEY=VALUE (repeatable) measures the stack with those settings beside the stack without
 them in every round (each at half its own maximum), so a setting's effect on the target
 is read from pairs run minutes apart, not from runs an hour apart. --order-replicas N sets
-the stacks' order replicas behind Envoy (default 2, as `make demo`); --ab-order-replicas N
-measures a stack with N beside it the same way.
+the stacks' order replicas behind Envoy (default 1, as `make demo MODE=stream` runs them: on
+2 cores a second replica costs CPU and latency and adds no throughput); --ab-order-replicas
+N measures a stack with N beside it the same way.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ import tempfile
 from pathlib import Path
 
 from loadgen.compare_shards import per_process_us, settings_of
-from loadgen.floor import REPLICAS, run_once
+from loadgen.floor import run_once
 
 
 def run(variant: str, args, rate: float, workdir: Path, settings: dict | None = None,
@@ -117,8 +118,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="an environment setting for every service (repeatable)")
     parser.add_argument("--ab-setting", action="append", default=[], metavar="KEY=VALUE",
                         help="also measure the stack with this setting in every round (repeatable)")
-    parser.add_argument("--order-replicas", type=int, default=REPLICAS,
-                        help="order-service replicas behind Envoy in each stack")
+    parser.add_argument("--order-replicas", type=int, default=1,
+                        help="order-service replicas behind Envoy in each stack (1, as make demo MODE=stream)")
     parser.add_argument("--ab-order-replicas", type=int, default=None, metavar="N",
                         help="also measure the stack with N order replicas in every round (with --ab-setting: "
                              "that stack has both)")

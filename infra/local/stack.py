@@ -377,7 +377,10 @@ def main(argv=None) -> int:
     parser.add_argument("--window", type=int, default=1000,
                         help="stream mode: commands in flight per session (the order service allows 1,000)")
     parser.add_argument("--rate", type=float, default=0, help="open loop: calls per second (0: closed loop)")
-    parser.add_argument("--order-replicas", type=int, default=2)
+    parser.add_argument("--order-replicas", type=int, default=None,
+                        help="default 2 (unary clients: each call costs a replica a core's share), or 1 in "
+                             "stream mode: on 2 cores one replica carries the sessions at the same maximum, with "
+                             "less CPU per order and a lower p99 (BENCHMARKS.md, fifteenth session)")
     parser.add_argument("--shard-ranges", default=DEFAULT_SHARD_RANGES)
     parser.add_argument("--matching-processes", type=int, default=1,
                         help="processes serving the shards (1: all in one; one per shard: as many as shards)")
@@ -391,6 +394,8 @@ def main(argv=None) -> int:
     parser.add_argument("--tls-dir", default=str(ENDPOINTS_FILE.parent / "tls"),
                         help="up: where the local CA and Envoy's certificate are made, once")
     args = parser.parse_args(argv)
+    if args.order_replicas is None:
+        args.order_replicas = 1 if args.sessions else 2
     log_dir = os.path.join(args.report_dir, "logs")
     stack = Stack(shard_ranges=args.shard_ranges, order_replicas=args.order_replicas, log_dir=log_dir,
                   matching_processes=args.matching_processes,

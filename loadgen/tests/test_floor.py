@@ -174,7 +174,8 @@ def test_half_rate_measures_a_stack_with_other_order_replicas_beside_the_plain_o
 
     monkeypatch.setattr(half_rate, "run_once", fake_run_once)
     report = tmp_path / "half.json"
-    assert half_rate.main(["--rounds", "2", "--ab-order-replicas", "1", "--report", str(report)]) == 0
+    assert half_rate.main(["--rounds", "2", "--order-replicas", "2", "--ab-order-replicas", "1",
+                           "--report", str(report)]) == 0
     # Each round: the maximum, then the open loop at half of it, for each stack; which
     # stack goes first alternates.
     assert runs == [(1, 0), (1, 500), (2, 0), (2, 550), (2, 0), (2, 550), (1, 0), (1, 500)]

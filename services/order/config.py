@@ -20,7 +20,7 @@ class OrderEnv(Downstream):
     node_id: int = Field(0, ge=0, le=511, description="unique per order-service replica")
     matching_addrs: str = "127.0.0.1:50060"  # one per shard, comma separated
     api_key_refresh_ms: int = Field(1000, gt=0)
-    batch_max: int = Field(1024, gt=0)
+    batch_max: int = Field(4096, gt=0)
     batches_in_flight: int = Field(1, gt=0)
     call_timeout_ms: int = Field(5000, gt=0)
     max_order_subscriptions: int = Field(1000, ge=0)
