@@ -11,6 +11,7 @@ engine included, instead of ~635.
 from __future__ import annotations
 
 from collections.abc import MutableMapping
+from operator import attrgetter
 
 import numpy as np
 from _matching_native import find_sorted, untrack
@@ -212,11 +213,7 @@ class LiveOrders(MutableMapping):
         kept = self._rows[~self._taken] if self._packed < len(self._rows) else self._rows
         states = list(self._states.values())
         coids = [state.client_order_id.encode() for state in states]
-        new = np.array([
-            (s.order_id, s.account_id, s.price, s.quantity, s.filled, s.leaves, s.create_ns, s.update_ns, 0, 0,
-             text(s.symbol), text(s.reason), s.side, s.order_type, s.time_in_force, s.status, s.stop_price,
-             s.display_quantity, s.expire_us, s.triggered) for s in states
-        ], dtype=ROW_DTYPE) if states else np.zeros(0, ROW_DTYPE)
+        new = rows_of(states, text)
         lengths = np.fromiter(map(len, coids), dtype=np.uint32, count=len(coids))
         new["coid_length"] = lengths
         new["coid_offset"] = len(self._blob) + np.cumsum(lengths, dtype=np.uint64) - lengths
@@ -233,6 +230,27 @@ class LiveOrders(MutableMapping):
         renumber[[index[value] for value in used]] = np.arange(len(used), dtype=np.uint16)
         rows["symbol"], rows["reason"] = renumber[rows["symbol"]], renumber[rows["reason"]]
         return rows, used, blob
+
+
+# A row's columns read from the OrderState attribute of the same name (the client_order_id
+# columns are filled in by _pack; symbol and reason are numbered texts).
+_ATTRIBUTE_COLUMNS = ("order_id", "account_id", "price", "quantity", "filled", "leaves", "create_ns", "update_ns",
+                      "side", "order_type", "time_in_force", "status", "stop_price", "display_quantity",
+                      "expire_us", "triggered")
+
+
+def rows_of(states: list[OrderState], text) -> np.ndarray:
+    """The rows of `states` (client_order_id columns 0; `text(value)` numbers the symbol
+    and reason), a column at a time. A snapshot builds one for every order that came to
+    rest since the last, with the shard's books held: a tuple per order turned into the
+    array took 1.2x as long (the median of 6 rounds at 30,000 orders, bench_pack.py)."""
+    count = len(states)
+    rows = np.zeros(count, ROW_DTYPE)
+    for name in _ATTRIBUTE_COLUMNS:
+        rows[name] = np.fromiter(map(attrgetter(name), states), dtype=np.int64, count=count)
+    for name in ("symbol", "reason"):
+        rows[name] = np.fromiter(map(text, map(attrgetter(name), states)), dtype=np.int64, count=count)
+    return rows
 
 
 def _gather(blob: bytes, offsets: np.ndarray, lengths: np.ndarray) -> tuple[bytes, np.ndarray]:
