@@ -1,6 +1,6 @@
 """Benchmark: the rows a snapshot builds for the orders that came to rest since the last
-one (live_orders.rows_of, a column at a time) against a tuple per order turned into the
-array (what _pack did before, kept here as its reference), side by side in one run.
+one (live_orders.rows_of, natively: state_rows.cc) against numpy a column at a time (what
+rows_of did before, kept here as its reference), side by side in one run.
 
     bazel run -c opt //services/matching:bench_pack -- --orders 30000 --rounds 5
 
@@ -16,6 +16,7 @@ import argparse
 import random
 import statistics
 import time
+from operator import attrgetter
 
 import numpy as np
 
@@ -23,14 +24,32 @@ from services.common.config import DEFAULT_SYMBOLS
 from services.matching.live_orders import ROW_DTYPE, LiveOrders, rows_of
 from services.matching.order_state import OrderState
 
+# The columns read from the OrderState attribute of the same name.
+_ATTRIBUTE_COLUMNS = ("order_id", "account_id", "price", "quantity", "filled", "leaves", "create_ns", "update_ns",
+                      "side", "order_type", "time_in_force", "status", "stop_price", "display_quantity",
+                      "expire_us", "triggered")
 
-def tuple_rows(states: list[OrderState], text) -> np.ndarray:
-    """The reference: one tuple per order, then np.array over them."""
-    return np.array([
-        (s.order_id, s.account_id, s.price, s.quantity, s.filled, s.leaves, s.create_ns, s.update_ns, 0, 0,
-         text(s.symbol), text(s.reason), s.side, s.order_type, s.time_in_force, s.status, s.stop_price,
-         s.display_quantity, s.expire_us, s.triggered) for s in states
-    ], dtype=ROW_DTYPE) if states else np.zeros(0, ROW_DTYPE)
+
+def column_rows(states: list[OrderState], index: dict[str, int], texts: list[str], blob_at: int = 0):
+    """The reference, as rows_of: numpy, a column at a time (np.fromiter of each attribute)."""
+    count = len(states)
+    rows = np.zeros(count, ROW_DTYPE)
+    for name in _ATTRIBUTE_COLUMNS:
+        rows[name] = np.fromiter(map(attrgetter(name), states), dtype=np.int64, count=count)
+
+    def text(value: str) -> int:
+        if value not in index:
+            index[value] = len(texts)
+            texts.append(value)
+        return index[value]
+
+    for name in ("symbol", "reason"):
+        rows[name] = np.fromiter(map(text, map(attrgetter(name), states)), dtype=np.int64, count=count)
+    coids = [state.client_order_id.encode() for state in states]
+    lengths = np.fromiter(map(len, coids), dtype=np.uint32, count=count)
+    rows["coid_length"] = lengths
+    rows["coid_offset"] = blob_at + np.cumsum(lengths, dtype=np.uint64) - lengths
+    return rows, b"".join(coids)
 
 
 def resting_orders(count: int, seed: int = 7) -> list[OrderState]:
@@ -49,15 +68,12 @@ def resting_orders(count: int, seed: int = 7) -> list[OrderState]:
 
 
 def timed(build, states) -> tuple[float, tuple]:
-    """(seconds, the rows with their symbol and reason as the texts): the two builds number
-    the texts in another order (_pack renumbers them canonically afterwards)."""
-    index: dict[str, int] = {}
+    """(seconds, (rows, client_order_id bytes, texts)), the texts numbered from two known."""
+    texts = ["", "AAPL"]
+    index = {text: i for i, text in enumerate(texts)}
     started = time.perf_counter()
-    rows = build(states, lambda value: index.setdefault(value, len(index)))
-    seconds = time.perf_counter() - started
-    texts = np.array(list(index), dtype=object)
-    return seconds, (rows[[name for name in ROW_DTYPE.names if name not in ("symbol", "reason")]],
-                     texts[rows["symbol"]], texts[rows["reason"]])
+    rows, coids = build(states, index, texts, 100)
+    return time.perf_counter() - started, (rows, coids, texts)
 
 
 def main(argv=None) -> int:
@@ -66,24 +82,25 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args(argv)
     states = resting_orders(args.orders)
-    columns, tuples, packs = [], [], []
+    natives, columns, packs = [], [], []
     for round_ in range(args.rounds):
-        order = (rows_of, tuple_rows) if round_ % 2 == 0 else (tuple_rows, rows_of)
+        order = (rows_of, column_rows) if round_ % 2 == 0 else (column_rows, rows_of)
         results = {build: timed(build, states) for build in order}
-        if not all(np.array_equal(a, b) for a, b in zip(results[rows_of][1], results[tuple_rows][1], strict=True)):
+        (rows, coids, texts), reference = results[rows_of][1], results[column_rows][1]
+        if not (np.array_equal(rows, reference[0]) and (coids, texts) == reference[1:]):
             raise SystemExit("the two builds gave different rows")
-        columns.append(results[rows_of][0])
-        tuples.append(results[tuple_rows][0])
+        natives.append(results[rows_of][0])
+        columns.append(results[column_rows][0])
         started = time.perf_counter()
         LiveOrders({state.order_id: state for state in states}).pack()
         packs.append(time.perf_counter() - started)
-        print(f"round {round_ + 1}: column at a time {columns[-1] * 1e3:6.1f} ms   tuple per order "
-              f"{tuples[-1] * 1e3:6.1f} ms   ratio {columns[-1] / tuples[-1]:.2f}x   "
+        print(f"round {round_ + 1}: native {natives[-1] * 1e3:6.1f} ms   numpy a column at a time "
+              f"{columns[-1] * 1e3:6.1f} ms   ratio {natives[-1] / columns[-1]:.2f}x   "
               f"(the whole pack {packs[-1] * 1e3:.1f} ms)", flush=True)
     per_order = 1e6 / args.orders
-    print(f"{args.orders} orders, medians: column at a time {statistics.median(columns) * per_order:.2f} us an order, "
-          f"tuple per order {statistics.median(tuples) * per_order:.2f}, ratio "
-          f"{statistics.median(c / t for c, t in zip(columns, tuples, strict=True)):.2f}x; "
+    print(f"{args.orders} orders, medians: native {statistics.median(natives) * per_order:.2f} us an order, "
+          f"numpy a column at a time {statistics.median(columns) * per_order:.2f}, ratio "
+          f"{statistics.median(n / c for n, c in zip(natives, columns, strict=True)):.2f}x; "
           f"the whole pack {statistics.median(packs) * per_order:.2f} us an order")
     return 0
 

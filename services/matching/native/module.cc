@@ -9,6 +9,7 @@ using bourse::matching_native::iso_us;
 using bourse::matching_native::key_table_from_packed;
 using bourse::matching_native::pack_key_entries;
 using bourse::matching_native::order_bytes;
+using bourse::matching_native::state_rows;
 using bourse::matching_native::submit_keys;
 using bourse::matching_native::untrack;
 
@@ -29,6 +30,12 @@ PyMethodDef methods[] = {
      "iso_us(microseconds) -> str: the time since the epoch as datetime.isoformat() writes it in UTC."},
     {"find_sorted", fastcall<find_sorted>(), METH_FASTCALL,
      "find_sorted(ids, id) -> int: where id is in ids (a contiguous int64 buffer in ascending order), else -1."},
+    {"state_rows", fastcall<state_rows>(), METH_FASTCALL,
+     "state_rows(states, rows, columns, index, texts, coid) -> bytes: writes states[i] (a list of one slots\n"
+     "class) as row i of `rows` (a writable buffer of len(states) equal rows) and returns their coid slots'\n"
+     "UTF-8, concatenated. columns: (slot, offset in the row, kind) each, kind 'q' int64, 'I'/'H'/'B' unsigned\n"
+     "of 4/2/1 bytes, 't' a str's number in `index` (uint16; a new one is appended to `texts` and numbered).\n"
+     "coid: (slot, offset column, length column, base): each row's UTF-8 offset (from base) and length, uint32."},
     {"untrack", fastcall<untrack>(), METH_FASTCALL,
      "untrack(obj) -> obj: takes obj out of the cyclic garbage collector's view (only for an object that can\n"
      "never be in a reference cycle, such as an OrderState: ints and strs)."},

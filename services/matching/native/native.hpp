@@ -30,6 +30,10 @@ bool add_key_table(PyObject* module);
 PyObject* key_table_from_packed(PyObject*, PyObject* const* args, Py_ssize_t nargs);
 PyObject* pack_key_entries(PyObject*, PyObject* const* args, Py_ssize_t nargs);
 
+// state_rows(states, rows, columns, index, texts, coid) -> bytes: objects of one slots
+// class as packed rows (state_rows.cc; module.cc says how)
+PyObject* state_rows(PyObject*, PyObject* const* args, Py_ssize_t nargs);
+
 // find_sorted(ids, id) -> int: the index of id in a sorted int64 buffer, else -1 (find_sorted.cc)
 PyObject* find_sorted(PyObject*, PyObject* const* args, Py_ssize_t nargs);
 
