@@ -151,7 +151,7 @@ nb::list level_list(const std::vector<LevelView>& levels) {
 
 class PyEngine {
  public:
-  explicit PyEngine(std::size_t id_window) : engine_(sink_, 1024, id_window) {}
+  PyEngine(std::size_t id_window, std::size_t expected_orders) : engine_(sink_, expected_orders, id_window) {}
 
   nb::list submit(std::uint64_t order_id, std::uint64_t account_id, std::uint32_t symbol_id,
                   std::int64_t side, std::int64_t order_type, std::int64_t tif,
@@ -369,7 +369,8 @@ NB_MODULE(_bourse_engine, m) {
   m.attr("DEFAULT_ID_WINDOW") = OrderStore::kDefaultIdWindow;
 
   nb::class_<PyEngine>(m, "Engine")
-      .def(nb::init<std::size_t>(), nb::arg("id_window") = OrderStore::kDefaultIdWindow)
+      .def(nb::init<std::size_t, std::size_t>(), nb::arg("id_window") = OrderStore::kDefaultIdWindow,
+           nb::arg("expected_orders") = 1024)
       .def("submit", &PyEngine::submit, nb::arg("order_id"), nb::arg("account_id"),
            nb::arg("symbol_id"), nb::arg("side"), nb::arg("order_type"), nb::arg("tif"),
            nb::arg("price"), nb::arg("quantity"), nb::arg("post_only") = false,

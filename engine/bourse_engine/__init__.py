@@ -120,11 +120,14 @@ def _events(raw: list) -> list[Event]:
 class Engine:
     """Many order books (one per symbol_id, created by the first accepted order)."""
 
-    def __init__(self, id_window: int = DEFAULT_ID_WINDOW) -> None:
+    def __init__(self, id_window: int = DEFAULT_ID_WINDOW, expected_orders: int = 1024) -> None:
         """id_window: an accepted order_id is refused (DUPLICATE_ORDER_ID) while its
         order works and until id_window more orders are done after it; then it is
-        forgotten, so memory follows the book rather than every order ever seen."""
-        self._raw = _bourse_engine.Engine(id_window)
+        forgotten, so memory follows the book rather than every order ever seen.
+        expected_orders: the orders (working, and done within the window) the engine
+        is sized for from the start; past it, its pool and id index grow by doubling,
+        each growth a pause of the call that crosses it."""
+        self._raw = _bourse_engine.Engine(id_window, expected_orders)
 
     def submit(
         self,
@@ -325,11 +328,12 @@ class Engine:
         return self._raw.snapshot()
 
     @classmethod
-    def restore(cls, data: bytes, id_window: int = DEFAULT_ID_WINDOW) -> "Engine":
+    def restore(cls, data: bytes, id_window: int = DEFAULT_ID_WINDOW, expected_orders: int | None = None) -> "Engine":
         """A new Engine identical to the one that took the snapshot, except that
         only live order ids are known (a done order's id may be accepted again).
-        Raises ValueError for malformed data."""
-        eng = cls(id_window)
+        Raises ValueError for malformed data. expected_orders: as for a new one
+        (None: the class's own default)."""
+        eng = cls(id_window) if expected_orders is None else cls(id_window, expected_orders)
         eng._raw.restore(data)
         return eng
 

@@ -21,7 +21,7 @@ from services.matching.config import MatchingSettings
 from services.matching.direct_writes import DirectWrites
 from services.matching.market_data import MarketData
 from services.matching.persistence import GrpcPersistence
-from services.matching.shard import MatchingShard
+from services.matching.shard import MatchingShard, PresizedEngine
 
 
 async def main() -> None:
@@ -53,8 +53,8 @@ async def main() -> None:
         url = settings.direct_db_urls.get(index)
         direct = DirectWrites(url, index, timeout_s=settings.write_timeout_s) if url else None
         persistence = GrpcPersistence(channel, write_timeout_s=settings.write_timeout_s, direct=direct)
-        shard = MatchingShard(symbols, SnowflakeIds(MATCHING_NODE_BASE + index), shard_index=index,
-                              finished_kept=settings.finished_kept)
+        shard = MatchingShard(symbols, SnowflakeIds(MATCHING_NODE_BASE + index), engine_factory=PresizedEngine,
+                              shard_index=index, finished_kept=settings.finished_kept)
         committers[index] = GroupCommitter(shard, persistence, market_data, shard_log,
                                            snapshot_every=settings.snapshot_every, set_serving=health_of(index),
                                            linger_s=settings.batch_linger_s, snapshot_pace=snapshot_pace,

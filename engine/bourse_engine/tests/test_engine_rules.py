@@ -470,3 +470,21 @@ def test_execute_packed_refuses_bad_input_before_running_anything():
     with pytest.raises(ValueError):
         eng.execute_packed(np.zeros(3, dtype="u8"))
     assert len(eng.execute_packed(np.zeros(0, dtype=COMMAND_DTYPE))) == 0
+
+
+def test_an_engine_sized_ahead_acts_as_one_that_grows():
+    """expected_orders only sizes the pool and the id index: past it they grow, and the
+    events, duplicates refused within the id window, snapshot and restore are the same."""
+    grown, sized = Engine(id_window=64), Engine(id_window=64, expected_orders=5_000)
+    for order_id in range(1, 3_000):  # past both sizes: 1,024 and a window of 64 done
+        order = {"order_id": order_id, "account_id": order_id % 7, "symbol_id": 1 + order_id % 3,
+                 "side": Side.BUY if order_id % 2 else Side.SELL, "order_type": OrderType.LIMIT,
+                 "tif": TimeInForce.GTC, "price": 100 + order_id % 5, "quantity": 1 + order_id % 4}
+        assert grown.submit(**order) == sized.submit(**order)
+    again = {"account_id": 1, "symbol_id": 1, "side": Side.BUY, "order_type": OrderType.LIMIT,
+             "tif": TimeInForce.GTC, "price": 90, "quantity": 1}
+    for order_id in (2_999, 2_990, 5):  # working, done within the window, done and forgotten
+        assert grown.submit(order_id=order_id, **again) == sized.submit(order_id=order_id, **again)
+    assert grown.snapshot() == sized.snapshot()
+    restored = Engine.restore(sized.snapshot(), id_window=64, expected_orders=5_000)
+    assert restored.snapshot() == sized.snapshot()

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <cstring>
 #include <new>
+#include <utility>
 #include <stdexcept>
 #include <vector>
 
@@ -28,120 +29,165 @@ struct Entry {
 };
 static_assert(sizeof(Entry) == 40, "PACKED_KEY is 40 bytes");
 
+// The ring's storage: slots past the tail are never read before they are written, so a
+// grown ring is not zero-filled. Its pages are then touched as keys arrive, not all at
+// once in the add that grows it: that add took 28 ms at 262,144 keys, most of it filling
+// 40 MB, with the shard's books held (and in the stack, every shard of the process).
+template <typename T>
+struct Uninitialized : std::allocator<T> {
+  template <typename U>
+  struct rebind {
+    using other = Uninitialized<U>;
+  };
+  template <typename U>
+  void construct(U* place) noexcept {
+    ::new (static_cast<void*>(place)) U;  // default-initialized: left as it is
+  }
+  template <typename U, typename... Args>
+  void construct(U* place, Args&&... args) {
+    ::new (static_cast<void*>(place)) U(std::forward<Args>(args)...);
+  }
+};
+using Ring = std::vector<Entry, Uninitialized<Entry>>;
+
 constexpr std::int64_t kDead = -1;
 constexpr std::uint32_t kEmpty = 0xFFFFFFFFu;
 
 bool digest_less(const Entry& a, const Entry& b) { return a.hi != b.hi ? a.hi < b.hi : a.lo < b.lo; }
 
+// The index by digest is 256 parts (by the digest's top byte), each grown on its own: a
+// part holds a 256th of the keys, so the add that grows it rebuilds only that much. One
+// index rebuilt whole took 10-30 ms at 131,072 or 524,288 keys, in the add that crossed
+// the size, with the shard's books held (in the stack, every shard of the process: its
+// answers all waited).
+constexpr int kPartShift = 56;
+constexpr std::size_t kParts = 256, kPartSlots = 16;
+
+// Open addressing, linear probing from the digest's low bits (a BLAKE2b digest is
+// uniform), at most half full. A slot holds a ring position's low 32 bits (the ring
+// never holds 2^32 keys, so they name its slot whatever its size), or kEmpty.
+struct Part {
+  std::vector<std::uint32_t> slots = std::vector<std::uint32_t>(kPartSlots, kEmpty);
+  std::size_t count = 0;
+};
+
 struct KeyTableObject {
   PyObject_HEAD
   // Keys in the order they were bound, ring positions [head, tail) (slot: position & mask).
-  std::vector<Entry>* ring;
+  Ring* ring;
   std::uint64_t head, tail;
-  // By digest: open addressing, linear probing from the digest's low bits (a BLAKE2b
-  // digest is uniform), each slot a ring slot or kEmpty; at most half full.
-  std::vector<std::uint32_t>* index;
+  Part* parts;  // kParts of them
   std::size_t count;  // keys in the index
   std::int64_t window_ms, epoch_ms;
 };
 
 std::size_t ring_mask(const KeyTableObject* t) { return t->ring->size() - 1; }
-std::size_t index_mask(const KeyTableObject* t) { return t->index->size() - 1; }
 Entry& at(KeyTableObject* t, std::uint64_t position) { return (*t->ring)[position & ring_mask(t)]; }
+const Entry& at(const KeyTableObject* t, std::uint64_t position) { return (*t->ring)[position & ring_mask(t)]; }
+Part& part_of(KeyTableObject* t, std::uint64_t hi) { return t->parts[hi >> kPartShift]; }
 
-// The index position holding the key of this digest, or the empty one where it would go.
-std::size_t probe(const KeyTableObject* t, std::uint64_t lo, std::uint64_t hi, bool* found) {
-  const auto& index = *t->index;
-  const auto& ring = *t->ring;
-  const std::size_t mask = index_mask(t);
+// The position in `part` holding the key of this digest, or the empty one where it would go.
+std::size_t probe(const KeyTableObject* t, const Part& part, std::uint64_t lo, std::uint64_t hi, bool* found) {
+  const std::size_t mask = part.slots.size() - 1;
   for (std::size_t i = lo & mask;; i = (i + 1) & mask) {
-    const std::uint32_t slot = index[i];
+    const std::uint32_t slot = part.slots[i];
     if (slot == kEmpty) {
       *found = false;
       return i;
     }
-    if (ring[slot].lo == lo && ring[slot].hi == hi) {
+    const Entry& e = at(t, slot);
+    if (e.lo == lo && e.hi == hi) {
       *found = true;
       return i;
     }
   }
 }
 
-// Removes index position i, shifting back the run after it (no tombstones).
-void erase_at(KeyTableObject* t, std::size_t i) {
-  auto& index = *t->index;
-  const auto& ring = *t->ring;
-  const std::size_t mask = index_mask(t);
-  index[i] = kEmpty;
-  for (std::size_t j = (i + 1) & mask; index[j] != kEmpty; j = (j + 1) & mask) {
-    const std::size_t home = ring[index[j]].lo & mask;
+// Removes position i of `part`, shifting back the run after it (no tombstones).
+void erase_at(KeyTableObject* t, Part& part, std::size_t i) {
+  auto& slots = part.slots;
+  const std::size_t mask = slots.size() - 1;
+  slots[i] = kEmpty;
+  for (std::size_t j = (i + 1) & mask; slots[j] != kEmpty; j = (j + 1) & mask) {
+    const std::size_t home = at(t, slots[j]).lo & mask;
     // The entry at j may move to i unless its home lies cyclically in (i, j].
     const bool stays = i <= j ? (home > i && home <= j) : (home > i || home <= j);
     if (!stays) {
-      index[i] = index[j];
-      index[j] = kEmpty;
+      slots[i] = slots[j];
+      slots[j] = kEmpty;
       i = j;
     }
   }
+  --part.count;
   --t->count;
 }
 
-// The least power of two, from 1024, that holds `n` at most half full.
-std::size_t half_full_size(std::size_t n) {
-  std::size_t size = 1024;
-  while (size < 2 * n + 2) size *= 2;
-  return size;
-}
-
-// Builds the index afresh from the ring's live entries, at a size for `keys` keys.
-// False if a digest is there twice (only data from outside can hold that).
-bool reindex(KeyTableObject* t, std::size_t keys) {
-  const std::size_t size = half_full_size(keys);
-  auto& index = *t->index;
-  index.assign(size, kEmpty);
-  t->count = 0;
-  const std::size_t mask = size - 1;
-  for (std::uint64_t p = t->head; p != t->tail; ++p) {
-    const Entry& e = at(t, p);
-    if (e.bound_ms == kDead) continue;
-    std::size_t i = e.lo & mask;
-    for (; index[i] != kEmpty; i = (i + 1) & mask) {
-      const Entry& other = (*t->ring)[index[i]];
-      if (other.lo == e.lo && other.hi == e.hi) return false;
-    }
-    index[i] = static_cast<std::uint32_t>(p & ring_mask(t));
-    ++t->count;
+// Room in `part` for one more key, at most half full: the part alone is built again.
+void grow_part(const KeyTableObject* t, Part& part) {
+  if (2 * (part.count + 1) <= part.slots.size()) return;
+  std::vector<std::uint32_t> slots(2 * part.slots.size(), kEmpty);
+  const std::size_t mask = slots.size() - 1;
+  for (const std::uint32_t slot : part.slots) {
+    if (slot == kEmpty) continue;
+    std::size_t i = at(t, slot).lo & mask;
+    while (slots[i] != kEmpty) i = (i + 1) & mask;
+    slots[i] = slot;
   }
-  return true;
+  part.slots.swap(slots);
 }
 
-// Makes `live` (entries in the order bound) the ring, at positions [0, n), at least
-// half free, and indexes them. False if a digest is there twice.
-bool adopt(KeyTableObject* t, std::vector<Entry>& live) {
+// Room for two more entries at the tail (push may skip a position): a full ring doubles,
+// each entry copied to its slot in the larger one. Positions do not change, so the index
+// stays as it is.
+void make_room(KeyTableObject* t) {
+  const std::size_t size = t->ring->size();
+  if (t->tail - t->head + 2 <= size) return;
+  if (2 * size > (std::uint64_t{1} << 32)) throw std::bad_alloc();  // positions' low 32 bits name the slot
+  Ring grown(2 * size);  // not zero-filled (Uninitialized)
+  const std::uint64_t mask = 2 * size - 1;
+  for (std::uint64_t p = t->head; p != t->tail; ++p) grown[p & mask] = at(t, p);
+  t->ring->swap(grown);
+}
+
+// Appends e at the tail and points index position i of `part` at it. A position whose
+// low 32 bits are kEmpty is skipped (a dead entry: once in 2^32 keys).
+void push(KeyTableObject* t, const Entry& e, Part& part, std::size_t i) {
+  make_room(t);
+  if (static_cast<std::uint32_t>(t->tail) == kEmpty) {
+    at(t, t->tail) = Entry{0, 0, 0, 0, kDead};
+    ++t->tail;
+  }
+  const std::uint64_t position = t->tail++;
+  at(t, position) = e;
+  part.slots[i] = static_cast<std::uint32_t>(position);
+}
+
+// Makes `live` (entries in the order bound) the ring, at positions [0, n), and indexes
+// them. False if a digest is there twice (only data from outside can hold that).
+bool adopt(KeyTableObject* t, Ring& live) {
   const std::size_t n = live.size();
-  live.resize(std::max(t->ring->size(), half_full_size(n)));
+  std::size_t size = 1024;
+  while (size < n + 2) size *= 2;
+  if (size > (std::uint64_t{1} << 32)) throw std::bad_alloc();
+  live.resize(size);
   t->ring->swap(live);
   t->head = 0;
   t->tail = n;
-  return reindex(t, n);
-}
-
-// Room for one more entry at the tail: a full ring doubles (its dead entries dropped,
-// so it may not need to) and the index is built again for the new slots.
-void make_room(KeyTableObject* t) {
-  if (t->tail - t->head < t->ring->size()) return;
-  std::vector<Entry> live;
-  live.reserve(t->count);
-  for (std::uint64_t p = t->head; p != t->tail; ++p) {
-    if (at(t, p).bound_ms != kDead) live.push_back(at(t, p));
+  t->count = 0;
+  for (std::size_t k = 0; k < kParts; ++k) t->parts[k] = Part();
+  for (std::uint64_t p = 0; p < n; ++p) {
+    const Entry& e = at(t, p);
+    if (static_cast<std::uint32_t>(p) == kEmpty) throw std::bad_alloc();  // not 2^32 keys
+    Part& part = part_of(t, e.hi);
+    grow_part(t, part);
+    bool found;
+    const std::size_t i = probe(t, part, e.lo, e.hi, &found);
+    if (found) return false;
+    part.slots[i] = static_cast<std::uint32_t>(p);
+    ++part.count;
+    ++t->count;
   }
-  adopt(t, live);  // the ring holds each digest once
-}
-
-void push(KeyTableObject* t, const Entry& e, std::size_t index_position) {
-  const std::uint64_t position = t->tail++;
-  at(t, position) = e;
-  (*t->index)[index_position] = static_cast<std::uint32_t>(position & ring_mask(t));
+  return true;
 }
 
 // 128-bit digest from a Python int.
@@ -187,20 +233,22 @@ Py_ssize_t reclaim(KeyTableObject* t, std::int64_t now_ms, PyObject* working, Py
   while (looked < limit && t->head != t->tail) {
     const Entry oldest = at(t, t->head);
     if (oldest.bound_ms != kDead && oldest.bound_ms >= horizon) break;  // within the window, as what follows
+    make_room(t);  // for the push below, while nothing is changed yet (it may throw)
     ++looked;
     ++t->head;
     if (oldest.bound_ms == kDead) continue;  // bound again since: the newer entry is later in the ring
     bool found;
-    const std::size_t i = probe(t, oldest.lo, oldest.hi, &found);
+    Part& part = part_of(t, oldest.hi);
+    const std::size_t i = probe(t, part, oldest.lo, oldest.hi, &found);
     const int working_now = works(working, oldest.order_id);
     if (working_now < 0) {
       --t->head;  // left as it was
       return -1;
     }
     if (working_now) {
-      push(t, oldest, i);  // still named while its order works: looked at again later (the slot just freed)
+      push(t, oldest, part, i);  // still named while its order works: looked at again later
     } else {
-      erase_at(t, i);
+      erase_at(t, part, i);
     }
   }
   return looked;
@@ -210,8 +258,8 @@ PyObject* new_table(PyTypeObject* type, std::int64_t window_ms, std::int64_t epo
   auto* t = reinterpret_cast<KeyTableObject*>(type->tp_alloc(type, 0));
   if (t == nullptr) return nullptr;
   try {
-    t->ring = new std::vector<Entry>(1024);
-    t->index = new std::vector<std::uint32_t>(2048, kEmpty);
+    t->ring = new Ring(1024);
+    t->parts = new Part[kParts];
   } catch (const std::bad_alloc&) {
     Py_DECREF(t);
     return PyErr_NoMemory();
@@ -235,7 +283,7 @@ PyObject* table_new(PyTypeObject* type, PyObject* args, PyObject* kwargs) {
 void table_dealloc(PyObject* self) {
   auto* t = reinterpret_cast<KeyTableObject*>(self);
   delete t->ring;
-  delete t->index;
+  delete[] t->parts;
   Py_TYPE(self)->tp_free(self);
 }
 
@@ -251,9 +299,10 @@ PyObject* table_owner(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
   std::uint64_t lo, hi;
   if (!as_digest(args[0], &lo, &hi)) return nullptr;
   bool found;
-  const std::size_t i = probe(t, lo, hi, &found);
+  const Part& part = part_of(t, hi);
+  const std::size_t i = probe(t, part, lo, hi, &found);
   if (!found) Py_RETURN_NONE;
-  const Entry& e = (*t->ring)[(*t->index)[i]];
+  const Entry& e = at(t, part.slots[i]);
   const std::int64_t order_id = e.order_id, request_hash = e.request_hash, bound_ms = e.bound_ms;
   if (nargs >= 2 && args[1] != Py_None) {
     std::int64_t now_ms;
@@ -282,20 +331,22 @@ PyObject* table_add(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
     return nullptr;
   }
   try {
-    make_room(t);
-    if (2 * (t->count + 1) > t->index->size()) reindex(t, t->count + 1);  // each digest once: true
+    Part& part = part_of(t, e.hi);
+    grow_part(t, part);
+    bool found;
+    const std::size_t i = probe(t, part, e.lo, e.hi, &found);
+    make_room(t);  // before the key is counted: a failure leaves the table as it was
+    if (found) {
+      at(t, part.slots[i]).bound_ms = kDead;  // bound anew, for good
+    } else {
+      ++part.count;
+      ++t->count;
+    }
+    push(t, e, part, i);
+    if (reclaim(t, e.bound_ms, args[4], kReclaimPerAdd) < 0) return nullptr;
   } catch (const std::bad_alloc&) {
     return PyErr_NoMemory();
   }
-  bool found;
-  const std::size_t i = probe(t, e.lo, e.hi, &found);
-  if (found) {
-    (*t->ring)[(*t->index)[i]].bound_ms = kDead;  // bound anew, for good
-  } else {
-    ++t->count;
-  }
-  push(t, e, i);
-  if (reclaim(t, e.bound_ms, args[4], kReclaimPerAdd) < 0) return nullptr;
   Py_RETURN_NONE;
 }
 
@@ -308,7 +359,12 @@ PyObject* table_reclaim(PyObject* self, PyObject* const* args, Py_ssize_t nargs)
   }
   std::int64_t now_ms, limit;
   if (!as_ms(t, args[0], &now_ms) || !as_int64(args[2], &limit)) return nullptr;
-  const Py_ssize_t looked = reclaim(t, now_ms, args[1], static_cast<Py_ssize_t>(limit));
+  Py_ssize_t looked;
+  try {
+    looked = reclaim(t, now_ms, args[1], static_cast<Py_ssize_t>(limit));
+  } catch (const std::bad_alloc&) {
+    return PyErr_NoMemory();
+  }
   return looked < 0 ? nullptr : PyLong_FromSsize_t(looked);
 }
 
@@ -348,7 +404,9 @@ PyObject* table_packed(PyObject* self, PyObject*) {
 // memory_bytes() -> int: what the ring and the index hold allocated.
 PyObject* table_memory(PyObject* self, PyObject*) {
   auto* t = reinterpret_cast<KeyTableObject*>(self);
-  return PyLong_FromSize_t(t->ring->capacity() * sizeof(Entry) + t->index->capacity() * sizeof(std::uint32_t));
+  std::size_t slots = 0;
+  for (std::size_t k = 0; k < kParts; ++k) slots += t->parts[k].slots.capacity();
+  return PyLong_FromSize_t(t->ring->capacity() * sizeof(Entry) + slots * sizeof(std::uint32_t) + kParts * sizeof(Part));
 }
 
 bool entries_of(PyObject* data, Py_buffer* view) {
@@ -383,7 +441,7 @@ PyObject* table_from_packed(PyObject*, PyObject* const* args, Py_ssize_t nargs) 
   }
   auto* t = reinterpret_cast<KeyTableObject*>(made);
   try {
-    std::vector<Entry> entries(first, first + n);
+    Ring entries(first, first + n);
     std::sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) {
       return a.bound_ms != b.bound_ms ? a.bound_ms < b.bound_ms : digest_less(a, b);
     });

@@ -172,3 +172,23 @@ def test_find_sorted_refuses_anything_but_int64s():
         find_sorted(np.array([1, 2], dtype=np.int32), 1)
     with pytest.raises(TypeError):
         find_sorted([1, 2], 1)
+
+
+@pytest.mark.parametrize("crowded", [False, True])
+def test_a_table_that_grows_and_wraps_keeps_every_key(crowded):
+    """Thousands of keys, rebound, forgotten past the window and kept while working, so
+    that the ring grows, wraps and grows again, and the index parts grow (crowded: every
+    digest in one part, which then holds them all): the same answers as the Python table."""
+    native, python = table(), ClientOrderIds()
+    digests = [(0x5A << 120 | i) if crowded else key_digest((i % 5, "S", str(i))) for i in range(3_000)]
+    working = frozenset(range(0, 9_000, 97))
+    now = START_NS
+    for step in range(9_000):
+        digest = digests[(step * 7) % len(digests)]  # each digest bound three times
+        native.add(digest, step, step * 3, now, working)
+        python.add(digest, step, step * 3, now, working)
+        now += WINDOW_NS // 4_000  # past the window after 4,000 binds: the oldest are forgotten as binds go on
+        if step % 1_000 == 999:
+            for digest in digests:
+                assert native.owner(digest, now, working) == python.owner(digest, now, working)
+    assert len(native) == len(key_table_from_packed(KEY_WINDOW_MS, EPOCH_MS, native.packed()))
