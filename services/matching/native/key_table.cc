@@ -6,13 +6,13 @@
 // the reclaim queue), and a snapshot copied every key of the window at about 1 us each,
 // under the shard's lock. Here a key is one 40-byte record in a ring kept in the order
 // keys were bound (which is also the reclaim queue), plus a 4-byte slot in an index
-// that finds it by digest; a snapshot's copy of the keys is one memcpy, and their sort
+// that finds it by digest; a snapshot's copy of the keys is one pass, and their sort
 // (by digest: one state, one snapshot) runs later with the GIL released.
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <new>
-#include <utility>
 #include <stdexcept>
 #include <vector>
 
@@ -29,26 +29,69 @@ struct Entry {
 };
 static_assert(sizeof(Entry) == 40, "PACKED_KEY is 40 bytes");
 
-// The ring's storage: slots past the tail are never read before they are written, so a
-// grown ring is not zero-filled. Its pages are then touched as keys arrive, not all at
-// once in the add that grows it: that add took 28 ms at 262,144 keys, most of it filling
-// 40 MB, with the shard's books held (and in the stack, every shard of the process).
-template <typename T>
-struct Uninitialized : std::allocator<T> {
-  template <typename U>
-  struct rebind {
-    using other = Uninitialized<U>;
-  };
-  template <typename U>
-  void construct(U* place) noexcept {
-    ::new (static_cast<void*>(place)) U;  // default-initialized: left as it is
+// The ring's storage: blocks of kBlock entries, by position. Doubling the ring moves
+// block pointers, not entries (at most one block's entries are copied), so no add
+// pauses to copy the ring: a contiguous ring's doubling copied it whole, 28 ms at
+// 262,144 keys (9 ms once neither zero-filled nor copied twice), and a shard holds
+// millions in its key window, with its books held (in the stack, every shard waited).
+// A block is allocated when its first slot is written and is not zero-filled: no slot
+// is read before it is written.
+class Blocks {
+ public:
+  static constexpr int kShift = 10;
+  static constexpr std::size_t kBlock = std::size_t{1} << kShift;
+
+  Blocks() : table_(1, nullptr) {}
+  Blocks(const Blocks&) = delete;
+  Blocks& operator=(const Blocks&) = delete;
+  ~Blocks() {
+    for (Entry* block : table_) delete[] block;
   }
-  template <typename U, typename... Args>
-  void construct(U* place, Args&&... args) {
-    ::new (static_cast<void*>(place)) U(std::forward<Args>(args)...);
+
+  std::size_t size() const { return table_.size() * kBlock; }
+  Entry& operator[](std::uint64_t position) { return table_[block_of(position)][position & (kBlock - 1)]; }
+  const Entry& operator[](std::uint64_t position) const {
+    return table_[block_of(position)][position & (kBlock - 1)];
   }
+  // Allocates the block of `position`, before it is written.
+  void ensure(std::uint64_t position) {
+    Entry*& block = table_[block_of(position)];
+    if (block == nullptr) block = new Entry[kBlock];
+  }
+  // Twice the size, the entries at positions [head, tail) kept (tail - head <= size()).
+  void grow(std::uint64_t head, std::uint64_t tail) {
+    const std::uint64_t n = table_.size();
+    std::vector<Entry*> grown(2 * n, nullptr);
+    const std::uint64_t first = head >> kShift, last = head == tail ? first : (tail - 1) >> kShift;
+    // The first and the last block of positions can share one: the ring is full and its
+    // head is not at a block's start. Their halves go to different blocks now.
+    const bool shared = head != tail && last - first == n;
+    Entry* split = shared ? new Entry[kBlock] : nullptr;  // allocated first: nothing changes if it throws
+    for (std::uint64_t q = first; head != tail && q <= last; ++q) {
+      Entry*& to = grown[q & (2 * n - 1)];
+      if (shared && q == last) {
+        std::memcpy(split, grown[first & (2 * n - 1)], ((tail - 1) & (kBlock - 1)) * sizeof(Entry) + sizeof(Entry));
+        to = split;
+      } else {
+        to = table_[q & (n - 1)];
+        table_[q & (n - 1)] = nullptr;
+      }
+    }
+    for (Entry* block : table_) delete[] block;  // blocks holding none of [head, tail)
+    table_.swap(grown);
+  }
+  std::size_t allocated_bytes() const {
+    std::size_t blocks = 0;
+    for (const Entry* block : table_) blocks += block != nullptr;
+    return blocks * kBlock * sizeof(Entry) + table_.capacity() * sizeof(Entry*);
+  }
+
+ private:
+  std::size_t block_of(std::uint64_t position) const { return (position >> kShift) & (table_.size() - 1); }
+  std::vector<Entry*> table_;
 };
-using Ring = std::vector<Entry, Uninitialized<Entry>>;
+
+using Ring = std::vector<Entry>;  // a snapshot's keys, sorted before they become the ring
 
 constexpr std::int64_t kDead = -1;
 constexpr std::uint32_t kEmpty = 0xFFFFFFFFu;
@@ -74,16 +117,15 @@ struct Part {
 struct KeyTableObject {
   PyObject_HEAD
   // Keys in the order they were bound, ring positions [head, tail) (slot: position & mask).
-  Ring* ring;
+  Blocks* ring;
   std::uint64_t head, tail;
   Part* parts;  // kParts of them
   std::size_t count;  // keys in the index
   std::int64_t window_ms, epoch_ms;
 };
 
-std::size_t ring_mask(const KeyTableObject* t) { return t->ring->size() - 1; }
-Entry& at(KeyTableObject* t, std::uint64_t position) { return (*t->ring)[position & ring_mask(t)]; }
-const Entry& at(const KeyTableObject* t, std::uint64_t position) { return (*t->ring)[position & ring_mask(t)]; }
+Entry& at(KeyTableObject* t, std::uint64_t position) { return (*t->ring)[position]; }
+const Entry& at(const KeyTableObject* t, std::uint64_t position) { return (*t->ring)[position]; }
 Part& part_of(KeyTableObject* t, std::uint64_t hi) { return t->parts[hi >> kPartShift]; }
 
 // The position in `part` holding the key of this digest, or the empty one where it would go.
@@ -136,17 +178,17 @@ void grow_part(const KeyTableObject* t, Part& part) {
   part.slots.swap(slots);
 }
 
-// Room for two more entries at the tail (push may skip a position): a full ring doubles,
-// each entry copied to its slot in the larger one. Positions do not change, so the index
-// stays as it is.
+// Room for two more entries at the tail (push may skip a position), their blocks
+// allocated: a full ring doubles (Blocks::grow). Positions do not change, so the index
+// stays as it is. Throws only here, before anything is changed.
 void make_room(KeyTableObject* t) {
   const std::size_t size = t->ring->size();
-  if (t->tail - t->head + 2 <= size) return;
-  if (2 * size > (std::uint64_t{1} << 32)) throw std::bad_alloc();  // positions' low 32 bits name the slot
-  Ring grown(2 * size);  // not zero-filled (Uninitialized)
-  const std::uint64_t mask = 2 * size - 1;
-  for (std::uint64_t p = t->head; p != t->tail; ++p) grown[p & mask] = at(t, p);
-  t->ring->swap(grown);
+  if (t->tail - t->head + 2 > size) {
+    if (2 * size > (std::uint64_t{1} << 32)) throw std::bad_alloc();  // positions' low 32 bits name the slot
+    t->ring->grow(t->head, t->tail);
+  }
+  t->ring->ensure(t->tail);
+  t->ring->ensure(t->tail + 1);
 }
 
 // Appends e at the tail and points index position i of `part` at it. A position whose
@@ -166,11 +208,15 @@ void push(KeyTableObject* t, const Entry& e, Part& part, std::size_t i) {
 // them. False if a digest is there twice (only data from outside can hold that).
 bool adopt(KeyTableObject* t, Ring& live) {
   const std::size_t n = live.size();
-  std::size_t size = 1024;
-  while (size < n + 2) size *= 2;
-  if (size > (std::uint64_t{1} << 32)) throw std::bad_alloc();
-  live.resize(size);
-  t->ring->swap(live);
+  if (n + 2 > (std::uint64_t{1} << 32)) throw std::bad_alloc();
+  auto blocks = std::make_unique<Blocks>();
+  while (blocks->size() < n + 2) blocks->grow(0, 0);
+  for (std::uint64_t p = 0; p < n; ++p) {
+    blocks->ensure(p);
+    (*blocks)[p] = live[p];
+  }
+  delete t->ring;
+  t->ring = blocks.release();
   t->head = 0;
   t->tail = n;
   t->count = 0;
@@ -258,7 +304,7 @@ PyObject* new_table(PyTypeObject* type, std::int64_t window_ms, std::int64_t epo
   auto* t = reinterpret_cast<KeyTableObject*>(type->tp_alloc(type, 0));
   if (t == nullptr) return nullptr;
   try {
-    t->ring = new Ring(1024);
+    t->ring = new Blocks();
     t->parts = new Part[kParts];
   } catch (const std::bad_alloc&) {
     Py_DECREF(t);
@@ -406,7 +452,7 @@ PyObject* table_memory(PyObject* self, PyObject*) {
   auto* t = reinterpret_cast<KeyTableObject*>(self);
   std::size_t slots = 0;
   for (std::size_t k = 0; k < kParts; ++k) slots += t->parts[k].slots.capacity();
-  return PyLong_FromSize_t(t->ring->capacity() * sizeof(Entry) + slots * sizeof(std::uint32_t) + kParts * sizeof(Part));
+  return PyLong_FromSize_t(t->ring->allocated_bytes() + slots * sizeof(std::uint32_t) + kParts * sizeof(Part));
 }
 
 bool entries_of(PyObject* data, Py_buffer* view) {

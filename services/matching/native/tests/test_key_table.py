@@ -192,3 +192,22 @@ def test_a_table_that_grows_and_wraps_keeps_every_key(crowded):
             for digest in digests:
                 assert native.owner(digest, now, working) == python.owner(digest, now, working)
     assert len(native) == len(key_table_from_packed(KEY_WINDOW_MS, EPOCH_MS, native.packed()))
+
+
+def test_a_full_ring_whose_head_is_mid_block_grows_keeping_every_key():
+    """The ring's first and last blocks of positions share one when it fills with its head
+    mid-block: growing splits that block (each add reclaims up to four forgotten keys, so
+    the head moves on as keys are bound)."""
+    native, python = table(), ClientOrderIds()
+    digests = [key_digest((1, "S", str(i))) for i in range(3_000)]
+    for i in range(300):
+        native.add(digests[i], i, i, START_NS, ())
+        python.add(digests[i], i, i, START_NS, ())
+    now = START_NS + WINDOW_NS + 10**6  # the first 300 past the window: forgotten as the next are bound
+    for i in range(300, 3_000):
+        native.add(digests[i], i, i, now, ())
+        python.add(digests[i], i, i, now, ())
+        if i % 250 == 0 or i in (1_322, 1_323, 1_324, 2_346, 2_347, 2_348):
+            for digest in digests:
+                assert native.owner(digest, now, ()) == python.owner(digest, now, ())
+    assert len(native) == 2_700
