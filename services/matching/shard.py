@@ -159,7 +159,7 @@ class BatchOutcome:
 
 
 # The orders a shard's engine is sized for from the start: the done ones whose ids it
-# keeps (its id window) and as many working ones again as half of that. Grown by
+# keeps (its id window), and half as many again for the working ones. Grown by
 # doubling instead, its order pool and id index paused the submit that crossed each
 # power of two: 12-21 ms at 32,768 and 65,536 orders in the stack at half the maximum
 # rate (every shard of the process waited), within each fresh stack's first minute. It
