@@ -52,7 +52,7 @@ def column_rows(states: list[OrderState], index: dict[str, int], texts: list[str
     return rows, b"".join(coids)
 
 
-# Kept alive: what was allocated between the orders (scattered_orders).
+# Kept alive: what was allocated between the orders (resting_orders, scattered).
 _BALLAST: list = []
 
 

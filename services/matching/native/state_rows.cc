@@ -66,14 +66,17 @@ bool text_number(PyObject* index, PyObject* texts, PyObject* value, std::uint64_
   return added;
 }
 
+// The bytes a column of this kind takes in a row.
+Py_ssize_t width_of(char kind) { return kind == 'q' ? 8 : kind == 'I' ? 4 : kind == 'B' ? 1 : 2; }
+
 template <typename T>
 void put(char* row, Py_ssize_t offset, T value) {
   std::memcpy(row + offset, &value, sizeof value);  // rows are packed: unaligned
 }
 
+// An unsigned column's value ('I', 'H', 'B', or a text's number).
 bool store(char* row, const Column& column, std::uint64_t value) {
-  const std::uint64_t limit = column.kind == 'I' ? 0xFFFFFFFFu : column.kind == 'B' ? 0xFFu : 0xFFFFu;
-  if (value > limit) {
+  if (value > (std::uint64_t{1} << (8 * width_of(column.kind))) - 1) {
     PyErr_SetString(PyExc_OverflowError, "state_rows: a value does not fit its column");
     return false;
   }
@@ -115,9 +118,8 @@ bool parse_columns(PyTypeObject* type, PyObject* spec, Py_ssize_t row_size, std:
     if (!PyArg_ParseTuple(PyTuple_GET_ITEM(spec, i), "UOs", &name, &offset_object, &kind)) return false;
     Column column{slot_offset(type, name), PyLong_AsSsize_t(offset_object), kind[0]};
     if (column.slot < 0 || (column.offset == -1 && PyErr_Occurred())) return false;
-    const Py_ssize_t width = column.kind == 'q' ? 8 : column.kind == 'I' ? 4 : column.kind == 'B' ? 1 : 2;
     if (std::strlen(kind) != 1 || std::strchr("qIHBt", column.kind) == nullptr || column.offset < 0 ||
-        column.offset + width > row_size) {
+        column.offset + width_of(column.kind) > row_size) {
       PyErr_Format(PyExc_ValueError, "state_rows: column %R: bad offset or kind", name);
       return false;
     }
@@ -156,8 +158,8 @@ PyObject* state_rows(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     const Column coid_offset{coid_slot, PyLong_AsSsize_t(coid_offset_object), 'I'};
     const Column coid_length{coid_slot, PyLong_AsSsize_t(coid_length_object), 'I'};
     bool ok = coid_slot >= 0 && !PyErr_Occurred() && parse_columns(type, args[2], row_size, &columns);
-    if (ok && (coid_offset.offset < 0 || coid_offset.offset + 4 > row_size || coid_length.offset < 0 ||
-               coid_length.offset + 4 > row_size)) {
+    if (ok && (coid_offset.offset < 0 || coid_offset.offset + width_of('I') > row_size || coid_length.offset < 0 ||
+               coid_length.offset + width_of('I') > row_size)) {
       PyErr_SetString(PyExc_ValueError, "state_rows: bad client_order_id column offsets");
       ok = false;
     }
