@@ -47,13 +47,22 @@ _ENGINE_STOP = np.dtype([("order_id", "<u8"), ("account_id", "<u8"), ("stop_pric
                          ("quantity", "<i8"), ("display_quantity", "<i8"), ("type", "u1"), ("tif", "u1"),
                          ("stp", "u1")])
 
-def encode(engine: bytes, live: LiveOrders, keep: bool = False) -> bytes:
+def encode(engine: bytes, live: LiveOrders) -> bytes:
     """The packed form (module docstring) of an engine snapshot and the resting orders'
-    descriptions (`keep`: LiveOrders.pack's)."""
-    rows, texts, blob = live.pack(keep)
+    descriptions."""
+    return packed_form(engine, *live.pack())
+
+
+def packed_form(engine: bytes, rows: np.ndarray, texts: list[str], blob: bytes) -> bytes:
+    """The packed form of an engine snapshot and the orders' descriptions as LiveOrders.pack gives them."""
+    return b"".join(packed_parts(engine, rows, texts, blob))
+
+
+def packed_parts(engine: bytes, rows: np.ndarray, texts: list[str], blob: bytes) -> list:
+    """`packed_form`'s bytes in parts, not joined (rows: the array's own buffer)."""
     text = json.dumps(texts).encode()
-    return b"".join((_HEADER.pack(_MAGIC, _VERSION, len(engine), len(rows), len(text), len(blob)),
-                     engine, rows.tobytes(), text, blob))
+    return [_HEADER.pack(_MAGIC, _VERSION, len(engine), len(rows), len(text), len(blob)),
+            engine, memoryview(np.ascontiguousarray(rows)).cast("B"), text, blob]
 
 
 def descriptions(data: bytes) -> LiveOrders:
