@@ -20,6 +20,9 @@ class MatchingEnv(Downstream):
     shard_index: str = "0"  # the shards this process serves: `2`, or `0,1,2`
     db_urls: str = ""  # each shard's home database: the shard commits there itself when PostgreSQL
     direct_writes: bool = True
+    # With direct writes the shard stores its snapshots itself, pruning the journal they no
+    # longer need unless this is off (the persistence service's setting of the same name).
+    journal_prune: bool = True
     write_timeout_ms: int = Field(3000, gt=0)
     snapshot_every: int = Field(100_000, gt=0)
     # Snapshots encoded by a forked child (forked_snapshot.py); off: on a thread of the
@@ -58,6 +61,7 @@ class MatchingSettings:
     # Each shard's home database (BOURSE_DB_URLS[shard % len]) when it is PostgreSQL: the
     # shard commits its batches there itself (direct_writes.py); None: through persistence.
     direct_db_urls: dict[int, str | None] = field(default_factory=dict)
+    journal_prune: bool = True
 
     @classmethod
     def from_env(cls) -> MatchingSettings:
@@ -82,6 +86,7 @@ class MatchingSettings:
             market_data_interval_s=env.market_data_interval_ms / 1000,
             hosted=hosted,
             direct_db_urls={i: _home_db(env, i) for i in indexes},
+            journal_prune=env.journal_prune,
         )
 
 

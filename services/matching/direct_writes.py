@@ -25,6 +25,7 @@ import sqlalchemy as sa
 from _matching_native import int_array_literal
 from bourse.persistence.v1 import persistence_service_pb2 as persistence_pb2
 
+from services.persistence import snapshots
 from services.persistence.models import (
     JOURNAL,
     JOURNAL_COLUMNS,
@@ -37,6 +38,7 @@ from services.persistence.models import (
     UPDATE_COLUMNS,
     pg_types,
 )
+from services.persistence.shards import Shard, make_engine
 from services.matching.shard_write import ShardWrite
 
 # Each column's PostgreSQL type, from the tables themselves; times travel as microseconds.
@@ -174,15 +176,25 @@ class WriteFailed(Exception):
     """The batch did not commit, or its outcome is unknown."""
 
 
-class DirectWrites:
-    """write_batch(ShardWrite or WriteBatchRequest) as one transaction on one connection, kept open."""
+SNAPSHOT_TIMEOUT_S = 120.0
 
-    def __init__(self, url: str, matching_shard: int, timeout_s: float = 3.0, connect_timeout_s: float = 2.0):
+
+class DirectWrites:
+    """write_batch(ShardWrite or WriteBatchRequest) as one transaction on one connection, kept
+    open; save_snapshot(...) on a connection of its own, as the persistence service stores one."""
+
+    def __init__(self, url: str, matching_shard: int, timeout_s: float = 3.0, connect_timeout_s: float = 2.0,
+                 journal_prune: bool = True):
         self._url = libpq_url(url)
         self._shard = matching_shard
         self._timeout = timeout_s
         self._connect_timeout = max(2, round(connect_timeout_s))  # libpq's least
         self._conn: psycopg.AsyncConnection | None = None
+        # Snapshots: the persistence service's own statements (snapshots.py) on a thread,
+        # over a connection of their own (a batch never waits behind a snapshot's chunks).
+        self._sa_url = url
+        self._journal_prune = journal_prune  # as the persistence service's BOURSE_JOURNAL_PRUNE
+        self._snapshots: Shard | None = None
 
     async def _connection(self) -> psycopg.AsyncConnection:
         if self._conn is None or self._conn.closed:
@@ -209,7 +221,23 @@ class DirectWrites:
             await self.close()
             raise WriteFailed(f"batch not committed: {error!r}") from error
 
+    async def save_snapshot(self, matching_shard: int, sequence: int, data: bytes, chunk: int) -> None:
+        """Stores a snapshot in `chunk`-byte chunks, as the persistence service's SaveSnapshot does."""
+        try:
+            async with asyncio.timeout(SNAPSHOT_TIMEOUT_S):  # as the persistence service's call
+                await asyncio.to_thread(self._save_snapshot, matching_shard, sequence, data, chunk)
+        except (sa.exc.SQLAlchemyError, TimeoutError) as error:
+            raise WriteFailed(f"snapshot not stored: {error!r}") from error
+
+    def _save_snapshot(self, matching_shard: int, sequence: int, data: bytes, chunk: int) -> None:
+        if self._snapshots is None:
+            self._snapshots = Shard(matching_shard, make_engine(self._sa_url, 1, self._connect_timeout))
+        chunks = [data[start : start + chunk] for start in range(0, max(len(data), 1), chunk)]
+        snapshots.save(self._snapshots, matching_shard, sequence, chunks, self._journal_prune)
+
     async def close(self) -> None:
+        if self._snapshots is not None:
+            await asyncio.to_thread(self._snapshots.engine.dispose)
         conn, self._conn = self._conn, None
         if conn is not None and not conn.closed:
             with contextlib.suppress(Exception):  # closing a broken connection may fail too

@@ -51,7 +51,8 @@ async def main() -> None:
     for index, symbols in settings.hosted.items():
         shard_log = log.bind(shard=index)
         url = settings.direct_db_urls.get(index)
-        direct = DirectWrites(url, index, timeout_s=settings.write_timeout_s) if url else None
+        direct = (DirectWrites(url, index, timeout_s=settings.write_timeout_s, journal_prune=settings.journal_prune)
+                  if url else None)
         persistence = GrpcPersistence(channel, write_timeout_s=settings.write_timeout_s, direct=direct)
         shard = MatchingShard(symbols, SnowflakeIds(MATCHING_NODE_BASE + index), engine_factory=PresizedEngine,
                               shard_index=index, finished_kept=settings.finished_kept)

@@ -87,5 +87,8 @@ class GrpcPersistence:
             yield list(response.entries)
 
     async def save_snapshot(self, shard: int, sequence: int, data: bytes) -> None:
+        if self._direct is not None:  # where the batches go: the same statements, one hop and 2 processes fewer
+            await self._direct.save_snapshot(shard, sequence, data, SNAPSHOT_CHUNK)
+            return
         requests = (persistence_pb2.SaveSnapshotRequest(chunk=c) for c in snapshot_chunks(shard, sequence, data))
         await self._stub.SaveSnapshot(requests, timeout=self._read_timeout)

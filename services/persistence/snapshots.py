@@ -87,6 +87,25 @@ class SnapshotWriter:
 
 # -- per-database work (runs on a worker thread) ---------------------------------------
 
+def save(shard: Shard, matching_shard: int, sequence: int, chunks: list[bytes], prune_journal: bool) -> int:
+    """A whole snapshot, stored as SnapshotWriter stores an upload of these chunks (each in
+    its own transaction, the last with the head, pruning); the bytes stored, or those of
+    the snapshot complete at that sequence already. For a matching shard that writes its
+    own home database (its direct writes): through this service, a 5 MB snapshot cost the
+    service 20-30 ms of CPU and the shard's event loop 12 ms, besides the database's own."""
+    check_shard(matching_shard)
+    if sequence < 0:
+        raise InvalidArgument("sequence", f"must not be negative, got {sequence}")
+    stored = snapshot_start(shard, matching_shard, sequence)
+    if stored is not None:
+        return stored
+    total = sum(len(chunk) for chunk in chunks)
+    for index, chunk in enumerate(chunks):
+        snapshot_put(shard, matching_shard, sequence, index, chunk, total if index == len(chunks) - 1 else None,
+                     prune_journal)
+    return total
+
+
 # Also read by reads.shard_state.
 NEWEST_HEAD = (
     sa.select(SNAPSHOT_HEADS.c.sequence, SNAPSHOT_HEADS.c.chunks, SNAPSHOT_HEADS.c.time)

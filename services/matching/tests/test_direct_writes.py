@@ -71,7 +71,7 @@ BATCHES = [
 def pg():
     server = postgres_from_env()
     try:
-        server.start(["direct_a", "direct_b"])
+        server.start(["direct_a", "direct_b", "direct_c", "direct_d"])
         yield server
     finally:
         server.stop()
@@ -119,6 +119,40 @@ def test_direct_writes_store_what_the_persistence_service_stores(pg):
             (103, 1, 0, 0), (0, 0, 1, 0), (0, 0, 0, 1_900_000_000_000_000), (0, 0, 0, 0))
     finally:
         for store in stores:
+            store.close()
+
+
+def test_a_shard_stores_its_snapshots_as_the_persistence_service_does(pg):
+    """Saved by the shard itself (in chunks, each its own transaction, the last with the
+    head): the service reads back the same bytes; a repeated save of a sequence changes
+    nothing; a third snapshot prunes the first, and the journal up to the older one kept;
+    with journal_prune off the journal stays whole."""
+    for database, prune, journal_left in (("direct_c", True, [8, 9, 10, 11]), ("direct_d", False, list(range(1, 12)))):
+        url = pg.url(database)
+        store = ShardedStore([url], ShardMap.parse("A-Z"))
+        store.create_schema()
+
+        async def newest(store=store):
+            return b"".join([bytes(chunk["data"]) async for chunk in store.read_snapshot(1)])
+
+        async def go(url=url, prune=prune, newest=newest):
+            direct, mine = DirectWrites(url, 1, journal_prune=prune), MatchingShard(SYMBOLS, Ids(), shard_index=1)
+            for commands in BATCHES:
+                await direct.write_batch(mine.execute(commands).write)
+            for sequence in (3, 7, 11):
+                data = bytes(range(256)) * (sequence * 4) + b"end"  # several 1 KB chunks, the last short
+                await direct.save_snapshot(1, sequence, data, chunk=1024)
+                assert await newest() == data
+            await direct.save_snapshot(1, 11, b"other", chunk=1024)  # a retried save: left as it was
+            assert await newest() == data
+            await direct.close()
+
+        try:
+            asyncio.run(go())
+            with psycopg.connect(pg.url(database, driver="postgresql")) as conn:
+                assert conn.execute("SELECT sequence FROM snapshot_heads ORDER BY 1").fetchall() == [(7,), (11,)]
+                assert [row[0] for row in conn.execute("SELECT sequence FROM journal ORDER BY 1")] == journal_left
+        finally:
             store.close()
 
 
