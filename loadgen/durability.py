@@ -22,10 +22,12 @@ _NAMES = {"NEW": NEW, "PARTIALLY_FILLED": PARTIALLY_FILLED, "FILLED": FILLED, "C
           "REJECTED": REJECTED}
 
 
-@dataclass(frozen=True)
-class Acked:
-    status: int
-    filled_quantity: int
+# What an ack said of an order: (status, filled quantity). A plain tuple of ints, which the
+# cyclic collector stops tracking at the first collection it survives: the load generator
+# keeps one per order acked, and as objects (a dataclass) the collection that walked them,
+# once near the end of a 20 s run at 14,000 calls/s, paused it 85 ms, and every call in
+# flight then was timed 85 ms late.
+Acked = tuple[int, int]
 
 
 @dataclass
@@ -51,11 +53,12 @@ def status_number(value) -> int:
 
 def consistent(acked: Acked, status: int, filled_quantity: int) -> bool:
     """Whether a stored (status, filled) can follow what the ack said."""
-    if status not in LATER_STATES.get(acked.status, set()):
+    acked_status, acked_filled = acked
+    if status not in LATER_STATES.get(acked_status, set()):
         return False
-    if acked.status in FINAL:
-        return filled_quantity == acked.filled_quantity
-    return filled_quantity >= acked.filled_quantity
+    if acked_status in FINAL:
+        return filled_quantity == acked_filled
+    return filled_quantity >= acked_filled
 
 
 def compare(acked: dict[int, Acked], stored: dict[int, tuple[int, int]], databases: int = 1) -> Result:
@@ -71,7 +74,7 @@ def compare(acked: dict[int, Acked], stored: dict[int, tuple[int, int]], databas
             result.inconsistent += 1
             if len(result.inconsistent_examples) < 10:
                 result.inconsistent_examples.append({
-                    "order_id": order_id, "acked_status": ack.status, "acked_filled": ack.filled_quantity,
+                    "order_id": order_id, "acked_status": ack[0], "acked_filled": ack[1],
                     "stored_status": status_number(row[0]), "stored_filled": row[1]})
     return result
 

@@ -12,7 +12,6 @@ import psutil
 import pytest
 
 from loadgen import durability, report
-from loadgen.durability import Acked
 from loadgen.main import parse_args
 from loadgen.workload import CANCELLED, FILLED, NEW, PARTIALLY_FILLED, REJECTED
 
@@ -84,26 +83,26 @@ def test_timeline_series():
 
 
 @pytest.mark.parametrize("acked, stored, ok", [
-    (Acked(NEW, 0), (NEW, 0), True),
-    (Acked(NEW, 0), (FILLED, 5), True),
-    (Acked(NEW, 0), (CANCELLED, 0), True),
-    (Acked(PARTIALLY_FILLED, 2), (PARTIALLY_FILLED, 3), True),
-    (Acked(PARTIALLY_FILLED, 2), (NEW, 0), False),
-    (Acked(PARTIALLY_FILLED, 2), (FILLED, 1), False),
-    (Acked(FILLED, 5), (FILLED, 5), True),
-    (Acked(FILLED, 5), (CANCELLED, 5), False),
-    (Acked(CANCELLED, 1), (CANCELLED, 1), True),
-    (Acked(CANCELLED, 1), (CANCELLED, 0), False),
-    (Acked(REJECTED, 0), (REJECTED, 0), True),
-    (Acked(FILLED, 5), ("ORDER_STATUS_FILLED", 5), True),
-    (Acked(NEW, 0), ("CANCELLED", 0), True),
+    ((NEW, 0), (NEW, 0), True),
+    ((NEW, 0), (FILLED, 5), True),
+    ((NEW, 0), (CANCELLED, 0), True),
+    ((PARTIALLY_FILLED, 2), (PARTIALLY_FILLED, 3), True),
+    ((PARTIALLY_FILLED, 2), (NEW, 0), False),
+    ((PARTIALLY_FILLED, 2), (FILLED, 1), False),
+    ((FILLED, 5), (FILLED, 5), True),
+    ((FILLED, 5), (CANCELLED, 5), False),
+    ((CANCELLED, 1), (CANCELLED, 1), True),
+    ((CANCELLED, 1), (CANCELLED, 0), False),
+    ((REJECTED, 0), (REJECTED, 0), True),
+    ((FILLED, 5), ("ORDER_STATUS_FILLED", 5), True),
+    ((NEW, 0), ("CANCELLED", 0), True),
 ])
 def test_consistency_rules(acked, stored, ok):
     assert durability.consistent(acked, durability.status_number(stored[0]), stored[1]) is ok
 
 
 def test_compare_counts_lost_and_inconsistent():
-    acked = {1: Acked(NEW, 0), 2: Acked(FILLED, 3), 3: Acked(FILLED, 3), 4: Acked(NEW, 0)}
+    acked = {1: (NEW, 0), 2: (FILLED, 3), 3: (FILLED, 3), 4: (NEW, 0)}
     stored = {1: (FILLED, 4), 2: (FILLED, 3), 3: (NEW, 0)}
     result = durability.compare(acked, stored, databases=3)
     assert (result.checked, result.lost, result.inconsistent) == (4, 1, 1)
@@ -123,7 +122,7 @@ def test_a_database_that_cannot_be_read_fails_the_check_instead_of_crashing_or_p
     monkeypatch.setattr(durability, "FETCH_PATIENCE_S", 1)
     started = time.monotonic()
     with pytest.raises(durability.CheckFailed, match="could not be read"):
-        durability.check([f"postgresql://postgres@127.0.0.1:{port}/nothing"], {1: Acked(NEW, 0)})
+        durability.check([f"postgresql://postgres@127.0.0.1:{port}/nothing"], {1: (NEW, 0)})
     assert time.monotonic() - started < 10
     lines = report.text_lines({**_minimal_report(), "durability": None,
                                "durability_error": "durability not checked: the databases could not be read (x)"})
