@@ -30,7 +30,7 @@ a copy in the process held them for seconds at 300 MB. The child's CPU is the wo
 pace counts. A fork that fails (no memory for the child) leaves that snapshot to the
 process. There, the books are held only to copy the engine's bytes and the keys' records
 and to freeze the working orders (LiveOrders.freeze: copy-on-write); the rows are packed
-and the snapshot encoded after, on the event loop in short steps (`_encoded`): 6-7 ms held
+and the snapshot encoded after, on the event loop in short steps (`_encoded`): 5-8 ms held
 at 16,000 working orders, where packing them under the hold took 25-45.
 """
 
@@ -326,10 +326,10 @@ class GroupCommitter:
         """(the snapshot's bytes, whether its rows now describe the orders untouched since,
         the CPU it took): encoded on the event loop in steps of a few milliseconds at most,
         each followed by a rest (SNAPSHOT_STEP_REST), with batches of every shard running
-        between them; the step that releases the GIL (the keys' sort) on a thread. On a thread throughout, the snapshot held the GIL for
-        20-40 ms at 16,000 working orders, and the event loop, waiting for it at each of
-        its system calls, committed next to nothing meanwhile: in the stack, no shard of
-        the process committed for 60 ms."""
+        between them; the step that releases the GIL (the keys' sort) on a thread. On a
+        thread throughout, the snapshot held the GIL for 20-40 ms at 16,000 working orders,
+        and the event loop, waiting for it at each of its system calls, committed next to
+        nothing meanwhile: in the stack, no shard of the process committed for 60 ms."""
         work, data, steps = 0.0, b"", taken.encoding()
         try:
             while True:

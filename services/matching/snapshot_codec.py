@@ -50,16 +50,12 @@ _ENGINE_STOP = np.dtype([("order_id", "<u8"), ("account_id", "<u8"), ("stop_pric
 def encode(engine: bytes, live: LiveOrders) -> bytes:
     """The packed form (module docstring) of an engine snapshot and the resting orders'
     descriptions."""
-    return packed_form(engine, *live.pack())
-
-
-def packed_form(engine: bytes, rows: np.ndarray, texts: list[str], blob: bytes) -> bytes:
-    """The packed form of an engine snapshot and the orders' descriptions as LiveOrders.pack gives them."""
-    return b"".join(packed_parts(engine, rows, texts, blob))
+    return b"".join(packed_parts(engine, *live.pack()))
 
 
 def packed_parts(engine: bytes, rows: np.ndarray, texts: list[str], blob: bytes) -> list:
-    """`packed_form`'s bytes in parts, not joined (rows: the array's own buffer)."""
+    """The packed form's bytes in parts, not joined (rows: the array's own buffer), of an
+    engine snapshot and the orders' descriptions as LiveOrders.pack gives them."""
     text = json.dumps(texts).encode()
     return [_HEADER.pack(_MAGIC, _VERSION, len(engine), len(rows), len(text), len(blob)),
             engine, memoryview(np.ascontiguousarray(rows)).cast("B"), text, blob]
